@@ -1,0 +1,48 @@
+"""Admin actions that ask for confirmation and a note before calling a use-case function."""
+
+from collections.abc import Callable
+from typing import Any
+
+from django.contrib import admin, messages
+from django.db.models import Model, QuerySet
+from django.http import HttpRequest, HttpResponse
+from django.template.response import TemplateResponse
+
+# perform(obj, user, note) -> a message for the supervisor; raises to refuse one object.
+Perform = Callable[[Any, Any, str], str]
+
+
+def confirmed_action(
+    *, description: str, verb: str, perform: Perform, permissions: tuple[str, ...] = ()
+) -> Callable:
+    """Build an admin action: first a page listing the objects with a note box, then `perform`."""
+
+    @admin.action(description=description, permissions=list(permissions) or None)
+    def action(
+        modeladmin: admin.ModelAdmin, request: HttpRequest, queryset: QuerySet[Model]
+    ) -> HttpResponse | None:
+        if request.POST.get("confirmed") == "yes":
+            note = request.POST.get("note", "").strip()
+            for obj in queryset:
+                try:
+                    text = perform(obj, request.user, note)
+                except Exception as exc:  # each refusal is shown; the others go ahead
+                    modeladmin.message_user(
+                        request, f"{obj}: {getattr(exc, 'message', exc)}", messages.ERROR
+                    )
+                else:
+                    modeladmin.message_user(request, text, messages.SUCCESS)
+            return None
+        context = {
+            **modeladmin.admin_site.each_context(request),
+            "title": description,
+            "verb": verb,
+            "objects": list(queryset),
+            "action_name": request.POST.get("action"),
+            "opts": modeladmin.model._meta,
+            "selected": request.POST.getlist(admin.helpers.ACTION_CHECKBOX_NAME),
+        }
+        return TemplateResponse(request, "admin/confirm_action.html", context)
+
+    action.__name__ = f"{verb.replace(' ', '_')}_action"
+    return action

@@ -1,0 +1,52 @@
+"""One error shape for the whole API: {"error": {"code", "message", "fields"}}.
+
+`fields` maps a field path ("disk_usage", "[3].taken_at") to its messages, so a
+client sees which field of which sample was wrong.
+"""
+
+from typing import Any
+
+from rest_framework import exceptions
+from rest_framework.response import Response
+from rest_framework.views import exception_handler
+
+
+def flatten_errors(detail: Any, prefix: str = "") -> dict[str, list[str]]:
+    """Turn DRF's nested error detail into {"path.to.field": [messages]}."""
+    if isinstance(detail, dict):
+        flat: dict[str, list[str]] = {}
+        for key, value in detail.items():
+            name = "" if key == "non_field_errors" else str(key)
+            path = f"{prefix}.{name}" if prefix and name else (prefix or name)
+            flat.update(flatten_errors(value, path))
+        return flat
+    if isinstance(detail, list) and any(isinstance(item, dict | list) for item in detail):
+        flat = {}
+        for index, item in enumerate(detail):
+            flat.update(flatten_errors(item, f"{prefix}[{index}]"))
+        return flat
+    messages = detail if isinstance(detail, list) else [detail]
+    return (
+        {prefix or "non_field": [str(message) for message in messages if str(message)]}
+        if messages
+        else {}
+    )
+
+
+def warden_exception_handler(exc: Exception, context: dict) -> Response | None:
+    response = exception_handler(exc, context)
+    if response is None:
+        return None
+    if isinstance(exc, exceptions.ValidationError):
+        fields = {path: msgs for path, msgs in flatten_errors(exc.detail).items() if msgs}
+        first = next(iter(fields.items()), ("", ["invalid input"]))
+        message = (
+            f"{first[0]}: {first[1][0]}" if first[0] and first[0] != "non_field" else first[1][0]
+        )
+        body = {"error": {"code": "invalid", "message": message, "fields": fields}}
+    else:
+        detail = getattr(exc, "detail", str(exc))
+        code = getattr(detail, "code", None) or getattr(exc, "default_code", "error")
+        body = {"error": {"code": code, "message": str(detail), "fields": {}}}
+    response.data = body
+    return response

@@ -1,0 +1,40 @@
+"""System checks for configuration invariants (run by `manage.py check` and at start-up)."""
+
+from django.conf import settings
+from django.core.checks import Error, Warning, register
+
+
+@register()
+def check_queue_retry(app_configs, **kwargs) -> list:
+    """django-q2's ORM broker redelivers after `retry`: it must outlast `timeout`."""
+    conf = settings.Q_CLUSTER
+    timeout, retry = conf.get("timeout"), conf.get("retry")
+    if timeout is not None and retry is not None and retry <= timeout:
+        return [
+            Error(
+                f"Q_RETRY ({retry}s) must exceed Q_TIMEOUT ({timeout}s), or running tasks are "
+                "delivered twice.",
+                id="warden.E001",
+            )
+        ]
+    return []
+
+
+@register(deploy=True)
+def check_production(app_configs, **kwargs) -> list:
+    problems = []
+    if settings.PRODUCTION and settings.DATABASES["default"]["ENGINE"].endswith("sqlite3"):
+        problems.append(
+            Warning(
+                "Production mode on SQLite: set DATABASE_URL to PostgreSQL for several replicas.",
+                id="warden.W001",
+            )
+        )
+    if settings.PRODUCTION and not settings.REDIS_URL:
+        problems.append(
+            Warning(
+                "Production mode without REDIS_URL: live events use one relay per web process.",
+                id="warden.W002",
+            )
+        )
+    return problems

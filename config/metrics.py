@@ -1,0 +1,81 @@
+"""Prometheus metrics at /metrics, read from the database on each scrape.
+
+Reading the database (not per-process counters) gives the same answer from
+every web replica, with no multiprocess registry to share.
+"""
+
+import hmac
+
+from django.conf import settings
+from django.contrib.admin.views.decorators import staff_member_required
+from django.db.models import Count
+from django.http import HttpRequest, HttpResponse
+from django.utils import timezone
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
+from prometheus_client.core import GaugeMetricFamily
+
+from governance.models import ApprovalRequest, ApprovalStatus, Decision
+from governance.switches import active_pauses
+from remediation.models import Execution, Ticket
+from scoring.monitoring import serving_drift
+
+
+class WardenCollector:
+    def collect(self):
+        tickets = GaugeMetricFamily("warden_tickets", "Tickets by status", labels=["status"])
+        for row in Ticket.objects.values("status").annotate(n=Count("id")):
+            tickets.add_metric([row["status"]], row["n"])
+        yield tickets
+
+        executions = GaugeMetricFamily("warden_executions", "Executions by state", labels=["state"])
+        for row in Execution.objects.values("state").annotate(n=Count("id")):
+            executions.add_metric([row["state"]], row["n"])
+        yield executions
+
+        decisions = GaugeMetricFamily(
+            "warden_decisions", "Decisions by outcome", labels=["outcome"]
+        )
+        for row in Decision.objects.values("outcome").annotate(n=Count("id")):
+            decisions.add_metric([row["outcome"]], row["n"])
+        yield decisions
+
+        pending = ApprovalRequest.objects.filter(status=ApprovalStatus.PENDING).count()
+        yield GaugeMetricFamily(
+            "warden_approvals_pending", "Approval requests waiting for people", value=pending
+        )
+        yield GaugeMetricFamily(
+            "warden_pauses_active",
+            "Pauses holding automation",
+            value=active_pauses(timezone.now()).count(),
+        )
+
+        drift = serving_drift(timezone.now())
+        psi = GaugeMetricFamily(
+            "warden_model_drift_psi",
+            "Population stability index of the last day's samples, per feature",
+            labels=["version", "feature"],
+        )
+        if drift is not None:
+            for feature, value in drift.psi.items():
+                psi.add_metric([str(drift.version), feature], value)
+        yield psi
+
+
+def metrics(request: HttpRequest) -> HttpResponse:
+    """For a scraper with WARDEN_METRICS_TOKEN as its bearer token, or a staff session."""
+    token = settings.WARDEN_METRICS_TOKEN
+    bearer = request.headers.get("Authorization", "")
+    if not (token and hmac.compare_digest(bearer, f"Bearer {token}")):
+        return _staff_metrics(request)
+    return _render()
+
+
+@staff_member_required
+def _staff_metrics(request: HttpRequest) -> HttpResponse:
+    return _render()
+
+
+def _render() -> HttpResponse:
+    registry = CollectorRegistry()
+    registry.register(WardenCollector())
+    return HttpResponse(generate_latest(registry), content_type=CONTENT_TYPE_LATEST)

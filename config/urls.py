@@ -1,0 +1,52 @@
+from django.contrib import admin
+from django.http import HttpRequest, JsonResponse
+from django.urls import include, path
+from django.views.generic import RedirectView
+from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
+from rest_framework.routers import DefaultRouter
+
+from config.metrics import metrics
+from governance.api.views import ApprovalVerdictView
+from governance.views import console
+from remediation.api.tickets import TicketViewSet
+from remediation.api.views import AgentActionsView, AgentResultView, MetricsView
+
+router = DefaultRouter(trailing_slash=False)
+router.register("tickets", TicketViewSet, basename="ticket")
+
+
+def healthz(request: HttpRequest) -> JsonResponse:
+    return JsonResponse({"status": "ok"})
+
+
+api_v1 = [
+    path("metrics", MetricsView.as_view(), name="metrics"),
+    path("agent/actions", AgentActionsView.as_view(), name="agent-actions"),
+    path(
+        "agent/actions/<int:execution_id>/result",
+        AgentResultView.as_view(),
+        name="agent-result",
+    ),
+    path(
+        "approvals/<int:pk>/approve",
+        ApprovalVerdictView.as_view(verdict="approve"),
+        name="approval-approve",
+    ),
+    path(
+        "approvals/<int:pk>/reject",
+        ApprovalVerdictView.as_view(verdict="reject"),
+        name="approval-reject",
+    ),
+    path("", include(router.urls)),
+]
+
+urlpatterns = [
+    path("", RedirectView.as_view(url="/admin/", permanent=False)),
+    path("healthz", healthz, name="healthz"),
+    path("metrics", metrics, name="metrics"),
+    path("admin/", admin.site.urls),
+    path("console/", console, name="console"),
+    path("api/v1/", include(api_v1)),
+    path("api/schema", SpectacularAPIView.as_view(), name="schema"),
+    path("api/docs", SpectacularSwaggerView.as_view(url_name="schema"), name="api-docs"),
+]

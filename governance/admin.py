@@ -1,0 +1,197 @@
+from django.contrib import admin, messages
+from django.utils import timezone
+from django.utils.html import format_html_join
+from simple_history.admin import SimpleHistoryAdmin
+
+from config.admin_actions import confirmed_action
+from governance.approvals import approve_request, reject_request
+from governance.audit import GENESIS_HASH, verify_chain
+from governance.models import (
+    Approval,
+    ApprovalRequest,
+    ApprovalStatus,
+    AuditEvent,
+    Decision,
+    Pause,
+    Policy,
+)
+from governance.simulation import AUTO_HEALED, BLOCKED, TO_A_PERSON, simulate_policy
+from governance.switches import pause_automation, resume_automation
+
+
+@admin.register(Policy)
+class PolicyAdmin(SimpleHistoryAdmin):
+    list_display = [
+        "name",
+        "category",
+        "enabled",
+        "mode",
+        "autonomy_level",
+        "min_confidence_score",
+        "min_reliability_score",
+        "requires_approval",
+        "auto_approve_threshold",
+    ]
+    list_filter = ["enabled", "mode", "autonomy_level", "category"]
+    search_fields = ["name", "description"]
+    actions = ["simulate_last_30_days"]
+
+    @admin.action(description="Simulate over the last 30 days (changes nothing)")
+    def simulate_last_30_days(self, request, queryset) -> None:
+        for policy in queryset:
+            report = simulate_policy(policy, days=30, now=timezone.now())
+            counts = ", ".join(
+                f"{label}: {report.draft.get(label, 0)} (actually {report.actual.get(label, 0)})"
+                for label in (AUTO_HEALED, TO_A_PERSON, BLOCKED)
+            )
+            held = ", ".join(report.held_by_blast_radius) or "none"
+            self.message_user(
+                request,
+                f"{policy.name}, {report.tickets} tickets: {counts}; "
+                f"blast radius would hold: {held}",
+            )
+
+
+class ReadOnlyAdmin(admin.ModelAdmin):
+    def has_add_permission(self, request, obj=None) -> bool:
+        return False
+
+    def has_change_permission(self, request, obj=None) -> bool:
+        return False
+
+    def has_delete_permission(self, request, obj=None) -> bool:
+        return False
+
+
+@admin.register(Decision)
+class DecisionAdmin(ReadOnlyAdmin):
+    list_display = [
+        "created_at",
+        "ticket",
+        "outcome",
+        "model_outcome",
+        "confidence",
+        "runbook",
+        "policy",
+        "shadow",
+    ]
+    list_filter = ["outcome", "model_outcome", "shadow", "risk_level"]
+    search_fields = ["ticket__ticket_id"]
+    list_select_related = ["ticket", "runbook", "policy"]
+    readonly_fields = ["reasons_list"]
+
+    @admin.display(description="Reasons")
+    def reasons_list(self, obj: Decision) -> str:
+        return format_html_join("\n", "<li>{}</li>", ((line,) for line in obj.reasons))
+
+
+def _resume(pause: Pause, user, note: str) -> str:
+    resume_automation(pause, user=user, now=timezone.now())
+    return f"Resumed: {pause.describe()}"
+
+
+@admin.register(Pause)
+class PauseAdmin(SimpleHistoryAdmin):
+    list_display = ["__str__", "scope", "category", "host", "created_at", "ends_at", "resumed_at"]
+    list_filter = ["scope", "category"]
+    fields = ["scope", "category", "host", "reason", "ends_at"]
+    actions = [confirmed_action(description="Resume automation", verb="resume", perform=_resume)]
+
+    def has_change_permission(self, request, obj=None) -> bool:
+        return obj is None
+
+    def save_model(self, request, obj, form, change) -> None:
+        # Through the use case, so the pause is audited like every other switch.
+        pause = pause_automation(
+            scope=obj.scope,
+            reason=obj.reason,
+            user=request.user,
+            now=timezone.now(),
+            category=obj.category,
+            host=obj.host,
+            ends_at=obj.ends_at,
+        )
+        obj.pk = pause.pk
+
+
+class ApprovalInline(admin.TabularInline):
+    model = Approval
+    extra = 0
+    can_delete = False
+    fields = ["approver", "verdict", "comment", "created_at"]
+    readonly_fields = fields
+
+    def has_add_permission(self, request, obj=None) -> bool:
+        return False
+
+
+def _approve(request_obj: ApprovalRequest, user, note: str) -> str:
+    result = approve_request(request_obj, user=user, comment=note, now=timezone.now())
+    if result.status == ApprovalStatus.APPROVED:
+        return f"Approved {result}: execution queued."
+    return f"Approval recorded for {result}; {result.required_approvals} needed in all."
+
+
+def _reject(request_obj: ApprovalRequest, user, note: str) -> str:
+    reject_request(request_obj, user=user, comment=note, now=timezone.now())
+    return f"Rejected {request_obj}: nothing will run."
+
+
+@admin.register(ApprovalRequest)
+class ApprovalRequestAdmin(SimpleHistoryAdmin):
+    list_display = ["ticket", "runbook", "status", "required_approvals", "created_at", "expires_at"]
+    list_filter = ["status", "runbook__category"]
+    search_fields = ["ticket__ticket_id", "ticket__host__name"]
+    list_select_related = ["ticket", "runbook"]
+    readonly_fields = [
+        "ticket",
+        "decision",
+        "runbook",
+        "status",
+        "required_approvals",
+        "requested_by",
+        "created_at",
+        "expires_at",
+        "decided_at",
+        "decision_reasons",
+    ]
+    inlines = [ApprovalInline]
+    actions = [
+        confirmed_action(
+            description="Approve selected remediations", verb="approve", perform=_approve
+        ),
+        confirmed_action(
+            description="Reject selected remediations", verb="reject", perform=_reject
+        ),
+    ]
+
+    @admin.display(description="Why a person is needed")
+    def decision_reasons(self, obj: ApprovalRequest) -> str:
+        lines = obj.decision.reasons if obj.decision else []
+        return format_html_join("\n", "<li>{}</li>", ((line,) for line in lines))
+
+    def has_add_permission(self, request) -> bool:
+        return False
+
+    def has_delete_permission(self, request, obj=None) -> bool:
+        return False
+
+
+@admin.register(AuditEvent)
+class AuditEventAdmin(ReadOnlyAdmin):
+    list_display = ["sequence", "created_at", "actor", "action", "ticket_id", "summary"]
+    list_filter = ["action", "object_type"]
+    search_fields = ["ticket_id", "summary", "actor"]
+    actions = ["verify_whole_chain"]
+
+    @admin.action(description="Verify the whole audit chain")
+    def verify_whole_chain(self, request, queryset) -> None:
+        report = verify_chain(AuditEvent.objects.order_by("sequence").iterator(), GENESIS_HASH)
+        if report.intact:
+            self.message_user(request, f"Audit chain intact: {report.checked} events verified.")
+        else:
+            self.message_user(
+                request,
+                f"Audit chain BROKEN at #{report.first_broken_sequence}: {report.problem}",
+                messages.ERROR,
+            )

@@ -1,0 +1,48 @@
+"""Approvers approve or reject over the API, through the same use-case functions as the admin."""
+
+from django.shortcuts import get_object_or_404
+from django.utils import timezone
+from rest_framework import exceptions, serializers, status
+from rest_framework.request import Request
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from governance.approvals import ApprovalError, approve_request, reject_request
+from governance.models import ApprovalRequest
+
+
+class VerdictSerializer(serializers.Serializer):
+    comment = serializers.CharField(allow_blank=True, max_length=2000, default="")
+
+
+class ApprovalVerdictView(APIView):
+    verdict = "approve"
+
+    def post(self, request: Request, pk: int) -> Response:
+        approval_request = get_object_or_404(ApprovalRequest, pk=pk)
+        serializer = VerdictSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        act = approve_request if self.verdict == "approve" else reject_request
+        try:
+            approval_request = act(
+                approval_request,
+                user=request.user,
+                comment=serializer.validated_data["comment"],
+                now=timezone.now(),
+            )
+        except ApprovalError as exc:
+            error = (
+                exceptions.PermissionDenied
+                if exc.code in ("forbidden", "own_request", "not_listed")
+                else _Conflict
+            )
+            raise error(exc.message, code=exc.code) from exc
+        return Response(
+            {"id": approval_request.pk, "status": approval_request.status},
+            status=status.HTTP_200_OK,
+        )
+
+
+class _Conflict(exceptions.APIException):
+    status_code = status.HTTP_409_CONFLICT
+    default_code = "conflict"

@@ -1,0 +1,200 @@
+"""Approval requests for risky remediations: request, approve, reject, expire.
+
+An approver never approves their own request; critical actions need two
+different approvers; one rejection is a veto. The execution is queued only
+when the last required approval arrives.
+"""
+
+from datetime import datetime, timedelta
+from typing import Any
+
+from django.conf import settings
+from django.db import transaction
+
+from governance.audit import PendingEvent, append_events, event, user_actor
+from governance.models import Approval, ApprovalRequest, ApprovalStatus, Decision, Verdict
+from remediation.choices import TicketStatus
+from remediation.executions import queue_execution
+from remediation.models import Runbook, Ticket
+
+APPROVE_PERMISSION = "governance.approve_approvalrequest"
+
+
+class ApprovalError(Exception):
+    """An approval action that is not allowed; `code` is machine-readable."""
+
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+
+
+def request_approval(
+    *,
+    ticket: Ticket,
+    decision: Decision | None,
+    runbook: Runbook,
+    required_approvals: int,
+    now: datetime,
+    events: list[PendingEvent],
+    requested_by: Any = None,
+) -> ApprovalRequest:
+    """Ask people to approve `runbook` for `ticket`. Expects the caller's transaction."""
+    request = ApprovalRequest.objects.create(
+        ticket=ticket,
+        decision=decision,
+        runbook=runbook,
+        required_approvals=max(required_approvals, 1),
+        requested_by=requested_by,
+        created_at=now,
+        expires_at=now + timedelta(hours=settings.WARDEN_APPROVAL_TTL_HOURS),
+    )
+    ticket.move_to(TicketStatus.AWAITING_APPROVAL)
+    ticket.save(update_fields=["status", "resolved_at"])
+    events.append(
+        event(
+            "system",
+            "approval.requested",
+            request,
+            f"{runbook.name} on {ticket.host.name} needs {request.required_approvals} "
+            f"approval(s) ({ticket.ticket_id})",
+            ticket_id=ticket.ticket_id,
+            data={"runbook": runbook.name, "required_approvals": request.required_approvals},
+        )
+    )
+    return request
+
+
+def check_can_decide(request: ApprovalRequest, user: Any, now: datetime) -> None:
+    """Raise ApprovalError unless `user` may give a verdict on `request` now."""
+    if not (user.is_active and user.has_perm(APPROVE_PERMISSION)):
+        raise ApprovalError("forbidden", f"{user.get_username()} is not an approver")
+    if request.status != ApprovalStatus.PENDING:
+        raise ApprovalError("not_pending", f"this request is already {request.status}")
+    if request.expires_at <= now:
+        raise ApprovalError("expired", "this request has expired")
+    if request.requested_by_id is not None and request.requested_by_id == user.pk:
+        raise ApprovalError("own_request", "nobody approves their own request")
+    approvers = (
+        request.decision.policy.approvers if request.decision and request.decision.policy else []
+    )
+    if approvers and user.get_username() not in approvers and user.email not in approvers:
+        raise ApprovalError(
+            "not_listed", f"the {request.ticket.category} policy names other approvers"
+        )
+    if request.approvals.filter(approver=user).exists():
+        raise ApprovalError("already_decided", f"{user.get_username()} already gave a verdict")
+
+
+def _locked(request: ApprovalRequest) -> ApprovalRequest:
+    """Lock the ticket, then the request: the metrics pipeline takes tickets first too."""
+    ticket = Ticket.objects.select_for_update().select_related("host").get(pk=request.ticket_id)
+    request = (
+        ApprovalRequest.objects.select_for_update()
+        .select_related("runbook", "decision__policy")
+        .get(pk=request.pk)
+    )
+    request.ticket = ticket
+    return request
+
+
+def approve_request(
+    request: ApprovalRequest, *, user: Any, comment: str, now: datetime
+) -> ApprovalRequest:
+    """Record an approval; the last one needed queues the execution."""
+    with transaction.atomic():
+        request = _locked(request)
+        check_can_decide(request, user, now)
+        Approval.objects.create(
+            request=request, approver=user, verdict=Verdict.APPROVE, comment=comment, created_at=now
+        )
+        count = request.approvals.filter(verdict=Verdict.APPROVE).count()
+        ticket = request.ticket
+        events = [
+            event(
+                user_actor(user),
+                "approval.approved",
+                request,
+                f"{user.get_username()} approved {request.runbook.name} for {ticket.ticket_id} "
+                f"({count}/{request.required_approvals})",
+                ticket_id=ticket.ticket_id,
+                data={"comment": comment, "count": count},
+            )
+        ]
+        if count >= request.required_approvals:
+            request.status = ApprovalStatus.APPROVED
+            request.decided_at = now
+            request.save(update_fields=["status", "decided_at"])
+            queue_execution(
+                ticket=ticket,
+                runbook=request.runbook,
+                idempotency_key=f"approval:{request.pk}",
+                now=now,
+                events=events,
+                decision=request.decision,
+                approval_request=request,
+                requested_by=user,
+            )
+        append_events(events)
+        return request
+
+
+def reject_request(
+    request: ApprovalRequest, *, user: Any, comment: str, now: datetime
+) -> ApprovalRequest:
+    """One rejection is a veto: nothing runs and the ticket goes to people."""
+    with transaction.atomic():
+        request = _locked(request)
+        check_can_decide(request, user, now)
+        Approval.objects.create(
+            request=request, approver=user, verdict=Verdict.REJECT, comment=comment, created_at=now
+        )
+        request.status = ApprovalStatus.REJECTED
+        request.decided_at = now
+        request.save(update_fields=["status", "decided_at"])
+        ticket = request.ticket
+        ticket.move_to(TicketStatus.ESCALATED)
+        ticket.save(update_fields=["status", "resolved_at"])
+        append_events(
+            [
+                event(
+                    user_actor(user),
+                    "approval.rejected",
+                    request,
+                    f"{user.get_username()} rejected {request.runbook.name} for {ticket.ticket_id}",
+                    ticket_id=ticket.ticket_id,
+                    data={"comment": comment},
+                )
+            ]
+        )
+        return request
+
+
+def expire_approval_requests(now: datetime) -> int:
+    """Expire pending requests past their deadline; their tickets go to people."""
+    with transaction.atomic():
+        expired = list(
+            ApprovalRequest.objects.select_for_update()
+            .select_related("ticket", "runbook")
+            .filter(status=ApprovalStatus.PENDING, expires_at__lte=now)
+        )
+        events = []
+        for request in expired:
+            request.status = ApprovalStatus.EXPIRED
+            request.decided_at = now
+            request.save(update_fields=["status", "decided_at"])
+            ticket = request.ticket
+            if ticket.status == TicketStatus.AWAITING_APPROVAL:
+                ticket.move_to(TicketStatus.ESCALATED)
+                ticket.save(update_fields=["status", "resolved_at"])
+            events.append(
+                event(
+                    "system",
+                    "approval.expired",
+                    request,
+                    f"approval for {request.runbook.name} on {ticket.ticket_id} expired unanswered",
+                    ticket_id=ticket.ticket_id,
+                )
+            )
+        append_events(events)
+        return len(expired)

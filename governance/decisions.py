@@ -1,0 +1,192 @@
+"""Reads what a decision depends on from the database, asks the engine, stores the answer.
+
+governance/engine.py decides from values alone; this module is the only place
+that turns rows into those values and the engine's Decision back into a row.
+"""
+
+from dataclasses import asdict
+from datetime import datetime, timedelta
+from typing import Any
+
+from feedback.models import Feedback
+from governance import engine
+from governance.models import Decision, Policy
+from governance.switches import pauses_for
+from remediation.choices import EXECUTION_ACTIVE_STATES, ExecutionState, TicketStatus
+from remediation.models import Execution, Host, Runbook, Ticket
+from scoring.reliability import FeedbackFact
+
+HISTORY_WINDOW = timedelta(days=180)  # the seed's "last 6 months"
+RECENT_FEEDBACK_LIMIT = 200
+
+
+def policy_snapshot(policy: Policy) -> engine.PolicySnapshot:
+    latest = policy.history.order_by("-history_id").values_list("history_id", flat=True).first()
+    return engine.PolicySnapshot(
+        name=policy.name,
+        category=policy.category,
+        version=latest or 0,
+        enabled=policy.enabled,
+        mode=policy.mode,
+        autonomy_level=policy.autonomy_level,
+        min_confidence_score=policy.min_confidence_score,
+        min_reliability_score=policy.min_reliability_score,
+        min_similar_tickets=policy.min_similar_tickets,
+        min_positive_feedback_rate=policy.min_positive_feedback_rate,
+        allowed_action_types=frozenset(policy.allowed_action_types),
+        allowed_systems=frozenset(policy.allowed_systems),
+        forbidden_commands=tuple(policy.forbidden_commands),
+        allowed_hours_start=policy.allowed_hours_start,
+        allowed_hours_end=policy.allowed_hours_end,
+        allowed_days=frozenset(policy.allowed_days),
+        timezone=policy.timezone,
+        requires_approval=policy.requires_approval,
+        auto_approve_threshold=policy.auto_approve_threshold,
+        approvers=tuple(policy.approvers),
+        max_actions_per_hour=policy.max_actions_per_hour,
+        requires_rollback_plan=policy.requires_rollback_plan,
+        requires_backup=policy.requires_backup,
+        required_approvals=policy.required_approvals,
+        critical_required_approvals=policy.critical_required_approvals,
+        blast_radius_max_hosts=policy.blast_radius_max_hosts,
+        blast_radius_max_percent=policy.blast_radius_max_percent,
+        blast_radius_label=policy.blast_radius_label,
+        customer_impact_sla_minutes=policy.customer_impact_sla_minutes,
+        min_auto_confidence_escalation=policy.min_auto_confidence_escalation,
+    )
+
+
+def runbook_facts(runbook: Runbook) -> engine.RunbookFacts:
+    return engine.RunbookFacts(
+        name=runbook.name,
+        action_type=runbook.action_type,
+        system=runbook.system,
+        reversible=runbook.reversible,
+        has_rollback_plan=runbook.has_rollback_plan,
+        commands=tuple(runbook.commands),
+        touches=frozenset(runbook.touches),
+    )
+
+
+def ticket_facts(ticket: Ticket) -> engine.TicketFacts:
+    return engine.TicketFacts(
+        ticket_id=ticket.ticket_id,
+        category=ticket.category,
+        host=ticket.host.name,
+        host_labels=dict(ticket.host.labels),
+        enable_auto_remediation=ticket.enable_auto_remediation,
+        occurrence_count=ticket.occurrence_count,
+        affects_billing=ticket.affects_billing,
+        data_integrity=ticket.data_integrity,
+        customer_impact_minutes=ticket.customer_impact_minutes,
+        security_severity=ticket.security_severity,
+    )
+
+
+def hosts_in_scope(label: str) -> Any:
+    """The hosts a blast-radius limit counts: those carrying `label` (key=value), or all."""
+    hosts = Host.objects.filter(enabled=True)
+    if label:
+        key, _, value = label.partition("=")
+        hosts = hosts.filter(**{f"labels__{key}": value})
+    return hosts
+
+
+def statistics(ticket: Ticket, policy: Policy | None, now: datetime) -> engine.Statistics:
+    category = ticket.category
+    active = Execution.objects.filter(state__in=EXECUTION_ACTIVE_STATES)
+    scope = hosts_in_scope(policy.blast_radius_label if policy else "")
+    since = now - HISTORY_WINDOW
+    feedback_rows = list(
+        Feedback.objects.filter(ticket__category=category, created_at__gte=since)
+        .order_by("-created_at")
+        .values_list("feedback_type", "rating", "created_at")[:RECENT_FEEDBACK_LIMIT]
+    )
+    feedback = tuple(
+        FeedbackFact(kind, rating, (now - created).total_seconds() / 86400)
+        for kind, rating, created in feedback_rows
+    )
+    positives = sum(1 for fact in feedback if fact.feedback_type == "positive")
+    recent_tickets = Ticket.objects.filter(category=category, opened_at__gte=since)
+    return engine.Statistics(
+        actions_last_hour=Execution.objects.filter(
+            runbook__category=category, created_at__gte=now - timedelta(hours=1)
+        )
+        .exclude(state=ExecutionState.CANCELLED)
+        .count(),
+        hosts_under_remediation=active.filter(host__in=scope).values("host").distinct().count(),
+        hosts_in_scope=max(scope.count(), 1),
+        host_under_remediation=active.filter(host_id=ticket.host_id).exists(),
+        backup_available=ticket.host.labels.get("backup", "yes") != "no",
+        system_healthy=ticket.host.enabled,
+        similar_resolved_tickets=Ticket.objects.filter(
+            category=category, status=TicketStatus.RESOLVED
+        ).count(),
+        positive_feedback_rate=positives / len(feedback) if feedback else None,
+        feedback=feedback,
+        category_resolved=recent_tickets.filter(status=TicketStatus.RESOLVED).count(),
+        category_total=recent_tickets.exclude(pk=ticket.pk).count(),
+        pattern=None,
+    )
+
+
+def decide_ticket(
+    ticket: Ticket,
+    *,
+    severity: int,
+    confidence: float,
+    explanation: list,
+    now: datetime,
+    sample: Any = None,
+    model_version_id: int | None = None,
+) -> Decision:
+    """Decide what to do about `ticket` now and store the decision whole."""
+    policy = Policy.objects.filter(category=ticket.category, enabled=True).first()
+    runbook = (
+        Runbook.objects.filter(category=ticket.category, enabled=True).order_by("name").first()
+    )
+    switches = engine.Switches(
+        active_pauses=tuple(
+            pause.describe() for pause in pauses_for(ticket.host_id, ticket.category, now)
+        )
+    )
+    snapshot = policy_snapshot(policy) if policy else None
+    result = engine.decide(
+        ticket_facts(ticket),
+        engine.ModelOutput(
+            severity=severity,
+            confidence=confidence,
+            explanation=tuple((str(name), float(value)) for name, value in explanation),
+        ),
+        snapshot,
+        runbook_facts(runbook) if runbook else None,
+        switches,
+        statistics(ticket, policy, now),
+        now,
+    )
+    return Decision.objects.create(
+        ticket=ticket,
+        sample=sample,
+        model_version_id=model_version_id,
+        policy=policy,
+        policy_version=snapshot.version if snapshot else None,
+        runbook=runbook,
+        outcome=result.outcome,
+        model_outcome=result.model_outcome,
+        confidence=confidence,
+        allowed=result.allowed,
+        requires_approval=result.requires_approval,
+        required_approvals=result.required_approvals,
+        action_type=result.action_type,
+        risk_level=result.risk_level,
+        shadow=result.shadow,
+        reasons=list(result.reasons),
+        safety_checks=dict(result.safety_checks),
+        reliability=asdict(result.reliability) if result.reliability else {},
+        explanation=[[name, value] for name, value in explanation],
+        created_at=now,
+    )
+
+
+def executes_automatically(decision: Decision) -> bool:
+    return decision.outcome == engine.AUTO_HEAL and decision.allowed and not decision.shadow

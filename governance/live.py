@@ -1,0 +1,91 @@
+"""Live events for the console: the audit log is the outbox.
+
+With REDIS_URL the writer sends each committed event to a channels-redis group,
+which reaches every web process. Without it, the in-memory layer only reaches
+its own process, so one relay per web process tails the audit log by sequence
+(one indexed query per tick, not one per socket) and fans events out.
+"""
+
+import asyncio
+import logging
+from collections.abc import Sequence
+from typing import Any
+
+from asgiref.sync import async_to_sync
+from channels.db import database_sync_to_async
+from channels.layers import get_channel_layer
+from django.conf import settings
+
+from governance.models import AuditEvent
+
+logger = logging.getLogger(__name__)
+
+CONSOLE_GROUP = "console"
+RELAY_INTERVAL_SECONDS = 0.3
+
+
+def serialize_event(row: AuditEvent) -> dict[str, Any]:
+    return {
+        "sequence": row.sequence,
+        "created_at": row.created_at.isoformat(),
+        "actor": row.actor,
+        "action": row.action,
+        "object_type": row.object_type,
+        "object_id": row.object_id,
+        "ticket_id": row.ticket_id,
+        "summary": row.summary,
+        "data": row.data,
+    }
+
+
+def publish_events(rows: Sequence[AuditEvent]) -> None:
+    """After commit: hand the events to every web process (Redis only; see the module doc)."""
+    if not settings.REDIS_URL:
+        return
+    layer = get_channel_layer()
+    try:
+        for row in rows:
+            async_to_sync(layer.group_send)(
+                CONSOLE_GROUP, {"type": "audit.event", "event": serialize_event(row)}
+            )
+    except Exception:  # the event is committed; a reconnecting console catches up by sequence
+        logger.exception("could not publish audit events to the console")
+
+
+def events_after(sequence: int, limit: int = 500) -> list[dict[str, Any]]:
+    rows = AuditEvent.objects.filter(sequence__gt=sequence).order_by("sequence")[:limit]
+    return [serialize_event(row) for row in rows]
+
+
+def latest_sequence() -> int:
+    last = AuditEvent.objects.order_by("-sequence").values_list("sequence", flat=True).first()
+    return last or 0
+
+
+class _Relay:
+    """Tails the audit log for this process's sockets when there is no Redis."""
+
+    def __init__(self) -> None:
+        self.task: asyncio.Task | None = None
+
+    def ensure_running(self) -> None:
+        if settings.REDIS_URL or (self.task and not self.task.done()):
+            return
+        self.task = asyncio.get_running_loop().create_task(self._run())
+
+    async def _run(self) -> None:
+        layer = get_channel_layer()
+        last = await database_sync_to_async(latest_sequence)()
+        while True:
+            await asyncio.sleep(RELAY_INTERVAL_SECONDS)
+            try:
+                events = await database_sync_to_async(events_after)(last)
+            except Exception:
+                logger.exception("console relay could not read the audit log")
+                continue
+            for item in events:
+                await layer.group_send(CONSOLE_GROUP, {"type": "audit.event", "event": item})
+                last = item["sequence"]
+
+
+relay = _Relay()

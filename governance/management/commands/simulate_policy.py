@@ -1,0 +1,42 @@
+from django.core.management.base import BaseCommand, CommandError
+from django.utils import timezone
+
+from governance.models import Policy
+from governance.simulation import AUTO_HEALED, BLOCKED, RECORDED, TO_A_PERSON, simulate_policy
+
+ROWS = (AUTO_HEALED, TO_A_PERSON, BLOCKED, RECORDED)
+
+
+class Command(BaseCommand):
+    help = (
+        "Replay a period's tickets through a policy as a draft and print what it would have "
+        "auto-healed, sent to a person or blocked, next to what actually happened."
+    )
+
+    def add_arguments(self, parser) -> None:
+        parser.add_argument("name", help="the policy's name (it need not be enabled)")
+        parser.add_argument("--days", type=int, default=30, help="how far back to replay")
+
+    def handle(self, *args, name: str, days: int, **options) -> None:
+        if days < 1:
+            raise CommandError("--days must be at least 1")
+        policy = Policy.objects.filter(name=name).first()
+        if policy is None:
+            known = ", ".join(Policy.objects.values_list("name", flat=True)) or "none"
+            raise CommandError(f"no policy named {name!r} (policies: {known})")
+        report = simulate_policy(policy, days=days, now=timezone.now())
+        self.stdout.write(
+            f"Policy {report.policy} over the last {days} days: {report.tickets} tickets "
+            f"of category {policy.category}"
+        )
+        self.stdout.write(f"{'':18}{'draft':>8}{'actual':>8}")
+        for row in ROWS:
+            self.stdout.write(
+                f"{row:18}{report.draft.get(row, 0):>8}{report.actual.get(row, 0):>8}"
+            )
+        held = ", ".join(report.held_by_blast_radius) or "none"
+        self.stdout.write(f"Hosts the blast-radius limit would have held: {held}")
+        for ticket_id, actual, draft in report.changed[:20]:
+            self.stdout.write(f"  {ticket_id}: {actual} -> {draft}")
+        if len(report.changed) > 20:
+            self.stdout.write(f"  ... and {len(report.changed) - 20} more changed")

@@ -1,0 +1,301 @@
+"""Policies, pauses, decisions, approvals and the hash-chained audit log."""
+
+from zoneinfo import available_timezones
+
+from django.conf import settings
+from django.core.exceptions import ValidationError
+from django.core.validators import MaxValueValidator, MinValueValidator
+from django.db import models
+from django.db.models import Q
+from django.utils.timezone import now
+from simple_history.models import HistoricalRecords
+
+from governance.choices import AutonomyLevel, PolicyMode, RiskLevel
+from remediation.choices import Category
+
+WEEKDAYS = ("monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday")
+
+
+def validate_autonomy_level(value: int) -> None:
+    if value == 4:
+        raise ValidationError("L4 (full autonomy) is not allowed: Warden runs at L0-L3 only.")
+    if value not in AutonomyLevel.values:
+        raise ValidationError(f"Autonomy level must be 0-3, not {value}.")
+
+
+class Policy(models.Model):
+    """How autonomously Warden may act on one category (the seed's AutoRemediationPolicy)."""
+
+    name = models.SlugField(max_length=100, unique=True)
+    category = models.CharField(max_length=20, choices=Category.choices)
+    description = models.TextField(blank=True)
+    enabled = models.BooleanField(default=True)
+    mode = models.CharField(max_length=10, choices=PolicyMode.choices, default=PolicyMode.ENFORCE)
+    autonomy_level = models.PositiveSmallIntegerField(
+        choices=AutonomyLevel.choices,
+        default=AutonomyLevel.L1_ASSISTED,
+        validators=[validate_autonomy_level],
+    )
+    min_confidence_score = models.FloatField(
+        default=0.85, validators=[MinValueValidator(0), MaxValueValidator(1)]
+    )
+    min_reliability_score = models.FloatField(
+        default=80.0, validators=[MinValueValidator(0), MaxValueValidator(100)]
+    )
+    min_similar_tickets = models.PositiveIntegerField(default=0)
+    min_positive_feedback_rate = models.FloatField(
+        default=0.0, validators=[MinValueValidator(0), MaxValueValidator(1)]
+    )
+    min_auto_confidence_escalation = models.FloatField(
+        default=0.6, validators=[MinValueValidator(0), MaxValueValidator(1)]
+    )
+    allowed_action_types = models.JSONField(default=list, blank=True)
+    allowed_systems = models.JSONField(default=list, blank=True)
+    forbidden_commands = models.JSONField(default=list, blank=True)
+    allowed_hours_start = models.PositiveSmallIntegerField(
+        null=True, blank=True, validators=[MaxValueValidator(23)]
+    )
+    allowed_hours_end = models.PositiveSmallIntegerField(
+        null=True, blank=True, validators=[MaxValueValidator(24)]
+    )
+    allowed_days = models.JSONField(default=list, blank=True)
+    timezone = models.CharField(max_length=64, default="UTC")
+    requires_approval = models.BooleanField(default=True)
+    auto_approve_threshold = models.FloatField(
+        null=True, blank=True, validators=[MinValueValidator(0), MaxValueValidator(100)]
+    )
+    approvers = models.JSONField(default=list, blank=True)
+    required_approvals = models.PositiveSmallIntegerField(
+        default=1, validators=[MinValueValidator(1)]
+    )
+    critical_required_approvals = models.PositiveSmallIntegerField(
+        default=2, validators=[MinValueValidator(1)]
+    )
+    max_actions_per_hour = models.PositiveIntegerField(default=10)
+    requires_rollback_plan = models.BooleanField(default=True)
+    requires_backup = models.BooleanField(default=False)
+    blast_radius_max_hosts = models.PositiveIntegerField(null=True, blank=True)
+    blast_radius_max_percent = models.FloatField(
+        null=True, blank=True, validators=[MinValueValidator(0), MaxValueValidator(100)]
+    )
+    blast_radius_label = models.CharField(max_length=100, blank=True)
+    customer_impact_sla_minutes = models.FloatField(null=True, blank=True)
+    created_at = models.DateTimeField(default=now, editable=False)
+
+    history = HistoricalRecords()
+
+    class Meta:
+        verbose_name_plural = "policies"
+        ordering = ["category", "name"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["category"],
+                condition=Q(enabled=True),
+                name="one_enabled_policy_per_category",
+            )
+        ]
+
+    def __str__(self) -> str:
+        return self.name
+
+    def clean(self) -> None:
+        errors: dict[str, str] = {}
+        if self.timezone not in available_timezones():
+            errors["timezone"] = f"Unknown time zone {self.timezone!r}."
+        unknown_days = sorted(set(self.allowed_days) - set(WEEKDAYS))
+        if unknown_days:
+            errors["allowed_days"] = f"Unknown days: {', '.join(unknown_days)}."
+        if (self.allowed_hours_start is None) != (self.allowed_hours_end is None):
+            errors["allowed_hours_end"] = "Give both allowed hours, or neither."
+        if self.blast_radius_label and "=" not in self.blast_radius_label:
+            errors["blast_radius_label"] = "Write the label as key=value."
+        if errors:
+            raise ValidationError(errors)
+
+
+class PauseScope(models.TextChoices):
+    ALL = "all", "All automation"
+    CATEGORY = "category", "One category"
+    HOST = "host", "One host"
+
+
+class Pause(models.Model):
+    """A switch that stops automation for everything, a category or a host."""
+
+    scope = models.CharField(max_length=10, choices=PauseScope.choices)
+    category = models.CharField(max_length=20, choices=Category.choices, blank=True)
+    host = models.ForeignKey("remediation.Host", on_delete=models.CASCADE, null=True, blank=True)
+    reason = models.CharField(max_length=500)
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.PROTECT, null=True, blank=True, related_name="+"
+    )
+    created_at = models.DateTimeField(default=now, editable=False)
+    ends_at = models.DateTimeField(null=True, blank=True)
+    resumed_at = models.DateTimeField(null=True, blank=True)
+    resumed_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.PROTECT, null=True, blank=True, related_name="+"
+    )
+
+    history = HistoricalRecords()
+
+    class Meta:
+        ordering = ["-created_at"]
+
+    def __str__(self) -> str:
+        return self.describe()
+
+    def describe(self) -> str:
+        target = {
+            PauseScope.ALL: "all automation",
+            PauseScope.CATEGORY: f"category {self.category}",
+            PauseScope.HOST: f"host {self.host.name if self.host_id else '?'}",
+        }[self.scope]
+        who = self.created_by.get_username() if self.created_by_id else "system"
+        return f"{target} paused by {who}: {self.reason}"
+
+    def clean(self) -> None:
+        if self.scope == PauseScope.CATEGORY and not self.category:
+            raise ValidationError({"category": "Name the category to pause."})
+        if self.scope == PauseScope.HOST and not self.host_id:
+            raise ValidationError({"host": "Name the host to pause."})
+
+
+class Decision(models.Model):
+    """What the engine decided for a ticket, whole: outcome, reasons, checks, reliability."""
+
+    ticket = models.ForeignKey(
+        "remediation.Ticket", on_delete=models.CASCADE, related_name="decisions"
+    )
+    sample = models.ForeignKey(
+        "scoring.MetricSample", on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
+    )
+    model_version = models.ForeignKey(
+        "scoring.ModelVersion", on_delete=models.PROTECT, null=True, blank=True, related_name="+"
+    )
+    policy = models.ForeignKey(Policy, on_delete=models.PROTECT, null=True, blank=True)
+    policy_version = models.PositiveBigIntegerField(
+        null=True, blank=True, help_text="The policy's history id when it decided."
+    )
+    runbook = models.ForeignKey(
+        "remediation.Runbook", on_delete=models.PROTECT, null=True, blank=True
+    )
+    outcome = models.CharField(max_length=20)
+    model_outcome = models.CharField(max_length=20)
+    confidence = models.FloatField(default=0.0)
+    allowed = models.BooleanField(default=False)
+    requires_approval = models.BooleanField(default=False)
+    required_approvals = models.PositiveSmallIntegerField(default=0)
+    action_type = models.CharField(max_length=20, blank=True)
+    risk_level = models.CharField(max_length=10, choices=RiskLevel.choices, blank=True)
+    shadow = models.BooleanField(default=False)
+    reasons = models.JSONField(default=list)
+    safety_checks = models.JSONField(default=dict)
+    reliability = models.JSONField(default=dict, blank=True)
+    explanation = models.JSONField(default=list, blank=True)
+    created_at = models.DateTimeField(default=now, editable=False)
+
+    class Meta:
+        ordering = ["-created_at"]
+
+    def __str__(self) -> str:
+        return f"{self.outcome} for {self.ticket_id}"
+
+
+class ApprovalStatus(models.TextChoices):
+    PENDING = "pending", "Pending"
+    APPROVED = "approved", "Approved"
+    REJECTED = "rejected", "Rejected"
+    EXPIRED = "expired", "Expired"
+
+
+class ApprovalRequest(models.Model):
+    """A risky remediation waiting for people; critical ones need two approvers."""
+
+    ticket = models.ForeignKey(
+        "remediation.Ticket", on_delete=models.CASCADE, related_name="approval_requests"
+    )
+    decision = models.ForeignKey(Decision, on_delete=models.PROTECT, null=True, blank=True)
+    runbook = models.ForeignKey("remediation.Runbook", on_delete=models.PROTECT)
+    status = models.CharField(
+        max_length=10, choices=ApprovalStatus.choices, default=ApprovalStatus.PENDING
+    )
+    required_approvals = models.PositiveSmallIntegerField(default=1)
+    requested_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
+    )
+    created_at = models.DateTimeField(default=now, editable=False)
+    expires_at = models.DateTimeField()
+    decided_at = models.DateTimeField(null=True, blank=True)
+
+    history = HistoricalRecords()
+
+    class Meta:
+        ordering = ["-created_at"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["ticket"],
+                condition=Q(status="pending"),
+                name="one_pending_approval_per_ticket",
+            )
+        ]
+        permissions = [("approve_approvalrequest", "Can approve or reject remediations")]
+
+    def __str__(self) -> str:
+        return f"{self.runbook.name} for {self.ticket.ticket_id} ({self.status})"
+
+
+class Verdict(models.TextChoices):
+    APPROVE = "approve", "Approve"
+    REJECT = "reject", "Reject"
+
+
+class Approval(models.Model):
+    """One person's verdict on an approval request."""
+
+    request = models.ForeignKey(ApprovalRequest, on_delete=models.CASCADE, related_name="approvals")
+    approver = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT)
+    verdict = models.CharField(max_length=10, choices=Verdict.choices)
+    comment = models.TextField(blank=True)
+    created_at = models.DateTimeField(default=now, editable=False)
+
+    class Meta:
+        ordering = ["created_at"]
+        constraints = [
+            models.UniqueConstraint(fields=["request", "approver"], name="one_verdict_per_approver")
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.verdict} by {self.approver_id}"
+
+
+class AuditChainHead(models.Model):
+    """The last link of the audit chain; locked once per transaction that appends."""
+
+    id = models.PositiveSmallIntegerField(primary_key=True, default=1)
+    sequence = models.PositiveBigIntegerField(default=0)
+    hash = models.CharField(max_length=64, default="0" * 64)
+
+    def __str__(self) -> str:
+        return f"audit chain head #{self.sequence}"
+
+
+class AuditEvent(models.Model):
+    """One state change, hash-chained to the one before: tampering breaks the chain."""
+
+    sequence = models.PositiveBigIntegerField(unique=True)
+    created_at = models.DateTimeField(db_index=True)
+    actor = models.CharField(max_length=200)
+    action = models.CharField(max_length=100, db_index=True)
+    object_type = models.CharField(max_length=50)
+    object_id = models.CharField(max_length=64)
+    ticket_id = models.CharField(max_length=32, blank=True, db_index=True)
+    summary = models.CharField(max_length=500)
+    data = models.JSONField(default=dict, blank=True)
+    prev_hash = models.CharField(max_length=64)
+    hash = models.CharField(max_length=64)
+
+    class Meta:
+        ordering = ["sequence"]
+
+    def __str__(self) -> str:
+        return f"#{self.sequence} {self.action}"

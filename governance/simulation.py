@@ -1,0 +1,164 @@
+"""Policy simulation: replay a period's tickets through a draft policy before anyone enables it.
+
+replay() is pure: it walks the tickets in time order, asks the engine what the
+draft would have decided, and keeps its own tally of the actions the draft
+would have taken, so rate limits and blast radius bind as they would have.
+load_replay() reads a period from the database into those values.
+"""
+
+from collections import Counter
+from dataclasses import dataclass, field, replace
+from datetime import datetime, timedelta
+
+from governance import engine
+from governance.decisions import (
+    hosts_in_scope,
+    policy_snapshot,
+    runbook_facts,
+    statistics,
+    ticket_facts,
+)
+from governance.models import Decision, Policy
+from remediation.models import Runbook, Ticket
+
+# How long a simulated action holds its host, for the blast-radius count.
+ACTION_HOLDS_HOST = timedelta(minutes=10)
+
+AUTO_HEALED = "auto-healed"
+TO_A_PERSON = "sent to a person"
+BLOCKED = "blocked"
+RECORDED = "recorded only"
+
+
+@dataclass(frozen=True)
+class ReplayTicket:
+    ticket_id: str
+    opened_at: datetime
+    facts: engine.TicketFacts
+    model: engine.ModelOutput
+    runbook: engine.RunbookFacts | None
+    stats: engine.Statistics
+    actual: str  # what actually happened, in the same words as the draft's outcome
+
+
+@dataclass(frozen=True)
+class SimulationReport:
+    policy: str
+    tickets: int
+    draft: dict[str, int]
+    actual: dict[str, int]
+    held_by_blast_radius: tuple[str, ...]  # hosts the limit would have held
+    changed: tuple[tuple[str, str, str], ...] = field(default=())  # (ticket, actual, draft)
+
+
+def classify(decision: engine.Decision) -> str:
+    """The one word a simulation report uses for a decision."""
+    if decision.outcome == engine.NO_ACTION:
+        return RECORDED
+    if decision.shadow:
+        return RECORDED
+    if decision.executes_automatically:
+        return AUTO_HEALED
+    return TO_A_PERSON if decision.allowed else BLOCKED
+
+
+def replay(
+    policy: engine.PolicySnapshot, tickets: list[ReplayTicket], fleet_size: int
+) -> SimulationReport:
+    """What `policy` would have done with `tickets`, next to what actually happened."""
+    draft = replace(policy, mode="enforce", enabled=True)
+    actions: list[datetime] = []
+    holding: dict[str, datetime] = {}  # host -> until when a simulated action holds it
+    draft_counts: Counter[str] = Counter()
+    actual_counts: Counter[str] = Counter()
+    held: list[str] = []
+    changed = []
+    for ticket in sorted(tickets, key=lambda t: (t.opened_at, t.ticket_id)):
+        now = ticket.opened_at
+        active = {host for host, until in holding.items() if until > now}
+        stats = replace(
+            ticket.stats,
+            actions_last_hour=sum(1 for at in actions if now - timedelta(hours=1) <= at < now),
+            hosts_under_remediation=len(active),
+            hosts_in_scope=max(fleet_size, 1),
+            host_under_remediation=ticket.facts.host in active,
+        )
+        decision = engine.decide(
+            ticket.facts, ticket.model, draft, ticket.runbook, engine.Switches(), stats, now
+        )
+        outcome = classify(decision)
+        draft_counts[outcome] += 1
+        actual_counts[ticket.actual] += 1
+        if outcome != ticket.actual:
+            changed.append((ticket.ticket_id, ticket.actual, outcome))
+        if decision.safety_checks.get("blast_radius_ok") is False:
+            held.append(ticket.facts.host)
+        if outcome == AUTO_HEALED:
+            actions.append(now)
+            holding[ticket.facts.host] = now + ACTION_HOLDS_HOST
+    return SimulationReport(
+        policy=policy.name,
+        tickets=len(tickets),
+        draft=dict(draft_counts),
+        actual=dict(actual_counts),
+        held_by_blast_radius=tuple(sorted(set(held))),
+        changed=tuple(changed),
+    )
+
+
+def actual_outcome(decision: Decision | None) -> str:
+    if decision is None:
+        return RECORDED
+    if decision.outcome == engine.NO_ACTION or decision.shadow:
+        return RECORDED
+    if decision.outcome == engine.AUTO_HEAL and decision.allowed:
+        return AUTO_HEALED
+    return TO_A_PERSON if decision.allowed else BLOCKED
+
+
+def load_replay(policy: Policy, since: datetime, until: datetime) -> list[ReplayTicket]:
+    """The tickets of `policy`'s category opened in [since, until), as replay inputs."""
+    runbook = (
+        Runbook.objects.filter(category=policy.category, enabled=True).order_by("name").first()
+    )
+    tickets = (
+        Ticket.objects.filter(category=policy.category, opened_at__gte=since, opened_at__lt=until)
+        .select_related("host")
+        .order_by("opened_at")
+    )
+    replayed = []
+    for ticket in tickets:
+        first = ticket.decisions.order_by("created_at").first()
+        worst = ticket.samples.order_by("-severity", "-taken_at").first()
+        severity = first.model_outcome if first else None
+        model = engine.ModelOutput(
+            severity=engine.OUTCOMES.index(severity)
+            if severity
+            else (worst.severity if worst else 1),
+            confidence=first.confidence if first else (worst.confidence if worst else 0.0),
+            explanation=tuple(
+                (str(name), float(value))
+                for name, value in (
+                    first.explanation if first else worst.explanation if worst else []
+                )
+            ),
+        )
+        replayed.append(
+            ReplayTicket(
+                ticket_id=ticket.ticket_id,
+                opened_at=ticket.opened_at,
+                facts=ticket_facts(ticket),
+                model=model,
+                runbook=runbook_facts(runbook) if runbook else None,
+                stats=statistics(ticket, policy, ticket.opened_at),
+                actual=actual_outcome(first),
+            )
+        )
+    return replayed
+
+
+def simulate_policy(policy: Policy, *, days: int, now: datetime) -> SimulationReport:
+    """Replay the last `days` days through `policy` as a draft (enabled, enforcing)."""
+    tickets = load_replay(policy, now - timedelta(days=days), now)
+    fleet_size = hosts_in_scope(policy.blast_radius_label).count()
+    return replay(policy_snapshot(policy), tickets, fleet_size)

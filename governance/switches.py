@@ -1,0 +1,92 @@
+"""Pause and resume automation for everything, a category or a host.
+
+A pause is checked where an execution starts (dispatch by a worker, claim by
+an agent), in the same transaction, so it holds on every worker before the
+next action starts.
+"""
+
+from collections.abc import Iterable
+from datetime import datetime
+from typing import Any
+
+from django.db import transaction
+from django.db.models import Q, QuerySet
+from django_q.tasks import async_task
+
+from governance.audit import append_events, event, user_actor
+from governance.models import Pause, PauseScope
+
+
+def active_pauses(now: datetime) -> QuerySet[Pause]:
+    return (
+        Pause.objects.filter(resumed_at__isnull=True)
+        .filter(Q(ends_at__isnull=True) | Q(ends_at__gt=now))
+        .select_related("host", "created_by")
+    )
+
+
+def pauses_applying(pauses: Iterable[Pause], host_id: int, category: str) -> list[Pause]:
+    """The pauses among `pauses` that hold automation for this host and category."""
+    return [
+        pause
+        for pause in pauses
+        if pause.scope == PauseScope.ALL
+        or (pause.scope == PauseScope.CATEGORY and pause.category == category)
+        or (pause.scope == PauseScope.HOST and pause.host_id == host_id)
+    ]
+
+
+def pauses_for(host_id: int, category: str, now: datetime) -> list[Pause]:
+    return pauses_applying(active_pauses(now), host_id, category)
+
+
+def pause_automation(
+    *,
+    scope: str,
+    reason: str,
+    user: Any,
+    now: datetime,
+    category: str = "",
+    host: Any = None,
+    ends_at: datetime | None = None,
+) -> Pause:
+    """Stop automation in `scope` until resumed (or until `ends_at`)."""
+    pause = Pause(
+        scope=scope,
+        category=category if scope == PauseScope.CATEGORY else "",
+        host=host if scope == PauseScope.HOST else None,
+        reason=reason,
+        created_by=user,
+        created_at=now,
+        ends_at=ends_at,
+    )
+    pause.full_clean()
+    with transaction.atomic():
+        pause.save()
+        append_events(
+            [
+                event(
+                    user_actor(user),
+                    "automation.paused",
+                    pause,
+                    pause.describe(),
+                    data={"scope": scope, "category": pause.category, "ends_at": ends_at},
+                )
+            ]
+        )
+    return pause
+
+
+def resume_automation(pause: Pause, *, user: Any, now: datetime) -> None:
+    """End a pause; a task puts the executions it held back in the queue."""
+    with transaction.atomic():
+        pause = Pause.objects.select_for_update().get(pk=pause.pk)
+        if pause.resumed_at is not None:
+            return
+        pause.resumed_at = now
+        pause.resumed_by = user
+        pause.save(update_fields=["resumed_at", "resumed_by"])
+        append_events(
+            [event(user_actor(user), "automation.resumed", pause, f"resumed: {pause.describe()}")]
+        )
+        transaction.on_commit(lambda: async_task("remediation.tasks.release_held_executions"))

@@ -1,0 +1,118 @@
+from django.contrib import admin, messages
+from django.utils import timezone
+from simple_history.admin import SimpleHistoryAdmin
+
+from config.admin_actions import confirmed_action
+from governance.models import Decision
+from remediation.executions import roll_back_execution
+from remediation.models import Execution, Host, Runbook, Ticket
+
+
+@admin.register(Host)
+class HostAdmin(SimpleHistoryAdmin):
+    list_display = ["name", "enabled", "last_seen_at", "api_key_prefix", "labels"]
+    list_filter = ["enabled"]
+    search_fields = ["name"]
+    readonly_fields = ["api_key_prefix", "created_at", "last_seen_at"]
+
+    def save_model(self, request, obj, form, change) -> None:
+        if not change:
+            key = obj.set_new_api_key()
+            messages.warning(request, f"API key for {obj.name} (shown once, store it now): {key}")
+        super().save_model(request, obj, form, change)
+
+
+@admin.register(Runbook)
+class RunbookAdmin(SimpleHistoryAdmin):
+    list_display = ["name", "category", "action_type", "reversible", "rollback_action", "enabled"]
+    list_filter = ["category", "action_type", "reversible", "enabled"]
+    search_fields = ["name", "title", "action"]
+
+
+class DecisionInline(admin.TabularInline):
+    model = Decision
+    extra = 0
+    can_delete = False
+    fields = [
+        "created_at",
+        "outcome",
+        "model_outcome",
+        "confidence",
+        "runbook",
+        "policy",
+        "reasons",
+    ]
+    readonly_fields = fields
+    show_change_link = True
+
+    def has_add_permission(self, request, obj=None) -> bool:
+        return False
+
+
+class ExecutionInline(admin.TabularInline):
+    model = Execution
+    extra = 0
+    can_delete = False
+    fields = ["created_at", "runbook", "state", "started_at", "finished_at", "output"]
+    readonly_fields = fields
+    show_change_link = True
+
+    def has_add_permission(self, request, obj=None) -> bool:
+        return False
+
+
+@admin.register(Ticket)
+class TicketAdmin(SimpleHistoryAdmin):
+    list_display = [
+        "ticket_id",
+        "title",
+        "host",
+        "category",
+        "status",
+        "severity",
+        "occurrence_count",
+        "opened_at",
+    ]
+    list_filter = ["status", "category", "source"]
+    search_fields = ["ticket_id", "title", "host__name"]
+    list_select_related = ["host"]
+    readonly_fields = [
+        "ticket_id",
+        "opened_at",
+        "last_seen_at",
+        "resolved_at",
+        "severity",
+        "confidence",
+        "occurrence_count",
+        "status",
+    ]
+    inlines = [DecisionInline, ExecutionInline]
+
+
+def _roll_back(execution: Execution, user, note: str) -> str:
+    roll_back_execution(
+        execution, user=user, reason=note or "requested in the admin", now=timezone.now()
+    )
+    return f"Rollback of {execution} sent to the agent."
+
+
+@admin.register(Execution)
+class ExecutionAdmin(admin.ModelAdmin):
+    list_display = ["id", "ticket", "host", "runbook", "state", "created_at", "finished_at"]
+    list_filter = ["state", "runbook"]
+    search_fields = ["ticket__ticket_id", "host__name", "idempotency_key"]
+    list_select_related = ["ticket", "host", "runbook"]
+    actions = [
+        confirmed_action(
+            description="Roll back selected executions", verb="roll back", perform=_roll_back
+        )
+    ]
+
+    def has_add_permission(self, request) -> bool:
+        return False
+
+    def has_change_permission(self, request, obj=None) -> bool:
+        return False
+
+    def has_delete_permission(self, request, obj=None) -> bool:
+        return False

@@ -1,0 +1,48 @@
+"""Agents authenticate with their host's API key: `Authorization: Bearer KEY`."""
+
+from dataclasses import dataclass
+
+from rest_framework import authentication, exceptions, permissions
+
+from remediation.models import Host, hash_api_key
+
+
+@dataclass(frozen=True)
+class AgentPrincipal:
+    """request.user for an agent: authenticated, but not a person."""
+
+    host: Host
+    is_authenticated: bool = True
+    is_staff: bool = False
+
+    def get_username(self) -> str:
+        return f"agent:{self.host.name}"
+
+
+class HostKeyAuthentication(authentication.BaseAuthentication):
+    def authenticate(self, request):
+        parts = authentication.get_authorization_header(request).split()
+        if not parts or parts[0].lower() != b"bearer":
+            return None
+        if len(parts) != 2:
+            raise exceptions.AuthenticationFailed("Authorization must be 'Bearer <key>'.")
+        try:
+            key = parts[1].decode()
+        except UnicodeDecodeError as exc:
+            raise exceptions.AuthenticationFailed("The API key is not valid text.") from exc
+        host = Host.objects.filter(api_key_hash=hash_api_key(key)).first()
+        if host is None:
+            raise exceptions.AuthenticationFailed("Unknown API key.")
+        if not host.enabled:
+            raise exceptions.AuthenticationFailed(f"Host {host.name} is disabled.")
+        return AgentPrincipal(host), host
+
+    def authenticate_header(self, request) -> str:
+        return 'Bearer realm="warden"'
+
+
+class IsAgent(permissions.BasePermission):
+    message = "This endpoint is for host agents."
+
+    def has_permission(self, request, view) -> bool:
+        return isinstance(request.auth, Host)

@@ -1,0 +1,146 @@
+"""Runbook risk classes, ticket and execution states, and the allowed moves between them."""
+
+from django.db import models
+
+
+class ActionType(models.TextChoices):
+    READ_ONLY = "read_only", "Read only"
+    SAFE_WRITE = "safe_write", "Safe write"
+    CRITICAL_WRITE = "critical_write", "Critical write"
+
+
+class Category(models.TextChoices):
+    DISK = "disk", "Disk"
+    MEMORY = "memory", "Memory"
+    CPU = "cpu", "CPU"
+    DNS = "dns", "DNS"
+    FIREWALL = "firewall", "Firewall"
+    NETWORK = "network", "Network"
+    STORAGE = "storage", "Storage"
+    CACHE = "cache", "Cache"
+    SECURITY = "security", "Security"
+    SERVER = "server", "Server"
+
+
+# Actions no autonomous decision may take (PHASE-65's forbidden list); a
+# runbook that touches one always needs a person.
+class ForbiddenTouch(models.TextChoices):
+    CUSTOMER_DATA_DELETION = "customer_data_deletion", "Deletes customer data"
+    CONTRACTS_PRICING = "contracts_pricing", "Changes contracts or pricing"
+    AUTHENTICATION = "authentication", "Disables authentication"
+    LEGAL_COMPLIANCE = "legal_compliance", "Legal or compliance action"
+
+
+class TicketStatus(models.TextChoices):
+    OPEN = "open", "Open"
+    AWAITING_APPROVAL = "awaiting_approval", "Awaiting approval"
+    REMEDIATING = "remediating", "Remediating"
+    ESCALATED = "escalated", "Escalated to a person"
+    RESOLVED = "resolved", "Resolved"
+    CLOSED = "closed", "Closed"
+
+
+# A host has at most one ticket per category in these states; repeats count on it.
+TICKET_OPEN_STATUSES = frozenset(
+    {
+        TicketStatus.OPEN,
+        TicketStatus.AWAITING_APPROVAL,
+        TicketStatus.REMEDIATING,
+        TicketStatus.ESCALATED,
+    }
+)
+
+TICKET_TRANSITIONS: dict[str, frozenset[str]] = {
+    TicketStatus.OPEN: frozenset(
+        {
+            TicketStatus.AWAITING_APPROVAL,
+            TicketStatus.REMEDIATING,
+            TicketStatus.ESCALATED,
+            TicketStatus.RESOLVED,
+            TicketStatus.CLOSED,
+        }
+    ),
+    TicketStatus.AWAITING_APPROVAL: frozenset(
+        {TicketStatus.REMEDIATING, TicketStatus.ESCALATED, TicketStatus.CLOSED}
+    ),
+    TicketStatus.REMEDIATING: frozenset(
+        {TicketStatus.RESOLVED, TicketStatus.ESCALATED, TicketStatus.CLOSED}
+    ),
+    TicketStatus.ESCALATED: frozenset(
+        {
+            TicketStatus.AWAITING_APPROVAL,
+            TicketStatus.REMEDIATING,
+            TicketStatus.RESOLVED,
+            TicketStatus.CLOSED,
+        }
+    ),
+    TicketStatus.RESOLVED: frozenset(),
+    TicketStatus.CLOSED: frozenset(),
+}
+
+
+class ExecutionState(models.TextChoices):
+    QUEUED = "queued", "Queued"
+    HELD = "held", "Held by a pause"
+    DISPATCHED = "dispatched", "Waiting for the agent"
+    RUNNING = "running", "Running on the agent"
+    VERIFYING = "verifying", "Verifying with fresh metrics"
+    SUCCEEDED = "succeeded", "Succeeded"
+    FAILED = "failed", "Failed"
+    ROLLBACK_PENDING = "rollback_pending", "Rollback waiting for the agent"
+    ROLLING_BACK = "rolling_back", "Rolling back on the agent"
+    ROLLED_BACK = "rolled_back", "Rolled back"
+    ROLLBACK_FAILED = "rollback_failed", "Rollback failed"
+    CANCELLED = "cancelled", "Cancelled"
+
+
+EXECUTION_TRANSITIONS: dict[str, frozenset[str]] = {
+    ExecutionState.QUEUED: frozenset(
+        {ExecutionState.DISPATCHED, ExecutionState.HELD, ExecutionState.CANCELLED}
+    ),
+    ExecutionState.HELD: frozenset({ExecutionState.QUEUED, ExecutionState.CANCELLED}),
+    ExecutionState.DISPATCHED: frozenset(
+        {ExecutionState.RUNNING, ExecutionState.HELD, ExecutionState.CANCELLED}
+    ),
+    # An expired lease goes to VERIFYING: the host's metrics say what happened,
+    # the action is never blindly run again.
+    ExecutionState.RUNNING: frozenset({ExecutionState.VERIFYING, ExecutionState.FAILED}),
+    ExecutionState.VERIFYING: frozenset({ExecutionState.SUCCEEDED, ExecutionState.FAILED}),
+    ExecutionState.FAILED: frozenset({ExecutionState.ROLLBACK_PENDING}),
+    ExecutionState.SUCCEEDED: frozenset({ExecutionState.ROLLBACK_PENDING}),
+    ExecutionState.ROLLBACK_PENDING: frozenset({ExecutionState.ROLLING_BACK}),
+    ExecutionState.ROLLING_BACK: frozenset(
+        {ExecutionState.ROLLED_BACK, ExecutionState.ROLLBACK_FAILED}
+    ),
+    ExecutionState.ROLLED_BACK: frozenset(),
+    ExecutionState.ROLLBACK_FAILED: frozenset(),
+    ExecutionState.CANCELLED: frozenset(),
+}
+
+# Executions that still hold their host: the blast radius counts these.
+EXECUTION_ACTIVE_STATES = frozenset(
+    {
+        ExecutionState.QUEUED,
+        ExecutionState.HELD,
+        ExecutionState.DISPATCHED,
+        ExecutionState.RUNNING,
+        ExecutionState.VERIFYING,
+        ExecutionState.ROLLBACK_PENDING,
+        ExecutionState.ROLLING_BACK,
+    }
+)
+# What an agent picks up: the action, or its rollback.
+EXECUTION_AGENT_CLAIMABLE = {
+    ExecutionState.DISPATCHED: ExecutionState.RUNNING,
+    ExecutionState.ROLLBACK_PENDING: ExecutionState.ROLLING_BACK,
+}
+
+
+class IllegalTransition(Exception):
+    """A state change the transition table does not allow."""
+
+
+def check_transition(table: dict[str, frozenset[str]], current: str, target: str) -> None:
+    """Raise IllegalTransition unless `table` allows current -> target."""
+    if target not in table.get(current, frozenset()):
+        raise IllegalTransition(f"cannot move from {current} to {target}")

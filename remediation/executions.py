@@ -1,0 +1,533 @@
+"""Executions, exactly once: queue, dispatch, agent claim, report, verify, roll back, sweep.
+
+The Execution row is the truth and the django-q2 task only a wake-up call.
+A row is created once per idempotency key and enqueued after commit; the
+worker dispatches it under select_for_update after re-checking pauses and
+approvals in the same transaction; the agent claims it with a lease and a new
+fencing token and reports with that token (compare-and-set), so a stale or
+duplicate report changes nothing. A scheduled sweeper re-enqueues rows whose
+task vanished, and reconciles an expired lease by verifying the host's fresh
+metrics, never by running the action again.
+"""
+
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from django.conf import settings
+from django.db import transaction
+from django.utils import timezone
+from django_q.tasks import async_task
+
+from governance.audit import PendingEvent, append_events, event, user_actor
+from governance.models import ApprovalRequest, ApprovalStatus, Decision
+from governance.switches import active_pauses, pauses_applying
+from remediation.choices import (
+    EXECUTION_AGENT_CLAIMABLE,
+    ExecutionState,
+    TicketStatus,
+)
+from remediation.models import Execution, Host, Runbook, Ticket
+from scoring.models import MetricSample
+
+logger = logging.getLogger(__name__)
+
+# A sample still shows the problem when the category's metric pushed it to its
+# class by at least this much (the explanation's probability drop).
+PROBLEM_CONTRIBUTION = 0.05
+CATEGORY_METRIC = {
+    "disk": "disk_usage",
+    "memory": "memory_usage",
+    "cpu": "cpu_usage",
+    "dns": "dns_latency_ms",
+    "firewall": "firewall_change_requested",
+}
+
+
+class ExecutionError(Exception):
+    """A request about an execution that cannot be honoured; `code` is machine-readable."""
+
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+
+
+@dataclass(frozen=True)
+class AgentAction:
+    """What an agent is told to run: the action (or its rollback) and the token to report with."""
+
+    execution_id: int
+    token: int
+    kind: str  # "run" | "rollback"
+    action: str
+    runbook: str
+    ticket_id: str
+    lease_expires_at: datetime
+
+
+def _audit(
+    execution: Execution, actor: str, action: str, summary: str, **data: Any
+) -> PendingEvent:
+    return event(
+        actor,
+        action,
+        execution,
+        summary,
+        ticket_id=execution.ticket.ticket_id,
+        data={"state": execution.state, "runbook": execution.runbook.name, **data},
+    )
+
+
+def _enqueue_after_commit(execution_id: int) -> None:
+    def enqueue() -> None:
+        Execution.objects.filter(pk=execution_id).update(enqueued_at=timezone.now())
+        async_task("remediation.tasks.dispatch_execution", execution_id)
+
+    transaction.on_commit(enqueue)
+
+
+def queue_execution(
+    *,
+    ticket: Ticket,
+    runbook: Runbook,
+    idempotency_key: str,
+    now: datetime,
+    events: list[PendingEvent],
+    decision: Decision | None = None,
+    approval_request: ApprovalRequest | None = None,
+    requested_by: Any = None,
+) -> Execution:
+    """Create the execution for this key (once) and enqueue it after commit.
+
+    Expects the caller's transaction and a locked ticket.
+    """
+    execution, created = Execution.objects.get_or_create(
+        idempotency_key=idempotency_key,
+        defaults={
+            "ticket": ticket,
+            "host": ticket.host,
+            "runbook": runbook,
+            "decision": decision,
+            "approval_request": approval_request,
+            "requested_by": requested_by,
+            "created_at": now,
+        },
+    )
+    if not created:
+        return execution
+    if ticket.status != TicketStatus.REMEDIATING:
+        ticket.move_to(TicketStatus.REMEDIATING)
+        ticket.save(update_fields=["status", "resolved_at"])
+    actor = user_actor(requested_by) if requested_by else "system"
+    events.append(
+        _audit(
+            execution,
+            actor,
+            "execution.queued",
+            f"{runbook.name} queued for {ticket.host.name} ({ticket.ticket_id})",
+            idempotency_key=idempotency_key,
+        )
+    )
+    _enqueue_after_commit(execution.pk)
+    return execution
+
+
+def dispatch_execution(execution_id: int, now: datetime) -> str:
+    """The worker's step: hand a queued execution to its host's agent, or hold or cancel it.
+
+    Runs once per delivery of the task; a second delivery finds the row no
+    longer QUEUED and does nothing.
+    """
+    with transaction.atomic():
+        execution = (
+            Execution.objects.select_for_update()
+            .select_related("ticket", "host", "runbook", "approval_request")
+            .filter(pk=execution_id)
+            .first()
+        )
+        if execution is None or execution.state != ExecutionState.QUEUED:
+            return "skipped"
+        events: list[PendingEvent] = []
+        pauses = pauses_applying(active_pauses(now), execution.host_id, execution.runbook.category)
+        request = execution.approval_request
+        if pauses:
+            execution.move_to(ExecutionState.HELD)
+            summary = f"held: {pauses[0].describe()}"
+        elif request is not None and request.status != ApprovalStatus.APPROVED:
+            execution.move_to(ExecutionState.CANCELLED)
+            execution.finished_at = now
+            summary = f"cancelled: approval request is {request.status}"
+        elif not (execution.host.enabled and execution.runbook.enabled):
+            execution.move_to(ExecutionState.CANCELLED)
+            execution.finished_at = now
+            summary = "cancelled: host or runbook disabled"
+        else:
+            execution.move_to(ExecutionState.DISPATCHED)
+            execution.dispatched_at = now
+            summary = f"dispatched {execution.runbook.action} to {execution.host.name}'s agent"
+        execution.save(update_fields=["state", "dispatched_at", "finished_at"])
+        events.append(_audit(execution, "system", f"execution.{execution.state}", summary))
+        if execution.state == ExecutionState.CANCELLED:
+            _escalate_ticket(execution.ticket, events, "execution cancelled before it ran")
+        append_events(events)
+        return execution.state
+
+
+def claim_agent_actions(host: Host, now: datetime) -> list[AgentAction]:
+    """The agent's step: take this host's dispatched actions and rollbacks, each with a lease."""
+    with transaction.atomic():
+        executions = list(
+            Execution.objects.select_for_update()
+            .select_related("ticket", "runbook")
+            .filter(host=host, state__in=list(EXECUTION_AGENT_CLAIMABLE))
+            .order_by("created_at")
+        )
+        if not executions:
+            return []
+        pauses = list(active_pauses(now))
+        events: list[PendingEvent] = []
+        actions = []
+        lease = timedelta(seconds=settings.WARDEN_AGENT_LEASE_SECONDS)
+        for execution in executions:
+            rollback = execution.state == ExecutionState.ROLLBACK_PENDING
+            applying = pauses_applying(pauses, host.pk, execution.runbook.category)
+            # A pause holds new actions; a rollback restores a known state and proceeds.
+            if applying and not rollback:
+                execution.move_to(ExecutionState.HELD)
+                execution.save(update_fields=["state"])
+                events.append(
+                    _audit(execution, "system", "execution.held", f"held: {applying[0].describe()}")
+                )
+                continue
+            execution.move_to(EXECUTION_AGENT_CLAIMABLE[execution.state])
+            execution.fencing_token += 1
+            execution.lease_expires_at = now + lease
+            if not rollback:
+                execution.started_at = now
+            execution.save(
+                update_fields=["state", "fencing_token", "lease_expires_at", "started_at"]
+            )
+            action = execution.runbook.rollback_action if rollback else execution.runbook.action
+            events.append(
+                _audit(
+                    execution,
+                    f"agent:{host.name}",
+                    "execution.rollback_started" if rollback else "execution.started",
+                    f"{host.name} started {action}",
+                    token=execution.fencing_token,
+                )
+            )
+            actions.append(
+                AgentAction(
+                    execution_id=execution.pk,
+                    token=execution.fencing_token,
+                    kind="rollback" if rollback else "run",
+                    action=action,
+                    runbook=execution.runbook.name,
+                    ticket_id=execution.ticket.ticket_id,
+                    lease_expires_at=execution.lease_expires_at,
+                )
+            )
+        append_events(events)
+        return actions
+
+
+def report_agent_result(
+    host: Host, execution_id: int, *, token: int, ok: bool, output: str, now: datetime
+) -> Execution:
+    """Record what the agent says happened; only the holder of the current token may say it."""
+    with transaction.atomic():
+        execution = (
+            Execution.objects.select_for_update()
+            .select_related("ticket", "runbook", "host")
+            .filter(pk=execution_id, host=host)
+            .first()
+        )
+        if execution is None:
+            raise ExecutionError("not_found", f"execution {execution_id} is not this host's")
+        if execution.state not in (ExecutionState.RUNNING, ExecutionState.ROLLING_BACK):
+            raise ExecutionError(
+                "not_running", f"execution {execution_id} is {execution.state}, not running"
+            )
+        if execution.fencing_token != token:
+            raise ExecutionError(
+                "stale_token",
+                f"token {token} is stale: execution {execution_id} is at {execution.fencing_token}",
+            )
+        events: list[PendingEvent] = []
+        actor = f"agent:{host.name}"
+        output = output[:10_000]
+        execution.lease_expires_at = None
+        if execution.state == ExecutionState.RUNNING:
+            execution.output = output
+            if ok:
+                execution.move_to(ExecutionState.VERIFYING)
+                execution.verify_deadline = now + timedelta(
+                    seconds=settings.WARDEN_VERIFY_TIMEOUT_SECONDS
+                )
+                summary = f"{execution.runbook.action} done; verifying with fresh metrics"
+            else:
+                execution.move_to(ExecutionState.FAILED)
+                execution.finished_at = now
+                summary = f"{execution.runbook.action} failed on {host.name}"
+            events.append(
+                _audit(execution, actor, f"execution.{execution.state}", summary, output=output)
+            )
+            if not ok:
+                _start_rollback(execution, events, "the action failed")
+        else:
+            execution.rollback_output = output
+            execution.move_to(ExecutionState.ROLLED_BACK if ok else ExecutionState.ROLLBACK_FAILED)
+            execution.finished_at = now
+            events.append(
+                _audit(
+                    execution,
+                    actor,
+                    f"execution.{execution.state}",
+                    f"rollback {execution.runbook.rollback_action} "
+                    + ("done" if ok else "failed")
+                    + f" on {host.name}",
+                    output=output,
+                )
+            )
+        execution.save()
+        append_events(events)
+        return execution
+
+
+def _start_rollback(execution: Execution, events: list[PendingEvent], why: str) -> None:
+    """After a failure: dispatch the rollback if there is one, and hand the ticket to people."""
+    runbook = execution.runbook
+    if runbook.reversible and runbook.rollback_action:
+        execution.move_to(ExecutionState.ROLLBACK_PENDING)
+        events.append(
+            _audit(
+                execution,
+                "system",
+                "execution.rollback_pending",
+                f"rolling back with {runbook.rollback_action}: {why}",
+            )
+        )
+    _escalate_ticket(execution.ticket, events, f"{runbook.name} failed: {why}")
+
+
+def _escalate_ticket(ticket: Ticket, events: list[PendingEvent], why: str) -> None:
+    if ticket.status == TicketStatus.ESCALATED or not ticket.is_open:
+        return
+    ticket.move_to(TicketStatus.ESCALATED)
+    ticket.save(update_fields=["status", "resolved_at"])
+    events.append(
+        event(
+            "system",
+            "ticket.escalated",
+            ticket,
+            f"{ticket.ticket_id} escalated: {why}",
+            ticket_id=ticket.ticket_id,
+        )
+    )
+
+
+def sample_shows_problem(sample: MetricSample, category: str) -> bool:
+    """Does this sample still show the problem of `category`?"""
+    if sample.severity == 0:
+        return False
+    metric = CATEGORY_METRIC.get(category)
+    contributions = {name: value for name, value in sample.explanation}
+    if metric is None:
+        return sample.category == category
+    return sample.category == category or contributions.get(metric, 0.0) >= PROBLEM_CONTRIBUTION
+
+
+def verify_with_samples(
+    host: Host, samples: Sequence[MetricSample], now: datetime, events: list[PendingEvent]
+) -> None:
+    """Fresh metrics decide verifying executions: healed -> succeeded, else failed and rolled back.
+
+    Expects the caller's transaction (the metrics request).
+    """
+    executions = list(
+        Execution.objects.select_for_update()
+        .select_related("ticket", "runbook")
+        .filter(host=host, state=ExecutionState.VERIFYING)
+    )
+    for execution in executions:
+        category = execution.runbook.category
+        fresh = [
+            s for s in samples if execution.started_at is None or s.taken_at >= execution.started_at
+        ]
+        for sample in sorted(fresh, key=lambda s: s.taken_at):
+            execution.verify_samples_seen += 1
+            if not sample_shows_problem(sample, category):
+                _succeed(execution, sample, now, events)
+                break
+            if execution.verify_samples_seen >= settings.WARDEN_VERIFY_SAMPLES:
+                _fail_verification(
+                    execution,
+                    now,
+                    events,
+                    f"{execution.verify_samples_seen} fresh samples still show it",
+                )
+                break
+        execution.save()
+
+
+def _succeed(
+    execution: Execution, sample: MetricSample, now: datetime, events: list[PendingEvent]
+) -> None:
+    execution.move_to(ExecutionState.SUCCEEDED)
+    execution.finished_at = now
+    events.append(
+        _audit(
+            execution,
+            "system",
+            "execution.succeeded",
+            f"verified: {execution.host.name} healthy for {execution.runbook.category} "
+            f"after {execution.runbook.action}",
+            sample_id=sample.pk,
+        )
+    )
+    ticket = execution.ticket
+    ticket.move_to(TicketStatus.RESOLVED)
+    ticket.resolution = f"{execution.runbook.title}: verified by fresh metrics."
+    ticket.save(update_fields=["status", "resolved_at", "resolution"])
+    events.append(
+        event(
+            "system",
+            "ticket.resolved",
+            ticket,
+            f"{ticket.ticket_id} resolved by {execution.runbook.name}",
+            ticket_id=ticket.ticket_id,
+        )
+    )
+
+
+def _fail_verification(
+    execution: Execution, now: datetime, events: list[PendingEvent], why: str
+) -> None:
+    execution.move_to(ExecutionState.FAILED)
+    execution.finished_at = now
+    events.append(_audit(execution, "system", "execution.failed", f"verification failed: {why}"))
+    _start_rollback(execution, events, f"verification failed: {why}")
+
+
+def release_held_executions(now: datetime) -> int:
+    """Put held executions whose pauses have ended back in the queue; returns how many."""
+    with transaction.atomic():
+        held = list(
+            Execution.objects.select_for_update()
+            .select_related("ticket", "runbook")
+            .filter(state=ExecutionState.HELD)
+        )
+        pauses = list(active_pauses(now))
+        events: list[PendingEvent] = []
+        released = 0
+        for execution in held:
+            if pauses_applying(pauses, execution.host_id, execution.runbook.category):
+                continue
+            execution.move_to(ExecutionState.QUEUED)
+            execution.save(update_fields=["state"])
+            events.append(
+                _audit(execution, "system", "execution.released", "pause ended; queued again")
+            )
+            _enqueue_after_commit(execution.pk)
+            released += 1
+        append_events(events)
+        return released
+
+
+def roll_back_execution(
+    execution: Execution, *, user: Any, reason: str, now: datetime
+) -> Execution:
+    """A supervisor undoes a finished remediation: its rollback goes to the agent."""
+    with transaction.atomic():
+        execution = (
+            Execution.objects.select_for_update()
+            .select_related("ticket", "runbook", "host")
+            .get(pk=execution.pk)
+        )
+        runbook = execution.runbook
+        if not (runbook.reversible and runbook.rollback_action):
+            raise ExecutionError("irreversible", f"{runbook.name} has no rollback")
+        if execution.state not in (ExecutionState.SUCCEEDED, ExecutionState.FAILED):
+            raise ExecutionError(
+                "not_finished",
+                f"only a succeeded or failed execution can be rolled back, not {execution.state}",
+            )
+        execution.move_to(ExecutionState.ROLLBACK_PENDING)
+        execution.save(update_fields=["state"])
+        append_events(
+            [
+                _audit(
+                    execution,
+                    user_actor(user),
+                    "execution.rollback_pending",
+                    f"rollback of {runbook.name} on {execution.host.name} requested: {reason}",
+                )
+            ]
+        )
+        return execution
+
+
+@dataclass(frozen=True)
+class SweepReport:
+    requeued: int = 0
+    leases_expired: int = 0
+    verifications_failed: int = 0
+    released: int = 0
+
+
+def sweep(now: datetime) -> SweepReport:
+    """Repair what crashes and lost tasks leave behind. Safe to run any number of times."""
+    requeued = leases = verifications = 0
+    stale_enqueue = now - timedelta(seconds=settings.WARDEN_REQUEUE_AFTER_SECONDS)
+    lost = Execution.objects.filter(state=ExecutionState.QUEUED, enqueued_at__lt=stale_enqueue)
+    never = Execution.objects.filter(
+        state=ExecutionState.QUEUED, enqueued_at__isnull=True, created_at__lt=stale_enqueue
+    )
+    for execution_id in list(lost.values_list("pk", flat=True)) + list(
+        never.values_list("pk", flat=True)
+    ):
+        Execution.objects.filter(pk=execution_id).update(enqueued_at=now)
+        async_task("remediation.tasks.dispatch_execution", execution_id)
+        requeued += 1
+    with transaction.atomic():
+        events: list[PendingEvent] = []
+        for execution in (
+            Execution.objects.select_for_update()
+            .select_related("ticket", "runbook", "host")
+            .filter(
+                state__in=[ExecutionState.RUNNING, ExecutionState.ROLLING_BACK],
+                lease_expires_at__lt=now,
+            )
+        ):
+            leases += 1
+            if execution.state == ExecutionState.RUNNING:
+                # The agent may or may not have acted: let the host's metrics say.
+                execution.move_to(ExecutionState.VERIFYING)
+                execution.verify_deadline = now + timedelta(
+                    seconds=settings.WARDEN_VERIFY_TIMEOUT_SECONDS
+                )
+                summary = "agent lease expired; verifying the host's state instead of re-running"
+            else:
+                execution.move_to(ExecutionState.ROLLBACK_FAILED)
+                execution.finished_at = now
+                summary = "agent lease expired during rollback; a person must check the host"
+            execution.lease_expires_at = None
+            execution.save()
+            events.append(_audit(execution, "system", f"execution.{execution.state}", summary))
+            if execution.state == ExecutionState.ROLLBACK_FAILED:
+                _escalate_ticket(execution.ticket, events, summary)
+        for execution in (
+            Execution.objects.select_for_update()
+            .select_related("ticket", "runbook", "host")
+            .filter(state=ExecutionState.VERIFYING, verify_deadline__lt=now)
+        ):
+            verifications += 1
+            _fail_verification(execution, now, events, "no healthy sample before the deadline")
+            execution.save()
+        append_events(events)
+    released = release_held_executions(now)
+    return SweepReport(requeued, leases, verifications, released)

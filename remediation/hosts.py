@@ -1,0 +1,55 @@
+"""Registering hosts and their agents' keys."""
+
+import re
+from typing import Any
+
+from django.db import transaction
+
+from governance.audit import append_events, event, user_actor
+from remediation.models import Host
+
+HOST_NAME = re.compile(r"^[A-Za-z0-9]([A-Za-z0-9.-]{0,251}[A-Za-z0-9])?$")
+
+
+class HostError(Exception):
+    """A host that cannot be added as asked."""
+
+
+def add_host(
+    name: str, *, labels: dict[str, str] | None = None, user: Any = None
+) -> tuple[Host, str]:
+    """Register a host; returns it and its agent key, which is never stored and shown once."""
+    if not HOST_NAME.match(name):
+        raise HostError(f"{name!r} is not a valid host name (letters, digits, dots and dashes)")
+    with transaction.atomic():
+        if Host.objects.filter(name=name).exists():
+            raise HostError(f"host {name} already exists (use --rotate-key for a new key)")
+        host = Host(name=name, labels=labels or {})
+        key = host.set_new_api_key()
+        host.save()
+        append_events(
+            [
+                event(
+                    user_actor(user),
+                    "host.added",
+                    host,
+                    f"host {name} added",
+                    data={"labels": host.labels},
+                )
+            ]
+        )
+    return host, key
+
+
+def rotate_host_key(name: str, *, user: Any = None) -> tuple[Host, str]:
+    """Give a host a new key; the old one stops working at once."""
+    with transaction.atomic():
+        host = Host.objects.select_for_update().filter(name=name).first()
+        if host is None:
+            raise HostError(f"no host named {name}")
+        key = host.set_new_api_key()
+        host.save()
+        append_events(
+            [event(user_actor(user), "host.key_rotated", host, f"agent key of {name} rotated")]
+        )
+    return host, key

@@ -1,0 +1,189 @@
+"""`make demo`: migrate, train and approve a first model, create accounts, run everything.
+
+Starts gunicorn (uvicorn workers, so websockets work), a qcluster and a
+synthetic fleet of simulated agents, prints the URLs, and stops every process
+it started on Ctrl-C. A second run reuses the database, model, accounts and keys.
+"""
+
+import json
+import secrets
+import signal
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+from django.conf import settings
+from django.contrib.auth.models import Group, User
+from django.core.management import call_command
+from django.core.management.base import BaseCommand, CommandError
+from django.db import transaction
+
+from remediation.hosts import add_host, rotate_host_key
+from remediation.models import Host
+from scoring.choices import ModelStatus
+from scoring.models import ModelVersion
+
+# The seed's scenarios across the demo fleet: mostly healthy, every problem present.
+FLEET_SCENARIOS = (
+    ["disk_filling"] * 3
+    + ["memory_leak"] * 3
+    + ["cpu_runaway"] * 2
+    + ["dns_latency_spike"] * 2
+    + ["firewall_change_request"] * 2
+)
+ACCOUNTS = (("supervisor", "supervisors", True), ("approver", "approvers", False))
+
+
+class Command(BaseCommand):
+    help = "Set up Warden and run it with a synthetic fleet (web, qcluster, agents)."
+
+    def add_arguments(self, parser) -> None:
+        parser.add_argument("--port", type=int, default=8000)
+        parser.add_argument("--hosts", type=int, default=20, help="size of the demo fleet")
+        parser.add_argument("--interval", type=float, default=5.0, help="seconds between samples")
+        parser.add_argument("--web-workers", type=int, default=2)
+        parser.add_argument(
+            "--setup-only", action="store_true", help="prepare everything, start nothing"
+        )
+
+    def handle(self, *args, **options) -> None:
+        if options["hosts"] < 1:
+            raise CommandError("--hosts must be at least 1")
+        self.stdout.write("Migrating the database ...")
+        call_command("migrate", interactive=False, verbosity=0)
+        if not ModelVersion.objects.filter(status=ModelStatus.APPROVED).exists():
+            self.stdout.write("Training and approving a first severity model ...")
+            call_command("train_severity_model", approve=True, stdout=self.stdout)
+        self.ensure_accounts()
+        keys_file = self.ensure_fleet(options["hosts"])
+        if options["setup_only"]:
+            return
+        self.run_processes(options, keys_file)
+
+    def ensure_accounts(self) -> None:
+        for username, group_name, superuser in ACCOUNTS:
+            if User.objects.filter(username=username).exists():
+                self.stdout.write(
+                    f"Account {username} exists (new password: "
+                    f"python manage.py changepassword {username})."
+                )
+                continue
+            password = secrets.token_urlsafe(12)
+            user = User.objects.create_user(
+                username, password=password, is_staff=True, is_superuser=superuser
+            )
+            user.groups.add(Group.objects.get(name=group_name))
+            self.stdout.write(
+                self.style.SUCCESS(f"Created {username} ({group_name}) with password: {password}")
+            )
+
+    def ensure_fleet(self, count: int) -> Path:
+        """Demo hosts and their keys, kept in a private file the fleet process reads."""
+        keys_file = Path(settings.DATA_DIR) / "fleet-keys.json"
+        known = {}
+        if keys_file.exists():
+            known = {item["name"]: item for item in json.loads(keys_file.read_text())["hosts"]}
+        fleet = []
+        scenarios = FLEET_SCENARIOS + ["healthy"] * max(count - len(FLEET_SCENARIOS), 0)
+        for index in range(count):
+            name = f"demo-{index + 1:02d}"
+            scenario = scenarios[index % len(scenarios)] if index < len(scenarios) else "healthy"
+            with transaction.atomic():
+                if not Host.objects.filter(name=name).exists():
+                    _, key = add_host(name, labels={"env": "demo", "scenario": scenario})
+                elif name in known:
+                    key = known[name]["key"]
+                else:
+                    _, key = rotate_host_key(name)
+            fleet.append({"name": name, "key": key, "scenario": scenario})
+        keys_file.write_text(json.dumps({"hosts": fleet}, indent=2))
+        keys_file.chmod(0o600)
+        self.stdout.write(f"Demo fleet: {count} hosts (keys in {keys_file}).")
+        return keys_file
+
+    def run_processes(self, options: dict, keys_file: Path) -> None:
+        port = options["port"]
+        url = f"http://127.0.0.1:{port}"
+        python = sys.executable
+        commands = {
+            "web": [
+                python,
+                "-m",
+                "gunicorn",
+                "config.asgi:application",
+                "-k",
+                "uvicorn_worker.UvicornWorker",
+                "-w",
+                str(options["web_workers"]),
+                "-b",
+                f"127.0.0.1:{port}",
+                "--graceful-timeout",
+                "5",
+                "--log-level",
+                "warning",
+            ],
+            "qcluster": [python, "manage.py", "qcluster"],
+        }
+        processes: dict[str, subprocess.Popen] = {}
+
+        def stop(*_: object) -> None:
+            raise KeyboardInterrupt
+
+        signal.signal(signal.SIGTERM, stop)
+        try:
+            for name, command in commands.items():
+                processes[name] = subprocess.Popen(command, cwd=settings.BASE_DIR)
+            self.wait_for(url)
+            processes["fleet"] = subprocess.Popen(
+                [
+                    python,
+                    "-m",
+                    "remediation.agent",
+                    "fleet",
+                    "--url",
+                    url,
+                    "--keys",
+                    str(keys_file),
+                    "--interval",
+                    str(options["interval"]),
+                ],
+                cwd=settings.BASE_DIR,
+            )
+            self.stdout.write(
+                self.style.SUCCESS(
+                    f"\nWarden is running.\n"
+                    f"  Admin:        {url}/admin/\n"
+                    f"  Live console: {url}/console/\n"
+                    f"  API docs:     {url}/api/docs\n"
+                    f"Press Ctrl-C to stop everything.\n"
+                )
+            )
+            while True:
+                for name, process in processes.items():
+                    if process.poll() is not None:
+                        raise CommandError(f"{name} exited with code {process.returncode}")
+                time.sleep(0.5)
+        except KeyboardInterrupt:
+            self.stdout.write("\nStopping ...")
+        finally:
+            for process in processes.values():
+                if process.poll() is None:
+                    process.terminate()
+            for process in processes.values():
+                try:
+                    process.wait(timeout=10)
+                except subprocess.TimeoutExpired:
+                    process.kill()
+
+    def wait_for(self, url: str, timeout: float = 60.0) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            try:
+                with urllib.request.urlopen(f"{url}/healthz", timeout=2) as response:
+                    if response.status == 200:
+                        return
+            except OSError:
+                time.sleep(0.3)
+        raise CommandError(f"the web server did not answer on {url} within {timeout:.0f}s")

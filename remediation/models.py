@@ -1,0 +1,209 @@
+"""Hosts and their agents, the runbook catalogue, tickets and executions."""
+
+import hashlib
+import secrets
+
+from django.conf import settings
+from django.db import models
+from django.db.models import Q
+from django.utils import timezone
+from simple_history.models import HistoricalRecords
+
+from remediation.choices import (
+    EXECUTION_TRANSITIONS,
+    TICKET_OPEN_STATUSES,
+    TICKET_TRANSITIONS,
+    ActionType,
+    Category,
+    ExecutionState,
+    TicketStatus,
+    check_transition,
+)
+
+API_KEY_PREFIX = "wdn_"
+
+
+def hash_api_key(key: str) -> str:
+    """SHA-256 of an agent key: the keys are 256 random bits, so a fast hash is safe."""
+    return hashlib.sha256(key.encode()).hexdigest()
+
+
+class Host(models.Model):
+    name = models.CharField(max_length=253, unique=True)
+    # Only the hash is stored; the key is shown once, when the host is added.
+    api_key_hash = models.CharField(max_length=64, unique=True, editable=False)
+    api_key_prefix = models.CharField(max_length=16, editable=False)
+    labels = models.JSONField(default=dict, blank=True)
+    enabled = models.BooleanField(default=True)
+    created_at = models.DateTimeField(default=timezone.now, editable=False)
+    last_seen_at = models.DateTimeField(null=True, blank=True, editable=False)
+
+    history = HistoricalRecords(excluded_fields=["last_seen_at"])
+
+    class Meta:
+        ordering = ["name"]
+
+    def __str__(self) -> str:
+        return self.name
+
+    def set_new_api_key(self) -> str:
+        """Give the host a fresh key; returns the key, which is not stored anywhere."""
+        key = API_KEY_PREFIX + secrets.token_urlsafe(32)
+        self.api_key_hash = hash_api_key(key)
+        self.api_key_prefix = key[: len(API_KEY_PREFIX) + 6]
+        return key
+
+
+class Runbook(models.Model):
+    """An allow-listed action an agent may run, with its risk class and rollback."""
+
+    name = models.SlugField(max_length=100, unique=True)
+    title = models.CharField(max_length=200)
+    category = models.CharField(max_length=20, choices=Category.choices)
+    action = models.CharField(max_length=100, help_text="Action name the agent runs.")
+    rollback_action = models.CharField(max_length=100, blank=True)
+    action_type = models.CharField(max_length=20, choices=ActionType.choices)
+    system = models.CharField(max_length=50, default="linux")
+    reversible = models.BooleanField(default=True)
+    commands = models.JSONField(default=list, blank=True, help_text="What it runs on the host.")
+    touches = models.JSONField(
+        default=list, blank=True, help_text="Forbidden areas it touches (always need a person)."
+    )
+    blast_radius = models.CharField(max_length=200, blank=True)
+    description = models.TextField(blank=True)
+    enabled = models.BooleanField(default=True)
+
+    history = HistoricalRecords()
+
+    class Meta:
+        ordering = ["category", "name"]
+
+    def __str__(self) -> str:
+        return self.name
+
+    @property
+    def has_rollback_plan(self) -> bool:
+        return bool(self.rollback_action)
+
+
+class Counter(models.Model):
+    """Named counters for human-readable ids (INC-000123), taken under a row lock."""
+
+    name = models.CharField(max_length=50, primary_key=True)
+    value = models.PositiveBigIntegerField(default=0)
+
+    def __str__(self) -> str:
+        return f"{self.name}={self.value}"
+
+
+class TicketSource(models.TextChoices):
+    METRICS = "metrics", "Agent metrics"
+    INTEGRATOR = "integrator", "Integrator"
+
+
+class Ticket(models.Model):
+    """The unit of remediation work: one open per host and category, repeats counted on it."""
+
+    ticket_id = models.CharField(max_length=32, unique=True, editable=False)
+    title = models.CharField(max_length=200)
+    description = models.TextField(blank=True)
+    host = models.ForeignKey(Host, on_delete=models.PROTECT, related_name="tickets")
+    category = models.CharField(max_length=20, choices=Category.choices)
+    source = models.CharField(
+        max_length=20, choices=TicketSource.choices, default=TicketSource.METRICS
+    )
+    status = models.CharField(
+        max_length=20, choices=TicketStatus.choices, default=TicketStatus.OPEN
+    )
+    severity = models.PositiveSmallIntegerField(default=0, help_text="Highest severity seen.")
+    confidence = models.FloatField(default=0.0, help_text="Model confidence at the last sample.")
+    occurrence_count = models.PositiveIntegerField(default=1)
+    enable_auto_remediation = models.BooleanField(default=True)
+    affects_billing = models.BooleanField(default=False)
+    data_integrity = models.BooleanField(default=False)
+    security_severity = models.CharField(max_length=10, default="none")
+    customer_impact_minutes = models.FloatField(default=0.0)
+    opened_at = models.DateTimeField(default=timezone.now, editable=False)
+    last_seen_at = models.DateTimeField(default=timezone.now)
+    resolved_at = models.DateTimeField(null=True, blank=True)
+    resolution = models.TextField(blank=True)
+
+    history = HistoricalRecords(excluded_fields=["last_seen_at", "confidence"])
+
+    class Meta:
+        ordering = ["-opened_at"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["host", "category"],
+                condition=Q(status__in=sorted(TICKET_OPEN_STATUSES)),
+                name="one_open_ticket_per_host_category",
+            )
+        ]
+        indexes = [models.Index(fields=["status", "category"])]
+
+    def __str__(self) -> str:
+        return self.ticket_id
+
+    @property
+    def is_open(self) -> bool:
+        return self.status in TICKET_OPEN_STATUSES
+
+    def move_to(self, status: str) -> None:
+        """Change status through the transition table; illegal moves raise."""
+        check_transition(TICKET_TRANSITIONS, self.status, status)
+        self.status = status
+        if status in (TicketStatus.RESOLVED, TicketStatus.CLOSED):
+            self.resolved_at = timezone.now()
+
+
+class Execution(models.Model):
+    """One run of a runbook on a host. This row, not the queue, is the truth.
+
+    The idempotency key is unique, so the same decision or approval never
+    creates two executions; the fencing token changes on every claim, so a
+    stale agent cannot report over a newer claim.
+    """
+
+    ticket = models.ForeignKey(Ticket, on_delete=models.PROTECT, related_name="executions")
+    host = models.ForeignKey(Host, on_delete=models.PROTECT, related_name="executions")
+    runbook = models.ForeignKey(Runbook, on_delete=models.PROTECT, related_name="executions")
+    decision = models.ForeignKey(
+        "governance.Decision", on_delete=models.PROTECT, null=True, blank=True
+    )
+    approval_request = models.ForeignKey(
+        "governance.ApprovalRequest", on_delete=models.PROTECT, null=True, blank=True
+    )
+    idempotency_key = models.CharField(max_length=100, unique=True)
+    state = models.CharField(
+        max_length=20, choices=ExecutionState.choices, default=ExecutionState.QUEUED
+    )
+    fencing_token = models.PositiveBigIntegerField(default=0)
+    lease_expires_at = models.DateTimeField(null=True, blank=True)
+    created_at = models.DateTimeField(default=timezone.now, editable=False)
+    enqueued_at = models.DateTimeField(null=True, blank=True)
+    dispatched_at = models.DateTimeField(null=True, blank=True)
+    started_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+    verify_deadline = models.DateTimeField(null=True, blank=True)
+    verify_samples_seen = models.PositiveSmallIntegerField(default=0)
+    output = models.TextField(blank=True)
+    rollback_output = models.TextField(blank=True)
+    requested_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True
+    )
+
+    class Meta:
+        ordering = ["-created_at"]
+        indexes = [
+            # The agent's poll and the sweeper look executions up by state.
+            models.Index(fields=["host", "state"]),
+            models.Index(fields=["state", "enqueued_at"]),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.runbook.name} on {self.host.name} ({self.state})"
+
+    def move_to(self, state: str) -> None:
+        """Change state through the transition table; illegal moves raise."""
+        check_transition(EXECUTION_TRANSITIONS, self.state, state)
+        self.state = state

@@ -1,0 +1,24 @@
+"""django-q2 tasks: thin wake-up calls that take ids and tolerate rows that are gone."""
+
+from dataclasses import asdict
+
+from django.utils import timezone
+
+from governance.approvals import expire_approval_requests
+from remediation import executions
+
+
+def dispatch_execution(execution_id: int) -> str:
+    return executions.dispatch_execution(execution_id, timezone.now())
+
+
+def release_held_executions() -> int:
+    return executions.release_held_executions(timezone.now())
+
+
+def sweep() -> dict:
+    """Scheduled every minute: lost tasks, expired leases, verification and approval deadlines."""
+    now = timezone.now()
+    report = asdict(executions.sweep(now))
+    report["approvals_expired"] = expire_approval_requests(now)
+    return report

@@ -1,0 +1,86 @@
+"""Metric samples and the versioned severity model registry."""
+
+from django.conf import settings
+from django.db import models
+from django.db.models import Q
+from django.utils import timezone
+from simple_history.models import HistoricalRecords
+
+from scoring.choices import ModelStatus, Severity
+
+
+class ModelVersion(models.Model):
+    """A trained severity model. Only the one approved version serves."""
+
+    version = models.PositiveIntegerField(unique=True)
+    status = models.CharField(
+        max_length=20, choices=ModelStatus.choices, default=ModelStatus.CANDIDATE
+    )
+    algorithm = models.CharField(max_length=100)
+    artifact = models.CharField(max_length=255, help_text="File name in WARDEN_MODEL_DIR.")
+    sha256 = models.CharField(max_length=64)
+    feature_names = models.JSONField(default=list)
+    thresholds = models.JSONField(default=dict, blank=True)
+    class_weights = models.JSONField(default=dict, blank=True)
+    params = models.JSONField(default=dict, blank=True)
+    metrics = models.JSONField(default=dict, blank=True)
+    feature_distribution = models.JSONField(default=dict, blank=True)
+    confusion_matrix_svg = models.TextField(blank=True)
+    created_at = models.DateTimeField(default=timezone.now, editable=False)
+    approved_at = models.DateTimeField(null=True, blank=True)
+    approved_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
+    )
+    retired_at = models.DateTimeField(null=True, blank=True)
+
+    history = HistoricalRecords()
+
+    class Meta:
+        ordering = ["-version"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["status"],
+                condition=Q(status=ModelStatus.APPROVED),
+                name="one_approved_model_version",
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"v{self.version} ({self.status})"
+
+
+class MetricSample(models.Model):
+    """One reading from an agent, with the model's verdict on it."""
+
+    host = models.ForeignKey("remediation.Host", on_delete=models.CASCADE, related_name="samples")
+    taken_at = models.DateTimeField()
+    received_at = models.DateTimeField(default=timezone.now)
+    disk_usage = models.FloatField()
+    memory_usage = models.FloatField()
+    cpu_usage = models.FloatField()
+    dns_latency_ms = models.FloatField()
+    firewall_change_requested = models.BooleanField(default=False)
+    severity = models.PositiveSmallIntegerField(choices=Severity.choices)
+    confidence = models.FloatField()
+    category = models.CharField(max_length=20, blank=True)
+    explanation = models.JSONField(default=list, blank=True)
+    model_version = models.ForeignKey(ModelVersion, on_delete=models.PROTECT, related_name="+")
+    ticket = models.ForeignKey(
+        "remediation.Ticket",
+        on_delete=models.SET_NULL,
+        null=True,
+        blank=True,
+        related_name="samples",
+    )
+
+    class Meta:
+        ordering = ["-taken_at"]
+        indexes = [
+            # The previous-sample lookup for deltas, and a host's history.
+            models.Index(fields=["host", "-taken_at"]),
+            # Drift over recent samples and the audit export by period.
+            models.Index(fields=["received_at"]),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.host_id} @ {self.taken_at:%Y-%m-%d %H:%M:%S}"

@@ -1,0 +1,247 @@
+"""The versioned model registry: save, verify, approve, retire, and serve.
+
+Artifacts are skops files whose sha256 is recorded at registration; a file that
+no longer matches is refused. Each process keeps the approved model in memory
+and asks the database at most every WARDEN_MODEL_REFRESH_SECONDS whether the
+approved version changed, so an approval reaches every web process and worker
+within seconds, without a restart.
+"""
+
+import hashlib
+import threading
+import time
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import skops.io
+from django.conf import settings
+from django.db import transaction
+from django.db.models import Max
+
+from governance.audit import append_events, event, user_actor
+from scoring.choices import ModelStatus
+from scoring.models import ModelVersion
+
+# skops refuses to load types it does not know; these prefixes are the only
+# ones a Warden artifact may contain beyond skops' defaults.
+TRUSTED_TYPE_PREFIXES = ("sklearn.", "numpy.", "builtins.")
+
+
+class NoApprovedModel(Exception):
+    """No model version is approved, so nothing can be classified."""
+
+
+class ModelIntegrityError(Exception):
+    """An artifact is missing, does not match its recorded hash, or holds unexpected types."""
+
+
+@dataclass(frozen=True)
+class ServingModel:
+    version_id: int
+    version: int
+    sha256: str
+    estimator: Any
+    thresholds: dict[str, float]
+    feature_names: tuple[str, ...]
+
+
+def model_dir() -> Path:
+    path = Path(settings.MODEL_DIR)
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def save_artifact(estimator: Any, version: int) -> tuple[str, str]:
+    """Write the estimator as a skops file; returns (file name, sha256)."""
+    data = skops.io.dumps(estimator)
+    name = f"severity-v{version}.skops"
+    (model_dir() / name).write_bytes(data)
+    return name, hashlib.sha256(data).hexdigest()
+
+
+def load_estimator(artifact: str, sha256: str) -> Any:
+    """Load an artifact after checking its hash and the types it holds."""
+    path = model_dir() / artifact
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        raise ModelIntegrityError(f"model file {artifact} cannot be read: {exc}") from exc
+    actual = hashlib.sha256(data).hexdigest()
+    if actual != sha256:
+        raise ModelIntegrityError(
+            f"model file {artifact} does not match its recorded sha256 "
+            f"(recorded {sha256[:12]}, file {actual[:12]})"
+        )
+    untrusted = skops.io.get_untrusted_types(data=data)
+    unexpected = [name for name in untrusted if not name.startswith(TRUSTED_TYPE_PREFIXES)]
+    if unexpected:
+        raise ModelIntegrityError(f"model file {artifact} holds unexpected types: {unexpected}")
+    return skops.io.loads(data, trusted=untrusted)
+
+
+def next_version_number() -> int:
+    return (ModelVersion.objects.aggregate(top=Max("version"))["top"] or 0) + 1
+
+
+def register_version(
+    *,
+    estimator: Any,
+    algorithm: str,
+    feature_names: tuple[str, ...],
+    thresholds: dict[str, float],
+    class_weights: dict,
+    params: dict,
+    metrics: dict,
+    feature_distribution: dict,
+    confusion_matrix_svg: str,
+    actor: str,
+) -> ModelVersion:
+    """Save the artifact and register it as a candidate version."""
+    with transaction.atomic():
+        version = next_version_number()
+        artifact, sha256 = save_artifact(estimator, version)
+        model_version = ModelVersion.objects.create(
+            version=version,
+            algorithm=algorithm,
+            artifact=artifact,
+            sha256=sha256,
+            feature_names=list(feature_names),
+            thresholds=thresholds,
+            class_weights={str(k): v for k, v in class_weights.items()},
+            params=params,
+            metrics=metrics,
+            feature_distribution=feature_distribution,
+            confusion_matrix_svg=confusion_matrix_svg,
+        )
+        append_events(
+            [
+                event(
+                    actor,
+                    "model.registered",
+                    model_version,
+                    f"model v{version} registered as a candidate "
+                    f"(macro-F1 {metrics.get('macro_f1', 0):.4f})",
+                    data={"sha256": sha256, "metrics": metrics, "thresholds": thresholds},
+                )
+            ]
+        )
+    return model_version
+
+
+def approve_model_version(model_version: ModelVersion, *, user: Any, now: datetime) -> None:
+    """Make this version the one that serves; the one approved before retires."""
+    # Refuse a tampered file before it can serve anywhere.
+    load_estimator(model_version.artifact, model_version.sha256)
+    with transaction.atomic():
+        model_version = ModelVersion.objects.select_for_update().get(pk=model_version.pk)
+        if model_version.status == ModelStatus.APPROVED:
+            return
+        events = []
+        for previous in ModelVersion.objects.select_for_update().filter(
+            status=ModelStatus.APPROVED
+        ):
+            previous.status = ModelStatus.RETIRED
+            previous.retired_at = now
+            previous.save(update_fields=["status", "retired_at"])
+            events.append(
+                event(
+                    user_actor(user),
+                    "model.retired",
+                    previous,
+                    f"model v{previous.version} retired: v{model_version.version} approved",
+                )
+            )
+        model_version.status = ModelStatus.APPROVED
+        model_version.approved_at = now
+        model_version.approved_by = user
+        model_version.retired_at = None
+        model_version.save(update_fields=["status", "approved_at", "approved_by", "retired_at"])
+        events.append(
+            event(
+                user_actor(user),
+                "model.approved",
+                model_version,
+                f"model v{model_version.version} approved to serve",
+                data={"sha256": model_version.sha256},
+            )
+        )
+        append_events(events)
+
+
+def retire_model_version(model_version: ModelVersion, *, user: Any, now: datetime) -> None:
+    """Take a version out of service; with none approved, classification stops."""
+    with transaction.atomic():
+        model_version = ModelVersion.objects.select_for_update().get(pk=model_version.pk)
+        if model_version.status == ModelStatus.RETIRED:
+            return
+        model_version.status = ModelStatus.RETIRED
+        model_version.retired_at = now
+        model_version.save(update_fields=["status", "retired_at"])
+        append_events(
+            [
+                event(
+                    user_actor(user),
+                    "model.retired",
+                    model_version,
+                    f"model v{model_version.version} retired",
+                )
+            ]
+        )
+
+
+class _ServingCache:
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.model: ServingModel | None = None
+        self.checked_at = 0.0
+
+    def get(self) -> ServingModel:
+        now = time.monotonic()
+        if self.model is not None and now - self.checked_at < settings.WARDEN_MODEL_REFRESH_SECONDS:
+            return self.model
+        with self.lock:
+            approved = (
+                ModelVersion.objects.filter(status=ModelStatus.APPROVED)
+                .only("id", "version", "artifact", "sha256", "thresholds", "feature_names")
+                .first()
+            )
+            if approved is None:
+                self.model = None
+                raise NoApprovedModel(
+                    "no severity model is approved: run "
+                    "`python manage.py train_severity_model --approve` or approve one in the admin"
+                )
+            if self.model is None or (self.model.version_id, self.model.sha256) != (
+                approved.pk,
+                approved.sha256,
+            ):
+                self.model = ServingModel(
+                    version_id=approved.pk,
+                    version=approved.version,
+                    sha256=approved.sha256,
+                    estimator=load_estimator(approved.artifact, approved.sha256),
+                    thresholds=dict(approved.thresholds),
+                    feature_names=tuple(approved.feature_names),
+                )
+            self.checked_at = now
+            return self.model
+
+    def clear(self) -> None:
+        with self.lock:
+            self.model = None
+            self.checked_at = 0.0
+
+
+_cache = _ServingCache()
+
+
+def serving_model() -> ServingModel:
+    """The approved model, loaded once per process and refreshed when approval changes."""
+    return _cache.get()
+
+
+def forget_serving_model() -> None:
+    """Drop this process's cached model (tests, and after an approval in this process)."""
+    _cache.clear()

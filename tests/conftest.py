@@ -1,0 +1,165 @@
+"""Shared fixtures: personas, an approved model, and an agent talking to the API.
+
+Personas: alice supervises, bob and carol approve, dave is compliance (read only).
+"""
+
+import json
+import os
+from datetime import timedelta
+from typing import Any
+
+import pytest
+from django.contrib.auth.models import Group, User
+from django.utils import timezone
+from django_q.conf import Conf
+
+from remediation.hosts import add_host
+from scoring.choices import Severity
+from scoring.features import FEATURE_NAMES
+from scoring.registry import approve_model_version, forget_serving_model, register_version
+from scoring.synthetic import generate_dataset
+from scoring.training import EVAL_SEED, TRAIN_SEED, confusion_matrix_svg, train_severity_model
+
+# Metrics of a healthy host, and of each seed scenario at its worst.
+HEALTHY = {
+    "disk_usage": 45.0,
+    "memory_usage": 50.0,
+    "cpu_usage": 25.0,
+    "dns_latency_ms": 18.0,
+    "firewall_change_requested": 0,
+}
+PROBLEMS = {
+    "disk": {"disk_usage": 97.0},
+    "memory": {"memory_usage": 97.0},
+    "cpu": {"cpu_usage": 99.0},
+    "dns": {"dns_latency_ms": 650.0},
+    "firewall": {"firewall_change_requested": 1},
+}
+
+
+@pytest.fixture(autouse=True)
+def tasks_run_inline(monkeypatch: pytest.MonkeyPatch) -> None:
+    """django-q2 runs each task at once, in-process, when it is enqueued (after commit)."""
+    monkeypatch.setattr(Conf, "SYNC", True)
+
+
+def requires_servers() -> bool:
+    return bool(os.environ.get("CI"))
+
+
+@pytest.fixture(scope="session")
+def trained_model() -> Any:
+    """The default model, trained once per test session (a few seconds)."""
+    train = generate_dataset(60, 120, TRAIN_SEED)
+    held_out = generate_dataset(30, 120, EVAL_SEED, label_noise=0.0)
+    return train_severity_model(train.X, train.y, held_out.X, held_out.y, seed=TRAIN_SEED)
+
+
+@pytest.fixture
+def approved_model(db: None, trained_model: Any, settings: Any, tmp_path: Any) -> Any:
+    settings.MODEL_DIR = tmp_path / "models"
+    settings.WARDEN_MODEL_REFRESH_SECONDS = 0
+    forget_serving_model()
+    version = register_version(
+        estimator=trained_model.estimator,
+        algorithm=type(trained_model.estimator).__name__,
+        feature_names=FEATURE_NAMES,
+        thresholds=trained_model.thresholds,
+        class_weights=trained_model.class_weights,
+        params=trained_model.params,
+        metrics=trained_model.metrics,
+        feature_distribution=trained_model.feature_distribution,
+        confusion_matrix_svg=confusion_matrix_svg(
+            trained_model.metrics["confusion_matrix"], Severity.labels
+        ),
+        actor="system:test",
+    )
+    approve_model_version(version, user=None, now=timezone.now())
+    yield version
+    forget_serving_model()
+
+
+def make_user(username: str, group: str) -> User:
+    user = User.objects.create_user(username, email=f"{username}@example.com", is_staff=True)
+    user.groups.add(Group.objects.get(name=group))
+    return user
+
+
+@pytest.fixture
+def alice(db: None) -> User:
+    return make_user("alice", "supervisors")
+
+
+@pytest.fixture
+def bob(db: None) -> User:
+    return make_user("bob", "approvers")
+
+
+@pytest.fixture
+def carol(db: None) -> User:
+    return make_user("carol", "approvers")
+
+
+@pytest.fixture
+def dave(db: None) -> User:
+    return make_user("dave", "compliance")
+
+
+class AgentClient:
+    """Talks to the API as one host's agent would, running on-commit work like production."""
+
+    def __init__(self, client: Any, host: Any, key: str, capture: Any) -> None:
+        self.client = client
+        self.host = host
+        self.key = key
+        self.capture = capture
+        self.clock = timezone.now() - timedelta(minutes=30)
+
+    def sample(self, problem: str | None = None, **metrics: Any) -> dict:
+        """One reading 10 s after the previous one: healthy, or showing `problem`."""
+        self.clock += timedelta(seconds=10)
+        values = {**HEALTHY, **(PROBLEMS[problem] if problem else {}), **metrics}
+        return {"host": self.host.name, "taken_at": self.clock.isoformat(), **values}
+
+    def post(self, path: str, payload: Any, key: str | None = None) -> Any:
+        body = payload if isinstance(payload, str | bytes) else json.dumps(payload)
+        with self.capture(execute=True):
+            return self.client.post(
+                path,
+                data=body,
+                content_type="application/json",
+                HTTP_AUTHORIZATION=f"Bearer {key or self.key}",
+            )
+
+    def post_metrics(self, payload: Any, key: str | None = None) -> Any:
+        return self.post("/api/v1/metrics", payload, key)
+
+    def take_actions(self) -> list[dict]:
+        with self.capture(execute=True):
+            response = self.client.get(
+                "/api/v1/agent/actions", HTTP_AUTHORIZATION=f"Bearer {self.key}"
+            )
+        assert response.status_code == 200, response.content
+        return response.json()["actions"]
+
+    def report(self, action: dict, ok: bool = True, output: str = "done") -> Any:
+        return self.post(
+            f"/api/v1/agent/actions/{action['execution_id']}/result",
+            {"token": action["token"], "ok": ok, "output": output},
+        )
+
+
+@pytest.fixture
+def agent(
+    db: None, client: Any, approved_model: Any, django_capture_on_commit_callbacks: Any
+) -> AgentClient:
+    host, key = add_host("web-01", labels={"env": "test"})
+    return AgentClient(client, host, key, django_capture_on_commit_callbacks)
+
+
+@pytest.fixture
+def other_agent(
+    db: None, client: Any, approved_model: Any, django_capture_on_commit_callbacks: Any
+) -> AgentClient:
+    host, key = add_host("web-02", labels={"env": "test"})
+    return AgentClient(client, host, key, django_capture_on_commit_callbacks)
