@@ -4,8 +4,8 @@ from django.conf import settings
 from django.core.validators import MaxValueValidator, MinValueValidator
 from django.db import models
 from django.utils import timezone
-from simple_history.models import HistoricalRecords
 
+from config.history import PersonHistory
 from remediation.choices import Category
 
 
@@ -67,7 +67,7 @@ class Pattern(models.Model):
     first_seen_at = models.DateTimeField(default=timezone.now)
     last_seen_at = models.DateTimeField(default=timezone.now)
 
-    history = HistoricalRecords()
+    history = PersonHistory()
 
     class Meta:
         ordering = ["-occurrence_count"]

@@ -88,9 +88,13 @@ def check_can_decide(request: ApprovalRequest, user: Any, now: datetime) -> None
 
 def _locked(request: ApprovalRequest) -> ApprovalRequest:
     """Lock the ticket, then the request: the metrics pipeline takes tickets first too."""
-    ticket = Ticket.objects.select_for_update().select_related("host").get(pk=request.ticket_id)
+    ticket = (
+        Ticket.objects.select_for_update(of=("self",))
+        .select_related("host")
+        .get(pk=request.ticket_id)
+    )
     request = (
-        ApprovalRequest.objects.select_for_update()
+        ApprovalRequest.objects.select_for_update(of=("self",))
         .select_related("runbook", "decision__policy")
         .get(pk=request.pk)
     )
@@ -174,7 +178,7 @@ def expire_approval_requests(now: datetime) -> int:
     """Expire pending requests past their deadline; their tickets go to people."""
     with transaction.atomic():
         expired = list(
-            ApprovalRequest.objects.select_for_update()
+            ApprovalRequest.objects.select_for_update(of=("self",))
             .select_related("ticket", "runbook")
             .filter(status=ApprovalStatus.PENDING, expires_at__lte=now)
         )

@@ -8,8 +8,8 @@ from django.core.validators import MaxValueValidator, MinValueValidator
 from django.db import models
 from django.db.models import Q
 from django.utils.timezone import now
-from simple_history.models import HistoricalRecords
 
+from config.history import PersonHistory
 from governance.choices import AutonomyLevel, PolicyMode, RiskLevel
 from remediation.choices import Category
 
@@ -82,7 +82,7 @@ class Policy(models.Model):
     customer_impact_sla_minutes = models.FloatField(null=True, blank=True)
     created_at = models.DateTimeField(default=now, editable=False)
 
-    history = HistoricalRecords()
+    history = PersonHistory()
 
     class Meta:
         verbose_name_plural = "policies"
@@ -136,7 +136,7 @@ class Pause(models.Model):
         settings.AUTH_USER_MODEL, on_delete=models.PROTECT, null=True, blank=True, related_name="+"
     )
 
-    history = HistoricalRecords()
+    history = PersonHistory()
 
     class Meta:
         ordering = ["-created_at"]
@@ -227,7 +227,7 @@ class ApprovalRequest(models.Model):
     expires_at = models.DateTimeField()
     decided_at = models.DateTimeField(null=True, blank=True)
 
-    history = HistoricalRecords()
+    history = PersonHistory()
 
     class Meta:
         ordering = ["-created_at"]

@@ -1,7 +1,9 @@
 """The live operations console page (events arrive over /ws/console)."""
 
 from django.contrib.admin.views.decorators import staff_member_required
+from django.db.models import Count
 from django.http import HttpRequest, HttpResponse
+from django.middleware.csrf import get_token
 from django.shortcuts import render
 
 from governance.live import latest_sequence
@@ -18,7 +20,9 @@ def console(request: HttpRequest) -> HttpResponse:
         .order_by("-last_seen_at")[:50],
         "pending_approvals": ApprovalRequest.objects.filter(status=ApprovalStatus.PENDING)
         .select_related("ticket__host", "runbook", "decision")
+        .annotate(approval_count=Count("approvals"))
         .order_by("created_at"),
         "last_sequence": max(latest_sequence() - 50, 0),
+        "csrf": get_token(request),  # the approve/reject buttons post with it
     }
     return render(request, "console.html", context)

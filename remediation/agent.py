@@ -355,7 +355,7 @@ class Agent:
         self.posted = 0
         self._delay = 0.0
         self._retry_at = 0.0
-        self._last_warning: str | None = None
+        self._warned: set[str] = set()  # problems already logged in this outage
 
     def run(self, stop: threading.Event, offset: float = 0.0) -> None:
         """Work until `stop` is set or the server rejects the key; `offset` delays the start."""
@@ -382,7 +382,7 @@ class Agent:
         try:
             sample = self.metrics.read()
         except Exception as exc:  # a broken sensor must not stop the agent running actions
-            self.warn(f"cannot take a reading: {type(exc).__name__}: {exc}")
+            log.warning("%s: cannot take a reading: %s: %s", self.host, type(exc).__name__, exc)
             return
         if len(self.buffer) == self.buffer.maxlen:
             self.warn(f"buffer full ({self.buffer.maxlen}); dropping the oldest readings")
@@ -403,7 +403,7 @@ class Agent:
         if self._delay:
             log.info("%s: server reachable again", self.host)
         self._delay = 0.0
-        self._last_warning = None
+        self._warned.clear()
 
     def flush(self) -> None:
         """Post the buffered readings, one sample alone or all as one batch."""
@@ -515,9 +515,9 @@ class Agent:
         self.warn(f"server unavailable ({exc}); keeping readings, retrying with back-off")
 
     def warn(self, message: str) -> None:
-        """Log a problem once, not once per retry: repeats go to DEBUG."""
-        level = logging.DEBUG if message == self._last_warning else logging.WARNING
-        self._last_warning = message
+        """Log a problem once per outage, not once per retry: repeats go to DEBUG."""
+        level = logging.DEBUG if message in self._warned else logging.WARNING
+        self._warned.add(message)
         log.log(level, "%s: %s", self.host, message)
 
 

@@ -143,7 +143,7 @@ def dispatch_execution(execution_id: int, now: datetime) -> str:
     """
     with transaction.atomic():
         execution = (
-            Execution.objects.select_for_update()
+            Execution.objects.select_for_update(of=("self",))
             .select_related("ticket", "host", "runbook", "approval_request")
             .filter(pk=execution_id)
             .first()
@@ -180,7 +180,7 @@ def claim_agent_actions(host: Host, now: datetime) -> list[AgentAction]:
     """The agent's step: take this host's dispatched actions and rollbacks, each with a lease."""
     with transaction.atomic():
         executions = list(
-            Execution.objects.select_for_update()
+            Execution.objects.select_for_update(of=("self",))
             .select_related("ticket", "runbook")
             .filter(host=host, state__in=list(EXECUTION_AGENT_CLAIMABLE))
             .order_by("created_at")
@@ -241,7 +241,7 @@ def report_agent_result(
     """Record what the agent says happened; only the holder of the current token may say it."""
     with transaction.atomic():
         execution = (
-            Execution.objects.select_for_update()
+            Execution.objects.select_for_update(of=("self",))
             .select_related("ticket", "runbook", "host")
             .filter(pk=execution_id, host=host)
             .first()
@@ -349,7 +349,7 @@ def verify_with_samples(
     Expects the caller's transaction (the metrics request).
     """
     executions = list(
-        Execution.objects.select_for_update()
+        Execution.objects.select_for_update(of=("self",))
         .select_related("ticket", "runbook")
         .filter(host=host, state=ExecutionState.VERIFYING)
     )
@@ -417,7 +417,7 @@ def release_held_executions(now: datetime) -> int:
     """Put held executions whose pauses have ended back in the queue; returns how many."""
     with transaction.atomic():
         held = list(
-            Execution.objects.select_for_update()
+            Execution.objects.select_for_update(of=("self",))
             .select_related("ticket", "runbook")
             .filter(state=ExecutionState.HELD)
         )
@@ -444,7 +444,7 @@ def roll_back_execution(
     """A supervisor undoes a finished remediation: its rollback goes to the agent."""
     with transaction.atomic():
         execution = (
-            Execution.objects.select_for_update()
+            Execution.objects.select_for_update(of=("self",))
             .select_related("ticket", "runbook", "host")
             .get(pk=execution.pk)
         )
@@ -496,7 +496,7 @@ def sweep(now: datetime) -> SweepReport:
     with transaction.atomic():
         events: list[PendingEvent] = []
         for execution in (
-            Execution.objects.select_for_update()
+            Execution.objects.select_for_update(of=("self",))
             .select_related("ticket", "runbook", "host")
             .filter(
                 state__in=[ExecutionState.RUNNING, ExecutionState.ROLLING_BACK],
@@ -521,7 +521,7 @@ def sweep(now: datetime) -> SweepReport:
             if execution.state == ExecutionState.ROLLBACK_FAILED:
                 _escalate_ticket(execution.ticket, events, summary)
         for execution in (
-            Execution.objects.select_for_update()
+            Execution.objects.select_for_update(of=("self",))
             .select_related("ticket", "runbook", "host")
             .filter(state=ExecutionState.VERIFYING, verify_deadline__lt=now)
         ):

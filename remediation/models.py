@@ -7,8 +7,8 @@ from django.conf import settings
 from django.db import models
 from django.db.models import Q
 from django.utils import timezone
-from simple_history.models import HistoricalRecords
 
+from config.history import PersonHistory
 from remediation.choices import (
     EXECUTION_TRANSITIONS,
     TICKET_OPEN_STATUSES,
@@ -38,7 +38,7 @@ class Host(models.Model):
     created_at = models.DateTimeField(default=timezone.now, editable=False)
     last_seen_at = models.DateTimeField(null=True, blank=True, editable=False)
 
-    history = HistoricalRecords(excluded_fields=["last_seen_at"])
+    history = PersonHistory(excluded_fields=["last_seen_at"])
 
     class Meta:
         ordering = ["name"]
@@ -73,7 +73,7 @@ class Runbook(models.Model):
     description = models.TextField(blank=True)
     enabled = models.BooleanField(default=True)
 
-    history = HistoricalRecords()
+    history = PersonHistory()
 
     class Meta:
         ordering = ["category", "name"]
@@ -128,7 +128,7 @@ class Ticket(models.Model):
     resolved_at = models.DateTimeField(null=True, blank=True)
     resolution = models.TextField(blank=True)
 
-    history = HistoricalRecords(excluded_fields=["last_seen_at", "confidence"])
+    history = PersonHistory(excluded_fields=["last_seen_at", "confidence"])
 
     class Meta:
         ordering = ["-opened_at"]

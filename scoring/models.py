@@ -4,8 +4,8 @@ from django.conf import settings
 from django.db import models
 from django.db.models import Q
 from django.utils import timezone
-from simple_history.models import HistoricalRecords
 
+from config.history import PersonHistory
 from scoring.choices import ModelStatus, Severity
 
 
@@ -33,7 +33,7 @@ class ModelVersion(models.Model):
     )
     retired_at = models.DateTimeField(null=True, blank=True)
 
-    history = HistoricalRecords()
+    history = PersonHistory()
 
     class Meta:
         ordering = ["-version"]

@@ -2,9 +2,44 @@
 
 score = AI confidence x 25% + human feedback x 30%
       + success history x 25% + pattern match x 20%
+
+Each component is 0-100. With no data a component takes a prior, chosen so
+that "we know nothing" neither earns nor loses trust:
+
+- human feedback, no feedback at all: 50 (no evidence either way);
+- success history, no tickets in the window: 50 (same);
+- pattern match, no known pattern (or one seen fewer than 3 times): 0, because
+  the component measures similarity to a known pattern and there is none.
+
+So a fresh install scores 0.25 x confidence + 27.5: a model at 0.9 confidence
+scores 50.0 ("low"), and trust grows as feedback and history come in (the
+seed's progressive automation).
 """
 
+import math
 from dataclasses import dataclass
+
+# Weights of the four components; they sum to 1.
+AI_CONFIDENCE_WEIGHT = 0.25
+HUMAN_FEEDBACK_WEIGHT = 0.30
+SUCCESS_HISTORY_WEIGHT = 0.25
+PATTERN_MATCH_WEIGHT = 0.20
+
+# Feedback loses half its weight every 30 days: last month's verdict counts twice
+# as much as the month before's, and a six-month-old one about 1/64 as much.
+FEEDBACK_HALF_LIFE_DAYS = 30.0
+MAX_FEEDBACK_AGE_DAYS = 3650.0
+
+NO_FEEDBACK_SCORE = 50.0
+NO_HISTORY_SCORE = 50.0
+NO_PATTERN_SCORE = 0.0
+# The seed: a pattern needs at least three similar tickets to count as one.
+MIN_PATTERN_OCCURRENCES = 3
+# A pattern whose feedback is all positive scores up to 20% above its bare similarity.
+PATTERN_FEEDBACK_BOOST = 0.20
+
+# The seed's confidence levels: (lowest score of the level, level), highest first.
+CONFIDENCE_LEVELS = ((90.0, "very_high"), (75.0, "high"), (60.0, "medium"), (0.0, "low"))
 
 
 @dataclass(frozen=True, slots=True)
@@ -48,4 +83,100 @@ class ReliabilityBreakdown:
 
 
 def reliability_score(inputs: ReliabilityInputs) -> ReliabilityBreakdown:
-    raise NotImplementedError  # filled in by issue 4's work
+    """The weighted score and its four components, each 0-100 rounded to 0.1.
+
+    The overall score is computed from the rounded components, so the breakdown
+    a supervisor reads adds up to the score shown.
+    """
+    ai = _round(_unit(inputs.ai_confidence) * 100)
+    feedback = _round(feedback_score(inputs.feedback))
+    history = _round(success_history_score(inputs.category_resolved, inputs.category_total))
+    pattern = _round(pattern_match_score(inputs.pattern))
+    overall = _round(
+        ai * AI_CONFIDENCE_WEIGHT
+        + feedback * HUMAN_FEEDBACK_WEIGHT
+        + history * SUCCESS_HISTORY_WEIGHT
+        + pattern * PATTERN_MATCH_WEIGHT
+    )
+    return ReliabilityBreakdown(
+        overall_score=overall,
+        confidence_level=confidence_level(overall),
+        ai_confidence=ai,
+        human_feedback=feedback,
+        success_history=history,
+        pattern_match=pattern,
+    )
+
+
+def confidence_level(score: float) -> str:
+    """The seed's level for a 0-100 score: very_high >= 90, high >= 75, medium >= 60, else low."""
+    for lowest, level in CONFIDENCE_LEVELS:
+        if score >= lowest:
+            return level
+    return "low"  # negative or NaN: no confidence at all
+
+
+def feedback_score(feedback: tuple[FeedbackFact, ...]) -> float:
+    """(positive rate x 100 + average rating / 5 x 100) / 2, both weighted by recency.
+
+    Neutral feedback counts as not positive. When no feedback carries a rating,
+    the positive rate alone is the score. No feedback: NO_FEEDBACK_SCORE.
+    """
+    if not feedback:
+        return NO_FEEDBACK_SCORE
+    ages = [_age(fact) for fact in feedback]
+    # Weights relative to the newest item: the ratios are the same as with absolute
+    # weights, and the newest always weighs 1, so very old feedback cannot underflow to 0/0.
+    newest = min(ages)
+    total = positive = rated_weight = stars = 0.0
+    for fact, age in zip(feedback, ages, strict=True):
+        weight = 0.5 ** ((age - newest) / FEEDBACK_HALF_LIFE_DAYS)
+        total += weight
+        if fact.feedback_type == "positive":
+            positive += weight
+        if fact.rating is not None:
+            rated_weight += weight
+            stars += weight * min(max(fact.rating, 1), 5)
+    positive_rate = positive / total
+    if not rated_weight:
+        return positive_rate * 100
+    average_rating = stars / rated_weight
+    return (positive_rate * 100 + average_rating / 5 * 100) / 2
+
+
+def success_history_score(resolved: int, total: int) -> float:
+    """resolved / total x 100 over the caller's six months; no tickets: NO_HISTORY_SCORE."""
+    if total <= 0:
+        return NO_HISTORY_SCORE
+    return min(max(resolved, 0), total) / total * 100
+
+
+def pattern_match_score(pattern: PatternFacts | None) -> float:
+    """Similarity to a known pattern x 100, boosted by the pattern's positive feedback.
+
+    A pattern seen fewer than MIN_PATTERN_OCCURRENCES times is not a pattern yet.
+    """
+    if pattern is None or pattern.occurrence_count < MIN_PATTERN_OCCURRENCES:
+        return NO_PATTERN_SCORE
+    similarity = _unit(pattern.similarity) * 100
+    boost = 1 + PATTERN_FEEDBACK_BOOST * _unit(pattern.positive_feedback_rate)
+    return min(similarity * boost, 100.0)
+
+
+def _age(fact: FeedbackFact) -> float:
+    # A negative age (clock skew between writers) counts as brand new; past ten years
+    # the weight is nil anyway, and the cap keeps infinity out of the arithmetic.
+    if math.isnan(fact.age_days):
+        return 0.0
+    return min(max(fact.age_days, 0.0), MAX_FEEDBACK_AGE_DAYS)
+
+
+def _unit(value: float) -> float:
+    """Clamp to 0-1; a non-finite value counts as 0, the cautious reading."""
+    if not math.isfinite(value):
+        return 0.0
+    return min(max(value, 0.0), 1.0)
+
+
+def _round(score: float) -> float:
+    return round(min(max(score, 0.0), 100.0), 1)

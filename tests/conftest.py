@@ -18,7 +18,15 @@ from scoring.choices import Severity
 from scoring.features import FEATURE_NAMES
 from scoring.registry import approve_model_version, forget_serving_model, register_version
 from scoring.synthetic import generate_dataset
-from scoring.training import EVAL_SEED, TRAIN_SEED, confusion_matrix_svg, train_severity_model
+from scoring.training import (
+    DEFAULT_EVAL_HOSTS,
+    DEFAULT_STEPS,
+    DEFAULT_TRAIN_HOSTS,
+    EVAL_SEED,
+    TRAIN_SEED,
+    confusion_matrix_svg,
+    train_severity_model,
+)
 
 # Metrics of a healthy host, and of each seed scenario at its worst.
 HEALTHY = {
@@ -50,8 +58,8 @@ def requires_servers() -> bool:
 @pytest.fixture(scope="session")
 def trained_model() -> Any:
     """The default model, trained once per test session (a few seconds)."""
-    train = generate_dataset(60, 120, TRAIN_SEED)
-    held_out = generate_dataset(30, 120, EVAL_SEED, label_noise=0.0)
+    train = generate_dataset(DEFAULT_TRAIN_HOSTS, DEFAULT_STEPS, TRAIN_SEED)
+    held_out = generate_dataset(DEFAULT_EVAL_HOSTS, DEFAULT_STEPS, EVAL_SEED, label_noise=0.0)
     return train_severity_model(train.X, train.y, held_out.X, held_out.y, seed=TRAIN_SEED)
 
 
@@ -116,8 +124,8 @@ class AgentClient:
         self.clock = timezone.now() - timedelta(minutes=30)
 
     def sample(self, problem: str | None = None, **metrics: Any) -> dict:
-        """One reading 10 s after the previous one: healthy, or showing `problem`."""
-        self.clock += timedelta(seconds=10)
+        """A reading taken now (and after the previous one): healthy, or showing `problem`."""
+        self.clock = max(self.clock + timedelta(seconds=1), timezone.now())
         values = {**HEALTHY, **(PROBLEMS[problem] if problem else {}), **metrics}
         return {"host": self.host.name, "taken_at": self.clock.isoformat(), **values}
 

@@ -37,7 +37,10 @@ def live_asgi(transactional_db: None) -> Iterator[str]:
 
 
 @pytest.fixture
-def browser() -> Iterator[object]:
+def browser(monkeypatch: pytest.MonkeyPatch) -> Iterator[object]:
+    # Playwright's sync API keeps an event loop running in this thread; the test's own
+    # ORM calls are still synchronous, so tell Django not to refuse them.
+    monkeypatch.setenv("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
     if not os.path.exists(CHROMIUM):
         message = "browser tests need Debian's chromium (apt-get install chromium)"
         if os.environ.get("CI"):

@@ -58,15 +58,17 @@ def process_env(tmp_path: Path) -> dict[str, str]:
 
 
 class Processes:
-    def __init__(self, env: dict[str, str], logs: Path) -> None:
-        self.env = env
+    def __init__(self, tmp_path: Path, logs: Path) -> None:
+        self.tmp_path = tmp_path
         self.logs = logs
         self.running: list[tuple[str, subprocess.Popen]] = []
 
     def start(self, name: str, *args: str) -> subprocess.Popen:
         log = open(self.logs / f"{name}.log", "w")  # noqa: SIM115 (closed with the process)
+        # The environment is read now, after fixtures such as approved_model set MODEL_DIR.
+        env = process_env(self.tmp_path)
         process = subprocess.Popen(
-            [sys.executable, *args], cwd=ROOT, env=self.env, stdout=log, stderr=subprocess.STDOUT
+            [sys.executable, *args], cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT
         )
         self.running.append((name, process))
         return process
@@ -88,7 +90,7 @@ class Processes:
 def processes(servers: None, tmp_path: Path) -> Iterator[Processes]:
     logs = tmp_path / "logs"
     logs.mkdir()
-    running = Processes(process_env(tmp_path), logs)
+    running = Processes(tmp_path, logs)
     yield running
     running.stop()
 

@@ -19,6 +19,7 @@ import pytest
 
 from remediation.agent import (
     OUTPUT_LIMIT,
+    SIMULATED_ACTIONS,
     Agent,
     CommandExecutor,
     Executor,
@@ -27,6 +28,8 @@ from remediation.agent import (
     Unavailable,
     make_sample,
 )
+from scoring import scenarios
+from scoring.scenarios import SimulatedHost
 
 KEY = "test-key-web-01"
 REPO = Path(__file__).resolve().parents[2]
@@ -353,20 +356,21 @@ def test_a_401_stops_the_agent(fake, start):
 
 
 def test_simulated_executor_heals_a_filling_disk():
-    scenarios = pytest.importorskip("scoring.scenarios")
-    host = scenarios.SimulatedHost("demo-03", "disk_filling", 3, datetime.now(UTC), 5.0)
+    host = SimulatedHost("demo-03", "disk_filling", 3, datetime.now(UTC), 5.0)
     metrics, executor = SimulatedMetrics(host), SimulatedExecutor(host)
-    readings = [metrics.read() for _ in range(200)]
-    worst = max(reading["disk_usage"] for reading in readings)
-    assert worst > 85, "the scenario never filled the disk"
-    while metrics.read()["disk_usage"] < 85:
-        pass
+    disk = [metrics.read()["disk_usage"] for _ in range(100)]
+    assert max(disk) >= 85, "the scenario never filled the disk"
+    assert disk[-1] >= 85  # the first episode stays until healed
 
     ok, output = executor.execute("clean_temp_and_rotate_logs")
 
-    assert ok and isinstance(output, str)
+    assert ok and output.startswith("clean_temp_and_rotate_logs: disk")
     assert metrics.read()["disk_usage"] < 85
     assert executor.execute("rm_rf") == (False, "action rm_rf is not allow-listed on this agent")
+
+
+def test_simulated_allow_list_is_the_simulators_action_set():
+    assert set(SIMULATED_ACTIONS) == set(scenarios.ACTIONS)
 
 
 def test_command_executor_runs_allow_listed_argv_and_refuses_others(tmp_path):
@@ -430,7 +434,6 @@ def hosts_posted(fake: FakeWarden) -> set[str]:
 
 
 def test_fleet_runs_every_host_and_stops_cleanly_on_sigterm(fake, tmp_path):
-    pytest.importorskip("scoring.scenarios")
     fake.keys = {f"Bearer key-{n}" for n in (1, 2)}
     keys = tmp_path / "fleet-keys.json"
     hosts = [{"name": f"demo-0{n}", "key": f"key-{n}", "scenario": "healthy"} for n in (1, 2)]

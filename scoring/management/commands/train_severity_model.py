@@ -1,8 +1,12 @@
+from datetime import timedelta
+
+import numpy as np
 from django.core.management.base import BaseCommand, CommandError
 from django.utils import timezone
 
 from scoring.choices import Severity
 from scoring.features import FEATURE_NAMES
+from scoring.history import labelled_history
 from scoring.registry import approve_model_version, register_version
 from scoring.synthetic import generate_dataset
 from scoring.training import (
@@ -13,6 +17,8 @@ from scoring.training import (
     confusion_matrix_svg,
     train_severity_model,
 )
+
+HISTORY_WEIGHT = 5
 
 
 class Command(BaseCommand):
@@ -27,6 +33,9 @@ class Command(BaseCommand):
         parser.add_argument("--steps", type=int, default=DEFAULT_STEPS)
         parser.add_argument("--seed", type=int, default=TRAIN_SEED)
         parser.add_argument("--eval-seed", type=int, default=EVAL_SEED)
+        parser.add_argument(
+            "--history-days", type=int, default=180, help="people's verdicts to learn from"
+        )
 
     def handle(self, *args, **options) -> None:
         if options["hosts"] < 1 or options["steps"] < 2:
@@ -38,9 +47,16 @@ class Command(BaseCommand):
         held_out = generate_dataset(
             options["hosts"], options["steps"], options["eval_seed"], label_noise=0.0
         )
+        history_X, history_y = labelled_history(
+            timezone.now() - timedelta(days=options["history_days"])
+        )
+        self.stdout.write(f"  {len(history_y)} samples labelled by people's verdicts")
+        # A person's verdict outweighs a generated sample.
+        X = np.vstack([train.X, *[history_X] * HISTORY_WEIGHT])
+        y = np.concatenate([train.y, *[history_y] * HISTORY_WEIGHT])
         result = train_severity_model(
-            train.X,
-            train.y,
+            X,
+            y,
             held_out.X,
             held_out.y,
             seed=options["seed"],

@@ -1,0 +1,151 @@
+"""Batch inference: severity, confidence and an explanation for every row of a feature matrix.
+
+One vectorised predict_proba for the whole batch, then one more over copies of the
+non-healthy rows in which one metric at a time is put back to HEALTHY_BASELINE:
+how much the chosen class's probability drops says how much that metric drove it.
+"""
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from scoring.features import (
+    FEATURE_CATEGORY,
+    FEATURE_NAMES,
+    HEALTHY_BASELINE,
+    METRIC_NAMES,
+)
+
+NO_ACTION, AUTO_HEAL, HITL_REQUIRED = 0, 1, 2  # scoring.choices.Severity's values
+N_CLASSES = 3
+# The thresholds key: HITL_REQUIRED whenever p(HITL_REQUIRED) >= this, whatever the argmax.
+HITL_THRESHOLD = "hitl_required"
+# Contributions at or below this are noise, not a reason.
+MIN_CONTRIBUTION = 0.001
+# How far a metric must move from its healthy baseline to be a problem, for ranking
+# metrics when no contribution is positive (about the distance to the problem level).
+METRIC_SCALE: Mapping[str, float] = {
+    "disk_usage": 40.0,
+    "memory_usage": 40.0,
+    "cpu_usage": 60.0,
+    "dns_latency_ms": 130.0,
+    "firewall_change_requested": 1.0,
+}
+
+_COLUMN = {name: i for i, name in enumerate(FEATURE_NAMES)}
+# For each metric, the columns put back to baseline: the metric and its delta, if any.
+_SUBSTITUTED = tuple(
+    tuple(_COLUMN[name] for name in (metric, f"{metric}_delta") if name in _COLUMN)
+    for metric in METRIC_NAMES
+)
+_BASELINE_ROW = np.array([HEALTHY_BASELINE[name] for name in FEATURE_NAMES], dtype=np.float64)
+
+
+@dataclass(frozen=True)
+class Classification:
+    """The model's verdict on one row."""
+
+    severity: int  # 0 NO_ACTION, 1 AUTO_HEAL, 2 HITL_REQUIRED
+    confidence: float  # the probability of `severity`
+    probabilities: tuple[float, ...]  # per class, in severity order
+    explanation: tuple[tuple[str, float], ...]  # (metric, contribution), strongest first
+    category: str | None  # the ticket category of the top metric; None when healthy
+
+
+def class_probabilities(estimator: Any, X: np.ndarray) -> np.ndarray:
+    """(n, 3) probabilities in severity order from ONE predict_proba call.
+
+    A class the estimator never saw in training gets probability 0.
+    """
+    proba = np.asarray(estimator.predict_proba(X), dtype=np.float64)
+    classes = [int(c) for c in estimator.classes_]
+    if classes == list(range(N_CLASSES)):
+        return proba
+    full = np.zeros((proba.shape[0], N_CLASSES), dtype=np.float64)
+    full[:, classes] = proba
+    return full
+
+
+def apply_thresholds(proba: np.ndarray, thresholds: Mapping[str, float]) -> np.ndarray:
+    """Labels (0, 1, 2) for (n, 3) probabilities, by the rule training chose.
+
+    HITL_REQUIRED when p(HITL_REQUIRED) >= thresholds["hitl_required"], else the likelier
+    of NO_ACTION and AUTO_HEAL (ties to NO_ACTION). Without that key, the plain argmax
+    (ties to the lower class).
+    """
+    proba = np.asarray(proba, dtype=np.float64)
+    if HITL_THRESHOLD not in thresholds:
+        return np.argmax(proba, axis=1).astype(np.int64)
+    labels = np.where(proba[:, AUTO_HEAL] > proba[:, NO_ACTION], AUTO_HEAL, NO_ACTION)
+    labels[proba[:, HITL_REQUIRED] >= float(thresholds[HITL_THRESHOLD])] = HITL_REQUIRED
+    return labels.astype(np.int64)
+
+
+def classify(
+    estimator: Any, X: np.ndarray, thresholds: Mapping[str, float]
+) -> list[Classification]:
+    """One Classification per row of X (columns in FEATURE_NAMES order), in row order."""
+    X = np.asarray(X, dtype=np.float64)
+    if X.ndim != 2 or X.shape[1] != len(FEATURE_NAMES):
+        raise ValueError(f"X must be (n, {len(FEATURE_NAMES)}), got shape {X.shape}")
+    if len(X) == 0:
+        return []
+    proba = class_probabilities(estimator, X)
+    labels = apply_thresholds(proba, thresholds)
+    chosen = proba[np.arange(len(X)), labels]
+
+    problem_rows = np.flatnonzero(labels != NO_ACTION)
+    explanations: dict[int, tuple[tuple[str, float], ...]] = {}
+    if len(problem_rows):
+        n_metrics = len(METRIC_NAMES)
+        copies = np.repeat(X[problem_rows], n_metrics, axis=0)
+        for m, columns in enumerate(_SUBSTITUTED):
+            copies[m::n_metrics, columns] = _BASELINE_ROW[list(columns)]
+        substituted = class_probabilities(estimator, copies).reshape(
+            len(problem_rows), n_metrics, N_CLASSES
+        )
+        after = substituted[np.arange(len(problem_rows)), :, labels[problem_rows]]
+        drops = np.round(chosen[problem_rows, None] - after, 4)
+        for i, row_drops in zip(problem_rows.tolist(), drops.tolist(), strict=True):
+            explanations[i] = _explain(row_drops)
+
+    # Plain Python values from here: faster to walk, and JSON-ready for the caller.
+    results = []
+    for i, (severity, confidence, probabilities) in enumerate(
+        zip(labels.tolist(), chosen.tolist(), proba.tolist(), strict=True)
+    ):
+        explanation = explanations.get(i, ())
+        category = None
+        if severity != NO_ACTION:
+            top = explanation[0][0] if explanation else _farthest_from_baseline(X[i])
+            category = FEATURE_CATEGORY[top]
+        results.append(
+            Classification(
+                severity=severity,
+                confidence=confidence,
+                probabilities=tuple(probabilities),
+                explanation=explanation,
+                category=category,
+            )
+        )
+    return results
+
+
+def _explain(drops: list[float]) -> tuple[tuple[str, float], ...]:
+    """(metric, drop) above MIN_CONTRIBUTION, strongest first; ties keep METRIC_NAMES order."""
+    pairs = [
+        (name, drop)
+        for name, drop in zip(METRIC_NAMES, drops, strict=True)
+        if drop > MIN_CONTRIBUTION
+    ]
+    return tuple(sorted(pairs, key=lambda pair: -pair[1]))
+
+
+def _farthest_from_baseline(row: np.ndarray) -> str:
+    """The metric furthest above its healthy baseline, relative to METRIC_SCALE."""
+    scores = [
+        (row[_COLUMN[name]] - HEALTHY_BASELINE[name]) / METRIC_SCALE[name] for name in METRIC_NAMES
+    ]
+    return METRIC_NAMES[int(np.argmax(scores))]

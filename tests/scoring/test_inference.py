@@ -1,0 +1,204 @@
+"""Batch inference: severities, confidence and explanations a supervisor can read."""
+
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import numpy as np
+import pytest
+
+from scoring.features import FEATURE_NAMES, Reading, build_features
+from scoring.inference import (
+    HITL_THRESHOLD,
+    Classification,
+    apply_thresholds,
+    class_probabilities,
+    classify,
+)
+
+HEALTHY = {
+    "disk_usage": 45.0,
+    "memory_usage": 50.0,
+    "cpu_usage": 25.0,
+    "dns_latency_ms": 18.0,
+    "firewall_change_requested": 0,
+}
+START = datetime(2025, 3, 1, tzinfo=UTC)
+
+
+def rows(*samples: dict) -> np.ndarray:
+    """Feature rows for one host's consecutive samples, each after a healthy reading."""
+    readings = []
+    for i, metrics in enumerate(samples):
+        taken_at = START + timedelta(minutes=i)
+        readings.append(Reading("web-01", taken_at, **HEALTHY))
+        readings.append(Reading("web-01", taken_at + timedelta(seconds=10), **metrics))
+    return build_features(readings)[1::2]
+
+
+def sample(**metrics: float) -> dict:
+    return {**HEALTHY, **metrics}
+
+
+class CountingEstimator:
+    """Passes calls through to a real estimator, counting predict_proba calls and rows."""
+
+    def __init__(self, estimator: Any) -> None:
+        self.estimator = estimator
+        self.classes_ = estimator.classes_
+        self.calls: list[int] = []
+
+    def predict_proba(self, X: np.ndarray) -> np.ndarray:
+        self.calls.append(len(X))
+        return self.estimator.predict_proba(X)
+
+
+class ConstantEstimator:
+    """Says the same thing about every row, whatever is in it."""
+
+    classes_ = np.array([0, 1, 2])
+
+    def __init__(self, proba: list[float]) -> None:
+        self.proba = np.array(proba)
+
+    def predict_proba(self, X: np.ndarray) -> np.ndarray:
+        return np.tile(self.proba, (len(X), 1))
+
+
+def test_a_full_disk_is_auto_healed_and_explained_by_disk_usage(default_model):
+    [verdict] = classify(
+        default_model.estimator, rows(sample(disk_usage=97.0)), default_model.thresholds
+    )
+
+    assert verdict.severity == 1
+    assert verdict.category == "disk"
+    name, contribution = verdict.explanation[0]
+    assert name == "disk_usage"
+    assert contribution > 0.5
+    assert contribution > sum(value for _, value in verdict.explanation[1:])
+
+
+def test_a_firewall_change_request_waits_for_a_person(default_model):
+    [verdict] = classify(
+        default_model.estimator,
+        rows(sample(firewall_change_requested=1)),
+        default_model.thresholds,
+    )
+
+    assert verdict.severity == 2
+    assert verdict.category == "firewall"
+    assert verdict.explanation[0][0] == "firewall_change_requested"
+
+
+@pytest.mark.parametrize(
+    ("metrics", "severity", "category"),
+    [
+        ({"memory_usage": 97.0}, 1, "memory"),
+        ({"cpu_usage": 99.0}, 1, "cpu"),
+        ({"dns_latency_ms": 650.0}, 2, "dns"),
+        # Risky and safe at once: a person decides, and the risky metric is the reason.
+        ({"disk_usage": 97.0, "firewall_change_requested": 1}, 2, "firewall"),
+    ],
+)
+def test_each_problem_gets_its_severity_and_category(default_model, metrics, severity, category):
+    [verdict] = classify(default_model.estimator, rows(sample(**metrics)), default_model.thresholds)
+
+    assert (verdict.severity, verdict.category) == (severity, category)
+
+
+def test_healthy_rows_have_no_explanation_and_no_category(default_model):
+    verdicts = classify(
+        default_model.estimator,
+        rows(sample(), sample(cpu_usage=60.0), sample(disk_usage=70.0)),
+        default_model.thresholds,
+    )
+
+    for verdict in verdicts:
+        assert verdict.severity == 0
+        assert verdict.explanation == ()
+        assert verdict.category is None
+
+
+def test_explanations_are_sorted_rounded_and_above_noise(default_model):
+    X = rows(sample(disk_usage=97.0, memory_usage=95.0), sample(dns_latency_ms=400.0))
+
+    for verdict in classify(default_model.estimator, X, default_model.thresholds):
+        values = [value for _, value in verdict.explanation]
+        assert values == sorted(values, reverse=True)
+        assert all(value > 0.001 and round(value, 4) == value for value in values)
+
+
+def test_confidence_is_the_probability_of_the_chosen_class(default_model):
+    X = rows(sample(), sample(disk_usage=97.0), sample(dns_latency_ms=650.0))
+
+    for verdict in classify(default_model.estimator, X, default_model.thresholds):
+        assert verdict.confidence == verdict.probabilities[verdict.severity]
+        assert sum(verdict.probabilities) == pytest.approx(1.0)
+
+
+def test_the_same_input_gives_the_same_verdicts(default_model):
+    X = rows(sample(), sample(disk_usage=97.0), sample(firewall_change_requested=1))
+
+    first = classify(default_model.estimator, X, default_model.thresholds)
+    second = classify(default_model.estimator, X.copy(), dict(default_model.thresholds))
+
+    assert first == second
+    assert all(isinstance(verdict, Classification) for verdict in first)
+
+
+def test_a_batch_costs_two_predict_proba_calls_whatever_its_size(default_model):
+    # given a batch of 2 problem rows among 50
+    counting = CountingEstimator(default_model.estimator)
+    samples = [sample()] * 48 + [sample(disk_usage=97.0), sample(firewall_change_requested=1)]
+
+    # when it is classified
+    verdicts = classify(counting, rows(*samples), default_model.thresholds)
+
+    # then: one call for the batch, one for 5 baseline copies of each problem row
+    assert len(verdicts) == 50
+    assert counting.calls == [50, 2 * 5]
+
+
+def test_a_healthy_batch_costs_one_predict_proba_call(default_model):
+    counting = CountingEstimator(default_model.estimator)
+
+    classify(counting, rows(*[sample()] * 20), default_model.thresholds)
+
+    assert counting.calls == [20]
+
+
+def test_without_any_positive_contribution_the_category_is_the_farthest_metric():
+    # A model that ignores its input explains nothing; the category still names the problem.
+    estimator = ConstantEstimator([0.1, 0.8, 0.1])
+
+    [verdict] = classify(estimator, rows(sample(memory_usage=97.0)), {HITL_THRESHOLD: 0.5})
+
+    assert verdict.severity == 1
+    assert verdict.explanation == ()
+    assert verdict.category == "memory"
+
+
+def test_hitl_wins_from_the_threshold_even_when_another_class_is_likelier():
+    proba = np.array([[0.90, 0.04, 0.06], [0.20, 0.75, 0.05], [0.97, 0.02, 0.01]])
+
+    assert apply_thresholds(proba, {HITL_THRESHOLD: 0.05}).tolist() == [2, 2, 0]
+    assert apply_thresholds(proba, {}).tolist() == [0, 1, 0]
+
+
+def test_an_estimator_that_never_saw_a_class_gives_it_probability_zero():
+    class TwoClasses:
+        classes_ = np.array([0, 2])
+
+        def predict_proba(self, X: np.ndarray) -> np.ndarray:
+            return np.tile([0.3, 0.7], (len(X), 1))
+
+    proba = class_probabilities(TwoClasses(), np.zeros((2, len(FEATURE_NAMES))))
+
+    np.testing.assert_array_equal(proba, [[0.3, 0.0, 0.7], [0.3, 0.0, 0.7]])
+
+
+def test_an_empty_batch_gives_no_verdicts_and_a_wrong_width_is_refused(default_model):
+    empty = np.zeros((0, len(FEATURE_NAMES)))
+
+    assert classify(default_model.estimator, empty, default_model.thresholds) == []
+    with pytest.raises(ValueError, match="X must be"):
+        classify(default_model.estimator, np.zeros((2, 3)), default_model.thresholds)
