@@ -53,6 +53,8 @@ class Command(BaseCommand):
             raise CommandError("--hosts must be at least 1")
         self.stdout.write("Migrating the database ...")
         call_command("migrate", interactive=False, verbosity=0)
+        # The admin's styles and scripts, served by whitenoise from STATIC_ROOT.
+        call_command("collectstatic", interactive=False, verbosity=0)
         if not ModelVersion.objects.filter(status=ModelStatus.APPROVED).exists():
             self.stdout.write("Training and approving a first severity model ...")
             call_command("train_severity_model", approve=True, stdout=self.stdout)
