@@ -51,6 +51,7 @@ def process_env(tmp_path: Path) -> dict[str, str]:
         **os.environ,
         "DATABASE_URL": url,
         "WARDEN_DATA_DIR": str(tmp_path / "data"),
+        "SECRET_KEY": settings.SECRET_KEY,  # so a session made here is valid there
         "WARDEN_MODEL_DIR": str(settings.MODEL_DIR),
         "WARDEN_MODEL_REFRESH_SECONDS": "0.5",
         "PYTHONPATH": str(ROOT),
@@ -129,3 +130,8 @@ def wait_until(
             return
         time.sleep(0.3)
     raise AssertionError(f"timed out waiting for {what}\n{logs()}")
+
+
+@pytest.fixture(autouse=True)
+def tasks_run_inline() -> None:
+    """Here tasks go through the real broker to a real qcluster, not inline (see tests/conftest)."""

@@ -134,6 +134,7 @@ class Command(BaseCommand):
             raise KeyboardInterrupt
 
         signal.signal(signal.SIGTERM, stop)
+        signal.signal(signal.SIGINT, stop)  # also when started in the background
         try:
             for name, command in commands.items():
                 processes[name] = subprocess.Popen(command, cwd=settings.BASE_DIR)
