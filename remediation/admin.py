@@ -41,9 +41,15 @@ class DecisionInline(admin.TabularInline):
         "runbook",
         "policy",
         "reasons",
+        "model_drivers",
     ]
     readonly_fields = fields
     show_change_link = True
+
+    @admin.display(description="What drove the model")
+    def model_drivers(self, obj: Decision) -> str:
+        # explanation: [[feature, drop in the class's probability at its healthy value], ...]
+        return ", ".join(f"{name} {weight:+.2f}" for name, weight in obj.explanation[:3]) or "-"
 
     def has_add_permission(self, request, obj=None) -> bool:
         return False

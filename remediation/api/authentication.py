@@ -2,6 +2,7 @@
 
 from dataclasses import dataclass
 
+from drf_spectacular.extensions import OpenApiAuthenticationExtension
 from rest_framework import authentication, exceptions, permissions
 
 from remediation.models import Host, hash_api_key
@@ -46,3 +47,17 @@ class IsAgent(permissions.BasePermission):
 
     def has_permission(self, request, view) -> bool:
         return isinstance(request.auth, Host)
+
+
+class HostKeyScheme(OpenApiAuthenticationExtension):
+    """Documents the agent key in the OpenAPI schema as a bearer token."""
+
+    target_class = HostKeyAuthentication
+    name = "hostKey"
+
+    def get_security_definition(self, auto_schema):
+        return {
+            "type": "http",
+            "scheme": "bearer",
+            "description": "The host's API key, printed once by `manage.py add_host`.",
+        }

@@ -6,6 +6,7 @@ Plain serializers, not ModelSerializer: a batch is validated without a query per
 from datetime import timedelta
 
 from django.utils import timezone
+from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
 # Agents' clocks drift; a sample from further ahead than this is refused.
@@ -21,6 +22,7 @@ class StrictFloatField(serializers.FloatField):
         return super().to_internal_value(data)
 
 
+@extend_schema_field({"type": "integer", "enum": [0, 1]})
 class FlagField(serializers.Field):
     default_error_messages = {"invalid": "Must be 0 or 1."}
 
@@ -81,3 +83,8 @@ class AgentResultSerializer(serializers.Serializer):
     token = serializers.IntegerField(min_value=1)
     ok = serializers.BooleanField()
     output = serializers.CharField(allow_blank=True, max_length=10_000, default="")
+
+
+class AgentResultResponseSerializer(serializers.Serializer):
+    execution_id = serializers.IntegerField()
+    state = serializers.CharField()

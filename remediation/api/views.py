@@ -4,7 +4,7 @@ import time
 
 from django.conf import settings
 from django.utils import timezone
-from drf_spectacular.utils import OpenApiParameter, extend_schema
+from drf_spectacular.utils import OpenApiParameter, extend_schema, inline_serializer
 from rest_framework import exceptions, status
 from rest_framework.request import Request
 from rest_framework.response import Response
@@ -13,6 +13,7 @@ from rest_framework.views import APIView
 from remediation.api.authentication import HostKeyAuthentication, IsAgent
 from remediation.api.serializers import (
     AgentActionSerializer,
+    AgentResultResponseSerializer,
     AgentResultSerializer,
     MetricSampleSerializer,
     MetricsResponseSerializer,
@@ -115,7 +116,9 @@ class AgentActionsView(APIView):
 
     @extend_schema(
         parameters=[OpenApiParameter("wait", float, description="Seconds to wait for work.")],
-        responses={200: AgentActionSerializer(many=True)},
+        responses={
+            200: inline_serializer("AgentActions", {"actions": AgentActionSerializer(many=True)})
+        },
         summary="Take this host's pending actions (long poll)",
     )
     def get(self, request: Request) -> Response:
@@ -145,7 +148,11 @@ class AgentResultView(APIView):
     authentication_classes = [HostKeyAuthentication]
     permission_classes = [IsAgent]
 
-    @extend_schema(request=AgentResultSerializer, summary="Report how an action went")
+    @extend_schema(
+        request=AgentResultSerializer,
+        responses={200: AgentResultResponseSerializer},
+        summary="Report how an action went",
+    )
     def post(self, request: Request, execution_id: int) -> Response:
         serializer = AgentResultSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)

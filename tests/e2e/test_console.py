@@ -27,6 +27,10 @@ def test_events_arrive_live_and_an_approval_is_given_in_the_console(
     request = ApprovalRequest.objects.get(ticket__ticket_id=result["ticket_id"])
     page = open_console(browser, client, live_asgi, alice)
     assert result["ticket_id"] in page.locator("#approvals").inner_text()
+    # with the model's reading of it: firewall_change_requested drove it to HITL_REQUIRED
+    why = page.get_by_test_id("explanation").inner_text()
+    assert "HITL_REQUIRED" in why
+    assert "firewall_change_requested" in why
 
     # when a new problem arrives while the console is open
     agent.post_metrics(agent.sample("cpu"))

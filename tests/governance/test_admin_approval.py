@@ -1,0 +1,71 @@
+"""Approvers approve in the Django admin: a confirmation page with a note, then the execution."""
+
+from governance.models import ApprovalRequest, AuditEvent
+from remediation.models import Ticket
+
+CHANGELIST = "/admin/governance/approvalrequest/"
+
+
+def admin_verdict(client, user, request_id, verb, note="", confirmed=True):
+    client.force_login(user)
+    data = {"action": f"{verb}_action", "_selected_action": [request_id], "note": note}
+    if confirmed:
+        data["confirmed"] = "yes"
+    return client.post(CHANGELIST, data, follow=True)
+
+
+def waiting_dns_request(agent):
+    [result] = agent.post_metrics(agent.sample("dns")).json()["results"]
+    return ApprovalRequest.objects.get(ticket__ticket_id=result["ticket_id"])
+
+
+def test_the_admin_asks_for_a_note_before_approving(agent, client, bob):
+    request = waiting_dns_request(agent)
+
+    page = admin_verdict(client, bob, request.pk, "approve", confirmed=False)
+
+    assert page.status_code == 200
+    assert b'name="note"' in page.content
+    assert str(request).encode() in page.content
+    assert not request.approvals.exists()
+
+
+def test_two_admin_approvals_queue_the_execution(agent, client, bob, carol):
+    # given a DNS change that needs two approvers
+    request = waiting_dns_request(agent)
+
+    # when bob approves in the admin, nothing runs yet
+    page = admin_verdict(client, bob, request.pk, "approve", note="resolver flapping")
+    assert b"1 of 2" in page.content or b"2 needed" in page.content
+    assert agent.take_actions() == []
+
+    # and when carol approves too, the agent is handed the action
+    with agent.capture(execute=True):
+        page = admin_verdict(client, carol, request.pk, "approve", note="agreed")
+    assert b"execution queued" in page.content
+    [action] = agent.take_actions()
+    assert action["action"] == "switch_dns_resolver"
+    notes = AuditEvent.objects.filter(action="approval.approved").values_list("data", flat=True)
+    assert {"resolver flapping", "agreed"} <= {data.get("comment") for data in notes}
+
+
+def test_compliance_cannot_approve_in_the_admin(agent, client, dave):
+    request = waiting_dns_request(agent)
+
+    page = admin_verdict(client, dave, request.pk, "approve", note="looks fine")
+
+    assert not request.approvals.exists()
+    assert page.status_code in (200, 403)
+    assert agent.take_actions() == []
+
+
+def test_the_ticket_page_shows_what_drove_the_model(agent, client, alice):
+    [result] = agent.post_metrics(agent.sample("disk")).json()["results"]
+    ticket = Ticket.objects.get(ticket_id=result["ticket_id"])
+    client.force_login(alice)
+
+    page = client.get(f"/admin/remediation/ticket/{ticket.pk}/change/")
+
+    assert page.status_code == 200
+    assert b"What drove the model" in page.content
+    assert b"disk_usage +" in page.content
