@@ -17,7 +17,7 @@ from prometheus_client.core import GaugeMetricFamily
 from governance.models import ApprovalRequest, ApprovalStatus, Decision
 from governance.switches import active_pauses
 from remediation.models import Execution, Ticket
-from scoring.monitoring import serving_drift
+from scoring.monitoring import LEVEL_RANK, serving_drift
 
 
 class WardenCollector:
@@ -55,10 +55,19 @@ class WardenCollector:
             "Population stability index of the last day's samples, per feature",
             labels=["version", "feature"],
         )
+        level = GaugeMetricFamily(
+            "warden_model_drift_level",
+            "Drift of the serving model: 0 ok, 1 watch, 2 out of its depth",
+            labels=["version"],
+        )
         if drift is not None:
             for feature, value in drift.psi.items():
                 psi.add_metric([str(drift.version), feature], value)
+            # Absent with too few samples: no value rather than a reassuring 0.
+            if drift.level in LEVEL_RANK:
+                level.add_metric([str(drift.version)], LEVEL_RANK[drift.level])
         yield psi
+        yield level
 
 
 def metrics(request: HttpRequest) -> HttpResponse:

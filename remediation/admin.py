@@ -110,9 +110,16 @@ class ExecutionAdmin(admin.ModelAdmin):
     list_select_related = ["ticket", "host", "runbook"]
     actions = [
         confirmed_action(
-            description="Roll back selected executions", verb="roll back", perform=_roll_back
+            description="Roll back selected executions",
+            verb="roll back",
+            perform=_roll_back,
+            permissions=("roll_back",),
         )
     ]
+
+    def has_roll_back_permission(self, request) -> bool:
+        # Rows stay read-only in the admin; rolling back is a supervisor's change.
+        return request.user.has_perm("remediation.change_execution")
 
     def has_add_permission(self, request) -> bool:
         return False

@@ -1,10 +1,20 @@
 """Labels from the people who run Warden: their verdicts become training data.
 
-- an approved remediation: the sample was risky and worth acting on -> HITL_REQUIRED
-- a rejected remediation: people judged nothing should run -> NO_ACTION
-- negative feedback on an auto-healed ticket: a person should have been asked -> HITL_REQUIRED
-- positive feedback on an auto-healed ticket: healing it alone was right -> AUTO_HEAL
-Where several apply to one sample, the most cautious label wins.
+Each verdict labels the sample its decision was made on (Decision.sample):
+
+- an approved remediation: a person was asked and said yes -> HITL_REQUIRED
+- a rejected remediation: a person was asked and vetoed it; the ticket went to
+  people -> HITL_REQUIRED. A veto ("not during the sale") does not say the sample
+  was harmless, and teaching NO_ACTION from it would stop Warden asking about the
+  next such change, the mistake MISCLASSIFICATION_COST prices highest.
+- an override, a person rolling back what ran: it should have waited for a person
+  -> HITL_REQUIRED
+- negative feedback on an auto-healed ticket: a person should have been asked
+  -> HITL_REQUIRED
+- positive feedback on an auto-healed ticket whose remediation succeeded: healing
+  it alone was right -> AUTO_HEAL
+Where several apply to one sample, the most cautious (highest) label wins. The
+model's own verdicts, expired requests and neutral feedback label nothing.
 """
 
 from datetime import datetime
@@ -12,11 +22,15 @@ from datetime import datetime
 import numpy as np
 
 from feedback.models import Feedback, FeedbackType
-from governance.models import ApprovalRequest, ApprovalStatus
+from governance.models import ApprovalRequest, ApprovalStatus, AuditEvent
+from remediation.choices import ExecutionState
 from remediation.models import Execution
 from scoring.choices import Severity
 from scoring.features import FEATURE_NAMES, Reading, build_features
 from scoring.models import MetricSample
+
+# The audit action a person's rollback writes (remediation.executions.roll_back_execution).
+ROLLBACK_REQUESTED = "execution.rollback_pending"
 
 
 def _reading(sample: MetricSample) -> Reading:
@@ -32,37 +46,56 @@ def _reading(sample: MetricSample) -> Reading:
 
 
 def human_labels(since: datetime) -> dict[int, int]:
-    """Sample id -> the label people's verdicts give it, for samples since `since`."""
+    """Sample id -> the label people's verdicts given since `since` put on it."""
     labels: dict[int, int] = {}
 
     def label(sample_id: int | None, severity: int) -> None:
         if sample_id is not None:
             labels[sample_id] = max(labels.get(sample_id, severity), severity)
 
-    verdicts = ApprovalRequest.objects.filter(
+    asked = ApprovalRequest.objects.filter(
         decided_at__gte=since, status__in=[ApprovalStatus.APPROVED, ApprovalStatus.REJECTED]
-    ).values_list("decision__sample_id", "status")
-    for sample_id, status in verdicts:
-        approved = status == ApprovalStatus.APPROVED
-        label(sample_id, Severity.HITL_REQUIRED if approved else Severity.NO_ACTION)
+    ).values_list("decision__sample_id", flat=True)
+    for sample_id in asked:
+        label(sample_id, Severity.HITL_REQUIRED)
 
-    auto_healed = set(
-        Execution.objects.filter(approval_request__isnull=True, decision__isnull=False)
-        .filter(created_at__gte=since)
-        .values_list("ticket_id", flat=True)
-    )
-    opinions = Feedback.objects.filter(
-        ticket_id__in=auto_healed,
+    # Only a person's rollback is an override; the system rolls back failed
+    # verifications itself, and those are the actor "system".
+    overridden = AuditEvent.objects.filter(
+        action=ROLLBACK_REQUESTED,
+        object_type=Execution.__name__,
+        actor__startswith="user:",
+        created_at__gte=since,
+    ).values_list("object_id", flat=True)
+    for sample_id in Execution.objects.filter(pk__in=[int(pk) for pk in overridden]).values_list(
+        "decision__sample_id", flat=True
+    ):
+        label(sample_id, Severity.HITL_REQUIRED)
+
+    opinions: dict[int, set[str]] = {}
+    for ticket_id, kind in Feedback.objects.filter(
+        created_at__gte=since,
         feedback_type__in=[FeedbackType.POSITIVE, FeedbackType.NEGATIVE],
-    ).values_list("ticket__decisions__sample_id", "feedback_type")
-    for sample_id, kind in opinions:
-        positive = kind == FeedbackType.POSITIVE
-        label(sample_id, Severity.AUTO_HEAL if positive else Severity.HITL_REQUIRED)
+    ).values_list("ticket_id", "feedback_type"):
+        opinions.setdefault(ticket_id, set()).add(kind)
+    # Auto-healed: run on the engine's decision, with no approval request. The
+    # sample is the one that decision was made on, not every sample of the ticket.
+    auto_healed = Execution.objects.filter(
+        ticket_id__in=opinions, approval_request__isnull=True, decision__isnull=False
+    ).values_list("ticket_id", "decision__sample_id", "state")
+    for ticket_id, sample_id, state in auto_healed:
+        if FeedbackType.NEGATIVE in opinions[ticket_id]:
+            label(sample_id, Severity.HITL_REQUIRED)
+        elif state == ExecutionState.SUCCEEDED:
+            label(sample_id, Severity.AUTO_HEAL)
     return labels
 
 
 def labelled_history(since: datetime) -> tuple[np.ndarray, np.ndarray]:
-    """The feature rows and labels of the samples people have judged since `since`."""
+    """The feature rows and labels of the samples people have judged since `since`.
+
+    Rows are built as the pipeline built them: deltas against the host's previous sample.
+    """
     labels = human_labels(since)
     if not labels:
         return np.zeros((0, len(FEATURE_NAMES))), np.zeros(0, dtype=int)

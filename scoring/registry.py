@@ -10,6 +10,7 @@ within seconds, without a restart.
 import hashlib
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -56,9 +57,16 @@ def model_dir() -> Path:
 def save_artifact(estimator: Any, version: int) -> tuple[str, str]:
     """Write the estimator as a skops file; returns (file name, sha256)."""
     data = skops.io.dumps(estimator)
-    name = f"severity-v{version}.skops"
-    (model_dir() / name).write_bytes(data)
-    return name, hashlib.sha256(data).hexdigest()
+    sha256 = hashlib.sha256(data).hexdigest()
+    # The hash in the name: two trainings racing for one version number cannot
+    # overwrite each other's file (the loser's insert fails on the unique version).
+    name = f"severity-v{version}-{sha256[:12]}.skops"
+    path = model_dir() / name
+    # Written aside then renamed, so no process ever reads half a file.
+    partial = path.with_suffix(".partial")
+    partial.write_bytes(data)
+    partial.replace(path)
+    return name, sha256
 
 
 def load_estimator(artifact: str, sha256: str) -> Any:
@@ -130,8 +138,13 @@ def register_version(
     return model_version
 
 
-def approve_model_version(model_version: ModelVersion, *, user: Any, now: datetime) -> None:
-    """Make this version the one that serves; the one approved before retires."""
+def approve_model_version(
+    model_version: ModelVersion, *, user: Any, now: datetime, note: str = ""
+) -> None:
+    """Make this version the one that serves; the one approved before retires.
+
+    Raises ModelIntegrityError, changing nothing, if its file does not match its hash.
+    """
     # Refuse a tampered file before it can serve anywhere.
     load_estimator(model_version.artifact, model_version.sha256)
     with transaction.atomic():
@@ -151,6 +164,7 @@ def approve_model_version(model_version: ModelVersion, *, user: Any, now: dateti
                     "model.retired",
                     previous,
                     f"model v{previous.version} retired: v{model_version.version} approved",
+                    data={"note": note},
                 )
             )
         model_version.status = ModelStatus.APPROVED
@@ -164,13 +178,15 @@ def approve_model_version(model_version: ModelVersion, *, user: Any, now: dateti
                 "model.approved",
                 model_version,
                 f"model v{model_version.version} approved to serve",
-                data={"sha256": model_version.sha256},
+                data={"sha256": model_version.sha256, "note": note},
             )
         )
         append_events(events)
 
 
-def retire_model_version(model_version: ModelVersion, *, user: Any, now: datetime) -> None:
+def retire_model_version(
+    model_version: ModelVersion, *, user: Any, now: datetime, note: str = ""
+) -> None:
     """Take a version out of service; with none approved, classification stops."""
     with transaction.atomic():
         model_version = ModelVersion.objects.select_for_update().get(pk=model_version.pk)
@@ -186,19 +202,21 @@ def retire_model_version(model_version: ModelVersion, *, user: Any, now: datetim
                     "model.retired",
                     model_version,
                     f"model v{model_version.version} retired",
+                    data={"note": note},
                 )
             ]
         )
 
 
 class _ServingCache:
-    def __init__(self) -> None:
+    def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
         self.lock = threading.Lock()
+        self.clock = clock  # replaceable, so tests can move time on
         self.model: ServingModel | None = None
         self.checked_at = 0.0
 
     def get(self) -> ServingModel:
-        now = time.monotonic()
+        now = self.clock()
         if self.model is not None and now - self.checked_at < settings.WARDEN_MODEL_REFRESH_SECONDS:
             return self.model
         with self.lock:

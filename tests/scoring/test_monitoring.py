@@ -1,0 +1,163 @@
+"""Drift monitoring: is the serving model out of its depth? Shown in the admin and at /metrics."""
+
+from dataclasses import replace
+from datetime import timedelta
+
+import pytest
+from django.utils import timezone
+
+from remediation.hosts import add_host
+from scoring.drift import DRIFT_ALERT, DRIFT_WARNING, reference_distribution
+from scoring.features import FEATURE_NAMES, Reading
+from scoring.models import MetricSample, ModelVersion
+from scoring.monitoring import DRIFT_MIN_SAMPLES, drift_level, model_drift
+from scoring.synthetic import generate_dataset
+
+# A small fleet: 8 hosts x 40 readings, enough samples for a drift report.
+FLEET = generate_dataset(8, 40, seed=11)
+
+
+@pytest.fixture
+def version(db) -> ModelVersion:
+    """A serving version trained on FLEET (only its training distribution matters here)."""
+    return ModelVersion.objects.create(
+        version=1,
+        status="approved",
+        algorithm="HistGradientBoostingClassifier",
+        artifact="severity-v1.skops",
+        sha256="0" * 64,
+        feature_names=list(FEATURE_NAMES),
+        feature_distribution=reference_distribution(FLEET.X, FEATURE_NAMES),
+    )
+
+
+@pytest.fixture
+def store(version):
+    hosts = {name: add_host(name)[0] for name in sorted({r.host for r in FLEET.readings})}
+
+    def store(readings: list[Reading], received_at=None) -> None:
+        MetricSample.objects.bulk_create(
+            MetricSample(
+                host=hosts[r.host],
+                taken_at=r.taken_at,
+                received_at=received_at or timezone.now(),
+                disk_usage=r.disk_usage,
+                memory_usage=r.memory_usage,
+                cpu_usage=r.cpu_usage,
+                dns_latency_ms=r.dns_latency_ms,
+                firewall_change_requested=bool(r.firewall_change_requested),
+                severity=0,
+                confidence=1.0,
+                model_version=version,
+            )
+            for r in readings
+        )
+
+    return store
+
+
+def full_disks(per_host: int, after: int = 0) -> list[Reading]:
+    """`per_host` more readings from each host, every disk at 99%: far from the training data."""
+    last = {r.host: r for r in FLEET.readings}
+    return [
+        replace(
+            reading,
+            taken_at=reading.taken_at + timedelta(seconds=10 * (after + i + 1)),
+            disk_usage=99.0,
+        )
+        for reading in last.values()
+        for i in range(per_host)
+    ]
+
+
+@pytest.mark.parametrize(
+    ("worst_psi", "level"),
+    [
+        (0.0, "ok"),
+        (DRIFT_WARNING - 0.001, "ok"),
+        (DRIFT_WARNING, "watch"),
+        (DRIFT_ALERT - 0.001, "watch"),
+        (DRIFT_ALERT, "out_of_depth"),
+        (3.0, "out_of_depth"),
+    ],
+)
+def test_the_worst_feature_sets_the_level(worst_psi, level):
+    assert drift_level({"cpu_usage": 0.01, "disk_usage": worst_psi}) == level
+
+
+def test_the_further_samples_move_from_the_training_data_the_higher_the_level(store, version):
+    # given the last day's samples look like the training data
+    store(list(FLEET.readings))
+    levels = [model_drift(version, timezone.now()).level]
+
+    # when more and more hosts report full disks
+    store(full_disks(7))
+    levels.append(model_drift(version, timezone.now()).level)
+    store(full_disks(10, after=7))
+    report = model_drift(version, timezone.now())
+    levels.append(report.level)
+
+    # then the level climbs, and the disk is what moved
+    assert levels == ["ok", "watch", "out_of_depth"]
+    assert report.samples == len(FLEET.readings) + 8 * 17
+    assert report.worst[0] in {"disk_usage", "disk_usage_delta"}
+    assert report.psi["disk_usage"] >= DRIFT_ALERT
+    assert report.psi["dns_latency_ms"] < DRIFT_WARNING
+    assert report.label == "out of its depth"
+
+
+def test_only_the_last_days_samples_count(store, version):
+    # given plenty of samples, but older than a day, and a few recent ones
+    store(list(FLEET.readings), received_at=timezone.now() - timedelta(hours=25))
+    store(full_disks(5))
+
+    report = model_drift(version, timezone.now())
+
+    assert report.samples == 40 < DRIFT_MIN_SAMPLES
+    assert (report.level, report.psi) == ("too_few_samples", {})
+
+
+def test_the_admin_shows_a_version_out_of_its_depth(client, alice, store, version):
+    store(list(FLEET.readings) + full_disks(17))
+    client.force_login(alice)
+
+    change_page = client.get(f"/admin/scoring/modelversion/{version.pk}/change/")
+    listing = client.get("/admin/scoring/modelversion/")
+
+    page = change_page.content.decode()
+    psi = model_drift(version, timezone.now()).psi
+    assert "out of its depth (worst: disk_usage PSI" in page
+    assert f"<tr><td>disk_usage</td><td>{psi['disk_usage']:.4f}</td></tr>" in page
+    assert f"<tr><td>dns_latency_ms</td><td>{psi['dns_latency_ms']:.4f}</td></tr>" in page
+    assert "out of its depth" in listing.content.decode()
+
+
+def test_the_admin_says_when_there_is_too_little_to_judge(client, alice, store, version):
+    store(full_disks(5))
+    client.force_login(alice)
+
+    page = client.get(f"/admin/scoring/modelversion/{version.pk}/change/").content.decode()
+
+    assert "too few samples: 40 in the last 24 h, 200 needed" in page
+
+
+def test_prometheus_reads_the_serving_models_drift(client, settings, store, version):
+    # given a scraper with the metrics token, and a serving model out of its depth
+    settings.WARDEN_METRICS_TOKEN = "scrape-me"
+    store(list(FLEET.readings) + full_disks(17))
+
+    body = client.get("/metrics", HTTP_AUTHORIZATION="Bearer scrape-me").content.decode()
+
+    psi = model_drift(version, timezone.now()).psi
+    assert f'warden_model_drift_psi{{feature="disk_usage",version="1"}} {psi["disk_usage"]}' in body
+    assert 'warden_model_drift_level{version="1"} 2.0' in body
+
+
+def test_prometheus_gives_no_drift_level_on_too_few_samples(client, alice, store, version):
+    store(full_disks(5))
+    client.force_login(alice)
+
+    body = client.get("/metrics").content.decode()
+
+    assert "# TYPE warden_model_drift_level gauge" in body
+    assert 'warden_model_drift_level{version="1"}' not in body
