@@ -109,7 +109,7 @@ def main() -> None:
     client = Client()
     print("POST /api/v1/metrics, healthy samples, SQLite, sync Django test client")
     print(f"{'batch':>6} {'warden samples/s':>18} {'floor samples/s':>16} {'ratio':>6}")
-    with override_settings(ROOT_URLCONF=__name__):
+    with override_settings(ROOT_URLCONF=__name__, ALLOWED_HOSTS=["testserver"]):
         for n, rounds in ((1, 300), (100, 40), (1000, 8)):
             measure(client, "/api/v1/metrics", key, "bench-01", n, 3)  # warm up
             warden = measure(client, "/api/v1/metrics", key, "bench-01", n, rounds)

@@ -7,6 +7,7 @@ from config.admin_actions import confirmed_action
 from governance.approvals import approve_request, reject_request
 from governance.audit import GENESIS_HASH, verify_chain
 from governance.models import (
+    AUTONOMY_LEVEL_REFUSED,
     Approval,
     ApprovalRequest,
     ApprovalStatus,
@@ -15,8 +16,14 @@ from governance.models import (
     Pause,
     Policy,
 )
+from governance.policies import save_policy
 from governance.simulation import AUTO_HEALED, BLOCKED, TO_A_PERSON, simulate_policy
-from governance.switches import pause_automation, resume_automation
+from governance.switches import (
+    active_pauses,
+    is_active,
+    pause_automation,
+    resume_automation,
+)
 
 
 @admin.register(Policy)
@@ -36,6 +43,16 @@ class PolicyAdmin(SimpleHistoryAdmin):
     search_fields = ["name", "description"]
     actions = ["simulate_last_30_days"]
 
+    def save_model(self, request, obj, form, change) -> None:
+        # Through the use case, so each edit is a version and an audit event.
+        save_policy(obj, user=request.user)
+
+    def formfield_for_choice_field(self, db_field, request, **kwargs):
+        if db_field.name == "autonomy_level":
+            # The form checks the choice before the model can: it must say why L4 is refused.
+            kwargs["error_messages"] = {"invalid_choice": AUTONOMY_LEVEL_REFUSED}
+        return super().formfield_for_choice_field(db_field, request, **kwargs)
+
     @admin.action(description="Simulate over the last 30 days (changes nothing)")
     def simulate_last_30_days(self, request, queryset) -> None:
         for policy in queryset:
@@ -47,7 +64,7 @@ class PolicyAdmin(SimpleHistoryAdmin):
             held = ", ".join(report.held_by_blast_radius) or "none"
             self.message_user(
                 request,
-                f"{policy.name}, {report.tickets} tickets: {counts}; "
+                f"{policy.name} (version {report.version}), {report.tickets} tickets: {counts}; "
                 f"blast radius would hold: {held}",
             )
 
@@ -73,32 +90,77 @@ class DecisionAdmin(ReadOnlyAdmin):
         "confidence",
         "runbook",
         "policy",
+        "policy_version",
         "shadow",
     ]
     list_filter = ["outcome", "model_outcome", "shadow", "risk_level"]
     search_fields = ["ticket__ticket_id"]
     list_select_related = ["ticket", "runbook", "policy"]
-    readonly_fields = ["reasons_list"]
+    readonly_fields = ["reasons_list", "model_drivers"]
 
     @admin.display(description="Reasons")
     def reasons_list(self, obj: Decision) -> str:
         return format_html_join("\n", "<li>{}</li>", ((line,) for line in obj.reasons))
 
+    @admin.display(description="What drove the model")
+    def model_drivers(self, obj: Decision) -> str:
+        # explanation: [[feature, drop in the class's probability at its healthy value], ...]
+        return ", ".join(f"{name} {weight:+.2f}" for name, weight in obj.explanation[:3]) or "-"
+
 
 def _resume(pause: Pause, user, note: str) -> str:
-    resume_automation(pause, user=user, now=timezone.now())
+    resume_automation(pause, user=user, now=timezone.now(), note=note)
     return f"Resumed: {pause.describe()}"
+
+
+class PauseStateFilter(admin.SimpleListFilter):
+    title = "state"
+    parameter_name = "state"
+
+    def lookups(self, request, model_admin) -> list[tuple[str, str]]:
+        return [("active", "Holding automation"), ("ended", "Resumed or lapsed")]
+
+    def queryset(self, request, queryset):
+        active = active_pauses(timezone.now()).values("pk")
+        if self.value() == "active":
+            return queryset.filter(pk__in=active)
+        if self.value() == "ended":
+            return queryset.exclude(pk__in=active)
+        return queryset
 
 
 @admin.register(Pause)
 class PauseAdmin(SimpleHistoryAdmin):
-    list_display = ["__str__", "scope", "category", "host", "created_at", "ends_at", "resumed_at"]
-    list_filter = ["scope", "category"]
+    list_display = [
+        "__str__",
+        "holding",
+        "scope",
+        "category",
+        "host",
+        "created_at",
+        "ends_at",
+        "resumed_at",
+        "resumed_by",
+    ]
+    list_filter = [PauseStateFilter, "scope", "category"]
+    list_select_related = ["host", "created_by", "resumed_by"]
     fields = ["scope", "category", "host", "reason", "ends_at"]
-    actions = [confirmed_action(description="Resume automation", verb="resume", perform=_resume)]
+    actions = [
+        confirmed_action(
+            description="Resume automation",
+            verb="resume",
+            perform=_resume,
+            permissions=("change",),
+        )
+    ]
+
+    @admin.display(boolean=True, description="Holding automation")
+    def holding(self, obj: Pause) -> bool:
+        return is_active(obj, timezone.now())
 
     def has_change_permission(self, request, obj=None) -> bool:
-        return obj is None
+        # A pause is never edited, only resumed: the change permission gates the action.
+        return obj is None and super().has_change_permission(request, obj)
 
     def save_model(self, request, obj, form, change) -> None:
         # Through the use case, so the pause is audited like every other switch.
@@ -154,21 +216,37 @@ class ApprovalRequestAdmin(SimpleHistoryAdmin):
         "expires_at",
         "decided_at",
         "decision_reasons",
+        "model_drivers",
     ]
     inlines = [ApprovalInline]
     actions = [
         confirmed_action(
-            description="Approve selected remediations", verb="approve", perform=_approve
+            description="Approve selected remediations",
+            verb="approve",
+            perform=_approve,
+            permissions=("decide",),
         ),
         confirmed_action(
-            description="Reject selected remediations", verb="reject", perform=_reject
+            description="Reject selected remediations",
+            verb="reject",
+            perform=_reject,
+            permissions=("decide",),
         ),
     ]
+
+    def has_decide_permission(self, request) -> bool:
+        # The actions only show to those who may decide; approve_request checks again.
+        return request.user.has_perm("governance.approve_approvalrequest")
 
     @admin.display(description="Why a person is needed")
     def decision_reasons(self, obj: ApprovalRequest) -> str:
         lines = obj.decision.reasons if obj.decision else []
         return format_html_join("\n", "<li>{}</li>", ((line,) for line in lines))
+
+    @admin.display(description="What drove the model")
+    def model_drivers(self, obj: ApprovalRequest) -> str:
+        pairs = obj.decision.explanation[:3] if obj.decision else []
+        return ", ".join(f"{name} {weight:+.2f}" for name, weight in pairs) or "-"
 
     def has_add_permission(self, request) -> bool:
         return False

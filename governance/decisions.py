@@ -8,11 +8,18 @@ from dataclasses import asdict
 from datetime import datetime, timedelta
 from typing import Any
 
+from django.db.models import OuterRef, Q, QuerySet, Subquery
+
 from feedback.models import Feedback
 from governance import engine
 from governance.models import Decision, Policy
 from governance.switches import pauses_for
-from remediation.choices import EXECUTION_ACTIVE_STATES, ExecutionState, TicketStatus
+from remediation.choices import (
+    EXECUTION_ACTIVE_STATES,
+    TICKET_OPEN_STATUSES,
+    ExecutionState,
+    TicketStatus,
+)
 from remediation.models import Execution, Host, Runbook, Ticket
 from scoring.reliability import FeedbackFact
 
@@ -20,12 +27,36 @@ HISTORY_WINDOW = timedelta(days=180)  # the seed's "last 6 months"
 RECENT_FEEDBACK_LIMIT = 200
 
 
-def policy_snapshot(policy: Policy) -> engine.PolicySnapshot:
+def with_versions(policies: QuerySet[Policy]) -> QuerySet[Policy]:
+    """`policies`, each annotated with `latest_version`: its newest history id.
+
+    Read in the same statement as the row, so the version a decision records is
+    the edit whose values it used, even while someone saves the policy.
+    """
+    latest = (
+        Policy.history.filter(id=OuterRef("pk")).order_by("-history_id").values("history_id")[:1]
+    )
+    return policies.annotate(latest_version=Subquery(latest))
+
+
+def enabled_policy(category: str) -> Policy | None:
+    """The enabled policy for `category` with its version, or None."""
+    return with_versions(Policy.objects.filter(category=category, enabled=True)).first()
+
+
+def policy_version(policy: Policy) -> int:
+    """The policy's newest history id; 0 only for a row saved without history."""
+    if hasattr(policy, "latest_version"):
+        return policy.latest_version or 0
     latest = policy.history.order_by("-history_id").values_list("history_id", flat=True).first()
+    return latest or 0
+
+
+def policy_snapshot(policy: Policy) -> engine.PolicySnapshot:
     return engine.PolicySnapshot(
         name=policy.name,
         category=policy.category,
-        version=latest or 0,
+        version=policy_version(policy),
         enabled=policy.enabled,
         mode=policy.mode,
         autonomy_level=policy.autonomy_level,
@@ -93,12 +124,20 @@ def hosts_in_scope(label: str) -> Any:
 
 
 def statistics(ticket: Ticket, policy: Policy | None, now: datetime) -> engine.Statistics:
+    """What the category's history says about `ticket` as of `now`.
+
+    History is read as it stood at `now` (feedback given and tickets closed by
+    then, never `ticket` itself), so a simulation replaying a past ticket does
+    not see its own outcome or anything later.
+    """
     category = ticket.category
     active = Execution.objects.filter(state__in=EXECUTION_ACTIVE_STATES)
     scope = hosts_in_scope(policy.blast_radius_label if policy else "")
     since = now - HISTORY_WINDOW
     feedback_rows = list(
-        Feedback.objects.filter(ticket__category=category, created_at__gte=since)
+        Feedback.objects.filter(
+            ticket__category=category, created_at__gte=since, created_at__lte=now
+        )
         .order_by("-created_at")
         .values_list("feedback_type", "rating", "created_at")[:RECENT_FEEDBACK_LIMIT]
     )
@@ -107,7 +146,16 @@ def statistics(ticket: Ticket, policy: Policy | None, now: datetime) -> engine.S
         for kind, rating, created in feedback_rows
     )
     positives = sum(1 for fact in feedback if fact.feedback_type == "positive")
-    recent_tickets = Ticket.objects.filter(category=category, opened_at__gte=since)
+    # Closed by `now`: resolved (the success) or closed unresolved (the failure). Open
+    # tickets have no outcome yet and would only drag the success rate down. A closed
+    # row without a close time is read as closed long ago.
+    closed = (
+        Ticket.objects.filter(category=category)
+        .filter(Q(resolved_at__lte=now) | Q(resolved_at__isnull=True))
+        .exclude(status__in=TICKET_OPEN_STATUSES)
+        .exclude(pk=ticket.pk)
+    )
+    recent_closed = closed.filter(opened_at__gte=since)
     return engine.Statistics(
         actions_last_hour=Execution.objects.filter(
             runbook__category=category, created_at__gte=now - timedelta(hours=1)
@@ -119,13 +167,11 @@ def statistics(ticket: Ticket, policy: Policy | None, now: datetime) -> engine.S
         host_under_remediation=active.filter(host_id=ticket.host_id).exists(),
         backup_available=ticket.host.labels.get("backup", "yes") != "no",
         system_healthy=ticket.host.enabled,
-        similar_resolved_tickets=Ticket.objects.filter(
-            category=category, status=TicketStatus.RESOLVED
-        ).count(),
+        similar_resolved_tickets=closed.filter(status=TicketStatus.RESOLVED).count(),
         positive_feedback_rate=positives / len(feedback) if feedback else None,
         feedback=feedback,
-        category_resolved=recent_tickets.filter(status=TicketStatus.RESOLVED).count(),
-        category_total=recent_tickets.exclude(pk=ticket.pk).count(),
+        category_resolved=recent_closed.filter(status=TicketStatus.RESOLVED).count(),
+        category_total=recent_closed.count(),
         pattern=None,
     )
 
@@ -141,7 +187,7 @@ def decide_ticket(
     model_version_id: int | None = None,
 ) -> Decision:
     """Decide what to do about `ticket` now and store the decision whole."""
-    policy = Policy.objects.filter(category=ticket.category, enabled=True).first()
+    policy = enabled_policy(ticket.category)
     runbook = (
         Runbook.objects.filter(category=ticket.category, enabled=True).order_by("name").first()
     )

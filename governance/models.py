@@ -14,13 +14,19 @@ from governance.choices import AutonomyLevel, PolicyMode, RiskLevel
 from remediation.choices import Category
 
 WEEKDAYS = ("monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday")
+# One message for every way an autonomy level can be refused: the field's choice check
+# (model and admin form) and the validator. L4 is PHASE-65's "not allowed" level.
+AUTONOMY_LEVEL_REFUSED = (
+    "Autonomy level L%(value)s is not allowed: Warden runs at L0-L3 only "
+    "(L4, full autonomy, is always refused)."
+)
 
 
 def validate_autonomy_level(value: int) -> None:
-    if value == 4:
-        raise ValidationError("L4 (full autonomy) is not allowed: Warden runs at L0-L3 only.")
     if value not in AutonomyLevel.values:
-        raise ValidationError(f"Autonomy level must be 0-3, not {value}.")
+        raise ValidationError(
+            AUTONOMY_LEVEL_REFUSED, code="invalid_choice", params={"value": value}
+        )
 
 
 class Policy(models.Model):
@@ -35,6 +41,8 @@ class Policy(models.Model):
         choices=AutonomyLevel.choices,
         default=AutonomyLevel.L1_ASSISTED,
         validators=[validate_autonomy_level],
+        # The choice check runs before the validator, so it must say why too.
+        error_messages={"invalid_choice": AUTONOMY_LEVEL_REFUSED},
     )
     min_confidence_score = models.FloatField(
         default=0.85, validators=[MinValueValidator(0), MaxValueValidator(1)]
@@ -158,6 +166,9 @@ class Pause(models.Model):
             raise ValidationError({"category": "Name the category to pause."})
         if self.scope == PauseScope.HOST and not self.host_id:
             raise ValidationError({"host": "Name the host to pause."})
+        # A pause that ends before it starts would look taken while holding nothing.
+        if self.ends_at is not None and self.ends_at <= self.created_at:
+            raise ValidationError({"ends_at": "The pause must end after it starts."})
 
 
 class Decision(models.Model):

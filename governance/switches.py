@@ -18,11 +18,17 @@ from governance.models import Pause, PauseScope
 
 
 def active_pauses(now: datetime) -> QuerySet[Pause]:
+    """Pauses holding automation at `now`: not resumed, and not past their end time."""
     return (
         Pause.objects.filter(resumed_at__isnull=True)
         .filter(Q(ends_at__isnull=True) | Q(ends_at__gt=now))
         .select_related("host", "created_by")
     )
+
+
+def is_active(pause: Pause, now: datetime) -> bool:
+    """The row-by-row form of active_pauses(): a pause lapses by itself at ends_at."""
+    return pause.resumed_at is None and (pause.ends_at is None or pause.ends_at > now)
 
 
 def pauses_applying(pauses: Iterable[Pause], host_id: int, category: str) -> list[Pause]:
@@ -77,8 +83,8 @@ def pause_automation(
     return pause
 
 
-def resume_automation(pause: Pause, *, user: Any, now: datetime) -> None:
-    """End a pause; a task puts the executions it held back in the queue."""
+def resume_automation(pause: Pause, *, user: Any, now: datetime, note: str = "") -> None:
+    """End a pause, auditing who and why; a task puts the executions it held back in the queue."""
     with transaction.atomic():
         pause = Pause.objects.select_for_update().get(pk=pause.pk)
         if pause.resumed_at is not None:
@@ -87,6 +93,14 @@ def resume_automation(pause: Pause, *, user: Any, now: datetime) -> None:
         pause.resumed_by = user
         pause.save(update_fields=["resumed_at", "resumed_by"])
         append_events(
-            [event(user_actor(user), "automation.resumed", pause, f"resumed: {pause.describe()}")]
+            [
+                event(
+                    user_actor(user),
+                    "automation.resumed",
+                    pause,
+                    f"resumed: {pause.describe()}",
+                    data={"note": note},
+                )
+            ]
         )
         transaction.on_commit(lambda: async_task("remediation.tasks.release_held_executions"))

@@ -390,7 +390,7 @@ def _succeed(
         )
     )
     ticket = execution.ticket
-    ticket.move_to(TicketStatus.RESOLVED)
+    ticket.move_to(TicketStatus.RESOLVED, now)
     ticket.resolution = f"{execution.runbook.title}: verified by fresh metrics."
     ticket.save(update_fields=["status", "resolved_at", "resolution"])
     events.append(

@@ -2,6 +2,7 @@
 
 import hashlib
 import secrets
+from datetime import datetime
 
 from django.conf import settings
 from django.db import models
@@ -148,12 +149,13 @@ class Ticket(models.Model):
     def is_open(self) -> bool:
         return self.status in TICKET_OPEN_STATUSES
 
-    def move_to(self, status: str) -> None:
+    def move_to(self, status: str, now: datetime | None = None) -> None:
         """Change status through the transition table; illegal moves raise."""
         check_transition(TICKET_TRANSITIONS, self.status, status)
         self.status = status
         if status in (TicketStatus.RESOLVED, TicketStatus.CLOSED):
-            self.resolved_at = timezone.now()
+            # The caller's clock: success history is read by this timestamp.
+            self.resolved_at = now or timezone.now()
 
 
 class Execution(models.Model):

@@ -68,7 +68,7 @@ class ReliabilityInputs:
     ai_confidence: float  # 0-1, the model's probability for its class
     feedback: tuple[FeedbackFact, ...]
     category_resolved: int  # tickets of the category resolved in the last six months
-    category_total: int  # tickets of the category in the last six months
+    category_total: int  # closed tickets of the category in the last six months
     pattern: PatternFacts | None
 
 

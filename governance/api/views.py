@@ -2,6 +2,7 @@
 
 from django.shortcuts import get_object_or_404
 from django.utils import timezone
+from drf_spectacular.utils import extend_schema
 from rest_framework import exceptions, serializers, status
 from rest_framework.request import Request
 from rest_framework.response import Response
@@ -15,9 +16,19 @@ class VerdictSerializer(serializers.Serializer):
     comment = serializers.CharField(allow_blank=True, max_length=2000, default="")
 
 
+class VerdictResultSerializer(serializers.Serializer):
+    id = serializers.IntegerField()
+    status = serializers.CharField(help_text="pending until enough approvers agree")
+
+
 class ApprovalVerdictView(APIView):
     verdict = "approve"
 
+    @extend_schema(
+        request=VerdictSerializer,
+        responses={200: VerdictResultSerializer},
+        summary="Approve or reject a remediation waiting for people",
+    )
     def post(self, request: Request, pk: int) -> Response:
         approval_request = get_object_or_404(ApprovalRequest, pk=pk)
         serializer = VerdictSerializer(data=request.data)

@@ -69,3 +69,24 @@ def test_the_ticket_page_shows_what_drove_the_model(agent, client, alice):
     assert page.status_code == 200
     assert b"What drove the model" in page.content
     assert b"disk_usage +" in page.content
+
+
+def test_the_approval_page_shows_why_and_what_drove_the_model(agent, client, bob):
+    request = waiting_dns_request(agent)
+    client.force_login(bob)
+
+    page = client.get(f"{CHANGELIST}{request.pk}/change/")
+
+    assert page.status_code == 200
+    assert b"Why a person is needed" in page.content
+    assert b"dns_latency_ms +" in page.content
+
+
+def test_the_approve_action_is_not_offered_to_compliance(agent, client, dave):
+    waiting_dns_request(agent)
+    client.force_login(dave)
+
+    page = client.get(CHANGELIST)
+
+    assert page.status_code == 200
+    assert b"approve_action" not in page.content

@@ -698,6 +698,30 @@ def test_window_across_midnight_counts_the_day_it_started(day, hour, inside):
     assert decision.safety_checks["time_window_ok"] is inside
 
 
+@pytest.mark.parametrize(
+    ("now", "inside"),
+    [
+        (datetime(2025, 3, 12, 20, 59, tzinfo=UTC), False),  # 21:59 in Paris (UTC+1)
+        (datetime(2025, 3, 12, 21, 0, tzinfo=UTC), True),  # 22:00
+        (datetime(2025, 3, 12, 23, 30, tzinfo=UTC), True),  # 00:30 the next day
+        (datetime(2025, 3, 13, 4, 59, tzinfo=UTC), True),  # 05:59
+        (datetime(2025, 3, 13, 5, 0, tzinfo=UTC), False),  # 06:00
+        # The night the clocks go forward (2025-03-30): Paris is UTC+2 by morning.
+        (datetime(2025, 3, 30, 3, 59, tzinfo=UTC), True),  # 05:59 summer time
+        (datetime(2025, 3, 30, 4, 0, tzinfo=UTC), False),  # 06:00 summer time
+    ],
+)
+def test_window_across_midnight_reads_a_utc_instant_in_the_policy_time_zone(now, inside):
+    # given a 22:00-06:00 window in Paris, and the UTC clock the server keeps
+
+    # when
+    decision = decide_with(policy=OVERNIGHT, now=now)
+
+    # then
+    assert decision.safety_checks["time_window_ok"] is inside
+    assert (decision.outcome == AUTO_HEAL) is inside
+
+
 @pytest.mark.parametrize(("utc_hour", "inside"), [(12, False), (13, True), (20, True), (21, False)])
 def test_window_is_read_in_the_policy_time_zone(utc_hour, inside):
     # given 09:00-17:00 in New York, 13:00-21:00 UTC on 2025-03-12 (daylight saving time)
