@@ -6,17 +6,35 @@ import socket
 import threading
 import time
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
 import uvicorn
+from django.db import connections
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 
 
 @pytest.fixture
-def live_asgi(transactional_db: None) -> Iterator[str]:
-    """The real ASGI application (HTTP and websockets) on a free port, sharing the test database."""
+def live_asgi(
+    transactional_db: None, settings: Any, monkeypatch: pytest.MonkeyPatch
+) -> Iterator[str]:
+    """The real ASGI application (HTTP and websockets) on a free port, sharing the test database.
+
+    In the embedded mode the demo runs (in-memory layer, audit-log relay): the browser's
+    event loop shares the test's thread, so Redis publishing from it cannot work here;
+    tests/integration covers live events over Redis between real processes.
+    """
+    from channels.layers import channel_layers
+
     from config.asgi import application
+
+    settings.REDIS_URL = ""
+    settings.CHANNEL_LAYERS = {"default": {"BACKEND": "channels.layers.InMemoryChannelLayer"}}
+    channel_layers.backends = {}
+    # The server's request threads close their connections after each request, so the
+    # test database can be dropped at the end.
+    monkeypatch.setitem(connections.settings["default"], "CONN_MAX_AGE", 0)
 
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
@@ -34,6 +52,7 @@ def live_asgi(transactional_db: None) -> Iterator[str]:
     yield f"http://127.0.0.1:{port}"
     server.should_exit = True
     thread.join(timeout=10)
+    channel_layers.backends = {}
 
 
 @pytest.fixture
