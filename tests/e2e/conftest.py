@@ -53,6 +53,9 @@ def live_asgi(
     server.should_exit = True
     thread.join(timeout=10)
     channel_layers.backends = {}
+    # Under Playwright the test's connection is not the one the session teardown closes
+    # before dropping the test database (PostgreSQL refuses while it is open): close it here.
+    connections.close_all()
 
 
 @pytest.fixture

@@ -79,55 +79,55 @@ def test_a_dns_spike_waits_for_two_people_and_the_console_sees_every_process(
     processes.start("qcluster", "manage.py", "qcluster")
     client = Client()
     client.force_login(alice)
-    console = connect(
+    with connect(
         f"{url.replace('http', 'ws')}/ws/console",
         additional_headers={
             "Cookie": f"sessionid={client.cookies['sessionid'].value}",
             "Origin": url,
         },
         open_timeout=10,
-    )
-    console.send(json.dumps({"after": 0}))
-    start_agent(processes, url, key, host.name, "dns_latency_spike")
+    ) as console:
+        console.send(json.dumps({"after": 0}))
+        start_agent(processes, url, key, host.name, "dns_latency_spike")
 
-    def logs() -> str:
-        return "\n".join(
-            f"--- {name}\n{processes.log(name)[-3000:]}" for name in ("web", "qcluster", "agent")
+        def logs() -> str:
+            return "\n".join(
+                f"--- {name}\n{processes.log(name)[-3000:]}"
+                for name in ("web", "qcluster", "agent")
+            )
+
+        # then the ticket waits for two approvers and nothing runs meanwhile
+        wait_until(
+            lambda: ApprovalRequest.objects.filter(ticket__host=host, status="pending").exists(),
+            timeout=60,
+            what="an approval request for the DNS ticket",
+            logs=logs,
         )
+        request = ApprovalRequest.objects.get(ticket__host=host)
+        assert request.required_approvals == 2
+        assert not Execution.objects.filter(ticket__host=host).exclude(state="held").exists()
 
-    # then the ticket waits for two approvers and nothing runs meanwhile
-    wait_until(
-        lambda: ApprovalRequest.objects.filter(ticket__host=host, status="pending").exists(),
-        timeout=60,
-        what="an approval request for the DNS ticket",
-        logs=logs,
-    )
-    request = ApprovalRequest.objects.get(ticket__host=host)
-    assert request.required_approvals == 2
-    assert not Execution.objects.filter(ticket__host=host).exclude(state="held").exists()
+        # when two approvers say yes (from this process, as the admin would)
+        now = timezone.now()
+        approve_request(request, user=bob, comment="resolver is flapping", now=now)
+        approve_request(request, user=carol, comment="agreed", now=now + timedelta(seconds=1))
 
-    # when two approvers say yes (from this process, as the admin would)
-    now = timezone.now()
-    approve_request(request, user=bob, comment="resolver is flapping", now=now)
-    approve_request(request, user=carol, comment="agreed", now=now + timedelta(seconds=1))
+        # then the worker dispatches it, the agent runs it, and fresh metrics resolve the ticket
+        wait_until(
+            lambda: Ticket.objects.filter(host=host, category="dns", status="resolved").exists(),
+            timeout=90,
+            what="the DNS ticket to be resolved",
+            logs=logs,
+        )
+        execution = Execution.objects.get(ticket__host=host, ticket__category="dns")
+        assert execution.state == "succeeded"
+        assert execution.runbook.action == "switch_dns_resolver"
 
-    # then the worker dispatches it, the agent runs it, and fresh metrics resolve the ticket
-    wait_until(
-        lambda: Ticket.objects.filter(host=host, category="dns", status="resolved").exists(),
-        timeout=90,
-        what="the DNS ticket to be resolved",
-        logs=logs,
-    )
-    execution = Execution.objects.get(ticket__host=host, ticket__category="dns")
-    assert execution.state == "succeeded"
-    assert execution.runbook.action == "switch_dns_resolver"
-
-    # and the console saw events written by this process, the worker and the web server
-    seen: set[str] = set()
-    wanted = {"approval.approved", "execution.dispatched", "execution.succeeded"}
-    deadline = timezone.now() + timedelta(seconds=20)
-    while not wanted <= seen and timezone.now() < deadline:
-        message = json.loads(console.recv(timeout=20))
-        seen.add(message["event"]["action"])
-    console.close()
-    assert wanted <= seen, f"console saw only {sorted(seen)}"
+        # and the console saw events written by this process, the worker and the web server
+        seen: set[str] = set()
+        wanted = {"approval.approved", "execution.dispatched", "execution.succeeded"}
+        deadline = timezone.now() + timedelta(seconds=20)
+        while not wanted <= seen and timezone.now() < deadline:
+            message = json.loads(console.recv(timeout=20))
+            seen.add(message["event"]["action"])
+        assert wanted <= seen, f"console saw only {sorted(seen)}"
