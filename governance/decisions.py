@@ -10,8 +10,10 @@ from typing import Any
 
 from django.db.models import OuterRef, Q, QuerySet, Subquery
 
+from feedback import patterns
 from feedback.models import Feedback
 from governance import engine
+from governance.choices import PolicyMode
 from governance.models import Decision, Policy
 from governance.switches import pauses_for
 from remediation.choices import (
@@ -123,8 +125,21 @@ def hosts_in_scope(label: str) -> Any:
     return hosts
 
 
-def statistics(ticket: Ticket, policy: Policy | None, now: datetime) -> engine.Statistics:
+def has_backup(host: Host) -> bool:
+    """Positive evidence only: the backup system labels hosts it has a fresh backup of."""
+    return host.labels.get("backup") == "yes"
+
+
+def statistics(
+    ticket: Ticket,
+    policy: Policy | None,
+    now: datetime,
+    pattern: patterns.PatternMatch | None = None,
+) -> engine.Statistics:
     """What the category's history says about `ticket` as of `now`.
+
+    `pattern` is the learned pattern a new ticket matches; without it, the one the
+    ticket was counted on (read as it is today).
 
     History is read as it stood at `now` (feedback given and tickets closed by
     then, never `ticket` itself), so a simulation replaying a past ticket does
@@ -139,11 +154,13 @@ def statistics(ticket: Ticket, policy: Policy | None, now: datetime) -> engine.S
             ticket__category=category, created_at__gte=since, created_at__lte=now
         )
         .order_by("-created_at")
-        .values_list("feedback_type", "rating", "created_at")[:RECENT_FEEDBACK_LIMIT]
+        .values_list(
+            "feedback_type", "rating", "created_at", "resolution_accurate", "actions_worked"
+        )[:RECENT_FEEDBACK_LIMIT]
     )
     feedback = tuple(
-        FeedbackFact(kind, rating, (now - created).total_seconds() / 86400)
-        for kind, rating, created in feedback_rows
+        FeedbackFact(kind, rating, (now - created).total_seconds() / 86400, accurate, worked)
+        for kind, rating, created, accurate, worked in feedback_rows
     )
     positives = sum(1 for fact in feedback if fact.feedback_type == "positive")
     # Closed by `now`: resolved (the success) or closed unresolved (the failure). Open
@@ -164,16 +181,25 @@ def statistics(ticket: Ticket, policy: Policy | None, now: datetime) -> engine.S
         .count(),
         hosts_under_remediation=active.filter(host__in=scope).values("host").distinct().count(),
         hosts_in_scope=max(scope.count(), 1),
+        host_in_scope=scope.filter(pk=ticket.host_id).exists(),
         host_under_remediation=active.filter(host_id=ticket.host_id).exists(),
-        backup_available=ticket.host.labels.get("backup", "yes") != "no",
+        backup_available=has_backup(ticket.host),
+        # The host is reporting: this decision is about the sample it just sent.
         system_healthy=ticket.host.enabled,
         similar_resolved_tickets=closed.filter(status=TicketStatus.RESOLVED).count(),
         positive_feedback_rate=positives / len(feedback) if feedback else None,
         feedback=feedback,
         category_resolved=recent_closed.filter(status=TicketStatus.RESOLVED).count(),
         category_total=recent_closed.count(),
-        pattern=None,
+        pattern=patterns.facts(pattern or _counted_pattern(ticket)),
     )
+
+
+def _counted_pattern(ticket: Ticket) -> patterns.PatternMatch:
+    if ticket.pattern is None:
+        return patterns.PatternMatch(None, 0.0, ())
+    similarity = ticket.pattern_similarity if ticket.pattern_similarity is not None else 1.0
+    return patterns.PatternMatch(ticket.pattern, similarity, tuple(ticket.pattern.key_terms))
 
 
 def decide_ticket(
@@ -197,6 +223,8 @@ def decide_ticket(
         )
     )
     snapshot = policy_snapshot(policy) if policy else None
+    # A ticket is counted on a pattern once, at its first decision.
+    found = patterns.match(ticket.category, explanation) if ticket.pattern_id is None else None
     result = engine.decide(
         ticket_facts(ticket),
         engine.ModelOutput(
@@ -207,9 +235,17 @@ def decide_ticket(
         snapshot,
         runbook_facts(runbook) if runbook else None,
         switches,
-        statistics(ticket, policy, now),
+        statistics(ticket, policy, now, found),
         now,
     )
+    if found is not None:
+        patterns.record_occurrence(
+            ticket,
+            found,
+            confidence=confidence,
+            reliability=result.reliability.overall_score if result.reliability else 0.0,
+            now=now,
+        )
     return Decision.objects.create(
         ticket=ticket,
         sample=sample,
@@ -232,6 +268,25 @@ def decide_ticket(
         explanation=[[name, value] for name, value in explanation],
         created_at=now,
     )
+
+
+def dispatch_blocker(execution: Execution) -> str | None:
+    """Why an execution about to start may no longer run under today's policy, or None.
+
+    Policies change between a decision and its execution: an automatic execution
+    needs its category still automated (enabled, not in shadow mode), and any
+    execution needs the backup its policy requires.
+    """
+    category = execution.runbook.category
+    policy = Policy.objects.filter(category=category, enabled=True).first()
+    if execution.approval_request_id is None:
+        if policy is None:
+            return f"no enabled policy covers {category} any more"
+        if policy.mode == PolicyMode.SHADOW:
+            return f"policy {policy.name} is now in shadow mode"
+    if policy is not None and policy.requires_backup and not has_backup(execution.host):
+        return f"policy {policy.name} requires a backup and {execution.host.name} has none"
+    return None
 
 
 def executes_automatically(decision: Decision) -> bool:

@@ -136,6 +136,7 @@ class Statistics:
     actions_last_hour: int = 0  # executions started for this policy's category in the last hour
     hosts_under_remediation: int = 0  # hosts in the blast-radius scope with an active execution
     hosts_in_scope: int = 1  # hosts in the blast-radius scope (label, or whole fleet)
+    host_in_scope: bool = True  # this host carries the blast-radius label (or there is none)
     host_under_remediation: bool = False  # this host already has an active execution
     backup_available: bool = True
     system_healthy: bool = True  # host reporting and not in a worse state than the ticket says
@@ -241,7 +242,7 @@ def decide(
     limits = active or NO_POLICY_LIMITS
     shadow = active is not None and active.mode == PolicyMode.SHADOW
     critical = _critical_traits(runbook)
-    hard_limits = _hard_limits(runbook, limits)
+    hard_limits = _hard_limits(runbook, limits) + _precondition_failures(runbook, limits, stats)
     allowed = runbook is not None and not hard_limits
     checks: dict[str, bool] = {}  # filled at step 5
     reasons: list[str] = []
@@ -442,6 +443,26 @@ def _hard_limits(runbook: RunbookFacts | None, limits: PolicySnapshot) -> list[s
     return lines
 
 
+def _precondition_failures(
+    runbook: RunbookFacts | None, limits: PolicySnapshot, stats: Statistics
+) -> list[str]:
+    """The seed's pre-execution checks no approval can waive: a required backup, a healthy host."""
+    if runbook is None:
+        return []
+    lines = []
+    if limits.requires_backup and not stats.backup_available:
+        lines.append(
+            f"No backup of the host is available and {_under(limits)} requires one: "
+            f"runbook {runbook.name} may not run, even with approval."
+        )
+    if not stats.system_healthy:
+        lines.append(
+            f"The host is not healthy enough to act on safely: runbook {runbook.name} "
+            "may not run, even with approval."
+        )
+    return lines
+
+
 def _runbook_lines(runbook: RunbookFacts | None, hard_limits: list[str]) -> list[str]:
     if runbook is None:
         return ["No runbook: manual handling."]
@@ -532,10 +553,7 @@ def _safety_failures(
             f"Rate limit reached: {stats.actions_last_hour} actions in the last hour, "
             f"policy {policy.name} allows {policy.max_actions_per_hour} an hour."
         )
-    if not checks["backup_available"]:
-        lines.append(f"No backup is available and policy {policy.name} requires one.")
-    if not checks["system_healthy"]:
-        lines.append("The host is not healthy enough to act on safely.")
+    # A missing backup or an unhealthy host is a hard limit, reported at step 3.
     if not checks["blast_radius_ok"]:
         lines.append(_blast_radius_line(policy, stats))
     return lines
@@ -599,6 +617,8 @@ def _hosts_after(stats: Statistics) -> int:
 
 
 def _blast_radius_ok(policy: PolicySnapshot, stats: Statistics) -> bool:
+    if not stats.host_in_scope:
+        return True  # the limit counts hosts with the label; this one is outside it
     after = _hosts_after(stats)
     if policy.blast_radius_max_hosts is not None and after > policy.blast_radius_max_hosts:
         return False
@@ -645,6 +665,9 @@ def _pattern_lines(policy: PolicySnapshot, stats: Statistics) -> list[str]:
             f"Positive feedback rate {rate:.1%} is below the policy minimum {minimum:.1%}."
         )
     pattern = stats.pattern
+    # A policy that asks for similar tickets asks for a known pattern too (the seed's step 6).
+    if pattern is None and policy.min_similar_tickets > 0:
+        lines.append("The ticket matches no known pattern yet, so a person approves it.")
     if pattern is not None and not pattern.eligible and policy.min_similar_tickets > 0:
         lines.append(
             f"The ticket matches a known pattern ({pattern.occurrence_count} occurrences, "

@@ -11,7 +11,7 @@ from django.utils.timezone import now
 
 from config.history import PersonHistory
 from governance.choices import AutonomyLevel, PolicyMode, RiskLevel
-from remediation.choices import Category
+from remediation.choices import ActionType, Category
 
 WEEKDAYS = ("monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday")
 # One message for every way an autonomy level can be refused: the field's choice check
@@ -108,11 +108,28 @@ class Policy(models.Model):
 
     def clean(self) -> None:
         errors: dict[str, str] = {}
+        # A bare string would be read letter by letter ("rm" as "r" and "m"), silently
+        # switching a safety list off: each of these must be a list of non-empty names.
+        for name in ("allowed_action_types", "allowed_systems", "forbidden_commands",
+                     "allowed_days", "approvers"):  # fmt: skip
+            value = getattr(self, name)
+            if not isinstance(value, list) or not all(
+                isinstance(item, str) and item.strip() for item in value
+            ):
+                errors[name] = 'Give a list of names, for example ["a", "b"].'
+        if "allowed_action_types" not in errors:
+            unknown = sorted(set(self.allowed_action_types) - set(ActionType.values))
+            if unknown:
+                errors["allowed_action_types"] = (
+                    f"Unknown action types: {', '.join(unknown)} "
+                    f"(known: {', '.join(ActionType.values)})."
+                )
         if self.timezone not in available_timezones():
             errors["timezone"] = f"Unknown time zone {self.timezone!r}."
-        unknown_days = sorted(set(self.allowed_days) - set(WEEKDAYS))
-        if unknown_days:
-            errors["allowed_days"] = f"Unknown days: {', '.join(unknown_days)}."
+        if "allowed_days" not in errors:
+            unknown_days = sorted(set(self.allowed_days) - set(WEEKDAYS))
+            if unknown_days:
+                errors["allowed_days"] = f"Unknown days: {', '.join(unknown_days)}."
         if (self.allowed_hours_start is None) != (self.allowed_hours_end is None):
             errors["allowed_hours_end"] = "Give both allowed hours, or neither."
         if self.blast_radius_label and "=" not in self.blast_radius_label:

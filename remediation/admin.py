@@ -6,6 +6,7 @@ from config.admin_actions import confirmed_action
 from governance.models import Decision
 from remediation.executions import roll_back_execution
 from remediation.models import Execution, Host, Runbook, Ticket
+from remediation.tickets import close_ticket
 
 
 @admin.register(Host)
@@ -67,6 +68,16 @@ class ExecutionInline(admin.TabularInline):
         return False
 
 
+def _resolve_by_hand(ticket: Ticket, user, note: str) -> str:
+    close_ticket(ticket, user=user, resolved=True, note=note, now=timezone.now())
+    return f"{ticket.ticket_id} resolved by hand."
+
+
+def _close_unresolved(ticket: Ticket, user, note: str) -> str:
+    close_ticket(ticket, user=user, resolved=False, note=note, now=timezone.now())
+    return f"{ticket.ticket_id} closed unresolved."
+
+
 @admin.register(Ticket)
 class TicketAdmin(SimpleHistoryAdmin):
     list_display = [
@@ -93,6 +104,20 @@ class TicketAdmin(SimpleHistoryAdmin):
         "status",
     ]
     inlines = [DecisionInline, ExecutionInline]
+    actions = [
+        confirmed_action(
+            description="Resolve selected tickets by hand",
+            verb="resolve",
+            perform=_resolve_by_hand,
+            permissions=("change",),
+        ),
+        confirmed_action(
+            description="Close selected tickets unresolved",
+            verb="close",
+            perform=_close_unresolved,
+            permissions=("change",),
+        ),
+    ]
 
 
 def _roll_back(execution: Execution, user, note: str) -> str:

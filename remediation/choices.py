@@ -61,7 +61,13 @@ TICKET_TRANSITIONS: dict[str, frozenset[str]] = {
         }
     ),
     TicketStatus.AWAITING_APPROVAL: frozenset(
-        {TicketStatus.REMEDIATING, TicketStatus.ESCALATED, TicketStatus.CLOSED}
+        # resolved: a person fixed it by hand while it waited
+        {
+            TicketStatus.REMEDIATING,
+            TicketStatus.ESCALATED,
+            TicketStatus.RESOLVED,
+            TicketStatus.CLOSED,
+        }
     ),
     TicketStatus.REMEDIATING: frozenset(
         {TicketStatus.RESOLVED, TicketStatus.ESCALATED, TicketStatus.CLOSED}

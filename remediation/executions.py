@@ -21,7 +21,9 @@ from django.db import transaction
 from django.utils import timezone
 from django_q.tasks import async_task
 
+from feedback import patterns
 from governance.audit import PendingEvent, append_events, event, user_actor
+from governance.decisions import dispatch_blocker
 from governance.models import ApprovalRequest, ApprovalStatus, Decision
 from governance.switches import active_pauses, pauses_applying
 from remediation.choices import (
@@ -164,6 +166,10 @@ def dispatch_execution(execution_id: int, now: datetime) -> str:
             execution.move_to(ExecutionState.CANCELLED)
             execution.finished_at = now
             summary = "cancelled: host or runbook disabled"
+        elif blocker := dispatch_blocker(execution):
+            execution.move_to(ExecutionState.CANCELLED)
+            execution.finished_at = now
+            summary = f"cancelled: {blocker}"
         else:
             execution.move_to(ExecutionState.DISPATCHED)
             execution.dispatched_at = now
@@ -393,6 +399,7 @@ def _succeed(
     ticket.move_to(TicketStatus.RESOLVED, now)
     ticket.resolution = f"{execution.runbook.title}: verified by fresh metrics."
     ticket.save(update_fields=["status", "resolved_at", "resolution"])
+    patterns.record_outcome(ticket, resolved=True, automatic=execution.approval_request_id is None)
     events.append(
         event(
             "system",

@@ -128,6 +128,11 @@ class Ticket(models.Model):
     last_seen_at = models.DateTimeField(default=timezone.now)
     resolved_at = models.DateTimeField(null=True, blank=True)
     resolution = models.TextField(blank=True)
+    # The learned pattern the ticket was counted on when first decided (feedback.patterns).
+    pattern = models.ForeignKey(
+        "feedback.Pattern", on_delete=models.SET_NULL, null=True, blank=True, related_name="tickets"
+    )
+    pattern_similarity = models.FloatField(null=True, blank=True)
 
     history = PersonHistory(excluded_fields=["last_seen_at", "confidence"])
 

@@ -49,6 +49,8 @@ class FeedbackFact:
     feedback_type: str  # "positive" | "negative" | "neutral"
     rating: int | None  # 1-5 stars, or None when not given
     age_days: float  # how old the feedback is at decision time
+    resolution_accurate: bool | None = None  # None: not said
+    actions_worked: bool | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -119,8 +121,11 @@ def confidence_level(score: float) -> str:
 def feedback_score(feedback: tuple[FeedbackFact, ...]) -> float:
     """(positive rate x 100 + average rating / 5 x 100) / 2, both weighted by recency.
 
-    Neutral feedback counts as not positive. When no feedback carries a rating,
-    the positive rate alone is the score. No feedback: NO_FEEDBACK_SCORE.
+    The seed's formula, widened to the other things it says feedback considers:
+    when people also said whether the resolution was accurate and whether the
+    actions worked, those rates (x 100) join the average. Each term is taken
+    over the feedback that gives it; neutral feedback counts as not positive.
+    No feedback: NO_FEEDBACK_SCORE.
     """
     if not feedback:
         return NO_FEEDBACK_SCORE
@@ -128,20 +133,27 @@ def feedback_score(feedback: tuple[FeedbackFact, ...]) -> float:
     # Weights relative to the newest item: the ratios are the same as with absolute
     # weights, and the newest always weighs 1, so very old feedback cannot underflow to 0/0.
     newest = min(ages)
-    total = positive = rated_weight = stars = 0.0
-    for fact, age in zip(feedback, ages, strict=True):
-        weight = 0.5 ** ((age - newest) / FEEDBACK_HALF_LIFE_DAYS)
-        total += weight
-        if fact.feedback_type == "positive":
-            positive += weight
-        if fact.rating is not None:
-            rated_weight += weight
-            stars += weight * min(max(fact.rating, 1), 5)
-    positive_rate = positive / total
-    if not rated_weight:
-        return positive_rate * 100
-    average_rating = stars / rated_weight
-    return (positive_rate * 100 + average_rating / 5 * 100) / 2
+    weights = [0.5 ** ((age - newest) / FEEDBACK_HALF_LIFE_DAYS) for age in ages]
+
+    def weighted_mean(values: list[float | None]) -> float | None:
+        given = [(w, v) for w, v in zip(weights, values, strict=True) if v is not None]
+        total = sum(w for w, _ in given)
+        return sum(w * v for w, v in given) / total if total else None
+
+    terms = [
+        weighted_mean([100.0 if f.feedback_type == "positive" else 0.0 for f in feedback]),
+        weighted_mean(
+            [None if f.rating is None else min(max(f.rating, 1), 5) / 5 * 100 for f in feedback]
+        ),
+        weighted_mean([_percent(f.resolution_accurate) for f in feedback]),
+        weighted_mean([_percent(f.actions_worked) for f in feedback]),
+    ]
+    given = [term for term in terms if term is not None]
+    return sum(given) / len(given)
+
+
+def _percent(flag: bool | None) -> float | None:
+    return None if flag is None else 100.0 * flag
 
 
 def success_history_score(resolved: int, total: int) -> float:

@@ -590,14 +590,6 @@ def test_reliability_at_the_auto_approve_threshold_is_auto_approved():
     ("change", "check"),
     [
         ({"stats": replace(FLEET, actions_last_hour=10)}, "rate_limit_ok"),
-        (
-            {
-                "policy": replace(SELF_HEALING, requires_backup=True),
-                "stats": replace(FLEET, backup_available=False),
-            },
-            "backup_available",
-        ),
-        ({"stats": replace(FLEET, system_healthy=False)}, "system_healthy"),
         ({"stats": replace(FLEET, hosts_under_remediation=4)}, "blast_radius_ok"),
         (
             {
@@ -611,7 +603,7 @@ def test_reliability_at_the_auto_approve_threshold_is_auto_approved():
             "time_window_ok",
         ),
     ],
-    ids=["rate-limit", "backup", "health", "blast-percent", "blast-hosts", "time-window"],
+    ids=["rate-limit", "blast-percent", "blast-hosts", "time-window"],
 )
 def test_a_failed_safety_check_sends_the_ticket_to_a_person(change, check):
     # when
@@ -623,6 +615,38 @@ def test_a_failed_safety_check_sends_the_ticket_to_a_person(change, check):
     assert decision.safety_checks[check] is False
     assert decision.safety_checks["all_passed"] is False
     assert sum(not passed for passed in decision.safety_checks.values()) == 2  # it, and all
+
+
+@pytest.mark.parametrize(
+    ("change", "check", "why"),
+    [
+        (
+            {
+                "policy": replace(SELF_HEALING, requires_backup=True),
+                "stats": replace(FLEET, backup_available=False),
+            },
+            "backup_available",
+            "No backup of the host is available",
+        ),
+        (
+            {"stats": replace(FLEET, system_healthy=False)},
+            "system_healthy",
+            "The host is not healthy enough",
+        ),
+    ],
+    ids=["backup", "health"],
+)
+def test_without_a_required_backup_or_on_an_unhealthy_host_nothing_may_run(change, check, why):
+    # when
+    decision = decide_with(**change)
+
+    # then a person handles it by hand: there is nothing to approve
+    assert decision.outcome == HITL_REQUIRED
+    assert not decision.allowed
+    assert not decision.requires_approval
+    assert decision.safety_checks[check] is False
+    assert mentions(decision, why)
+    assert mentions(decision, "may not run, even with approval")
 
 
 @pytest.mark.parametrize(
@@ -844,3 +868,19 @@ def test_an_unknown_model_severity_is_read_as_needing_a_person():
 def test_a_naive_now_is_refused():
     with pytest.raises(ValueError, match="aware datetime"):
         decide_with(now=datetime(2025, 3, 12, 14, 30))
+
+
+def test_a_labelled_blast_radius_does_not_hold_hosts_outside_the_label():
+    # given a canary-only limit already reached by the canary hosts
+    policy = replace(SELF_HEALING, blast_radius_max_hosts=2, blast_radius_label="env=canary")
+    full = replace(FLEET, hosts_in_scope=3, hosts_under_remediation=2)
+
+    # when a production host and a canary host each have a problem
+    production = decide_with(policy=policy, stats=replace(full, host_in_scope=False))
+    canary = decide_with(policy=policy, stats=full)
+
+    # then only the canary host is held by the limit
+    assert production.outcome == AUTO_HEAL
+    assert production.safety_checks["blast_radius_ok"] is True
+    assert canary.outcome == HITL_REQUIRED
+    assert mentions(canary, "put 3 of 3 hosts labelled env=canary under remediation")

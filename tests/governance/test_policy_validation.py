@@ -46,6 +46,26 @@ def test_the_model_accepts_l0_to_l3(db, level):
     disk_draft(autonomy_level=level).full_clean()
 
 
+@pytest.mark.parametrize(
+    ("field", "value", "message"),
+    [
+        ("forbidden_commands", "rm", "Give a list of names"),
+        ("forbidden_commands", [1], "Give a list of names"),
+        ("approvers", "alice", "Give a list of names"),
+        ("allowed_systems", [""], "Give a list of names"),
+        ("allowed_days", "monday", "Give a list of names"),
+        ("allowed_action_types", ["safe_write", "reboot"], "Unknown action types: reboot"),
+    ],
+)
+def test_safety_lists_must_be_lists_of_names(db, field, value, message):
+    # when a supervisor writes a bare string or a wrong item where a list belongs
+    with pytest.raises(ValidationError) as refused:
+        disk_draft(**{field: value}).full_clean()
+
+    # then the field is named and nothing is read letter by letter
+    assert message in refused.value.message_dict[field][0]
+
+
 def test_the_admin_add_form_refuses_l4_and_names_the_field(alice):
     # when a supervisor posts L4 (the select offers only L0-L3; the request is hand-made)
     page = add_in_admin(alice, autonomy_level=4)

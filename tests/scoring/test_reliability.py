@@ -158,6 +158,21 @@ def test_unrated_feedback_counts_for_the_rate_but_not_the_stars():
     assert score.human_feedback == 75.0
 
 
+def test_accuracy_and_effectiveness_join_the_feedback_score_when_people_give_them():
+    # given a positive verdict rated 5 whose resolution was accurate but whose actions failed,
+    # and a negative one that says nothing more
+    feedback = (
+        FeedbackFact("positive", 5, 1.0, resolution_accurate=True, actions_worked=False),
+        FeedbackFact("negative", None, 1.0),
+    )
+
+    # when
+    score = reliability_score(inputs(feedback=feedback))
+
+    # then (positive 50 + stars 100 + accurate 100 + worked 0) / 4
+    assert score.human_feedback == 62.5
+
+
 @pytest.mark.parametrize(("occurrences", "counts"), [(1, False), (2, False), (3, True), (20, True)])
 def test_a_pattern_needs_three_occurrences(occurrences, counts):
     # given a perfect match with a pattern seen `occurrences` times

@@ -1,8 +1,9 @@
 """simulate_policy NAME [--days N]: replay recent tickets through a policy, changing nothing."""
 
-from django.core.management.base import BaseCommand, CommandError, CommandParser
+from django.core.management.base import CommandError, CommandParser
 from django.utils import timezone
 
+from config.commands import WardenCommand
 from governance.models import Policy
 from governance.simulation import AUTO_HEALED, BLOCKED, RECORDED, TO_A_PERSON, simulate_policy
 
@@ -11,7 +12,7 @@ MAX_DAYS = 3650  # far beyond any retention; keeps the date arithmetic in range
 SHOW_CHANGED = 20
 
 
-class Command(BaseCommand):
+class Command(WardenCommand):
     help = (
         "Replay a period's tickets through a policy as a draft and print what it would have "
         "auto-healed, sent to a person or blocked, next to what actually happened. "

@@ -1,5 +1,6 @@
-from django.core.management.base import BaseCommand, CommandError
+from django.core.management.base import CommandError
 
+from config.commands import WardenCommand
 from remediation.hosts import HostError, add_host, rotate_host_key
 
 
@@ -10,7 +11,7 @@ def parse_label(text: str) -> tuple[str, str]:
     return key, value
 
 
-class Command(BaseCommand):
+class Command(WardenCommand):
     help = "Register a host and print its agent's API key (shown once; only a hash is stored)."
 
     def add_arguments(self, parser) -> None:

@@ -17,9 +17,10 @@ from pathlib import Path
 from django.conf import settings
 from django.contrib.auth.models import Group, User
 from django.core.management import call_command
-from django.core.management.base import BaseCommand, CommandError
+from django.core.management.base import CommandError
 from django.db import transaction
 
+from config.commands import WardenCommand
 from remediation.hosts import add_host, rotate_host_key
 from remediation.models import Host
 from scoring.choices import ModelStatus
@@ -36,7 +37,7 @@ FLEET_SCENARIOS = (
 ACCOUNTS = (("supervisor", "supervisors", True), ("approver", "approvers", False))
 
 
-class Command(BaseCommand):
+class Command(WardenCommand):
     help = "Set up Warden and run it with a synthetic fleet (web, qcluster, agents)."
 
     def add_arguments(self, parser) -> None:

@@ -5,9 +5,10 @@ from datetime import timedelta
 from pathlib import Path
 
 import numpy as np
-from django.core.management.base import BaseCommand, CommandError
+from django.core.management.base import CommandError
 from django.utils import timezone
 
+from config.commands import WardenCommand
 from scoring.choices import Severity
 from scoring.features import FEATURE_NAMES
 from scoring.history import labelled_history
@@ -34,7 +35,7 @@ from scoring.training import (
 HISTORY_WEIGHT = 5
 
 
-class Command(BaseCommand):
+class Command(WardenCommand):
     help = (
         "Train the severity model on generated data and people's verdicts, evaluate it on a "
         "held-out set drawn with another seed, and register it as a candidate version "

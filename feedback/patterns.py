@@ -1,0 +1,176 @@
+"""Pattern learning: recurring kinds of problem, and how remediating them has gone.
+
+A ticket's pattern is its category plus its key terms: the features that
+pushed its first sample to its class, strongest first (the model's
+explanation). A new ticket joins the closest pattern of its category when the
+key terms overlap enough (Jaccard similarity), or starts a new one. Outcomes
+and feedback accumulate on the pattern, and the seed's eligibility rule says
+when it has earned auto-remediation. The decision engine reads it as the
+reliability score's pattern-match factor.
+"""
+
+import hashlib
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+
+from feedback.models import Pattern
+from scoring.reliability import PatternFacts
+
+KEY_TERM_LIMIT = 3
+# A contribution below this barely moved the prediction: not a key term.
+MIN_KEY_TERM_CONTRIBUTION = 0.01
+# Below this overlap two tickets are different problems.
+MIN_SIMILARITY = 0.5
+# The seed's eligibility rule for auto-remediation.
+ELIGIBLE_OCCURRENCES = 5
+ELIGIBLE_POSITIVE_RATE = 0.85
+ELIGIBLE_RELIABILITY = 85.0
+ELIGIBLE_AUTO_SUCCESS_RATE = 0.85
+
+
+@dataclass(frozen=True)
+class PatternMatch:
+    pattern: Pattern | None  # None: nothing close enough yet
+    similarity: float
+    key_terms: tuple[str, ...]
+
+
+def key_terms(explanation: Iterable[Sequence]) -> tuple[str, ...]:
+    """The features that pushed a sample to its class, strongest first."""
+    terms = [
+        str(name) for name, contribution in explanation if contribution >= MIN_KEY_TERM_CONTRIBUTION
+    ]
+    return tuple(terms[:KEY_TERM_LIMIT])
+
+
+def signature(category: str, terms: Iterable[str]) -> str:
+    return hashlib.sha256(f"{category}:{','.join(sorted(terms))}".encode()).hexdigest()
+
+
+def similarity(a: Iterable[str], b: Iterable[str]) -> float:
+    """Jaccard similarity of two sets of key terms; two empty sets are the same problem."""
+    a, b = set(a), set(b)
+    if not a and not b:
+        return 1.0
+    return len(a & b) / len(a | b)
+
+
+def closest(terms: Sequence[str], candidates: Iterable[Pattern]) -> tuple[Pattern | None, float]:
+    """The candidate most similar to `terms` (ties: the most seen), if similar enough."""
+    best, best_score = None, 0.0
+    for pattern in candidates:
+        score = similarity(terms, pattern.key_terms)
+        if score > best_score or (
+            best is not None
+            and score == best_score
+            and pattern.occurrence_count > best.occurrence_count
+        ):
+            best, best_score = pattern, score
+    if best is None or best_score < MIN_SIMILARITY:
+        return None, 0.0
+    return best, best_score
+
+
+def match(category: str, explanation: Iterable[Sequence]) -> PatternMatch:
+    """The known pattern a new ticket of `category` with this explanation belongs to."""
+    terms = key_terms(explanation)
+    pattern, score = closest(terms, Pattern.objects.filter(category=category))
+    return PatternMatch(pattern, score, terms)
+
+
+def facts(found: PatternMatch) -> PatternFacts | None:
+    """What the reliability score and the engine read from a match."""
+    pattern = found.pattern
+    if pattern is None:
+        return None
+    return PatternFacts(
+        occurrence_count=pattern.occurrence_count,
+        positive_feedback_rate=positive_feedback_rate(pattern),
+        avg_reliability_score=pattern.avg_reliability,
+        auto_remediation_success_rate=auto_remediation_success_rate(pattern),
+        similarity=found.similarity,
+        eligible=pattern.eligible_for_auto_remediation,
+    )
+
+
+def positive_feedback_rate(pattern: Pattern) -> float:
+    given = pattern.positive_count + pattern.negative_count + pattern.neutral_count
+    return pattern.positive_count / given if given else 0.0
+
+
+def auto_remediation_success_rate(pattern: Pattern) -> float:
+    attempts = pattern.auto_remediation_attempts
+    return pattern.auto_remediation_successes / attempts if attempts else 0.0
+
+
+def is_eligible(pattern: Pattern) -> bool:
+    """The seed's rule: seen often, liked, trusted, and its automatic fixes worked."""
+    return (
+        pattern.occurrence_count >= ELIGIBLE_OCCURRENCES
+        and positive_feedback_rate(pattern) >= ELIGIBLE_POSITIVE_RATE
+        and pattern.avg_reliability >= ELIGIBLE_RELIABILITY
+        and auto_remediation_success_rate(pattern) >= ELIGIBLE_AUTO_SUCCESS_RATE
+    )
+
+
+def record_occurrence(
+    ticket,
+    found: PatternMatch,
+    *,
+    confidence: float,
+    reliability: float,
+    now: datetime,
+) -> Pattern:
+    """Count a newly decided ticket on its pattern (creating the pattern if it is new)."""
+    if found.pattern is None:
+        pattern, _ = Pattern.objects.select_for_update().get_or_create(
+            signature=signature(ticket.category, found.key_terms),
+            defaults={
+                "category": ticket.category,
+                "key_terms": list(found.key_terms),
+                "first_seen_at": now,
+            },
+        )
+    else:
+        pattern = Pattern.objects.select_for_update().get(pk=found.pattern.pk)
+    n = pattern.occurrence_count + 1
+    pattern.avg_confidence += (confidence - pattern.avg_confidence) / n
+    pattern.avg_reliability += (reliability - pattern.avg_reliability) / n
+    pattern.occurrence_count = n
+    pattern.last_seen_at = max(pattern.last_seen_at, now)
+    pattern.eligible_for_auto_remediation = is_eligible(pattern)
+    pattern.save()
+    ticket.pattern = pattern
+    ticket.pattern_similarity = found.similarity if found.pattern is not None else 1.0
+    ticket.save(update_fields=["pattern", "pattern_similarity"])
+    return pattern
+
+
+def record_outcome(ticket, *, resolved: bool, automatic: bool) -> None:
+    """A ticket closed: count its success or failure (and its automatic fix) on its pattern."""
+    if ticket.pattern_id is None:
+        return
+    pattern = Pattern.objects.select_for_update().get(pk=ticket.pattern_id)
+    if resolved:
+        pattern.success_count += 1
+    else:
+        pattern.failure_count += 1
+    if automatic:
+        pattern.auto_remediation_attempts += 1
+        pattern.auto_remediation_successes += int(resolved)
+    pattern.eligible_for_auto_remediation = is_eligible(pattern)
+    pattern.save()
+
+
+def record_feedback(ticket, feedback_type: str) -> None:
+    """A person's verdict on a ticket counts on its pattern."""
+    if ticket.pattern_id is None:
+        return
+    pattern = Pattern.objects.select_for_update().get(pk=ticket.pattern_id)
+    field = {"positive": "positive_count", "negative": "negative_count"}.get(
+        feedback_type, "neutral_count"
+    )
+    setattr(pattern, field, getattr(pattern, field) + 1)
+    pattern.eligible_for_auto_remediation = is_eligible(pattern)
+    pattern.save()
