@@ -12,12 +12,16 @@ WORKDIR /app
 COPY requirements.txt .
 RUN pip install --no-cache-dir -r requirements.txt
 COPY . .
-RUN WARDEN_ENV=embedded WARDEN_DATA_DIR=/tmp/build python manage.py collectstatic --noinput \
+# Production mode, so the manifest the production storage reads at run time is written;
+# the secret and hosts here exist only for this build step.
+RUN SECRET_KEY=collectstatic-only-build-step-placeholder-key ALLOWED_HOSTS=build \
+    WARDEN_DATA_DIR=/tmp/build python manage.py collectstatic --noinput \
     && rm -rf /tmp/build \
     && useradd --system --home /data warden \
     && mkdir -p /data && chown warden /data
 
 USER warden
 EXPOSE 8000
-HEALTHCHECK CMD python -c "import urllib.request; urllib.request.urlopen('http://127.0.0.1:8000/healthz')"
+# The first of ALLOWED_HOSTS as the Host header: a bare 127.0.0.1 would be refused.
+HEALTHCHECK CMD python -c "import os, urllib.request; host = os.environ['ALLOWED_HOSTS'].split(',')[0].strip().lstrip('.'); urllib.request.urlopen(urllib.request.Request('http://127.0.0.1:8000/healthz', headers={'Host': host}))"
 CMD ["sh", "-c", "python manage.py migrate --noinput && exec gunicorn config.asgi:application -k uvicorn_worker.UvicornWorker -w ${WEB_CONCURRENCY:-2} -b 0.0.0.0:8000"]

@@ -6,6 +6,8 @@ client sees which field of which sample was wrong.
 
 from typing import Any
 
+from django.conf import settings
+from django.core.exceptions import RequestDataTooBig
 from rest_framework import exceptions
 from rest_framework.response import Response
 from rest_framework.views import exception_handler
@@ -37,6 +39,15 @@ def flatten_errors(detail: Any, prefix: str = "") -> dict[str, list[str]]:
 
 
 def warden_exception_handler(exc: Exception, context: dict) -> Response | None:
+    if isinstance(exc, RequestDataTooBig):  # Django refuses the body before any parser runs
+        exc = exceptions.ValidationError(
+            {
+                "samples": [
+                    f"The body is over {settings.DATA_UPLOAD_MAX_MEMORY_SIZE} bytes: send at "
+                    f"most {settings.WARDEN_MAX_BATCH} samples per request."
+                ]
+            }
+        )
     response = exception_handler(exc, context)
     if response is None:
         return None

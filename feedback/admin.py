@@ -8,7 +8,7 @@ from governance.audit import append_events, event, user_actor
 
 
 @admin.register(Feedback)
-class FeedbackAdmin(admin.ModelAdmin):
+class FeedbackAdmin(SimpleHistoryAdmin):
     list_display = ["ticket", "feedback_type", "rating", "submitted_by", "created_at"]
     list_filter = ["feedback_type", "rating"]
     search_fields = ["ticket__ticket_id", "comment"]

@@ -39,6 +39,8 @@ class Feedback(models.Model):
     time_to_resolve_minutes = models.FloatField(null=True, blank=True)
     created_at = models.DateTimeField(default=timezone.now, editable=False)
 
+    history = PersonHistory()
+
     class Meta:
         verbose_name_plural = "feedback"
         ordering = ["-created_at"]

@@ -1,8 +1,10 @@
 from django.contrib import admin, messages
+from django.db import transaction
 from django.utils import timezone
 from simple_history.admin import SimpleHistoryAdmin
 
 from config.admin_actions import confirmed_action
+from governance.audit import append_events, event, user_actor
 from governance.models import Decision
 from remediation.executions import roll_back_execution
 from remediation.models import Execution, Host, Runbook, Ticket
@@ -17,10 +19,24 @@ class HostAdmin(SimpleHistoryAdmin):
     readonly_fields = ["api_key_prefix", "created_at", "last_seen_at"]
 
     def save_model(self, request, obj, form, change) -> None:
-        if not change:
-            key = obj.set_new_api_key()
-            messages.warning(request, f"API key for {obj.name} (shown once, store it now): {key}")
-        super().save_model(request, obj, form, change)
+        if change:
+            super().save_model(request, obj, form, change)
+            return
+        key = obj.set_new_api_key()
+        with transaction.atomic():
+            super().save_model(request, obj, form, change)
+            append_events(
+                [
+                    event(
+                        user_actor(request.user),
+                        "host.added",
+                        obj,
+                        f"host {obj.name} added",
+                        data={"labels": obj.labels},
+                    )
+                ]
+            )
+        messages.warning(request, f"API key for {obj.name} (shown once, store it now): {key}")
 
 
 @admin.register(Runbook)
@@ -104,6 +120,10 @@ class TicketAdmin(SimpleHistoryAdmin):
         "status",
     ]
     inlines = [DecisionInline, ExecutionInline]
+
+    def has_add_permission(self, request) -> bool:
+        return False  # tickets come from the pipeline, with their decision and audit trail
+
     actions = [
         confirmed_action(
             description="Resolve selected tickets by hand",

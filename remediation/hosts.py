@@ -1,14 +1,11 @@
 """Registering hosts and their agents' keys."""
 
-import re
 from typing import Any
 
 from django.db import transaction
 
 from governance.audit import append_events, event, user_actor
-from remediation.models import Host
-
-HOST_NAME = re.compile(r"^[A-Za-z0-9]([A-Za-z0-9.-]{0,251}[A-Za-z0-9])?$")
+from remediation.models import HOST_NAME, Host
 
 
 class HostError(Exception):

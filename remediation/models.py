@@ -1,10 +1,12 @@
 """Hosts and their agents, the runbook catalogue, tickets and executions."""
 
 import hashlib
+import re
 import secrets
 from datetime import datetime
 
 from django.conf import settings
+from django.core.validators import RegexValidator
 from django.db import models
 from django.db.models import Q
 from django.utils import timezone
@@ -29,8 +31,17 @@ def hash_api_key(key: str) -> str:
     return hashlib.sha256(key.encode()).hexdigest()
 
 
+HOST_NAME = re.compile(r"^[A-Za-z0-9]([A-Za-z0-9.-]{0,251}[A-Za-z0-9])?$")
+
+
 class Host(models.Model):
-    name = models.CharField(max_length=253, unique=True)
+    name = models.CharField(
+        max_length=253,
+        unique=True,
+        validators=[
+            RegexValidator(HOST_NAME, "A host name has letters, digits, dots and dashes only.")
+        ],
+    )
     # Only the hash is stored; the key is shown once, when the host is added.
     api_key_hash = models.CharField(max_length=64, unique=True, editable=False)
     api_key_prefix = models.CharField(max_length=16, editable=False)

@@ -58,6 +58,9 @@ def ingest_samples(host: Host, readings: Sequence[Reading], now: datetime) -> li
     verdicts = classify(model.estimator, features, model.thresholds)
 
     with transaction.atomic():
+        # First, so the row lock it takes serialises this host's requests: two batches
+        # showing the same new problem must not both open a ticket for it.
+        Host.objects.filter(pk=host.pk).update(last_seen_at=now)
         events: list[PendingEvent] = []
         samples = store_samples(host, readings, verdicts, model.version_id, now)
         verify_with_samples(host, samples, now, events)
@@ -69,7 +72,6 @@ def ingest_samples(host: Host, readings: Sequence[Reading], now: datetime) -> li
                 samples[i].ticket = ticket
                 outcomes[i] = (decision.outcome if decision else NO_ACTION, ticket)
         MetricSample.objects.bulk_update([samples[i] for i in outcomes], ["ticket"])
-        Host.objects.filter(pk=host.pk).update(last_seen_at=now)
         append_events(events)
 
     return [

@@ -26,7 +26,10 @@ def _drift_summary(report: DriftReport) -> str:
     if not report.psi:
         return f"{report.label}: {report.samples} in the last {hours} h, {DRIFT_MIN_SAMPLES} needed"
     feature, psi = report.worst
-    return f"{report.label} (worst: {feature} PSI {psi:.3f}, {report.samples} samples)"
+    return (
+        f"{report.label} (worst: {feature} PSI {psi:.3f}, sampling noise "
+        f"{report.noise.get(feature, 0.0):.3f}; {report.samples} samples, {report.hosts} hosts)"
+    )
 
 
 @admin.register(ModelVersion)
@@ -99,17 +102,29 @@ class ModelVersionAdmin(SimpleHistoryAdmin):
         report = model_drift(obj, timezone.now())
         rows = format_html_join(
             "",
-            "<tr><td>{}</td><td>{}</td></tr>",
-            ((feature, f"{psi:.4f}") for feature, psi in report.psi.items()),
+            "<tr><td>{}</td><td>{}</td><td>{}</td></tr>",
+            (
+                (feature, f"{psi:.4f}", f"{report.noise.get(feature, 0.0):.4f}")
+                for feature, psi in report.psi.items()
+            ),
         )
+        # The level compares PSI beyond sampling noise with the thresholds (scoring.drift).
         table = (
-            format_html("<table><tr><th>feature</th><th>PSI</th></tr>{}</table>", rows)
+            format_html(
+                "<table><tr><th>feature</th><th>PSI</th><th>sampling noise</th></tr>{}</table>",
+                rows,
+            )
             if report.psi
             else ""
         )
         return format_html("<p><strong>{}</strong></p>{}", _drift_summary(report), table)
 
     def has_add_permission(self, request) -> bool:
+        return False
+
+    def has_delete_permission(self, request, obj=None) -> bool:
+        # Versions are retired, never deleted: a delete would erase what served
+        # (and its audit trail's subject) without a model.retired event.
         return False
 
 

@@ -25,9 +25,12 @@ from governance.audit import append_events, event, user_actor
 from scoring.choices import ModelStatus
 from scoring.models import ModelVersion
 
-# skops refuses to load types it does not know; these prefixes are the only
-# ones a Warden artifact may contain beyond skops' defaults.
-TRUSTED_TYPE_PREFIXES = ("sklearn.", "numpy.", "builtins.")
+# The only types beyond skops' own safe defaults that a Warden artifact may hold:
+# exactly what skops.io.get_untrusted_types reports for what scoring.training
+# produces. Exact names, not prefixes: a prefix such as "builtins." would trust
+# builtins.eval, which a crafted schema calls at load. A new algorithm that needs
+# more types adds them here, deliberately.
+TRUSTED_TYPES = frozenset({"sklearn.ensemble._hist_gradient_boosting.predictor.TreePredictor"})
 
 
 class NoApprovedModel(Exception):
@@ -83,10 +86,13 @@ def load_estimator(artifact: str, sha256: str) -> Any:
             f"(recorded {sha256[:12]}, file {actual[:12]})"
         )
     untrusted = skops.io.get_untrusted_types(data=data)
-    unexpected = [name for name in untrusted if not name.startswith(TRUSTED_TYPE_PREFIXES)]
+    # Checked before loading: skops instantiates (and may call) types while it loads.
+    unexpected = sorted(set(untrusted) - TRUSTED_TYPES)
     if unexpected:
-        raise ModelIntegrityError(f"model file {artifact} holds unexpected types: {unexpected}")
-    return skops.io.loads(data, trusted=untrusted)
+        raise ModelIntegrityError(
+            f"model file {artifact} holds untrusted types, refused: {', '.join(unexpected)}"
+        )
+    return skops.io.loads(data, trusted=sorted(TRUSTED_TYPES))
 
 
 def next_version_number() -> int:

@@ -12,11 +12,14 @@ import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlparse
 
 TRACKING_URI_ENV = "MLFLOW_TRACKING_URI"
 # MLflow's own variable for the experiment name, honoured when set.
 EXPERIMENT_ENV = "MLFLOW_EXPERIMENT_NAME"
 DEFAULT_EXPERIMENT = "warden-severity-model"
+# MLflow refuses its local file store (in maintenance mode upstream) unless this is true.
+ALLOW_FILE_STORE_ENV = "MLFLOW_ALLOW_FILE_STORE"
 
 
 class TrackingUnavailable(Exception):
@@ -37,6 +40,16 @@ def require_mlflow() -> Any:
             f"{TRACKING_URI_ENV} is set but mlflow is not installed: "
             "pip install mlflow-skinny, or unset the variable"
         ) from exc
+
+
+def allow_file_store(uri: str) -> None:
+    """Opt into MLflow's file store when `uri` is a file: URI or a plain path.
+
+    Pointing MLFLOW_TRACKING_URI at a directory is already the ask for it; without
+    this, mlflow refuses the store and the run is not logged. An explicit value wins.
+    """
+    if urlparse(uri).scheme in ("", "file"):
+        os.environ.setdefault(ALLOW_FILE_STORE_ENV, "true")
 
 
 def flat_metrics(metrics: Mapping[str, Any]) -> dict[str, float]:
@@ -74,6 +87,7 @@ def log_training_run(
     Uses an explicit client for `uri`, so no process-wide MLflow state is left behind.
     """
     require_mlflow()
+    allow_file_store(uri)
     from mlflow.entities import Metric, Param, RunTag
     from mlflow.tracking import MlflowClient
 

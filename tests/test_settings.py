@@ -21,8 +21,21 @@ print(
 """
 
 
-def start(tmp_path: Path, **env: str) -> subprocess.CompletedProcess:
-    """Set Django up in a fresh process with exactly these Warden variables."""
+SERVE_AS_PRODUCTION = """
+import django
+django.setup()
+from django.core.management import call_command
+from django.test import Client
+call_command("migrate", verbosity=0)
+client = Client(HTTP_HOST="warden.example")
+login = client.get("/admin/login/")
+health = client.get("/healthz")
+print(login.status_code, health.status_code, "admin/css/base." in login.content.decode())
+"""
+
+
+def start(tmp_path: Path, code: str = PRINT_BACKENDS, **env: str) -> subprocess.CompletedProcess:
+    """Run `code` with Django set up in a fresh process with exactly these Warden variables."""
     clean = {
         k: v
         for k, v in os.environ.items()
@@ -31,7 +44,7 @@ def start(tmp_path: Path, **env: str) -> subprocess.CompletedProcess:
         )
     }
     return subprocess.run(
-        [sys.executable, "-c", PRINT_BACKENDS],
+        [sys.executable, "-c", code],
         cwd=ROOT,
         env={
             **clean,
@@ -75,6 +88,50 @@ def test_production_refuses_unsafe_settings(tmp_path, env, message):
     result = start(tmp_path, **{"WARDEN_ENV": "production", **env})
     assert result.returncode != 0
     assert message in result.stderr
+
+
+def test_database_url_selects_postgresql_through_psycopg(tmp_path):
+    result = start(tmp_path, DATABASE_URL="postgres://warden@db.example:5432/warden")
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.split()[0] == "django.db.backends.postgresql"
+
+
+def test_the_production_image_serves_the_admin_with_its_collected_static_files(tmp_path):
+    # given static files collected as the Dockerfile's build step does
+    static_root = tmp_path / "static"
+    production = {
+        "WARDEN_ENV": "production",
+        "SECRET_KEY": "collectstatic-only-build-step-placeholder-key",
+        "STATIC_ROOT": str(static_root),
+    }
+    collect = subprocess.run(
+        [sys.executable, "manage.py", "collectstatic", "--noinput", "-v0"],
+        cwd=ROOT,
+        env={
+            **os.environ,
+            **production,
+            "ALLOWED_HOSTS": "build",
+            "WARDEN_DATA_DIR": str(tmp_path),
+        },
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert collect.returncode == 0, collect.stderr
+    assert (static_root / "staticfiles.json").exists()
+
+    # when the admin and the health check are served in production mode
+    result = start(
+        tmp_path,
+        SERVE_AS_PRODUCTION,
+        **production,
+        ALLOWED_HOSTS="warden.example",
+        DATABASE_URL=f"sqlite:///{tmp_path / 'prod.sqlite3'}",
+    )
+
+    # then both answer, the admin with its manifest-named stylesheet
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.split() == ["200", "200", "True"]
 
 
 def test_queue_retry_must_outlast_its_timeout(settings):

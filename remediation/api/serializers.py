@@ -11,6 +11,8 @@ from rest_framework import serializers
 
 # Agents' clocks drift; a sample from further ahead than this is refused.
 MAX_CLOCK_SKEW = timedelta(minutes=5)
+# An agent buffers while it cannot reach Warden; older than this, a clock is wrong.
+MAX_SAMPLE_AGE = timedelta(days=30)
 
 
 class StrictFloatField(serializers.FloatField):
@@ -27,7 +29,7 @@ class FlagField(serializers.Field):
     default_error_messages = {"invalid": "Must be 0 or 1."}
 
     def to_internal_value(self, data: object) -> int:
-        if data in (0, 1) and not isinstance(data, float):
+        if data in (0, 1) and not isinstance(data, bool | float):
             return int(data)
         self.fail("invalid")
 
@@ -51,6 +53,10 @@ class MetricSampleSerializer(serializers.Serializer):
     def validate_taken_at(self, value):
         if value > timezone.now() + MAX_CLOCK_SKEW:
             raise serializers.ValidationError("taken_at is in the future.")
+        if value < timezone.now() - MAX_SAMPLE_AGE:
+            raise serializers.ValidationError(
+                f"taken_at is more than {MAX_SAMPLE_AGE.days} days in the past."
+            )
         return value
 
 

@@ -31,6 +31,8 @@ def drop(sample, field):
         (lambda s: {**s, "firewall_change_requested": 2}, "firewall_change_requested"),
         (lambda s: {**s, "taken_at": "yesterday"}, "taken_at"),
         (lambda s: {**s, "taken_at": "2999-01-01T00:00:00Z"}, "taken_at"),
+        (lambda s: {**s, "taken_at": "0001-01-01T00:00:00Z"}, "taken_at"),
+        (lambda s: {**s, "firewall_change_requested": True}, "firewall_change_requested"),
         (lambda s: {**s, "host": "no-such-host"}, "host"),
     ],
 )
@@ -76,6 +78,21 @@ def test_an_oversized_batch_is_refused(agent, settings):
     response = agent.post_metrics([agent.sample() for _ in range(6)])
     assert response.status_code == 400
     assert "At most 5 samples" in response.json()["error"]["fields"]["samples"][0]
+    assert_nothing_stored()
+
+
+def test_a_body_too_large_to_read_is_refused_naming_the_batch(agent, settings):
+    settings.DATA_UPLOAD_MAX_MEMORY_SIZE = 2_000
+    response = agent.post_metrics([agent.sample() for _ in range(20)])
+    assert response.status_code == 400
+    assert "send at most" in response.json()["error"]["fields"]["samples"][0]
+    assert_nothing_stored()
+
+
+def test_json_nested_too_deeply_is_a_clear_400(agent):
+    response = agent.post_metrics("[" * 100_000)
+    assert response.status_code == 400
+    assert "nested too deeply" in response.json()["error"]["message"]
     assert_nothing_stored()
 
 

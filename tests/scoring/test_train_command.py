@@ -176,10 +176,11 @@ def test_training_is_logged_to_mlflow_when_a_tracking_uri_is_set(model_dir, monk
     pytest.importorskip("mlflow")
     from mlflow.tracking import MlflowClient
 
-    # given a local MLflow file store (in maintenance mode upstream, so opted into)
+    # given a local MLflow file store, and no opt-in to it (Warden opts in for a file: URI)
     uri = (tmp_path / "mlruns").as_uri()
     monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
-    monkeypatch.setenv("MLFLOW_ALLOW_FILE_STORE", "true")
+    monkeypatch.setenv("MLFLOW_ALLOW_FILE_STORE", "unset after the test")
+    monkeypatch.delenv("MLFLOW_ALLOW_FILE_STORE")
 
     # when
     output = train("--approve")
