@@ -55,6 +55,11 @@ class WardenCollector:
             "Population stability index of the last day's samples, per feature",
             labels=["version", "feature"],
         )
+        excess = GaugeMetricFamily(
+            "warden_model_drift_psi_excess",
+            "PSI beyond what sampling noise alone reaches, per feature (alert on this)",
+            labels=["version", "feature"],
+        )
         level = GaugeMetricFamily(
             "warden_model_drift_level",
             "Drift of the serving model: 0 ok, 1 watch, 2 out of its depth",
@@ -63,10 +68,13 @@ class WardenCollector:
         if drift is not None:
             for feature, value in drift.psi.items():
                 psi.add_metric([str(drift.version), feature], value)
+            for feature, value in drift.excess.items():
+                excess.add_metric([str(drift.version), feature], value)
             # Absent with too few samples: no value rather than a reassuring 0.
             if drift.level in LEVEL_RANK:
                 level.add_metric([str(drift.version)], LEVEL_RANK[drift.level])
         yield psi
+        yield excess
         yield level
 
 

@@ -157,8 +157,11 @@ def test_prometheus_reads_the_serving_models_drift(client, settings, store, vers
 
     body = client.get("/metrics", HTTP_AUTHORIZATION="Bearer scrape-me").content.decode()
 
-    psi = model_drift(version, timezone.now()).psi
-    assert f'warden_model_drift_psi{{feature="disk_usage",version="1"}} {psi["disk_usage"]}' in body
+    report = model_drift(version, timezone.now())
+    psi, excess = report.psi["disk_usage"], report.excess["disk_usage"]
+    assert f'warden_model_drift_psi{{feature="disk_usage",version="1"}} {psi}' in body
+    assert f'warden_model_drift_psi_excess{{feature="disk_usage",version="1"}} {excess}' in body
+    assert 0 < excess < psi
     assert 'warden_model_drift_level{version="1"} 2.0' in body
 
 
