@@ -20,13 +20,14 @@ model's own verdicts, expired requests and neutral feedback label nothing.
 from datetime import datetime
 
 import numpy as np
+from django.db.models import OuterRef, Subquery
 
 from feedback.models import Feedback, FeedbackType
 from governance.models import ApprovalRequest, ApprovalStatus, AuditEvent
 from remediation.choices import ExecutionState
 from remediation.models import Execution
 from scoring.choices import Severity
-from scoring.features import FEATURE_NAMES, Reading, build_features
+from scoring.features import FEATURE_NAMES, METRIC_NAMES, Reading, build_features
 from scoring.models import MetricSample
 
 # The audit action a person's rollback writes (remediation.executions.roll_back_execution).
@@ -99,16 +100,25 @@ def labelled_history(since: datetime) -> tuple[np.ndarray, np.ndarray]:
     labels = human_labels(since)
     if not labels:
         return np.zeros((0, len(FEATURE_NAMES))), np.zeros(0, dtype=int)
-    samples = MetricSample.objects.filter(pk__in=labels).select_related("host")
+    # Each sample's previous reading comes along as subqueries: one query in all.
+    previous = MetricSample.objects.filter(
+        host=OuterRef("host"), taken_at__lt=OuterRef("taken_at")
+    ).order_by("-taken_at")
+    fields = ("taken_at", *METRIC_NAMES)
+    samples = (
+        MetricSample.objects.filter(pk__in=labels)
+        .select_related("host")
+        .annotate(**{f"previous_{name}": Subquery(previous.values(name)[:1]) for name in fields})
+        .order_by("pk")
+    )
     rows, y = [], []
-    for sample in samples.order_by("pk"):
-        previous = (
-            MetricSample.objects.filter(host=sample.host, taken_at__lt=sample.taken_at)
-            .select_related("host")
-            .order_by("-taken_at")
-            .first()
-        )
-        before = {sample.host.name: _reading(previous)} if previous else {}
+    for sample in samples:
+        before = {}
+        if sample.previous_taken_at is not None:
+            before[sample.host.name] = Reading(
+                host=sample.host.name,
+                **{name: getattr(sample, f"previous_{name}") for name in fields},
+            )
         rows.append(build_features([_reading(sample)], before)[0])
         y.append(labels[sample.pk])
     return np.vstack(rows), np.asarray(y, dtype=int)
