@@ -18,7 +18,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import numpy as np
 
-from scoring.inference import classify
+from scoring.inference import PROBABILITY_FLOOR, classify
 from scoring.synthetic import generate_dataset
 from scoring.training import (
     DEFAULT_EVAL_HOSTS,
@@ -59,10 +59,17 @@ def main() -> None:
     held_out = generate_dataset(DEFAULT_EVAL_HOSTS, DEFAULT_STEPS, EVAL_SEED, label_noise=0.0)
     result = train_severity_model(train.X, train.y, held_out.X, held_out.y, seed=TRAIN_SEED)
     estimator, thresholds = result.estimator, result.thresholds
+    metrics = result.metrics
     print(
         f"default model: {len(train.y):,} training samples, trained in "
-        f"{time.perf_counter() - started:.1f} s (fit {result.metrics['fit_seconds']:.1f} s), "
-        f"held-out macro-F1 {result.metrics['macro_f1']:.4f}"
+        f"{time.perf_counter() - started:.1f} s (fit {metrics['fit_seconds']:.1f} s), "
+        f"held-out macro-F1 {metrics['macro_f1']:.4f}"
+    )
+    print(
+        f"decision: {result.params['decision_rule']} (probability floor "
+        f"{thresholds[PROBABILITY_FLOOR]}), HITL_REQUIRED recall "
+        f"{metrics['per_class']['HITL_REQUIRED']['recall']:.4f}, risky samples auto-healed "
+        f"{metrics['confusion_matrix'][2][1]}, mean cost {metrics['mean_cost']:.4f}"
     )
 
     # Batches from the held-out fleet in a shuffled order: the realistic mix of healthy

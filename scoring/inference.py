@@ -3,6 +3,10 @@
 One vectorised predict_proba for the whole batch, then one more over copies of the
 non-healthy rows in which one metric at a time is put back to HEALTHY_BASELINE:
 how much the chosen class's probability drops says how much that metric drove it.
+
+The decision rule is recorded in each model version's thresholds (apply_thresholds):
+versions trained now carry their misclassification cost matrix and every row gets the
+class of least expected cost; older versions carry a single HITL_REQUIRED threshold.
 """
 
 from collections.abc import Mapping
@@ -20,7 +24,15 @@ from scoring.features import (
 
 NO_ACTION, AUTO_HEAL, HITL_REQUIRED = 0, 1, 2  # scoring.choices.Severity's values
 N_CLASSES = 3
-# The thresholds key: HITL_REQUIRED whenever p(HITL_REQUIRED) >= this, whatever the argmax.
+# The thresholds key of the cost matrix (rows = true class, columns = predicted, in
+# severity order): each row gets the class with the least expected cost.
+DECISION_COST = "misclassification_cost"
+# The thresholds key of the probability floor that goes with it: a class probability
+# no higher than the share of flipped labels in the training data cannot be told from
+# those flips, so this much is taken off every class before the expected costs.
+PROBABILITY_FLOOR = "probability_floor"
+# The thresholds key of versions trained before the cost matrix was recorded:
+# HITL_REQUIRED whenever p(HITL_REQUIRED) >= this, whatever the argmax.
 HITL_THRESHOLD = "hitl_required"
 # Contributions at or below this are noise, not a reason.
 MIN_CONTRIBUTION = 0.001
@@ -68,14 +80,35 @@ def class_probabilities(estimator: Any, X: np.ndarray) -> np.ndarray:
     return full
 
 
-def apply_thresholds(proba: np.ndarray, thresholds: Mapping[str, float]) -> np.ndarray:
-    """Labels (0, 1, 2) for (n, 3) probabilities, by the rule training chose.
+def apply_thresholds(proba: np.ndarray, thresholds: Mapping[str, Any]) -> np.ndarray:
+    """Labels (0, 1, 2) for (n, 3) probabilities, by the rule the model version records.
 
-    HITL_REQUIRED when p(HITL_REQUIRED) >= thresholds["hitl_required"], else the likelier
-    of NO_ACTION and AUTO_HEAL (ties to NO_ACTION). Without that key, the plain argmax
-    (ties to the lower class).
+    With thresholds["misclassification_cost"] (a 3 x 3 cost matrix C, rows = true class):
+    the class of least expected cost. Each probability first loses
+    thresholds["probability_floor"] (0 if absent; what is left is renormalised), then
+    the label is argmin over j of sum_i p_i C[i, j]; an exact tie goes to the higher
+    severity, the more cautious call. With scoring.training's costs a row is HITL_REQUIRED
+    once p(HITL_REQUIRED) reaches about 1/50 of p(AUTO_HEAL) where AUTO_HEAL is the
+    alternative, about 1/20 of p(NO_ACTION) where NO_ACTION is.
+    Else with thresholds["hitl_required"] (versions trained before the cost matrix was
+    recorded): HITL_REQUIRED when p(HITL_REQUIRED) >= it, else the likelier of NO_ACTION
+    and AUTO_HEAL (ties to NO_ACTION). Else the plain argmax (ties to the lower class).
     """
     proba = np.asarray(proba, dtype=np.float64)
+    if DECISION_COST in thresholds:
+        cost = np.asarray(thresholds[DECISION_COST], dtype=np.float64)
+        if cost.shape != (N_CLASSES, N_CLASSES):
+            raise ValueError(f"{DECISION_COST} must be {N_CLASSES} x {N_CLASSES}, got {cost.shape}")
+        floor = float(thresholds.get(PROBABILITY_FLOOR, 0.0))
+        # Below 1/3 the likeliest class always keeps something, so no row sums to zero.
+        if not 0.0 <= floor < 1.0 / N_CLASSES:
+            raise ValueError(f"{PROBABILITY_FLOOR} must be in [0, 1/{N_CLASSES}), got {floor}")
+        if floor:
+            proba = np.clip(proba - floor, 0.0, None)
+            proba /= proba.sum(axis=1, keepdims=True)
+        expected = proba @ cost
+        # argmin over the columns in reverse order: ties go to the higher severity.
+        return (N_CLASSES - 1 - np.argmin(expected[:, ::-1], axis=1)).astype(np.int64)
     if HITL_THRESHOLD not in thresholds:
         return np.argmax(proba, axis=1).astype(np.int64)
     labels = np.where(proba[:, AUTO_HEAL] > proba[:, NO_ACTION], AUTO_HEAL, NO_ACTION)
@@ -83,9 +116,7 @@ def apply_thresholds(proba: np.ndarray, thresholds: Mapping[str, float]) -> np.n
     return labels.astype(np.int64)
 
 
-def classify(
-    estimator: Any, X: np.ndarray, thresholds: Mapping[str, float]
-) -> list[Classification]:
+def classify(estimator: Any, X: np.ndarray, thresholds: Mapping[str, Any]) -> list[Classification]:
     """One Classification per row of X (columns in FEATURE_NAMES order), in row order."""
     X = np.asarray(X, dtype=np.float64)
     if X.ndim != 2 or X.shape[1] != len(FEATURE_NAMES):

@@ -47,7 +47,7 @@ class ServingModel:
     version: int
     sha256: str
     estimator: Any
-    thresholds: dict[str, float]
+    thresholds: dict[str, Any]
     feature_names: tuple[str, ...]
 
 
@@ -104,7 +104,7 @@ def register_version(
     estimator: Any,
     algorithm: str,
     feature_names: tuple[str, ...],
-    thresholds: dict[str, float],
+    thresholds: dict[str, Any],
     class_weights: dict,
     params: dict,
     metrics: dict,

@@ -3,8 +3,16 @@
 A fleet of SimulatedHosts (scoring.scenarios), mostly healthy, runs for `steps`
 readings each while a simulated operator heals problems the way Warden does:
 safe ones after a few steps at the problem level, risky ones after a person's
-slower approval, and now and then a fix that is rolled back. Some hosts carry two
-problems at once, so the model sees that HITL wins over AUTO_HEAL.
+slower approval, and now and then a fix that is rolled back.
+
+Half the problem hosts carry one or two further problems (EXTRA_PROBLEMS_SHARE), each
+on its own course, so some readings show several at once: a DNS spike or a firewall
+change request with a full disk, high memory or CPU (HITL_REQUIRED: any risky signal
+needs a person), or safe problems together (AUTO_HEAL). While a reading needs a
+person the engine heals nothing on that host, so a safe problem that meets a risky
+one stays until the person has acted. About 2-3% of the readings carry several
+problems, about as many in a held-out fleet drawn with another seed; without them the
+model never learned that one risky signal outweighs two or three safe problems.
 
 Borderline samples near every threshold come from three places: problems climb
 through their thresholds, mild episodes peak around them, and a quarter of the
@@ -24,6 +32,7 @@ import numpy as np
 from scoring.features import METRIC_NAMES, Reading, build_features
 from scoring.scenarios import (
     HEALING_ACTION,
+    HITL_REQUIRED,
     HOT_NORMAL,
     PROBLEM_THRESHOLDS,
     ROLLBACK_OF,
@@ -43,8 +52,10 @@ SCENARIO_SHARE: dict[str, float] = {
     "dns_latency_spike": 0.12,
     "firewall_change_request": 0.10,
 }
-# Share of problem hosts that have a second, different problem at the same time.
-TWO_PROBLEM_SHARE = 0.3
+# Of the problem hosts, the share with 1 or 2 further, different problems on top of
+# their own (a runaway process that also fills the disk; a DNS outage whose retries
+# load CPU and memory). Each runs its own course, so they overlap only some of the time.
+EXTRA_PROBLEMS_SHARE: dict[int, float] = {1: 0.25, 2: 0.25}
 # Share of hosts with one metric whose normal sits near its problem level: they give
 # the model dense samples on both sides of every threshold.
 RUNS_HOT_SHARE = 0.25
@@ -55,6 +66,8 @@ HITL_WAIT = (4, 20)
 RISKY_SCENARIOS = frozenset({"dns_latency_spike", "firewall_change_request"})
 # Share of fixes that fail verification and are rolled back the next step.
 ROLLED_BACK_SHARE = 0.05
+# Share of labels flipped by default (people and logs are not perfect).
+LABEL_NOISE = 0.01
 # Fixed, so a dataset depends only on its arguments.
 START = datetime(2025, 1, 6, tzinfo=UTC)
 INTERVAL_SECONDS = 10.0
@@ -77,18 +90,23 @@ class _Operator:
         self.host = host
         self.rng = rng
         self.action = HEALING_ACTION.get(host.scenario)
+        self.risky = host.scenario in RISKY_SCENARIOS
         self.at_problem = 0
         self.wait = self._draw_wait()
         self.roll_back_next = False
 
     def _draw_wait(self) -> int:
-        risky = self.host.scenario in RISKY_SCENARIOS
-        low, high = HITL_WAIT if risky else AUTO_HEAL_WAIT
+        low, high = HITL_WAIT if self.risky else AUTO_HEAL_WAIT
         return int(self.rng.integers(low, high + 1))
 
-    def observe(self, reading: Reading) -> None:
+    def observe(self, reading: Reading, waiting_for_person: bool) -> None:
         """React to the host's latest reading: its own scenario's problem only, and only
-        after `wait` readings in a row at the problem level."""
+        after `wait` readings in a row at the problem level.
+
+        While the host's reading is HITL_REQUIRED (`waiting_for_person`), the engine heals
+        nothing on it: a safe problem stays until the reading no longer needs a person,
+        then is healed at once if it has waited long enough.
+        """
         if self.action is None:
             return
         if self.roll_back_next:
@@ -101,6 +119,8 @@ class _Operator:
             self.at_problem = 0
             return
         self.at_problem += 1
+        if waiting_for_person and not self.risky:
+            return
         if self.at_problem >= self.wait:
             self.host.apply_action(self.action)
             self.at_problem = 0
@@ -108,7 +128,9 @@ class _Operator:
             self.roll_back_next = bool(self.rng.random() < ROLLED_BACK_SHARE)
 
 
-def generate_dataset(n_hosts: int, steps: int, seed: int, label_noise: float = 0.01) -> Dataset:
+def generate_dataset(
+    n_hosts: int, steps: int, seed: int, label_noise: float = LABEL_NOISE
+) -> Dataset:
     """A fleet of `n_hosts` x `steps` labelled readings; the same arguments give the same data."""
     if n_hosts < 1 or steps < 1:
         raise ValueError(f"n_hosts and steps must be at least 1, got {n_hosts} and {steps}")
@@ -123,15 +145,16 @@ def generate_dataset(n_hosts: int, steps: int, seed: int, label_noise: float = 0
             choices = [m for m in HOT_NORMAL if m != SCENARIO_METRIC.get(scenario)]
             runs_hot = str(rng.choice(choices))
         hosts = [SimulatedHost(name, scenario, seed, START, INTERVAL_SECONDS, runs_hot=runs_hot)]
-        if scenario != "healthy" and rng.random() < TWO_PROBLEM_SHARE:
-            second = rng.choice([s for s in SCENARIOS[1:] if s != scenario])
-            hosts.append(SimulatedHost(f"{name}/2", str(second), seed, START, INTERVAL_SECONDS))
+        for extra, other in enumerate(_extra_problems(scenario, rng), start=2):
+            hosts.append(SimulatedHost(f"{name}/{extra}", other, seed, START, INTERVAL_SECONDS))
         operators = [_Operator(host, rng) for host in hosts]
         for _ in range(steps):
             own = [host.next_reading() for host in hosts]
+            combined = _combine(name, hosts, own)
+            waiting = label_reading(combined) == HITL_REQUIRED
             for operator, reading in zip(operators, own, strict=True):
-                operator.observe(reading)
-            readings.append(_combine(name, hosts, own))
+                operator.observe(reading, waiting)
+            readings.append(combined)
     X = build_features(readings)
     y = np.fromiter((label_reading(r) for r in readings), dtype=np.int64, count=len(readings))
     _flip_labels(y, label_noise, rng)
@@ -147,6 +170,23 @@ def _fleet_scenarios(n_hosts: int, rng: np.random.Generator) -> list[str]:
         counts[scenario] += 1
     fleet = [scenario for scenario in SCENARIOS for _ in range(counts[scenario])]
     return [fleet[i] for i in rng.permutation(len(fleet))]
+
+
+def _extra_problems(scenario: str, rng: np.random.Generator) -> list[str]:
+    """The further problems of a host whose own is `scenario`: none, or 1-2 others."""
+    if scenario == "healthy":
+        return []
+    draw = rng.random()
+    count = 0
+    for extra, share in EXTRA_PROBLEMS_SHARE.items():
+        if draw < share:
+            count = extra
+            break
+        draw -= share
+    if count == 0:
+        return []
+    others = [s for s in SCENARIOS[1:] if s != scenario]
+    return [str(s) for s in rng.choice(others, size=count, replace=False)]
 
 
 def _combine(name: str, hosts: list[SimulatedHost], own: list[Reading]) -> Reading:

@@ -3,7 +3,6 @@
 import json
 import threading
 
-import pytest
 from django.db import connections
 from django.test import Client
 
@@ -12,8 +11,10 @@ from remediation.models import Ticket
 from tests.conftest import HEALTHY, PROBLEMS
 
 
-@pytest.mark.django_db(transaction=True)
-def test_simultaneous_batches_showing_a_new_problem_share_one_ticket(servers, approved_model):
+def test_simultaneous_batches_showing_a_new_problem_share_one_ticket(
+    servers, transactional_db, approved_model
+):
+    # (servers first: without PostgreSQL it skips before any database is set up)
     # given a host whose agent (retrying, or several collectors) posts six batches at once
     host, key = add_host("burst-01")
     start = threading.Barrier(6)

@@ -8,12 +8,15 @@ import pytest
 
 from scoring.features import FEATURE_NAMES, Reading, build_features
 from scoring.inference import (
+    DECISION_COST,
     HITL_THRESHOLD,
+    PROBABILITY_FLOOR,
     Classification,
     apply_thresholds,
     class_probabilities,
     classify,
 )
+from scoring.training import MISCLASSIFICATION_COST
 
 HEALTHY = {
     "disk_usage": 45.0,
@@ -105,6 +108,53 @@ def test_each_problem_gets_its_severity_and_category(default_model, metrics, sev
     assert (verdict.severity, verdict.category) == (severity, category)
 
 
+@pytest.mark.parametrize(
+    ("metrics", "category"),
+    [
+        ({"disk_usage": 96.0, "memory_usage": 95.0, "dns_latency_ms": 160.0}, "dns"),
+        (
+            {"disk_usage": 95.0, "memory_usage": 95.0, "cpu_usage": 95.0, "dns_latency_ms": 300.0},
+            "dns",
+        ),
+        ({"cpu_usage": 95.0, "firewall_change_requested": 1}, "firewall"),
+        (
+            {
+                "disk_usage": 99.0,
+                "memory_usage": 99.0,
+                "cpu_usage": 100.0,
+                "firewall_change_requested": 1,
+            },
+            "firewall",
+        ),
+        ({"disk_usage": 90.0, "cpu_usage": 97.0, "dns_latency_ms": 155.0}, "dns"),
+    ],
+)
+def test_a_risky_signal_among_safe_problems_still_waits_for_a_person(
+    default_model, metrics, category
+):
+    # Auto-healing these would run a DNS or firewall change without a person: the worst mistake.
+    [verdict] = classify(default_model.estimator, rows(sample(**metrics)), default_model.thresholds)
+
+    assert verdict.severity == 2
+    assert verdict.category == category
+
+
+@pytest.mark.parametrize(
+    "metrics",
+    [
+        {"disk_usage": 96.0, "memory_usage": 95.0},
+        {"memory_usage": 97.0, "cpu_usage": 98.0},
+        {"disk_usage": 95.0, "memory_usage": 95.0, "cpu_usage": 95.0},
+        # Near, but under, the DNS problem level: the safe problems decide.
+        {"disk_usage": 97.0, "cpu_usage": 96.0, "dns_latency_ms": 120.0},
+    ],
+)
+def test_safe_problems_together_are_auto_healed(default_model, metrics):
+    [verdict] = classify(default_model.estimator, rows(sample(**metrics)), default_model.thresholds)
+
+    assert verdict.severity == 1
+
+
 def test_healthy_rows_have_no_explanation_and_no_category(default_model):
     verdicts = classify(
         default_model.estimator,
@@ -177,7 +227,51 @@ def test_without_any_positive_contribution_the_category_is_the_farthest_metric()
     assert verdict.category == "memory"
 
 
-def test_hitl_wins_from_the_threshold_even_when_another_class_is_likelier():
+COSTS = {DECISION_COST: MISCLASSIFICATION_COST.tolist()}
+
+
+def test_the_least_expected_cost_weighs_an_auto_heal_of_a_risky_sample_heaviest():
+    proba = np.array(
+        [
+            [0.02, 0.96, 0.02],  # AUTO_HEAL would cost 0.04 + 1.0, asking a person 0.98
+            [0.02, 0.97, 0.01],  # AUTO_HEAL 0.54, a person 0.99
+            [0.96, 0.00, 0.04],  # NO_ACTION 0.80, a person 0.96
+            [0.94, 0.00, 0.06],  # NO_ACTION 1.20, a person 0.94
+            [0.10, 0.10, 0.80],
+        ]
+    )
+
+    assert apply_thresholds(proba, COSTS).tolist() == [2, 1, 0, 2, 2]
+    # The old single threshold let the first row's 2% risk be auto-healed.
+    assert apply_thresholds(proba, {HITL_THRESHOLD: 1 / 21}).tolist() == [1, 1, 0, 2, 2]
+
+
+def test_the_probability_floor_is_taken_off_every_class_before_the_costs():
+    proba = np.array([[0.02, 0.96, 0.02], [0.02, 0.90, 0.08]])
+
+    # 1% off: the first row's risk is within the label noise, the second's is not.
+    assert apply_thresholds(proba, {**COSTS, PROBABILITY_FLOOR: 0.01}).tolist() == [1, 2]
+    assert apply_thresholds(proba, {**COSTS, PROBABILITY_FLOOR: 0.0}).tolist() == [2, 2]
+
+
+def test_an_exact_tie_in_expected_cost_goes_to_the_more_cautious_class():
+    # NO_ACTION would cost 2.0, AUTO_HEAL and HITL_REQUIRED 1.0 each.
+    proba = np.array([[0.5, 0.5, 0.0]])
+
+    assert apply_thresholds(proba, COSTS).tolist() == [2]
+
+
+def test_a_malformed_decision_rule_is_refused():
+    proba = np.array([[0.2, 0.3, 0.5]])
+
+    with pytest.raises(ValueError, match="3 x 3"):
+        apply_thresholds(proba, {DECISION_COST: [[0.0, 1.0], [1.0, 0.0]]})
+    with pytest.raises(ValueError, match=PROBABILITY_FLOOR):
+        apply_thresholds(proba, {**COSTS, PROBABILITY_FLOOR: 0.4})
+
+
+def test_a_version_recorded_with_a_threshold_keeps_its_rule():
+    # Versions registered before the cost matrix was recorded carry {"hitl_required": t}.
     proba = np.array([[0.90, 0.04, 0.06], [0.20, 0.75, 0.05], [0.97, 0.02, 0.01]])
 
     assert apply_thresholds(proba, {HITL_THRESHOLD: 0.05}).tolist() == [2, 2, 0]

@@ -8,6 +8,7 @@ import pytest
 from scoring.features import build_features
 from scoring.scenarios import PROBLEM_THRESHOLDS, label_reading
 from scoring.synthetic import generate_dataset
+from scoring.training import DEFAULT_EVAL_HOSTS, DEFAULT_STEPS, DEFAULT_TRAIN_HOSTS, TRAIN_SEED
 
 
 def clean_labels(dataset) -> np.ndarray:
@@ -74,6 +75,43 @@ def test_every_threshold_has_samples_close_on_both_sides(column, metric):
     just_above = ((values >= threshold) & (values < threshold * 1.05)).sum()
 
     assert just_below >= 10 and just_above >= 10
+
+
+def problem_counts(dataset) -> tuple[np.ndarray, np.ndarray]:
+    """Per sample: whether a risky signal is up, and how many safe problems are."""
+    r = dataset.readings
+    risky = np.array(
+        [x.firewall_change_requested >= 1 or x.dns_latency_ms >= 150 for x in r], dtype=bool
+    )
+    safe = np.array(
+        [(x.disk_usage >= 85) + (x.memory_usage >= 90) + (x.cpu_usage >= 90) for x in r]
+    )
+    return risky, safe
+
+
+@pytest.mark.parametrize(
+    ("n_hosts", "seed"), [(DEFAULT_TRAIN_HOSTS, TRAIN_SEED), (DEFAULT_EVAL_HOSTS, 2), (60, 3)]
+)
+def test_some_samples_carry_several_problems_at_once(n_hosts, seed):
+    dataset = generate_dataset(n_hosts, DEFAULT_STEPS, seed, label_noise=0.0)
+    risky, safe = problem_counts(dataset)
+
+    risky_and_safe = risky & (safe >= 1)
+    several_safe = ~risky & (safe >= 2)
+
+    # A modest share: most problems come alone.
+    assert 0.005 < (risky_and_safe | several_safe).mean() < 0.1
+    assert risky_and_safe.sum() >= 50 and several_safe.sum() >= 5
+    # Any risky signal needs a person, whatever else is wrong; safe problems alone heal.
+    assert (dataset.y[risky_and_safe] == 2).all()
+    assert (dataset.y[several_safe] == 1).all()
+
+
+def test_the_training_fleet_has_risky_samples_with_two_safe_problems():
+    dataset = generate_dataset(DEFAULT_TRAIN_HOSTS, DEFAULT_STEPS, TRAIN_SEED, label_noise=0.0)
+    risky, safe = problem_counts(dataset)
+
+    assert (risky & (safe >= 2)).sum() >= 20
 
 
 def test_nonsense_arguments_are_refused():
