@@ -3,6 +3,7 @@
 import json
 import threading
 
+import pytest
 from django.db import connections
 from django.test import Client
 
@@ -11,10 +12,10 @@ from remediation.models import Ticket
 from tests.conftest import HEALTHY, PROBLEMS
 
 
-def test_simultaneous_batches_showing_a_new_problem_share_one_ticket(
-    servers, transactional_db, approved_model
-):
-    # (servers first: without PostgreSQL it skips before any database is set up)
+# Serialized rollback: the rows migrations seed (roles, the audit chain's head) come back.
+@pytest.mark.integration
+@pytest.mark.django_db(transaction=True, serialized_rollback=True)
+def test_simultaneous_batches_showing_a_new_problem_share_one_ticket(servers, approved_model):
     # given a host whose agent (retrying, or several collectors) posts six batches at once
     host, key = add_host("burst-01")
     start = threading.Barrier(6)
