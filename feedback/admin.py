@@ -1,10 +1,8 @@
 from django.contrib import admin
-from django.db import transaction
 from simple_history.admin import SimpleHistoryAdmin
 
-from feedback import patterns
 from feedback.models import Feedback, Pattern
-from governance.audit import append_events, event, user_actor
+from feedback.verdicts import give_feedback
 
 
 @admin.register(Feedback)
@@ -19,22 +17,8 @@ class FeedbackAdmin(SimpleHistoryAdmin):
         if change:  # a verdict already counted on the pattern is not counted twice
             super().save_model(request, obj, form, change)
             return
-        obj.submitted_by = request.user
-        with transaction.atomic():
-            super().save_model(request, obj, form, change)
-            patterns.record_feedback(obj.ticket, obj.feedback_type)
-            append_events(
-                [
-                    event(
-                        user_actor(request.user),
-                        "feedback.given",
-                        obj,
-                        f"{obj.feedback_type} feedback on {obj.ticket.ticket_id}",
-                        ticket_id=obj.ticket.ticket_id,
-                        data={"rating": obj.rating},
-                    )
-                ]
-            )
+        obj._history_user = request.user  # as SimpleHistoryAdmin.save_model does
+        give_feedback(obj, user=request.user)
 
 
 @admin.register(Pattern)

@@ -278,7 +278,7 @@ def dispatch_blocker(execution: Execution) -> str | None:
     execution needs the backup its policy requires.
     """
     category = execution.runbook.category
-    policy = Policy.objects.filter(category=category, enabled=True).first()
+    policy = enabled_policy(category)
     if execution.approval_request_id is None:
         if policy is None:
             return f"no enabled policy covers {category} any more"

@@ -1,12 +1,11 @@
 from django.contrib import admin, messages
-from django.db import transaction
 from django.utils import timezone
 from simple_history.admin import SimpleHistoryAdmin
 
 from config.admin_actions import confirmed_action
-from governance.audit import append_events, event, user_actor
 from governance.models import Decision
 from remediation.executions import roll_back_execution
+from remediation.hosts import register_host
 from remediation.models import Execution, Host, Runbook, Ticket
 from remediation.tickets import close_ticket
 
@@ -22,20 +21,8 @@ class HostAdmin(SimpleHistoryAdmin):
         if change:
             super().save_model(request, obj, form, change)
             return
-        key = obj.set_new_api_key()
-        with transaction.atomic():
-            super().save_model(request, obj, form, change)
-            append_events(
-                [
-                    event(
-                        user_actor(request.user),
-                        "host.added",
-                        obj,
-                        f"host {obj.name} added",
-                        data={"labels": obj.labels},
-                    )
-                ]
-            )
+        obj._history_user = request.user  # as SimpleHistoryAdmin.save_model does
+        key = register_host(obj, user=request.user)
         messages.warning(request, f"API key for {obj.name} (shown once, store it now): {key}")
 
 

@@ -154,22 +154,13 @@ def dispatch_execution(execution_id: int, now: datetime) -> str:
             return "skipped"
         events: list[PendingEvent] = []
         pauses = pauses_applying(active_pauses(now), execution.host_id, execution.runbook.category)
-        request = execution.approval_request
         if pauses:
             execution.move_to(ExecutionState.HELD)
             summary = f"held: {pauses[0].describe()}"
-        elif request is not None and request.status != ApprovalStatus.APPROVED:
+        elif why := _cancel_reason(execution):
             execution.move_to(ExecutionState.CANCELLED)
             execution.finished_at = now
-            summary = f"cancelled: approval request is {request.status}"
-        elif not (execution.host.enabled and execution.runbook.enabled):
-            execution.move_to(ExecutionState.CANCELLED)
-            execution.finished_at = now
-            summary = "cancelled: host or runbook disabled"
-        elif blocker := dispatch_blocker(execution):
-            execution.move_to(ExecutionState.CANCELLED)
-            execution.finished_at = now
-            summary = f"cancelled: {blocker}"
+            summary = f"cancelled: {why}"
         else:
             execution.move_to(ExecutionState.DISPATCHED)
             execution.dispatched_at = now
@@ -180,6 +171,16 @@ def dispatch_execution(execution_id: int, now: datetime) -> str:
             _escalate_ticket(execution.ticket, events, "execution cancelled before it ran")
         append_events(events)
         return execution.state
+
+
+def _cancel_reason(execution: Execution) -> str | None:
+    """Why a queued execution may not start at all (a pause only holds it), or None."""
+    request = execution.approval_request
+    if request is not None and request.status != ApprovalStatus.APPROVED:
+        return f"approval request is {request.status}"
+    if not (execution.host.enabled and execution.runbook.enabled):
+        return "host or runbook disabled"
+    return dispatch_blocker(execution)
 
 
 def claim_agent_actions(host: Host, now: datetime) -> list[AgentAction]:

@@ -22,6 +22,13 @@ def add_host(
         if Host.objects.filter(name=name).exists():
             raise HostError(f"host {name} already exists (use --rotate-key for a new key)")
         host = Host(name=name, labels=labels or {})
+        key = register_host(host, user=user)
+    return host, key
+
+
+def register_host(host: Host, *, user: Any = None) -> str:
+    """Give a new, validated host its agent key, save it and audit it; returns the key."""
+    with transaction.atomic():
         key = host.set_new_api_key()
         host.save()
         append_events(
@@ -30,12 +37,12 @@ def add_host(
                     user_actor(user),
                     "host.added",
                     host,
-                    f"host {name} added",
+                    f"host {host.name} added",
                     data={"labels": host.labels},
                 )
             ]
         )
-    return host, key
+    return key
 
 
 def rotate_host_key(name: str, *, user: Any = None) -> tuple[Host, str]:

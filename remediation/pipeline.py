@@ -91,17 +91,7 @@ def ingest_samples(host: Host, readings: Sequence[Reading], now: datetime) -> li
 def latest_reading(host: Host) -> Reading | None:
     """The host's last stored sample, for the first reading's deltas (one indexed query)."""
     last = MetricSample.objects.filter(host=host).order_by("-taken_at").first()
-    if last is None:
-        return None
-    return Reading(
-        host=host.name,
-        taken_at=last.taken_at,
-        disk_usage=last.disk_usage,
-        memory_usage=last.memory_usage,
-        cpu_usage=last.cpu_usage,
-        dns_latency_ms=last.dns_latency_ms,
-        firewall_change_requested=int(last.firewall_change_requested),
-    )
+    return last.as_reading(host.name) if last else None
 
 
 def store_samples(

@@ -34,18 +34,6 @@ from scoring.models import MetricSample
 ROLLBACK_REQUESTED = "execution.rollback_pending"
 
 
-def _reading(sample: MetricSample) -> Reading:
-    return Reading(
-        host=sample.host.name,
-        taken_at=sample.taken_at,
-        disk_usage=sample.disk_usage,
-        memory_usage=sample.memory_usage,
-        cpu_usage=sample.cpu_usage,
-        dns_latency_ms=sample.dns_latency_ms,
-        firewall_change_requested=int(sample.firewall_change_requested),
-    )
-
-
 def human_labels(since: datetime) -> dict[int, int]:
     """Sample id -> the label people's verdicts given since `since` put on it."""
     labels: dict[int, int] = {}
@@ -119,6 +107,6 @@ def labelled_history(since: datetime) -> tuple[np.ndarray, np.ndarray]:
                 host=sample.host.name,
                 **{name: getattr(sample, f"previous_{name}") for name in fields},
             )
-        rows.append(build_features([_reading(sample)], before)[0])
+        rows.append(build_features([sample.as_reading(sample.host.name)], before)[0])
         y.append(labels[sample.pk])
     return np.vstack(rows), np.asarray(y, dtype=int)

@@ -7,6 +7,7 @@ from django.utils import timezone
 
 from config.history import PersonHistory
 from scoring.choices import ModelStatus, Severity
+from scoring.features import Reading
 
 
 class ModelVersion(models.Model):
@@ -84,3 +85,15 @@ class MetricSample(models.Model):
 
     def __str__(self) -> str:
         return f"{self.host_id} @ {self.taken_at:%Y-%m-%d %H:%M:%S}"
+
+    def as_reading(self, host_name: str) -> Reading:
+        """The sample as the feature builder reads it (the caller knows the host's name)."""
+        return Reading(
+            host=host_name,
+            taken_at=self.taken_at,
+            disk_usage=self.disk_usage,
+            memory_usage=self.memory_usage,
+            cpu_usage=self.cpu_usage,
+            dns_latency_ms=self.dns_latency_ms,
+            firewall_change_requested=int(self.firewall_change_requested),
+        )

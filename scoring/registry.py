@@ -22,8 +22,10 @@ from django.db import transaction
 from django.db.models import Max
 
 from governance.audit import append_events, event, user_actor
-from scoring.choices import ModelStatus
+from scoring.choices import ModelStatus, Severity
+from scoring.features import FEATURE_NAMES
 from scoring.models import ModelVersion
+from scoring.training import TrainingResult, confusion_matrix_svg
 
 # The only types beyond skops' own safe defaults that a Warden artifact may hold:
 # exactly what skops.io.get_untrusted_types reports for what scoring.training
@@ -142,6 +144,26 @@ def register_version(
             ]
         )
     return model_version
+
+
+def register_training_result(
+    result: TrainingResult, *, actor: str, params: dict | None = None
+) -> ModelVersion:
+    """Register what scoring.training produced, with `params` added to its own."""
+    return register_version(
+        estimator=result.estimator,
+        algorithm=type(result.estimator).__name__,
+        feature_names=FEATURE_NAMES,
+        thresholds=result.thresholds,
+        class_weights=result.class_weights,
+        params={**result.params, **(params or {})},
+        metrics=result.metrics,
+        feature_distribution=result.feature_distribution,
+        confusion_matrix_svg=confusion_matrix_svg(
+            result.metrics["confusion_matrix"], Severity.labels
+        ),
+        actor=actor,
+    )
 
 
 def approve_model_version(

@@ -14,9 +14,7 @@ from django.utils import timezone
 from django_q.conf import Conf
 
 from remediation.hosts import add_host
-from scoring.choices import Severity
-from scoring.features import FEATURE_NAMES
-from scoring.registry import approve_model_version, forget_serving_model, register_version
+from scoring.registry import approve_model_version, forget_serving_model, register_training_result
 from scoring.synthetic import generate_dataset
 from scoring.training import (
     DEFAULT_EVAL_HOSTS,
@@ -24,7 +22,6 @@ from scoring.training import (
     DEFAULT_TRAIN_HOSTS,
     EVAL_SEED,
     TRAIN_SEED,
-    confusion_matrix_svg,
     train_severity_model,
 )
 
@@ -68,20 +65,7 @@ def approved_model(db: None, trained_model: Any, settings: Any, tmp_path: Any) -
     settings.MODEL_DIR = tmp_path / "models"
     settings.WARDEN_MODEL_REFRESH_SECONDS = 0
     forget_serving_model()
-    version = register_version(
-        estimator=trained_model.estimator,
-        algorithm=type(trained_model.estimator).__name__,
-        feature_names=FEATURE_NAMES,
-        thresholds=trained_model.thresholds,
-        class_weights=trained_model.class_weights,
-        params=trained_model.params,
-        metrics=trained_model.metrics,
-        feature_distribution=trained_model.feature_distribution,
-        confusion_matrix_svg=confusion_matrix_svg(
-            trained_model.metrics["confusion_matrix"], Severity.labels
-        ),
-        actor="system:test",
-    )
+    version = register_training_result(trained_model, actor="system:test")
     approve_model_version(version, user=None, now=timezone.now())
     yield version
     forget_serving_model()

@@ -8,19 +8,16 @@ from django.utils import timezone
 
 from governance.models import AuditEvent
 from scoring import registry
-from scoring.choices import Severity
-from scoring.features import FEATURE_NAMES
 from scoring.models import MetricSample, ModelVersion
 from scoring.registry import (
     ModelIntegrityError,
     NoApprovedModel,
     approve_model_version,
     forget_serving_model,
-    register_version,
+    register_training_result,
     retire_model_version,
     serving_model,
 )
-from scoring.training import confusion_matrix_svg
 
 CHANGELIST = "/admin/scoring/modelversion/"
 
@@ -39,20 +36,7 @@ def register(model_dir, trained_model):
     """Register the session's trained model as a new candidate version."""
 
     def register() -> ModelVersion:
-        return register_version(
-            estimator=trained_model.estimator,
-            algorithm=type(trained_model.estimator).__name__,
-            feature_names=FEATURE_NAMES,
-            thresholds=trained_model.thresholds,
-            class_weights=trained_model.class_weights,
-            params=trained_model.params,
-            metrics=trained_model.metrics,
-            feature_distribution=trained_model.feature_distribution,
-            confusion_matrix_svg=confusion_matrix_svg(
-                trained_model.metrics["confusion_matrix"], Severity.labels
-            ),
-            actor="system:test",
-        )
+        return register_training_result(trained_model, actor="system:test")
 
     return register
 

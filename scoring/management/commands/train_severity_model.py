@@ -9,7 +9,6 @@ from django.core.management.base import CommandError
 from django.utils import timezone
 
 from config.commands import WardenCommand
-from scoring.choices import Severity
 from scoring.features import FEATURE_NAMES
 from scoring.history import labelled_history
 from scoring.models import ModelVersion
@@ -17,7 +16,7 @@ from scoring.registry import (
     ModelIntegrityError,
     approve_model_version,
     model_dir,
-    register_version,
+    register_training_result,
 )
 from scoring.synthetic import generate_dataset
 from scoring.tracking import TrackingUnavailable, log_training_run, require_mlflow, tracking_uri
@@ -27,7 +26,6 @@ from scoring.training import (
     DEFAULT_TRAIN_HOSTS,
     EVAL_SEED,
     TRAIN_SEED,
-    confusion_matrix_svg,
     train_severity_model,
 )
 
@@ -117,14 +115,10 @@ class Command(WardenCommand):
             # Too little generated data can hold a single class.
             raise CommandError(f"cannot train: {exc}; try more --hosts or --steps") from exc
 
-        version = register_version(
-            estimator=result.estimator,
-            algorithm=type(result.estimator).__name__,
-            feature_names=FEATURE_NAMES,
-            thresholds=result.thresholds,
-            class_weights=result.class_weights,
+        version = register_training_result(
+            result,
+            actor="system:train_severity_model",
             params={
-                **result.params,
                 "train_hosts": hosts,
                 "eval_hosts": options["eval_hosts"],
                 "steps": steps,
@@ -133,12 +127,6 @@ class Command(WardenCommand):
                 "history_samples": len(history_y),
                 "history_weight": HISTORY_WEIGHT,
             },
-            metrics=result.metrics,
-            feature_distribution=result.feature_distribution,
-            confusion_matrix_svg=confusion_matrix_svg(
-                result.metrics["confusion_matrix"], Severity.labels
-            ),
-            actor="system:train_severity_model",
         )
         recall = result.metrics["per_class"]["HITL_REQUIRED"]["recall"]
         self.stdout.write(
