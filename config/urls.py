@@ -8,8 +8,9 @@ from rest_framework.routers import DefaultRouter
 from config.metrics import metrics
 from governance.api.views import ApprovalVerdictView
 from governance.views import console
+from remediation.api.long_poll import agent_actions
 from remediation.api.tickets import TicketViewSet
-from remediation.api.views import AgentActionsView, AgentResultView, MetricsView
+from remediation.api.views import AgentResultView, MetricsView
 
 router = DefaultRouter(trailing_slash=False)
 router.register("tickets", TicketViewSet, basename="ticket")
@@ -21,7 +22,7 @@ def healthz(request: HttpRequest) -> JsonResponse:
 
 api_v1 = [
     path("metrics", MetricsView.as_view(), name="metrics"),
-    path("agent/actions", AgentActionsView.as_view(), name="agent-actions"),
+    path("agent/actions", agent_actions, name="agent-actions"),
     path(
         "agent/actions/<int:execution_id>/result",
         AgentResultView.as_view(),

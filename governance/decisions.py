@@ -209,10 +209,17 @@ def decide_ticket(
     confidence: float,
     explanation: list,
     now: datetime,
-    sample: Any = None,
+    sample_id: int | None = None,
     model_version_id: int | None = None,
+    occurrences: list[patterns.Occurrence] | None = None,
 ) -> Decision:
-    """Decide what to do about `ticket` now and store the decision whole."""
+    """Decide what to do about `ticket` now and store the decision whole.
+
+    A ticket decided for the first time counts on its learned pattern: at once, or,
+    given `occurrences`, appended there for the caller to record with
+    patterns.record_occurrences just before its commit (the pattern's row is shared
+    by every host with the same problem).
+    """
     policy = enabled_policy(ticket.category)
     runbook = (
         Runbook.objects.filter(category=ticket.category, enabled=True).order_by("name").first()
@@ -239,16 +246,20 @@ def decide_ticket(
         now,
     )
     if found is not None:
-        patterns.record_occurrence(
+        occurrence = patterns.Occurrence(
             ticket,
             found,
             confidence=confidence,
             reliability=result.reliability.overall_score if result.reliability else 0.0,
             now=now,
         )
+        if occurrences is None:
+            patterns.record_occurrences([occurrence])
+        else:
+            occurrences.append(occurrence)
     return Decision.objects.create(
         ticket=ticket,
-        sample=sample,
+        sample_id=sample_id,
         model_version_id=model_version_id,
         policy=policy,
         policy_version=snapshot.version if snapshot else None,

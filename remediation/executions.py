@@ -26,13 +26,14 @@ from governance.audit import PendingEvent, append_events, event, user_actor
 from governance.decisions import dispatch_blocker
 from governance.models import ApprovalRequest, ApprovalStatus, Decision
 from governance.switches import active_pauses, pauses_applying
+from remediation import wakeups
 from remediation.choices import (
     EXECUTION_AGENT_CLAIMABLE,
     ExecutionState,
     TicketStatus,
 )
 from remediation.models import Execution, Host, Runbook, Ticket
-from scoring.models import MetricSample
+from scoring.samples import ClassifiedSample
 
 logger = logging.getLogger(__name__)
 
@@ -81,6 +82,12 @@ def _audit(
         ticket_id=execution.ticket.ticket_id,
         data={"state": execution.state, "runbook": execution.runbook.name, **data},
     )
+
+
+def _announce_after_commit(execution: Execution) -> None:
+    """The action is ready for the host's agent: wake its long poll once this commits."""
+    host_id = execution.host_id
+    transaction.on_commit(lambda: wakeups.announce([host_id]))
 
 
 def _enqueue_after_commit(execution_id: int) -> None:
@@ -165,6 +172,7 @@ def dispatch_execution(execution_id: int, now: datetime) -> str:
             execution.move_to(ExecutionState.DISPATCHED)
             execution.dispatched_at = now
             summary = f"dispatched {execution.runbook.action} to {execution.host.name}'s agent"
+            _announce_after_commit(execution)
         execution.save(update_fields=["state", "dispatched_at", "finished_at"])
         events.append(_audit(execution, "system", f"execution.{execution.state}", summary))
         if execution.state == ExecutionState.CANCELLED:
@@ -310,6 +318,7 @@ def _start_rollback(execution: Execution, events: list[PendingEvent], why: str) 
     runbook = execution.runbook
     if runbook.reversible and runbook.rollback_action:
         execution.move_to(ExecutionState.ROLLBACK_PENDING)
+        _announce_after_commit(execution)
         events.append(
             _audit(
                 execution,
@@ -337,7 +346,7 @@ def _escalate_ticket(ticket: Ticket, events: list[PendingEvent], why: str) -> No
     )
 
 
-def sample_shows_problem(sample: MetricSample, category: str) -> bool:
+def sample_shows_problem(sample: ClassifiedSample, category: str) -> bool:
     """Does this sample still show the problem of `category`?"""
     if sample.severity == 0:
         return False
@@ -349,7 +358,7 @@ def sample_shows_problem(sample: MetricSample, category: str) -> bool:
 
 
 def verify_with_samples(
-    host: Host, samples: Sequence[MetricSample], now: datetime, events: list[PendingEvent]
+    host: Host, samples: Sequence[ClassifiedSample], now: datetime, events: list[PendingEvent]
 ) -> None:
     """Fresh metrics decide verifying executions: healed -> succeeded, else failed and rolled back.
 
@@ -382,7 +391,7 @@ def verify_with_samples(
 
 
 def _succeed(
-    execution: Execution, sample: MetricSample, now: datetime, events: list[PendingEvent]
+    execution: Execution, sample: ClassifiedSample, now: datetime, events: list[PendingEvent]
 ) -> None:
     execution.move_to(ExecutionState.SUCCEEDED)
     execution.finished_at = now
@@ -466,6 +475,7 @@ def roll_back_execution(
             )
         execution.move_to(ExecutionState.ROLLBACK_PENDING)
         execution.save(update_fields=["state"])
+        _announce_after_commit(execution)
         append_events(
             [
                 _audit(

@@ -49,8 +49,13 @@ class Host(models.Model):
     enabled = models.BooleanField(default=True)
     created_at = models.DateTimeField(default=timezone.now, editable=False)
     last_seen_at = models.DateTimeField(null=True, blank=True, editable=False)
+    # The newest stored sample: its time (newer samples cannot be resent ones, so a
+    # batch past it is stored without looking for duplicates) and its metrics in
+    # scoring.features.METRIC_NAMES order (the next sample's deltas are taken from them).
+    last_sample_at = models.DateTimeField(null=True, blank=True, editable=False)
+    last_metrics = models.JSONField(null=True, blank=True, editable=False)
 
-    history = PersonHistory(excluded_fields=["last_seen_at"])
+    history = PersonHistory(excluded_fields=["last_seen_at", "last_sample_at", "last_metrics"])
 
     class Meta:
         ordering = ["name"]
@@ -99,7 +104,11 @@ class Runbook(models.Model):
 
 
 class Counter(models.Model):
-    """Named counters for human-readable ids (INC-000123), taken under a row lock."""
+    """Named counters for human-readable ids (INC-000123) on SQLite, taken under a row lock.
+
+    PostgreSQL numbers tickets from a sequence instead (remediation.tickets.next_ticket_id),
+    which no transaction waits for.
+    """
 
     name = models.CharField(max_length=50, primary_key=True)
     value = models.PositiveBigIntegerField(default=0)

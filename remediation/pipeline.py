@@ -1,32 +1,38 @@
 """The metrics flow, top to bottom as DESIGN.md draws it.
 
 agent samples -> feature matrix -> severity model (one batch) -> stored samples
--> fresh metrics verify running remediations -> tickets opened or counted ->
-decision -> NO_ACTION recorded / AUTO_HEAL execution queued / HITL_REQUIRED
-approval requested -> audit events, all in one transaction per request.
+(a resent one acknowledged, not stored again) -> fresh metrics verify running
+remediations -> tickets opened or counted -> decision -> NO_ACTION recorded /
+AUTO_HEAL execution queued / HITL_REQUIRED approval requested -> audit events,
+all in one transaction per request, the audit chain's head locked last.
 """
 
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
-from django.db import transaction
+from django.db import connection, transaction
+from django.db.models import OuterRef, Q, Subquery
 
+from feedback import patterns
 from governance.approvals import request_approval
 from governance.audit import PendingEvent, append_events, event
 from governance.decisions import decide_ticket, executes_automatically
 from governance.engine import NO_ACTION
 from governance.models import Decision
-from remediation.choices import TICKET_OPEN_STATUSES, Category, TicketStatus
+from remediation.choices import TICKET_OPEN_STATUSES, Category, ExecutionState, TicketStatus
 from remediation.executions import queue_execution, verify_with_samples
-from remediation.models import Counter, Host, Ticket
+from remediation.models import Counter, Execution, Host, Ticket
 from scoring.choices import Severity
 from scoring.features import Reading, build_features
 from scoring.inference import Classification, classify
 from scoring.models import MetricSample
 from scoring.registry import serving_model
+from scoring.samples import insert_samples
 
+# Ticket numbers on PostgreSQL (remediation/migrations/0005_serving_path.py).
+TICKET_SEQUENCE = "remediation_ticket_number"
 # What a ticket's title quotes for each category.
 TITLE_METRIC = {
     Category.DISK: ("disk_usage", "Disk usage {:.0f}%"),
@@ -48,120 +54,235 @@ class SampleVerdict:
     decision: str
     ticket_id: str | None
     explanation: tuple[tuple[str, float], ...]
+    # Already stored (resent, or twice in one batch): acknowledged, not stored or counted.
+    duplicate: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class StoredSample:
+    """A sample this request stored: its id, what the agent read and what the model said.
+
+    What verification, tickets and decisions read, without a model instance per row.
+    """
+
+    pk: int
+    reading: Reading
+    verdict: Classification
+
+    @property
+    def taken_at(self) -> datetime:
+        return self.reading.taken_at
+
+    @property
+    def severity(self) -> int:
+        return self.verdict.severity
+
+    @property
+    def confidence(self) -> float:
+        return self.verdict.confidence
+
+    @property
+    def category(self) -> str:
+        return self.verdict.category or ""
+
+    @property
+    def explanation(self) -> list[list]:
+        return [[name, value] for name, value in self.verdict.explanation]
 
 
 def ingest_samples(host: Host, readings: Sequence[Reading], now: datetime) -> list[SampleVerdict]:
-    """Store, classify and act on one agent's batch; returns a verdict per reading, in order."""
+    """Store, classify and act on one agent's batch; returns a verdict per reading, in order.
+
+    `host` is the row as authentication read it: its newest sample gives the first
+    reading's deltas. Classification runs before the transaction, so no lock waits
+    for the model. A healthy batch is four statements: lock-and-mark the host, insert
+    the samples, look for executions to verify, commit.
+    """
     model = serving_model()
-    previous = latest_reading(host)
+    previous = last_reading(host)
     features = build_features(readings, {host.name: previous} if previous else {})
     verdicts = classify(model.estimator, features, model.thresholds)
+    first_copies = first_of_each_instant(readings)
 
     with transaction.atomic():
-        # First, so the row lock it takes serialises this host's requests: two batches
-        # showing the same new problem must not both open a ticket for it.
-        Host.objects.filter(pk=host.pk).update(last_seen_at=now)
+        # First: the host's row lock serialises this host's requests, so two batches
+        # showing one new problem cannot both open a ticket, nor a resent batch slip in.
+        stored_before = lock_host(host, readings, now)
+        new = [i for i in first_copies.values() if readings[i].taken_at not in stored_before]
         events: list[PendingEvent] = []
-        samples = store_samples(host, readings, verdicts, model.version_id, now)
-        verify_with_samples(host, samples, now, events)
+        occurrences: list[patterns.Occurrence] = []
+        ids = insert_samples(
+            host.pk,
+            [readings[i] for i in new],
+            [verdicts[i] for i in new],
+            model.version_id,
+            now,
+        )
+        samples = {
+            i: StoredSample(pk, readings[i], verdicts[i]) for i, pk in zip(new, ids, strict=True)
+        }
+        if has_verifying_execution(host):
+            verify_with_samples(host, list(samples.values()), now, events)
         outcomes: dict[int, tuple[str, Ticket]] = {}
-        for category, indexes in problems_by_category(verdicts).items():
+        problems = problems_by_category({i: verdicts[i] for i in samples})
+        open_tickets = lock_open_tickets(host, list(problems)) if problems else {}
+        for category, indexes in problems.items():
             group = [samples[i] for i in indexes]
-            ticket, decision = handle_problem(host, category, group, model.version_id, now, events)
+            ticket, outcome = handle_problem(
+                host,
+                category,
+                group,
+                open_tickets.get(category),
+                model.version_id,
+                now,
+                events,
+                occurrences,
+            )
+            MetricSample.objects.filter(pk__in=[s.pk for s in group]).update(ticket=ticket)
             for i in indexes:
-                samples[i].ticket = ticket
-                outcomes[i] = (decision.outcome if decision else NO_ACTION, ticket)
-        MetricSample.objects.bulk_update([samples[i] for i in outcomes], ["ticket"])
+                outcomes[i] = (outcome, ticket)
+        # Last, the rows every host shares: patterns, then the audit chain's head, each
+        # locked only until the commit.
+        patterns.record_occurrences(occurrences)
         append_events(events)
 
-    return [
-        SampleVerdict(
-            taken_at=reading.taken_at,
-            severity=Severity(verdict.severity).label,
-            confidence=round(verdict.confidence, 4),
-            category=verdict.category,
-            decision=outcomes[i][0] if i in outcomes else NO_ACTION,
-            ticket_id=outcomes[i][1].ticket_id if i in outcomes else None,
-            explanation=verdict.explanation,
+    duplicates = (
+        stored_verdicts(host, [r.taken_at for i, r in enumerate(readings) if i not in samples])
+        if len(samples) < len(readings)
+        else {}
+    )
+
+    results = []
+    for i, (reading, verdict) in enumerate(zip(readings, verdicts, strict=True)):
+        if i not in samples:
+            results.append(duplicates[reading.taken_at])
+            continue
+        outcome, ticket = outcomes.get(i, (NO_ACTION, None))
+        results.append(
+            SampleVerdict(
+                taken_at=reading.taken_at,
+                severity=Severity(verdict.severity).label,
+                confidence=round(verdict.confidence, 4),
+                category=verdict.category,
+                decision=outcome,
+                ticket_id=ticket.ticket_id if ticket else None,
+                explanation=verdict.explanation,
+            )
         )
-        for i, (reading, verdict) in enumerate(zip(readings, verdicts, strict=True))
-    ]
+    return results
 
 
-def latest_reading(host: Host) -> Reading | None:
-    """The host's last stored sample, for the first reading's deltas (one indexed query)."""
-    last = MetricSample.objects.filter(host=host).order_by("-taken_at").first()
-    return last.as_reading(host.name) if last else None
+def last_reading(host: Host) -> Reading | None:
+    """The host's newest stored sample as the feature builder reads it, from the host row."""
+    if host.last_sample_at is None or not host.last_metrics:
+        return None
+    disk, memory, cpu, dns, firewall = host.last_metrics
+    return Reading(host.name, host.last_sample_at, disk, memory, cpu, dns, int(firewall))
 
 
-def store_samples(
-    host: Host,
-    readings: Sequence[Reading],
-    verdicts: Sequence[Classification],
-    model_version_id: int,
-    now: datetime,
-) -> list[MetricSample]:
-    rows = [
-        MetricSample(
-            host=host,
-            taken_at=reading.taken_at,
-            received_at=now,
-            disk_usage=reading.disk_usage,
-            memory_usage=reading.memory_usage,
-            cpu_usage=reading.cpu_usage,
-            dns_latency_ms=reading.dns_latency_ms,
-            firewall_change_requested=bool(reading.firewall_change_requested),
-            severity=verdict.severity,
-            confidence=verdict.confidence,
-            category=verdict.category or "",
-            explanation=[[name, value] for name, value in verdict.explanation],
-            model_version_id=model_version_id,
+def first_of_each_instant(readings: Sequence[Reading]) -> dict[datetime, int]:
+    """{taken_at: index of its first reading}: a later reading of the same instant is a copy."""
+    first: dict[datetime, int] = {}
+    for i, reading in enumerate(readings):
+        first.setdefault(reading.taken_at, i)
+    return first
+
+
+def lock_host(host: Host, readings: Sequence[Reading], now: datetime) -> set[datetime]:
+    """Lock the host's row and mark it seen; returns the instants of `readings` already stored.
+
+    Usually one UPDATE: a batch entirely newer than the host's newest stored sample
+    cannot hold a resent one. Otherwise the stored instants are read under the lock.
+    """
+    instants = [reading.taken_at for reading in readings]
+    newest = max(readings, key=lambda reading: reading.taken_at)
+    mark_newest = {"last_sample_at": newest.taken_at, "last_metrics": list(newest.metrics())}
+    if (
+        Host.objects.filter(pk=host.pk)
+        .filter(Q(last_sample_at__isnull=True) | Q(last_sample_at__lt=min(instants)))
+        .update(last_seen_at=now, **mark_newest)
+    ):
+        return set()
+    locked = Host.objects.select_for_update().only("last_sample_at").get(pk=host.pk)
+    stored = set(
+        MetricSample.objects.filter(host=host, taken_at__in=instants).values_list(
+            "taken_at", flat=True
         )
-        for reading, verdict in zip(readings, verdicts, strict=True)
-    ]
-    return MetricSample.objects.bulk_create(rows)
+    )
+    newer = locked.last_sample_at is None or newest.taken_at > locked.last_sample_at
+    Host.objects.filter(pk=host.pk).update(last_seen_at=now, **(mark_newest if newer else {}))
+    return stored
 
 
-def problems_by_category(verdicts: Sequence[Classification]) -> dict[str, list[int]]:
+def stored_verdicts(host: Host, instants: Sequence[datetime]) -> dict[datetime, SampleVerdict]:
+    """The verdicts already given to the stored samples at `instants`, marked duplicate."""
+    rows = MetricSample.objects.filter(host=host, taken_at__in=instants).select_related("ticket")
+    return {
+        row.taken_at: SampleVerdict(
+            taken_at=row.taken_at,
+            severity=Severity(row.severity).label,
+            confidence=round(row.confidence, 4),
+            category=row.category or None,
+            decision=NO_ACTION,
+            ticket_id=row.ticket.ticket_id if row.ticket else None,
+            explanation=tuple((name, value) for name, value in row.explanation),
+            duplicate=True,
+        )
+        for row in rows
+    }
+
+
+def has_verifying_execution(host: Host) -> bool:
+    return Execution.objects.filter(host_id=host.pk, state=ExecutionState.VERIFYING).exists()
+
+
+def problems_by_category(verdicts: Mapping[int, Classification]) -> dict[str, list[int]]:
     """Indexes of the non-healthy samples, grouped by the category their explanation names."""
     groups: dict[str, list[int]] = defaultdict(list)
-    for i, verdict in enumerate(verdicts):
+    for i, verdict in verdicts.items():
         if verdict.severity != Severity.NO_ACTION and verdict.category:
             groups[verdict.category].append(i)
     return dict(sorted(groups.items()))
 
 
+def lock_open_tickets(host: Host, categories: Sequence[str]) -> dict[str, Ticket]:
+    """The host's open tickets in `categories`, locked, each with its latest decision's outcome."""
+    latest_outcome = (
+        Decision.objects.filter(ticket=OuterRef("pk")).order_by("-created_at").values("outcome")[:1]
+    )
+    tickets = (
+        Ticket.objects.select_for_update(of=("self",))
+        .filter(host=host, category__in=categories, status__in=list(TICKET_OPEN_STATUSES))
+        .annotate(latest_outcome=Subquery(latest_outcome))
+    )
+    return {ticket.category: ticket for ticket in tickets}
+
+
 def handle_problem(
     host: Host,
     category: str,
-    samples: Sequence[MetricSample],
+    samples: Sequence[StoredSample],
+    ticket: Ticket | None,
     model_version_id: int,
     now: datetime,
     events: list[PendingEvent],
-) -> tuple[Ticket, Decision | None]:
+    occurrences: list[patterns.Occurrence],
+) -> tuple[Ticket, str]:
     """Open the host's ticket for `category` or count the repeat on it, deciding when needed.
 
-    Returns the ticket and the decision that applies to it now.
+    `ticket` is the open one, locked, if any. Returns the ticket and the outcome of
+    the decision that applies to it now.
     """
     worst = max(samples, key=lambda s: (s.severity, s.taken_at))
     latest = max(samples, key=lambda s: s.taken_at)
-    ticket = (
-        Ticket.objects.select_for_update()
-        .filter(host=host, category=category, status__in=list(TICKET_OPEN_STATUSES))
-        .first()
-    )
     if ticket is None:
         ticket = open_ticket(host, category, worst, now, events)
         needs_decision = True
     else:
         needs_decision = ticket.status == TicketStatus.OPEN and worst.severity > ticket.severity
-        ticket.occurrence_count += len(samples)
-        ticket.severity = max(ticket.severity, worst.severity)
-        ticket.confidence = latest.confidence
-        ticket.last_seen_at = now
-        ticket.save(update_fields=["occurrence_count", "severity", "confidence", "last_seen_at"])
+        count_repeats(ticket, len(samples), worst.severity, latest.confidence, now)
     if not needs_decision:
-        return ticket, ticket.decisions.order_by("-created_at").first()
+        return ticket, ticket.latest_outcome or NO_ACTION
 
     decision = decide_ticket(
         ticket,
@@ -169,15 +290,36 @@ def handle_problem(
         confidence=worst.confidence,
         explanation=worst.explanation,
         now=now,
-        sample=worst,
+        sample_id=worst.pk,
         model_version_id=model_version_id,
+        occurrences=occurrences,
     )
     act_on_decision(ticket, decision, now, events)
-    return ticket, decision
+    return ticket, decision.outcome
+
+
+def count_repeats(
+    ticket: Ticket, count: int, severity: int, confidence: float, now: datetime
+) -> None:
+    """Count `count` more samples on a locked open ticket.
+
+    A plain UPDATE: counting is the system's bookkeeping, not a change people make,
+    so it writes no history row.
+    """
+    ticket.occurrence_count += count
+    ticket.severity = max(ticket.severity, severity)
+    ticket.confidence = confidence
+    ticket.last_seen_at = now
+    Ticket.objects.filter(pk=ticket.pk).update(
+        occurrence_count=ticket.occurrence_count,
+        severity=ticket.severity,
+        confidence=confidence,
+        last_seen_at=now,
+    )
 
 
 def open_ticket(
-    host: Host, category: str, sample: MetricSample, now: datetime, events: list[PendingEvent]
+    host: Host, category: str, sample: StoredSample, now: datetime, events: list[PendingEvent]
 ) -> Ticket:
     ticket = Ticket.objects.create(
         ticket_id=next_ticket_id(),
@@ -207,16 +349,22 @@ def open_ticket(
 
 
 def next_ticket_id() -> str:
-    """INC-000123: numbered under a short row lock, so ids never repeat across processes."""
-    counter = Counter.objects.select_for_update().get(name="ticket")
-    counter.value += 1
-    counter.save(update_fields=["value"])
-    return f"INC-{counter.value:06d}"
+    """INC-000123. PostgreSQL draws from a sequence, which no transaction waits for (a
+    rolled-back ticket leaves a gap); SQLite has one writer at a time, so a counter row."""
+    if connection.vendor == "postgresql":
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT nextval(%s)", [TICKET_SEQUENCE])
+            (number,) = cursor.fetchone()
+    else:
+        counter = Counter.objects.select_for_update().get(name="ticket")
+        counter.value = number = counter.value + 1
+        counter.save(update_fields=["value"])
+    return f"INC-{number:06d}"
 
 
-def ticket_title(host: Host, category: str, sample: MetricSample) -> str:
+def ticket_title(host: Host, category: str, sample: StoredSample) -> str:
     metric, template = TITLE_METRIC.get(category, ("", f"{category} problem"))
-    value = getattr(sample, metric, None) if metric else None
+    value = getattr(sample.reading, metric, None) if metric else None
     return f"{template.format(value) if value is not None else template} on {host.name}"
 
 

@@ -76,9 +76,11 @@ class MetricSample(models.Model):
 
     class Meta:
         ordering = ["-taken_at"]
+        constraints = [
+            # A resent sample is acknowledged, never stored twice; also a host's history.
+            models.UniqueConstraint(fields=["host", "taken_at"], name="one_sample_per_host_instant")
+        ]
         indexes = [
-            # The previous-sample lookup for deltas, and a host's history.
-            models.Index(fields=["host", "-taken_at"]),
             # Drift over recent samples and the audit export by period.
             models.Index(fields=["received_at"]),
         ]

@@ -25,6 +25,7 @@ from governance.audit import append_events, event, user_actor
 from scoring.choices import ModelStatus, Severity
 from scoring.features import FEATURE_NAMES
 from scoring.models import ModelVersion
+from scoring.serving import ServingEstimator
 from scoring.training import TrainingResult, confusion_matrix_svg
 
 # The only types beyond skops' own safe defaults that a Warden artifact may hold:
@@ -48,7 +49,7 @@ class ServingModel:
     version_id: int
     version: int
     sha256: str
-    estimator: Any
+    estimator: ServingEstimator
     thresholds: dict[str, Any]
     feature_names: tuple[str, ...]
 
@@ -267,7 +268,7 @@ class _ServingCache:
                     version_id=approved.pk,
                     version=approved.version,
                     sha256=approved.sha256,
-                    estimator=load_estimator(approved.artifact, approved.sha256),
+                    estimator=ServingEstimator(load_estimator(approved.artifact, approved.sha256)),
                     thresholds=dict(approved.thresholds),
                     feature_names=tuple(approved.feature_names),
                 )

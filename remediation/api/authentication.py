@@ -20,23 +20,34 @@ class AgentPrincipal:
         return f"agent:{self.host.name}"
 
 
+def host_for_request(request) -> Host | None:
+    """The enabled host whose key the request's `Authorization: Bearer KEY` carries.
+
+    None without a bearer header; raises AuthenticationFailed for a bad or unknown key
+    or a disabled host. Works on a Django or a DRF request.
+    """
+    parts = authentication.get_authorization_header(request).split()
+    if not parts or parts[0].lower() != b"bearer":
+        return None
+    if len(parts) != 2:
+        raise exceptions.AuthenticationFailed("Authorization must be 'Bearer <key>'.")
+    try:
+        key = parts[1].decode()
+    except UnicodeDecodeError as exc:
+        raise exceptions.AuthenticationFailed("The API key is not valid text.") from exc
+    try:
+        host = Host.objects.get(api_key_hash=hash_api_key(key))
+    except Host.DoesNotExist:
+        raise exceptions.AuthenticationFailed("Unknown API key.") from None
+    if not host.enabled:
+        raise exceptions.AuthenticationFailed(f"Host {host.name} is disabled.")
+    return host
+
+
 class HostKeyAuthentication(authentication.BaseAuthentication):
     def authenticate(self, request):
-        parts = authentication.get_authorization_header(request).split()
-        if not parts or parts[0].lower() != b"bearer":
-            return None
-        if len(parts) != 2:
-            raise exceptions.AuthenticationFailed("Authorization must be 'Bearer <key>'.")
-        try:
-            key = parts[1].decode()
-        except UnicodeDecodeError as exc:
-            raise exceptions.AuthenticationFailed("The API key is not valid text.") from exc
-        host = Host.objects.filter(api_key_hash=hash_api_key(key)).first()
-        if host is None:
-            raise exceptions.AuthenticationFailed("Unknown API key.")
-        if not host.enabled:
-            raise exceptions.AuthenticationFailed(f"Host {host.name} is disabled.")
-        return AgentPrincipal(host), host
+        host = host_for_request(request)
+        return None if host is None else (AgentPrincipal(host), host)
 
     def authenticate_header(self, request) -> str:
         return 'Bearer realm="warden"'

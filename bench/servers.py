@@ -1,0 +1,191 @@
+"""Real servers for bench/: a throwaway PostgreSQL and Redis, and Warden's server arrangements.
+
+PostgreSQL and Redis come from Debian's packages (postgresql, redis-server), started on
+free loopback ports in a temporary folder and removed afterwards, unless
+BENCH_DATABASE_URL and BENCH_REDIS_URL name servers to use. PostgreSQL runs with its
+defaults (fsync on): a commit costs what it costs in production.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+PYTHON = sys.executable
+
+# The ways to serve Warden that bench/ compares. `web` answers the API; `live` (if any)
+# holds websockets and the agents' long polls (README: Running in production).
+ARRANGEMENTS = {
+    "sync": "gunicorn config.wsgi:application --worker-class sync --workers {workers}",
+    "uvicorn": (
+        "gunicorn config.asgi:application --worker-class uvicorn_worker.UvicornWorker "
+        "--workers {workers}"
+    ),
+}
+LIVE_COMMAND = (
+    "gunicorn config.asgi:application --worker-class uvicorn_worker.UvicornWorker --workers 1"
+)
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def as_postgres(args: Sequence[str]) -> list[str]:
+    """PostgreSQL refuses to run as root: run its tools as the postgres user when root."""
+    return ["runuser", "-u", "postgres", "--", *args] if os.geteuid() == 0 else list(args)
+
+
+@dataclass
+class Databases:
+    database_url: str
+    redis_url: str
+
+
+@contextlib.contextmanager
+def throwaway_servers(name: str = "warden_bench") -> Iterator[Databases]:
+    """PostgreSQL and Redis for one benchmark run (or the ones BENCH_*_URL name)."""
+    if os.environ.get("BENCH_DATABASE_URL") and os.environ.get("BENCH_REDIS_URL"):
+        yield Databases(os.environ["BENCH_DATABASE_URL"], os.environ["BENCH_REDIS_URL"])
+        return
+    bins = sorted(Path("/usr/lib/postgresql").glob("*/bin"))
+    if not bins or not shutil.which("redis-server"):
+        raise SystemExit(
+            "bench needs PostgreSQL and Redis: apt-get install postgresql redis-server "
+            "(or set BENCH_DATABASE_URL and BENCH_REDIS_URL)"
+        )
+    pg_bin = bins[-1]
+    work = Path(tempfile.mkdtemp(prefix="warden-bench-"))
+    os.chmod(work, 0o777)
+    pg_port, redis_port = free_port(), free_port()
+    data = work / "pg"
+    subprocess.run(
+        as_postgres([str(pg_bin / "initdb"), "-D", str(data), "-A", "trust", "-U", "postgres"]),
+        check=True,
+        stdout=subprocess.DEVNULL,
+    )
+    subprocess.run(
+        as_postgres(
+            [
+                str(pg_bin / "pg_ctl"),
+                "-D",
+                str(data),
+                "-l",
+                str(work / "pg.log"),
+                "-w",
+                "-o",
+                f"-c listen_addresses=127.0.0.1 -p {pg_port} -k {work}",
+                "start",
+            ]
+        ),
+        check=True,
+        stdout=subprocess.DEVNULL,
+    )
+    redis = subprocess.Popen(
+        ["redis-server", "--bind", "127.0.0.1", "--port", str(redis_port), "--save", ""],
+        stdout=subprocess.DEVNULL,
+    )
+    try:
+        subprocess.run(
+            as_postgres(
+                [
+                    str(pg_bin / "createdb"),
+                    "-h",
+                    "127.0.0.1",
+                    "-p",
+                    str(pg_port),
+                    "-U",
+                    "postgres",
+                    name,
+                ]
+            ),
+            check=True,
+        )
+        yield Databases(
+            f"postgres://postgres@127.0.0.1:{pg_port}/{name}", f"redis://127.0.0.1:{redis_port}/0"
+        )
+    finally:
+        redis.terminate()
+        subprocess.run(
+            as_postgres([str(pg_bin / "pg_ctl"), "-D", str(data), "-m", "fast", "stop"]),
+            stdout=subprocess.DEVNULL,
+            check=False,
+        )
+        redis.wait(timeout=10)
+        shutil.rmtree(work, ignore_errors=True)
+
+
+def warden_env(databases: Databases, data_dir: Path, **extra: str) -> dict[str, str]:
+    """The environment of a production Warden process for the benchmark."""
+    return {
+        **os.environ,
+        "WARDEN_ENV": "production",
+        "SECRET_KEY": "bench-only-secret-key-" + "x" * 32,
+        "ALLOWED_HOSTS": "localhost,127.0.0.1",
+        "DATABASE_URL": databases.database_url,
+        "REDIS_URL": databases.redis_url,
+        "WARDEN_DATA_DIR": str(data_dir),
+        "LOG_LEVEL": "WARNING",
+        "PYTHONPATH": str(ROOT),
+        **extra,
+    }
+
+
+class Server:
+    """One server command (gunicorn, qcluster ...) running until stopped."""
+
+    def __init__(self, name: str, command: str, env: dict[str, str], port: int | None) -> None:
+        self.name, self.port = name, port
+        self.log = Path(env["WARDEN_DATA_DIR"]) / f"{name}.log"
+        args = command.split()
+        if args[0] == "gunicorn":
+            args = [PYTHON, "-m", "gunicorn", *args[1:], "--bind", f"127.0.0.1:{port}"]
+            args += ["--backlog", "4096"]
+        elif args[0] == "manage.py":
+            args = [PYTHON, *args]
+        self.process = subprocess.Popen(
+            args,
+            cwd=ROOT,
+            env=env,
+            stdout=self.log.open("w"),
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+
+    def wait_ready(self, path: str = "/healthz", timeout: float = 60) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise SystemExit(f"{self.name} exited:\n{self.log.read_text()[-3000:]}")
+            try:
+                request = urllib.request.Request(
+                    f"http://127.0.0.1:{self.port}{path}", headers={"Host": "localhost"}
+                )
+                with urllib.request.urlopen(request, timeout=2):
+                    return
+            except OSError:
+                time.sleep(0.2)
+        raise SystemExit(f"{self.name} did not start:\n{self.log.read_text()[-3000:]}")
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            os.killpg(self.process.pid, signal.SIGTERM)
+            try:
+                self.process.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.process.pid, signal.SIGKILL)
+                self.process.wait()

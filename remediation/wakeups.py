@@ -1,0 +1,147 @@
+"""Waking agents' long polls when an action is ready for them, whichever process made it.
+
+An action becomes ready for an agent in a qcluster worker (dispatch) or a web
+process (a failed report's rollback, a supervisor's rollback). After that commit,
+`announce` names the host. A long poll waits on an asyncio.Event in its web
+process (remediation/api/long_poll.py), holding neither a thread nor a database
+connection, and one listener per process sets the events:
+
+- with REDIS_URL: announcements go through Redis pub/sub, one subscription per
+  process, so a poll wakes within milliseconds of the commit;
+- without it (the embedded mode): the listener asks the database which hosts have
+  actions ready, one indexed query every WAKE_POLL_SECONDS while anyone waits.
+
+A lost announcement costs nothing but time: every poll looks in the database when
+it starts and when it wakes, and ends within WARDEN_AGENT_POLL_MAX_SECONDS.
+"""
+
+import asyncio
+import contextlib
+import functools
+import logging
+from collections import defaultdict
+from collections.abc import Callable, Iterable, Iterator
+from typing import Any
+
+import redis
+import redis.asyncio
+from asgiref.sync import sync_to_async
+from django.conf import settings
+from django.db import connection
+
+from remediation.choices import EXECUTION_AGENT_CLAIMABLE
+
+logger = logging.getLogger(__name__)
+
+CHANNEL = "warden:agent-actions"
+WAKE_POLL_SECONDS = 0.2
+RECONNECT_SECONDS = 1.0
+
+
+@functools.cache
+def _publisher() -> redis.Redis:
+    return redis.Redis.from_url(settings.REDIS_URL, socket_timeout=2)
+
+
+def announce(host_ids: Iterable[int]) -> None:
+    """After commit: tell every web process these hosts have an action ready."""
+    if not settings.REDIS_URL:
+        return  # the embedded mode's listener finds them in the database
+    payload = ",".join(str(host_id) for host_id in sorted(set(host_ids)))
+    if not payload:
+        return
+    try:
+        _publisher().publish(CHANNEL, payload)
+    except redis.RedisError:  # the poll finds the action in the database when it ends
+        logger.warning("could not announce actions for hosts %s", payload, exc_info=True)
+
+
+def in_thread(function: Callable[..., Any]) -> Callable[..., Any]:
+    """An async version of a database function: runs in the loop's shared thread pool, not a
+    thread kept per request, and gives its connection back to the pool at once."""
+
+    def closing(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return function(*args, **kwargs)
+        finally:
+            connection.close()
+
+    return sync_to_async(closing, thread_sensitive=False)
+
+
+def hosts_with_ready_actions() -> set[int]:
+    from remediation.models import Execution
+
+    return set(
+        Execution.objects.filter(state__in=list(EXECUTION_AGENT_CLAIMABLE))
+        .values_list("host_id", flat=True)
+        .distinct()
+    )
+
+
+class Waiters:
+    """The long polls waiting in this process, by host, and the one listener that wakes them."""
+
+    def __init__(self) -> None:
+        self.events: dict[int, set[asyncio.Event]] = defaultdict(set)
+        self.listener: asyncio.Task | None = None
+        self.loop: asyncio.AbstractEventLoop | None = None
+
+    @contextlib.contextmanager
+    def waiting(self, host_id: int) -> Iterator[asyncio.Event]:
+        """An event set when `host_id` may have an action; registered before the caller
+        looks in the database, so an announcement between the two is not missed."""
+        self._ensure_listener()
+        event = asyncio.Event()
+        self.events[host_id].add(event)
+        try:
+            yield event
+        finally:
+            self.events[host_id].discard(event)
+            if not self.events[host_id]:
+                del self.events[host_id]
+
+    @property
+    def count(self) -> int:
+        return sum(len(events) for events in self.events.values())
+
+    def wake(self, host_ids: Iterable[int]) -> None:
+        for host_id in host_ids:
+            for event in self.events.get(host_id, ()):
+                event.set()
+
+    def _ensure_listener(self) -> None:
+        loop = asyncio.get_running_loop()
+        # One listener per event loop: a server has one, a test suite starts several.
+        if self.listener is None or self.listener.done() or self.loop is not loop:
+            listen = self._listen_redis if settings.REDIS_URL else self._watch_database
+            self.loop, self.listener = loop, loop.create_task(listen())
+
+    async def _listen_redis(self) -> None:
+        while True:
+            client = redis.asyncio.Redis.from_url(settings.REDIS_URL)
+            try:
+                async with client.pubsub() as pubsub:
+                    await pubsub.subscribe(CHANNEL)
+                    async for message in pubsub.listen():
+                        if message.get("type") == "message":
+                            self.wake(int(part) for part in message["data"].split(b","))
+            except (redis.RedisError, OSError):
+                logger.warning("agent wake-ups: Redis unavailable, retrying", exc_info=True)
+                await asyncio.sleep(RECONNECT_SECONDS)
+            finally:
+                await client.aclose()
+
+    async def _watch_database(self) -> None:
+        ready = in_thread(hosts_with_ready_actions)
+        while True:
+            await asyncio.sleep(WAKE_POLL_SECONDS)
+            if not self.events:
+                continue
+            try:
+                self.wake(await ready())
+            except Exception:  # the database may be busy for a moment: try again next tick
+                logger.warning("agent wake-ups: cannot read ready actions", exc_info=True)
+
+
+waiters = Waiters()
