@@ -82,6 +82,15 @@ async def agent_actions(request: HttpRequest) -> JsonResponse:
     if not served_async:
         wait = 0.0  # a WSGI worker must not sit in a poll: answer with what is ready now
     claim = database(claim_ready_actions)
+    if wait <= 0:
+        actions = await claim(host)
+    else:
+        actions = await wait_and_claim(host, claim, wait)
+    return JsonResponse({"actions": AgentActionSerializer(actions, many=True).data})
+
+
+async def wait_and_claim(host: Host, claim: Any, wait: float) -> list[AgentAction]:
+    """Claim the host's ready actions, waiting up to `wait` seconds for one to be announced."""
     loop = asyncio.get_running_loop()
     deadline = loop.time() + wait
     with waiters.waiting(host.pk) as woken:
@@ -90,10 +99,9 @@ async def agent_actions(request: HttpRequest) -> JsonResponse:
             actions = await claim(host)
             remaining = deadline - loop.time()
             if actions or remaining <= 0:
-                break
+                return actions
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(woken.wait(), remaining)
-    return JsonResponse({"actions": AgentActionSerializer(actions, many=True).data})
 
 
 class AgentActionsSchema(APIView):
