@@ -1,10 +1,13 @@
 """The Warden agent: reports a host's metrics and runs the actions Warden sends it.
 
-One agent per host. Every --interval seconds it takes a reading and posts it to
-POST /api/v1/metrics; in between it long-polls GET /api/v1/agent/actions, runs
-each action its allow-list names (and refuses any other) and reports the result
-with the action's fencing token. While the server is unreachable it keeps the
-last 500 readings and sends them as one batch when the server is back.
+One agent per host, two threads. One takes a reading every --interval seconds and
+posts what it has every --post-every seconds (each reading at once by default; a
+large fleet posts a minute's readings as one batch) to POST /api/v1/metrics. The
+other holds a long poll on GET /api/v1/agent/actions (--poll-wait seconds, renewed
+when it ends), runs each action its allow-list names (and refuses any other) and
+reports each result with the action's fencing token as soon as it has it. While
+the server is unreachable the agent keeps the last 500 readings and sends them as
+one batch when the server is back.
 
 It needs no Django: the standard library, psutil for a real host's metrics, and
 `scoring.scenarios` for simulated hosts.
@@ -63,8 +66,9 @@ KEY_ENV = "WARDEN_AGENT_KEY"
 # ~40 minutes of readings at 5 s; below the server's batch limit (WARDEN_MAX_BATCH,
 # 1000), so a backlog always goes in one request.
 BUFFER_SIZE = 500
-# The server allows 20 s; a shorter poll keeps Ctrl-C and SIGTERM quick.
-MAX_POLL_WAIT = 10.0
+# How long one long poll waits for an action; the server allows up to its
+# WARDEN_AGENT_POLL_MAX_SECONDS (60 by default), proxies commonly cut idle requests at 60.
+POLL_WAIT = 50.0
 # The server refuses a longer result output, which would lose the whole report.
 OUTPUT_LIMIT = 10_000
 TRUNCATED = "[... output truncated]\n"
@@ -331,6 +335,8 @@ class Agent:
         executor: Executor,
         *,
         interval: float = 5.0,
+        post_every: float | None = None,
+        poll_wait: float = POLL_WAIT,
         timeout: float = 10.0,
         backoff_start: float = 1.0,
         backoff_max: float = 30.0,
@@ -342,6 +348,8 @@ class Agent:
         self.metrics = metrics
         self.executor = executor
         self.interval = interval
+        self.post_every = post_every or interval
+        self.poll_wait = poll_wait
         self.timeout = timeout
         self.backoff_start = backoff_start
         self.backoff_max = backoff_max
@@ -352,30 +360,80 @@ class Agent:
         # Actions already run, so a repeated delivery cannot run one twice.
         self.done: deque[tuple[int, int]] = deque(maxlen=200)
         self.error: str | None = None  # why the agent stopped by itself (401/403)
+        self.halted = threading.Event()  # set with `error`: both threads stop
+        self.busy = threading.Lock()  # held while an action runs and is reported
         self.posted = 0
-        self._delay = 0.0
-        self._retry_at = 0.0
         self._warned: set[str] = set()  # problems already logged in this outage
 
     def run(self, stop: threading.Event, offset: float = 0.0) -> None:
-        """Work until `stop` is set or the server rejects the key; `offset` delays the start."""
-        next_reading = time.monotonic() + offset
+        """Work until `stop` is set or the server rejects the key; `offset` delays the start.
+
+        Readings are taken and posted in this thread, actions taken in another; on stop
+        an action already running finishes and is reported, a poll still waiting is left.
+        """
+        actions = threading.Thread(
+            target=self.take_actions, args=(stop,), name=f"{self.host}-actions", daemon=True
+        )
+        actions.start()
         try:
-            while not stop.is_set():
-                now = time.monotonic()
-                if now >= next_reading:
-                    self.collect()
-                    next_reading += self.interval
-                    if next_reading <= now:  # fell behind (a slow action): skip, no burst
-                        next_reading = now + self.interval
-                if now < self._retry_at:  # backing off: keep collecting, do not call
-                    stop.wait(min(next_reading, self._retry_at) - now)
-                    continue
-                wait = min(max(next_reading - time.monotonic(), 0.0), MAX_POLL_WAIT)
-                self.exchange(wait)
-        except Misconfigured as exc:
+            self.report_readings(stop, offset)
+        finally:
+            actions.join(timeout=1.0)
+            with self.busy:  # wait for a running action, not for a waiting poll
+                pass
+
+    def report_readings(self, stop: threading.Event, offset: float = 0.0) -> None:
+        """Take a reading every `interval`, post the buffer every `post_every`."""
+        backoff = Backoff(self.backoff_start, self.backoff_max)
+        next_reading = time.monotonic() + offset
+        next_post = next_reading
+        while not (stop.is_set() or self.halted.is_set()):
+            now = time.monotonic()
+            if now >= next_reading:
+                self.collect()
+                next_reading = _next_tick(next_reading, self.interval, now)
+            if now >= next_post and now >= backoff.retry_at:
+                next_post = _next_tick(next_post, self.post_every, now)
+                try:
+                    self.flush()
+                except Unavailable as exc:
+                    self.warn(backoff.failed(exc))
+                except Misconfigured as exc:
+                    self.halt(exc)
+                else:
+                    if backoff.reset():
+                        log.info("%s: server reachable again", self.host)
+                        self._warned.clear()
+            wake = min(next_reading, max(next_post, backoff.retry_at))
+            stop.wait(max(wake - time.monotonic(), 0.0))
+
+    def take_actions(self, stop: threading.Event) -> None:
+        """Long-poll for actions, run each and report it at once, until stopped."""
+        backoff = Backoff(self.backoff_start, self.backoff_max)
+        while not (stop.is_set() or self.halted.is_set()):
+            if time.monotonic() < backoff.retry_at:
+                stop.wait(backoff.retry_at - time.monotonic())
+                continue
+            try:
+                self.report_pending()
+                actions = self.poll(self.poll_wait)
+                for action in actions:
+                    if stop.is_set():
+                        break  # not started: its lease runs out and the server reconciles
+                    with self.busy:
+                        self.handle(action)
+                        self.report_pending()
+                backoff.reset()
+            except Unavailable as exc:
+                self.warn(backoff.failed(exc))
+            except Misconfigured as exc:
+                self.halt(exc)
+
+    def halt(self, exc: Misconfigured) -> None:
+        if not self.halted.is_set():
             self.error = str(exc)
             log.error("%s: %s; stopping this agent", self.host, exc)
+        self.halted.set()
 
     def collect(self) -> None:
         """Take a reading into the buffer; the oldest go first when it is full."""
@@ -387,23 +445,6 @@ class Agent:
         if len(self.buffer) == self.buffer.maxlen:
             self.warn(f"buffer full ({self.buffer.maxlen}); dropping the oldest readings")
         self.buffer.append(sample)
-
-    def exchange(self, wait: float) -> None:
-        """Send buffered readings and results, then long-poll and run actions."""
-        try:
-            self.flush()
-            self.report_pending()
-            actions = self.poll(wait)
-            for action in actions:
-                self.handle(action)
-            self.report_pending()
-        except Unavailable as exc:
-            self.back_off(exc)
-            return
-        if self._delay:
-            log.info("%s: server reachable again", self.host)
-        self._delay = 0.0
-        self._warned.clear()
 
     def flush(self) -> None:
         """Post the buffered readings, one sample alone or all as one batch."""
@@ -508,17 +549,37 @@ class Agent:
             raise Unavailable(f"{method} {path}: {error}")
         raise error
 
-    def back_off(self, exc: Exception) -> None:
-        """Wait longer after each failure, 1 s doubling up to 30 s, jittered for fleets."""
-        self._delay = min(self._delay * 2, self.backoff_max) if self._delay else self.backoff_start
-        self._retry_at = time.monotonic() + self._delay * random.uniform(0.8, 1.0)
-        self.warn(f"server unavailable ({exc}); keeping readings, retrying with back-off")
-
     def warn(self, message: str) -> None:
         """Log a problem once per outage, not once per retry: repeats go to DEBUG."""
         level = logging.DEBUG if message in self._warned else logging.WARNING
         self._warned.add(message)
         log.log(level, "%s: %s", self.host, message)
+
+
+class Backoff:
+    """Wait longer after each failure, from `start` doubling up to `most`, jittered for fleets."""
+
+    def __init__(self, start: float, most: float) -> None:
+        self.start, self.most = start, most
+        self.delay = 0.0
+        self.retry_at = 0.0
+
+    def failed(self, exc: Exception) -> str:
+        """Schedule the next try; returns what to warn about."""
+        self.delay = min(self.delay * 2, self.most) if self.delay else self.start
+        self.retry_at = time.monotonic() + self.delay * random.uniform(0.8, 1.0)
+        return f"server unavailable ({exc}); keeping readings, retrying with back-off"
+
+    def reset(self) -> bool:
+        """Back to normal; True if it had been backing off."""
+        was, self.delay, self.retry_at = self.delay, 0.0, 0.0
+        return bool(was)
+
+
+def _next_tick(tick: float, every: float, now: float) -> float:
+    """The next tick after `tick`; after falling behind (a slow action), now + every: no burst."""
+    tick += every
+    return tick if tick > now else now + every
 
 
 def reason(exc: BaseException) -> str:
@@ -541,7 +602,7 @@ class Parser(argparse.ArgumentParser):
 
 
 def simulated_agent(
-    url: str, key: str, name: str, scenario: str, seed: int, interval: float
+    url: str, key: str, name: str, scenario: str, seed: int, args: argparse.Namespace
 ) -> Agent:
     """An Agent for one simulated host: its readings and its actions share the host."""
     try:
@@ -551,8 +612,12 @@ def simulated_agent(
 
     if scenario not in SCENARIOS:
         raise UsageError(f"unknown scenario {scenario!r} (one of: {', '.join(SCENARIOS)})")
-    host = SimulatedHost(name, scenario, seed, datetime.now(UTC), interval_seconds=interval)
-    return Agent(url, key, name, SimulatedMetrics(host), SimulatedExecutor(host), interval=interval)
+    host = SimulatedHost(name, scenario, seed, datetime.now(UTC), interval_seconds=args.interval)
+    return Agent(url, key, name, SimulatedMetrics(host), SimulatedExecutor(host), **schedule(args))
+
+
+def schedule(args: argparse.Namespace) -> dict[str, float]:
+    return {"interval": args.interval, "post_every": args.post_every, "poll_wait": args.poll_wait}
 
 
 def load_fleet(path: str) -> list[dict[str, str]]:
@@ -606,6 +671,17 @@ def build_parser() -> argparse.ArgumentParser:
         "--url", required=True, help="Warden's base URL, e.g. http://127.0.0.1:8000"
     )
     common.add_argument("--interval", type=positive, default=5.0, help="seconds between readings")
+    common.add_argument(
+        "--post-every",
+        type=positive,
+        help="seconds between posts of the readings taken (default: --interval, each at once)",
+    )
+    common.add_argument(
+        "--poll-wait",
+        type=positive,
+        default=POLL_WAIT,
+        help=f"seconds one long poll for actions waits (default {POLL_WAIT:g})",
+    )
     common.add_argument("-v", "--verbose", action="store_true", help="log every sample posted")
 
     parser = Parser(prog="python -m remediation.agent", description=__doc__.splitlines()[0])
@@ -659,9 +735,7 @@ def agents_from(args: argparse.Namespace) -> list[Agent]:
     url = check_url(args.url)
     if args.command == "fleet":
         return [
-            simulated_agent(
-                url, host["key"], host["name"], host["scenario"], args.seed + i, args.interval
-            )
+            simulated_agent(url, host["key"], host["name"], host["scenario"], args.seed + i, args)
             for i, host in enumerate(load_fleet(args.keys))
         ]
     key = args.key or os.environ.get(KEY_ENV)
@@ -670,7 +744,7 @@ def agents_from(args: argparse.Namespace) -> list[Agent]:
     if args.seed is not None and not args.simulate:
         raise UsageError("--seed needs --simulate")
     if args.simulate:
-        return [simulated_agent(url, key, args.host, args.simulate, args.seed or 0, args.interval)]
+        return [simulated_agent(url, key, args.host, args.simulate, args.seed or 0, args)]
     if args.actions:
         try:
             executor: Executor = CommandExecutor.from_file(args.actions, args.action_timeout)
@@ -680,7 +754,7 @@ def agents_from(args: argparse.Namespace) -> list[Agent]:
         log.warning("%s: no --actions allow-list; every action will be refused", args.host)
         executor = CommandExecutor({})
     metrics = SystemMetrics(args.host, args.disk_path, args.dns_name, args.firewall_flag)
-    return [Agent(url, key, args.host, metrics, executor, interval=args.interval)]
+    return [Agent(url, key, args.host, metrics, executor, **schedule(args))]
 
 
 def main(argv: Sequence[str] | None = None) -> int:

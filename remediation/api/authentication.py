@@ -26,7 +26,12 @@ def host_for_request(request) -> Host | None:
     None without a bearer header; raises AuthenticationFailed for a bad or unknown key
     or a disabled host. Works on a Django or a DRF request.
     """
-    parts = authentication.get_authorization_header(request).split()
+    return host_for_authorization(authentication.get_authorization_header(request))
+
+
+def host_for_authorization(header: bytes) -> Host | None:
+    """host_for_request for the raw Authorization header (the long poll reads it from ASGI)."""
+    parts = header.split()
     if not parts or parts[0].lower() != b"bearer":
         return None
     if len(parts) != 2:

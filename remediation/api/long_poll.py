@@ -1,24 +1,34 @@
-"""GET /api/v1/agent/actions: an agent's long poll, served asynchronously.
+"""GET /api/v1/agent/actions: an agent's long poll.
 
-While it waits, a poll is an asyncio.Event in its web process (remediation/
-wakeups.py): no thread and no database connection are held, so one ASGI process
-holds thousands. It looks in the database when it starts and each time it is woken,
-and answers as soon as it has claimed an action, or empty when `wait` runs out.
+Under ASGI (the live process, and the embedded mode's one server) the route is
+served by `long_poll_app`, a plain ASGI application placed before Django in
+config/asgi.py. While it waits, a poll is an asyncio.Event in its process
+(remediation/wakeups.py): no thread and no database connection are held, so one
+process holds thousands. Django's own ASGI handler would hold a thread for each
+request in flight (its request signals run sync receivers in a per-request thread),
+and its middleware has nothing to add to an agent's JSON poll. The poll looks in the
+database when it starts and each time it is woken, and answers as soon as it has
+claimed an action, or empty when `wait` runs out.
 
-DRF has no async views, so this is a Django view answering in the API's error shape;
-AgentActionsSchema documents it in the OpenAPI schema. Under a WSGI server (sync
-workers) a poll would hold a worker for its whole wait, so there it answers at once:
-production routes /api/v1/agent/actions to the ASGI process (README).
+Under WSGI (the web process's sync workers, and Django's test client) the Django
+view `agent_actions` answers at once with what is ready: a sync worker must not sit
+in a poll, so production routes this path to the live process (README).
+
+Both answer in the API's shape and error shape, through the same functions;
+AgentActionsSchema documents the route in the OpenAPI schema (DRF has no async views).
 """
 
 import asyncio
 import contextlib
+import json
+from collections.abc import Awaitable, Callable
 from typing import Any
+from urllib.parse import parse_qs
 
-from asgiref.sync import sync_to_async
 from django.conf import settings
-from django.core.handlers.asgi import ASGIRequest
+from django.core.serializers.json import DjangoJSONEncoder
 from django.http import HttpRequest, JsonResponse
+from django.http.request import split_domain_port, validate_host
 from django.utils import timezone
 from django.views.decorators.http import require_GET
 from drf_spectacular.utils import OpenApiParameter, extend_schema, inline_serializer
@@ -26,25 +36,25 @@ from rest_framework import exceptions
 from rest_framework.views import APIView
 
 from config.api_errors import warden_exception_handler
-from remediation.api.authentication import HostKeyAuthentication, IsAgent, host_for_request
+from remediation.api.authentication import (
+    HostKeyAuthentication,
+    IsAgent,
+    host_for_authorization,
+)
 from remediation.api.serializers import AgentActionSerializer
 from remediation.choices import EXECUTION_AGENT_CLAIMABLE
 from remediation.executions import AgentAction, claim_agent_actions
 from remediation.models import Execution, Host
 from remediation.wakeups import in_thread, waiters
 
+PATH = "/api/v1/agent/actions"
 
-def authenticate(request: HttpRequest) -> Host:
-    host = host_for_request(request)
+
+def authenticate(authorization: bytes) -> Host:
+    host = host_for_authorization(authorization)
     if host is None:
         raise exceptions.NotAuthenticated("This endpoint is for host agents: send its key.")
     return host
-
-
-def claim_ready_actions(host: Host) -> list[AgentAction]:
-    """This host's ready actions, claimed; a plain read first, so an idle look locks nothing."""
-    ready = Execution.objects.filter(host=host, state__in=list(EXECUTION_AGENT_CLAIMABLE))
-    return claim_agent_actions(host, timezone.now()) if ready.exists() else []
 
 
 def parse_wait(raw: str | None) -> float:
@@ -59,37 +69,29 @@ def parse_wait(raw: str | None) -> float:
     return wait
 
 
-def error_response(exc: exceptions.APIException) -> JsonResponse:
+def claim_ready_actions(host: Host) -> list[AgentAction]:
+    """This host's ready actions, claimed; a plain read first, so an idle look locks nothing."""
+    ready = Execution.objects.filter(host=host, state__in=list(EXECUTION_AGENT_CLAIMABLE))
+    return claim_agent_actions(host, timezone.now()) if ready.exists() else []
+
+
+def actions_body(actions: list[AgentAction]) -> dict[str, Any]:
+    return {"actions": AgentActionSerializer(actions, many=True).data}
+
+
+def error_body(exc: exceptions.APIException) -> tuple[int, dict[str, Any], dict[str, str]]:
+    """(status, body, headers) of an error, as the rest of the API answers it."""
     response = warden_exception_handler(exc, {})
-    assert response is not None  # an APIException always has a response
-    json_response = JsonResponse(response.data, status=response.status_code)
+    assert response is not None  # an APIException always has one
+    headers = {}
     if isinstance(exc, exceptions.NotAuthenticated | exceptions.AuthenticationFailed):
-        json_response["WWW-Authenticate"] = HostKeyAuthentication().authenticate_header(request={})
-    return json_response
+        headers["WWW-Authenticate"] = HostKeyAuthentication().authenticate_header(None)
+    return response.status_code, response.data, headers
 
 
-@require_GET
-async def agent_actions(request: HttpRequest) -> JsonResponse:
-    served_async = isinstance(request, ASGIRequest)
-    # Under ASGI, database work borrows a thread of the loop's shared pool for each call;
-    # under WSGI (and Django's test client) the request already has its thread: use it.
-    database = in_thread if served_async else sync_to_async
-    try:
-        host = await database(authenticate)(request)
-        wait = parse_wait(request.GET.get("wait"))
-    except exceptions.APIException as exc:
-        return error_response(exc)
-    if not served_async:
-        wait = 0.0  # a WSGI worker must not sit in a poll: answer with what is ready now
-    claim = database(claim_ready_actions)
-    if wait <= 0:
-        actions = await claim(host)
-    else:
-        actions = await wait_and_claim(host, claim, wait)
-    return JsonResponse({"actions": AgentActionSerializer(actions, many=True).data})
-
-
-async def wait_and_claim(host: Host, claim: Any, wait: float) -> list[AgentAction]:
+async def wait_and_claim(
+    host: Host, claim: Callable[[Host], Awaitable[list[AgentAction]]], wait: float
+) -> list[AgentAction]:
     """Claim the host's ready actions, waiting up to `wait` seconds for one to be announced."""
     loop = asyncio.get_running_loop()
     deadline = loop.time() + wait
@@ -104,8 +106,92 @@ async def wait_and_claim(host: Host, claim: Any, wait: float) -> list[AgentActio
                 await asyncio.wait_for(woken.wait(), remaining)
 
 
+@require_GET
+def agent_actions(request: HttpRequest) -> JsonResponse:
+    """The WSGI side: what is ready now, never a wait."""
+    try:
+        host = authenticate(request.headers.get("Authorization", "").encode("latin-1"))
+        parse_wait(request.GET.get("wait"))
+    except exceptions.APIException as exc:
+        status, body, headers = error_body(exc)
+        return JsonResponse(body, status=status, headers=headers)
+    return JsonResponse(actions_body(claim_ready_actions(host)))
+
+
+async def long_poll_app(scope: dict, receive: Callable, send: Callable) -> None:
+    """The ASGI side: the whole poll on the event loop, database work in pooled threads."""
+    headers = {name.decode("latin-1").lower(): value for name, value in scope["headers"]}
+    status, body, extra = 200, {}, {}
+    host_header = headers.get("host", b"").decode("latin-1")
+    if scope["method"] not in ("GET", "HEAD"):
+        status, body, extra = 405, _error("method_not_allowed", "Use GET."), {"Allow": "GET"}
+    elif not _allowed_host(host_header):
+        status, body = 400, _error("bad_host", f"Host {host_header!r} is not allowed.")
+    else:
+        await _read_request(receive)
+        try:
+            host = await in_thread(authenticate)(headers.get("authorization", b""))
+            query = parse_qs(scope.get("query_string", b"").decode("latin-1"))
+            wait = parse_wait(query.get("wait", [None])[0])
+        except exceptions.APIException as exc:
+            status, body, extra = error_body(exc)
+        else:
+            actions = await _until_disconnected(
+                receive, wait_and_claim(host, in_thread(claim_ready_actions), wait)
+            )
+            if actions is None:
+                # The agent went away. An action claimed that very instant runs out
+                # its lease and is reconciled like any other.
+                return
+            body = actions_body(actions)
+    payload = json.dumps(body, cls=DjangoJSONEncoder).encode()
+    response_headers = [
+        (b"content-type", b"application/json"),
+        (b"content-length", str(len(payload)).encode()),
+        *((name.lower().encode(), value.encode()) for name, value in extra.items()),
+    ]
+    await send({"type": "http.response.start", "status": status, "headers": response_headers})
+    await send({"type": "http.response.body", "body": payload})
+
+
+def _error(code: str, message: str) -> dict[str, Any]:
+    return {"error": {"code": code, "message": message, "fields": {}}}
+
+
+def _allowed_host(host_header: str) -> bool:
+    domain, _ = split_domain_port(host_header)
+    allowed = settings.ALLOWED_HOSTS or (
+        [".localhost", "127.0.0.1", "[::1]"] if settings.DEBUG else []
+    )
+    return bool(domain) and validate_host(domain, allowed)
+
+
+async def _read_request(receive: Callable) -> None:
+    """Consume the request's body messages (a GET's is empty)."""
+    while True:
+        message = await receive()
+        if message["type"] != "http.request" or not message.get("more_body"):
+            return
+
+
+async def _until_disconnected(receive: Callable, waiting: Awaitable[Any]) -> Any:
+    """The result of `waiting`, or None if the client disconnects first (it is cancelled)."""
+    task = asyncio.ensure_future(waiting)
+    gone = asyncio.ensure_future(receive())
+    try:
+        await asyncio.wait({task, gone}, return_when=asyncio.FIRST_COMPLETED)
+        if task.done():
+            return task.result()
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+        return None
+    finally:
+        gone.cancel()
+
+
 class AgentActionsSchema(APIView):
-    """The OpenAPI description of agent_actions (which serves the route)."""
+    """The OpenAPI description of the long poll (agent_actions and long_poll_app serve it)."""
 
     authentication_classes = [HostKeyAuthentication]
     permission_classes = [IsAgent]
@@ -123,7 +209,7 @@ class AgentActionsSchema(APIView):
         },
         summary="Take this host's ready actions (long poll)",
     )
-    def get(self, request: Any) -> Any:  # pragma: no cover - agent_actions serves the route
+    def get(self, request: Any) -> Any:  # pragma: no cover - never routed
         raise NotImplementedError
 
 

@@ -224,6 +224,7 @@ def start() -> Iterator[Callable[..., tuple[Agent, threading.Thread]]]:
             HealthyMetrics(),
             executor or RecordingExecutor(),
             interval=0.05,
+            poll_wait=0.5,
             timeout=2.0,
             backoff_start=0.05,
             backoff_max=0.1,
@@ -260,7 +261,7 @@ def test_posts_readings_with_the_bearer_key_and_documented_fields(fake, start):
             for f in FIELDS - {"host", "taken_at"} - {"firewall_change_requested"}
         )
     polls = fake.made("GET", "/api/v1/agent/actions")
-    assert polls and all(0 <= float(p["query"]["wait"][0]) <= 10 for p in polls)
+    assert polls and all(float(p["query"]["wait"][0]) == 0.5 for p in polls)
 
 
 def test_runs_an_allow_listed_action_and_reports_ok_with_its_token(fake, start, caplog):
