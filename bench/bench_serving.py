@@ -10,7 +10,7 @@ Warden and floor alternated, median of the repetitions. It also times the first
 problem on each host (opening a ticket and deciding) and a trivial GET, and reads
 the CPU the servers and PostgreSQL spent per request.
 
-    .venv/bin/python bench/bench_serving.py            # ~10 minutes
+    .venv/bin/python bench/bench_serving.py            # ~15 minutes
     .venv/bin/python bench/bench_serving.py --quick    # one short repetition
 """
 
@@ -227,6 +227,9 @@ def bench_arrangement(
     try:
         warden.wait_ready()
         floor.wait_ready()
+        # Warm both up (imports, first queries, prepared statements), not counted.
+        for server, fleet in ((warden, fleets["warden-healthy"]), (floor, fleets["floor-healthy"])):
+            load(server, fleet, samples=1, duration=3, warmup=0, start=start)
         trivial = [
             load(warden, None, samples=0, duration=duration, warmup=1, path="/healthz", start=start)
             for _ in range(reps)
@@ -290,7 +293,7 @@ def main() -> None:
     parser.add_argument("--uvicorn-workers", type=int, default=2)
     parser.add_argument("--json", type=Path, help="also write every run's figures here")
     args = parser.parse_args()
-    reps, duration = (1, 4.0) if args.quick else (3, 8.0)
+    reps, duration = (1, 4.0) if args.quick else (5, 5.0)
     # Samples are stamped from ten days ago, one second apart per host: never resent.
     start = datetime.now(UTC) - timedelta(days=10)
     report: dict[str, Any] = {"machine": {"cpus": psutil.cpu_count()}, "arrangements": {}}

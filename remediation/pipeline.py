@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from django.db import connection, transaction
-from django.db.models import OuterRef, Q, Subquery
+from django.db.models import OuterRef, Subquery
 
 from feedback import patterns
 from governance.approvals import request_approval
@@ -95,8 +95,8 @@ def ingest_samples(host: Host, readings: Sequence[Reading], now: datetime) -> li
 
     `host` is the row as authentication read it: its newest sample gives the first
     reading's deltas. Classification runs before the transaction, so no lock waits
-    for the model. A healthy batch is four statements: lock-and-mark the host, insert
-    the samples, look for executions to verify, commit.
+    for the model. A healthy batch is three statements: lock and mark the host (and
+    look for executions to verify), insert the samples, commit.
     """
     model = serving_model()
     previous = last_reading(host)
@@ -107,26 +107,45 @@ def ingest_samples(host: Host, readings: Sequence[Reading], now: datetime) -> li
     with transaction.atomic():
         # First: the host's row lock serialises this host's requests, so two batches
         # showing one new problem cannot both open a ticket, nor a resent batch slip in.
-        stored_before = lock_host(host, readings, now)
-        new = [i for i in first_copies.values() if readings[i].taken_at not in stored_before]
+        locked = lock_host(host, readings, now)
+        new = [i for i in first_copies.values() if readings[i].taken_at not in locked.stored]
         events: list[PendingEvent] = []
         occurrences: list[patterns.Occurrence] = []
+        problems = problems_by_category({i: verdicts[i] for i in new})
+        # A repeat of a problem already ticketed is counted before the samples are
+        # stored, so they are stored pointing at their ticket. Not while an execution
+        # verifies: its outcome may close the ticket, so that waits for verification.
+        counted: dict[str, CountedTicket] = {}
+        if not locked.verifying:
+            for category, indexes in problems.items():
+                group = [(readings[i], verdicts[i]) for i in indexes]
+                repeat = count_repeat(host, category, group, now)
+                if repeat is not None:
+                    counted[category] = repeat
+        ticket_of = {
+            i: counted[c].pk for c, indexes in problems.items() if c in counted for i in indexes
+        }
         ids = insert_samples(
             host.pk,
             [readings[i] for i in new],
             [verdicts[i] for i in new],
             model.version_id,
             now,
+            [ticket_of.get(i) for i in new],
         )
         samples = {
             i: StoredSample(pk, readings[i], verdicts[i]) for i, pk in zip(new, ids, strict=True)
         }
-        if has_verifying_execution(host):
+        if locked.verifying:
             verify_with_samples(host, list(samples.values()), now, events)
-        outcomes: dict[int, tuple[str, Ticket]] = {}
-        problems = problems_by_category({i: verdicts[i] for i in samples})
-        open_tickets = lock_open_tickets(host, list(problems)) if problems else {}
-        for category, indexes in problems.items():
+        outcomes: dict[int, tuple[str, str]] = {
+            i: (repeat.outcome, repeat.ticket_id)
+            for category, repeat in counted.items()
+            for i in problems[category]
+        }
+        others = {c: indexes for c, indexes in problems.items() if c not in counted}
+        open_tickets = lock_open_tickets(host, list(others)) if others else {}
+        for category, indexes in others.items():
             group = [samples[i] for i in indexes]
             ticket, outcome = handle_problem(
                 host,
@@ -140,7 +159,7 @@ def ingest_samples(host: Host, readings: Sequence[Reading], now: datetime) -> li
             )
             MetricSample.objects.filter(pk__in=[s.pk for s in group]).update(ticket=ticket)
             for i in indexes:
-                outcomes[i] = (outcome, ticket)
+                outcomes[i] = (outcome, ticket.ticket_id)
         # Last, the rows every host shares: patterns, then the audit chain's head, each
         # locked only until the commit.
         patterns.record_occurrences(occurrences)
@@ -157,7 +176,7 @@ def ingest_samples(host: Host, readings: Sequence[Reading], now: datetime) -> li
         if i not in samples:
             results.append(duplicates[reading.taken_at])
             continue
-        outcome, ticket = outcomes.get(i, (NO_ACTION, None))
+        outcome, ticket_id = outcomes.get(i, (NO_ACTION, None))
         results.append(
             SampleVerdict(
                 taken_at=reading.taken_at,
@@ -165,7 +184,7 @@ def ingest_samples(host: Host, readings: Sequence[Reading], now: datetime) -> li
                 confidence=round(verdict.confidence, 4),
                 category=verdict.category,
                 decision=outcome,
-                ticket_id=ticket.ticket_id if ticket else None,
+                ticket_id=ticket_id,
                 explanation=verdict.explanation,
             )
         )
@@ -188,30 +207,64 @@ def first_of_each_instant(readings: Sequence[Reading]) -> dict[datetime, int]:
     return first
 
 
-def lock_host(host: Host, readings: Sequence[Reading], now: datetime) -> set[datetime]:
-    """Lock the host's row and mark it seen; returns the instants of `readings` already stored.
+@dataclass(frozen=True)
+class LockedHost:
+    """What the host's row lock found: the batch's instants already stored, and whether an
+    execution on the host waits for fresh metrics to verify it."""
 
-    Usually one UPDATE: a batch entirely newer than the host's newest stored sample
+    stored: frozenset[datetime]
+    verifying: bool
+
+
+# The usual case in one statement: lock and mark the host if the batch is newer than
+# anything stored for it, and say whether an execution there is verifying. Raw SQL
+# because the ORM's update() cannot return a value, and this runs for every request.
+_MARK_NEWER_BATCH = """
+UPDATE {host} SET last_seen_at = %s, last_sample_at = %s, last_metrics = %s
+WHERE id = %s AND (last_sample_at IS NULL OR last_sample_at < %s)
+RETURNING EXISTS (SELECT 1 FROM {execution} WHERE host_id = %s AND state = %s)
+"""
+
+
+def lock_host(host: Host, readings: Sequence[Reading], now: datetime) -> LockedHost:
+    """Lock the host's row and mark it seen (the caller's transaction holds the lock).
+
+    Usually one statement: a batch entirely newer than the host's newest stored sample
     cannot hold a resent one. Otherwise the stored instants are read under the lock.
     """
     instants = [reading.taken_at for reading in readings]
     newest = max(readings, key=lambda reading: reading.taken_at)
-    mark_newest = {"last_sample_at": newest.taken_at, "last_metrics": list(newest.metrics())}
-    if (
-        Host.objects.filter(pk=host.pk)
-        .filter(Q(last_sample_at__isnull=True) | Q(last_sample_at__lt=min(instants)))
-        .update(last_seen_at=now, **mark_newest)
-    ):
-        return set()
+    metrics = list(newest.metrics())
+    ops = connection.ops
+    with connection.cursor() as cursor:
+        cursor.execute(
+            _MARK_NEWER_BATCH.format(host=Host._meta.db_table, execution=Execution._meta.db_table),
+            [
+                ops.adapt_datetimefield_value(now),
+                ops.adapt_datetimefield_value(newest.taken_at),
+                Host._meta.get_field("last_metrics").get_db_prep_save(metrics, connection),
+                host.pk,
+                ops.adapt_datetimefield_value(min(instants)),
+                host.pk,
+                ExecutionState.VERIFYING.value,
+            ],
+        )
+        marked = cursor.fetchone()
+    if marked is not None:
+        return LockedHost(frozenset(), bool(marked[0]))
     locked = Host.objects.select_for_update().only("last_sample_at").get(pk=host.pk)
-    stored = set(
+    stored = frozenset(
         MetricSample.objects.filter(host=host, taken_at__in=instants).values_list(
             "taken_at", flat=True
         )
     )
     newer = locked.last_sample_at is None or newest.taken_at > locked.last_sample_at
-    Host.objects.filter(pk=host.pk).update(last_seen_at=now, **(mark_newest if newer else {}))
-    return stored
+    Host.objects.filter(pk=host.pk).update(
+        last_seen_at=now,
+        **({"last_sample_at": newest.taken_at, "last_metrics": metrics} if newer else {}),
+    )
+    verifying = Execution.objects.filter(host=host, state=ExecutionState.VERIFYING).exists()
+    return LockedHost(stored, verifying)
 
 
 def stored_verdicts(host: Host, instants: Sequence[datetime]) -> dict[datetime, SampleVerdict]:
@@ -232,10 +285,6 @@ def stored_verdicts(host: Host, instants: Sequence[datetime]) -> dict[datetime, 
     }
 
 
-def has_verifying_execution(host: Host) -> bool:
-    return Execution.objects.filter(host_id=host.pk, state=ExecutionState.VERIFYING).exists()
-
-
 def problems_by_category(verdicts: Mapping[int, Classification]) -> dict[str, list[int]]:
     """Indexes of the non-healthy samples, grouped by the category their explanation names."""
     groups: dict[str, list[int]] = defaultdict(list)
@@ -243,6 +292,69 @@ def problems_by_category(verdicts: Mapping[int, Classification]) -> dict[str, li
         if verdict.severity != Severity.NO_ACTION and verdict.category:
             groups[verdict.category].append(i)
     return dict(sorted(groups.items()))
+
+
+@dataclass(frozen=True)
+class CountedTicket:
+    pk: int
+    ticket_id: str
+    outcome: str  # the latest decision's, which still applies
+
+
+# Counting a repeat on the host's open ticket, in one statement (raw SQL: the ORM's
+# update() cannot return the row). A ticket still OPEN that the repeat makes more
+# severe is left alone: it must be decided again (handle_problem).
+_COUNT_REPEAT = """
+UPDATE {ticket} SET
+    occurrence_count = occurrence_count + %s,
+    severity = CASE WHEN severity < %s THEN %s ELSE severity END,
+    confidence = %s,
+    last_seen_at = %s
+WHERE host_id = %s AND category = %s AND status IN ({open_statuses})
+    AND NOT (status = %s AND severity < %s)
+RETURNING id, ticket_id, (
+    SELECT outcome FROM {decision} WHERE {decision}.ticket_id = {ticket}.id
+    ORDER BY created_at DESC LIMIT 1
+)
+"""
+
+
+def count_repeat(
+    host: Host, category: str, group: Sequence[tuple[Reading, Classification]], now: datetime
+) -> CountedTicket | None:
+    """Count these samples on the host's open ticket for `category`, if one needs nothing more.
+
+    Returns None when there is no open ticket, or one that must be decided again.
+    Counting is the system's bookkeeping, not a person's edit: no history row.
+    """
+    worst = max(verdict.severity for _, verdict in group)
+    _, latest = max(group, key=lambda pair: pair[0].taken_at)
+    statuses = sorted(TICKET_OPEN_STATUSES)
+    with connection.cursor() as cursor:
+        cursor.execute(
+            _COUNT_REPEAT.format(
+                ticket=Ticket._meta.db_table,
+                decision=Decision._meta.db_table,
+                open_statuses=", ".join(["%s"] * len(statuses)),
+            ),
+            [
+                len(group),
+                worst,
+                worst,
+                latest.confidence,
+                connection.ops.adapt_datetimefield_value(now),
+                host.pk,
+                category,
+                *statuses,
+                TicketStatus.OPEN.value,
+                worst,
+            ],
+        )
+        row = cursor.fetchone()
+    if row is None:
+        return None
+    pk, ticket_id, outcome = row
+    return CountedTicket(pk, ticket_id, outcome or NO_ACTION)
 
 
 def lock_open_tickets(host: Host, categories: Sequence[str]) -> dict[str, Ticket]:

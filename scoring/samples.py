@@ -37,11 +37,12 @@ class ClassifiedSample(Protocol):
 _UNNEST_INSERT = """
 INSERT INTO scoring_metricsample (
     host_id, model_version_id, received_at, taken_at, disk_usage, memory_usage, cpu_usage,
-    dns_latency_ms, firewall_change_requested, severity, confidence, category, explanation
+    dns_latency_ms, firewall_change_requested, severity, confidence, category, explanation,
+    ticket_id
 )
 SELECT %s, %s, %s, r.* FROM unnest(
     %s::timestamptz[], %s::float8[], %s::float8[], %s::float8[], %s::float8[], %s::bool[],
-    %s::int2[], %s::float8[], %s::varchar[], %s::jsonb[]
+    %s::int2[], %s::float8[], %s::varchar[], %s::jsonb[], %s::int8[]
 ) AS r
 RETURNING id, taken_at
 """
@@ -53,14 +54,17 @@ def insert_samples(
     verdicts: Sequence[Classification],
     model_version_id: int,
     received_at: datetime,
+    ticket_ids: Sequence[int | None] | None = None,
 ) -> list[int]:
-    """Store one host's readings with the model's verdicts; returns their ids, in order.
+    """Store one host's readings with the model's verdicts (and the tickets they count on,
+    when known); returns their ids, in order.
 
     Expects the caller's transaction, and readings not stored before (the unique
     host and instant would refuse them).
     """
     if not readings:
         return []
+    ticket_ids = list(ticket_ids) if ticket_ids is not None else [None] * len(readings)
     if connection.vendor != "postgresql":
         rows = MetricSample.objects.bulk_create(
             MetricSample(
@@ -77,12 +81,13 @@ def insert_samples(
                 confidence=verdict.confidence,
                 category=verdict.category or "",
                 explanation=[[name, value] for name, value in verdict.explanation],
+                ticket_id=ticket_id,
             )
-            for reading, verdict in zip(readings, verdicts, strict=True)
+            for reading, verdict, ticket_id in zip(readings, verdicts, ticket_ids, strict=True)
         )
         return [row.pk for row in rows]
-    columns: tuple[list, ...] = tuple([] for _ in range(10))
-    for reading, verdict in zip(readings, verdicts, strict=True):
+    columns: tuple[list, ...] = tuple([] for _ in range(11))
+    for reading, verdict, ticket_id in zip(readings, verdicts, ticket_ids, strict=True):
         for column, value in zip(
             columns,
             (
@@ -96,6 +101,7 @@ def insert_samples(
                 verdict.confidence,
                 verdict.category or "",
                 json.dumps([[name, value] for name, value in verdict.explanation]),
+                ticket_id,
             ),
             strict=True,
         ):
