@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import random
 import resource
 import sys
 import time
@@ -41,11 +42,15 @@ PROBLEM = {**HEALTHY, "disk_usage": 97.0}
 class Agent:
     name: str
     key: str
-    problem: bool
+    problem: bool | dict  # a problem host's readings: PROBLEM, or the metrics given here
     sent: int = 0  # samples so far: the next sample's offset from the start
+    acked: int = 0  # samples the server stored (fleet jobs)
 
     def body(self, start: datetime, step: float, n: int) -> bytes:
-        metrics = PROBLEM if self.problem else HEALTHY
+        if isinstance(self.problem, dict):
+            metrics = {**HEALTHY, **self.problem}
+        else:
+            metrics = PROBLEM if self.problem else HEALTHY
         samples = []
         for _ in range(n):
             taken_at = start + timedelta(seconds=self.sent * step)
@@ -187,7 +192,12 @@ async def closed_loop(job: dict[str, Any], agents: list[Agent], start: datetime)
 
 
 async def fleet(job: dict[str, Any], agents: list[Agent], start: datetime) -> Tally:
-    """Each agent posts every `period` s at its own phase; `connections` bounds concurrency."""
+    """Each agent posts every `period` s at its own phase; `connections` bounds concurrency.
+
+    With `poll_port`, every agent also holds a long poll (`poll_wait` s, renewed at once)
+    and, given an action, reports it done at once; a problem host given an action to
+    run is healed (its next readings are healthy).
+    """
     n, period = job["samples_per_request"], job["period"]
     tally = Tally()
     pool: asyncio.Queue[Connection] = asyncio.Queue()
@@ -197,6 +207,7 @@ async def fleet(job: dict[str, Any], agents: list[Agent], start: datetime) -> Ta
     stop = begin + job["duration"]
     step = period / n  # one sample every `step` s of the agent's (simulated) clock
     tasks: set[asyncio.Task] = set()
+    polls = Counter()
 
     async def post(agent: Agent, due: float) -> None:
         raw = raw_post(job["path"], job["host_header"], agent.key, agent.body(start, step, n))
@@ -204,11 +215,52 @@ async def fleet(job: dict[str, Any], agents: list[Agent], start: datetime) -> Ta
         try:
             status, body = await connection.request(raw)
             tally.record(status, body, time.monotonic() - due, n)
+            if status == 201:
+                agent.acked += sum(1 for r in json.loads(body)["results"] if not r["duplicate"])
         except (OSError, asyncio.IncompleteReadError, ValueError) as exc:
             tally.errors[type(exc).__name__] += 1
         finally:
             pool.put_nowait(connection)
 
+    async def hold_poll(agent: Agent) -> None:
+        connection = Connection(job["host"], job["poll_port"])
+        request = (
+            f"GET /api/v1/agent/actions?wait={job['poll_wait']} HTTP/1.1\r\n"
+            f"Host: {job['host_header']}\r\nAuthorization: Bearer {agent.key}\r\n\r\n"
+        ).encode()
+        await asyncio.sleep(random.uniform(0, job["poll_wait"]))  # renewals spread evenly
+        while time.monotonic() < stop:
+            try:
+                status, body = await connection.request(request)
+            except (OSError, asyncio.IncompleteReadError, ValueError) as exc:
+                polls[f"error {type(exc).__name__}"] += 1
+                await asyncio.sleep(1)
+                continue
+            polls[f"poll {status}"] += 1
+            if status != 200:
+                await asyncio.sleep(1)
+                continue
+            for action in json.loads(body)["actions"]:
+                if action["kind"] == "run":
+                    agent.problem = False  # the fix worked
+                polls[f"action {action['kind']}"] += 1
+                result = json.dumps({"token": action["token"], "ok": True, "output": "done"})
+                report = raw_post(
+                    f"/api/v1/agent/actions/{action['execution_id']}/result",
+                    job["host_header"],
+                    agent.key,
+                    result.encode(),
+                )
+                try:
+                    report_status, _ = await connection.request(report)
+                    polls[f"report {report_status}"] += 1
+                except (OSError, asyncio.IncompleteReadError, ValueError) as exc:
+                    polls[f"report error {type(exc).__name__}"] += 1
+        connection.close()
+
+    pollers = (
+        [asyncio.create_task(hold_poll(agent)) for agent in agents] if job.get("poll_port") else []
+    )
     # Due times: agent i at begin + phase_i + k * period, phases spread evenly.
     schedule = sorted(
         (begin + (i / len(agents)) * period + k * period, i)
@@ -225,11 +277,15 @@ async def fleet(job: dict[str, Any], agents: list[Agent], start: datetime) -> Ta
         task.add_done_callback(tasks.discard)
     await asyncio.gather(*list(tasks))
     tally.elapsed = max(time.monotonic(), stop) - begin  # type: ignore[attr-defined]
+    for poller in pollers:
+        poller.cancel()
+    await asyncio.gather(*pollers, return_exceptions=True)
+    tally.polls = polls  # type: ignore[attr-defined]
     return tally
 
 
 def run(job: dict[str, Any]) -> dict[str, Any]:
-    agents = [Agent(name, key, bool(problem), sent) for name, key, problem, sent in job["agents"]]
+    agents = [Agent(name, key, problem, sent) for name, key, problem, sent in job["agents"]]
     start = datetime.fromisoformat(job["start"]).astimezone(UTC)
     cpu_before = resource.getrusage(resource.RUSAGE_SELF)
     tally = asyncio.run((fleet if job["kind"] == "fleet" else closed_loop)(job, agents, start))
@@ -255,6 +311,8 @@ def run(job: dict[str, Any]) -> dict[str, Any]:
         "client_cpu_s": (cpu_after.ru_utime + cpu_after.ru_stime)
         - (cpu_before.ru_utime + cpu_before.ru_stime),
         "agents_sent": {agent.name: agent.sent for agent in agents},
+        "agents_acked": {agent.name: agent.acked for agent in agents},
+        "polls": dict(getattr(tally, "polls", {})),
     }
 
 

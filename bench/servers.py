@@ -13,6 +13,7 @@ import os
 import shutil
 import signal
 import socket
+import string
 import subprocess
 import sys
 import tempfile
@@ -143,6 +144,52 @@ def warden_env(databases: Databases, data_dir: Path, **extra: str) -> dict[str, 
         "PYTHONPATH": str(ROOT),
         **extra,
     }
+
+
+class Front:
+    """nginx from Debian's package, configured with deploy/nginx/warden.conf.template."""
+
+    def __init__(self, work: Path, web_port: int, live_port: int) -> None:
+        nginx = shutil.which("nginx") or "/usr/sbin/nginx"
+        if not Path(nginx).exists():
+            raise SystemExit(
+                "the production arrangement's front needs nginx: apt-get install nginx"
+            )
+        self.port = free_port()
+        root = work / "nginx"
+        for sub in ("client", "proxy", "fastcgi", "uwsgi", "scgi"):
+            (root / sub).mkdir(parents=True, exist_ok=True)
+            os.chmod(root / sub, 0o777)
+        template = (ROOT / "deploy" / "nginx" / "warden.conf.template").read_text()
+        (root / "warden.conf").write_text(
+            string.Template(template).substitute(
+                WEB_UPSTREAM=f"127.0.0.1:{web_port}",
+                LIVE_UPSTREAM=f"127.0.0.1:{live_port}",
+                LISTEN=f"127.0.0.1:{self.port}",
+            )
+        )
+        temp = " ".join(
+            f"{sub}_temp_path {root / sub};" for sub in ("proxy", "fastcgi", "uwsgi", "scgi")
+        )
+        (root / "nginx.conf").write_text(
+            f"daemon off; worker_processes 2; worker_rlimit_nofile 20000;\n"
+            f"pid {root / 'nginx.pid'}; error_log {root / 'error.log'} warn;\n"
+            f"events {{ worker_connections 16000; }}\n"
+            f"http {{ access_log off; client_body_temp_path {root / 'client'}; {temp}\n"
+            f"  include {root / 'warden.conf'}; }}\n"
+        )
+        self.log = root / "error.log"
+        self.process = subprocess.Popen(
+            [nginx, "-c", str(root / "nginx.conf"), "-p", str(root)],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            self.process.terminate()
+            self.process.wait(timeout=20)
 
 
 class Server:

@@ -1,0 +1,265 @@
+"""10,000 hosts for 5 minutes against the production arrangement on this machine.
+
+The arrangement (README: Running in production): nginx in front, the web process
+(gunicorn sync workers) for the API, the live process (one uvicorn worker) for the
+agents' long polls, a qcluster, PostgreSQL and Redis (bench/servers.py). Every host
+takes a reading every 10 s and posts them six at a time, once a minute, at its own
+phase (bench/loadgen.py's fleet job), and holds a long poll for actions; 1% of the
+hosts have a problem (disk, memory, CPU: the policies heal them; DNS, firewall: people
+approve) and heal once their agent runs the action.
+
+Reports ingest latency (from when a post was due, so a backlog counts), errors,
+samples acknowledged against samples stored (lost or duplicated), what the engine
+did against the policies' limits, and where the machine's CPU went.
+
+    .venv/bin/python bench/fleet_simulation.py                   # 10,000 hosts, 5 minutes
+    .venv/bin/python bench/fleet_simulation.py --hosts 2000 --minutes 2
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+import tempfile
+import time
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import psutil
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from bench.servers import (
+    ARRANGEMENTS,
+    LIVE_COMMAND,
+    PYTHON,
+    ROOT,
+    Front,
+    Server,
+    free_port,
+    throwaway_servers,
+    warden_env,
+)
+
+PROBLEMS = {  # category: (metrics, share of the problem hosts)
+    "disk": ({"disk_usage": 97.0}, 0.4),
+    "memory": ({"memory_usage": 97.0}, 0.2),
+    "cpu": ({"cpu_usage": 99.0}, 0.2),
+    "dns": ({"dns_latency_ms": 650.0}, 0.1),
+    "firewall": ({"firewall_change_requested": 1}, 0.1),
+}
+GOAL_P99_MS = 250
+
+
+def manage(env: dict[str, str], *args: str) -> str:
+    result = subprocess.run(
+        [PYTHON, "manage.py", *args], cwd=ROOT, env=env, capture_output=True, text=True
+    )
+    if result.returncode:
+        raise SystemExit(f"manage.py {' '.join(args)} failed:\n{result.stdout}\n{result.stderr}")
+    return result.stdout
+
+
+def register(env: dict[str, str], prefix: str, count: int) -> list[list[str]]:
+    result = subprocess.run(
+        [PYTHON, "bench/setup_hosts.py", prefix, str(count)],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    return json.loads(result.stdout)
+
+
+def cpu_by_role(pids: dict[str, int]) -> dict[str, float]:
+    """CPU seconds so far of each role's process tree, and of PostgreSQL and Redis."""
+    seconds: dict[str, float] = {}
+    for role, pid in pids.items():
+        try:
+            tree = [psutil.Process(pid), *psutil.Process(pid).children(recursive=True)]
+        except psutil.NoSuchProcess:
+            continue
+        seconds[role] = sum(p.cpu_times().user + p.cpu_times().system for p in tree)
+    for process in psutil.process_iter(["name", "cpu_times"]):
+        name = process.info["name"] or ""
+        role = "postgres" if name.startswith("postgres") else "redis" if "redis" in name else ""
+        if role and process.info["cpu_times"]:
+            times = process.info["cpu_times"]
+            seconds[role] = seconds.get(role, 0.0) + times.user + times.system
+    return seconds
+
+
+ANALYSIS = """
+import json
+from collections import Counter
+from datetime import timedelta
+from django.db.models import Count
+from django.utils import timezone
+from governance.models import ApprovalRequest, Decision, Policy
+from remediation.models import Execution, Ticket
+from scoring.models import MetricSample
+since = timezone.now() - timedelta(hours=1)
+stored = dict(MetricSample.objects.values_list("host__name").annotate(n=Count("id")))
+executions = Execution.objects.filter(created_at__gte=since).exclude(state="cancelled")
+per_category = Counter(executions.values_list("runbook__category", flat=True))
+limits = dict(Policy.objects.filter(enabled=True).values_list("category", "max_actions_per_hour"))
+print(json.dumps({
+    "stored": stored,
+    "decisions": dict(Counter(Decision.objects.values_list("outcome", flat=True))),
+    "tickets": dict(Counter(Ticket.objects.values_list("status", flat=True))),
+    "executions": dict(Counter(Execution.objects.values_list("state", flat=True))),
+    "executions_per_category": dict(per_category),
+    "max_actions_per_hour": limits,
+    "unapproved_risky_executions": Execution.objects.filter(
+        runbook__category__in=["dns", "firewall"], approval_request__isnull=True
+    ).count(),
+    "approvals": dict(Counter(ApprovalRequest.objects.values_list("status", flat=True))),
+}))
+"""
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--hosts", type=int, default=10_000)
+    parser.add_argument("--minutes", type=float, default=5.0)
+    parser.add_argument("--problem-share", type=float, default=0.01)
+    parser.add_argument("--web-workers", type=int, default=4)
+    parser.add_argument("--json", type=Path, help="also write the figures here")
+    args = parser.parse_args()
+    n_problem = max(len(PROBLEMS), int(args.hosts * args.problem_share))
+    with throwaway_servers("warden_fleet") as dbs, tempfile.TemporaryDirectory() as tmp:
+        work = Path(tmp)
+        env = warden_env(dbs, work)
+        started = time.monotonic()
+        print(f"Preparing: migrate, model, {args.hosts:,} hosts ...", flush=True)
+        manage(env, "migrate", "--noinput")
+        manage(env, "train_severity_model", "--approve")
+        hosts = register(env, "host", args.hosts)
+        print(f"  ready in {time.monotonic() - started:.0f} s", flush=True)
+        problems = [
+            metrics
+            for metrics, share in PROBLEMS.values()
+            for _ in range(max(1, round(n_problem * share)))
+        ]
+        # The problem hosts spread evenly through the fleet (so through the minute).
+        stride = args.hosts // len(problems)
+        agents = []
+        for i, (name, key) in enumerate(hosts):
+            problem = (
+                problems[i // stride] if i % stride == 0 and i < stride * len(problems) else False
+            )
+            agents.append([name, key, problem, 0])
+        web = Server("web", ARRANGEMENTS["sync"].format(workers=args.web_workers), env, free_port())
+        live = Server("live", LIVE_COMMAND, env, free_port())
+        qcluster = Server("qcluster", "manage.py qcluster", env, None)
+        front = None
+        try:
+            web.wait_ready()
+            live.wait_ready()
+            front = Front(work, web.port, live.port)
+            time.sleep(1)
+            pids = {
+                "web": web.process.pid,
+                "live": live.process.pid,
+                "qcluster": qcluster.process.pid,
+                "nginx": front.process.pid,
+            }
+            duration = args.minutes * 60
+            job = {
+                "kind": "fleet",
+                "host": "127.0.0.1",
+                "port": front.port,
+                "poll_port": front.port,
+                "poll_wait": 50,
+                "host_header": "localhost",
+                "path": "/api/v1/metrics",
+                "connections": 64,
+                "duration": duration,
+                "period": 60.0,
+                "samples_per_request": 6,
+                # readings 10 s apart, the newest a minute old when the run ends
+                "start": (datetime.now(UTC) - timedelta(minutes=1)).isoformat(),
+                "agents": agents,
+            }
+            print(
+                f"Running {args.hosts:,} agents ({sum(1 for a in agents if a[2])} with a problem) "
+                f"for {args.minutes:g} min: a batch of 6 a minute each, long polls held ...",
+                flush=True,
+            )
+            cpu_before = cpu_by_role(pids)
+            system_before = psutil.cpu_times()
+            result = subprocess.run(
+                [PYTHON, str(ROOT / "bench" / "loadgen.py")],
+                input=json.dumps(job),
+                capture_output=True,
+                text=True,
+                check=True,
+            )
+            outcome = json.loads(result.stdout)
+            cpu_after = cpu_by_role(pids)
+            system_after = psutil.cpu_times()
+        finally:
+            if front:
+                front.stop()
+            for server in (qcluster, live, web):
+                server.stop()
+        analysis = json.loads(manage(env, "shell", "-c", ANALYSIS).splitlines()[-1])
+        report(args, outcome, analysis, cpu_before, cpu_after, system_before, system_after)
+        if args.json:
+            args.json.write_text(json.dumps({"loadgen": outcome, "analysis": analysis}, indent=1))
+
+
+def report(args, outcome, analysis, cpu_before, cpu_after, system_before, system_after) -> None:
+    acked = outcome["agents_acked"]
+    stored = analysis["stored"]
+    lost = sum(max(n - stored.get(name, 0), 0) for name, n in acked.items())
+    extra = sum(max(stored.get(name, 0) - n, 0) for name, n in acked.items())
+    elapsed = outcome["elapsed"]
+    errors = sum(outcome["non_2xx"].values()) + sum(outcome["errors"].values())
+    print(
+        f"\nIngest: {outcome['requests']:,} posts ({outcome['requests_per_s']:.0f}/s, "
+        f"{outcome['samples_per_s']:,.0f} samples/s), latency from due p50 "
+        f"{outcome['p50_ms']:.0f} ms, p99 {outcome['p99_ms']:.0f} ms (goal < {GOAL_P99_MS}), "
+        f"max {outcome['max_ms']:.0f} ms; errors {errors} {outcome['non_2xx'] or ''}"
+        f"{outcome['errors'] or ''}"
+    )
+    print(
+        f"Samples: {sum(acked.values()):,} acknowledged, {sum(stored.values()):,} stored; "
+        f"lost {lost}, duplicated {extra}; {outcome['duplicates']} answered as resent"
+    )
+    print(f"Long polls: {outcome['polls']}")
+    print(
+        f"Engine: decisions {analysis['decisions']}, tickets {analysis['tickets']}, "
+        f"executions {analysis['executions']}, approvals {analysis['approvals']}"
+    )
+    within = all(
+        count <= analysis["max_actions_per_hour"].get(category, 0)
+        for category, count in analysis["executions_per_category"].items()
+    )
+    print(
+        f"Limits: executions per category in the hour {analysis['executions_per_category']} "
+        f"against max_actions_per_hour {analysis['max_actions_per_hour']}: "
+        f"{'within' if within else 'EXCEEDED'}; risky executions without approval: "
+        f"{analysis['unapproved_risky_executions']}"
+    )
+    busy = sum(
+        getattr(system_after, f) - getattr(system_before, f)
+        for f in ("user", "system", "nice", "irq", "softirq")
+    )
+    total = busy + (system_after.idle - system_before.idle)
+    shares = {
+        role: (cpu_after.get(role, 0) - cpu_before.get(role, 0)) / elapsed
+        for role in sorted(cpu_after)
+    }
+    shares["load generator"] = outcome["client_cpu_s"] / elapsed
+    print(
+        f"CPU: machine {100 * busy / total:.0f}% busy of {psutil.cpu_count()} cores; cores used: "
+        + ", ".join(f"{role} {share:.2f}" for role, share in shares.items())
+    )
+
+
+if __name__ == "__main__":
+    main()
