@@ -10,10 +10,10 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import shutil
 import signal
 import socket
-import string
 import subprocess
 import sys
 import tempfile
@@ -146,6 +146,12 @@ def warden_env(databases: Databases, data_dir: Path, **extra: str) -> dict[str, 
     }
 
 
+def render_template(template: str, **values: str) -> str:
+    """${NAME} replaced for the names given, as the nginx image's envsubst does; nginx's own
+    $variables are left alone."""
+    return re.sub(r"\$\{(\w+)\}", lambda m: values.get(m.group(1), m.group(0)), template)
+
+
 class Front:
     """nginx from Debian's package, configured with deploy/nginx/warden.conf.template."""
 
@@ -162,7 +168,8 @@ class Front:
             os.chmod(root / sub, 0o777)
         template = (ROOT / "deploy" / "nginx" / "warden.conf.template").read_text()
         (root / "warden.conf").write_text(
-            string.Template(template).substitute(
+            render_template(
+                template,
                 WEB_UPSTREAM=f"127.0.0.1:{web_port}",
                 LIVE_UPSTREAM=f"127.0.0.1:{live_port}",
                 LISTEN=f"127.0.0.1:{self.port}",

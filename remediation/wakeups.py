@@ -35,6 +35,10 @@ logger = logging.getLogger(__name__)
 
 CHANNEL = "warden:agent-actions"
 WAKE_POLL_SECONDS = 0.2
+# Announcements remembered for polls that were looking when they came (more than long
+# enough for one database look); past this many hosts, older ones are forgotten.
+ANNOUNCED_SECONDS = 30.0
+ANNOUNCED_KEPT = 10_000
 RECONNECT_SECONDS = 1.0
 
 
@@ -84,15 +88,20 @@ class Waiters:
 
     def __init__(self) -> None:
         self.events: dict[int, set[asyncio.Event]] = defaultdict(set)
+        # When each host was last announced (loop time), so a poll that registers just
+        # after an announcement (it was looking in the database then) still hears it.
+        self.announced: dict[int, float] = {}
         self.listener: asyncio.Task | None = None
         self.loop: asyncio.AbstractEventLoop | None = None
 
     @contextlib.contextmanager
-    def waiting(self, host_id: int) -> Iterator[asyncio.Event]:
-        """An event set when `host_id` may have an action; registered before the caller
-        looks in the database, so an announcement between the two is not missed."""
+    def waiting(self, host_id: int, since: float) -> Iterator[asyncio.Event]:
+        """An event set when `host_id` may have an action: already set if it was announced
+        after `since` (loop time), when the caller started looking in the database."""
         self._ensure_listener()
         event = asyncio.Event()
+        if self.announced.get(host_id, float("-inf")) >= since:
+            event.set()
         self.events[host_id].add(event)
         try:
             yield event
@@ -106,9 +115,17 @@ class Waiters:
         return sum(len(events) for events in self.events.values())
 
     def wake(self, host_ids: Iterable[int]) -> None:
+        now = asyncio.get_running_loop().time()
         for host_id in host_ids:
+            self.announced[host_id] = now
             for event in self.events.get(host_id, ()):
                 event.set()
+        if len(self.announced) > ANNOUNCED_KEPT:
+            self.announced = {
+                host_id: at
+                for host_id, at in self.announced.items()
+                if at > now - ANNOUNCED_SECONDS
+            }
 
     def _ensure_listener(self) -> None:
         loop = asyncio.get_running_loop()

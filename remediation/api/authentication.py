@@ -1,6 +1,7 @@
 """Agents authenticate with their host's API key: `Authorization: Bearer KEY`."""
 
 from dataclasses import dataclass
+from typing import Any
 
 from drf_spectacular.extensions import OpenApiAuthenticationExtension
 from rest_framework import authentication, exceptions, permissions
@@ -29,8 +30,11 @@ def host_for_request(request) -> Host | None:
     return host_for_authorization(authentication.get_authorization_header(request))
 
 
-def host_for_authorization(header: bytes) -> Host | None:
-    """host_for_request for the raw Authorization header (the long poll reads it from ASGI)."""
+def host_for_authorization(header: bytes, hosts: Any = None) -> Host | None:
+    """host_for_request for the raw Authorization header (the long poll reads it from ASGI).
+
+    `hosts` is the queryset to look in (the long poll annotates it), by default all.
+    """
     parts = header.split()
     if not parts or parts[0].lower() != b"bearer":
         return None
@@ -41,7 +45,7 @@ def host_for_authorization(header: bytes) -> Host | None:
     except UnicodeDecodeError as exc:
         raise exceptions.AuthenticationFailed("The API key is not valid text.") from exc
     try:
-        host = Host.objects.get(api_key_hash=hash_api_key(key))
+        host = (Host.objects if hosts is None else hosts).get(api_key_hash=hash_api_key(key))
     except Host.DoesNotExist:
         raise exceptions.AuthenticationFailed("Unknown API key.") from None
     if not host.enabled:

@@ -27,6 +27,7 @@ from urllib.parse import parse_qs
 
 from django.conf import settings
 from django.core.serializers.json import DjangoJSONEncoder
+from django.db.models import Exists, OuterRef
 from django.http import HttpRequest, JsonResponse
 from django.http.request import split_domain_port, validate_host
 from django.utils import timezone
@@ -50,13 +51,6 @@ from remediation.wakeups import in_thread, waiters
 PATH = "/api/v1/agent/actions"
 
 
-def authenticate(authorization: bytes) -> Host:
-    host = host_for_authorization(authorization)
-    if host is None:
-        raise exceptions.NotAuthenticated("This endpoint is for host agents: send its key.")
-    return host
-
-
 def parse_wait(raw: str | None) -> float:
     try:
         wait = float(raw or 0)
@@ -69,13 +63,30 @@ def parse_wait(raw: str | None) -> float:
     return wait
 
 
+def ready_executions() -> Any:
+    return Execution.objects.filter(state__in=list(EXECUTION_AGENT_CLAIMABLE))
+
+
+def start_poll(authorization: bytes) -> tuple[Host, list[AgentAction]]:
+    """Authenticate and take what is ready: one query when nothing is (a poll's usual start)."""
+    host = host_for_authorization(
+        authorization,
+        Host.objects.annotate(ready=Exists(ready_executions().filter(host=OuterRef("pk")))),
+    )
+    if host is None:
+        raise exceptions.NotAuthenticated("This endpoint is for host agents: send its key.")
+    return host, claim_agent_actions(host, timezone.now()) if host.ready else []
+
+
 def claim_ready_actions(host: Host) -> list[AgentAction]:
     """This host's ready actions, claimed; a plain read first, so an idle look locks nothing."""
-    ready = Execution.objects.filter(host=host, state__in=list(EXECUTION_AGENT_CLAIMABLE))
-    return claim_agent_actions(host, timezone.now()) if ready.exists() else []
+    ready = ready_executions().filter(host=host).exists()
+    return claim_agent_actions(host, timezone.now()) if ready else []
 
 
 def actions_body(actions: list[AgentAction]) -> dict[str, Any]:
+    if not actions:
+        return {"actions": []}
     return {"actions": AgentActionSerializer(actions, many=True).data}
 
 
@@ -89,33 +100,41 @@ def error_body(exc: exceptions.APIException) -> tuple[int, dict[str, Any], dict[
     return response.status_code, response.data, headers
 
 
-async def wait_and_claim(
-    host: Host, claim: Callable[[Host], Awaitable[list[AgentAction]]], wait: float
-) -> list[AgentAction]:
-    """Claim the host's ready actions, waiting up to `wait` seconds for one to be announced."""
+async def poll(authorization: bytes, wait: float) -> list[AgentAction]:
+    """Authenticate, then claim the host's ready actions, waiting up to `wait` seconds for one.
+
+    An announcement that comes while the first look runs is kept by the waiters'
+    memory of announcements (remediation/wakeups.py). Raises APIException.
+    """
     loop = asyncio.get_running_loop()
-    deadline = loop.time() + wait
-    with waiters.waiting(host.pk) as woken:
-        while True:
-            woken.clear()  # before looking: a wake-up during the look is kept
-            actions = await claim(host)
-            remaining = deadline - loop.time()
-            if actions or remaining <= 0:
-                return actions
+    started = loop.time()
+    host, actions = await in_thread(start_poll)(authorization)
+    if actions or wait <= 0:
+        return actions
+    claim = in_thread(claim_ready_actions)
+    # Set already if the host was announced while start_poll looked.
+    with waiters.waiting(host.pk, since=started) as woken:
+        while not actions:
+            remaining = started + wait - loop.time()
+            if remaining <= 0:
+                break
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(woken.wait(), remaining)
+            woken.clear()  # before looking: a wake-up during the look is kept
+            actions = await claim(host)
+    return actions
 
 
 @require_GET
 def agent_actions(request: HttpRequest) -> JsonResponse:
     """The WSGI side: what is ready now, never a wait."""
     try:
-        host = authenticate(request.headers.get("Authorization", "").encode("latin-1"))
         parse_wait(request.GET.get("wait"))
+        _, actions = start_poll(request.headers.get("Authorization", "").encode("latin-1"))
     except exceptions.APIException as exc:
         status, body, headers = error_body(exc)
         return JsonResponse(body, status=status, headers=headers)
-    return JsonResponse(actions_body(claim_ready_actions(host)))
+    return JsonResponse(actions_body(actions))
 
 
 async def long_poll_app(scope: dict, receive: Callable, send: Callable) -> None:
@@ -129,16 +148,15 @@ async def long_poll_app(scope: dict, receive: Callable, send: Callable) -> None:
         status, body = 400, _error("bad_host", f"Host {host_header!r} is not allowed.")
     else:
         await _read_request(receive)
+        query = parse_qs(scope.get("query_string", b"").decode("latin-1"))
         try:
-            host = await in_thread(authenticate)(headers.get("authorization", b""))
-            query = parse_qs(scope.get("query_string", b"").decode("latin-1"))
             wait = parse_wait(query.get("wait", [None])[0])
+            actions = await _until_disconnected(
+                receive, poll(headers.get("authorization", b""), wait)
+            )
         except exceptions.APIException as exc:
             status, body, extra = error_body(exc)
         else:
-            actions = await _until_disconnected(
-                receive, wait_and_claim(host, in_thread(claim_ready_actions), wait)
-            )
             if actions is None:
                 # The agent went away. An action claimed that very instant runs out
                 # its lease and is reconciled like any other.
