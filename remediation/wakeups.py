@@ -11,8 +11,10 @@ connection, and one listener per process sets the events:
 - without it (the embedded mode): the listener asks the database which hosts have
   actions ready, one indexed query every WAKE_POLL_SECONDS while anyone waits.
 
-A lost announcement costs nothing but time: every poll looks in the database when
-it starts and when it wakes, and ends within WARDEN_AGENT_POLL_MAX_SECONDS.
+The listener also keeps which hosts have an action ready (the database's answer,
+re-read every READY_RESYNC_SECONDS, plus every announcement since), so a poll renewed
+by an agent with nothing to do needs no database at all. A lost announcement costs
+nothing but time: the next re-read finds the action.
 """
 
 import asyncio
@@ -35,6 +37,10 @@ logger = logging.getLogger(__name__)
 
 CHANNEL = "warden:agent-actions"
 WAKE_POLL_SECONDS = 0.2
+# How often the listener re-reads which hosts have actions ready, and how old that
+# knowledge may be before a poll looks in the database itself.
+READY_RESYNC_SECONDS = 10.0
+READY_TRUSTED_SECONDS = 2 * READY_RESYNC_SECONDS
 # Announcements remembered for polls that were looking when they came (more than long
 # enough for one database look); past this many hosts, older ones are forgotten.
 ANNOUNCED_SECONDS = 30.0
@@ -91,6 +97,9 @@ class Waiters:
         # When each host was last announced (loop time), so a poll that registers just
         # after an announcement (it was looking in the database then) still hears it.
         self.announced: dict[int, float] = {}
+        # Hosts with an action ready as of `ready_as_of` (loop time; None: not known).
+        self.ready: set[int] = set()
+        self.ready_as_of: float | None = None
         self.listener: asyncio.Task | None = None
         self.loop: asyncio.AbstractEventLoop | None = None
 
@@ -114,10 +123,35 @@ class Waiters:
     def count(self) -> int:
         return sum(len(events) for events in self.events.values())
 
+    def nothing_ready(self, host_id: int) -> bool:
+        """True when this process knows, recently enough, that `host_id` has no action ready."""
+        self._ensure_listener()
+        as_of = self.ready_as_of
+        now = asyncio.get_running_loop().time()
+        return (
+            as_of is not None and now - as_of < READY_TRUSTED_SECONDS and host_id not in self.ready
+        )
+
+    def claimed(self, host_id: int) -> None:
+        """The host's ready actions were just taken (or there were none after all)."""
+        self.ready.discard(host_id)
+
+    async def resync(self) -> None:
+        """Re-read which hosts have actions ready, keeping what was announced meanwhile."""
+        loop = asyncio.get_running_loop()
+        started = loop.time()
+        ready = await in_thread(hosts_with_ready_actions)()
+        since = {host_id for host_id, at in self.announced.items() if at >= started}
+        found = ready - self.ready  # ready, but never announced here (a message was lost)
+        self.ready = ready | since
+        self.ready_as_of = started
+        self.wake(found & set(self.events))
+
     def wake(self, host_ids: Iterable[int]) -> None:
         now = asyncio.get_running_loop().time()
         for host_id in host_ids:
             self.announced[host_id] = now
+            self.ready.add(host_id)
             for event in self.events.get(host_id, ()):
                 event.set()
         if len(self.announced) > ANNOUNCED_KEPT:
@@ -137,9 +171,12 @@ class Waiters:
     async def _listen_redis(self) -> None:
         while True:
             client = redis.asyncio.Redis.from_url(settings.REDIS_URL)
+            resyncing = None
             try:
                 async with client.pubsub() as pubsub:
                     await pubsub.subscribe(CHANNEL)
+                    # Subscribed first, so nothing announced from now on is missed.
+                    resyncing = asyncio.create_task(self._resync_every(READY_RESYNC_SECONDS))
                     async for message in pubsub.listen():
                         if message.get("type") == "message":
                             self.wake(int(part) for part in message["data"].split(b","))
@@ -147,18 +184,30 @@ class Waiters:
                 logger.warning("agent wake-ups: Redis unavailable, retrying", exc_info=True)
                 await asyncio.sleep(RECONNECT_SECONDS)
             finally:
+                self.ready_as_of = None  # unknown while not listening
+                if resyncing is not None:
+                    resyncing.cancel()
                 await client.aclose()
 
+    async def _resync_every(self, seconds: float) -> None:
+        while True:
+            try:
+                await self.resync()
+            except Exception:  # the database may be busy for a moment: polls look themselves
+                logger.warning("agent wake-ups: cannot read ready actions", exc_info=True)
+            await asyncio.sleep(seconds)
+
     async def _watch_database(self) -> None:
-        ready = in_thread(hosts_with_ready_actions)
         while True:
             await asyncio.sleep(WAKE_POLL_SECONDS)
             if not self.events:
                 continue
             try:
-                self.wake(await ready())
+                await self.resync()
             except Exception:  # the database may be busy for a moment: try again next tick
                 logger.warning("agent wake-ups: cannot read ready actions", exc_info=True)
+                continue
+            self.wake(self.ready & set(self.events))
 
 
 waiters = Waiters()

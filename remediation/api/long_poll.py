@@ -22,6 +22,7 @@ import asyncio
 import contextlib
 import json
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from typing import Any
 from urllib.parse import parse_qs
 
@@ -45,7 +46,7 @@ from remediation.api.authentication import (
 from remediation.api.serializers import AgentActionSerializer
 from remediation.choices import EXECUTION_AGENT_CLAIMABLE
 from remediation.executions import AgentAction, claim_agent_actions
-from remediation.models import Execution, Host
+from remediation.models import Execution, Host, hash_api_key
 from remediation.wakeups import in_thread, waiters
 
 PATH = "/api/v1/agent/actions"
@@ -78,10 +79,48 @@ def start_poll(authorization: bytes) -> tuple[Host, list[AgentAction]]:
     return host, claim_agent_actions(host, timezone.now()) if host.ready else []
 
 
-def claim_ready_actions(host: Host) -> list[AgentAction]:
-    """This host's ready actions, claimed; a plain read first, so an idle look locks nothing."""
-    ready = ready_executions().filter(host=host).exists()
-    return claim_agent_actions(host, timezone.now()) if ready else []
+def claim_ready_actions(host_id: int, authorization: bytes) -> list[AgentAction]:
+    """The host's ready actions, claimed, after checking its key again (a renewed poll may
+    have been let in by KnownKeys); a plain read first, so an idle look locks nothing."""
+    host, actions = start_poll(authorization)
+    if host.pk != host_id:
+        raise exceptions.AuthenticationFailed("This key now belongs to another host.")
+    return actions
+
+
+@dataclass(frozen=True)
+class KnownKey:
+    host_id: int
+    until: float  # loop time
+
+
+class KnownKeys:
+    """Agent keys this process checked recently, by hash, so that renewing an idle poll
+    needs no database look: a renewal lets in a key it knows and waits; anything it
+    claims checks the key in the database again (claim_ready_actions). A key revoked or
+    a host disabled meanwhile keeps an empty poll open at most KNOWN_KEY_SECONDS, but
+    receives nothing."""
+
+    def __init__(self) -> None:
+        self.keys: dict[str, KnownKey] = {}
+
+    def host_id(self, authorization: bytes, now: float) -> int | None:
+        known = self.keys.get(hash_api_key(authorization.decode("latin-1")))
+        return known.host_id if known is not None and known.until > now else None
+
+    def remember(self, authorization: bytes, host_id: int, now: float) -> None:
+        if len(self.keys) > KNOWN_KEYS_KEPT:
+            self.keys = {h: k for h, k in self.keys.items() if k.until > now}
+        self.keys[hash_api_key(authorization.decode("latin-1"))] = KnownKey(
+            host_id, now + KNOWN_KEY_SECONDS
+        )
+
+
+# Longer than an agent's renewal (its poll's wait, at most WARDEN_AGENT_POLL_MAX_SECONDS),
+# so an idle agent's key is looked up about every other poll.
+KNOWN_KEY_SECONDS = 120.0
+KNOWN_KEYS_KEPT = 50_000
+known_keys = KnownKeys()
 
 
 def actions_body(actions: list[AgentAction]) -> dict[str, Any]:
@@ -103,25 +142,34 @@ def error_body(exc: exceptions.APIException) -> tuple[int, dict[str, Any], dict[
 async def poll(authorization: bytes, wait: float) -> list[AgentAction]:
     """Authenticate, then claim the host's ready actions, waiting up to `wait` seconds for one.
 
-    An announcement that comes while the first look runs is kept by the waiters'
-    memory of announcements (remediation/wakeups.py). Raises APIException.
+    A renewal by an agent this process knows, with nothing ready as far as the
+    process's listener knows, goes straight to waiting: no thread, no query. An
+    announcement that comes while the first look runs is kept by the waiters' memory
+    of announcements (remediation/wakeups.py). Raises APIException.
     """
     loop = asyncio.get_running_loop()
     started = loop.time()
-    host, actions = await in_thread(start_poll)(authorization)
+    host_id = known_keys.host_id(authorization, started)
+    actions: list[AgentAction] = []
+    if host_id is None or not waiters.nothing_ready(host_id):
+        host, actions = await in_thread(start_poll)(authorization)
+        host_id = host.pk
+        known_keys.remember(authorization, host_id, started)
+        waiters.claimed(host_id)
     if actions or wait <= 0:
         return actions
     claim = in_thread(claim_ready_actions)
     # Set already if the host was announced while start_poll looked.
-    with waiters.waiting(host.pk, since=started) as woken:
+    with waiters.waiting(host_id, since=started) as woken:
         while not actions:
             remaining = started + wait - loop.time()
-            if remaining <= 0:
-                break
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(woken.wait(), remaining)
+            try:
+                await asyncio.wait_for(woken.wait(), max(remaining, 0))
+            except TimeoutError:
+                break  # nothing announced: nothing to look for
             woken.clear()  # before looking: a wake-up during the look is kept
-            actions = await claim(host)
+            actions = await claim(host_id, authorization)
+            waiters.claimed(host_id)
     return actions
 
 
