@@ -128,10 +128,12 @@ def main() -> None:
     parser.add_argument("--problem-share", type=float, default=0.01)
     parser.add_argument("--web-workers", type=int, default=4)
     parser.add_argument("--json", type=Path, help="also write the figures here")
+    parser.add_argument("--keep", type=Path, help="keep the servers' logs in this folder")
     args = parser.parse_args()
     n_problem = max(len(PROBLEMS), int(args.hosts * args.problem_share))
     with throwaway_servers("warden_fleet") as dbs, tempfile.TemporaryDirectory() as tmp:
-        work = Path(tmp)
+        work = args.keep or Path(tmp)
+        work.mkdir(parents=True, exist_ok=True)
         env = warden_env(dbs, work)
         started = time.monotonic()
         print(f"Preparing: migrate, model, {args.hosts:,} hosts ...", flush=True)
@@ -225,6 +227,13 @@ def report(args, outcome, analysis, cpu_before, cpu_after, system_before, system
         f"{outcome['p50_ms']:.0f} ms, p99 {outcome['p99_ms']:.0f} ms (goal < {GOAL_P99_MS}), "
         f"max {outcome['max_ms']:.0f} ms; errors {errors} {outcome['non_2xx'] or ''}"
         f"{outcome['errors'] or ''}"
+    )
+    print(
+        "  by minute (p50 / p99 ms): "
+        + ", ".join(
+            f"{m['minute'] + 1}: {m['p50_ms']:.0f} / {m['p99_ms']:.0f}"
+            for m in outcome["by_minute"]
+        )
     )
     print(
         f"Samples: {sum(acked.values()):,} acknowledged, {sum(stored.values()):,} stored; "

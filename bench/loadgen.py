@@ -62,6 +62,7 @@ class Agent:
 @dataclass
 class Tally:
     latencies: list[float] = field(default_factory=list)
+    timeline: list[tuple[float, float]] = field(default_factory=list)  # (due, latency)
     statuses: Counter = field(default_factory=Counter)
     errors: Counter = field(default_factory=Counter)
     samples_ok: int = 0
@@ -69,8 +70,9 @@ class Tally:
     sent_all: int = 0  # warm-up included
     bad_bodies: int = 0
 
-    def record(self, status: int, body: bytes, latency: float, n: int) -> None:
+    def record(self, status: int, body: bytes, latency: float, n: int, at: float = 0.0) -> None:
         self.latencies.append(latency)
+        self.timeline.append((at, latency))
         self.statuses[status] += 1
         if status == 201 and body.startswith(b'{"host"'):  # Warden's answer, sample by sample
             try:
@@ -204,6 +206,7 @@ async def fleet(job: dict[str, Any], agents: list[Agent], start: datetime) -> Ta
     for _ in range(job["connections"]):
         pool.put_nowait(Connection(job["host"], job["port"]))
     begin = time.monotonic() + 0.5
+    tally.began_at = time.time() + 0.5  # type: ignore[attr-defined]
     stop = begin + job["duration"]
     step = period / n  # one sample every `step` s of the agent's (simulated) clock
     tasks: set[asyncio.Task] = set()
@@ -214,7 +217,7 @@ async def fleet(job: dict[str, Any], agents: list[Agent], start: datetime) -> Ta
         connection = await pool.get()
         try:
             status, body = await connection.request(raw)
-            tally.record(status, body, time.monotonic() - due, n)
+            tally.record(status, body, time.monotonic() - due, n, due - begin)
             if status == 201:
                 agent.acked += sum(1 for r in json.loads(body)["results"] if not r["duplicate"])
         except (OSError, asyncio.IncompleteReadError, ValueError) as exc:
@@ -313,7 +316,26 @@ def run(job: dict[str, Any]) -> dict[str, Any]:
         "agents_sent": {agent.name: agent.sent for agent in agents},
         "agents_acked": {agent.name: agent.acked for agent in agents},
         "polls": dict(getattr(tally, "polls", {})),
+        "by_minute": by_minute(tally.timeline),
+        "began_at": getattr(tally, "began_at", None),
+        "slowest": sorted(tally.timeline, key=lambda item: -item[1])[:50],
     }
+
+
+def by_minute(timeline: list[tuple[float, float]]) -> list[dict[str, float]]:
+    """p50 and p99 latency (ms) of the requests due in each minute of a fleet job."""
+    minutes: dict[int, list[float]] = {}
+    for at, latency in timeline:
+        minutes.setdefault(int(at // 60), []).append(latency)
+    return [
+        {
+            "minute": minute,
+            "requests": len(values),
+            "p50_ms": percentile(values, 0.5) * 1000,
+            "p99_ms": percentile(values, 0.99) * 1000,
+        }
+        for minute, values in sorted(minutes.items())
+    ]
 
 
 if __name__ == "__main__":

@@ -120,6 +120,8 @@ def throwaway_servers(name: str = "warden_bench") -> Iterator[Databases]:
             f"postgres://postgres@127.0.0.1:{pg_port}/{name}", f"redis://127.0.0.1:{redis_port}/0"
         )
     finally:
+        if os.environ.get("BENCH_POSTGRES_LOG"):
+            shutil.copy(work / "pg.log", os.environ["BENCH_POSTGRES_LOG"])
         redis.terminate()
         subprocess.run(
             as_postgres([str(pg_bin / "pg_ctl"), "-D", str(data), "-m", "fast", "stop"]),

@@ -65,7 +65,11 @@ class MetricSample(models.Model):
     confidence = models.FloatField()
     category = models.CharField(max_length=20, blank=True)
     explanation = models.JSONField(default=list, blank=True)
-    model_version = models.ForeignKey(ModelVersion, on_delete=models.PROTECT, related_name="+")
+    # No index: nothing looks samples up by version (versions are retired, never deleted),
+    # and every insert would pay for one.
+    model_version = models.ForeignKey(
+        ModelVersion, on_delete=models.PROTECT, related_name="+", db_index=False
+    )
     ticket = models.ForeignKey(
         "remediation.Ticket",
         on_delete=models.SET_NULL,

@@ -116,9 +116,9 @@ class KnownKeys:
         )
 
 
-# Longer than an agent's renewal (its poll's wait, at most WARDEN_AGENT_POLL_MAX_SECONDS),
-# so an idle agent's key is looked up about every other poll.
-KNOWN_KEY_SECONDS = 120.0
+# Several of an agent's renewals (its poll's wait, at most WARDEN_AGENT_POLL_MAX_SECONDS),
+# so an idle agent's key is looked up every few minutes, not at every renewal.
+KNOWN_KEY_SECONDS = 300.0
 KNOWN_KEYS_KEPT = 50_000
 known_keys = KnownKeys()
 
