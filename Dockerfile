@@ -1,5 +1,8 @@
-# Production image: gunicorn with uvicorn workers (HTTP and websockets).
-# Run the worker from the same image: `python manage.py qcluster`.
+# Production image, one for every role (deploy/entrypoint.sh; README: Running in production):
+#   web     gunicorn sync workers: the API, admin and pages (the default)
+#   live    one uvicorn worker: websockets and agents' long polls
+#   worker  the django-q2 cluster
+# with nginx in front routing between web and live (deploy/nginx/, deploy/compose.yaml).
 FROM python:3.11-slim
 
 ENV PYTHONDONTWRITEBYTECODE=1 \
@@ -18,10 +21,12 @@ RUN SECRET_KEY=collectstatic-only-build-step-placeholder-key ALLOWED_HOSTS=build
     WARDEN_DATA_DIR=/tmp/build python manage.py collectstatic --noinput \
     && rm -rf /tmp/build \
     && useradd --system --home /data warden \
-    && mkdir -p /data && chown warden /data
+    && mkdir -p /data && chown warden /data \
+    && chmod +x /app/deploy/entrypoint.sh
 
 USER warden
-EXPOSE 8000
+EXPOSE 8000 8001
 # The first of ALLOWED_HOSTS as the Host header: a bare 127.0.0.1 would be refused.
 HEALTHCHECK CMD python -c "import os, urllib.request; host = os.environ['ALLOWED_HOSTS'].split(',')[0].strip().lstrip('.'); urllib.request.urlopen(urllib.request.Request('http://127.0.0.1:8000/healthz', headers={'Host': host}))"
-CMD ["sh", "-c", "python manage.py migrate --noinput && exec gunicorn config.asgi:application -k uvicorn_worker.UvicornWorker -w ${WEB_CONCURRENCY:-2} -b 0.0.0.0:8000"]
+ENTRYPOINT ["/app/deploy/entrypoint.sh"]
+CMD ["web"]

@@ -26,10 +26,15 @@ lint: $(VENV)/.dev
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 
+# The in-process ones first, then through real servers (PostgreSQL, Redis and nginx
+# from Debian's packages, as .ci/run installs them): about 25 minutes in all.
 bench: $(VENV)/.dev
 	$(BIN)/python bench/bench_classification.py
 	$(BIN)/python bench/bench_decision.py
-	$(BIN)/python bench/bench_ingest.py
+	$(BIN)/python bench/bench_serving.py
+	$(BIN)/python bench/bench_long_poll.py
+	$(BIN)/python bench/bench_classification_placement.py
+	$(BIN)/python bench/fleet_simulation.py
 
 clean:
 	rm -rf $(VENV) data

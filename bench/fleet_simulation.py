@@ -23,6 +23,7 @@ import json
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -90,6 +91,27 @@ def cpu_by_role(pids: dict[str, int]) -> dict[str, float]:
             times = process.info["cpu_times"]
             seconds[role] = seconds.get(role, 0.0) + times.user + times.system
     return seconds
+
+
+class CpuByMinute(threading.Thread):
+    """Cores each role used in each minute of the run (where a backlog's CPU went)."""
+
+    def __init__(self, pids: dict[str, int]) -> None:
+        super().__init__(daemon=True)
+        self.pids = pids
+        self.cores: list[dict[str, float]] = []
+        self.done = threading.Event()
+
+    def run(self) -> None:
+        before = cpu_by_role(self.pids)
+        while not self.done.wait(60):
+            after = cpu_by_role(self.pids)
+            self.cores.append({role: (after[role] - before.get(role, 0)) / 60 for role in after})
+            before = after
+
+    def finish(self) -> None:
+        self.done.set()
+        self.join()
 
 
 ANALYSIS = """
@@ -193,6 +215,8 @@ def main() -> None:
             )
             cpu_before = cpu_by_role(pids)
             system_before = psutil.cpu_times()
+            minutes = CpuByMinute(pids)
+            minutes.start()
             result = subprocess.run(
                 [PYTHON, str(ROOT / "bench" / "loadgen.py")],
                 input=json.dumps(job),
@@ -201,6 +225,8 @@ def main() -> None:
                 check=True,
             )
             outcome = json.loads(result.stdout)
+            minutes.finish()
+            outcome["cpu_by_minute"] = minutes.cores
             cpu_after = cpu_by_role(pids)
             system_after = psutil.cpu_times()
         finally:
@@ -235,6 +261,11 @@ def report(args, outcome, analysis, cpu_before, cpu_after, system_before, system
             for m in outcome["by_minute"]
         )
     )
+    for minute, cores in enumerate(outcome.get("cpu_by_minute", []), start=1):
+        print(
+            f"  minute {minute} cores: "
+            + ", ".join(f"{role} {used:.2f}" for role, used in sorted(cores.items()))
+        )
     print(
         f"Samples: {sum(acked.values()):,} acknowledged, {sum(stored.values()):,} stored; "
         f"lost {lost}, duplicated {extra}; {outcome['duplicates']} answered as resent"

@@ -154,45 +154,49 @@ def render_template(template: str, **values: str) -> str:
     return re.sub(r"\$\{(\w+)\}", lambda m: values.get(m.group(1), m.group(0)), template)
 
 
+def front_command(
+    root: Path, web_port: int, live_port: int, port: int, workers: int = 2, connections: int = 16000
+) -> list[str]:
+    """nginx's argv (Debian's package) serving deploy/nginx/warden.conf.template on `port`
+    in front of web and live, its configuration and temporary files written under `root`."""
+    nginx = shutil.which("nginx") or "/usr/sbin/nginx"
+    if not Path(nginx).exists():
+        raise SystemExit("the production arrangement's front needs nginx: apt-get install nginx")
+    for sub in ("client", "proxy", "fastcgi", "uwsgi", "scgi"):
+        (root / sub).mkdir(parents=True, exist_ok=True)
+        os.chmod(root / sub, 0o777)  # nginx's workers drop root for nobody
+    template = (ROOT / "deploy" / "nginx" / "warden.conf.template").read_text()
+    (root / "warden.conf").write_text(
+        render_template(
+            template,
+            WEB_UPSTREAM=f"127.0.0.1:{web_port}",
+            LIVE_UPSTREAM=f"127.0.0.1:{live_port}",
+            LISTEN=f"127.0.0.1:{port}",
+        )
+    )
+    temp = " ".join(
+        f"{sub}_temp_path {root / sub};" for sub in ("proxy", "fastcgi", "uwsgi", "scgi")
+    )
+    (root / "nginx.conf").write_text(
+        f"daemon off; worker_processes {workers}; worker_rlimit_nofile {connections + 4000};\n"
+        f"pid {root / 'nginx.pid'}; error_log {root / 'error.log'} warn;\n"
+        f"events {{ worker_connections {connections}; }}\n"
+        f"http {{ access_log off; client_body_temp_path {root / 'client'}; {temp}\n"
+        f"  include {root / 'warden.conf'}; }}\n"
+    )
+    return [nginx, "-c", str(root / "nginx.conf"), "-p", str(root)]
+
+
 class Front:
-    """nginx from Debian's package, configured with deploy/nginx/warden.conf.template."""
+    """nginx in front of web and live, as in production (front_command)."""
 
     def __init__(self, work: Path, web_port: int, live_port: int) -> None:
-        nginx = shutil.which("nginx") or "/usr/sbin/nginx"
-        if not Path(nginx).exists():
-            raise SystemExit(
-                "the production arrangement's front needs nginx: apt-get install nginx"
-            )
         self.port = free_port()
         root = work / "nginx"
-        for sub in ("client", "proxy", "fastcgi", "uwsgi", "scgi"):
-            (root / sub).mkdir(parents=True, exist_ok=True)
-            os.chmod(root / sub, 0o777)
-        template = (ROOT / "deploy" / "nginx" / "warden.conf.template").read_text()
-        (root / "warden.conf").write_text(
-            render_template(
-                template,
-                WEB_UPSTREAM=f"127.0.0.1:{web_port}",
-                LIVE_UPSTREAM=f"127.0.0.1:{live_port}",
-                LISTEN=f"127.0.0.1:{self.port}",
-            )
-        )
-        temp = " ".join(
-            f"{sub}_temp_path {root / sub};" for sub in ("proxy", "fastcgi", "uwsgi", "scgi")
-        )
-        (root / "nginx.conf").write_text(
-            f"daemon off; worker_processes 2; worker_rlimit_nofile 20000;\n"
-            f"pid {root / 'nginx.pid'}; error_log {root / 'error.log'} warn;\n"
-            f"events {{ worker_connections 16000; }}\n"
-            f"http {{ access_log off; client_body_temp_path {root / 'client'}; {temp}\n"
-            f"  include {root / 'warden.conf'}; }}\n"
-        )
+        command = front_command(root, web_port, live_port, self.port)
         self.log = root / "error.log"
         self.process = subprocess.Popen(
-            [nginx, "-c", str(root / "nginx.conf"), "-p", str(root)],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
+            command, stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT, start_new_session=True
         )
 
     def stop(self) -> None:

@@ -388,7 +388,7 @@ def handle_problem(
     worst = max(samples, key=lambda s: (s.severity, s.taken_at))
     latest = max(samples, key=lambda s: s.taken_at)
     if ticket is None:
-        ticket = open_ticket(host, category, worst, now, events)
+        ticket = open_ticket(host, category, worst, len(samples), now, events)
         needs_decision = True
     else:
         needs_decision = ticket.status == TicketStatus.OPEN and worst.severity > ticket.severity
@@ -431,8 +431,14 @@ def count_repeats(
 
 
 def open_ticket(
-    host: Host, category: str, sample: StoredSample, now: datetime, events: list[PendingEvent]
+    host: Host,
+    category: str,
+    sample: StoredSample,
+    count: int,
+    now: datetime,
+    events: list[PendingEvent],
 ) -> Ticket:
+    """A new ticket for `count` samples showing the problem, `sample` the worst of them."""
     ticket = Ticket.objects.create(
         ticket_id=next_ticket_id(),
         title=ticket_title(host, category, sample),
@@ -440,6 +446,7 @@ def open_ticket(
         category=category,
         severity=sample.severity,
         confidence=sample.confidence,
+        occurrence_count=count,
         opened_at=now,
         last_seen_at=now,
     )

@@ -96,6 +96,47 @@ def test_database_url_selects_postgresql_through_psycopg(tmp_path):
     assert result.stdout.split()[0] == "django.db.backends.postgresql"
 
 
+PRINT_POOL = """
+import django
+django.setup()
+from django.conf import settings
+database = settings.DATABASES["default"]
+print(database["CONN_MAX_AGE"], database["OPTIONS"]["pool"]["max_size"])
+"""
+
+
+def test_postgresql_connections_are_pooled_and_bounded_per_process(tmp_path):
+    url = "postgres://warden@db.example:5432/warden"
+    assert start(tmp_path, PRINT_POOL, DATABASE_URL=url).stdout.split() == ["0", "4"]
+    bounded = start(tmp_path, PRINT_POOL, DATABASE_URL=url, DB_POOL_MAX_SIZE="2")
+    assert bounded.stdout.split() == ["0", "2"]
+
+
+def test_every_middleware_serves_async_so_asgi_requests_do_not_hop_threads(settings):
+    from django.utils.module_loading import import_string
+
+    sync_only = [
+        path
+        for path in settings.MIDDLEWARE
+        if not getattr(import_string(path), "async_capable", True)
+    ]
+    assert sync_only == []
+
+
+def test_static_files_are_served_under_asgi(db):
+    import asyncio
+
+    from django.test import AsyncClient
+
+    async def fetch() -> tuple[int, bytes]:
+        response = await AsyncClient().get("/static/admin/css/base.css")
+        return response.status_code, b"".join([chunk async for chunk in response])
+
+    status, body = asyncio.run(fetch())
+    assert status == 200
+    assert b"font-family" in body
+
+
 def test_the_production_image_serves_the_admin_with_its_collected_static_files(tmp_path):
     # given static files collected as the Dockerfile's build step does
     static_root = tmp_path / "static"

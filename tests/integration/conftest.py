@@ -9,6 +9,7 @@ import socket
 import subprocess
 import sys
 import time
+import urllib.error
 import urllib.request
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -16,6 +17,8 @@ from pathlib import Path
 import pytest
 from django.conf import settings
 from django.db import connection
+
+from bench.servers import front_command
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -65,11 +68,15 @@ class Processes:
         self.running: list[tuple[str, subprocess.Popen]] = []
 
     def start(self, name: str, *args: str) -> subprocess.Popen:
+        """A Python process: `args` as to `python`."""
+        return self.start_program(name, sys.executable, *args)
+
+    def start_program(self, name: str, program: str, *args: str) -> subprocess.Popen:
         log = open(self.logs / f"{name}.log", "w")  # noqa: SIM115 (closed with the process)
         # The environment is read now, after fixtures such as approved_model set MODEL_DIR.
         env = process_env(self.tmp_path)
         process = subprocess.Popen(
-            [sys.executable, *args], cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT
+            [program, *args], cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT
         )
         self.running.append((name, process))
         return process
@@ -97,28 +104,49 @@ def processes(servers: None, tmp_path: Path) -> Iterator[Processes]:
 
 
 def start_web(processes: Processes) -> str:
-    port = free_port()
+    """The production arrangement (README: Running in production; deploy/entrypoint.sh):
+    gunicorn sync workers for the API and pages, one uvicorn worker for websockets and
+    long polls, nginx in front with deploy/nginx/warden.conf.template. Returns its URL."""
+    web_port, live_port, front_port = free_port(), free_port(), free_port()
     processes.start(
         "web",
-        "-m",
-        "gunicorn",
-        "config.asgi:application",
-        "-k",
-        "uvicorn_worker.UvicornWorker",
-        "-w",
-        "2",
-        "-b",
-        f"127.0.0.1:{port}",
+        *("-m", "gunicorn", "config.wsgi:application", "--worker-class", "sync", "-w", "2"),
+        *("-b", f"127.0.0.1:{web_port}"),
     )
-    url = f"http://127.0.0.1:{port}"
+    processes.start(
+        "live",
+        *("-m", "gunicorn", "config.asgi:application", "-k", "uvicorn_worker.UvicornWorker"),
+        *("-w", "1", "-b", f"127.0.0.1:{live_port}"),
+    )
+    start_front(processes, web_port, live_port, front_port)
+    url = f"http://127.0.0.1:{front_port}"
     deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        try:
-            with urllib.request.urlopen(f"{url}/healthz", timeout=2):
-                return url
-        except OSError:
+    for path in ("/healthz", "/api/v1/agent/actions?wait=0"):  # web, then live, through nginx
+        while True:
+            try:
+                with urllib.request.urlopen(f"{url}{path}", timeout=2):
+                    break
+            except urllib.error.HTTPError as exc:
+                if exc.code == 401:  # live answered: no key given
+                    break
+            except OSError:
+                pass
+            if time.monotonic() > deadline:
+                logs = "\n".join(processes.log(name) for name in ("web", "live", "front"))
+                raise AssertionError(f"the servers did not start:\n{logs}")
             time.sleep(0.3)
-    raise AssertionError(f"web server did not start:\n{processes.log('web')}")
+    return url
+
+
+def start_front(processes: Processes, web_port: int, live_port: int, port: int) -> None:
+    """nginx (Debian's package; .ci/run installs it) rendering the production template."""
+    try:
+        command = front_command(
+            processes.tmp_path / "nginx", web_port, live_port, port, workers=1, connections=1024
+        )
+    except SystemExit as exc:
+        pytest.fail(str(exc))
+    processes.start_program("front", *command)
 
 
 def wait_until(
