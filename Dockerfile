@@ -18,6 +18,7 @@ COPY . .
 # Production mode, so the manifest the production storage reads at run time is written;
 # the secret and hosts here exist only for this build step.
 RUN SECRET_KEY=collectstatic-only-build-step-placeholder-key ALLOWED_HOSTS=build \
+    WARDEN_AUDIT_KEY=collectstatic-only-build-step-placeholder-key \
     WARDEN_DATA_DIR=/tmp/build python manage.py collectstatic --noinput \
     && rm -rf /tmp/build \
     && useradd --system --home /data warden \

@@ -14,7 +14,7 @@ from django.utils import timezone
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 from prometheus_client.core import GaugeMetricFamily
 
-from governance.models import ApprovalRequest, ApprovalStatus, Decision
+from governance.models import ApprovalRequest, ApprovalStatus, AuditChainHead, Decision
 from governance.switches import active_pauses
 from remediation.models import Execution, Ticket
 from scoring.monitoring import LEVEL_RANK, serving_drift
@@ -48,6 +48,18 @@ class WardenCollector:
             "Pauses holding automation",
             value=active_pauses(timezone.now()).count(),
         )
+
+        # The audit chain's head, so a copy exists outside the database (governance/audit.py);
+        # `manage.py verify_audit --expect SEQUENCE:HASH` checks the log still contains it.
+        head = AuditChainHead.objects.get(pk=1)
+        yield GaugeMetricFamily(
+            "warden_audit_head_sequence", "Sequence of the audit chain's head", value=head.sequence
+        )
+        head_info = GaugeMetricFamily(
+            "warden_audit_head", "The audit chain's head, its hash as a label", labels=["hash"]
+        )
+        head_info.add_metric([head.hash], head.sequence)
+        yield head_info
 
         drift = serving_drift(timezone.now())
         psi = GaugeMetricFamily(

@@ -27,9 +27,9 @@ DATA_DIR.mkdir(parents=True, exist_ok=True)
 MODEL_DIR = Path(env.str("WARDEN_MODEL_DIR", default=str(DATA_DIR / "models")))
 
 
-def _embedded_secret_key() -> str:
-    """A random key kept in the data folder, so sessions survive restarts."""
-    path = DATA_DIR / "secret_key"
+def _generated_key(filename: str) -> str:
+    """A random key kept in the data folder (embedded mode), so it survives restarts."""
+    path = DATA_DIR / filename
     if not path.exists():
         path.write_text(secrets.token_urlsafe(50))
         path.chmod(0o600)
@@ -41,7 +41,18 @@ if PRODUCTION:
     if len(SECRET_KEY) < 32:
         raise ImproperlyConfigured("SECRET_KEY must be set to 32 or more characters in production")
 else:
-    SECRET_KEY = env.str("SECRET_KEY", default="") or _embedded_secret_key()
+    SECRET_KEY = env.str("SECRET_KEY", default="") or _generated_key("secret_key")
+
+# The audit chain's HMAC key: kept outside the database, so whoever can write the
+# database cannot write a link that verifies (governance/audit.py).
+if PRODUCTION:
+    WARDEN_AUDIT_KEY = env.str("WARDEN_AUDIT_KEY", default="")
+    if len(WARDEN_AUDIT_KEY) < 32:
+        raise ImproperlyConfigured(
+            "WARDEN_AUDIT_KEY must be set to 32 or more characters in production"
+        )
+else:
+    WARDEN_AUDIT_KEY = env.str("WARDEN_AUDIT_KEY", default="") or _generated_key("audit_key")
 
 DEBUG = env.bool("DEBUG", default=False)
 if PRODUCTION and DEBUG:

@@ -5,6 +5,7 @@ from django.core.validators import MaxValueValidator, MinValueValidator
 from django.db import models
 from django.utils import timezone
 
+from config.db_checks import checked_in_database
 from config.history import PersonHistory
 from remediation.choices import Category
 
@@ -15,6 +16,7 @@ class FeedbackType(models.TextChoices):
     NEUTRAL = "neutral", "Neutral"
 
 
+@checked_in_database
 class Feedback(models.Model):
     """What a person thought of how a ticket was handled (the seed's feedback body)."""
 
@@ -49,6 +51,7 @@ class Feedback(models.Model):
         return f"{self.feedback_type} feedback on ticket {self.ticket_id}"
 
 
+@checked_in_database
 class Pattern(models.Model):
     """A recurring kind of problem and how well remediating it has gone."""
 
@@ -61,8 +64,12 @@ class Pattern(models.Model):
     positive_count = models.PositiveIntegerField(default=0)
     negative_count = models.PositiveIntegerField(default=0)
     neutral_count = models.PositiveIntegerField(default=0)
-    avg_confidence = models.FloatField(default=0.0)
-    avg_reliability = models.FloatField(default=0.0)
+    avg_confidence = models.FloatField(
+        default=0.0, validators=[MinValueValidator(0), MaxValueValidator(1)]
+    )
+    avg_reliability = models.FloatField(
+        default=0.0, validators=[MinValueValidator(0), MaxValueValidator(100)]
+    )
     auto_remediation_attempts = models.PositiveIntegerField(default=0)
     auto_remediation_successes = models.PositiveIntegerField(default=0)
     eligible_for_auto_remediation = models.BooleanField(default=False)

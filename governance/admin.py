@@ -5,7 +5,7 @@ from simple_history.admin import SimpleHistoryAdmin
 
 from config.admin_actions import confirmed_action
 from governance.approvals import approve_request, reject_request
-from governance.audit import GENESIS_HASH, verify_chain
+from governance.audit import verify_audit_log
 from governance.models import (
     AUTONOMY_LEVEL_REFUSED,
     Approval,
@@ -264,12 +264,7 @@ class AuditEventAdmin(ReadOnlyAdmin):
 
     @admin.action(description="Verify the whole audit chain")
     def verify_whole_chain(self, request, queryset) -> None:
-        report = verify_chain(AuditEvent.objects.order_by("sequence").iterator(), GENESIS_HASH)
-        if report.intact:
-            self.message_user(request, f"Audit chain intact: {report.checked} events verified.")
-        else:
-            self.message_user(
-                request,
-                f"Audit chain BROKEN at #{report.first_broken_sequence}: {report.problem}",
-                messages.ERROR,
-            )
+        report = verify_audit_log()  # the same check as `manage.py verify_audit`
+        self.message_user(
+            request, report.line, messages.SUCCESS if report.intact else messages.ERROR
+        )

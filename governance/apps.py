@@ -1,3 +1,5 @@
+from typing import Any
+
 from django.apps import AppConfig
 
 
@@ -6,4 +8,19 @@ class GovernanceConfig(AppConfig):
     default_auto_field = "django.db.models.BigAutoField"
 
     def ready(self) -> None:
+        from django.db.backends.signals import connection_created
+
         from config import checks  # noqa: F401  (registers the system checks)
+
+        connection_created.connect(register_audit_guard)
+
+
+def register_audit_guard(sender: object, connection: Any, **kwargs: Any) -> None:
+    """SQLite's audit triggers ask this function whether the log may change (migration
+    governance 0008): only inside governance.audit.audit_maintenance()."""
+    if connection.vendor == "sqlite":
+        from governance.audit import audit_maintenance_active
+
+        connection.connection.create_function(
+            "warden_audit_maintenance", 0, audit_maintenance_active
+        )

@@ -9,6 +9,7 @@ from django.db import models
 from django.db.models import Q
 from django.utils.timezone import now
 
+from config.db_checks import checked_in_database
 from config.history import PersonHistory
 from governance.choices import AutonomyLevel, PolicyMode, RiskLevel
 from remediation.choices import ActionType, Category
@@ -22,6 +23,12 @@ AUTONOMY_LEVEL_REFUSED = (
 )
 
 
+# Bounds the database holds too (config/db_checks.py): more approvers than a team has would
+# leave a request pending for ever; more actions an hour than this is no limit at all.
+MAX_REQUIRED_APPROVALS = 10
+MAX_ACTIONS_PER_HOUR = 10_000
+
+
 def validate_autonomy_level(value: int) -> None:
     if value not in AutonomyLevel.values:
         raise ValidationError(
@@ -29,6 +36,7 @@ def validate_autonomy_level(value: int) -> None:
         )
 
 
+@checked_in_database
 class Policy(models.Model):
     """How autonomously Warden may act on one category (the seed's AutoRemediationPolicy)."""
 
@@ -74,12 +82,14 @@ class Policy(models.Model):
     )
     approvers = models.JSONField(default=list, blank=True)
     required_approvals = models.PositiveSmallIntegerField(
-        default=1, validators=[MinValueValidator(1)]
+        default=1, validators=[MinValueValidator(1), MaxValueValidator(MAX_REQUIRED_APPROVALS)]
     )
     critical_required_approvals = models.PositiveSmallIntegerField(
-        default=2, validators=[MinValueValidator(1)]
+        default=2, validators=[MinValueValidator(1), MaxValueValidator(MAX_REQUIRED_APPROVALS)]
     )
-    max_actions_per_hour = models.PositiveIntegerField(default=10)
+    max_actions_per_hour = models.PositiveIntegerField(
+        default=10, validators=[MaxValueValidator(MAX_ACTIONS_PER_HOUR)]
+    )
     requires_rollback_plan = models.BooleanField(default=True)
     requires_backup = models.BooleanField(default=False)
     blast_radius_max_hosts = models.PositiveIntegerField(null=True, blank=True)
@@ -144,6 +154,7 @@ class PauseScope(models.TextChoices):
     HOST = "host", "One host"
 
 
+@checked_in_database
 class Pause(models.Model):
     """A switch that stops automation for everything, a category or a host."""
 
@@ -188,6 +199,7 @@ class Pause(models.Model):
             raise ValidationError({"ends_at": "The pause must end after it starts."})
 
 
+@checked_in_database
 class Decision(models.Model):
     """What the engine decided for a ticket, whole: outcome, reasons, checks, reliability."""
 
@@ -209,10 +221,14 @@ class Decision(models.Model):
     )
     outcome = models.CharField(max_length=20)
     model_outcome = models.CharField(max_length=20)
-    confidence = models.FloatField(default=0.0)
+    confidence = models.FloatField(
+        default=0.0, validators=[MinValueValidator(0), MaxValueValidator(1)]
+    )
     allowed = models.BooleanField(default=False)
     requires_approval = models.BooleanField(default=False)
-    required_approvals = models.PositiveSmallIntegerField(default=0)
+    required_approvals = models.PositiveSmallIntegerField(
+        default=0, validators=[MaxValueValidator(MAX_REQUIRED_APPROVALS)]
+    )
     action_type = models.CharField(max_length=20, blank=True)
     risk_level = models.CharField(max_length=10, choices=RiskLevel.choices, blank=True)
     shadow = models.BooleanField(default=False)
@@ -236,6 +252,7 @@ class ApprovalStatus(models.TextChoices):
     EXPIRED = "expired", "Expired"
 
 
+@checked_in_database
 class ApprovalRequest(models.Model):
     """A risky remediation waiting for people; critical ones need two approvers."""
 
@@ -247,7 +264,9 @@ class ApprovalRequest(models.Model):
     status = models.CharField(
         max_length=10, choices=ApprovalStatus.choices, default=ApprovalStatus.PENDING
     )
-    required_approvals = models.PositiveSmallIntegerField(default=1)
+    required_approvals = models.PositiveSmallIntegerField(
+        default=1, validators=[MinValueValidator(1), MaxValueValidator(MAX_REQUIRED_APPROVALS)]
+    )
     requested_by = models.ForeignKey(
         settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
     )
@@ -277,6 +296,7 @@ class Verdict(models.TextChoices):
     REJECT = "reject", "Reject"
 
 
+@checked_in_database
 class Approval(models.Model):
     """One person's verdict on an approval request."""
 

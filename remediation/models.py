@@ -6,11 +6,12 @@ import secrets
 from datetime import datetime
 
 from django.conf import settings
-from django.core.validators import RegexValidator
+from django.core.validators import MaxValueValidator, MinValueValidator, RegexValidator
 from django.db import models
 from django.db.models import Q
 from django.utils import timezone
 
+from config.db_checks import checked_in_database
 from config.history import PersonHistory
 from remediation.choices import (
     EXECUTION_TRANSITIONS,
@@ -22,6 +23,7 @@ from remediation.choices import (
     TicketStatus,
     check_transition,
 )
+from scoring.choices import Severity
 
 API_KEY_PREFIX = "wdn_"
 
@@ -34,6 +36,7 @@ def hash_api_key(key: str) -> str:
 HOST_NAME = re.compile(r"^[A-Za-z0-9]([A-Za-z0-9.-]{0,251}[A-Za-z0-9])?$")
 
 
+@checked_in_database
 class Host(models.Model):
     name = models.CharField(
         max_length=253,
@@ -71,6 +74,7 @@ class Host(models.Model):
         return key
 
 
+@checked_in_database
 class Runbook(models.Model):
     """An allow-listed action an agent may run, with its risk class and rollback."""
 
@@ -122,6 +126,7 @@ class TicketSource(models.TextChoices):
     INTEGRATOR = "integrator", "Integrator"
 
 
+@checked_in_database
 class Ticket(models.Model):
     """The unit of remediation work: one open per host and category, repeats counted on it."""
 
@@ -136,9 +141,15 @@ class Ticket(models.Model):
     status = models.CharField(
         max_length=20, choices=TicketStatus.choices, default=TicketStatus.OPEN
     )
-    severity = models.PositiveSmallIntegerField(default=0, help_text="Highest severity seen.")
-    confidence = models.FloatField(default=0.0, help_text="Model confidence at the last sample.")
-    occurrence_count = models.PositiveIntegerField(default=1)
+    severity = models.PositiveSmallIntegerField(
+        default=0, choices=Severity.choices, help_text="Highest severity seen."
+    )
+    confidence = models.FloatField(
+        default=0.0,
+        validators=[MinValueValidator(0), MaxValueValidator(1)],
+        help_text="Model confidence at the last sample.",
+    )
+    occurrence_count = models.PositiveIntegerField(default=1, validators=[MinValueValidator(1)])
     enable_auto_remediation = models.BooleanField(default=True)
     affects_billing = models.BooleanField(default=False)
     data_integrity = models.BooleanField(default=False)
@@ -152,7 +163,9 @@ class Ticket(models.Model):
     pattern = models.ForeignKey(
         "feedback.Pattern", on_delete=models.SET_NULL, null=True, blank=True, related_name="tickets"
     )
-    pattern_similarity = models.FloatField(null=True, blank=True)
+    pattern_similarity = models.FloatField(
+        null=True, blank=True, validators=[MinValueValidator(0), MaxValueValidator(1)]
+    )
 
     history = PersonHistory(excluded_fields=["last_seen_at", "confidence"])
 
@@ -183,6 +196,7 @@ class Ticket(models.Model):
             self.resolved_at = now or timezone.now()
 
 
+@checked_in_database
 class Execution(models.Model):
     """One run of a runbook on a host. This row, not the queue, is the truth.
 

@@ -5,6 +5,7 @@ from dataclasses import asdict
 from django.utils import timezone
 
 from governance.approvals import expire_approval_requests
+from governance.audit import checkpoint
 from remediation import executions
 
 
@@ -21,4 +22,6 @@ def sweep() -> dict:
     now = timezone.now()
     report = asdict(executions.sweep(now))
     report["approvals_expired"] = expire_approval_requests(now)
+    head = checkpoint()  # the chain head, published in the worker's log every minute
+    report["audit_head"] = f"{head.sequence}:{head.hash}"
     return report

@@ -1,15 +1,20 @@
 """Metric samples and the versioned severity model registry."""
 
 from django.conf import settings
+from django.core.validators import MaxValueValidator, MinValueValidator
 from django.db import models
 from django.db.models import Q
 from django.utils import timezone
 
+from config.db_checks import checked_in_database
 from config.history import PersonHistory
 from scoring.choices import ModelStatus, Severity
 from scoring.features import Reading
 
+PERCENT = [MinValueValidator(0), MaxValueValidator(100)]
 
+
+@checked_in_database
 class ModelVersion(models.Model):
     """A trained severity model. Only the one approved version serves."""
 
@@ -50,19 +55,20 @@ class ModelVersion(models.Model):
         return f"v{self.version} ({self.status})"
 
 
+@checked_in_database
 class MetricSample(models.Model):
     """One reading from an agent, with the model's verdict on it."""
 
     host = models.ForeignKey("remediation.Host", on_delete=models.CASCADE, related_name="samples")
     taken_at = models.DateTimeField()
     received_at = models.DateTimeField(default=timezone.now)
-    disk_usage = models.FloatField()
-    memory_usage = models.FloatField()
-    cpu_usage = models.FloatField()
-    dns_latency_ms = models.FloatField()
+    disk_usage = models.FloatField(validators=PERCENT)
+    memory_usage = models.FloatField(validators=PERCENT)
+    cpu_usage = models.FloatField(validators=PERCENT)
+    dns_latency_ms = models.FloatField(validators=[MinValueValidator(0)])
     firewall_change_requested = models.BooleanField(default=False)
     severity = models.PositiveSmallIntegerField(choices=Severity.choices)
-    confidence = models.FloatField()
+    confidence = models.FloatField(validators=[MinValueValidator(0), MaxValueValidator(1)])
     category = models.CharField(max_length=20, blank=True)
     explanation = models.JSONField(default=list, blank=True)
     # No index: nothing looks samples up by version (versions are retired, never deleted),

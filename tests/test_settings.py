@@ -75,12 +75,20 @@ def test_redis_url_switches_the_broker_and_the_channel_layer(tmp_path):
     assert result.stdout.split()[1:] == ["None", "channels_redis.core.RedisChannelLayer"]
 
 
+KEYS = {"SECRET_KEY": "x" * 40, "WARDEN_AUDIT_KEY": "y" * 40}
+
+
 @pytest.mark.parametrize(
     ("env", "message"),
     [
         ({}, "SECRET_KEY must be set"),
-        ({"SECRET_KEY": "x" * 40, "DEBUG": "true"}, "DEBUG must be off"),
-        ({"SECRET_KEY": "x" * 40}, "ALLOWED_HOSTS must name"),
+        ({"SECRET_KEY": "x" * 40}, "WARDEN_AUDIT_KEY must be set"),
+        ({"SECRET_KEY": "x" * 40, "WARDEN_AUDIT_KEY": "short"}, "WARDEN_AUDIT_KEY must be set"),
+        (
+            {"SECRET_KEY": "x" * 40, "WARDEN_AUDIT_KEY": "y" * 40, "DEBUG": "true"},
+            "DEBUG must be off",
+        ),
+        ({"SECRET_KEY": "x" * 40, "WARDEN_AUDIT_KEY": "y" * 40}, "ALLOWED_HOSTS must name"),
         ({"WARDEN_ENV": "staging"}, "WARDEN_ENV must be"),
     ],
 )
@@ -143,6 +151,7 @@ def test_the_production_image_serves_the_admin_with_its_collected_static_files(t
     production = {
         "WARDEN_ENV": "production",
         "SECRET_KEY": "collectstatic-only-build-step-placeholder-key",
+        "WARDEN_AUDIT_KEY": "test-only-audit-key-" + "z" * 32,
         "STATIC_ROOT": str(static_root),
     }
     collect = subprocess.run(

@@ -1,0 +1,151 @@
+"""The database refuses what the rules refuse, whichever way a value comes in.
+
+Generated from the models: a field added later with choices or bounds is covered
+without editing this file.
+"""
+
+import json
+
+import pytest
+from django.apps import apps
+from django.core.management import call_command
+from django.core.validators import MaxValueValidator, MinValueValidator
+from django.db import IntegrityError, transaction
+from django.utils import timezone
+
+from feedback.models import Feedback
+from feedback.verdicts import give_feedback
+from governance.approvals import approve_request
+from governance.models import Approval, ApprovalRequest, Policy
+from governance.switches import pause_automation
+from remediation.models import Ticket
+from scoring.models import MetricSample
+
+PROJECT_APPS = ("governance", "remediation", "scoring", "feedback")
+
+
+def bounded_fields():
+    for model in apps.get_models():
+        if model._meta.app_label not in PROJECT_APPS or model.__name__.startswith("Historical"):
+            continue
+        for field in model._meta.local_fields:
+            if field.primary_key or field.is_relation:
+                continue
+            declared = [
+                v for v in field._validators if isinstance(v, MinValueValidator | MaxValueValidator)
+            ]
+            if field.choices or declared:
+                yield model, field
+
+
+def out_of_bounds(field) -> object:
+    """A value the field's rule refuses."""
+    for validator in field._validators:
+        if isinstance(validator, MaxValueValidator):
+            return validator.limit_value + 1
+        if isinstance(validator, MinValueValidator):
+            return validator.limit_value - 1
+    return 99 if isinstance(field.choices[0][0], int) else "not-a-choice"
+
+
+FIELDS = sorted(bounded_fields(), key=lambda pair: (pair[0]._meta.label, pair[1].name))
+
+
+@pytest.mark.parametrize(
+    ("model", "field"), FIELDS, ids=[f"{m._meta.label}.{f.name}" for m, f in FIELDS]
+)
+def test_every_bounded_field_has_its_check_in_the_database(model, field):
+    names = {constraint.name for constraint in model._meta.constraints}
+    expected = f"{model._meta.app_label}_{model.__name__.lower()}_{field.attname}_allowed"
+    assert expected in names, f"{model.__name__} needs @checked_in_database"
+
+
+def test_the_generated_list_covers_the_engines_inputs():
+    covered = {f"{m.__name__}.{f.name}" for m, f in FIELDS}
+    assert {
+        "Policy.autonomy_level",
+        "Policy.min_confidence_score",
+        "Policy.required_approvals",
+        "Policy.max_actions_per_hour",
+        "Ticket.severity",
+        "Ticket.confidence",
+        "MetricSample.cpu_usage",
+        "ApprovalRequest.required_approvals",
+    } <= covered
+
+
+@pytest.mark.parametrize(
+    ("model", "field"), FIELDS, ids=[f"{m._meta.label}.{f.name}" for m, f in FIELDS]
+)
+def test_an_update_past_the_bounds_is_refused(model, field, agent, other_agent, alice, bob):
+    # rows of every kind, made the way people and agents make them
+    agent.post_metrics(agent.sample("disk"))
+    other_agent.post_metrics(other_agent.sample("dns"))
+    now = timezone.now()
+    approve_request(ApprovalRequest.objects.get(), user=bob, comment="checked", now=now)
+    pause_automation(scope="all", reason="change freeze", user=alice, now=now)
+    give_feedback(
+        Feedback(ticket=Ticket.objects.first(), feedback_type="positive", rating=5), user=alice
+    )
+    rows = model.objects.all()
+    assert rows.exists(), f"the setup makes no {model.__name__}: add one"
+    with pytest.raises(IntegrityError), transaction.atomic():
+        rows.update(**{field.attname: out_of_bounds(field)})
+
+
+def test_autonomy_level_4_is_refused_by_save_update_and_loaddata(db, tmp_path):
+    policy = Policy.objects.get(category="disk", enabled=True)
+
+    with pytest.raises(IntegrityError), transaction.atomic():
+        Policy.objects.filter(pk=policy.pk).update(autonomy_level=4)
+
+    policy.autonomy_level = 4
+    with pytest.raises(IntegrityError), transaction.atomic():
+        policy.save()  # no full_clean: only the database stands in the way
+
+    fixture = tmp_path / "policy.json"
+    fixture.write_text(
+        json.dumps(
+            [
+                {
+                    "model": "governance.policy",
+                    "pk": policy.pk,
+                    "fields": {"name": policy.name, "category": "disk", "autonomy_level": 4},
+                }
+            ]
+        )
+    )
+    with pytest.raises(IntegrityError), transaction.atomic():
+        call_command("loaddata", str(fixture), verbosity=0)
+    policy.refresh_from_db()
+    assert policy.autonomy_level != 4
+
+
+def test_a_second_open_ticket_for_a_host_and_category_is_refused(agent):
+    agent.post_metrics(agent.sample("disk"))
+    ticket = Ticket.objects.get()
+    with pytest.raises(IntegrityError), transaction.atomic():
+        Ticket.objects.create(
+            ticket_id="INC-999999",
+            title="copy",
+            host=ticket.host,
+            category=ticket.category,
+            opened_at=ticket.opened_at,
+            last_seen_at=ticket.last_seen_at,
+        )
+
+
+def test_a_second_verdict_by_one_approver_is_refused(agent, bob):
+    agent.post_metrics(agent.sample("dns"))
+    request = ApprovalRequest.objects.get()
+    Approval.objects.create(request=request, approver=bob, verdict="approve", comment="ok")
+    with pytest.raises(IntegrityError), transaction.atomic():
+        Approval.objects.create(request=request, approver=bob, verdict="approve", comment="again")
+
+
+def test_one_sample_per_host_and_instant(agent):
+    agent.post_metrics([agent.sample()])
+    sample = MetricSample.objects.get()
+    sample.pk = None
+    with pytest.raises(IntegrityError), transaction.atomic():
+        sample.save()
