@@ -4,13 +4,17 @@
 client sees which field of which sample was wrong.
 """
 
+import logging
 from typing import Any
 
 from django.conf import settings
 from django.core.exceptions import RequestDataTooBig
+from django.db import OperationalError
 from rest_framework import exceptions
 from rest_framework.response import Response
 from rest_framework.views import exception_handler
+
+logger = logging.getLogger("warden.api")
 
 
 def flatten_errors(detail: Any, prefix: str = "") -> dict[str, list[str]]:
@@ -38,7 +42,23 @@ def flatten_errors(detail: Any, prefix: str = "") -> dict[str, list[str]]:
     )
 
 
+class DatabaseUnavailable(exceptions.APIException):
+    """The database is locked past its timeout, out of pooled connections, or down: the
+    request changed nothing (its transaction rolled back), so the agent sends it again."""
+
+    status_code = 503
+    default_code = "database_unavailable"
+    default_detail = "The database is busy or unreachable; nothing was stored. Retry shortly."
+
+
+RETRY_AFTER_SECONDS = 5
+
+
 def warden_exception_handler(exc: Exception, context: dict) -> Response | None:
+    if isinstance(exc, OperationalError):
+        logger.warning("API request refused, database unavailable: %s", exc)
+        exc = DatabaseUnavailable()
+        exc.wait = RETRY_AFTER_SECONDS  # DRF sends it as Retry-After
     if isinstance(exc, RequestDataTooBig):  # Django refuses the body before any parser runs
         exc = exceptions.ValidationError(
             {

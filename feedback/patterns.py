@@ -179,8 +179,13 @@ def record_occurrence(
     return pattern
 
 
-def record_outcome(ticket, *, resolved: bool, automatic: bool) -> None:
-    """A ticket closed: count its success or failure (and its automatic fix) on its pattern."""
+def record_outcome(ticket, *, resolved: bool) -> None:
+    """A ticket closed, resolved or not: its success or failure counts on its pattern.
+
+    Whether an automatic fix worked is counted apart, by record_automatic_attempt, when
+    that execution passes or fails verification: a ticket resolved by hand after a
+    failed automatic fix is a success for the pattern, not for its automation.
+    """
     if ticket.pattern_id is None:
         return
     pattern = Pattern.objects.select_for_update().get(pk=ticket.pattern_id)
@@ -188,9 +193,18 @@ def record_outcome(ticket, *, resolved: bool, automatic: bool) -> None:
         pattern.success_count += 1
     else:
         pattern.failure_count += 1
-    if automatic:
-        pattern.auto_remediation_attempts += 1
-        pattern.auto_remediation_successes += int(resolved)
+    pattern.eligible_for_auto_remediation = is_eligible(pattern)
+    pattern.save()
+
+
+def record_automatic_attempt(ticket, *, succeeded: bool) -> None:
+    """An automatic execution ended: verified by fresh metrics (succeeded) or failed
+    (the agent reported failure, or verification did). Cancelled ones never ran."""
+    if ticket.pattern_id is None:
+        return
+    pattern = Pattern.objects.select_for_update().get(pk=ticket.pattern_id)
+    pattern.auto_remediation_attempts += 1
+    pattern.auto_remediation_successes += int(succeeded)
     pattern.eligible_for_auto_remediation = is_eligible(pattern)
     pattern.save()
 

@@ -12,6 +12,7 @@ from django.conf import settings
 from django.db import transaction
 
 from governance.audit import PendingEvent, append_events, event, user_actor
+from governance.command_floor import runbook_refusals
 from governance.models import Approval, ApprovalRequest, ApprovalStatus, Decision, Verdict
 from remediation.choices import TicketStatus
 from remediation.executions import queue_execution
@@ -84,6 +85,9 @@ def check_can_decide(request: ApprovalRequest, user: Any, now: datetime) -> None
         )
     if request.approvals.filter(approver=user).exists():
         raise ApprovalError("already_decided", f"{user.get_username()} already gave a verdict")
+    refusals = runbook_refusals(request.runbook.name, request.runbook.commands)
+    if refusals:
+        raise ApprovalError("forbidden_command", refusals[0])
 
 
 def _locked(request: ApprovalRequest) -> ApprovalRequest:

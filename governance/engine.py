@@ -37,6 +37,7 @@ from functools import lru_cache
 from zoneinfo import ZoneInfo
 
 from governance.choices import AutonomyLevel, PolicyMode, RiskLevel, SecuritySeverity
+from governance.command_floor import runbook_refusals
 from remediation.choices import ActionType, ForbiddenTouch
 from scoring.reliability import (
     FeedbackFact,
@@ -422,7 +423,7 @@ def _hard_limits(runbook: RunbookFacts | None, limits: PolicySnapshot) -> list[s
     if runbook is None:
         return []
     under = _under(limits)
-    lines = []
+    lines = runbook_refusals(runbook.name, runbook.commands)  # the floor, under any policy
     for command in runbook.commands:
         word = _forbidden_word(command, tuple(limits.forbidden_commands))
         if word:

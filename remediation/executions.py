@@ -23,6 +23,7 @@ from django_q.tasks import async_task
 
 from feedback import patterns
 from governance.audit import PendingEvent, append_events, event, user_actor
+from governance.command_floor import runbook_refusals
 from governance.decisions import dispatch_blocker
 from governance.models import ApprovalRequest, ApprovalStatus, Decision
 from governance.switches import active_pauses, pauses_applying
@@ -209,6 +210,17 @@ def claim_agent_actions(host: Host, now: datetime) -> list[AgentAction]:
         for execution in executions:
             rollback = execution.state == ExecutionState.ROLLBACK_PENDING
             applying = pauses_applying(pauses, host.pk, execution.runbook.category)
+            refusals = (
+                []
+                if rollback
+                else runbook_refusals(execution.runbook.name, execution.runbook.commands)
+            )
+            if refusals:  # the runbook was edited since the decision: never hand it out
+                execution.move_to(ExecutionState.CANCELLED)
+                execution.finished_at = now
+                execution.save(update_fields=["state", "finished_at"])
+                events.append(_audit(execution, "system", "execution.cancelled", refusals[0]))
+                continue
             # A pause holds new actions; a rollback restores a known state and proceeds.
             if applying and not rollback:
                 execution.move_to(ExecutionState.HELD)
@@ -287,6 +299,7 @@ def report_agent_result(
             else:
                 execution.move_to(ExecutionState.FAILED)
                 execution.finished_at = now
+                _count_failed_attempt(execution)
                 summary = f"{execution.runbook.action} failed on {host.name}"
             events.append(
                 _audit(execution, actor, f"execution.{execution.state}", summary, output=output)
@@ -409,7 +422,9 @@ def _succeed(
     ticket.move_to(TicketStatus.RESOLVED, now)
     ticket.resolution = f"{execution.runbook.title}: verified by fresh metrics."
     ticket.save(update_fields=["status", "resolved_at", "resolution"])
-    patterns.record_outcome(ticket, resolved=True, automatic=execution.approval_request_id is None)
+    if execution.approval_request_id is None:
+        patterns.record_automatic_attempt(ticket, succeeded=True)
+    patterns.record_outcome(ticket, resolved=True)
     events.append(
         event(
             "system",
@@ -426,8 +441,15 @@ def _fail_verification(
 ) -> None:
     execution.move_to(ExecutionState.FAILED)
     execution.finished_at = now
+    _count_failed_attempt(execution)
     events.append(_audit(execution, "system", "execution.failed", f"verification failed: {why}"))
     _start_rollback(execution, events, f"verification failed: {why}")
+
+
+def _count_failed_attempt(execution: Execution) -> None:
+    """A failed automatic fix counts against its pattern's automation, whatever happens next."""
+    if execution.approval_request_id is None:
+        patterns.record_automatic_attempt(execution.ticket, succeeded=False)
 
 
 def release_held_executions(now: datetime) -> int:

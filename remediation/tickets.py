@@ -38,8 +38,7 @@ def close_ticket(ticket: Ticket, *, user: Any, resolved: bool, note: str, now: d
         expired = ApprovalRequest.objects.filter(
             ticket=ticket, status=ApprovalStatus.PENDING
         ).update(status=ApprovalStatus.EXPIRED)
-        automatic = ticket.executions.filter(approval_request__isnull=True).exists()
-        patterns.record_outcome(ticket, resolved=resolved, automatic=automatic)
+        patterns.record_outcome(ticket, resolved=resolved)
         how = "resolved by hand" if resolved else "closed unresolved"
         append_events(
             [

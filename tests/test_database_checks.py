@@ -45,7 +45,7 @@ def out_of_bounds(field) -> object:
             return validator.limit_value + 1
         if isinstance(validator, MinValueValidator):
             return validator.limit_value - 1
-    return 99 if isinstance(field.choices[0][0], int) else "not-a-choice"
+    return 99 if isinstance(field.choices[0][0], int) else "bogus"
 
 
 FIELDS = sorted(bounded_fields(), key=lambda pair: (pair[0]._meta.label, pair[1].name))

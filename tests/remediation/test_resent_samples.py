@@ -72,3 +72,20 @@ def test_an_older_reading_sent_late_is_stored_without_moving_the_hosts_latest(ag
     assert MetricSample.objects.count() == 2
     agent.host.refresh_from_db()
     assert agent.host.last_sample_at.isoformat() == late["taken_at"]
+
+
+def test_a_busy_database_answers_503_in_the_api_shape_with_retry_after(agent, monkeypatch):
+    from django.db import OperationalError
+
+    from remediation.api import views
+
+    def locked(*args, **kwargs):
+        raise OperationalError("database is locked")
+
+    monkeypatch.setattr(views, "ingest_samples", locked)
+    response = agent.post_metrics([agent.sample()])
+
+    assert response.status_code == 503
+    assert response["Retry-After"] == "5"
+    assert response.json()["error"]["code"] == "database_unavailable"
+    assert not MetricSample.objects.exists()
