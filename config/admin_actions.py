@@ -46,3 +46,11 @@ def confirmed_action(
 
     action.__name__ = f"{verb.replace(' ', '_')}_action"
     return action
+
+
+class NeverDeleted:
+    """Admin mixin: governed rows are ended, retired or closed through their use cases,
+    never deleted (a delete would erase the subject of their audit trail unrecorded)."""
+
+    def has_delete_permission(self, request: HttpRequest, obj: Model | None = None) -> bool:
+        return False

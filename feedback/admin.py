@@ -1,12 +1,13 @@
 from django.contrib import admin
 from simple_history.admin import SimpleHistoryAdmin
 
+from config.admin_actions import NeverDeleted
 from feedback.models import Feedback, Pattern
 from feedback.verdicts import give_feedback
 
 
 @admin.register(Feedback)
-class FeedbackAdmin(SimpleHistoryAdmin):
+class FeedbackAdmin(NeverDeleted, SimpleHistoryAdmin):
     list_display = ["ticket", "feedback_type", "rating", "submitted_by", "created_at"]
     list_filter = ["feedback_type", "rating"]
     search_fields = ["ticket__ticket_id", "comment"]
@@ -22,7 +23,7 @@ class FeedbackAdmin(SimpleHistoryAdmin):
 
 
 @admin.register(Pattern)
-class PatternAdmin(SimpleHistoryAdmin):
+class PatternAdmin(NeverDeleted, SimpleHistoryAdmin):
     list_display = [
         "category",
         "key_terms",

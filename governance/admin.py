@@ -3,7 +3,7 @@ from django.utils import timezone
 from django.utils.html import format_html_join
 from simple_history.admin import SimpleHistoryAdmin
 
-from config.admin_actions import confirmed_action
+from config.admin_actions import NeverDeleted, confirmed_action
 from governance.approvals import approve_request, reject_request
 from governance.audit import verify_audit_log
 from governance.models import (
@@ -27,7 +27,7 @@ from governance.switches import (
 
 
 @admin.register(Policy)
-class PolicyAdmin(SimpleHistoryAdmin):
+class PolicyAdmin(NeverDeleted, SimpleHistoryAdmin):
     list_display = [
         "name",
         "category",
@@ -130,7 +130,7 @@ class PauseStateFilter(admin.SimpleListFilter):
 
 
 @admin.register(Pause)
-class PauseAdmin(SimpleHistoryAdmin):
+class PauseAdmin(NeverDeleted, SimpleHistoryAdmin):
     list_display = [
         "__str__",
         "holding",

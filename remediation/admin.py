@@ -2,7 +2,7 @@ from django.contrib import admin, messages
 from django.utils import timezone
 from simple_history.admin import SimpleHistoryAdmin
 
-from config.admin_actions import confirmed_action
+from config.admin_actions import NeverDeleted, confirmed_action
 from governance.models import Decision
 from remediation.executions import roll_back_execution
 from remediation.hosts import register_host
@@ -11,7 +11,7 @@ from remediation.tickets import close_ticket
 
 
 @admin.register(Host)
-class HostAdmin(SimpleHistoryAdmin):
+class HostAdmin(NeverDeleted, SimpleHistoryAdmin):
     list_display = ["name", "enabled", "last_seen_at", "api_key_prefix", "labels"]
     list_filter = ["enabled"]
     search_fields = ["name"]
@@ -27,7 +27,7 @@ class HostAdmin(SimpleHistoryAdmin):
 
 
 @admin.register(Runbook)
-class RunbookAdmin(SimpleHistoryAdmin):
+class RunbookAdmin(NeverDeleted, SimpleHistoryAdmin):
     list_display = ["name", "category", "action_type", "reversible", "rollback_action", "enabled"]
     list_filter = ["category", "action_type", "reversible", "enabled"]
     search_fields = ["name", "title", "action"]
@@ -82,7 +82,7 @@ def _close_unresolved(ticket: Ticket, user, note: str) -> str:
 
 
 @admin.register(Ticket)
-class TicketAdmin(SimpleHistoryAdmin):
+class TicketAdmin(NeverDeleted, SimpleHistoryAdmin):
     list_display = [
         "ticket_id",
         "title",

@@ -5,7 +5,7 @@ from django.utils import timezone
 from django.utils.html import format_html, format_html_join
 from simple_history.admin import SimpleHistoryAdmin
 
-from config.admin_actions import confirmed_action
+from config.admin_actions import NeverDeleted, confirmed_action
 from scoring.choices import ModelStatus
 from scoring.models import MetricSample, ModelVersion
 from scoring.monitoring import DRIFT_MIN_SAMPLES, DRIFT_WINDOW, DriftReport, model_drift
@@ -135,7 +135,7 @@ class ModelVersionAdmin(SimpleHistoryAdmin):
 
 
 @admin.register(MetricSample)
-class MetricSampleAdmin(admin.ModelAdmin):
+class MetricSampleAdmin(NeverDeleted, admin.ModelAdmin):
     list_display = [
         "host",
         "taken_at",
