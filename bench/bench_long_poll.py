@@ -41,6 +41,8 @@ from bench.servers import (
     ROOT,
     Server,
     free_port,
+    manage,
+    register,
     throwaway_servers,
     warden_env,
 )
@@ -58,27 +60,6 @@ HEALTHY = {
     "dns_latency_ms": 18.0,
     "firewall_change_requested": 0,
 }
-
-
-def manage(env: dict[str, str], *args: str) -> str:
-    result = subprocess.run(
-        [PYTHON, "manage.py", *args], cwd=ROOT, env=env, capture_output=True, text=True
-    )
-    if result.returncode:
-        raise SystemExit(f"manage.py {' '.join(args)} failed:\n{result.stdout}\n{result.stderr}")
-    return result.stdout
-
-
-def register(env: dict[str, str], prefix: str, count: int) -> list[list[str]]:
-    result = subprocess.run(
-        [PYTHON, "bench/setup_hosts.py", prefix, str(count)],
-        cwd=ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        check=True,
-    )
-    return json.loads(result.stdout)
 
 
 def poll_request(key: str, wait: float) -> bytes:

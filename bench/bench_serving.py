@@ -38,6 +38,8 @@ from bench.servers import (
     Databases,
     Server,
     free_port,
+    manage,
+    register,
     throwaway_servers,
     warden_env,
 )
@@ -65,25 +67,8 @@ class Fleet:
             host[3] = sent.get(host[0], host[3])
 
 
-def manage(env: dict[str, str], *args: str) -> str:
-    result = subprocess.run(
-        [PYTHON, "manage.py", *args], cwd=ROOT, env=env, capture_output=True, text=True
-    )
-    if result.returncode:
-        raise SystemExit(f"manage.py {' '.join(args)} failed:\n{result.stdout}\n{result.stderr}")
-    return result.stdout
-
-
-def register(env: dict[str, str], prefix: str, count: int, problem: bool) -> Fleet:
-    result = subprocess.run(
-        [PYTHON, "bench/setup_hosts.py", prefix, str(count)],
-        cwd=ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        check=True,
-    )
-    return Fleet([[name, key, problem, 0] for name, key in json.loads(result.stdout)])
+def register_fleet(env: dict[str, str], prefix: str, count: int, problem: bool) -> Fleet:
+    return Fleet([[name, key, problem, 0] for name, key in register(env, prefix, count)])
 
 
 def process_tree_cpu(pid: int) -> float:
@@ -304,10 +289,10 @@ def main() -> None:
         manage(env, "migrate", "--noinput")
         manage(env, "train_severity_model", "--approve")
         fleets = {
-            "warden-healthy": register(env, "ok", HEALTHY_HOSTS, False),
-            "warden-problem": register(env, "disk", PROBLEM_HOSTS, True),
-            "floor-healthy": register(env, "floor-ok", HEALTHY_HOSTS, False),
-            "floor-problem": register(env, "floor-disk", PROBLEM_HOSTS, True),
+            "warden-healthy": register_fleet(env, "ok", HEALTHY_HOSTS, False),
+            "warden-problem": register_fleet(env, "disk", PROBLEM_HOSTS, True),
+            "floor-healthy": register_fleet(env, "floor-ok", HEALTHY_HOSTS, False),
+            "floor-problem": register_fleet(env, "floor-disk", PROBLEM_HOSTS, True),
         }
         qcluster = Server("qcluster", "manage.py qcluster", env, None)
         try:

@@ -40,6 +40,8 @@ from bench.servers import (
     Front,
     Server,
     free_port,
+    manage,
+    register,
     throwaway_servers,
     warden_env,
 )
@@ -52,27 +54,6 @@ PROBLEMS = {  # category: (metrics, share of the problem hosts)
     "firewall": ({"firewall_change_requested": 1}, 0.1),
 }
 GOAL_P99_MS = 250
-
-
-def manage(env: dict[str, str], *args: str) -> str:
-    result = subprocess.run(
-        [PYTHON, "manage.py", *args], cwd=ROOT, env=env, capture_output=True, text=True
-    )
-    if result.returncode:
-        raise SystemExit(f"manage.py {' '.join(args)} failed:\n{result.stdout}\n{result.stderr}")
-    return result.stdout
-
-
-def register(env: dict[str, str], prefix: str, count: int) -> list[list[str]]:
-    result = subprocess.run(
-        [PYTHON, "bench/setup_hosts.py", prefix, str(count)],
-        cwd=ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        check=True,
-    )
-    return json.loads(result.stdout)
 
 
 def cpu_by_role(pids: dict[str, int]) -> dict[str, float]:

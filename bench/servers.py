@@ -9,6 +9,7 @@ defaults (fsync on): a commit costs what it costs in production.
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import re
 import shutil
@@ -138,6 +139,7 @@ def warden_env(databases: Databases, data_dir: Path, **extra: str) -> dict[str, 
         **os.environ,
         "WARDEN_ENV": "production",
         "SECRET_KEY": "bench-only-secret-key-" + "x" * 32,
+        "WARDEN_AUDIT_KEY": "bench-only-audit-key-" + "y" * 32,
         "ALLOWED_HOSTS": "localhost,127.0.0.1",
         "DATABASE_URL": databases.database_url,
         "REDIS_URL": databases.redis_url,
@@ -146,6 +148,29 @@ def warden_env(databases: Databases, data_dir: Path, **extra: str) -> dict[str, 
         "PYTHONPATH": str(ROOT),
         **extra,
     }
+
+
+def manage(env: dict[str, str], *args: str) -> str:
+    """Run `manage.py args` with `env`; its output, or exit naming what failed."""
+    result = subprocess.run(
+        [PYTHON, "manage.py", *args], cwd=ROOT, env=env, capture_output=True, text=True
+    )
+    if result.returncode:
+        raise SystemExit(f"manage.py {' '.join(args)} failed:\n{result.stdout}\n{result.stderr}")
+    return result.stdout
+
+
+def register(env: dict[str, str], prefix: str, count: int) -> list[list[str]]:
+    """COUNT hosts named PREFIX-00001 ... through Warden's add_host: [[name, key], ...]."""
+    result = subprocess.run(
+        [PYTHON, "bench/setup_hosts.py", prefix, str(count)],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    return json.loads(result.stdout)
 
 
 def render_template(template: str, **values: str) -> str:
