@@ -25,6 +25,7 @@ test: $(VENV)/.dev lint
 lint: $(VENV)/.dev
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+	$(BIN)/lint-imports --no-cache --no-logo
 
 # The in-process ones first, then through real servers (PostgreSQL, Redis and nginx
 # from Debian's packages, as .ci/run installs them): about 25 minutes in all.

@@ -247,6 +247,10 @@ WARDEN_VERIFY_SAMPLES = env.int("WARDEN_VERIFY_SAMPLES", default=3)
 WARDEN_VERIFY_TIMEOUT_SECONDS = env.int("WARDEN_VERIFY_TIMEOUT_SECONDS", default=300)
 WARDEN_APPROVAL_TTL_HOURS = env.float("WARDEN_APPROVAL_TTL_HOURS", default=24.0)
 WARDEN_REQUEUE_AFTER_SECONDS = env.int("WARDEN_REQUEUE_AFTER_SECONDS", default=180)
+# Nothing waits for ever: an action or rollback no agent took, or an execution no worker
+# dispatched, within this long is given up (audited); a pause holding one this long too.
+WARDEN_DISPATCH_TIMEOUT_SECONDS = env.int("WARDEN_DISPATCH_TIMEOUT_SECONDS", default=900)
+WARDEN_HELD_TIMEOUT_SECONDS = env.int("WARDEN_HELD_TIMEOUT_SECONDS", default=86_400)
 WARDEN_METRICS_TOKEN = env.str("WARDEN_METRICS_TOKEN", default="")
 
 LOGGING = {

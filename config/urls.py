@@ -8,6 +8,7 @@ from rest_framework.routers import DefaultRouter
 from config.metrics import metrics
 from governance.api.views import ApprovalVerdictView
 from governance.views import console
+from remediation.api.executions import ExecutionCancelView
 from remediation.api.long_poll import agent_actions
 from remediation.api.tickets import TicketViewSet
 from remediation.api.views import AgentResultView, MetricsView
@@ -38,6 +39,7 @@ api_v1 = [
         ApprovalVerdictView.as_view(verdict="reject"),
         name="approval-reject",
     ),
+    path("executions/<int:pk>/cancel", ExecutionCancelView.as_view(), name="execution-cancel"),
     path("", include(router.urls)),
 ]
 

@@ -7,10 +7,12 @@ from django.db import transaction
 from feedback import patterns
 from feedback.models import Feedback
 from governance.audit import append_events, event, user_actor
+from governance.changes import Change, require_permission, save_governed
 
 
 def give_feedback(feedback: Feedback, *, user: Any) -> Feedback:
     """Save a new piece of feedback as `user`'s; its verdict counts on the pattern once."""
+    require_permission(user, "feedback.add_feedback", "give feedback")
     feedback.submitted_by = user
     with transaction.atomic():
         feedback.save()
@@ -28,3 +30,9 @@ def give_feedback(feedback: Feedback, *, user: Any) -> Feedback:
             ]
         )
     return feedback
+
+
+def edit_feedback(feedback: Feedback, *, user: Any, reason: str | None) -> Change:
+    """Save a person's edit of feedback's words, audited; its verdict was counted once and
+    stays as given (the admin shows feedback_type read-only on an edit)."""
+    return save_governed(feedback, user=user, reason=reason)

@@ -1,9 +1,13 @@
+from django import forms
 from django.contrib import admin, messages
+from django.contrib.auth.admin import GroupAdmin, UserAdmin
+from django.contrib.auth.forms import AdminUserCreationForm, UserChangeForm
+from django.contrib.auth.models import Group, User
 from django.utils import timezone
 from django.utils.html import format_html_join
-from simple_history.admin import SimpleHistoryAdmin
 
 from config.admin_actions import NeverDeleted, confirmed_action
+from governance.admin_governed import GovernedAdmin, ReadOnlyHistoryAdmin, ReasonForm
 from governance.approvals import approve_request, reject_request
 from governance.audit import verify_audit_log
 from governance.models import (
@@ -16,6 +20,7 @@ from governance.models import (
     Pause,
     Policy,
 )
+from governance.people import access_of, permissions_of, record_access_change, record_group_change
 from governance.policies import save_policy
 from governance.simulation import AUTO_HEALED, BLOCKED, TO_A_PERSON, simulate_policy
 from governance.switches import (
@@ -27,7 +32,7 @@ from governance.switches import (
 
 
 @admin.register(Policy)
-class PolicyAdmin(NeverDeleted, SimpleHistoryAdmin):
+class PolicyAdmin(GovernedAdmin):
     list_display = [
         "name",
         "category",
@@ -43,9 +48,8 @@ class PolicyAdmin(NeverDeleted, SimpleHistoryAdmin):
     search_fields = ["name", "description"]
     actions = ["simulate_last_30_days"]
 
-    def save_model(self, request, obj, form, change) -> None:
-        # Through the use case, so each edit is a version and an audit event.
-        save_policy(obj, user=request.user)
+    def save_governed(self, request, obj, reason) -> None:
+        save_policy(obj, user=request.user, reason=reason)
 
     def formfield_for_choice_field(self, db_field, request, **kwargs):
         if db_field.name == "autonomy_level":
@@ -130,7 +134,7 @@ class PauseStateFilter(admin.SimpleListFilter):
 
 
 @admin.register(Pause)
-class PauseAdmin(NeverDeleted, SimpleHistoryAdmin):
+class PauseAdmin(ReadOnlyHistoryAdmin):
     list_display = [
         "__str__",
         "holding",
@@ -200,7 +204,7 @@ def _reject(request_obj: ApprovalRequest, user, note: str) -> str:
 
 
 @admin.register(ApprovalRequest)
-class ApprovalRequestAdmin(SimpleHistoryAdmin):
+class ApprovalRequestAdmin(ReadOnlyHistoryAdmin):
     list_display = ["ticket", "runbook", "status", "required_approvals", "created_at", "expires_at"]
     list_filter = ["status", "runbook__category"]
     search_fields = ["ticket__ticket_id", "ticket__host__name"]
@@ -209,7 +213,9 @@ class ApprovalRequestAdmin(SimpleHistoryAdmin):
         "ticket",
         "decision",
         "runbook",
+        "runbook_version",
         "status",
+        "void_reason",
         "required_approvals",
         "requested_by",
         "created_at",
@@ -251,7 +257,8 @@ class ApprovalRequestAdmin(SimpleHistoryAdmin):
     def has_add_permission(self, request) -> bool:
         return False
 
-    def has_delete_permission(self, request, obj=None) -> bool:
+    def has_change_permission(self, request, obj=None) -> bool:
+        # Only approve and reject change a request (the actions, the API, the console).
         return False
 
 
@@ -267,4 +274,65 @@ class AuditEventAdmin(ReadOnlyAdmin):
         report = verify_audit_log()  # the same check as `manage.py verify_audit`
         self.message_user(
             request, report.line, messages.SUCCESS if report.intact else messages.ERROR
+        )
+
+
+# People and roles: access changes are governed changes too (governance.people).
+class AuditedUserChangeForm(UserChangeForm):
+    change_reason = ReasonForm.base_fields["change_reason"]
+
+
+class AuditedUserCreationForm(AdminUserCreationForm):
+    change_reason = ReasonForm.base_fields["change_reason"]
+
+
+class AuditedGroupForm(forms.ModelForm):
+    change_reason = ReasonForm.base_fields["change_reason"]
+
+
+REASON_FIELDSET = ("Why", {"fields": ("change_reason",)})
+
+admin.site.unregister(User)
+admin.site.unregister(Group)
+
+
+@admin.register(User)
+class AuditedUserAdmin(NeverDeleted, UserAdmin):
+    form = AuditedUserChangeForm
+    add_form = AuditedUserCreationForm
+    fieldsets = (*UserAdmin.fieldsets, REASON_FIELDSET)
+    add_fieldsets = (*UserAdmin.add_fieldsets, REASON_FIELDSET)
+
+    def save_model(self, request, obj, form, change) -> None:
+        stored = User.objects.filter(pk=obj.pk).first() if change else None
+        obj._access_before = access_of(stored)
+        super().save_model(request, obj, form, change)
+
+    def save_related(self, request, form, formsets, change) -> None:
+        super().save_related(request, form, formsets, change)
+        person = form.instance
+        record_access_change(
+            person,
+            person._access_before,
+            by=request.user,
+            reason=form.cleaned_data.get("change_reason"),
+        )
+
+
+@admin.register(Group)
+class AuditedGroupAdmin(NeverDeleted, GroupAdmin):
+    form = AuditedGroupForm
+
+    def save_model(self, request, obj, form, change) -> None:
+        obj._permissions_before = permissions_of(obj) if change else None
+        super().save_model(request, obj, form, change)
+
+    def save_related(self, request, form, formsets, change) -> None:
+        super().save_related(request, form, formsets, change)
+        group = form.instance
+        record_group_change(
+            group,
+            group._permissions_before,
+            by=request.user,
+            reason=form.cleaned_data.get("change_reason"),
         )

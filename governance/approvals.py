@@ -13,6 +13,7 @@ from django.db import transaction
 
 from governance.audit import PendingEvent, append_events, event, user_actor
 from governance.command_floor import runbook_refusals
+from governance.decisions import readings_show_problem, runbook_version
 from governance.models import Approval, ApprovalRequest, ApprovalStatus, Decision, Verdict
 from remediation.choices import TicketStatus
 from remediation.executions import queue_execution
@@ -45,6 +46,7 @@ def request_approval(
         ticket=ticket,
         decision=decision,
         runbook=runbook,
+        runbook_version=decision.runbook_version if decision else runbook_version(runbook),
         required_approvals=max(required_approvals, 1),
         requested_by=requested_by,
         created_at=now,
@@ -60,7 +62,14 @@ def request_approval(
             f"{runbook.name} on {ticket.host.name} needs {request.required_approvals} "
             f"approval(s) ({ticket.ticket_id})",
             ticket_id=ticket.ticket_id,
-            data={"runbook": runbook.name, "required_approvals": request.required_approvals},
+            data={
+                "runbook": runbook.name,
+                "runbook_version": request.runbook_version,
+                "action": decision.action if decision else runbook.action,
+                "commands": decision.commands if decision else runbook.commands,
+                "sample": decision.sample_id if decision else None,
+                "required_approvals": request.required_approvals,
+            },
         )
     )
     return request
@@ -90,6 +99,41 @@ def check_can_decide(request: ApprovalRequest, user: Any, now: datetime) -> None
         raise ApprovalError("forbidden_command", refusals[0])
 
 
+def void_request(
+    request: ApprovalRequest, *, actor: str, reason: str, now: datetime
+) -> PendingEvent:
+    """Void a pending request whose runbook or readings changed (the caller holds its lock
+    and audits the returned event): nobody may approve what they were not shown."""
+    request.status = ApprovalStatus.VOIDED
+    request.decided_at = now
+    request.void_reason = reason[:500]
+    request.save(update_fields=["status", "decided_at", "void_reason"])
+    return event(
+        actor,
+        "approval.voided",
+        request,
+        f"approval for {request.runbook.name} on {request.ticket.ticket_id} voided: {reason}",
+        ticket_id=request.ticket.ticket_id,
+        data={"reason": reason, "runbook_version": request.runbook_version},
+    )
+
+
+def stale_because(request: ApprovalRequest) -> str | None:
+    """Why what people would approve is no longer what they were shown, or None."""
+    current = runbook_version(request.runbook)
+    if request.runbook_version != current:
+        return (
+            f"runbook {request.runbook.name} changed since it was requested "
+            f"(version {request.runbook_version} shown, {current} now)"
+        )
+    decision = request.decision
+    if not readings_show_problem(
+        request.ticket.host_id, request.runbook.category, decision.sample_id if decision else None
+    ):
+        return f"{request.ticket.host.name}'s newest readings no longer show the problem"
+    return None
+
+
 def _locked(request: ApprovalRequest) -> ApprovalRequest:
     """Lock the ticket, then the request: the metrics pipeline takes tickets first too."""
     ticket = (
@@ -110,6 +154,14 @@ def approve_request(
     request: ApprovalRequest, *, user: Any, comment: str, now: datetime
 ) -> ApprovalRequest:
     """Record an approval; the last one needed queues the execution."""
+    with transaction.atomic():
+        request = _locked(request)
+        check_can_decide(request, user, now)
+        stale = stale_because(request)
+        if stale is not None:
+            request = _void_and_escalate(request, stale, now)
+    if stale is not None:
+        raise ApprovalError("voided", f"this request was voided: {stale}")
     with transaction.atomic():
         request = _locked(request)
         check_can_decide(request, user, now)
@@ -145,6 +197,25 @@ def approve_request(
             )
         append_events(events)
         return request
+
+
+def _void_and_escalate(request: ApprovalRequest, reason: str, now: datetime) -> ApprovalRequest:
+    events = [void_request(request, actor="system", reason=reason, now=now)]
+    ticket = request.ticket
+    if ticket.status == TicketStatus.AWAITING_APPROVAL:
+        ticket.move_to(TicketStatus.ESCALATED)
+        ticket.save(update_fields=["status", "resolved_at"])
+        events.append(
+            event(
+                "system",
+                "ticket.escalated",
+                ticket,
+                f"{ticket.ticket_id} escalated: its approval was voided ({reason})",
+                ticket_id=ticket.ticket_id,
+            )
+        )
+    append_events(events)
+    return request
 
 
 def reject_request(

@@ -9,7 +9,12 @@ from governance.live import CONSOLE_GROUP, events_after, relay
 class ConsoleConsumer(AsyncJsonWebsocketConsumer):
     async def connect(self) -> None:
         user = self.scope.get("user")
+        # The console streams the audit trail: those who may read it in the admin may
+        # watch it live; staff without that permission may not.
         if user is None or not user.is_authenticated or not user.is_staff:
+            await self.close(code=4403)
+            return
+        if not await database_sync_to_async(user.has_perm)("governance.view_auditevent"):
             await self.close(code=4403)
             return
         await self.channel_layer.group_add(CONSOLE_GROUP, self.channel_name)

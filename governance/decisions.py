@@ -13,7 +13,6 @@ from django.db.models import OuterRef, Q, QuerySet, Subquery
 from feedback import patterns
 from feedback.models import Feedback
 from governance import engine
-from governance.choices import PolicyMode
 from governance.models import Decision, Policy
 from governance.switches import pauses_for
 from remediation.choices import (
@@ -23,7 +22,9 @@ from remediation.choices import (
     TicketStatus,
 )
 from remediation.models import Execution, Host, Runbook, Ticket
+from scoring.models import MetricSample
 from scoring.reliability import FeedbackFact
+from scoring.samples import sample_shows_problem
 
 HISTORY_WINDOW = timedelta(days=180)  # the seed's "last 6 months"
 RECENT_FEEDBACK_LIMIT = 200
@@ -52,6 +53,26 @@ def policy_version(policy: Policy) -> int:
         return policy.latest_version or 0
     latest = policy.history.order_by("-history_id").values_list("history_id", flat=True).first()
     return latest or 0
+
+
+def runbook_version(runbook: Runbook) -> int | None:
+    """The runbook's newest history id: what a decision, an approval and an execution bind to."""
+    if hasattr(runbook, "latest_version"):
+        return runbook.latest_version
+    return runbook.history.order_by("-history_id").values_list("history_id", flat=True).first()
+
+
+def runbook_for(category: str) -> Runbook | None:
+    """The category's enabled runbook, annotated with its version in the same statement."""
+    latest = (
+        Runbook.history.filter(id=OuterRef("pk")).order_by("-history_id").values("history_id")[:1]
+    )
+    return (
+        Runbook.objects.filter(category=category, enabled=True)
+        .annotate(latest_version=Subquery(latest))
+        .order_by("name")
+        .first()
+    )
 
 
 def policy_snapshot(policy: Policy) -> engine.PolicySnapshot:
@@ -221,9 +242,7 @@ def decide_ticket(
     by every host with the same problem).
     """
     policy = enabled_policy(ticket.category)
-    runbook = (
-        Runbook.objects.filter(category=ticket.category, enabled=True).order_by("name").first()
-    )
+    runbook = runbook_for(ticket.category)
     switches = engine.Switches(
         active_pauses=tuple(
             pause.describe() for pause in pauses_for(ticket.host_id, ticket.category, now)
@@ -264,6 +283,9 @@ def decide_ticket(
         policy=policy,
         policy_version=snapshot.version if snapshot else None,
         runbook=runbook,
+        runbook_version=runbook_version(runbook) if runbook else None,
+        action=runbook.action if runbook else "",
+        commands=list(runbook.commands) if runbook else [],
         outcome=result.outcome,
         model_outcome=result.model_outcome,
         confidence=confidence,
@@ -281,23 +303,66 @@ def decide_ticket(
     )
 
 
-def dispatch_blocker(execution: Execution) -> str | None:
-    """Why an execution about to start may no longer run under today's policy, or None.
+def newest_sample(host_id: int) -> MetricSample | None:
+    return MetricSample.objects.filter(host_id=host_id).order_by("-taken_at").first()
 
-    Policies change between a decision and its execution: an automatic execution
-    needs its category still automated (enabled, not in shadow mode), and any
-    execution needs the backup its policy requires.
+
+def readings_show_problem(host_id: int, category: str, decided_sample_id: int | None) -> bool:
+    """Do the host's newest readings still show the problem decided on?
+
+    True when nothing newer than the decision's own sample has arrived (or the
+    ticket came from elsewhere, with no readings at all).
     """
-    category = execution.runbook.category
+    sample = newest_sample(host_id)
+    if sample is None or sample.pk == decided_sample_id:
+        return True
+    return sample_shows_problem(sample, category)
+
+
+def dispatch_refusals(execution: Execution, now: datetime) -> list[str]:
+    """Why `execution` may not start now (engine.dispatch_refusals), one line each.
+
+    Called where an action starts, under the execution's row lock, after the pauses
+    (which hold rather than cancel): by the worker that dispatches it and by the
+    agent's claim, so nothing reaches an agent the rules would not allow at that instant.
+    """
+    runbook = execution.runbook
+    category = runbook.category
     policy = enabled_policy(category)
-    if execution.approval_request_id is None:
-        if policy is None:
-            return f"no enabled policy covers {category} any more"
-        if policy.mode == PolicyMode.SHADOW:
-            return f"policy {policy.name} is now in shadow mode"
-    if policy is not None and policy.requires_backup and not has_backup(execution.host):
-        return f"policy {policy.name} requires a backup and {execution.host.name} has none"
-    return None
+    decision = execution.decision
+    request = execution.approval_request
+    scope = hosts_in_scope(policy.blast_radius_label if policy else "")
+    active = Execution.objects.filter(state__in=EXECUTION_ACTIVE_STATES)
+    stats = engine.Statistics(
+        hosts_under_remediation=active.filter(host__in=scope).values("host").distinct().count(),
+        hosts_in_scope=max(scope.count(), 1),
+        host_in_scope=scope.filter(pk=execution.host_id).exists(),
+        host_under_remediation=True,  # this execution holds it
+        backup_available=has_backup(execution.host),
+        system_healthy=execution.host.enabled,
+    )
+    facts = engine.DispatchFacts(
+        category=category,
+        automatic=request is None,
+        decided_under_policy=bool(decision and decision.policy_id and not decision.shadow),
+        decided_checks=dict(decision.safety_checks) if decision else {},
+        decided_runbook_version=execution.runbook_version,
+        runbook_version=runbook_version(runbook),
+        # Caught even when an edit bypassed the use case and wrote no version.
+        runbook_text_changed=(execution.action or runbook.action, list(execution.commands))
+        != (runbook.action, list(runbook.commands)),
+        runbook_enabled=runbook.enabled,
+        host_enabled=execution.host.enabled,
+        approval_status=request.status if request else None,
+        approval_expired=bool(request and request.expires_at <= now),
+        readings_show_problem=readings_show_problem(
+            execution.host_id, category, decision.sample_id if decision else None
+        ),
+    )
+    # The runbook as decided: its commands then are what would run (the version
+    # check above refuses a runbook edited since).
+    snapshot = policy_snapshot(policy) if policy else None
+    return engine.dispatch_refusals(facts, snapshot, runbook_facts(runbook), stats, now)
 
 
 def executes_automatically(decision: Decision) -> bool:

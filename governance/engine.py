@@ -734,3 +734,71 @@ def _join(items: list[str]) -> str:
     if len(items) <= 1:
         return "".join(items)
     return f"{', '.join(items[:-1])} and {items[-1]}"
+
+
+@dataclass(frozen=True)
+class DispatchFacts:
+    """What an execution about to start depends on, read in the claim's transaction."""
+
+    category: str
+    automatic: bool  # queued by an AUTO_HEAL decision (else by people's approval)
+    decided_under_policy: bool  # its decision was made under an enabled, enforcing policy
+    decided_checks: Mapping[str, bool]  # the decision's safety checks, as people saw them
+    decided_runbook_version: int | None
+    runbook_version: int | None  # the runbook's version now
+    runbook_text_changed: bool  # its action or commands differ from what was decided
+    runbook_enabled: bool
+    host_enabled: bool
+    approval_status: str | None  # None: no approval request (automatic)
+    approval_expired: bool
+    readings_show_problem: bool  # the host's newest reading still shows the decided problem
+
+
+def dispatch_refusals(
+    facts: DispatchFacts,
+    policy: PolicySnapshot | None,
+    runbook: RunbookFacts,
+    stats: Statistics,
+    now: datetime,
+) -> list[str]:
+    """Why an execution may not start at `now`, one line each; empty when it may.
+
+    Pauses are asked by the caller first: a pause holds an execution, these cancel it.
+    The same rules as decide(), asked again where the action starts: everything
+    that could have changed since the decision (the policy, the runbook,
+    the approval, the clock, the fleet, the host's readings). A safety check that
+    had already failed when people approved is their call; one that passed then
+    and fails now stops the execution.
+    """
+    lines = []
+    if facts.approval_status is not None:
+        if facts.approval_status != "approved":
+            lines.append(f"The approval request is {facts.approval_status}, not approved.")
+        elif facts.approval_expired:
+            lines.append("The approval has expired: it was given for a time that has passed.")
+    if not facts.runbook_enabled:
+        lines.append(f"Runbook {runbook.name} is disabled.")
+    if facts.decided_runbook_version != facts.runbook_version or facts.runbook_text_changed:
+        lines.append(
+            f"Runbook {runbook.name} changed since the decision (version "
+            f"{facts.decided_runbook_version} decided, {facts.runbook_version} now)."
+        )
+    if not facts.host_enabled:
+        lines.append("The host is disabled.")
+    if not facts.readings_show_problem:
+        lines.append("The host's newest readings no longer show the problem.")
+    active = policy if policy is not None and policy.enabled else None
+    if facts.decided_under_policy or facts.automatic:
+        if active is None:
+            lines.append(f"No enabled policy covers {facts.category} any more.")
+        elif active.mode == PolicyMode.SHADOW:
+            lines.append(f"Policy {active.name} is now in shadow mode.")
+    limits = active or NO_POLICY_LIMITS
+    lines += _hard_limits(runbook, limits) + _precondition_failures(runbook, limits, stats)
+    if active is not None:
+        checks = _safety_checks(active, stats, now)
+        if not checks["time_window_ok"] and facts.decided_checks.get("time_window_ok", True):
+            lines.append(_time_window_line(active, now))
+        if not checks["blast_radius_ok"] and facts.decided_checks.get("blast_radius_ok", True):
+            lines.append(_blast_radius_line(active, stats))
+    return lines

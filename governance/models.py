@@ -171,6 +171,8 @@ class Pause(models.Model):
     resumed_by = models.ForeignKey(
         settings.AUTH_USER_MODEL, on_delete=models.PROTECT, null=True, blank=True, related_name="+"
     )
+    # When the sweeper recorded that the pause ran out at ends_at (audited then).
+    lapsed_at = models.DateTimeField(null=True, blank=True, editable=False)
 
     history = PersonHistory()
 
@@ -219,6 +221,12 @@ class Decision(models.Model):
     runbook = models.ForeignKey(
         "remediation.Runbook", on_delete=models.PROTECT, null=True, blank=True
     )
+    # Exactly what the decision would run: the runbook's history id, action and commands
+    # as read when deciding. An execution carries them; a later edit of the runbook
+    # makes the claim refuse it (remediation.runbooks voids and decides again).
+    runbook_version = models.PositiveBigIntegerField(null=True, blank=True)
+    action = models.CharField(max_length=100, blank=True)
+    commands = models.JSONField(default=list, blank=True)
     outcome = models.CharField(max_length=20)
     model_outcome = models.CharField(max_length=20)
     confidence = models.FloatField(
@@ -250,6 +258,9 @@ class ApprovalStatus(models.TextChoices):
     APPROVED = "approved", "Approved"
     REJECTED = "rejected", "Rejected"
     EXPIRED = "expired", "Expired"
+    # What it asked to run changed, or the host no longer shows the problem: nobody may
+    # approve the old request, and the ticket is decided again.
+    VOIDED = "voided", "Voided"
 
 
 @checked_in_database
@@ -261,6 +272,9 @@ class ApprovalRequest(models.Model):
     )
     decision = models.ForeignKey(Decision, on_delete=models.PROTECT, null=True, blank=True)
     runbook = models.ForeignKey("remediation.Runbook", on_delete=models.PROTECT)
+    # The runbook version people are asked to approve (the decision's); an approval
+    # binds to it and to the readings the decision was made on (decision.sample).
+    runbook_version = models.PositiveBigIntegerField(null=True, blank=True)
     status = models.CharField(
         max_length=10, choices=ApprovalStatus.choices, default=ApprovalStatus.PENDING
     )
@@ -273,6 +287,7 @@ class ApprovalRequest(models.Model):
     created_at = models.DateTimeField(default=now, editable=False)
     expires_at = models.DateTimeField()
     decided_at = models.DateTimeField(null=True, blank=True)
+    void_reason = models.CharField(max_length=500, blank=True)
 
     history = PersonHistory()
 

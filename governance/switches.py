@@ -14,6 +14,7 @@ from django.db.models import Q, QuerySet
 from django_q.tasks import async_task
 
 from governance.audit import append_events, event, user_actor
+from governance.changes import require_permission, require_reason
 from governance.models import Pause, PauseScope
 
 
@@ -57,6 +58,7 @@ def pause_automation(
     ends_at: datetime | None = None,
 ) -> Pause:
     """Stop automation in `scope` until resumed (or until `ends_at`)."""
+    require_permission(user, "governance.add_pause", "pause automation")
     pause = Pause(
         scope=scope,
         category=category if scope == PauseScope.CATEGORY else "",
@@ -83,8 +85,13 @@ def pause_automation(
     return pause
 
 
-def resume_automation(pause: Pause, *, user: Any, now: datetime, note: str = "") -> None:
-    """End a pause, auditing who and why; a task puts the executions it held back in the queue."""
+def resume_automation(pause: Pause, *, user: Any, now: datetime, note: str) -> None:
+    """End a pause, auditing who and why; a task puts the executions it held back in the queue.
+
+    A pause is never deleted: ending it is this verb, or its end time passing.
+    """
+    require_permission(user, "governance.change_pause", "resume automation")
+    note = require_reason(note)
     with transaction.atomic():
         pause = Pause.objects.select_for_update().get(pk=pause.pk)
         if pause.resumed_at is not None:
@@ -104,3 +111,32 @@ def resume_automation(pause: Pause, *, user: Any, now: datetime, note: str = "")
             ]
         )
         transaction.on_commit(lambda: async_task("remediation.tasks.release_held_executions"))
+
+
+def record_lapsed_pauses(now: datetime) -> int:
+    """Audit the pauses whose end time has passed (they stopped holding then, by
+    themselves); the sweeper calls this every minute. Returns how many."""
+    with transaction.atomic():
+        lapsed = list(
+            Pause.objects.select_for_update(of=("self",))
+            .select_related("host", "created_by")
+            .filter(resumed_at__isnull=True, lapsed_at__isnull=True, ends_at__lte=now)
+        )
+        for pause in lapsed:
+            pause.lapsed_at = now
+            pause.save(update_fields=["lapsed_at"])
+        append_events(
+            [
+                event(
+                    "system",
+                    "automation.pause_lapsed",
+                    pause,
+                    f"lapsed at {pause.ends_at:%Y-%m-%d %H:%M %Z}: {pause.describe()}",
+                    data={"ends_at": pause.ends_at},
+                )
+                for pause in lapsed
+            ]
+        )
+        if lapsed:
+            transaction.on_commit(lambda: async_task("remediation.tasks.release_held_executions"))
+    return len(lapsed)

@@ -1,6 +1,7 @@
 """The live operations console page (events arrive over /ws/console)."""
 
 from django.contrib.admin.views.decorators import staff_member_required
+from django.contrib.auth.decorators import permission_required
 from django.db.models import Count
 from django.http import HttpRequest, HttpResponse
 from django.middleware.csrf import get_token
@@ -13,6 +14,7 @@ from remediation.models import Ticket
 
 
 @staff_member_required
+@permission_required("governance.view_auditevent", raise_exception=True)
 def console(request: HttpRequest) -> HttpResponse:
     context = {
         "open_tickets": Ticket.objects.filter(status__in=list(TICKET_OPEN_STATUSES))

@@ -1,36 +1,41 @@
 from django.contrib import admin, messages
 from django.utils import timezone
-from simple_history.admin import SimpleHistoryAdmin
 
-from config.admin_actions import NeverDeleted, confirmed_action
+from config.admin_actions import confirmed_action
+from governance.admin_governed import GovernedAdmin
 from governance.models import Decision
-from remediation.executions import roll_back_execution
-from remediation.hosts import register_host
+from remediation.executions import cancel_execution, roll_back_execution
+from remediation.hosts import register_host, save_host
 from remediation.models import Execution, Host, Runbook, Ticket
-from remediation.tickets import close_ticket
+from remediation.runbooks import save_runbook
+from remediation.tickets import close_ticket, save_ticket
 
 
 @admin.register(Host)
-class HostAdmin(NeverDeleted, SimpleHistoryAdmin):
+class HostAdmin(GovernedAdmin):
     list_display = ["name", "enabled", "last_seen_at", "api_key_prefix", "labels"]
     list_filter = ["enabled"]
     search_fields = ["name"]
     readonly_fields = ["api_key_prefix", "created_at", "last_seen_at"]
 
-    def save_model(self, request, obj, form, change) -> None:
-        if change:
-            super().save_model(request, obj, form, change)
+    def save_governed(self, request, obj, reason) -> None:
+        if obj.pk is not None:
+            save_host(obj, user=request.user, reason=reason)
             return
         obj._history_user = request.user  # as SimpleHistoryAdmin.save_model does
-        key = register_host(obj, user=request.user)
+        key = register_host(obj, user=request.user, reason=reason)
         messages.warning(request, f"API key for {obj.name} (shown once, store it now): {key}")
 
 
 @admin.register(Runbook)
-class RunbookAdmin(NeverDeleted, SimpleHistoryAdmin):
+class RunbookAdmin(GovernedAdmin):
     list_display = ["name", "category", "action_type", "reversible", "rollback_action", "enabled"]
     list_filter = ["category", "action_type", "reversible", "enabled"]
     search_fields = ["name", "title", "action"]
+
+    def save_governed(self, request, obj, reason) -> None:
+        # An edit voids pending approvals and unstarted executions and decides again.
+        save_runbook(obj, user=request.user, reason=reason, now=timezone.now())
 
 
 class DecisionInline(admin.TabularInline):
@@ -82,7 +87,7 @@ def _close_unresolved(ticket: Ticket, user, note: str) -> str:
 
 
 @admin.register(Ticket)
-class TicketAdmin(NeverDeleted, SimpleHistoryAdmin):
+class TicketAdmin(GovernedAdmin):
     list_display = [
         "ticket_id",
         "title",
@@ -105,11 +110,21 @@ class TicketAdmin(NeverDeleted, SimpleHistoryAdmin):
         "confidence",
         "occurrence_count",
         "status",
+        # Where and what the problem is, and how it ended, are the pipeline's record.
+        "host",
+        "category",
+        "source",
+        "resolution",
+        "pattern",
+        "pattern_similarity",
     ]
     inlines = [DecisionInline, ExecutionInline]
 
     def has_add_permission(self, request) -> bool:
         return False  # tickets come from the pipeline, with their decision and audit trail
+
+    def save_governed(self, request, obj, reason) -> None:
+        save_ticket(obj, user=request.user, reason=reason)
 
     actions = [
         confirmed_action(
@@ -127,6 +142,11 @@ class TicketAdmin(NeverDeleted, SimpleHistoryAdmin):
     ]
 
 
+def _cancel(execution: Execution, user, note: str) -> str:
+    cancel_execution(execution, user=user, reason=note, now=timezone.now())
+    return f"Cancelled {execution}: nothing more of it will start."
+
+
 def _roll_back(execution: Execution, user, note: str) -> str:
     roll_back_execution(
         execution, user=user, reason=note or "requested in the admin", now=timezone.now()
@@ -142,15 +162,21 @@ class ExecutionAdmin(admin.ModelAdmin):
     list_select_related = ["ticket", "host", "runbook"]
     actions = [
         confirmed_action(
+            description="Cancel selected executions",
+            verb="cancel",
+            perform=_cancel,
+            permissions=("roll_back",),
+        ),
+        confirmed_action(
             description="Roll back selected executions",
             verb="roll back",
             perform=_roll_back,
             permissions=("roll_back",),
-        )
+        ),
     ]
 
     def has_roll_back_permission(self, request) -> bool:
-        # Rows stay read-only in the admin; rolling back is a supervisor's change.
+        # Rows stay read-only in the admin; cancelling and rolling back are a supervisor's.
         return request.user.has_perm("remediation.change_execution")
 
     def has_add_permission(self, request) -> bool:

@@ -70,6 +70,8 @@ BUFFER_SIZE = 500
 # WARDEN_AGENT_POLL_MAX_SECONDS (60 by default), proxies commonly cut idle requests at 60.
 POLL_WAIT = 50.0
 # The server refuses a longer result output, which would lose the whole report.
+# An action is started only if this much of its lease is left, to run it and report.
+LEASE_MARGIN_SECONDS = 5.0
 OUTPUT_LIMIT = 10_000
 TRUNCATED = "[... output truncated]\n"
 DEFAULT_FLAG_FILE = "/var/lib/warden-agent/firewall-change-requested"
@@ -417,9 +419,12 @@ class Agent:
             try:
                 self.report_pending()
                 actions = self.poll(self.poll_wait)
+                received = time.monotonic()
                 for action in actions:
                     if stop.is_set():
                         break  # not started: its lease runs out and the server reconciles
+                    if not self.within_lease(action, received):
+                        continue
                     with self.busy:
                         self.handle(action)
                         self.report_pending()
@@ -477,6 +482,25 @@ class Agent:
             raise Unavailable(f"cannot poll for actions: {exc}") from exc
         actions = body.get("actions") if isinstance(body, dict) else None
         return [a for a in actions if isinstance(a, dict)] if isinstance(actions, list) else []
+
+    def within_lease(self, action: Mapping[str, Any], received: float) -> bool:
+        """Never start an action past its lease: the server may already have given up on
+        it (and told a person so). Measured on this host's own clock from receipt, so a
+        skewed clock cannot stretch it."""
+        lease = action.get("lease_seconds")
+        if not isinstance(lease, (int, float)) or isinstance(lease, bool):
+            return True  # a server that sends no lease length
+        elapsed = time.monotonic() - received
+        if elapsed < lease - LEASE_MARGIN_SECONDS:
+            return True
+        log.warning(
+            "%s: execution %s not started: its %ss lease ran out %.0fs after it arrived",
+            self.host,
+            action.get("execution_id"),
+            lease,
+            elapsed,
+        )
+        return False
 
     def handle(self, action: Mapping[str, Any]) -> None:
         """Run (or refuse) one action and queue its result for reporting."""

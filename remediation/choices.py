@@ -110,20 +110,29 @@ EXECUTION_TRANSITIONS: dict[str, frozenset[str]] = {
     ),
     # An expired lease goes to VERIFYING: the host's metrics say what happened,
     # the action is never blindly run again.
-    ExecutionState.RUNNING: frozenset({ExecutionState.VERIFYING, ExecutionState.FAILED}),
-    ExecutionState.VERIFYING: frozenset({ExecutionState.SUCCEEDED, ExecutionState.FAILED}),
+    # Every unfinished state may be cancelled by a person (with a reason) or time out:
+    # nothing waits for ever. A cancelled run's late report is still recorded.
+    ExecutionState.RUNNING: frozenset(
+        {ExecutionState.VERIFYING, ExecutionState.FAILED, ExecutionState.CANCELLED}
+    ),
+    ExecutionState.VERIFYING: frozenset(
+        {ExecutionState.SUCCEEDED, ExecutionState.FAILED, ExecutionState.CANCELLED}
+    ),
     ExecutionState.FAILED: frozenset({ExecutionState.ROLLBACK_PENDING}),
     ExecutionState.SUCCEEDED: frozenset({ExecutionState.ROLLBACK_PENDING}),
-    ExecutionState.ROLLBACK_PENDING: frozenset({ExecutionState.ROLLING_BACK}),
+    ExecutionState.ROLLBACK_PENDING: frozenset(
+        {ExecutionState.ROLLING_BACK, ExecutionState.ROLLBACK_FAILED, ExecutionState.CANCELLED}
+    ),
     ExecutionState.ROLLING_BACK: frozenset(
-        {ExecutionState.ROLLED_BACK, ExecutionState.ROLLBACK_FAILED}
+        {ExecutionState.ROLLED_BACK, ExecutionState.ROLLBACK_FAILED, ExecutionState.CANCELLED}
     ),
     ExecutionState.ROLLED_BACK: frozenset(),
     ExecutionState.ROLLBACK_FAILED: frozenset(),
     ExecutionState.CANCELLED: frozenset(),
 }
 
-# Executions that still hold their host: the blast radius counts these.
+# Executions that still hold their host: the blast radius counts these, a person may
+# cancel them and the sweeper times each of them out.
 EXECUTION_ACTIVE_STATES = frozenset(
     {
         ExecutionState.QUEUED,

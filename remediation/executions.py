@@ -23,31 +23,21 @@ from django_q.tasks import async_task
 
 from feedback import patterns
 from governance.audit import PendingEvent, append_events, event, user_actor
-from governance.command_floor import runbook_refusals
-from governance.decisions import dispatch_blocker
-from governance.models import ApprovalRequest, ApprovalStatus, Decision
+from governance.changes import require_permission, require_reason
+from governance.decisions import dispatch_refusals, runbook_version
+from governance.models import ApprovalRequest, Decision
 from governance.switches import active_pauses, pauses_applying
 from remediation import wakeups
 from remediation.choices import (
+    EXECUTION_ACTIVE_STATES,
     EXECUTION_AGENT_CLAIMABLE,
     ExecutionState,
     TicketStatus,
 )
 from remediation.models import Execution, Host, Runbook, Ticket
-from scoring.samples import ClassifiedSample
+from scoring.samples import ClassifiedSample, sample_shows_problem
 
 logger = logging.getLogger(__name__)
-
-# A sample still shows the problem when the category's metric pushed it to its
-# class by at least this much (the explanation's probability drop).
-PROBLEM_CONTRIBUTION = 0.05
-CATEGORY_METRIC = {
-    "disk": "disk_usage",
-    "memory": "memory_usage",
-    "cpu": "cpu_usage",
-    "dns": "dns_latency_ms",
-    "firewall": "firewall_change_requested",
-}
 
 
 class ExecutionError(Exception):
@@ -70,6 +60,7 @@ class AgentAction:
     runbook: str
     ticket_id: str
     lease_expires_at: datetime
+    lease_seconds: int  # the agent starts nothing once this much time has passed since it asked
 
 
 def _audit(
@@ -114,12 +105,20 @@ def queue_execution(
 
     Expects the caller's transaction and a locked ticket.
     """
+    # What runs is what was decided (and shown to approvers), not the runbook's text
+    # at claim time: the claim refuses an execution whose runbook has moved on.
+    decided = decision if decision is not None and decision.runbook_id == runbook.pk else None
     execution, created = Execution.objects.get_or_create(
         idempotency_key=idempotency_key,
         defaults={
             "ticket": ticket,
             "host": ticket.host,
             "runbook": runbook,
+            "runbook_version": decided.runbook_version if decided else runbook_version(runbook),
+            "action": decided.action if decided and decided.action else runbook.action,
+            "rollback_action": runbook.rollback_action,
+            "commands": list(decided.commands if decided else runbook.commands),
+            "state_changed_at": now,
             "decision": decision,
             "approval_request": approval_request,
             "requested_by": requested_by,
@@ -152,120 +151,170 @@ def dispatch_execution(execution_id: int, now: datetime) -> str:
     longer QUEUED and does nothing.
     """
     with transaction.atomic():
-        execution = (
-            Execution.objects.select_for_update(of=("self",))
-            .select_related("ticket", "host", "runbook", "approval_request")
-            .filter(pk=execution_id)
-            .first()
-        )
+        execution = _locked_execution(execution_id)
         if execution is None or execution.state != ExecutionState.QUEUED:
             return "skipped"
         events: list[PendingEvent] = []
-        pauses = pauses_applying(active_pauses(now), execution.host_id, execution.runbook.category)
-        if pauses:
-            execution.move_to(ExecutionState.HELD)
-            summary = f"held: {pauses[0].describe()}"
-        elif why := _cancel_reason(execution):
-            execution.move_to(ExecutionState.CANCELLED)
-            execution.finished_at = now
-            summary = f"cancelled: {why}"
-        else:
-            execution.move_to(ExecutionState.DISPATCHED)
-            execution.dispatched_at = now
-            summary = f"dispatched {execution.runbook.action} to {execution.host.name}'s agent"
-            _announce_after_commit(execution)
-        execution.save(update_fields=["state", "dispatched_at", "finished_at"])
-        events.append(_audit(execution, "system", f"execution.{execution.state}", summary))
-        if execution.state == ExecutionState.CANCELLED:
-            _escalate_ticket(execution.ticket, events, "execution cancelled before it ran")
+        if not _may_start(execution, now, events):
+            append_events(events)
+            return execution.state
+        execution.move_to(ExecutionState.DISPATCHED, now)
+        execution.dispatched_at = now
+        execution.save(update_fields=["state", "state_changed_at", "dispatched_at"])
+        _announce_after_commit(execution)
+        events.append(
+            _audit(
+                execution,
+                "system",
+                "execution.dispatched",
+                f"dispatched {execution.action} to {execution.host.name}'s agent",
+            )
+        )
         append_events(events)
         return execution.state
 
 
-def _cancel_reason(execution: Execution) -> str | None:
-    """Why a queued execution may not start at all (a pause only holds it), or None."""
-    request = execution.approval_request
-    if request is not None and request.status != ApprovalStatus.APPROVED:
-        return f"approval request is {request.status}"
-    if not (execution.host.enabled and execution.runbook.enabled):
-        return "host or runbook disabled"
-    return dispatch_blocker(execution)
+def _locked_execution(execution_id: int) -> Execution | None:
+    return (
+        Execution.objects.select_for_update(of=("self",))
+        .select_related("ticket", "host", "runbook", "approval_request", "decision")
+        .filter(pk=execution_id)
+        .first()
+    )
+
+
+def _may_start(execution: Execution, now: datetime, events: list[PendingEvent]) -> bool:
+    """The whole dispatch check, under the execution's lock: a pause holds it, any other
+    rule that no longer allows it cancels it (audited with every reason); True if it may."""
+    pauses = pauses_applying(active_pauses(now), execution.host_id, execution.runbook.category)
+    if pauses:
+        execution.move_to(ExecutionState.HELD, now)
+        execution.save(update_fields=["state", "state_changed_at"])
+        events.append(
+            _audit(execution, "system", "execution.held", f"held: {pauses[0].describe()}")
+        )
+        return False
+    refusals = dispatch_refusals(execution, now)
+    if refusals:
+        _cancel(execution, now, events, "system", " ".join(refusals), refusals=refusals)
+        return False
+    return True
+
+
+def _cancel(
+    execution: Execution,
+    now: datetime,
+    events: list[PendingEvent],
+    actor: str,
+    reason: str,
+    *,
+    escalate: bool = True,
+    **data: Any,
+) -> None:
+    """Cancel an unfinished execution and hand its ticket to people (caller holds the lock)."""
+    was = execution.state
+    execution.move_to(ExecutionState.CANCELLED, now)
+    execution.finished_at = now
+    execution.lease_expires_at = None
+    execution.cancel_reason = reason[:500]
+    execution.save(
+        update_fields=[
+            "state",
+            "state_changed_at",
+            "finished_at",
+            "lease_expires_at",
+            "cancel_reason",
+        ]
+    )
+    events.append(
+        _audit(execution, actor, "execution.cancelled", f"cancelled: {reason}", was=was, **data)
+    )
+    if was in (ExecutionState.RUNNING, ExecutionState.VERIFYING):
+        _count_failed_attempt(execution)  # it ran, and nothing verified that it worked
+    if escalate:
+        _escalate_ticket(execution.ticket, events, f"execution cancelled ({was}): {reason}")
 
 
 def claim_agent_actions(host: Host, now: datetime) -> list[AgentAction]:
-    """The agent's step: take this host's dispatched actions and rollbacks, each with a lease."""
+    """The agent's step: take this host's next action or rollback, with a lease.
+
+    One per poll, so nothing waits on the agent behind another action while its
+    lease runs. A rollback goes first and proceeds under a pause (it restores a
+    known state); a new action passes the whole dispatch check again here, in the
+    claim's transaction: what was allowed when dispatched may not be any more.
+    """
     with transaction.atomic():
         executions = list(
             Execution.objects.select_for_update(of=("self",))
-            .select_related("ticket", "runbook")
+            .select_related("ticket", "runbook", "host", "approval_request", "decision")
             .filter(host=host, state__in=list(EXECUTION_AGENT_CLAIMABLE))
             .order_by("created_at")
         )
-        if not executions:
-            return []
-        pauses = list(active_pauses(now))
+        executions.sort(key=lambda e: e.state != ExecutionState.ROLLBACK_PENDING)
         events: list[PendingEvent] = []
-        actions = []
-        lease = timedelta(seconds=settings.WARDEN_AGENT_LEASE_SECONDS)
+        actions: list[AgentAction] = []
         for execution in executions:
             rollback = execution.state == ExecutionState.ROLLBACK_PENDING
-            applying = pauses_applying(pauses, host.pk, execution.runbook.category)
-            refusals = (
-                []
-                if rollback
-                else runbook_refusals(execution.runbook.name, execution.runbook.commands)
-            )
-            if refusals:  # the runbook was edited since the decision: never hand it out
-                execution.move_to(ExecutionState.CANCELLED)
-                execution.finished_at = now
-                execution.save(update_fields=["state", "finished_at"])
-                events.append(_audit(execution, "system", "execution.cancelled", refusals[0]))
+            if not rollback and not _may_start(execution, now, events):
                 continue
-            # A pause holds new actions; a rollback restores a known state and proceeds.
-            if applying and not rollback:
-                execution.move_to(ExecutionState.HELD)
-                execution.save(update_fields=["state"])
-                events.append(
-                    _audit(execution, "system", "execution.held", f"held: {applying[0].describe()}")
-                )
-                continue
-            execution.move_to(EXECUTION_AGENT_CLAIMABLE[execution.state])
-            execution.fencing_token += 1
-            execution.lease_expires_at = now + lease
-            if not rollback:
-                execution.started_at = now
-            execution.save(
-                update_fields=["state", "fencing_token", "lease_expires_at", "started_at"]
-            )
-            action = execution.runbook.rollback_action if rollback else execution.runbook.action
-            events.append(
-                _audit(
-                    execution,
-                    f"agent:{host.name}",
-                    "execution.rollback_started" if rollback else "execution.started",
-                    f"{host.name} started {action}",
-                    token=execution.fencing_token,
-                )
-            )
-            actions.append(
-                AgentAction(
-                    execution_id=execution.pk,
-                    token=execution.fencing_token,
-                    kind="rollback" if rollback else "run",
-                    action=action,
-                    runbook=execution.runbook.name,
-                    ticket_id=execution.ticket.ticket_id,
-                    lease_expires_at=execution.lease_expires_at,
-                )
-            )
+            actions.append(_claim(execution, host, now, events))
+            break
         append_events(events)
         return actions
+
+
+def _claim(
+    execution: Execution, host: Host, now: datetime, events: list[PendingEvent]
+) -> AgentAction:
+    rollback = execution.state == ExecutionState.ROLLBACK_PENDING
+    lease = settings.WARDEN_AGENT_LEASE_SECONDS
+    execution.move_to(EXECUTION_AGENT_CLAIMABLE[execution.state], now)
+    execution.fencing_token += 1
+    execution.lease_expires_at = now + timedelta(seconds=lease)
+    if not rollback:
+        execution.started_at = now
+    execution.save(
+        update_fields=[
+            "state",
+            "state_changed_at",
+            "fencing_token",
+            "lease_expires_at",
+            "started_at",
+        ]
+    )
+    runbook = execution.runbook
+    if rollback:
+        action = execution.rollback_action or runbook.rollback_action
+    else:
+        action = execution.action or runbook.action
+    events.append(
+        _audit(
+            execution,
+            f"agent:{host.name}",
+            "execution.rollback_started" if rollback else "execution.started",
+            f"{host.name} started {action}",
+            token=execution.fencing_token,
+            agent_action=action,
+            runbook_version=execution.runbook_version,
+        )
+    )
+    return AgentAction(
+        execution_id=execution.pk,
+        token=execution.fencing_token,
+        kind="rollback" if rollback else "run",
+        action=action,
+        runbook=runbook.name,
+        ticket_id=execution.ticket.ticket_id,
+        lease_expires_at=execution.lease_expires_at,
+        lease_seconds=lease,
+    )
 
 
 def report_agent_result(
     host: Host, execution_id: int, *, token: int, ok: bool, output: str, now: datetime
 ) -> Execution:
     """Record what the agent says happened; only the holder of the current token may say it."""
+    refused: ExecutionError | None = None
     with transaction.atomic():
         execution = (
             Execution.objects.select_for_update(of=("self",))
@@ -275,62 +324,106 @@ def report_agent_result(
         )
         if execution is None:
             raise ExecutionError("not_found", f"execution {execution_id} is not this host's")
-        if execution.state not in (ExecutionState.RUNNING, ExecutionState.ROLLING_BACK):
-            raise ExecutionError(
+        late = execution.state not in (ExecutionState.RUNNING, ExecutionState.ROLLING_BACK)
+        if late and execution.fencing_token == token:
+            # Cancelled, or its lease ran out, while the agent was still at it: what the
+            # agent says happened on the host is kept and audited, never lost; the state
+            # stays as the sweeper or the person left it.
+            _record_late_report(execution, host, ok=ok, output=output[:10_000])
+        if late:
+            refused = ExecutionError(
                 "not_running", f"execution {execution_id} is {execution.state}, not running"
             )
-        if execution.fencing_token != token:
-            raise ExecutionError(
+        elif execution.fencing_token != token:
+            refused = ExecutionError(
                 "stale_token",
                 f"token {token} is stale: execution {execution_id} is at {execution.fencing_token}",
             )
-        events: list[PendingEvent] = []
-        actor = f"agent:{host.name}"
-        output = output[:10_000]
-        execution.lease_expires_at = None
-        if execution.state == ExecutionState.RUNNING:
-            execution.output = output
-            if ok:
-                execution.move_to(ExecutionState.VERIFYING)
-                execution.verify_deadline = now + timedelta(
-                    seconds=settings.WARDEN_VERIFY_TIMEOUT_SECONDS
-                )
-                summary = f"{execution.runbook.action} done; verifying with fresh metrics"
-            else:
-                execution.move_to(ExecutionState.FAILED)
-                execution.finished_at = now
-                _count_failed_attempt(execution)
-                summary = f"{execution.runbook.action} failed on {host.name}"
-            events.append(
-                _audit(execution, actor, f"execution.{execution.state}", summary, output=output)
-            )
-            if not ok:
-                _start_rollback(execution, events, "the action failed")
         else:
-            execution.rollback_output = output
-            execution.move_to(ExecutionState.ROLLED_BACK if ok else ExecutionState.ROLLBACK_FAILED)
+            _record_report(execution, host, ok=ok, output=output, now=now)
+    if refused is not None:
+        raise refused
+    return execution
+
+
+def _record_report(
+    execution: Execution, host: Host, *, ok: bool, output: str, now: datetime
+) -> None:
+    """The agent's report of a run or rollback it holds the current lease for."""
+    events: list[PendingEvent] = []
+    actor = f"agent:{host.name}"
+    output = output[:10_000]
+    execution.lease_expires_at = None
+    if execution.state == ExecutionState.RUNNING:
+        execution.output = output
+        if ok:
+            execution.move_to(ExecutionState.VERIFYING, now)
+            execution.verify_deadline = now + timedelta(
+                seconds=settings.WARDEN_VERIFY_TIMEOUT_SECONDS
+            )
+            summary = f"{execution.runbook.action} done; verifying with fresh metrics"
+        else:
+            execution.move_to(ExecutionState.FAILED, now)
             execution.finished_at = now
-            events.append(
+            _count_failed_attempt(execution)
+            summary = f"{execution.runbook.action} failed on {host.name}"
+        events.append(
+            _audit(execution, actor, f"execution.{execution.state}", summary, output=output)
+        )
+        if not ok:
+            _start_rollback(execution, events, "the action failed")
+    else:
+        execution.rollback_output = output
+        execution.move_to(ExecutionState.ROLLED_BACK if ok else ExecutionState.ROLLBACK_FAILED, now)
+        execution.finished_at = now
+        events.append(
+            _audit(
+                execution,
+                actor,
+                f"execution.{execution.state}",
+                f"rollback {execution.runbook.rollback_action} "
+                + ("done" if ok else "failed")
+                + f" on {host.name}",
+                output=output,
+            )
+        )
+    execution.save()
+    append_events(events)
+
+
+def _record_late_report(execution: Execution, host: Host, *, ok: bool, output: str) -> None:
+    """Keep a report that came after the execution stopped waiting for it, in its own
+    transaction (the caller refuses the report afterwards)."""
+    with transaction.atomic():
+        field = (
+            "rollback_output"
+            if execution.rollback_output
+            or (execution.state in (ExecutionState.ROLLED_BACK, ExecutionState.ROLLBACK_FAILED))
+            else "output"
+        )
+        text = f"[late report, ok={ok}] {output}"
+        setattr(execution, field, (getattr(execution, field) + "\n" + text).strip()[:10_000])
+        execution.save(update_fields=[field])
+        append_events(
+            [
                 _audit(
                     execution,
-                    actor,
-                    f"execution.{execution.state}",
-                    f"rollback {execution.runbook.rollback_action} "
-                    + ("done" if ok else "failed")
-                    + f" on {host.name}",
+                    f"agent:{host.name}",
+                    "execution.late_report",
+                    f"{host.name} reported {'success' if ok else 'failure'} after the "
+                    f"execution was {execution.state}",
+                    ok=ok,
                     output=output,
                 )
-            )
-        execution.save()
-        append_events(events)
-        return execution
+            ]
+        )
 
 
 def _start_rollback(execution: Execution, events: list[PendingEvent], why: str) -> None:
     """After a failure: dispatch the rollback if there is one, and hand the ticket to people."""
     runbook = execution.runbook
     if runbook.reversible and runbook.rollback_action:
-        execution.move_to(ExecutionState.ROLLBACK_PENDING)
+        execution.move_to(ExecutionState.ROLLBACK_PENDING, execution.finished_at)
         _announce_after_commit(execution)
         events.append(
             _audit(
@@ -357,17 +450,6 @@ def _escalate_ticket(ticket: Ticket, events: list[PendingEvent], why: str) -> No
             ticket_id=ticket.ticket_id,
         )
     )
-
-
-def sample_shows_problem(sample: ClassifiedSample, category: str) -> bool:
-    """Does this sample still show the problem of `category`?"""
-    if sample.severity == 0:
-        return False
-    metric = CATEGORY_METRIC.get(category)
-    contributions = {name: value for name, value in sample.explanation}
-    if metric is None:
-        return sample.category == category
-    return sample.category == category or contributions.get(metric, 0.0) >= PROBLEM_CONTRIBUTION
 
 
 def verify_with_samples(
@@ -406,7 +488,7 @@ def verify_with_samples(
 def _succeed(
     execution: Execution, sample: ClassifiedSample, now: datetime, events: list[PendingEvent]
 ) -> None:
-    execution.move_to(ExecutionState.SUCCEEDED)
+    execution.move_to(ExecutionState.SUCCEEDED, now)
     execution.finished_at = now
     events.append(
         _audit(
@@ -439,7 +521,7 @@ def _succeed(
 def _fail_verification(
     execution: Execution, now: datetime, events: list[PendingEvent], why: str
 ) -> None:
-    execution.move_to(ExecutionState.FAILED)
+    execution.move_to(ExecutionState.FAILED, now)
     execution.finished_at = now
     _count_failed_attempt(execution)
     events.append(_audit(execution, "system", "execution.failed", f"verification failed: {why}"))
@@ -466,8 +548,8 @@ def release_held_executions(now: datetime) -> int:
         for execution in held:
             if pauses_applying(pauses, execution.host_id, execution.runbook.category):
                 continue
-            execution.move_to(ExecutionState.QUEUED)
-            execution.save(update_fields=["state"])
+            execution.move_to(ExecutionState.QUEUED, now)
+            execution.save(update_fields=["state", "state_changed_at"])
             events.append(
                 _audit(execution, "system", "execution.released", "pause ended; queued again")
             )
@@ -495,8 +577,8 @@ def roll_back_execution(
                 "not_finished",
                 f"only a succeeded or failed execution can be rolled back, not {execution.state}",
             )
-        execution.move_to(ExecutionState.ROLLBACK_PENDING)
-        execution.save(update_fields=["state"])
+        execution.move_to(ExecutionState.ROLLBACK_PENDING, now)
+        execution.save(update_fields=["state", "state_changed_at"])
         _announce_after_commit(execution)
         append_events(
             [
@@ -511,12 +593,48 @@ def roll_back_execution(
         return execution
 
 
+CANCEL_PERMISSION = "remediation.change_execution"
+
+
+def cancel_for_change(
+    execution: Execution,
+    now: datetime,
+    events: list[PendingEvent],
+    cause: str,
+    *,
+    actor: str = "system",
+    escalate: bool = True,
+) -> None:
+    """Cancel a locked unfinished execution because what it relied on changed (`cause`)."""
+    _cancel(execution, now, events, actor, cause, escalate=escalate)
+
+
+def cancel_execution(execution: Execution, *, user: Any, reason: str, now: datetime) -> Execution:
+    """A person stops an unfinished execution, saying why; its ticket goes to people.
+
+    Queued, held or dispatched: it never reaches the agent. Running or rolling back:
+    the agent may finish, and its late report is recorded but changes nothing.
+    """
+    require_permission(user, CANCEL_PERMISSION, "cancel executions")
+    why = require_reason(reason)
+    with transaction.atomic():
+        execution = _locked_execution(execution.pk)
+        if execution is None or execution.state not in EXECUTION_ACTIVE_STATES:
+            state = execution.state if execution else "gone"
+            raise ExecutionError("finished", f"execution is {state}: nothing left to cancel")
+        events: list[PendingEvent] = []
+        _cancel(execution, now, events, user_actor(user), why)
+        append_events(events)
+        return execution
+
+
 @dataclass(frozen=True)
 class SweepReport:
     requeued: int = 0
     leases_expired: int = 0
     verifications_failed: int = 0
     released: int = 0
+    timed_out: int = 0
 
 
 def sweep(now: datetime) -> SweepReport:
@@ -546,13 +664,13 @@ def sweep(now: datetime) -> SweepReport:
             leases += 1
             if execution.state == ExecutionState.RUNNING:
                 # The agent may or may not have acted: let the host's metrics say.
-                execution.move_to(ExecutionState.VERIFYING)
+                execution.move_to(ExecutionState.VERIFYING, now)
                 execution.verify_deadline = now + timedelta(
                     seconds=settings.WARDEN_VERIFY_TIMEOUT_SECONDS
                 )
                 summary = "agent lease expired; verifying the host's state instead of re-running"
             else:
-                execution.move_to(ExecutionState.ROLLBACK_FAILED)
+                execution.move_to(ExecutionState.ROLLBACK_FAILED, now)
                 execution.finished_at = now
                 summary = "agent lease expired during rollback; a person must check the host"
             execution.lease_expires_at = None
@@ -568,6 +686,38 @@ def sweep(now: datetime) -> SweepReport:
             verifications += 1
             _fail_verification(execution, now, events, "no healthy sample before the deadline")
             execution.save()
+        timed_out = _time_out_waiting(now, events)
         append_events(events)
     released = release_held_executions(now)
-    return SweepReport(requeued, leases, verifications, released)
+    return SweepReport(requeued, leases, verifications, released, timed_out)
+
+
+def _time_out_waiting(now: datetime, events: list[PendingEvent]) -> int:
+    """Give up on executions waiting past their time for a worker, an agent or a pause."""
+    dispatch = timedelta(seconds=settings.WARDEN_DISPATCH_TIMEOUT_SECONDS)
+    held = timedelta(seconds=settings.WARDEN_HELD_TIMEOUT_SECONDS)
+    limits = {
+        ExecutionState.QUEUED: (dispatch, "no worker dispatched it"),
+        ExecutionState.DISPATCHED: (dispatch, "the agent did not take it"),
+        ExecutionState.ROLLBACK_PENDING: (dispatch, "the agent did not take the rollback"),
+        ExecutionState.HELD: (held, "a pause held it"),
+    }
+    count = 0
+    for state, (limit, what) in limits.items():
+        for execution in (
+            Execution.objects.select_for_update(of=("self",))
+            .select_related("ticket", "runbook", "host")
+            .filter(state=state, state_changed_at__lt=now - limit)
+        ):
+            count += 1
+            why = f"timed out: {what} within {int(limit.total_seconds())} s"
+            if state == ExecutionState.ROLLBACK_PENDING:
+                execution.move_to(ExecutionState.ROLLBACK_FAILED, now)
+                execution.finished_at = now
+                execution.save(update_fields=["state", "state_changed_at", "finished_at"])
+                summary = f"{why}; a person must check the host"
+                events.append(_audit(execution, "system", "execution.rollback_failed", summary))
+                _escalate_ticket(execution.ticket, events, summary)
+            else:
+                _cancel(execution, now, events, "system", why)
+    return count

@@ -5,6 +5,7 @@ from typing import Any
 from django.db import transaction
 
 from governance.audit import append_events, event, user_actor
+from governance.changes import Change, require_permission, save_governed
 from remediation.models import HOST_NAME, Host
 
 
@@ -26,8 +27,14 @@ def add_host(
     return host, key
 
 
-def register_host(host: Host, *, user: Any = None) -> str:
+def save_host(host: Host, *, user: Any, reason: str | None) -> Change:
+    """Save a person's edit of a host (labels, enabled), as a new version, audited."""
+    return save_governed(host, user=user, reason=reason)
+
+
+def register_host(host: Host, *, user: Any = None, reason: str = "") -> str:
     """Give a new, validated host its agent key, save it and audit it; returns the key."""
+    require_permission(user, "remediation.add_host", "add hosts")
     with transaction.atomic():
         key = host.set_new_api_key()
         host.save()
@@ -37,8 +44,8 @@ def register_host(host: Host, *, user: Any = None) -> str:
                     user_actor(user),
                     "host.added",
                     host,
-                    f"host {host.name} added",
-                    data={"labels": host.labels},
+                    f"host {host.name} added" + (f": {reason}" if reason else ""),
+                    data={"labels": host.labels, "reason": reason},
                 )
             ]
         )

@@ -215,9 +215,18 @@ class Execution(models.Model):
         "governance.ApprovalRequest", on_delete=models.PROTECT, null=True, blank=True
     )
     idempotency_key = models.CharField(max_length=100, unique=True)
+    # What was decided and approved, copied when queued: the agent is told these, never
+    # the runbook's current text; a claim refuses them once the runbook has moved on.
+    runbook_version = models.PositiveBigIntegerField(null=True, blank=True)
+    action = models.CharField(max_length=100, blank=True)
+    rollback_action = models.CharField(max_length=100, blank=True)
+    commands = models.JSONField(default=list, blank=True)
     state = models.CharField(
         max_length=20, choices=ExecutionState.choices, default=ExecutionState.QUEUED
     )
+    # When the state last changed: the sweeper times every unfinished state out from it.
+    state_changed_at = models.DateTimeField(default=timezone.now)
+    cancel_reason = models.CharField(max_length=500, blank=True)
     fencing_token = models.PositiveBigIntegerField(default=0)
     lease_expires_at = models.DateTimeField(null=True, blank=True)
     created_at = models.DateTimeField(default=timezone.now, editable=False)
@@ -244,7 +253,8 @@ class Execution(models.Model):
     def __str__(self) -> str:
         return f"{self.runbook.name} on {self.host.name} ({self.state})"
 
-    def move_to(self, state: str) -> None:
+    def move_to(self, state: str, now: datetime | None = None) -> None:
         """Change state through the transition table; illegal moves raise."""
         check_transition(EXECUTION_TRANSITIONS, self.state, state)
         self.state = state
+        self.state_changed_at = now or timezone.now()

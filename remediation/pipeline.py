@@ -487,19 +487,53 @@ def ticket_title(host: Host, category: str, sample: StoredSample) -> str:
     return f"{template.format(value) if value is not None else template} on {host.name}"
 
 
+def redecide_ticket(
+    ticket: Ticket, *, cause: str, now: datetime, events: list[PendingEvent]
+) -> Decision | None:
+    """Decide a locked open ticket again, on the readings its last decision was made on,
+    after what that decision relied on changed (`cause`). None without such readings."""
+    last = ticket.decisions.select_related("sample").order_by("-created_at").first()
+    sample = last.sample if last is not None else None
+    if sample is None:
+        return None
+    decision = decide_ticket(
+        ticket,
+        severity=sample.severity,
+        confidence=sample.confidence,
+        explanation=sample.explanation,
+        now=now,
+        sample_id=sample.pk,
+        model_version_id=sample.model_version_id,
+    )
+    act_on_decision(ticket, decision, now, events, cause=cause)
+    return decision
+
+
 def act_on_decision(
-    ticket: Ticket, decision: Decision, now: datetime, events: list[PendingEvent]
+    ticket: Ticket,
+    decision: Decision,
+    now: datetime,
+    events: list[PendingEvent],
+    cause: str = "",
 ) -> None:
-    """NO_ACTION and shadow decisions are recorded; AUTO_HEAL queues; the rest go to people."""
+    """NO_ACTION and shadow decisions are recorded; AUTO_HEAL queues; the rest go to people.
+
+    `cause`: why the ticket was decided again, when it was.
+    """
     conclusion = decision.reasons[-1] if decision.reasons else ""
+    again = f" (decided again: {cause})" if cause else ""
     events.append(
         event(
             "system",
             "decision.made",
             decision,
-            f"{decision.outcome} for {ticket.ticket_id}: {conclusion}",
+            f"{decision.outcome} for {ticket.ticket_id}{again}: {conclusion}",
             ticket_id=ticket.ticket_id,
             data={
+                "cause": cause,
+                "runbook_version": decision.runbook_version,
+                "action": decision.action,
+                "commands": decision.commands,
                 "outcome": decision.outcome,
                 "model_outcome": decision.model_outcome,
                 "policy": decision.policy.name if decision.policy else None,
@@ -531,7 +565,7 @@ def act_on_decision(
             now=now,
             events=events,
         )
-    else:
+    elif ticket.status != TicketStatus.ESCALATED:
         ticket.move_to(TicketStatus.ESCALATED)
         ticket.save(update_fields=["status", "resolved_at"])
         events.append(

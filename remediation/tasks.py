@@ -6,6 +6,7 @@ from django.utils import timezone
 
 from governance.approvals import expire_approval_requests
 from governance.audit import checkpoint
+from governance.switches import record_lapsed_pauses
 from remediation import executions
 
 
@@ -18,10 +19,12 @@ def release_held_executions() -> int:
 
 
 def sweep() -> dict:
-    """Scheduled every minute: lost tasks, expired leases, verification and approval deadlines."""
+    """Scheduled every minute: lost tasks, leases, every waiting state's deadline, approvals
+    expiring and pauses lapsing, each audited; then the chain head is published."""
     now = timezone.now()
     report = asdict(executions.sweep(now))
     report["approvals_expired"] = expire_approval_requests(now)
+    report["pauses_lapsed"] = record_lapsed_pauses(now)
     head = checkpoint()  # the chain head, published in the worker's log every minute
     report["audit_head"] = f"{head.sequence}:{head.hash}"
     return report

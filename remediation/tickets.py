@@ -1,9 +1,9 @@
-"""A person closes a ticket: resolved by hand, or closed unresolved.
+"""People's verbs on a ticket: edit its facts, resolve it by hand, close it unresolved.
 
-Closing is refused while an execution is still active (roll it back or let it
-finish first); a pending approval request expires with the ticket. The outcome
-counts on the ticket's learned pattern, so people's verdicts shape what Warden
-may later do by itself.
+Closing cancels what is still pending on the ticket (its unfinished executions, its
+pending approval request), each audited with the closing note. The outcome counts
+on the ticket's learned pattern, so people's verdicts shape what Warden may later do
+by itself.
 """
 
 from datetime import datetime
@@ -12,44 +12,61 @@ from typing import Any
 from django.db import transaction
 
 from feedback import patterns
-from governance.audit import append_events, event, user_actor
+from governance.approvals import void_request
+from governance.audit import PendingEvent, append_events, event, user_actor
+from governance.changes import Change, require_permission, require_reason, save_governed
 from governance.models import ApprovalRequest, ApprovalStatus
 from remediation.choices import EXECUTION_ACTIVE_STATES, TicketStatus
-from remediation.executions import ExecutionError
-from remediation.models import Ticket
+from remediation.executions import ExecutionError, cancel_for_change
+from remediation.models import Execution, Ticket
+
+CLOSE_PERMISSION = "remediation.change_ticket"
+
+
+def save_ticket(ticket: Ticket, *, user: Any, reason: str | None) -> Change:
+    """Save a person's edit of a ticket's facts (title, escalation facts, opt-in), audited."""
+    return save_governed(ticket, user=user, reason=reason, summary_name=ticket.ticket_id)
 
 
 def close_ticket(ticket: Ticket, *, user: Any, resolved: bool, note: str, now: datetime) -> Ticket:
     """Close `ticket` as resolved (fixed by hand) or not; raises ExecutionError when it cannot."""
+    require_permission(user, CLOSE_PERMISSION, "close tickets")
+    note = require_reason(note)
+    actor = user_actor(user)
     with transaction.atomic():
-        ticket = Ticket.objects.select_for_update().get(pk=ticket.pk)
+        ticket = Ticket.objects.select_for_update().select_related("host").get(pk=ticket.pk)
         if not ticket.is_open:
             raise ExecutionError("closed", f"{ticket.ticket_id} is already {ticket.status}")
-        active = ticket.executions.filter(state__in=list(EXECUTION_ACTIVE_STATES)).first()
-        if active is not None:
-            raise ExecutionError(
-                "active_execution",
-                f"{ticket.ticket_id} has execution {active.pk} still {active.state}: "
-                "roll it back or let it finish first",
-            )
+        events: list[PendingEvent] = []
+        why = f"{ticket.ticket_id} closed by {user.get_username() if user else 'system'}: {note}"
+        for request in (
+            ApprovalRequest.objects.select_for_update(of=("self",))
+            .select_related("runbook", "ticket")
+            .filter(ticket=ticket, status=ApprovalStatus.PENDING)
+        ):
+            events.append(void_request(request, actor=actor, reason=why, now=now))
+        cancelled = 0
+        for execution in (
+            Execution.objects.select_for_update(of=("self",))
+            .select_related("ticket", "runbook", "host")
+            .filter(ticket=ticket, state__in=list(EXECUTION_ACTIVE_STATES))
+        ):
+            cancel_for_change(execution, now, events, why, actor=actor, escalate=False)
+            cancelled += 1
         ticket.move_to(TicketStatus.RESOLVED if resolved else TicketStatus.CLOSED, now)
-        ticket.resolution = note or ("Resolved by hand." if resolved else "Closed unresolved.")
+        ticket.resolution = note
         ticket.save(update_fields=["status", "resolved_at", "resolution"])
-        expired = ApprovalRequest.objects.filter(
-            ticket=ticket, status=ApprovalStatus.PENDING
-        ).update(status=ApprovalStatus.EXPIRED)
         patterns.record_outcome(ticket, resolved=resolved)
         how = "resolved by hand" if resolved else "closed unresolved"
-        append_events(
-            [
-                event(
-                    user_actor(user),
-                    f"ticket.{ticket.status}",
-                    ticket,
-                    f"{ticket.ticket_id} {how}: {ticket.resolution}",
-                    ticket_id=ticket.ticket_id,
-                    data={"expired_approval_requests": expired},
-                )
-            ]
+        events.append(
+            event(
+                actor,
+                f"ticket.{ticket.status}",
+                ticket,
+                f"{ticket.ticket_id} {how}: {ticket.resolution}",
+                ticket_id=ticket.ticket_id,
+                data={"cancelled_executions": cancelled},
+            )
         )
+        append_events(events)
     return ticket

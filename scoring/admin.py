@@ -3,9 +3,9 @@ import base64
 from django.contrib import admin
 from django.utils import timezone
 from django.utils.html import format_html, format_html_join
-from simple_history.admin import SimpleHistoryAdmin
 
 from config.admin_actions import NeverDeleted, confirmed_action
+from governance.admin_governed import ReadOnlyHistoryAdmin
 from scoring.choices import ModelStatus
 from scoring.models import MetricSample, ModelVersion
 from scoring.monitoring import DRIFT_MIN_SAMPLES, DRIFT_WINDOW, DriftReport, model_drift
@@ -34,7 +34,7 @@ def _drift_summary(report: DriftReport) -> str:
 
 
 @admin.register(ModelVersion)
-class ModelVersionAdmin(SimpleHistoryAdmin):
+class ModelVersionAdmin(ReadOnlyHistoryAdmin):
     list_display = [
         "version",
         "status",
@@ -70,12 +70,19 @@ class ModelVersionAdmin(SimpleHistoryAdmin):
             description="Approve to serve",
             verb="approve",
             perform=_approve,
-            permissions=("change",),
+            permissions=("serve",),
         ),
         confirmed_action(
-            description="Retire", verb="retire", perform=_retire, permissions=("change",)
+            description="Retire", verb="retire", perform=_retire, permissions=("serve",)
         ),
     ]
+
+    def has_serve_permission(self, request) -> bool:
+        return request.user.has_perm("scoring.change_modelversion")
+
+    def has_change_permission(self, request, obj=None) -> bool:
+        # Every field is the training run's record; only approve and retire change a version.
+        return False
 
     @admin.display(description="macro-F1")
     def macro_f1(self, obj: ModelVersion) -> str:
@@ -126,11 +133,6 @@ class ModelVersionAdmin(SimpleHistoryAdmin):
         return format_html("<p><strong>{}</strong></p>{}", _drift_summary(report), table)
 
     def has_add_permission(self, request) -> bool:
-        return False
-
-    def has_delete_permission(self, request, obj=None) -> bool:
-        # Versions are retired, never deleted: a delete would erase what served
-        # (and its audit trail's subject) without a model.retired event.
         return False
 
 

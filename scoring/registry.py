@@ -22,6 +22,7 @@ from django.db import transaction
 from django.db.models import Max
 
 from governance.audit import append_events, event, user_actor
+from governance.changes import require_permission, require_reason
 from scoring.choices import ModelStatus, Severity
 from scoring.features import FEATURE_NAMES
 from scoring.models import ModelVersion
@@ -167,13 +168,19 @@ def register_training_result(
     )
 
 
+SERVE_PERMISSION = "scoring.change_modelversion"
+
+
 def approve_model_version(
     model_version: ModelVersion, *, user: Any, now: datetime, note: str = ""
 ) -> None:
     """Make this version the one that serves; the one approved before retires.
 
     Raises ModelIntegrityError, changing nothing, if its file does not match its hash.
+    A person needs the change permission and gives a reason; None is a local command.
     """
+    require_permission(user, SERVE_PERMISSION, "approve model versions")
+    note = require_reason(note) if user is not None else note
     # Refuse a tampered file before it can serve anywhere.
     load_estimator(model_version.artifact, model_version.sha256)
     with transaction.atomic():
@@ -217,6 +224,8 @@ def retire_model_version(
     model_version: ModelVersion, *, user: Any, now: datetime, note: str = ""
 ) -> None:
     """Take a version out of service; with none approved, classification stops."""
+    require_permission(user, SERVE_PERMISSION, "retire model versions")
+    note = require_reason(note) if user is not None else note
     with transaction.atomic():
         model_version = ModelVersion.objects.select_for_update().get(pk=model_version.pk)
         if model_version.status == ModelStatus.RETIRED:

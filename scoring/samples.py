@@ -110,3 +110,26 @@ def insert_samples(
         cursor.execute(_UNNEST_INSERT, [host_id, model_version_id, received_at, *columns])
         ids = {taken_at: pk for pk, taken_at in cursor.fetchall()}
     return [ids[reading.taken_at] for reading in readings]
+
+
+# A sample still shows the problem when the category's metric pushed it to its
+# class by at least this much (the explanation's probability drop).
+PROBLEM_CONTRIBUTION = 0.05
+CATEGORY_METRIC = {
+    "disk": "disk_usage",
+    "memory": "memory_usage",
+    "cpu": "cpu_usage",
+    "dns": "dns_latency_ms",
+    "firewall": "firewall_change_requested",
+}
+
+
+def sample_shows_problem(sample: ClassifiedSample, category: str) -> bool:
+    """Does this sample still show the problem of `category`?"""
+    if sample.severity == 0:
+        return False
+    metric = CATEGORY_METRIC.get(category)
+    contributions = {name: value for name, value in sample.explanation}
+    if metric is None:
+        return sample.category == category
+    return sample.category == category or contributions.get(metric, 0.0) >= PROBLEM_CONTRIBUTION

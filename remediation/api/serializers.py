@@ -29,6 +29,9 @@ class AgentActionSerializer(serializers.Serializer):
     runbook = serializers.CharField()
     ticket_id = serializers.CharField()
     lease_expires_at = serializers.DateTimeField()
+    lease_seconds = serializers.IntegerField(
+        help_text="Start the action only within this many seconds of receiving it."
+    )
 
 
 class AgentResultSerializer(serializers.Serializer):

@@ -20,7 +20,7 @@ def open_console(browser, client, live_asgi, user):
 
 
 def test_events_arrive_live_and_an_approval_is_given_in_the_console(
-    browser, client, live_asgi, agent, alice, bob
+    browser, client, live_asgi, agent, other_agent, alice, bob
 ):
     # given a firewall change waiting for two approvers, and a supervisor's console
     [result] = agent.post_metrics(agent.sample("firewall")).json()["results"]
@@ -32,8 +32,9 @@ def test_events_arrive_live_and_an_approval_is_given_in_the_console(
     assert "HITL_REQUIRED" in why
     assert "firewall_change_requested" in why
 
-    # when a new problem arrives while the console is open
-    agent.post_metrics(agent.sample("cpu"))
+    # when a new problem arrives from another host while the console is open (this
+    # host's newest readings must still show its firewall request, or it is voided)
+    other_agent.post_metrics(other_agent.sample("cpu"))
 
     # then its events appear without a reload
     page.locator("#events li[data-action='execution.dispatched']").wait_for(timeout=10_000)

@@ -28,8 +28,8 @@ def queue_disk_clean_up(agent, django_capture_on_commit_callbacks) -> Execution:
     ("change", "why"),
     [
         ({"mode": "shadow"}, "is now in shadow mode"),
-        ({"enabled": False}, "no enabled policy covers disk any more"),
-        ({"requires_backup": True}, "requires a backup and web-01 has none"),
+        ({"enabled": False}, "No enabled policy covers disk any more"),
+        ({"requires_backup": True}, "No backup of the host is available"),
     ],
 )
 def test_a_policy_changed_after_the_decision_stops_the_automatic_execution(

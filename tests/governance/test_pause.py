@@ -58,7 +58,7 @@ def test_while_paused_a_safe_problem_waits_for_a_person_and_its_execution_is_hel
 
     # and resuming releases it to the agent
     with agent.capture(execute=True):
-        resume_automation(pause, user=alice, now=timezone.now())
+        resume_automation(pause, user=alice, now=timezone.now(), note="vendor fixed it")
     [action] = agent.take_actions()
     assert action["action"] == "clean_temp_and_rotate_logs"
 
@@ -86,7 +86,7 @@ def test_resuming_releases_held_executions(agent, alice):
 
     # when the pause is lifted
     with agent.capture(execute=True):
-        resume_automation(pause, user=alice, now=timezone.now())
+        resume_automation(pause, user=alice, now=timezone.now(), note="vendor fixed it")
 
     # then the action reaches the agent
     [action] = agent.take_actions()
@@ -231,7 +231,12 @@ def test_only_supervisors_resume_automation_in_the_admin(request, alice, persona
     # when they try to resume it
     browser.post(
         CHANGELIST,
-        {"action": "resume_action", "_selected_action": [pause.pk], "confirmed": "yes"},
+        {
+            "action": "resume_action",
+            "_selected_action": [pause.pk],
+            "confirmed": "yes",
+            "note": "vendor fixed it",
+        },
     )
 
     # then

@@ -24,7 +24,14 @@ def disk_draft(**changes) -> Policy:
 def add_in_admin(user, **fields):
     browser = logged_in(user)
     page = browser.get(ADD)
-    data = form_data(page, name="disk-overnight", category="disk", enabled=False, **fields)
+    data = form_data(
+        page,
+        name="disk-overnight",
+        category="disk",
+        enabled=False,
+        change_reason="overnight window for disk",
+        **fields,
+    )
     return browser.post(ADD, {**data, "_save": "Save"})
 
 

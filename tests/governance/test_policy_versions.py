@@ -11,7 +11,9 @@ def edit_in_admin(user, policy: Policy, **changes) -> None:
     browser = logged_in(user)
     url = f"/admin/governance/policy/{policy.pk}/change/"
     page = browser.get(url)
-    response = browser.post(url, {**form_data(page, **changes), "_save": "Save"})
+    response = browser.post(
+        url, {**form_data(page, change_reason="tuning", **changes), "_save": "Save"}
+    )
     assert response.status_code == 302, response.context["adminform"].form.errors
 
 
@@ -103,10 +105,10 @@ def test_an_admin_edit_is_audited_with_its_version_and_what_changed(alice):
     changed = AuditEvent.objects.get(action="policy.changed")
     assert changed.actor == "user:alice"
     assert changed.summary == (
-        f"{DISK} changed: autonomy_level, max_actions_per_hour (version {version})"
+        f"policy {DISK} changed: autonomy_level, max_actions_per_hour (version {version}): tuning"
     )
-    assert changed.data == {
-        "version": version,
-        "changed": ["autonomy_level", "max_actions_per_hour"],
-    }
+    assert changed.data["version"] == version
+    assert changed.data["changed"] == ["autonomy_level", "max_actions_per_hour"]
+    assert changed.data["reason"] == "tuning"
+    assert changed.data["values"]["autonomy_level"]["to"] == 2
     assert verify_chain(AuditEvent.objects.order_by("sequence"), GENESIS_HASH).intact

@@ -29,11 +29,11 @@ def test_a_ticket_awaiting_approval_is_resolved_by_hand(agent, client, alice):
     # when a supervisor fixes it by hand and says so
     page = act_in_admin(client, alice, ticket, "resolve_action", "switched resolver manually")
 
-    # then the ticket is resolved, its approval request expires, and it is audited
+    # then the ticket is resolved, its approval request is void, and it is audited
     assert b"resolved by hand" in page.content
     ticket.refresh_from_db()
     assert (ticket.status, ticket.resolution) == ("resolved", "switched resolver manually")
-    assert ApprovalRequest.objects.get(ticket=ticket).status == "expired"
+    assert ApprovalRequest.objects.get(ticket=ticket).status == "voided"
     event = AuditEvent.objects.get(ticket_id=ticket.ticket_id, action="ticket.resolved")
     assert event.actor == "user:alice"
     assert Pattern.objects.get(pk=ticket.pattern_id).success_count == 1
@@ -60,18 +60,27 @@ def test_a_failed_automatic_fix_closed_unresolved_counts_against_its_pattern(age
     assert pattern.auto_remediation_successes == 0
 
 
-def test_a_ticket_with_a_running_action_cannot_be_closed(agent, client, alice):
+def test_closing_a_ticket_with_a_running_action_cancels_it_and_keeps_its_late_report(
+    agent, client, alice
+):
     # given a disk clean-up the agent is running
     ticket = open_ticket(agent, "disk")
-    agent.take_actions()
+    [action] = agent.take_actions()
 
-    # when a supervisor tries to close the ticket
-    page = act_in_admin(client, alice, ticket, "close_action", "done")
+    # when a supervisor closes the ticket
+    act_in_admin(client, alice, ticket, "close_action", "host rebuilt")
 
-    # then it is refused, saying why, and nothing changes
-    assert b"still running" in page.content
+    # then the execution is cancelled with the closing note, and the ticket closed
     ticket.refresh_from_db()
-    assert ticket.status == "remediating"
+    assert ticket.status == "closed"
+    execution = ticket.executions.get()
+    assert execution.state == "cancelled"
+    assert "host rebuilt" in execution.cancel_reason
+    # and the agent's report, when it comes, is kept on the record, not lost
+    assert agent.report(action, ok=True, output="cleaned 2 GiB").status_code == 409
+    execution.refresh_from_db()
+    assert "cleaned 2 GiB" in execution.output
+    assert AuditEvent.objects.filter(action="execution.late_report").exists()
 
 
 def test_compliance_staff_cannot_close_tickets(agent, client, dave):

@@ -1,0 +1,47 @@
+"""People cancel an unfinished execution over the API, through the admin's use case."""
+
+from django.core.exceptions import ValidationError
+from django.shortcuts import get_object_or_404
+from django.utils import timezone
+from drf_spectacular.utils import extend_schema
+from rest_framework import exceptions, serializers
+from rest_framework.request import Request
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from remediation.api.views import Conflict
+from remediation.executions import ExecutionError, cancel_execution
+from remediation.models import Execution
+
+
+class CancelSerializer(serializers.Serializer):
+    reason = serializers.CharField(max_length=500, help_text="Why: recorded in the audit trail.")
+
+
+class CancelResultSerializer(serializers.Serializer):
+    id = serializers.IntegerField()
+    state = serializers.CharField()
+
+
+class ExecutionCancelView(APIView):
+    @extend_schema(
+        request=CancelSerializer,
+        responses={200: CancelResultSerializer},
+        summary="Cancel an unfinished execution, saying why",
+    )
+    def post(self, request: Request, pk: int) -> Response:
+        serializer = CancelSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        execution = get_object_or_404(Execution, pk=pk)
+        try:
+            execution = cancel_execution(
+                execution,
+                user=request.user,
+                reason=serializer.validated_data["reason"],
+                now=timezone.now(),
+            )
+        except ValidationError as exc:
+            raise exceptions.ValidationError({"reason": exc.messages}) from exc
+        except ExecutionError as exc:
+            raise Conflict(exc.message, code=exc.code) from exc
+        return Response({"id": execution.pk, "state": execution.state})
