@@ -133,7 +133,7 @@ def append_events(events: Sequence[PendingEvent]) -> list[AuditEvent]:
     head.hash = rows[-1].hash
     head.save(update_fields=["sequence", "hash"])
 
-    transaction.on_commit(lambda: publish_events(rows))
+    transaction.on_commit(lambda: publish_events(rows), robust=True)
     return rows
 
 

@@ -110,7 +110,9 @@ def resume_automation(pause: Pause, *, user: Any, now: datetime, note: str) -> N
                 )
             ]
         )
-        transaction.on_commit(lambda: async_task("remediation.tasks.release_held_executions"))
+        transaction.on_commit(
+            lambda: async_task("remediation.tasks.release_held_executions"), robust=True
+        )
 
 
 def record_lapsed_pauses(now: datetime) -> int:
@@ -138,5 +140,7 @@ def record_lapsed_pauses(now: datetime) -> int:
             ]
         )
         if lapsed:
-            transaction.on_commit(lambda: async_task("remediation.tasks.release_held_executions"))
+            transaction.on_commit(
+                lambda: async_task("remediation.tasks.release_held_executions"), robust=True
+            )
     return len(lapsed)

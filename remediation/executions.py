@@ -79,7 +79,7 @@ def _audit(
 def _announce_after_commit(execution: Execution) -> None:
     """The action is ready for the host's agent: wake its long poll once this commits."""
     host_id = execution.host_id
-    transaction.on_commit(lambda: wakeups.announce([host_id]))
+    transaction.on_commit(lambda: wakeups.announce([host_id]), robust=True)
 
 
 def _enqueue_after_commit(execution_id: int) -> None:
@@ -87,7 +87,9 @@ def _enqueue_after_commit(execution_id: int) -> None:
         Execution.objects.filter(pk=execution_id).update(enqueued_at=timezone.now())
         async_task("remediation.tasks.dispatch_execution", execution_id)
 
-    transaction.on_commit(enqueue)
+    # robust: a broker that is down must not turn the committed request into a 500; the
+    # sweeper re-enqueues what was never delivered.
+    transaction.on_commit(enqueue, robust=True)
 
 
 def queue_execution(

@@ -305,3 +305,20 @@ def test_claims_never_hand_out_an_action_under_a_pause(
     assert claim_agent_actions(agent.host, timezone.now()) == []
     execution.refresh_from_db()
     assert execution.state == "held"
+
+
+def test_a_broker_that_is_down_never_fails_a_committed_request(agent, monkeypatch, settings):
+    def broker_down(*args, **kwargs):
+        raise ConnectionError("broker unreachable")
+
+    monkeypatch.setattr("remediation.executions.async_task", broker_down)
+
+    response = agent.post_metrics(agent.sample("disk"))
+
+    # the request committed and says so; the execution waits for the sweeper
+    assert response.status_code == 201
+    execution = Execution.objects.get()
+    assert execution.state == "queued"
+    monkeypatch.undo()
+    later = timezone.now() + timedelta(seconds=settings.WARDEN_REQUEUE_AFTER_SECONDS + 1)
+    assert sweep(later).requeued == 1
