@@ -6,6 +6,7 @@ from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 from rest_framework.routers import DefaultRouter
 
 from config.metrics import metrics
+from governance.api.audit import AuditEventList
 from governance.api.views import ApprovalVerdictView
 from governance.views import console
 from remediation.api.executions import ExecutionCancelView
@@ -39,6 +40,7 @@ api_v1 = [
         ApprovalVerdictView.as_view(verdict="reject"),
         name="approval-reject",
     ),
+    path("audit-events", AuditEventList.as_view(), name="audit-events"),
     path("executions/<int:pk>/cancel", ExecutionCancelView.as_view(), name="execution-cancel"),
     path("", include(router.urls)),
 ]

@@ -3,13 +3,18 @@ from django.contrib import admin, messages
 from django.contrib.auth.admin import GroupAdmin, UserAdmin
 from django.contrib.auth.forms import AdminUserCreationForm, UserChangeForm
 from django.contrib.auth.models import Group, User
+from django.core.exceptions import PermissionDenied
+from django.http import HttpResponseBadRequest, StreamingHttpResponse
+from django.urls import path
 from django.utils import timezone
 from django.utils.html import format_html_join
 
 from config.admin_actions import NeverDeleted, confirmed_action
 from governance.admin_governed import GovernedAdmin, ReadOnlyHistoryAdmin, ReasonForm
+from governance.api.audit import EXPORT_PERMISSION
 from governance.approvals import approve_request, reject_request
 from governance.audit import verify_audit_log
+from governance.export import FORMATS, stream
 from governance.models import (
     AUTONOMY_LEVEL_REFUSED,
     Approval,
@@ -264,10 +269,17 @@ class ApprovalRequestAdmin(ReadOnlyHistoryAdmin):
 
 @admin.register(AuditEvent)
 class AuditEventAdmin(ReadOnlyAdmin):
-    list_display = ["sequence", "created_at", "actor", "action", "ticket_id", "summary"]
-    list_filter = ["action", "object_type"]
+    list_display = ["sequence", "created_at", "action", "ticket_id", "short_summary", "actor"]
+    list_filter = ["action", "object_type", ("created_at", admin.DateFieldListFilter)]
     search_fields = ["ticket_id", "summary", "actor"]
+    date_hierarchy = "created_at"
+    ordering = ["-sequence"]  # newest first: what happened last is what people look for
     actions = ["verify_whole_chain"]
+    change_list_template = "admin/governance/auditevent/change_list.html"
+
+    @admin.display(description="Summary")
+    def short_summary(self, obj: AuditEvent) -> str:
+        return obj.summary if len(obj.summary) <= 140 else obj.summary[:139] + "\u2026"
 
     @admin.action(description="Verify the whole audit chain")
     def verify_whole_chain(self, request, queryset) -> None:
@@ -275,6 +287,37 @@ class AuditEventAdmin(ReadOnlyAdmin):
         self.message_user(
             request, report.line, messages.SUCCESS if report.intact else messages.ERROR
         )
+
+    def get_urls(self):
+        export = path(
+            "export/",
+            self.admin_site.admin_view(self.export_view),
+            name="governance_auditevent_export",
+        )
+        return [export, *super().get_urls()]
+
+    def changelist_view(self, request, extra_context=None):
+        extra = {
+            "may_export": request.user.has_perm(EXPORT_PERMISSION),
+            "export_formats": list(FORMATS),
+            "export_query": request.GET.urlencode(),
+        }
+        return super().changelist_view(request, {**(extra_context or {}), **extra})
+
+    def export_view(self, request):
+        """The changelist's filtered rows (filters, date, search), streamed in a format."""
+        if not request.user.has_perm(EXPORT_PERMISSION):
+            raise PermissionDenied
+        query = request.GET.copy()
+        fmt = query.pop("export_format", ["csv"])[-1]
+        if fmt not in FORMATS:
+            return HttpResponseBadRequest(f"export_format: choose one of {', '.join(FORMATS)}")
+        request.GET = query
+        changelist = self.get_changelist_instance(request)
+        events = changelist.get_queryset(request)
+        response = StreamingHttpResponse(stream(events, fmt), content_type=FORMATS[fmt])
+        response["Content-Disposition"] = f'attachment; filename="warden-audit.{fmt}"'
+        return response
 
 
 # People and roles: access changes are governed changes too (governance.people).

@@ -359,6 +359,7 @@ class AuditEvent(models.Model):
 
     class Meta:
         ordering = ["sequence"]
+        permissions = [("export_auditevent", "Can export the audit trail")]
 
     def __str__(self) -> str:
         return f"#{self.sequence} {self.action}"
