@@ -4,6 +4,7 @@ record with its links, and an export verified offline, catching what was cut or 
 import csv
 import io
 import json
+from pathlib import Path
 
 import pytest
 from django.contrib.auth.models import User
@@ -44,7 +45,8 @@ def test_an_export_verifies_offline_in_every_format(trail, tmp_path, fmt):
 
 
 def test_every_record_carries_its_sequence_and_both_links(trail, tmp_path):
-    rows = list(csv.DictReader(open(export(tmp_path, "csv"), newline="")))
+    text = Path(export(tmp_path, "csv")).read_text()
+    rows = list(csv.DictReader(io.StringIO(text, newline="")))
     assert [int(row["sequence"]) for row in rows] == list(trail.values_list("sequence", flat=True))
     for row, event in zip(rows, trail, strict=True):
         assert (row["prev_hash"], row["hash"]) == (event.prev_hash, event.hash)
@@ -95,7 +97,7 @@ def test_a_cut_tail_fails_against_the_published_head(trail, tmp_path):
 def test_a_filtered_export_holds_only_the_ticket_and_its_records_are_authentic(trail, tmp_path):
     ticket = trail.exclude(ticket_id="").first().ticket_id
     path = export(tmp_path, "ndjson", "--ticket", ticket)
-    records = [json.loads(line) for line in open(path)]
+    records = [json.loads(line) for line in Path(path).read_text().splitlines()]
     assert records and {r["ticket_id"] for r in records} == {ticket}
     assert "authentic" in verify(path, "--records")
 
