@@ -13,6 +13,7 @@ from remediation.api.executions import ExecutionCancelView
 from remediation.api.long_poll import agent_actions
 from remediation.api.tickets import TicketViewSet
 from remediation.api.views import AgentResultView, MetricsView
+from remediation.views import evidence_page
 
 router = DefaultRouter(trailing_slash=False)
 router.register("tickets", TicketViewSet, basename="ticket")
@@ -51,6 +52,7 @@ urlpatterns = [
     path("metrics", metrics, name="metrics"),
     path("admin/", admin.site.urls),
     path("console/", console, name="console"),
+    path("tickets/<str:ticket_id>/evidence", evidence_page, name="ticket-evidence-page"),
     path("api/v1/", include(api_v1)),
     path("api/schema", SpectacularAPIView.as_view(), name="schema"),
     path("api/docs", SpectacularSwaggerView.as_view(url_name="schema"), name="api-docs"),

@@ -1,5 +1,7 @@
 from django.contrib import admin, messages
+from django.urls import reverse
 from django.utils import timezone
+from django.utils.html import format_html
 
 from config.admin_actions import confirmed_action
 from governance.admin_governed import GovernedAdmin
@@ -102,6 +104,7 @@ class TicketAdmin(GovernedAdmin):
     search_fields = ["ticket_id", "title", "host__name"]
     list_select_related = ["host"]
     readonly_fields = [
+        "evidence",
         "ticket_id",
         "opened_at",
         "last_seen_at",
@@ -125,6 +128,11 @@ class TicketAdmin(GovernedAdmin):
 
     def save_governed(self, request, obj, reason) -> None:
         save_ticket(obj, user=request.user, reason=reason)
+
+    @admin.display(description="Evidence")
+    def evidence(self, obj: Ticket) -> str:
+        url = reverse("ticket-evidence-page", args=[obj.ticket_id])
+        return format_html('<a href="{}">The whole story, printable</a>', url)
 
     actions = [
         confirmed_action(

@@ -1,8 +1,14 @@
 """Read-only ticket API for people and integrators: a ticket with its decisions and executions."""
 
-from rest_framework import permissions, serializers, viewsets
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import extend_schema
+from rest_framework import exceptions, permissions, serializers, viewsets
+from rest_framework.decorators import action
+from rest_framework.request import Request
+from rest_framework.response import Response
 
 from governance.models import Decision
+from remediation.evidence import ticket_evidence
 from remediation.models import Execution, Ticket
 
 
@@ -75,3 +81,13 @@ class TicketViewSet(viewsets.ReadOnlyModelViewSet):
     queryset = Ticket.objects.select_related("host").prefetch_related(
         "decisions__policy", "decisions__runbook", "executions__runbook"
     )
+
+    @extend_schema(
+        responses={200: OpenApiTypes.OBJECT},
+        summary="The ticket's whole story as one evidence document",
+    )
+    @action(detail=True, methods=["get"])
+    def evidence(self, request: Request, ticket_id: str | None = None) -> Response:
+        if not request.user.has_perm("governance.view_auditevent"):
+            raise exceptions.PermissionDenied("Evidence needs the view audit event permission.")
+        return Response(ticket_evidence(self.get_object()))

@@ -1,0 +1,138 @@
+"""One ticket's whole story, as evidence: what opened it, each decision and why, each
+approval, what ran and what it said, verification, rollback, closing, and the audit
+events with their hashes. The evidence page and `GET /api/v1/tickets/{id}/evidence`
+both render this one document."""
+
+from typing import Any
+
+from governance.models import AuditEvent
+from remediation.models import Ticket
+from scoring.choices import Severity
+
+OPENING_SAMPLES = 20
+
+
+def _when(value: Any) -> str | None:
+    return value.isoformat() if value is not None else None
+
+
+def ticket_evidence(ticket: Ticket) -> dict[str, Any]:
+    """The evidence document of `ticket` (plain JSON types only)."""
+    samples = ticket.samples.order_by("taken_at")[:OPENING_SAMPLES]
+    decisions = ticket.decisions.select_related("policy", "runbook", "model_version").order_by(
+        "created_at"
+    )
+    requests = ticket.approval_requests.select_related("runbook").prefetch_related(
+        "approvals__approver"
+    )
+    executions = ticket.executions.select_related("runbook", "requested_by").order_by("created_at")
+    events = AuditEvent.objects.filter(ticket_id=ticket.ticket_id).order_by("sequence")
+    return {
+        "ticket": {
+            "ticket_id": ticket.ticket_id,
+            "title": ticket.title,
+            "host": ticket.host.name,
+            "category": ticket.category,
+            "status": ticket.get_status_display(),
+            "severity": Severity(ticket.severity).label,
+            "occurrences": ticket.occurrence_count,
+            "opened_at": _when(ticket.opened_at),
+            "closed_at": _when(ticket.resolved_at),
+            "resolution": ticket.resolution,
+            "escalation_facts": {
+                "affects_billing": ticket.affects_billing,
+                "data_integrity": ticket.data_integrity,
+                "customer_impact_minutes": ticket.customer_impact_minutes,
+                "security_severity": ticket.security_severity,
+            },
+        },
+        "opening_samples": [
+            {
+                "taken_at": _when(s.taken_at),
+                "disk_usage": s.disk_usage,
+                "memory_usage": s.memory_usage,
+                "cpu_usage": s.cpu_usage,
+                "dns_latency_ms": s.dns_latency_ms,
+                "firewall_change_requested": s.firewall_change_requested,
+                "severity": Severity(s.severity).label,
+                "confidence": round(s.confidence, 4),
+                "explanation": s.explanation[:3],
+            }
+            for s in samples
+        ],
+        "decisions": [
+            {
+                "at": _when(d.created_at),
+                "outcome": d.outcome,
+                "model_outcome": d.model_outcome,
+                "confidence": round(d.confidence, 4),
+                "allowed": d.allowed,
+                "shadow": d.shadow,
+                "policy": d.policy.name if d.policy else None,
+                "policy_version": d.policy_version,
+                "model_version": d.model_version.version if d.model_version else None,
+                "runbook": d.runbook.name if d.runbook else None,
+                "runbook_version": d.runbook_version,
+                "action": d.action,
+                "commands": d.commands,
+                "risk_level": d.risk_level,
+                "required_approvals": d.required_approvals,
+                "reasons": d.reasons,
+                "safety_checks": d.safety_checks,
+                "reliability": d.reliability,
+            }
+            for d in decisions
+        ],
+        "approvals": [
+            {
+                "requested_at": _when(r.created_at),
+                "runbook": r.runbook.name,
+                "runbook_version": r.runbook_version,
+                "status": r.status,
+                "required": r.required_approvals,
+                "expires_at": _when(r.expires_at),
+                "decided_at": _when(r.decided_at),
+                "void_reason": r.void_reason,
+                "verdicts": [
+                    {
+                        "by": a.approver.get_username(),
+                        "verdict": a.verdict,
+                        "at": _when(a.created_at),
+                        "note": a.comment,
+                    }
+                    for a in r.approvals.all()
+                ],
+            }
+            for r in requests
+        ],
+        "executions": [
+            {
+                "id": e.pk,
+                "runbook": e.runbook.name,
+                "runbook_version": e.runbook_version,
+                "action": e.action or e.runbook.action,
+                "commands": e.commands,
+                "state": e.state,
+                "requested_by": e.requested_by.get_username() if e.requested_by else "system",
+                "started_at": _when(e.started_at),
+                "finished_at": _when(e.finished_at),
+                "output": e.output,
+                "verification_samples": e.verify_samples_seen,
+                "rollback_action": e.rollback_action,
+                "rollback_output": e.rollback_output,
+                "cancel_reason": e.cancel_reason,
+            }
+            for e in executions
+        ],
+        "audit_events": [
+            {
+                "sequence": ev.sequence,
+                "at": _when(ev.created_at),
+                "actor": ev.actor,
+                "action": ev.action,
+                "summary": ev.summary,
+                "hash": ev.hash,
+            }
+            for ev in events
+        ],
+    }

@@ -1,0 +1,23 @@
+"""A ticket's evidence page: its whole story on one printable page, for compliance."""
+
+from django.contrib.admin.views.decorators import staff_member_required
+from django.contrib.auth.decorators import permission_required
+from django.http import HttpRequest, HttpResponse
+from django.shortcuts import get_object_or_404, render
+
+from remediation.evidence import ticket_evidence
+from remediation.models import Ticket
+
+
+@staff_member_required
+@permission_required(
+    ["remediation.view_ticket", "governance.view_auditevent"], raise_exception=True
+)
+def evidence_page(request: HttpRequest, ticket_id: str) -> HttpResponse:
+    ticket = get_object_or_404(Ticket.objects.select_related("host"), ticket_id=ticket_id)
+    context = {
+        "evidence": ticket_evidence(ticket),
+        "ticket": ticket,
+        "title": f"Evidence: {ticket.ticket_id}",
+    }
+    return render(request, "evidence.html", context)
