@@ -4,6 +4,7 @@ from django.contrib.auth.admin import GroupAdmin, UserAdmin
 from django.contrib.auth.forms import AdminUserCreationForm, UserChangeForm
 from django.contrib.auth.models import Group, User
 from django.core.exceptions import PermissionDenied
+from django.db.models import Count, Q
 from django.http import HttpResponseBadRequest, StreamingHttpResponse
 from django.urls import path
 from django.utils import timezone
@@ -210,10 +211,58 @@ def _reject(request_obj: ApprovalRequest, user, note: str) -> str:
 
 @admin.register(ApprovalRequest)
 class ApprovalRequestAdmin(ReadOnlyHistoryAdmin):
-    list_display = ["ticket", "runbook", "status", "required_approvals", "created_at", "expires_at"]
+    list_display = [
+        "ticket",
+        "host",
+        "runbook",
+        "status",
+        "approvals_so_far",
+        "why_a_person",
+        "time_left",
+        "created_at",
+    ]
     list_filter = ["status", "runbook__category"]
     search_fields = ["ticket__ticket_id", "ticket__host__name"]
-    list_select_related = ["ticket", "runbook"]
+    list_select_related = ["ticket__host", "runbook", "decision"]
+    ordering = ["status", "created_at"]  # pending first, oldest first: what waits longest
+
+    def get_queryset(self, request):
+        return (
+            super()
+            .get_queryset(request)
+            .annotate(approve_count=Count("approvals", filter=Q(approvals__verdict="approve")))
+        )
+
+    def change_view(self, request, object_id, form_url="", extra_context=None):
+        extra = {
+            "may_decide": self.has_decide_permission(request),
+            "decide_actions": [("approve", "Approve"), ("reject", "Reject")],
+        }
+        return super().change_view(request, object_id, form_url, {**(extra_context or {}), **extra})
+
+    @admin.display(description="Host", ordering="ticket__host__name")
+    def host(self, obj: ApprovalRequest) -> str:
+        return obj.ticket.host.name
+
+    @admin.display(description="Approvals")
+    def approvals_so_far(self, obj: ApprovalRequest) -> str:
+        return f"{obj.approve_count} of {obj.required_approvals}"
+
+    @admin.display(description="Why a person is needed")
+    def why_a_person(self, obj: ApprovalRequest) -> str:
+        reasons = obj.decision.reasons if obj.decision else []
+        return reasons[-1] if reasons else "-"
+
+    @admin.display(description="Time left", ordering="expires_at")
+    def time_left(self, obj: ApprovalRequest) -> str:
+        if obj.status != ApprovalStatus.PENDING:
+            return "-"
+        left = obj.expires_at - timezone.now()
+        if left.total_seconds() <= 0:
+            return "expired"
+        hours, rest = divmod(int(left.total_seconds()), 3600)
+        return f"{hours} h {rest // 60:02d} min"
+
     readonly_fields = [
         "ticket",
         "decision",

@@ -221,7 +221,9 @@ def _void_and_escalate(request: ApprovalRequest, reason: str, now: datetime) -> 
 def reject_request(
     request: ApprovalRequest, *, user: Any, comment: str, now: datetime
 ) -> ApprovalRequest:
-    """One rejection is a veto: nothing runs and the ticket goes to people."""
+    """One rejection is a veto: nothing runs and the ticket goes to people. It says why."""
+    if not comment.strip():
+        raise ApprovalError("note_required", "a rejection needs a note saying why")
     with transaction.atomic():
         request = _locked(request)
         check_can_decide(request, user, now)

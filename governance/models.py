@@ -250,7 +250,7 @@ class Decision(models.Model):
         ordering = ["-created_at"]
 
     def __str__(self) -> str:
-        return f"{self.outcome} for {self.ticket_id}"
+        return f"{self.outcome} for {self.ticket.ticket_id}"
 
 
 class ApprovalStatus(models.TextChoices):

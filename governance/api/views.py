@@ -42,6 +42,8 @@ class ApprovalVerdictView(APIView):
                 now=timezone.now(),
             )
         except ApprovalError as exc:
+            if exc.code == "note_required":
+                raise exceptions.ValidationError({"comment": [exc.message]}) from exc
             error = (
                 exceptions.PermissionDenied
                 if exc.code in ("forbidden", "own_request", "not_listed")

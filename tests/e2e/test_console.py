@@ -40,12 +40,14 @@ def test_events_arrive_live_and_an_approval_is_given_in_the_console(
     page.locator("#events li[data-action='execution.dispatched']").wait_for(timeout=10_000)
 
     # when the supervisor approves in the console
+    page.once("dialog", lambda dialog: dialog.accept("checked the rule with netops"))
     page.locator(f"button[data-verdict='approve'][data-id='{request.pk}']").click()
 
     # then the approval is recorded (one of two) and shows up live
     page.locator("#events li[data-action='approval.approved']").wait_for(timeout=10_000)
     request.refresh_from_db()
-    assert request.approvals.get().approver == alice
+    approval = request.approvals.get()
+    assert (approval.approver, approval.comment) == (alice, "checked the rule with netops")
     assert request.status == "pending"
     page.context.close()
 

@@ -90,3 +90,25 @@ def test_the_approve_action_is_not_offered_to_compliance(agent, client, dave):
 
     assert page.status_code == 200
     assert b"approve_action" not in page.content
+
+
+def test_the_list_shows_host_progress_why_and_time_left(agent, client, bob):
+    request = waiting_dns_request(agent)
+    client.force_login(bob)
+    page = client.get(CHANGELIST).content.decode()
+    assert "web-01" in page
+    assert f"0 of {request.required_approvals}" in page
+    assert request.decision.reasons[-1][:40] in page
+    assert " h " in page and " min" in page  # time left
+
+
+def test_the_request_page_has_approve_and_reject_buttons_for_approvers_only(
+    agent, client, bob, dave
+):
+    request = waiting_dns_request(agent)
+    client.force_login(bob)
+    page = client.get(f"{CHANGELIST}{request.pk}/change/").content.decode()
+    assert 'value="approve_action"' in page and 'value="reject_action"' in page
+    client.force_login(dave)
+    page = client.get(f"{CHANGELIST}{request.pk}/change/").content.decode()
+    assert 'value="approve_action"' not in page

@@ -3,7 +3,7 @@
 import pytest
 from django.utils import timezone
 
-from governance.approvals import ApprovalError, approve_request
+from governance.approvals import ApprovalError, approve_request, reject_request
 from governance.models import ApprovalRequest, AuditEvent
 from remediation.models import Execution
 
@@ -69,3 +69,17 @@ def test_every_verdict_is_audited_with_its_comment(pending, bob):
     audited = AuditEvent.objects.get(action="approval.approved")
     assert audited.actor == "user:bob"
     assert audited.data["comment"] == "change window open"
+
+
+def test_a_rejection_needs_a_note(pending, bob, client):
+    with pytest.raises(ApprovalError) as error:
+        reject_request(pending, user=bob, comment="  ", now=timezone.now())
+    assert error.value.code == "note_required"
+    client.force_login(bob)
+    response = client.post(
+        f"/api/v1/approvals/{pending.pk}/reject", data={}, content_type="application/json"
+    )
+    assert response.status_code == 400
+    assert "comment" in response.json()["error"]["fields"]
+    pending.refresh_from_db()
+    assert pending.status == "pending"

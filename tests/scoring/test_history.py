@@ -137,7 +137,7 @@ def test_verdicts_before_the_window_are_left_out(agent, bob, alice):
     # given a rejection long ago and positive feedback now
     old_ticket, _ = report_problem(agent, "dns")
     request = ApprovalRequest.objects.get(ticket=old_ticket)
-    reject_request(request, user=bob, comment="", now=timezone.now())
+    reject_request(request, user=bob, comment="too risky today", now=timezone.now())
     ApprovalRequest.objects.filter(pk=request.pk).update(
         decided_at=timezone.now() - timedelta(days=200)
     )
@@ -156,7 +156,7 @@ def test_labelled_rows_are_the_features_the_model_saw(agent, alice, bob, long_ag
     give_feedback(disk_ticket, alice, "positive")
     firewall_ticket, firewall_sample = report_problem(agent, "firewall")
     request = ApprovalRequest.objects.get(ticket=firewall_ticket)
-    reject_request(request, user=bob, comment="", now=timezone.now())
+    reject_request(request, user=bob, comment="too risky today", now=timezone.now())
 
     # when
     X, y = labelled_history(long_ago)
