@@ -18,6 +18,7 @@ from governance.audit import verify_audit_log
 from governance.export import FORMATS, stream
 from governance.models import (
     AUTONOMY_LEVEL_REFUSED,
+    WEEKDAYS,
     Approval,
     ApprovalRequest,
     ApprovalStatus,
@@ -35,10 +36,54 @@ from governance.switches import (
     pause_automation,
     resume_automation,
 )
+from remediation.choices import ActionType
+
+
+class ListOfNames(forms.CharField):
+    """A list of names typed as text, one per line or separated by commas."""
+
+    widget = forms.Textarea(attrs={"rows": 3, "cols": 60})
+
+    def prepare_value(self, value):
+        return "\n".join(value) if isinstance(value, list) else value
+
+    def to_python(self, value):
+        text = super().to_python(value) or ""
+        return [
+            item.strip() for line in text.splitlines() for item in line.split(",") if item.strip()
+        ]
+
+
+class PolicyForm(ReasonForm):
+    allowed_action_types = forms.MultipleChoiceField(
+        choices=ActionType.choices,
+        widget=forms.CheckboxSelectMultiple,
+        required=False,
+        help_text="None ticked: any action type.",
+    )
+    allowed_days = forms.MultipleChoiceField(
+        choices=[(day, day.capitalize()) for day in WEEKDAYS],
+        widget=forms.CheckboxSelectMultiple,
+        required=False,
+        help_text="None ticked: every day.",
+    )
+    allowed_systems = ListOfNames(required=False, help_text="One per line. Empty: any system.")
+    approvers = ListOfNames(
+        required=False, help_text="User names or emails, one per line. Empty: any approver."
+    )
+    forbidden_commands = ListOfNames(
+        required=False,
+        help_text="Words added to the built-in floor, one per line (the floor always applies).",
+    )
+
+    class Meta:
+        model = Policy
+        fields = "__all__"
 
 
 @admin.register(Policy)
 class PolicyAdmin(GovernedAdmin):
+    form = PolicyForm
     list_display = [
         "name",
         "category",

@@ -87,7 +87,7 @@ class TicketViewSet(viewsets.ReadOnlyModelViewSet):
         summary="The ticket's whole story as one evidence document",
     )
     @action(detail=True, methods=["get"])
-    def evidence(self, request: Request, ticket_id: str | None = None) -> Response:
+    def evidence(self, request: Request, **kwargs: object) -> Response:
         if not request.user.has_perm("governance.view_auditevent"):
             raise exceptions.PermissionDenied("Evidence needs the view audit event permission.")
         return Response(ticket_evidence(self.get_object()))

@@ -27,5 +27,9 @@ def form_data(page: Any, **changes: Any) -> dict[str, Any]:
             if value:
                 data[name] = "on"
             continue
+        if isinstance(field, forms.MultipleChoiceField):  # checkboxes: only the ticked ones
+            if value:
+                data[name] = list(value)
+            continue
         data[name] = "" if value is None else value
     return data

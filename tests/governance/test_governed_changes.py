@@ -178,3 +178,33 @@ def test_the_console_is_for_those_who_may_read_the_audit_trail(db, request, pers
     else:
         user = request.getfixturevalue(persona)
     assert logged_in(user).get("/console/").status_code == status
+
+
+def test_policy_lists_are_checkboxes_and_lines_not_json(alice):
+    policy = Policy.objects.get(name=DISK)
+    browser = logged_in(alice)
+    url = reverse("admin:governance_policy_change", args=[policy.pk])
+    page = browser.get(url)
+    assert b'type="checkbox" name="allowed_action_types" value="read_only"' in page.content
+
+    response = browser.post(
+        url,
+        {
+            **form_data(
+                page,
+                allowed_action_types=["read_only", "safe_write"],
+                allowed_days=["saturday", "sunday"],
+                approvers="bob\ncarol, dave",
+                change_reason="weekend-only automation",
+            ),
+            "_save": "Save",
+        },
+    )
+
+    assert response.status_code == 302
+    policy.refresh_from_db()
+    assert policy.allowed_action_types == ["read_only", "safe_write"]
+    assert policy.allowed_days == ["saturday", "sunday"]
+    assert policy.approvers == ["bob", "carol", "dave"]
+    reason = policy.history.latest().history_change_reason
+    assert reason == "weekend-only automation"  # kept in the history, not "None"
