@@ -473,3 +473,8 @@ class AuditedGroupAdmin(NeverDeleted, GroupAdmin):
             by=request.user,
             reason=form.cleaned_data.get("change_reason"),
         )
+
+
+admin.site.site_header = "Warden"
+admin.site.site_title = "Warden"
+admin.site.index_title = "Operations"

@@ -10,6 +10,7 @@ from django.utils import timezone
 from governance.approvals import reject_request
 from governance.models import ApprovalRequest, AuditEvent, Policy
 from governance.policies import save_policy
+from governance.switches import pause_automation
 from remediation.hosts import add_host, rotate_host_key
 from remediation.models import Host, Runbook
 from tests.governance.admin_pages import form_data, logged_in
@@ -208,3 +209,15 @@ def test_policy_lists_are_checkboxes_and_lines_not_json(alice):
     assert policy.approvers == ["bob", "carol", "dave"]
     reason = policy.history.latest().history_change_reason
     assert reason == "weekend-only automation"  # kept in the history, not "None"
+
+
+def test_the_admin_index_says_what_needs_attention_now(agent, alice):
+    agent.post_metrics(agent.sample("firewall"))
+    pause_automation(
+        scope="category", category="disk", reason="vendor bug", user=alice, now=timezone.now()
+    )
+    page = logged_in(alice).get("/admin/").content.decode()
+    assert "Needs attention now" in page and 'href="/console/"' in page
+    assert "Approvals waiting</a></th>\n        <td>1" in page
+    assert "category disk paused by alice: vendor bug" in page
+    assert "Django administration" not in page
