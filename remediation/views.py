@@ -1,5 +1,6 @@
 """A ticket's evidence page: its whole story on one printable page, for compliance."""
 
+from django.contrib import admin
 from django.contrib.admin.views.decorators import staff_member_required
 from django.contrib.auth.decorators import permission_required
 from django.http import HttpRequest, HttpResponse
@@ -16,6 +17,7 @@ from remediation.models import Ticket
 def evidence_page(request: HttpRequest, ticket_id: str) -> HttpResponse:
     ticket = get_object_or_404(Ticket.objects.select_related("host"), ticket_id=ticket_id)
     context = {
+        **admin.site.each_context(request),  # the admin's header, theme and navigation
         "evidence": ticket_evidence(ticket),
         "ticket": ticket,
         "title": f"Evidence: {ticket.ticket_id}",

@@ -1,6 +1,6 @@
 """The admin index's "needs attention now" panel: what waits for people, with links."""
 
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from django import template
@@ -45,3 +45,15 @@ def needs_attention(context: dict[str, Any]) -> dict[str, Any]:
         "drift": drift,
         "serving": serving,
     }
+
+
+@register.filter
+def when(value: str | None) -> str:
+    """An ISO 8601 instant from an evidence document, as people read it (UTC, seconds)."""
+    if not value:
+        return "-"
+    try:
+        instant = datetime.fromisoformat(value)
+    except ValueError:
+        return value
+    return instant.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
