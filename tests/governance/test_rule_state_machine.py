@@ -679,20 +679,23 @@ class GovernanceMachine(RuleBasedStateMachine):
         self.summary = self.summarise()
 
     def check_tickets_agree(self) -> None:
-        """A ticket's status says what is going on with it."""
-        active = ["queued", "held", "dispatched", "running", "verifying", "rollback_pending", "rolling_back"]
+        """A ticket's status says what is going on with it: remediating while something
+        runs, awaiting approval while (and only while) a request waits, and nothing
+        left running once it is resolved or closed."""
+        running = Counter(
+            Execution.objects.exclude(state__in=FINISHED).values_list("ticket_id", flat=True)
+        )
+        pending = Counter(
+            ApprovalRequest.objects.filter(status="pending").values_list("ticket_id", flat=True)
+        )
         problems = []
-        for ticket in Ticket.objects.all():
-            runs = ticket.executions.filter(state__in=active).count()
-            pending = ticket.approval_requests.filter(status="pending").count()
-            if ticket.status == "remediating" and not runs:
-                problems.append(f"{ticket.ticket_id} remediating with nothing running")
-            if ticket.status == "awaiting_approval" and pending != 1:
-                problems.append(f"{ticket.ticket_id} awaiting approval with {pending} pending")
-            if ticket.status not in ("awaiting_approval",) and pending:
-                problems.append(f"{ticket.ticket_id} {ticket.status} with a pending request")
-            if ticket.status in ("resolved", "closed") and runs:
-                problems.append(f"{ticket.ticket_id} {ticket.status} with {runs} active executions")
+        for pk, ticket_id, status in Ticket.objects.values_list("pk", "ticket_id", "status"):
+            if status == "remediating" and not running[pk]:
+                problems.append(f"{ticket_id} is remediating with nothing running")
+            if (status == "awaiting_approval") != (pending[pk] == 1) or pending[pk] > 1:
+                problems.append(f"{ticket_id} is {status} with {pending[pk]} pending requests")
+            if status in ("resolved", "closed") and running[pk]:
+                problems.append(f"{ticket_id} is {status} with {running[pk]} unfinished runs")
         assert not problems, f"{self.step_name}: {problems}"
 
 
