@@ -134,6 +134,17 @@ def stale_because(request: ApprovalRequest) -> str | None:
     return None
 
 
+def escalated(ticket: Ticket, why: str) -> PendingEvent:
+    """The event of a ticket handed to people, named on the ticket itself."""
+    return event(
+        "system",
+        "ticket.escalated",
+        ticket,
+        f"{ticket.ticket_id} escalated: {why}",
+        ticket_id=ticket.ticket_id,
+    )
+
+
 def _locked(request: ApprovalRequest) -> ApprovalRequest:
     """Lock the ticket, then the request: the metrics pipeline takes tickets first too."""
     ticket = (
@@ -238,6 +249,7 @@ def reject_request(
         ticket.save(update_fields=["status", "resolved_at"])
         append_events(
             [
+                escalated(ticket, f"{user.get_username()} rejected {request.runbook.name}"),
                 event(
                     user_actor(user),
                     "approval.rejected",
@@ -245,7 +257,7 @@ def reject_request(
                     f"{user.get_username()} rejected {request.runbook.name} for {ticket.ticket_id}",
                     ticket_id=ticket.ticket_id,
                     data={"comment": comment},
-                )
+                ),
             ]
         )
         return request
@@ -268,6 +280,7 @@ def expire_approval_requests(now: datetime) -> int:
             if ticket.status == TicketStatus.AWAITING_APPROVAL:
                 ticket.move_to(TicketStatus.ESCALATED)
                 ticket.save(update_fields=["status", "resolved_at"])
+                events.append(escalated(ticket, "its approval expired unanswered"))
             events.append(
                 event(
                     "system",

@@ -12,7 +12,7 @@ from typing import Any
 
 from django.db import transaction
 
-from governance.approvals import void_request
+from governance.approvals import escalated, void_request
 from governance.audit import PendingEvent, append_events, event
 from governance.changes import Change, save_governed
 from governance.models import ApprovalRequest, ApprovalStatus
@@ -69,6 +69,7 @@ def void_decided_work(runbook: Runbook, *, cause: str, now: datetime) -> list[Pe
         if ticket.status != TicketStatus.ESCALATED:
             ticket.move_to(TicketStatus.ESCALATED)
             ticket.save(update_fields=["status", "resolved_at"])
+            events.append(escalated(ticket, f"decided again: {cause}"))
         if redecide_ticket(ticket, cause=cause, now=now, events=events) is None:
             events.append(
                 event(

@@ -723,7 +723,8 @@ def test_an_agent_gets_only_what_every_rule_allows_and_every_change_is_audited(w
             max_examples=MAX_EXAMPLES,
             stateful_step_count=STEPS_PER_EXAMPLE,
             deadline=None,
-            database=None,
+            database=None,  # nothing written in the working tree; a failure prints its blob
+            print_blob=True,
             suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
         ),
     )

@@ -9,7 +9,7 @@ from datetime import timedelta
 import pytest
 from django.utils import timezone
 
-from governance.approvals import ApprovalError, approve_request
+from governance.approvals import ApprovalError, approve_request, reject_request
 from governance.models import ApprovalRequest, AuditEvent, Pause, Policy
 from governance.policies import save_policy
 from governance.switches import pause_automation, record_lapsed_pauses
@@ -322,3 +322,11 @@ def test_a_broker_that_is_down_never_fails_a_committed_request(agent, monkeypatc
     monkeypatch.undo()
     later = timezone.now() + timedelta(seconds=settings.WARDEN_REQUEUE_AFTER_SECONDS + 1)
     assert sweep(later).requeued == 1
+
+
+def test_every_escalation_is_recorded_on_the_ticket(agent, alice, bob):
+    request = pending_firewall_request(agent)
+    reject_request(request, user=bob, comment="not today", now=timezone.now())
+    assert AuditEvent.objects.filter(
+        action="ticket.escalated", object_type="Ticket", object_id=str(request.ticket_id)
+    ).exists()
