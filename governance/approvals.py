@@ -216,15 +216,7 @@ def _void_and_escalate(request: ApprovalRequest, reason: str, now: datetime) -> 
     if ticket.status == TicketStatus.AWAITING_APPROVAL:
         ticket.move_to(TicketStatus.ESCALATED)
         ticket.save(update_fields=["status", "resolved_at"])
-        events.append(
-            event(
-                "system",
-                "ticket.escalated",
-                ticket,
-                f"{ticket.ticket_id} escalated: its approval was voided ({reason})",
-                ticket_id=ticket.ticket_id,
-            )
-        )
+        events.append(escalated(ticket, f"its approval was voided ({reason})"))
     append_events(events)
     return request
 

@@ -13,7 +13,7 @@ from typing import Any
 from django.db import transaction
 
 from governance.approvals import escalated, void_request
-from governance.audit import PendingEvent, append_events, event
+from governance.audit import PendingEvent, append_events
 from governance.changes import Change, save_governed
 from governance.models import ApprovalRequest, ApprovalStatus
 from remediation.choices import ExecutionState, TicketStatus
@@ -71,13 +71,5 @@ def void_decided_work(runbook: Runbook, *, cause: str, now: datetime) -> list[Pe
             ticket.save(update_fields=["status", "resolved_at"])
             events.append(escalated(ticket, f"decided again: {cause}"))
         if redecide_ticket(ticket, cause=cause, now=now, events=events) is None:
-            events.append(
-                event(
-                    "system",
-                    "ticket.escalated",
-                    ticket,
-                    f"{ticket.ticket_id} escalated: {cause}; no readings to decide again on",
-                    ticket_id=ticket.ticket_id,
-                )
-            )
+            events.append(escalated(ticket, f"{cause}; no readings to decide again on"))
     return events
