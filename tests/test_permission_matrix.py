@@ -68,8 +68,9 @@ GROUPS = {"supervisor": "supervisors", "approver": "approvers", "compliance": "c
 # Roles that change nothing, anywhere (the agent may change things through its API only).
 READ_ONLY_ROLES = frozenset({"compliance", "staff_no_perms", "anonymous"})
 # An approver only views, and approves (governance.approve_approvalrequest): the audit
-# events its changes come with are approvals and the executions they queue.
-ROLE_EVENTS = {"approver": ("approval.", "execution.")}
+# events its changes come with are approvals, the executions they queue, and a rejected
+# ticket escalated back to people.
+ROLE_EVENTS = {"approver": ("approval.", "execution.", "ticket.escalated")}
 VIEW_AUDIT_LOG = "governance.view_auditevent"
 NOTE = "matrix test"  # the note of confirmed actions and any "reason for this change"
 
