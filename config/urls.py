@@ -8,7 +8,7 @@ from rest_framework.routers import DefaultRouter
 from config.metrics import metrics
 from governance.api.audit import AuditEventList
 from governance.api.views import ApprovalVerdictView
-from governance.views import console
+from governance.views import console, console_panels
 from remediation.api.executions import ExecutionCancelView
 from remediation.api.long_poll import agent_actions
 from remediation.api.tickets import TicketViewSet
@@ -52,6 +52,7 @@ urlpatterns = [
     path("metrics", metrics, name="metrics"),
     path("admin/", admin.site.urls),
     path("console/", console, name="console"),
+    path("console/panels", console_panels, name="console-panels"),
     path("tickets/<str:ticket_id>/evidence", evidence_page, name="ticket-evidence-page"),
     path("api/v1/", include(api_v1)),
     path("api/schema", SpectacularAPIView.as_view(), name="schema"),

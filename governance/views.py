@@ -1,30 +1,42 @@
-"""The live operations console page (events arrive over /ws/console)."""
+"""The live operations console: the page, and the panels it fetches again on each event."""
 
+from django.contrib import admin
 from django.contrib.admin.views.decorators import staff_member_required
 from django.contrib.auth.decorators import permission_required
-from django.db.models import Count
 from django.http import HttpRequest, HttpResponse
 from django.middleware.csrf import get_token
 from django.shortcuts import render
+from django.utils import timezone
 
+from governance.console import panels
 from governance.live import latest_sequence
-from governance.models import ApprovalRequest, ApprovalStatus
-from remediation.choices import TICKET_OPEN_STATUSES
-from remediation.models import Ticket
+
+# The console streams the audit trail: those who may read it in the admin may watch it.
+CONSOLE_PERMISSION = "governance.view_auditevent"
+BACKLOG_EVENTS = 50  # the events shown on opening, before live ones arrive
 
 
 @staff_member_required
-@permission_required("governance.view_auditevent", raise_exception=True)
+@permission_required(CONSOLE_PERMISSION, raise_exception=True)
 def console(request: HttpRequest) -> HttpResponse:
     context = {
-        "open_tickets": Ticket.objects.filter(status__in=list(TICKET_OPEN_STATUSES))
-        .select_related("host")
-        .order_by("-last_seen_at")[:50],
-        "pending_approvals": ApprovalRequest.objects.filter(status=ApprovalStatus.PENDING)
-        .select_related("ticket__host", "runbook", "decision")
-        .annotate(approval_count=Count("approvals"))
-        .order_by("created_at"),
-        "last_sequence": max(latest_sequence() - 50, 0),
-        "csrf": get_token(request),  # the approve/reject buttons post with it
+        **admin.site.each_context(request),  # the admin's header, navigation and theme
+        **panels(timezone.now()),
+        "title": "Live console",
+        "is_nav_sidebar_enabled": False,  # the console needs the width; the header links home
+        "last_sequence": max(latest_sequence() - BACKLOG_EVENTS, 0),
+        "csrf": get_token(request),  # the approve/reject dialog posts with it
+        "can_approve": request.user.has_perm("governance.approve_approvalrequest"),
     }
     return render(request, "console.html", context)
+
+
+@staff_member_required
+@permission_required(CONSOLE_PERMISSION, raise_exception=True)
+def console_panels(request: HttpRequest) -> HttpResponse:
+    """The banner, approvals, fleet and tickets as they are now (an HTML fragment)."""
+    context = {
+        **panels(timezone.now()),
+        "can_approve": request.user.has_perm("governance.approve_approvalrequest"),
+    }
+    return render(request, "console/panels.html", context)

@@ -1,13 +1,15 @@
-"""A supervisor watches the live console in Chromium and approves a risky change there."""
+"""Supervisors work in the live console in Chromium: approvals appear, count and go, live."""
 
 import pytest
+from django.test import Client
 
 from governance.models import ApprovalRequest
 
 pytestmark = pytest.mark.django_db(transaction=True, serialized_rollback=True)
 
 
-def open_console(browser, client, live_asgi, user):
+def open_console(browser, live_asgi, user):
+    client = Client()  # one per person: logging another in would end this one's session
     client.force_login(user)
     context = browser.new_context()
     context.add_cookies(
@@ -19,36 +21,86 @@ def open_console(browser, client, live_asgi, user):
     return page
 
 
-def test_events_arrive_live_and_an_approval_is_given_in_the_console(
+def give_verdict(page, request, verdict, note):
+    page.locator(f"button[data-verdict='{verdict}'][data-id='{request.pk}']").click()
+    dialog = page.locator("#verdict-dialog")
+    dialog.wait_for(state="visible")
+    page.fill("#verdict-note", note)
+    page.click("#verdict-submit")
+    return dialog
+
+
+def test_two_supervisors_see_an_approval_appear_count_and_go_without_reloading(
     browser, client, live_asgi, agent, other_agent, alice, bob
 ):
-    # given a firewall change waiting for two approvers, and a supervisor's console
+    # given two people with the console open, and nothing waiting
+    first = open_console(browser, live_asgi, alice)
+    second = open_console(browser, live_asgi, bob)
+    assert "Nothing waits for a person" in second.locator("#approvals").inner_text()
+
+    # when a host asks for a firewall change (two approvers needed)
     [result] = agent.post_metrics(agent.sample("firewall")).json()["results"]
     request = ApprovalRequest.objects.get(ticket__ticket_id=result["ticket_id"])
-    page = open_console(browser, client, live_asgi, alice)
-    assert result["ticket_id"] in page.locator("#approvals").inner_text()
-    # with the model's reading of it: firewall_change_requested drove it to HITL_REQUIRED
-    why = page.get_by_test_id("explanation").inner_text()
-    assert "HITL_REQUIRED" in why
-    assert "firewall_change_requested" in why
 
-    # when a new problem arrives from another host while the console is open (this
-    # host's newest readings must still show its firewall request, or it is voided)
+    # then it appears in both consoles, with why a person is needed, and the banner counts it
+    for page in (first, second):
+        row = page.locator(f"tr[data-approval='{request.pk}']")
+        row.wait_for(timeout=10_000)
+        assert row.get_by_test_id("approval-count").inner_text() == "0 of 2"
+        assert "firewall" in row.get_by_test_id("explanation").inner_text().lower()
+        assert "1 waiting for people" in page.get_by_test_id("waiting").inner_text()
+        assert "web-01" in page.locator("#fleet").inner_text()
+
+    # and a new problem on another host reaches the event list live
     other_agent.post_metrics(other_agent.sample("cpu"))
+    second.locator("#events li[data-action='execution.dispatched']").wait_for(timeout=10_000)
 
-    # then its events appear without a reload
-    page.locator("#events li[data-action='execution.dispatched']").wait_for(timeout=10_000)
+    # when the first supervisor opens Approve: the current readings and what will run
+    first.locator(f"button[data-verdict='approve'][data-id='{request.pk}']").click()
+    context = first.locator("#verdict-context").inner_text()
+    assert "Firewall change requested\nyes" in context
+    assert request.runbook.name in context
+    assert "risk" in context
+    first.fill("#verdict-note", "checked the rule with netops")
+    first.click("#verdict-submit")
+    first.locator("#verdict-dialog").wait_for(state="hidden")
 
-    # when the supervisor approves in the console
-    page.once("dialog", lambda dialog: dialog.accept("checked the rule with netops"))
-    page.locator(f"button[data-verdict='approve'][data-id='{request.pk}']").click()
-
-    # then the approval is recorded (one of two) and shows up live
-    page.locator("#events li[data-action='approval.approved']").wait_for(timeout=10_000)
-    request.refresh_from_db()
+    # then the second console counts it without a reload
+    second.locator(f"tr[data-approval='{request.pk}'] [data-testid='approval-count']").filter(
+        has_text="1 of 2"
+    ).wait_for(timeout=10_000)
     approval = request.approvals.get()
     assert (approval.approver, approval.comment) == (alice, "checked the rule with netops")
-    assert request.status == "pending"
+
+    # when the second approves, the request leaves both consoles
+    dialog = give_verdict(second, request, "approve", "agreed")
+    dialog.wait_for(state="hidden")
+    for page in (first, second):
+        page.locator(f"tr[data-approval='{request.pk}']").wait_for(state="detached", timeout=10_000)
+    request.refresh_from_db()
+    assert request.status == "approved"
+    first.context.close()
+    second.context.close()
+
+
+def test_a_rejection_needs_a_reason_and_says_so(browser, client, live_asgi, agent, alice):
+    [result] = agent.post_metrics(agent.sample("firewall")).json()["results"]
+    request = ApprovalRequest.objects.get(ticket__ticket_id=result["ticket_id"])
+    page = open_console(browser, live_asgi, alice)
+
+    # when the supervisor rejects without a reason, nothing is recorded
+    dialog = give_verdict(page, request, "reject", "   ")
+    assert "needs a reason" in page.locator("#verdict-error").inner_text()
+    assert dialog.is_visible()
+    assert not request.approvals.exists()
+
+    # with a reason, it is rejected and leaves the panel
+    page.fill("#verdict-note", "change freeze until Monday")
+    page.click("#verdict-submit")
+    page.locator(f"tr[data-approval='{request.pk}']").wait_for(state="detached", timeout=10_000)
+    request.refresh_from_db()
+    assert request.status == "rejected"
+    assert request.approvals.get().comment == "change freeze until Monday"
     page.context.close()
 
 
