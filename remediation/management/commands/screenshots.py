@@ -1,0 +1,225 @@
+"""`manage.py screenshots`: regenerate the README's screenshots in docs/screenshots/.
+
+It never touches your data: it re-runs itself on a fresh embedded database in a temporary
+folder, trains and approves a model, stages an hour of a small fleet through the real API
+(a disk fix that healed and was verified, a firewall change and a runaway process waiting
+for people), serves the real ASGI application and photographs it with Debian's Chromium.
+"""
+
+import io
+import logging
+import math
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import warnings
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+from django.conf import settings
+from django.contrib.auth.models import Group, User
+from django.core.management import call_command
+from django.core.management.base import CommandError
+from django.test import Client
+from django.utils import timezone
+
+from config.commands import WardenCommand
+from remediation.hosts import add_host
+from remediation.models import Ticket
+
+SCENE_ENV = "WARDEN_SCREENSHOT_SCENE"
+CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+VIEWPORT = {"width": 1400, "height": 1000}
+FLEET = ("web-01", "web-02", "web-03", "web-04", "db-01", "db-02", "cache-01", "dns-01")
+HEALTHY = {
+    "disk_usage": 48.0,
+    "memory_usage": 52.0,
+    "cpu_usage": 28.0,
+    "dns_latency_ms": 19.0,
+    "firewall_change_requested": 0,
+}
+
+
+class Command(WardenCommand):
+    help = "Regenerate the README's screenshots (console, ticket story, dashboard) in docs/."
+
+    def add_arguments(self, parser) -> None:
+        parser.add_argument(
+            "--out",
+            default=str(settings.BASE_DIR / "docs" / "screenshots"),
+            help="folder for the PNG files (default: docs/screenshots)",
+        )
+
+    def handle(self, *args: Any, **options: Any) -> None:
+        out = Path(options["out"]).resolve()
+        if not os.path.exists(CHROMIUM):
+            raise CommandError("screenshots need Debian's chromium (apt-get install chromium)")
+        if os.environ.get(SCENE_ENV) != "1":
+            self.run_in_scratch_database(out)
+            return
+        out.mkdir(parents=True, exist_ok=True)
+        self.stdout.write("Setting up a scratch Warden ...")
+        call_command("migrate", interactive=False, verbosity=0)
+        call_command("collectstatic", interactive=False, verbosity=0)
+        call_command("train_severity_model", approve=True, stdout=io.StringIO())
+        user = User.objects.create_user("supervisor", email="ops@example.com", is_staff=True)
+        user.groups.add(Group.objects.get(name="supervisors"))
+        story = stage_fleet(timezone.now())
+        self.stdout.write("Photographing ...")
+        for name in photograph(user, story, out):
+            self.stdout.write(f"  {out / name}")
+
+    def run_in_scratch_database(self, out: Path) -> None:
+        with tempfile.TemporaryDirectory(prefix="warden-screenshots-") as scratch:
+            keep = {
+                key: value
+                for key, value in os.environ.items()
+                if not key.startswith(("WARDEN_", "DATABASE_URL", "REDIS_URL"))
+            }
+            env = {
+                **keep,
+                "WARDEN_DATA_DIR": scratch,
+                "WARDEN_ENV": "embedded",
+                SCENE_ENV: "1",
+                # Playwright's sync API runs an event loop in the command's thread.
+                "DJANGO_ALLOW_ASYNC_UNSAFE": "true",
+            }
+            command = [sys.executable, "manage.py", "screenshots", "--out", str(out)]
+            result = subprocess.run(command, cwd=settings.BASE_DIR, env=env, check=False)
+        if result.returncode:
+            raise CommandError(f"taking the screenshots failed (exit {result.returncode})")
+
+
+def reading(minute: int, phase: float, **overrides: float) -> dict[str, float]:
+    """A healthy host's gentle daily wobble, `minute` minutes into the hour."""
+    wobble = math.sin(minute / 9 + phase)
+    return {
+        **HEALTHY,
+        "cpu_usage": round(28 + 12 * wobble, 1),
+        "memory_usage": round(52 + 6 * math.cos(minute / 13 + phase), 1),
+        **overrides,
+    }
+
+
+def stage_fleet(now: datetime) -> str:
+    """An hour of the fleet through the real API; returns the healed ticket's id."""
+    from django_q.conf import Conf
+
+    Conf.SYNC = True  # queued work runs at once: no qcluster in a scratch run
+    logging.getLogger("django-q").setLevel(logging.WARNING)
+    client = Client(HTTP_HOST="localhost")
+    keys = {name: add_host(name, labels={"env": "prod"})[1] for name in FLEET}
+
+    def post(name: str, samples: list[dict[str, Any]]) -> dict[str, Any]:
+        response = client.post(
+            "/api/v1/metrics",
+            samples,
+            content_type="application/json",
+            HTTP_AUTHORIZATION=f"Bearer {keys[name]}",
+        )
+        if response.status_code >= 300:
+            raise CommandError(f"staging {name} failed: {response.content.decode()[:200]}")
+        return response.json()
+
+    start = now - timedelta(minutes=60)
+    for index, name in enumerate(FLEET):
+        history = []
+        for minute in range(0, 58):
+            extra = {"disk_usage": round(60 + minute * 0.55, 1)} if name == "db-01" else {}
+            history.append(
+                {
+                    "host": name,
+                    "taken_at": (start + timedelta(minutes=minute)).isoformat(),
+                    **reading(minute, index, **extra),
+                }
+            )
+        post(name, history)
+
+    def at(minutes: float) -> str:
+        return (start + timedelta(minutes=minutes)).isoformat()
+
+    # db-01's disk fills up: Warden heals it, the agent runs the runbook, fresh readings verify.
+    [opened] = post(
+        "db-01", [{"host": "db-01", "taken_at": at(58), **reading(58, 4, disk_usage=96.5)}]
+    )["results"]
+    actions = client.get(
+        "/api/v1/agent/actions?wait=0", HTTP_AUTHORIZATION=f"Bearer {keys['db-01']}"
+    ).json()["actions"]
+    for action in actions:
+        client.post(
+            f"/api/v1/agent/actions/{action['execution_id']}/result",
+            {"token": action["token"], "ok": True, "output": "removed 14.2 GiB of rotated logs"},
+            content_type="application/json",
+            HTTP_AUTHORIZATION=f"Bearer {keys['db-01']}",
+        )
+    # Verification counts readings taken after the fix finished: these are taken now.
+    fresh = timezone.now()
+    post("db-01", [{"host": "db-01", "taken_at": fresh.isoformat(), **reading(60, 4)}])
+
+    # People are needed: a firewall change, and a runaway process on a second host.
+    post(
+        "web-02",
+        [{"host": "web-02", "taken_at": at(59), **reading(59, 1, firewall_change_requested=1)}],
+    )
+    post(
+        "cache-01",
+        [{"host": "cache-01", "taken_at": at(59.5), **reading(59.5, 6, memory_usage=97.5)}],
+    )
+    return opened["ticket_id"]
+
+
+def photograph(user: User, ticket_id: str, out: Path) -> list[str]:
+    import uvicorn
+    from playwright.sync_api import sync_playwright
+
+    from config.asgi import application
+
+    # whitenoise hands the ASGI handler synchronous file iterators: harmless here.
+    warnings.filterwarnings("ignore", message="StreamingHttpResponse must consume")
+    client = Client()
+    client.force_login(user)
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    server = uvicorn.Server(
+        uvicorn.Config(application, host="127.0.0.1", port=port, log_level="warning")
+    )
+    threading.Thread(target=server.run, daemon=True).start()
+    deadline = time.monotonic() + 20
+    while not server.started and time.monotonic() < deadline:
+        time.sleep(0.05)
+    base = f"http://127.0.0.1:{port}"
+    ticket = Ticket.objects.get(ticket_id=ticket_id)
+    shots = {
+        "console.png": ("/console/", "light"),
+        "console-dark.png": ("/console/", "dark"),
+        "ticket-story.png": (f"/admin/remediation/ticket/{ticket.pk}/change/", "light"),
+        "dashboard.png": ("/admin/", "light"),
+    }
+    try:
+        with sync_playwright() as playwright:
+            browser = playwright.chromium.launch(
+                executable_path=CHROMIUM, args=["--no-sandbox", "--disable-gpu"]
+            )
+            for name, (path, scheme) in shots.items():
+                context = browser.new_context(viewport=VIEWPORT, color_scheme=scheme)
+                context.add_cookies(
+                    [{"name": "sessionid", "value": client.cookies["sessionid"].value, "url": base}]
+                )
+                page = context.new_page()
+                page.goto(base + path)
+                if path == "/console/":
+                    page.get_by_test_id("status").filter(has_text="live").wait_for(timeout=10_000)
+                    page.wait_for_timeout(500)  # the panels' refresh after the catch-up
+                page.screenshot(path=str(out / name))
+                context.close()
+            browser.close()
+    finally:
+        server.should_exit = True
+    return list(shots)
