@@ -255,6 +255,44 @@ WARDEN_DISPATCH_TIMEOUT_SECONDS = env.int("WARDEN_DISPATCH_TIMEOUT_SECONDS", def
 WARDEN_HELD_TIMEOUT_SECONDS = env.int("WARDEN_HELD_TIMEOUT_SECONDS", default=86_400)
 WARDEN_METRICS_TOKEN = env.str("WARDEN_METRICS_TOKEN", default="")
 
+
+# Notices (governance/notices.py): by email through Django's mail backend, and by a
+# Slack-compatible incoming webhook. EMAIL_URL is django-environ's form
+# (smtp+tls://user:password@host:587); the embedded default prints mail to the worker's log.
+def _http_url(name: str, default: str = "") -> str:
+    value = env.str(name, default=default)
+    if value and not value.startswith(("http://", "https://")):
+        raise ImproperlyConfigured(f"{name} must be an http:// or https:// URL, not {value!r}")
+    return value.rstrip("/")
+
+
+def _int_at_least(name: str, default: int, least: int) -> int:
+    value = env.int(name, default=default)
+    if value < least:
+        raise ImproperlyConfigured(f"{name} must be at least {least}, not {value}")
+    return value
+
+
+vars().update(
+    {
+        name: value
+        for name, value in env.email_url("EMAIL_URL", default="consolemail://").items()
+        if value not in (None, "")
+    }
+)
+EMAIL_TIMEOUT = 10  # seconds: a mail server that hangs must not outlast Q_TIMEOUT
+DEFAULT_FROM_EMAIL = env.str("DEFAULT_FROM_EMAIL", default="warden@localhost")
+WARDEN_NOTICE_EMAILS = env.list("WARDEN_NOTICE_EMAILS", default=[])
+WARDEN_SLACK_WEBHOOK_URL = _http_url("WARDEN_SLACK_WEBHOOK_URL")
+WARDEN_NOTICE_BASE_URL = _http_url("WARDEN_NOTICE_BASE_URL", "http://localhost:8000")
+# A link in a notice works once per person, for this long (or until its request expires).
+WARDEN_NOTICE_LINK_MAX_AGE_SECONDS = _int_at_least("WARDEN_NOTICE_LINK_MAX_AGE_SECONDS", 3600, 60)
+# A notice waits this long for others of its kind; more hosts than the threshold in one
+# wait go out as one digest instead of a message each.
+WARDEN_NOTICE_GROUP_WAIT_SECONDS = _int_at_least("WARDEN_NOTICE_GROUP_WAIT_SECONDS", 30, 0)
+WARDEN_NOTICE_DIGEST_THRESHOLD = _int_at_least("WARDEN_NOTICE_DIGEST_THRESHOLD", 3, 1)
+WARDEN_NOTICE_MAX_ATTEMPTS = _int_at_least("WARDEN_NOTICE_MAX_ATTEMPTS", 5, 1)
+
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,

@@ -8,6 +8,7 @@ from rest_framework.routers import DefaultRouter
 from config.metrics import metrics
 from governance.api.audit import AuditEventList
 from governance.api.views import ApprovalVerdictView
+from governance.notice_views import notice_verdict
 from governance.views import console, console_panels
 from remediation.api.executions import ExecutionCancelView
 from remediation.api.long_poll import agent_actions
@@ -54,6 +55,7 @@ urlpatterns = [
     path("console/", console, name="console"),
     path("console/panels", console_panels, name="console-panels"),
     path("tickets/<str:ticket_id>/evidence", evidence_page, name="ticket-evidence-page"),
+    path("notices/<str:token>", notice_verdict, name="notice-verdict"),
     path("api/v1/", include(api_v1)),
     path("api/schema", SpectacularAPIView.as_view(), name="schema"),
     path("api/docs", SpectacularSwaggerView.as_view(url_name="schema"), name="api-docs"),

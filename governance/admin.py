@@ -1,3 +1,6 @@
+from collections.abc import Callable
+from typing import Any
+
 from django import forms
 from django.contrib import admin, messages
 from django.contrib.auth.admin import GroupAdmin, UserAdmin
@@ -8,9 +11,11 @@ from django.db.models import Count, Q
 from django.http import HttpResponseBadRequest, StreamingHttpResponse
 from django.urls import path
 from django.utils import timezone
-from django.utils.html import format_html_join
+from django.utils.html import format_html, format_html_join
+from django.utils.safestring import SafeString
 
 from config.admin_actions import NeverDeleted, confirmed_action
+from governance import labels
 from governance.admin_governed import GovernedAdmin, ReadOnlyHistoryAdmin, ReasonForm
 from governance.api.audit import EXPORT_PERMISSION
 from governance.approvals import approve_request, reject_request
@@ -37,6 +42,34 @@ from governance.switches import (
     resume_automation,
 )
 from remediation.choices import ActionType
+
+
+def labelled(label: str, code: Any) -> SafeString:
+    """A label to read, with the code it stands for on hover (to search the audit or API)."""
+    return format_html('<span title="{}">{}</span>', code, label)
+
+
+def labelled_filter(
+    field: str, title: str, label: Callable[[Any], str]
+) -> type[admin.SimpleListFilter]:
+    """A list filter on `field` offering the values stored, each by its label.
+
+    Its parameter is Django's own (`field__exact`), so links and exports made with the
+    plain field filter keep working.
+    """
+
+    class LabelledFilter(admin.SimpleListFilter):
+        parameter_name = f"{field}__exact"
+
+        def lookups(self, request, model_admin) -> list[tuple[str, str]]:
+            values = model_admin.get_queryset(request).order_by().values_list(field, flat=True)
+            return sorted(((str(v), label(v)) for v in values.distinct()), key=lambda o: o[1])
+
+        def queryset(self, request, queryset):
+            return queryset.filter(**{field: self.value()}) if self.value() else queryset
+
+    LabelledFilter.title = title
+    return LabelledFilter
 
 
 class ListOfNames(forms.CharField):
@@ -140,22 +173,98 @@ class DecisionAdmin(ReadOnlyAdmin):
     list_display = [
         "created_at",
         "ticket",
-        "outcome",
-        "model_outcome",
-        "confidence",
+        "outcome_label",
+        "model_outcome_label",
+        "probability",
         "runbook",
+        "risk",
         "policy",
         "policy_version",
         "shadow",
     ]
-    list_filter = ["outcome", "model_outcome", "shadow", "risk_level"]
+    list_filter = [
+        labelled_filter("outcome", "outcome", labels.outcome_label),
+        labelled_filter("model_outcome", "model's class", labels.outcome_label),
+        "shadow",
+        labelled_filter("risk_level", "risk", labels.risk_label),
+    ]
     search_fields = ["ticket__ticket_id"]
     list_select_related = ["ticket", "runbook", "policy"]
-    readonly_fields = ["reasons_list", "model_drivers"]
+    fieldsets = [
+        (None, {"fields": ["ticket", "created_at", "outcome_label", "model_statement"]}),
+        ("Why", {"fields": ["reasons_list", "checks", "reliability_breakdown", "model_drivers"]}),
+        (
+            "What it would run",
+            {
+                "fields": [
+                    "runbook",
+                    "runbook_version",
+                    "action",
+                    "commands",
+                    "risk",
+                    "allowed",
+                    "requires_approval",
+                    "required_approvals",
+                    "shadow",
+                ]
+            },
+        ),
+        ("Under", {"fields": ["policy", "policy_version", "model_version", "sample"]}),
+    ]
+    readonly_fields = [
+        "outcome_label",
+        "model_statement",
+        "reasons_list",
+        "checks",
+        "reliability_breakdown",
+        "model_drivers",
+        "risk",
+    ]
+
+    @admin.display(description="Outcome", ordering="outcome")
+    def outcome_label(self, obj: Decision) -> str:
+        return labelled(labels.outcome_label(obj.outcome), obj.outcome)
+
+    @admin.display(description="Model's class", ordering="model_outcome")
+    def model_outcome_label(self, obj: Decision) -> str:
+        return labelled(labels.outcome_label(obj.model_outcome), obj.model_outcome)
+
+    @admin.display(description="Probability of its class", ordering="confidence")
+    def probability(self, obj: Decision) -> str:
+        return f"{obj.confidence:.2f}"
+
+    @admin.display(description="Risk", ordering="risk_level")
+    def risk(self, obj: Decision) -> str:
+        return labels.risk_label(obj.risk_level)
+
+    @admin.display(description="The model")
+    def model_statement(self, obj: Decision) -> str:
+        return obj.model_statement()
 
     @admin.display(description="Reasons")
     def reasons_list(self, obj: Decision) -> str:
-        return format_html_join("\n", "<li>{}</li>", ((line,) for line in obj.reasons))
+        items = format_html_join("\n", "<li>{}</li>", ((line,) for line in obj.reasons))
+        return format_html('<ol class="reasons">{}</ol>', items)
+
+    @admin.display(description="Safety checks")
+    def checks(self, obj: Decision) -> str:
+        rows = labels.check_list(obj.safety_checks)
+        if not rows:
+            return "Not reached (the decision was settled before the safety checks)."
+        return format_html_join(
+            "\n", "<div>{} {}</div>", ((("✓" if ok else "✗ failed:"), name) for name, ok in rows)
+        )
+
+    @admin.display(description="Reliability")
+    def reliability_breakdown(self, obj: Decision) -> str:
+        r = obj.reliability
+        if not r:
+            return "-"
+        return (
+            f"{r['overall_score']:.1f} ({r['confidence_level'].replace('_', ' ')}): "
+            f"model {r['ai_confidence']:.1f}, human feedback {r['human_feedback']:.1f}, "
+            f"success history {r['success_history']:.1f}, pattern match {r['pattern_match']:.1f}"
+        )
 
     @admin.display(description="What drove the model")
     def model_drivers(self, obj: Decision) -> str:
@@ -363,13 +472,36 @@ class ApprovalRequestAdmin(ReadOnlyHistoryAdmin):
 
 @admin.register(AuditEvent)
 class AuditEventAdmin(ReadOnlyAdmin):
-    list_display = ["sequence", "created_at", "action", "ticket_id", "short_summary", "actor"]
-    list_filter = ["action", "object_type", ("created_at", admin.DateFieldListFilter)]
+    list_display = ["sequence", "created_at", "event", "ticket_id", "short_summary", "actor"]
+    list_filter = [
+        labelled_filter("action", "event", labels.event_label),
+        "object_type",
+        ("created_at", admin.DateFieldListFilter),
+    ]
     search_fields = ["ticket_id", "summary", "actor"]
     date_hierarchy = "created_at"
+    fields = [
+        "sequence",
+        "created_at",
+        "actor",
+        "event",
+        "action",
+        "ticket_id",
+        "object_type",
+        "object_id",
+        "summary",
+        "data",
+        "prev_hash",
+        "hash",
+    ]
+    readonly_fields = ["event"]
     ordering = ["-sequence"]  # newest first: what happened last is what people look for
     actions = ["verify_whole_chain"]
     change_list_template = "admin/governance/auditevent/change_list.html"
+
+    @admin.display(description="Event", ordering="action")
+    def event(self, obj: AuditEvent) -> str:
+        return labelled(labels.event_label(obj.action), obj.action)
 
     @admin.display(description="Summary")
     def short_summary(self, obj: AuditEvent) -> str:

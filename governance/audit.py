@@ -32,6 +32,7 @@ from django.utils import timezone
 
 from governance.live import publish_events
 from governance.models import AuditChainHead, AuditEvent
+from governance.notices import record_notices
 
 GENESIS_HASH = "0" * 64
 logger = logging.getLogger("warden.audit")
@@ -134,6 +135,8 @@ def append_events(events: Sequence[PendingEvent]) -> list[AuditEvent]:
     head.save(update_fields=["sequence", "hash"])
 
     transaction.on_commit(lambda: publish_events(rows), robust=True)
+    # People are told (governance.notices) only of what committed.
+    transaction.on_commit(lambda: record_notices(rows), robust=True)
     return rows
 
 

@@ -12,7 +12,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from django.core.cache import cache
-from django.db.models import Count, Min
+from django.db.models import Count, Q
 from django.utils.html import format_html, format_html_join
 from django.utils.safestring import SafeString
 
@@ -79,7 +79,8 @@ class FleetState:
 
     pauses: list[Pause]
     waiting: int
-    oldest_waiting_since: datetime | None
+    oldest_waiting: ApprovalRequest | None
+    waiting_over_an_hour: int
     held: int
     failed_today: int
     drift: DriftReport | None
@@ -222,14 +223,17 @@ def _drift(now: datetime) -> tuple[int | None, DriftReport | None]:
 
 
 def fleet_state(now: datetime) -> FleetState:
-    waiting = ApprovalRequest.objects.filter(status=ApprovalStatus.PENDING).aggregate(
-        count=Count("pk"), oldest=Min("created_at")
+    pending = ApprovalRequest.objects.filter(status=ApprovalStatus.PENDING)
+    waiting = pending.aggregate(
+        count=Count("pk"),
+        over_an_hour=Count("pk", filter=Q(created_at__lt=now - timedelta(hours=1))),
     )
     version, drift = _drift(now)
     return FleetState(
         pauses=list(active_pauses(now)),
         waiting=waiting["count"],
-        oldest_waiting_since=waiting["oldest"],
+        oldest_waiting=pending.select_related("ticket__host").order_by("created_at").first(),
+        waiting_over_an_hour=waiting["over_an_hour"],
         held=Execution.objects.filter(state=ExecutionState.HELD).count(),
         failed_today=Execution.objects.filter(
             state__in=[

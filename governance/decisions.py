@@ -4,6 +4,7 @@ governance/engine.py decides from values alone; this module is the only place
 that turns rows into those values and the engine's Decision back into a row.
 """
 
+from collections.abc import Sequence
 from dataclasses import asdict
 from datetime import datetime, timedelta
 from typing import Any
@@ -233,14 +234,20 @@ def decide_ticket(
     sample_id: int | None = None,
     model_version_id: int | None = None,
     occurrences: list[patterns.Occurrence] | None = None,
+    probabilities: Sequence[float] = (),
 ) -> Decision:
     """Decide what to do about `ticket` now and store the decision whole.
+
+    `probabilities` are the model's for each class on the sample (Classification's); a
+    sample decided again without them keeps those its earlier decision recorded.
 
     A ticket decided for the first time counts on its learned pattern: at once, or,
     given `occurrences`, appended there for the caller to record with
     patterns.record_occurrences just before its commit (the pattern's row is shared
     by every host with the same problem).
     """
+    if not probabilities and sample_id is not None:
+        probabilities = recorded_probabilities(sample_id)
     policy = enabled_policy(ticket.category)
     runbook = runbook_for(ticket.category)
     switches = engine.Switches(
@@ -257,6 +264,7 @@ def decide_ticket(
             severity=severity,
             confidence=confidence,
             explanation=tuple((str(name), float(value)) for name, value in explanation),
+            probabilities=tuple(float(p) for p in probabilities),
         ),
         snapshot,
         runbook_facts(runbook) if runbook else None,
@@ -299,8 +307,20 @@ def decide_ticket(
         safety_checks=dict(result.safety_checks),
         reliability=asdict(result.reliability) if result.reliability else {},
         explanation=[[name, value] for name, value in explanation],
+        probabilities=[float(p) for p in probabilities],
         created_at=now,
     )
+
+
+def recorded_probabilities(sample_id: int) -> list[float]:
+    """The class probabilities the newest decision on this sample recorded (or none)."""
+    recorded = (
+        Decision.objects.filter(sample_id=sample_id)
+        .order_by("-created_at")
+        .values_list("probabilities", flat=True)
+        .first()
+    )
+    return list(recorded or [])
 
 
 def newest_sample(host_id: int) -> MetricSample | None:

@@ -38,6 +38,7 @@ from zoneinfo import ZoneInfo
 
 from governance.choices import AutonomyLevel, PolicyMode, RiskLevel, SecuritySeverity
 from governance.command_floor import runbook_refusals
+from governance.labels import class_name, model_statement
 from remediation.choices import ActionType, ForbiddenTouch
 from scoring.reliability import (
     FeedbackFact,
@@ -72,8 +73,12 @@ class TicketFacts:
 @dataclass(frozen=True)
 class ModelOutput:
     severity: int  # 0 NO_ACTION, 1 AUTO_HEAL, 2 HITL_REQUIRED
-    confidence: float  # 0-1
+    confidence: float  # 0-1, the probability of `severity`
     explanation: tuple[tuple[str, float], ...] = ()  # (feature, contribution), strongest first
+    # Every class's probability in severity order (scoring.inference.Classification's);
+    # empty when not recorded. The class is the one of least expected cost, which may be
+    # less probable than one it beat, so its own probability alone can mislead.
+    probabilities: tuple[float, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -367,9 +372,7 @@ def decide(
 def _model_line(model: ModelOutput, outcome: str) -> str:
     if model.severity not in OUTCOME_BY_SEVERITY:
         return f"The model returned an unknown severity {model.severity}: treated as {outcome}."
-    drivers = ", ".join(name for name, _ in model.explanation[:2])
-    because = f", mostly from {drivers}" if drivers else ""
-    return f"The model rates this {outcome} with confidence {model.confidence:.2f}{because}."
+    return model_statement(model.severity, model.confidence, model.probabilities, model.explanation)
 
 
 def _escalations(ticket: TicketFacts, policy: PolicySnapshot | None) -> list[str]:
@@ -511,9 +514,11 @@ def _threshold_lines(
             f"(it runs: {runs})."
         )
     confidence = model.confidence if math.isfinite(model.confidence) else 0.0
+    # What is compared is the probability of the class the model picked.
+    probability = f"probability for {class_name(model.severity)}, {confidence:.2f},"
     if confidence < policy.min_confidence_score:
         lines.append(
-            f"Confidence {confidence:.2f} is below the policy minimum "
+            f"The model's {probability} is below the policy minimum "
             f"{policy.min_confidence_score:.2f}."
         )
     if reliability.overall_score < policy.min_reliability_score:
@@ -523,7 +528,7 @@ def _threshold_lines(
         )
     if confidence < policy.min_auto_confidence_escalation:
         lines.append(
-            f"Escalation: confidence {confidence:.2f} is below "
+            f"Escalation: the model's {probability} is below "
             f"{policy.min_auto_confidence_escalation:.2f}, so a person decides."
         )
     return lines

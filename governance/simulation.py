@@ -153,6 +153,7 @@ def model_output(ticket: Ticket, first: Decision | None) -> engine.ModelOutput:
             severity=SEVERITY_BY_OUTCOME.get(first.model_outcome, CAUTIOUS_SEVERITY),
             confidence=first.confidence,
             explanation=_explanation(first.explanation),
+            probabilities=tuple(first.probabilities),
         )
     worst = ticket.samples.order_by("-severity", "-taken_at").first()
     if worst is not None:

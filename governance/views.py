@@ -9,6 +9,7 @@ from django.shortcuts import render
 from django.utils import timezone
 
 from governance.console import panels
+from governance.labels import EVENT_LABELS
 from governance.live import latest_sequence
 
 # The console streams the audit trail: those who may read it in the admin may watch it.
@@ -25,6 +26,7 @@ def console(request: HttpRequest) -> HttpResponse:
         "title": "Live console",
         "is_nav_sidebar_enabled": False,  # the console needs the width; the header links home
         "last_sequence": max(latest_sequence() - BACKLOG_EVENTS, 0),
+        "event_labels": EVENT_LABELS,
         "csrf": get_token(request),  # the approve/reject dialog posts with it
         "can_approve": request.user.has_perm("governance.approve_approvalrequest"),
     }

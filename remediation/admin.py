@@ -1,16 +1,25 @@
 from django.contrib import admin, messages
+from django.contrib.admin.utils import unquote
+from django.core.exceptions import PermissionDenied
+from django.http import HttpRequest, HttpResponse
+from django.template.response import TemplateResponse
 from django.urls import reverse
 from django.utils import timezone
 from django.utils.html import format_html
 
 from config.admin_actions import confirmed_action
+from governance import labels
+from governance.admin import labelled, labelled_filter
 from governance.admin_governed import GovernedAdmin
-from governance.models import Decision
+from governance.changes import REASON_FIELD
+from remediation.evidence import ticket_story
 from remediation.executions import cancel_execution, roll_back_execution
 from remediation.hosts import register_host, save_host
 from remediation.models import Execution, Host, Runbook, Ticket
 from remediation.runbooks import save_runbook
 from remediation.tickets import close_ticket, save_ticket
+
+EDIT = "edit"  # the ticket page's query parameter for the form that edits its facts
 
 
 @admin.register(Host)
@@ -40,44 +49,6 @@ class RunbookAdmin(GovernedAdmin):
         save_runbook(obj, user=request.user, reason=reason, now=timezone.now())
 
 
-class DecisionInline(admin.TabularInline):
-    model = Decision
-    extra = 0
-    can_delete = False
-    fields = [
-        "created_at",
-        "outcome",
-        "model_outcome",
-        "confidence",
-        "runbook",
-        "policy",
-        "reasons",
-        "model_drivers",
-    ]
-    readonly_fields = fields
-    show_change_link = True
-
-    @admin.display(description="What drove the model")
-    def model_drivers(self, obj: Decision) -> str:
-        # explanation: [[feature, drop in the class's probability at its healthy value], ...]
-        return ", ".join(f"{name} {weight:+.2f}" for name, weight in obj.explanation[:3]) or "-"
-
-    def has_add_permission(self, request, obj=None) -> bool:
-        return False
-
-
-class ExecutionInline(admin.TabularInline):
-    model = Execution
-    extra = 0
-    can_delete = False
-    fields = ["created_at", "runbook", "state", "started_at", "finished_at", "output"]
-    readonly_fields = fields
-    show_change_link = True
-
-    def has_add_permission(self, request, obj=None) -> bool:
-        return False
-
-
 def _resolve_by_hand(ticket: Ticket, user, note: str) -> str:
     close_ticket(ticket, user=user, resolved=True, note=note, now=timezone.now())
     return f"{ticket.ticket_id} resolved by hand."
@@ -90,38 +61,48 @@ def _close_unresolved(ticket: Ticket, user, note: str) -> str:
 
 @admin.register(Ticket)
 class TicketAdmin(GovernedAdmin):
+    """A ticket's page tells its story (remediation/evidence.ticket_story); people change a
+    ticket through its verbs (resolve, close) and may edit its facts with a reason (?edit)."""
+
     list_display = [
         "ticket_id",
         "title",
         "host",
         "category",
         "status",
-        "severity",
+        "severity_label",
         "occurrence_count",
         "opened_at",
     ]
-    list_filter = ["status", "category", "source"]
-    search_fields = ["ticket_id", "title", "host__name"]
-    list_select_related = ["host"]
-    readonly_fields = [
-        "evidence",
-        "ticket_id",
-        "opened_at",
-        "last_seen_at",
-        "resolved_at",
-        "severity",
-        "confidence",
-        "occurrence_count",
+    list_filter = [
         "status",
-        # Where and what the problem is, and how it ended, are the pipeline's record.
-        "host",
         "category",
         "source",
-        "resolution",
-        "pattern",
-        "pattern_similarity",
+        labelled_filter("severity", "severity", labels.severity_label),
     ]
-    inlines = [DecisionInline, ExecutionInline]
+    search_fields = ["ticket_id", "title", "host__name"]
+    list_select_related = ["host"]
+    # The edit page (?edit=1): the facts people may change, with why. Where and what the
+    # problem is, its state and how it ended are the pipeline's record, never a form field.
+    fieldsets = [
+        (None, {"fields": ["story", "ticket_id", "host", "category", "status", "severity_label"]}),
+        (
+            "Facts people may edit",
+            {
+                "fields": [
+                    "title",
+                    "description",
+                    "enable_auto_remediation",
+                    "affects_billing",
+                    "data_integrity",
+                    "security_severity",
+                    "customer_impact_minutes",
+                    REASON_FIELD,
+                ]
+            },
+        ),
+    ]
+    readonly_fields = ["story", "ticket_id", "host", "category", "status", "severity_label"]
 
     def has_add_permission(self, request) -> bool:
         return False  # tickets come from the pipeline, with their decision and audit trail
@@ -129,10 +110,43 @@ class TicketAdmin(GovernedAdmin):
     def save_governed(self, request, obj, reason) -> None:
         save_ticket(obj, user=request.user, reason=reason)
 
-    @admin.display(description="Evidence")
-    def evidence(self, obj: Ticket) -> str:
-        url = reverse("ticket-evidence-page", args=[obj.ticket_id])
-        return format_html('<a href="{}">The whole story, printable</a>', url)
+    def change_view(self, request, object_id, form_url="", extra_context=None):
+        # The story by default; the form (facts and a reason) only when asked for, or posted.
+        if request.method == "GET" and EDIT not in request.GET:
+            return self.story_view(request, object_id)
+        return super().change_view(request, object_id, form_url, extra_context)
+
+    def story_view(self, request: HttpRequest, object_id: str) -> HttpResponse:
+        ticket = self.get_object(request, unquote(object_id))
+        if ticket is None:
+            return self._get_obj_does_not_exist_redirect(request, self.opts, object_id)
+        if not self.has_view_or_change_permission(request, ticket):
+            raise PermissionDenied
+        may_change = self.has_change_permission(request, ticket)
+        context = {
+            **self.admin_site.each_context(request),
+            **ticket_story(ticket),
+            "title": f"{ticket.ticket_id}: {ticket.title}",
+            "opts": self.opts,
+            "original": ticket,
+            "ticket": ticket,
+            "may_change": may_change,
+            # The verbs, as the list's actions: each asks for a note before it acts.
+            "verbs": [("resolve", "Resolve by hand…"), ("close", "Close unresolved…")]
+            if may_change and ticket.is_open
+            else [],
+            "edit_param": EDIT,
+        }
+        return TemplateResponse(request, "admin/remediation/ticket/story.html", context)
+
+    @admin.display(description="Severity", ordering="severity")
+    def severity_label(self, obj: Ticket) -> str:
+        return labelled(labels.severity_label(obj.severity), obj.get_severity_display())
+
+    @admin.display(description="Story")
+    def story(self, obj: Ticket) -> str:
+        url = reverse("admin:remediation_ticket_change", args=[obj.pk])
+        return format_html('<a href="{}">Back to the ticket\'s story</a>', url)
 
     actions = [
         confirmed_action(

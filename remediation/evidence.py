@@ -1,15 +1,68 @@
 """One ticket's whole story, as evidence: what opened it, each decision and why, each
 approval, what ran and what it said, verification, rollback, closing, and the audit
 events with their hashes. The evidence page and `GET /api/v1/tickets/{id}/evidence`
-both render this one document."""
+both render this one document; the admin's ticket page reads the same rows
+(ticket_story) with the host's current readings."""
 
+from dataclasses import dataclass
 from typing import Any
 
-from governance.models import AuditEvent
-from remediation.models import Ticket
+from django.db.models import Count, Q, QuerySet
+
+from governance.labels import event_label, outcome_label
+from governance.models import ApprovalRequest, AuditEvent, Decision
+from remediation.models import Execution, Ticket
 from scoring.choices import Severity
+from scoring.models import MetricSample
 
 OPENING_SAMPLES = 20
+
+
+@dataclass(frozen=True)
+class TicketRows:
+    """Everything recorded about one ticket, each in the order it happened."""
+
+    samples: QuerySet[MetricSample]  # the first OPENING_SAMPLES that showed the problem
+    decisions: QuerySet[Decision]
+    requests: QuerySet[ApprovalRequest]  # annotated with approve_count
+    executions: QuerySet[Execution]
+    events: QuerySet[AuditEvent]
+
+
+def ticket_rows(ticket: Ticket) -> TicketRows:
+    return TicketRows(
+        samples=ticket.samples.order_by("taken_at")[:OPENING_SAMPLES],
+        decisions=ticket.decisions.select_related(
+            "policy", "runbook", "model_version", "sample"
+        ).order_by("created_at"),
+        requests=ticket.approval_requests.select_related("runbook")
+        .prefetch_related("approvals__approver")
+        .annotate(approve_count=Count("approvals", filter=Q(approvals__verdict="approve")))
+        .order_by("created_at"),
+        executions=ticket.executions.select_related("runbook", "requested_by").order_by(
+            "created_at"
+        ),
+        events=AuditEvent.objects.filter(ticket_id=ticket.ticket_id).order_by("sequence"),
+    )
+
+
+def ticket_story(ticket: Ticket) -> dict[str, Any]:
+    """The admin ticket page's rows: the evidence's, and `readings`: the host's newest
+    sample next to the one the decision in force was made on, when they differ."""
+    rows = ticket_rows(ticket)
+    decisions = list(rows.decisions)
+    current = MetricSample.objects.filter(host_id=ticket.host_id).order_by("-taken_at").first()
+    decided = decisions[-1].sample if decisions else None
+    readings = [("Now", current)] if current else []
+    if decided is not None and decided != current:
+        readings.append(("Decided on", decided))
+    return {
+        "decisions": decisions[::-1],  # the one in force first
+        "requests": list(rows.requests),
+        "executions": list(rows.executions),
+        "events": list(rows.events),
+        "readings": readings,
+    }
 
 
 def _when(value: Any) -> str | None:
@@ -18,15 +71,7 @@ def _when(value: Any) -> str | None:
 
 def ticket_evidence(ticket: Ticket) -> dict[str, Any]:
     """The evidence document of `ticket` (plain JSON types only)."""
-    samples = ticket.samples.order_by("taken_at")[:OPENING_SAMPLES]
-    decisions = ticket.decisions.select_related("policy", "runbook", "model_version").order_by(
-        "created_at"
-    )
-    requests = ticket.approval_requests.select_related("runbook").prefetch_related(
-        "approvals__approver"
-    )
-    executions = ticket.executions.select_related("runbook", "requested_by").order_by("created_at")
-    events = AuditEvent.objects.filter(ticket_id=ticket.ticket_id).order_by("sequence")
+    rows = ticket_rows(ticket)
     return {
         "ticket": {
             "ticket_id": ticket.ticket_id,
@@ -58,14 +103,17 @@ def ticket_evidence(ticket: Ticket) -> dict[str, Any]:
                 "confidence": round(s.confidence, 4),
                 "explanation": s.explanation[:3],
             }
-            for s in samples
+            for s in rows.samples
         ],
         "decisions": [
             {
                 "at": _when(d.created_at),
                 "outcome": d.outcome,
+                "outcome_label": outcome_label(d.outcome),
                 "model_outcome": d.model_outcome,
+                "model_statement": d.model_statement(),
                 "confidence": round(d.confidence, 4),
+                "probabilities": [round(p, 4) for p in d.probabilities],
                 "allowed": d.allowed,
                 "shadow": d.shadow,
                 "policy": d.policy.name if d.policy else None,
@@ -81,7 +129,7 @@ def ticket_evidence(ticket: Ticket) -> dict[str, Any]:
                 "safety_checks": d.safety_checks,
                 "reliability": d.reliability,
             }
-            for d in decisions
+            for d in rows.decisions
         ],
         "approvals": [
             {
@@ -89,7 +137,9 @@ def ticket_evidence(ticket: Ticket) -> dict[str, Any]:
                 "runbook": r.runbook.name,
                 "runbook_version": r.runbook_version,
                 "status": r.status,
+                "status_label": r.get_status_display(),
                 "required": r.required_approvals,
+                "approved": r.approve_count,
                 "expires_at": _when(r.expires_at),
                 "decided_at": _when(r.decided_at),
                 "void_reason": r.void_reason,
@@ -103,7 +153,7 @@ def ticket_evidence(ticket: Ticket) -> dict[str, Any]:
                     for a in r.approvals.all()
                 ],
             }
-            for r in requests
+            for r in rows.requests
         ],
         "executions": [
             {
@@ -113,6 +163,7 @@ def ticket_evidence(ticket: Ticket) -> dict[str, Any]:
                 "action": e.action or e.runbook.action,
                 "commands": e.commands,
                 "state": e.state,
+                "state_label": e.get_state_display(),
                 "requested_by": e.requested_by.get_username() if e.requested_by else "system",
                 "started_at": _when(e.started_at),
                 "finished_at": _when(e.finished_at),
@@ -122,7 +173,7 @@ def ticket_evidence(ticket: Ticket) -> dict[str, Any]:
                 "rollback_output": e.rollback_output,
                 "cancel_reason": e.cancel_reason,
             }
-            for e in executions
+            for e in rows.executions
         ],
         "audit_events": [
             {
@@ -130,9 +181,10 @@ def ticket_evidence(ticket: Ticket) -> dict[str, Any]:
                 "at": _when(ev.created_at),
                 "actor": ev.actor,
                 "action": ev.action,
+                "label": event_label(ev.action),
                 "summary": ev.summary,
                 "hash": ev.hash,
             }
-            for ev in events
+            for ev in rows.events
         ],
     }

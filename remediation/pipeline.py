@@ -401,6 +401,7 @@ def handle_problem(
         severity=worst.severity,
         confidence=worst.confidence,
         explanation=worst.explanation,
+        probabilities=worst.verdict.probabilities,
         now=now,
         sample_id=worst.pk,
         model_version_id=model_version_id,

@@ -5,6 +5,7 @@ without editing this file.
 """
 
 import json
+from datetime import timedelta
 
 import pytest
 from django.apps import apps
@@ -15,8 +16,9 @@ from django.utils import timezone
 
 from feedback.models import Feedback
 from feedback.verdicts import give_feedback
-from governance.approvals import approve_request
 from governance.models import Approval, ApprovalRequest, Policy
+from governance.notice_views import give_verdict
+from governance.notices import deliver_due, read_link, sign_link
 from governance.switches import pause_automation
 from remediation.models import Ticket
 from scoring.models import MetricSample
@@ -82,7 +84,11 @@ def test_an_update_past_the_bounds_is_refused(model, field, agent, other_agent, 
     agent.post_metrics(agent.sample("disk"))
     other_agent.post_metrics(other_agent.sample("dns"))
     now = timezone.now()
-    approve_request(ApprovalRequest.objects.get(), user=bob, comment="checked", now=now)
+    request = ApprovalRequest.objects.get()
+    # bob approves from his notice's link (a link used), and the notices go out (deliveries)
+    link = read_link(sign_link(request.pk, "approve", bob.pk))
+    give_verdict(link, request, bob, "checked", now)
+    deliver_due(now + timedelta(minutes=5))
     pause_automation(scope="all", reason="change freeze", user=alice, now=now)
     give_feedback(
         Feedback(ticket=Ticket.objects.first(), feedback_type="positive", rating=5), user=alice

@@ -56,6 +56,7 @@ from simple_history.models import HistoricalChanges
 from config.asgi import application
 from feedback.models import Feedback, FeedbackType, Pattern
 from governance.models import ApprovalRequest, ApprovalStatus, AuditChainHead, AuditEvent, Pause
+from governance.notices import sign_link
 from remediation.choices import ExecutionState
 from remediation.hosts import add_host
 from remediation.models import Execution, Host, Ticket
@@ -689,6 +690,9 @@ def api_path(world: World, endpoint: Endpoint) -> str:
             values[name] = world.subjects[Ticket].ticket_id
         elif name == "pk" and pk_subject(world, endpoint) is not None:
             values[name] = pk_subject(world, endpoint).pk
+        elif name == "token":  # a notice's approve link, sent to the approver
+            approver = world.users["approver"].pk
+            values[name] = sign_link(world.subjects[ApprovalRequest].pk, "approve", approver)
         elif name != "format":
             pytest.fail(f"{endpoint.id}: no value from the world for <{name}>: add one")
     if "format" not in names:

@@ -1,59 +1,86 @@
-"""The admin index's "needs attention now" panel: what waits for people, with links."""
+"""The admin index's "needs attention now" panel, and the filters that put labels where
+codes would be (severity, outcome, risk, event types, checks) and numbers as people read them.
+"""
 
-from datetime import UTC, datetime, timedelta
+from collections.abc import Mapping
+from datetime import UTC, datetime
 from typing import Any
 
 from django import template
 from django.utils import timezone
+from django.utils.html import format_html
+from django.utils.safestring import SafeString
 
-from governance.models import ApprovalRequest, ApprovalStatus
-from governance.switches import active_pauses
-from remediation.choices import ExecutionState
-from remediation.models import Execution
-from scoring.choices import ModelStatus
-from scoring.models import ModelVersion
-from scoring.monitoring import model_drift
+from governance import labels
+from governance.console import fleet_state
 
 register = template.Library()
 
 
 @register.inclusion_tag("admin/attention.html", takes_context=True)
 def needs_attention(context: dict[str, Any]) -> dict[str, Any]:
+    """The admin index's dashboard: the live console's banner, as a table."""
     now = timezone.now()
-    pending = ApprovalRequest.objects.filter(status=ApprovalStatus.PENDING).select_related(
-        "ticket__host", "runbook"
-    )
-    oldest = pending.order_by("created_at").first()
-    serving = ModelVersion.objects.filter(status=ModelStatus.APPROVED).first()
-    drift = model_drift(serving, now) if serving else None
-    return {
-        "request": context.get("request"),
-        "pending_count": pending.count(),
-        "oldest_pending": oldest,
-        "oldest_age": now - oldest.created_at if oldest else None,
-        "pending_over_hour": pending.filter(created_at__lt=now - timedelta(hours=1)).count(),
-        "held": Execution.objects.filter(state=ExecutionState.HELD).count(),
-        "pauses": list(active_pauses(now)[:10]),
-        "failed_verifications": Execution.objects.filter(
-            state__in=[
-                ExecutionState.FAILED,
-                ExecutionState.ROLLED_BACK,
-                ExecutionState.ROLLBACK_FAILED,
-            ],
-            finished_at__gte=now - timedelta(hours=24),
-        ).count(),
-        "drift": drift,
-        "serving": serving,
-    }
+    return {"request": context.get("request"), "state": fleet_state(now), "now": now}
 
 
 @register.filter
-def when(value: str | None) -> str:
-    """An ISO 8601 instant from an evidence document, as people read it (UTC, seconds)."""
+def when(value: str | datetime | None) -> str:
+    """An instant (or an evidence document's ISO 8601 text) as people read it: UTC, seconds."""
     if not value:
         return "-"
-    try:
-        instant = datetime.fromisoformat(value)
-    except ValueError:
-        return value
+    if isinstance(value, datetime):
+        instant = value
+    else:
+        try:
+            instant = datetime.fromisoformat(value)
+        except ValueError:
+            return value
     return instant.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
+
+
+def _coded(label: str, code: Any) -> SafeString:
+    # The label to read, the code to search the audit or the API for on hover.
+    return format_html('<span class="coded" title="{}">{}</span>', code, label)
+
+
+@register.filter
+def outcome_label(outcome: str) -> SafeString:
+    """HITL_REQUIRED -> 'Needs a person' (the code on hover)."""
+    return _coded(labels.outcome_label(outcome), outcome)
+
+
+@register.filter
+def severity_label(severity: int | None) -> SafeString:
+    """2 -> 'Needs a person' (the class's code on hover)."""
+    code = labels.OUTCOME_BY_SEVERITY.get(severity, severity)
+    return _coded(labels.severity_label(severity), code)
+
+
+@register.filter
+def event_label(action: str) -> SafeString:
+    """approval.requested -> 'Approval requested' (the event type on hover)."""
+    return _coded(labels.event_label(action), action)
+
+
+@register.filter
+def risk_label(risk_level: str) -> str:
+    return labels.risk_label(risk_level)
+
+
+@register.filter
+def check_list(checks: Mapping[str, bool] | None) -> list[tuple[str, bool]]:
+    """A decision's safety checks as (label, passed) pairs."""
+    return labels.check_list(checks or {})
+
+
+@register.filter
+def probability(value: float | None) -> str:
+    """0.9832277 -> '0.98'."""
+    return "-" if value is None else f"{value:.2f}"
+
+
+@register.filter
+def percent(value: float | None) -> str:
+    """A 0-1 share as a percentage: 0.873 -> '87%'."""
+    return "-" if value is None else f"{value:.0%}"

@@ -1,5 +1,7 @@
 """Supervisors work in the live console in Chromium: approvals appear, count and go, live."""
 
+import json
+
 import pytest
 from django.test import Client
 
@@ -8,7 +10,7 @@ from governance.models import ApprovalRequest
 pytestmark = pytest.mark.django_db(transaction=True, serialized_rollback=True)
 
 
-def open_console(browser, live_asgi, user):
+def open_console(browser, live_asgi, user, before_load=None):
     client = Client()  # one per person: logging another in would end this one's session
     client.force_login(user)
     context = browser.new_context()
@@ -16,6 +18,8 @@ def open_console(browser, live_asgi, user):
         [{"name": "sessionid", "value": client.cookies["sessionid"].value, "url": live_asgi}]
     )
     page = context.new_page()
+    if before_load:
+        before_load(page)
     page.goto(f"{live_asgi}/console/")
     page.get_by_test_id("status").filter(has_text="live").wait_for(timeout=10_000)
     return page
@@ -109,3 +113,50 @@ def test_the_console_is_for_staff_only(browser, client, live_asgi):
     page.goto(f"{live_asgi}/console/")
     assert "/admin/login/" in page.url
     page.close()
+
+
+def test_an_event_lost_or_overtaken_on_the_way_is_fetched_again_and_shown_in_order(
+    browser, live_asgi, alice
+):
+    """Each process publishes after its own commit, so a later event can arrive first;
+    the console must neither drop the earlier one nor show it out of place."""
+    from django.db import transaction
+
+    from governance.audit import PendingEvent, append_events
+
+    dropped = []
+
+    def relay(route):
+        server = route.connect_to_server()
+
+        def from_server(message):
+            event = json.loads(message).get("event") or {}
+            # the first live "note.added" event is lost on the way (once)
+            if event.get("action") == "note.added" and not dropped:
+                dropped.append(event["sequence"])
+                return
+            route.send(message)
+
+        server.on_message(from_server)
+        route.on_message(server.send)
+
+    page = open_console(
+        browser, live_asgi, alice, before_load=lambda p: p.route_web_socket("**/ws/console", relay)
+    )
+
+    with transaction.atomic():
+        append_events(
+            [
+                PendingEvent("user:alice", "note.added", "Note", str(n), f"note {n}")
+                for n in range(3)
+            ]
+        )
+
+    # then all three show, the lost one fetched again, newest first
+    page.locator("#events li[data-action='note.added']").nth(2).wait_for(timeout=10_000)
+    shown = page.locator("#events li[data-action='note.added']").evaluate_all(
+        "items => items.map(item => Number(item.dataset.sequence))"
+    )
+    assert dropped and dropped[0] in shown
+    assert shown == sorted(shown, reverse=True) and len(shown) == 3
+    page.context.close()

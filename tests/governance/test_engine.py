@@ -360,7 +360,10 @@ def test_no_rollback_plan_is_fine_when_the_policy_does_not_ask_for_one():
             {"policy": replace(SELF_HEALING, allowed_action_types=frozenset({"read_only"}))},
             "does not run safe_write actions automatically",
         ),
-        ({"model": ModelOutput(1, 0.75)}, "Confidence 0.75 is below the policy minimum 0.80"),
+        (
+            {"model": ModelOutput(1, 0.75)},
+            "The model's probability for auto-heal, 0.75, is below the policy minimum 0.80",
+        ),
         (
             {"policy": replace(SELF_HEALING, min_reliability_score=60.0)},
             "Reliability 51.2 is below the policy minimum 60.0",
@@ -370,7 +373,7 @@ def test_no_rollback_plan_is_fine_when_the_policy_does_not_ask_for_one():
                 "model": ModelOutput(1, 0.55),
                 "policy": replace(SELF_HEALING, min_confidence_score=0),
             },
-            "Escalation: confidence 0.55 is below 0.60",
+            "Escalation: the model's probability for auto-heal, 0.55, is below 0.60",
         ),
         (
             {"policy": replace(SELF_HEALING, min_similar_tickets=5)},
@@ -823,7 +826,8 @@ def test_reasons_read_in_flow_order_and_end_with_the_conclusion():
 
     # then each step's line comes after the previous step's
     steps = [
-        "The model rates this AUTO_HEAL with confidence 0.95, mostly from disk_usage.",
+        "The model picks AUTO_HEAL (probability 0.95 for that class; the other classes' "
+        "were not recorded), mostly from disk_usage.",
         "Policy disk-self-healing (version 7) applies at L3",
         "Runbook clean-temp-and-rotate-logs is safe_write: medium risk.",
         "Reliability 51.2 (low)",
@@ -863,6 +867,39 @@ def test_an_unknown_model_severity_is_read_as_needing_a_person():
     assert decision.outcome == HITL_REQUIRED
     assert decision.model_outcome == HITL_REQUIRED
     assert mentions(decision, "unknown severity 7")
+
+
+def test_the_model_statement_names_the_rule_when_the_class_is_not_the_likeliest():
+    # given the class of least expected cost, less probable than the class it beat
+    model = ModelOutput(
+        severity=2,
+        confidence=0.03,
+        explanation=(("cpu_usage", 0.02), ("memory_usage", 0.01)),
+        probabilities=(0.02, 0.95, 0.03),
+    )
+
+    # when
+    decision = decide_with(model=model)
+
+    # then the first line gives every probability and the rule, never a "confidence"
+    assert decision.reasons[0] == (
+        "The model picks HITL_REQUIRED, the class of least expected cost (probabilities: "
+        "no action 0.02, auto-heal 0.95, needs a person 0.03), mostly from cpu_usage, "
+        "memory_usage."
+    )
+    assert "confidence" not in decision.reasons[0].lower()
+    assert decision.outcome == HITL_REQUIRED
+
+
+def test_the_model_statement_says_when_its_class_is_also_the_likeliest():
+    model = replace(CONFIDENT, probabilities=(0.03, 0.95, 0.02))
+
+    decision = decide_with(model=model)
+
+    assert decision.reasons[0].startswith(
+        "The model picks AUTO_HEAL, the most probable class and the class of least expected "
+        "cost (probabilities: no action 0.03, auto-heal 0.95, needs a person 0.02)"
+    )
 
 
 def test_a_naive_now_is_refused():

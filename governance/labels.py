@@ -1,0 +1,158 @@
+"""What people read instead of codes: severities and outcomes, risk, audit event types,
+safety checks, and the model's statement with its class probabilities.
+
+Plain functions over values (no ORM): the engine's reason lines, the admin, the evidence
+page and the console all say the same words.
+"""
+
+from collections.abc import Mapping, Sequence
+
+from governance.choices import RiskLevel
+from scoring.choices import Severity
+
+SEVERITY_LABELS = {
+    Severity.NO_ACTION.value: "No action",
+    Severity.AUTO_HEAL.value: "Auto-heal",
+    Severity.HITL_REQUIRED.value: "Needs a person",
+}
+# The engine's outcomes are the severity classes' names (NO_ACTION, AUTO_HEAL, HITL_REQUIRED).
+OUTCOME_BY_SEVERITY = {value: Severity(value).name for value in SEVERITY_LABELS}
+OUTCOME_LABELS = {OUTCOME_BY_SEVERITY[value]: label for value, label in SEVERITY_LABELS.items()}
+
+EVENT_LABELS = {
+    "ticket.opened": "Ticket opened",
+    "ticket.changed": "Ticket edited",
+    "ticket.escalated": "Escalated to people",
+    "ticket.resolved": "Ticket resolved",
+    "ticket.closed": "Ticket closed unresolved",
+    "decision.made": "Decision made",
+    "approval.requested": "Approval requested",
+    "approval.approved": "Approved",
+    "approval.rejected": "Rejected",
+    "approval.expired": "Approval expired",
+    "approval.voided": "Approval voided",
+    "execution.queued": "Execution queued",
+    "execution.held": "Execution held by a pause",
+    "execution.released": "Execution released from a pause",
+    "execution.dispatched": "Sent to the agent",
+    "execution.started": "Started on the agent",
+    "execution.running": "Running on the agent",
+    "execution.verifying": "Verifying with fresh metrics",
+    "execution.succeeded": "Execution succeeded",
+    "execution.failed": "Execution failed",
+    "execution.cancelled": "Execution cancelled",
+    "execution.late_report": "Late report from the agent",
+    "execution.rollback_pending": "Rollback requested",
+    "execution.rollback_started": "Rollback started",
+    "execution.rolling_back": "Rolling back",
+    "execution.rolled_back": "Rolled back",
+    "execution.rollback_failed": "Rollback failed",
+    "automation.paused": "Automation paused",
+    "automation.resumed": "Automation resumed",
+    "automation.pause_lapsed": "Pause ran out",
+    "host.added": "Host added",
+    "host.created": "Host added",
+    "host.changed": "Host edited",
+    "host.key_rotated": "Agent key rotated",
+    "policy.created": "Policy created",
+    "policy.changed": "Policy edited",
+    "runbook.created": "Runbook created",
+    "runbook.changed": "Runbook edited",
+    "feedback.given": "Feedback given",
+    "feedback.changed": "Feedback edited",
+    "model.registered": "Model version registered",
+    "model.approved": "Model version approved",
+    "model.retired": "Model version retired",
+    "user.created": "Person added",
+    "user.access_changed": "Access changed",
+    "group.created": "Role created",
+    "group.permissions_changed": "Role permissions changed",
+}
+
+# engine._safety_checks' names, as a supervisor reads them when they pass.
+CHECK_LABELS = {
+    "time_window_ok": "Inside the policy's time window",
+    "rate_limit_ok": "Under the rate limit",
+    "backup_available": "Backup available (or not required)",
+    "system_healthy": "Host healthy and reporting",
+    "blast_radius_ok": "Within the blast radius",
+}
+
+
+def severity_label(severity: int | None) -> str:
+    """'Needs a person' for 2; an unknown number is shown as itself."""
+    return SEVERITY_LABELS.get(severity, str(severity)) if severity is not None else "-"
+
+
+def outcome_label(outcome: str) -> str:
+    """'Needs a person' for HITL_REQUIRED; an unknown code is shown as itself."""
+    return OUTCOME_LABELS.get(outcome, outcome or "-")
+
+
+def risk_label(risk_level: str) -> str:
+    """'High' for "high"; no runbook, no risk: '-'."""
+    return RiskLevel(risk_level).label if risk_level in RiskLevel.values else risk_level or "-"
+
+
+def event_label(action: str) -> str:
+    """'Approval requested' for "approval.requested"; a code not listed reads as words
+    ("runbook.retired" -> 'Runbook retired'), so a new event type is never shown raw."""
+    if action in EVENT_LABELS:
+        return EVENT_LABELS[action]
+    words = action.replace(".", " ").replace("_", " ").strip()
+    return words[:1].upper() + words[1:]
+
+
+def check_list(checks: Mapping[str, bool]) -> list[tuple[str, bool]]:
+    """A decision's safety checks as (label, passed), in the engine's order; the
+    "all_passed" summary is left out (the list says it)."""
+    return [
+        (CHECK_LABELS.get(name, name.replace("_", " ")), bool(passed))
+        for name, passed in checks.items()
+        if name != "all_passed"
+    ]
+
+
+def class_name(severity: int) -> str:
+    """The class as a reason line names it: 'needs a person' for 2."""
+    return SEVERITY_LABELS[severity].lower() if severity in SEVERITY_LABELS else f"class {severity}"
+
+
+def probability_list(probabilities: Sequence[float]) -> str:
+    """'no action 0.02, auto-heal 0.95, needs a person 0.03' (severity order)."""
+    return ", ".join(f"{class_name(i)} {p:.2f}" for i, p in enumerate(probabilities))
+
+
+def model_statement(
+    severity: int,
+    confidence: float,
+    probabilities: Sequence[float] = (),
+    explanation: Sequence[Sequence] = (),
+) -> str:
+    """What the model said, as a reason line: the class it picks, the rule that picked it
+    (least expected cost, so it may be less probable than a class it beat), every class's
+    probability, and the metrics that drove it.
+
+    Without `probabilities` (decisions stored before they were recorded) only the picked
+    class's own probability is known, and the line says so rather than call it a confidence.
+    """
+    if severity not in SEVERITY_LABELS:
+        return f"The model returned an unknown severity {severity}."
+    code = OUTCOME_BY_SEVERITY[severity]
+    drivers = ", ".join(str(pair[0]) for pair in explanation[:2])
+    because = f", mostly from {drivers}" if drivers else ""
+    if len(probabilities) != len(SEVERITY_LABELS):
+        return (
+            f"The model picks {code} (probability {confidence:.2f} for that class; "
+            f"the other classes' were not recorded){because}."
+        )
+    likeliest = probabilities[severity] >= max(probabilities)
+    rule = (
+        "the most probable class and the class of least expected cost"
+        if likeliest
+        else "the class of least expected cost"
+    )
+    return (
+        f"The model picks {code}, {rule} (probabilities: {probability_list(probabilities)})"
+        f"{because}."
+    )
