@@ -37,4 +37,13 @@ def check_production(app_configs, **kwargs) -> list:
                 id="warden.W002",
             )
         )
+    base = settings.WARDEN_NOTICE_BASE_URL
+    if settings.PRODUCTION and ("//localhost" in base or "//127.0.0.1" in base):
+        problems.append(
+            Warning(
+                f"WARDEN_NOTICE_BASE_URL is {base}: the links in notices will not open for "
+                "the people they are sent to. Set it to the URL people reach Warden at.",
+                id="warden.W003",
+            )
+        )
     return problems

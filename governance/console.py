@@ -128,7 +128,7 @@ def sparkline_svg(
     """
     buckets = max((len(values) for values in series.values()), default=0)
     if buckets < 2:
-        return format_html('<span class="spark-empty">no readings</span>')
+        return SafeString('<span class="spark-empty">no readings</span>')
     step = width / (buckets - 1)
     lines = []
     summary = []

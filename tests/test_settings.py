@@ -188,3 +188,13 @@ def test_queue_retry_must_outlast_its_timeout(settings):
     settings.Q_CLUSTER = {**settings.Q_CLUSTER, "timeout": 120, "retry": 60}
     ids = [message.id for message in run_checks()]
     assert "warden.E001" in ids
+
+
+def test_production_warns_when_notice_links_would_point_at_localhost(settings):
+    settings.PRODUCTION = True
+    settings.WARDEN_NOTICE_BASE_URL = "http://localhost:8000"
+    assert "warden.W003" in [message.id for message in run_checks(include_deployment_checks=True)]
+    settings.WARDEN_NOTICE_BASE_URL = "https://warden.example.com"
+    assert "warden.W003" not in [
+        message.id for message in run_checks(include_deployment_checks=True)
+    ]
