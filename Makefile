@@ -28,7 +28,7 @@ lint: $(VENV)/.dev
 	$(BIN)/lint-imports --no-cache --no-logo
 
 # The in-process ones first, then through real servers (PostgreSQL, Redis and nginx
-# from Debian's packages, as .ci/run installs them): about 25 minutes in all.
+# from Debian's packages, as .ci/run installs them): about 30 minutes in all.
 bench: $(VENV)/.dev
 	$(BIN)/python bench/bench_classification.py
 	$(BIN)/python bench/bench_decision.py
@@ -36,6 +36,8 @@ bench: $(VENV)/.dev
 	$(BIN)/python bench/bench_long_poll.py
 	$(BIN)/python bench/bench_classification_placement.py
 	$(BIN)/python bench/fleet_simulation.py
+	$(BIN)/python bench/bench_audit_export.py
+	$(BIN)/python bench/bench_console_latency.py
 
 clean:
 	rm -rf $(VENV) data

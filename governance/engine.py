@@ -38,7 +38,7 @@ from zoneinfo import ZoneInfo
 
 from governance.choices import AutonomyLevel, PolicyMode, RiskLevel, SecuritySeverity
 from governance.command_floor import runbook_refusals
-from governance.labels import class_name, model_statement
+from governance.labels import OUTCOME_LABELS, class_name, model_statement
 from remediation.choices import ActionType, ForbiddenTouch
 from scoring.reliability import (
     FeedbackFact,
@@ -701,7 +701,9 @@ def _conclusion(
     shadow: bool,
 ) -> str:
     """The last reason line: the outcome and what happens next."""
-    raised = f" (raised from the model's {model_outcome})" if outcome != model_outcome else ""
+    # The label people read, the code beside it for those who search the trail.
+    model_label = OUTCOME_LABELS.get(model_outcome, model_outcome).lower()
+    raised = f"; raised from the model's {model_label}" if outcome != model_outcome else ""
     if outcome == NO_ACTION:
         what = "nothing to do"
     elif outcome == AUTO_HEAL and runbook is not None:
@@ -717,7 +719,8 @@ def _conclusion(
     else:
         what = "no runbook may run; a person handles the ticket by hand"
     recorded = " (shadow mode: not executed)" if shadow else ""
-    return f"Decision: {outcome}{raised}: {what}{recorded}."
+    label = OUTCOME_LABELS.get(outcome, outcome).lower()
+    return f"Decision: {label} ({outcome}{raised}): {what}{recorded}."
 
 
 def _autonomy(level: int) -> str:

@@ -528,7 +528,7 @@ def act_on_decision(
             "system",
             "decision.made",
             decision,
-            f"{decision.outcome} for {ticket.ticket_id}{again}: {conclusion}",
+            f"{ticket.ticket_id}{again}: {conclusion}",  # the conclusion names the outcome
             ticket_id=ticket.ticket_id,
             data={
                 "cause": cause,

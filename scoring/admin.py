@@ -5,8 +5,10 @@ from django.utils import timezone
 from django.utils.html import format_html, format_html_join
 
 from config.admin_actions import NeverDeleted, confirmed_action
+from governance import labels
+from governance.admin import labelled
 from governance.admin_governed import ReadOnlyHistoryAdmin
-from scoring.choices import ModelStatus
+from scoring.choices import ModelStatus, Severity
 from scoring.models import MetricSample, ModelVersion
 from scoring.monitoring import DRIFT_MIN_SAMPLES, DRIFT_WINDOW, DriftReport, model_drift
 from scoring.registry import approve_model_version, retire_model_version
@@ -136,12 +138,25 @@ class ModelVersionAdmin(ReadOnlyHistoryAdmin):
         return False
 
 
+class SeverityFilter(admin.SimpleListFilter):
+    """The model's classes by their labels; a fixed list, so no scan of every sample."""
+
+    title = "model's class"
+    parameter_name = "severity__exact"  # Django's own, so older links keep working
+
+    def lookups(self, request, model_admin) -> list[tuple[str, str]]:
+        return [(str(value), labels.severity_label(value)) for value in Severity.values]
+
+    def queryset(self, request, queryset):
+        return queryset.filter(severity=self.value()) if self.value() else queryset
+
+
 @admin.register(MetricSample)
 class MetricSampleAdmin(NeverDeleted, admin.ModelAdmin):
     list_display = [
         "host",
         "taken_at",
-        "severity",
+        "severity_label",
         "confidence",
         "category",
         "disk_usage",
@@ -151,10 +166,14 @@ class MetricSampleAdmin(NeverDeleted, admin.ModelAdmin):
         "firewall_change_requested",
         "ticket",
     ]
-    list_filter = ["severity", "category"]
+    list_filter = [SeverityFilter, "category"]
     search_fields = ["host__name", "ticket__ticket_id"]
     list_select_related = ["host", "ticket"]
     date_hierarchy = "taken_at"
+
+    @admin.display(description="Model's class", ordering="severity")
+    def severity_label(self, obj: MetricSample) -> str:
+        return labelled(labels.severity_label(obj.severity), obj.get_severity_display())
 
     def has_add_permission(self, request) -> bool:
         return False

@@ -111,7 +111,7 @@ def test_a_confident_safe_problem_heals_itself():
     assert (decision.action_type, decision.risk_level) == ("safe_write", "medium")
     assert (decision.policy_name, decision.policy_version) == ("disk-self-healing", 7)
     assert decision.reasons[-1] == (
-        "Decision: AUTO_HEAL: run clean-temp-and-rotate-logs on web-01 automatically; "
+        "Decision: auto-heal (AUTO_HEAL): run clean-temp-and-rotate-logs on web-01 automatically; "
         "a supervisor can override."
     )
 
@@ -153,7 +153,7 @@ def test_a_model_no_action_stays_no_action(change):
     assert decision.outcome == NO_ACTION
     assert not decision.allowed
     assert (decision.requires_approval, decision.required_approvals) == (False, 0)
-    assert decision.reasons[-1] == "Decision: NO_ACTION: nothing to do."
+    assert decision.reasons[-1] == "Decision: no action (NO_ACTION): nothing to do."
 
 
 @pytest.mark.parametrize(
@@ -178,7 +178,7 @@ def test_escalation_rules_raise_no_action_to_a_person(facts, why):
     assert decision.outcome == HITL_REQUIRED
     assert decision.model_outcome == NO_ACTION
     assert mentions(decision, why)
-    assert "raised from the model's NO_ACTION" in decision.reasons[-1]
+    assert "raised from the model's no action" in decision.reasons[-1]
 
 
 @pytest.mark.parametrize(
@@ -836,7 +836,7 @@ def test_reasons_read_in_flow_order_and_end_with_the_conclusion():
         "Rate limit reached: 12 actions in the last hour",
         "Only 0 similar resolved tickets",
         "Category disk paused by bob: vendor bug.",
-        "Decision: HITL_REQUIRED (raised from the model's AUTO_HEAL): "
+        "Decision: needs a person (HITL_REQUIRED; raised from the model's auto-heal): "
         "runbook clean-temp-and-rotate-logs waits for 1 approval.",
     ]
     positions = [

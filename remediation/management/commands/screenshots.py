@@ -2,8 +2,9 @@
 
 It never touches your data: it re-runs itself on a fresh embedded database in a temporary
 folder, trains and approves a model, stages an hour of a small fleet through the real API
-(a disk fix that healed and was verified, a firewall change and a runaway process waiting
-for people), serves the real ASGI application and photographs it with Debian's Chromium.
+(a disk fix that healed and was verified, a memory leak healing, a firewall change and a
+DNS slowdown waiting for people), serves the real ASGI application and photographs it with
+Debian's Chromium.
 """
 
 import io
@@ -162,7 +163,7 @@ def stage_fleet(now: datetime) -> str:
     fresh = timezone.now()
     post("db-01", [{"host": "db-01", "taken_at": fresh.isoformat(), **reading(60, 4)}])
 
-    # People are needed: a firewall change, and a runaway process on a second host.
+    # A firewall change and a DNS slowdown wait for people; a memory leak heals itself.
     post(
         "web-02",
         [{"host": "web-02", "taken_at": at(59), **reading(59, 1, firewall_change_requested=1)}],
@@ -170,6 +171,10 @@ def stage_fleet(now: datetime) -> str:
     post(
         "cache-01",
         [{"host": "cache-01", "taken_at": at(59.5), **reading(59.5, 6, memory_usage=97.5)}],
+    )
+    post(
+        "dns-01",
+        [{"host": "dns-01", "taken_at": at(59.5), **reading(59.5, 7, dns_latency_ms=640.0)}],
     )
     return opened["ticket_id"]
 
