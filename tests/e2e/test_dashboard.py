@@ -3,6 +3,7 @@
 import pytest
 from django.utils import timezone
 
+from governance.models import ApprovalRequest
 from governance.switches import pause_automation
 from tests.e2e.test_compliance import signed_in
 
@@ -42,4 +43,24 @@ def test_the_dashboard_counts_what_waits_and_links_to_it(browser, live_asgi, age
     page.locator("#attention").get_by_role("link", name="open the live console").click()
     page.get_by_test_id("status").filter(has_text="live").wait_for(timeout=10_000)
     assert "storage migration" in page.get_by_test_id("banner").inner_text()
+    page.context.close()
+
+
+def test_a_supervisor_approves_from_the_request_page_with_a_note(browser, live_asgi, agent, alice):
+    [result] = agent.post_metrics(agent.sample("firewall")).json()["results"]
+    request = ApprovalRequest.objects.get(ticket__ticket_id=result["ticket_id"])
+    page = signed_in(browser, live_asgi, alice)
+    page.goto(f"{live_asgi}/admin/governance/approvalrequest/{request.pk}/change/")
+
+    # the button sits outside the admin's own form, so it asks for a note first
+    page.get_by_role("button", name="Approve…").click()
+    page.wait_for_load_state()
+    assert "You are about to" in page.locator("#content").inner_text()
+    assert not request.approvals.exists()
+    page.fill("#id_note", "rule reviewed with netops")
+    page.get_by_role("button", name="Yes, approve").click()
+    page.wait_for_load_state()
+
+    approval = request.approvals.get()
+    assert (approval.approver, approval.comment) == (alice, "rule reviewed with netops")
     page.context.close()
