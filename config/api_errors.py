@@ -8,9 +8,10 @@ import logging
 from typing import Any
 
 from django.conf import settings
-from django.core.exceptions import RequestDataTooBig
+from django.core.exceptions import PermissionDenied, RequestDataTooBig
 from django.db import OperationalError
-from rest_framework import exceptions
+from django.http import Http404
+from rest_framework import exceptions, serializers
 from rest_framework.response import Response
 from rest_framework.views import exception_handler
 
@@ -51,6 +52,33 @@ class DatabaseUnavailable(exceptions.APIException):
     default_detail = "The database is busy or unreachable; nothing was stored. Retry shortly."
 
 
+class Conflict(exceptions.APIException):
+    """409: the request collides with what is stored (nothing was changed); `fields` names
+    the request's fields that collide, as a validation error would."""
+
+    status_code = 409
+    default_code = "conflict"
+
+    def __init__(self, detail: str, code: str | None = None, fields: tuple[str, ...] = ()):
+        super().__init__(detail, code)
+        self.fields = {name: [str(detail)] for name in fields}
+
+
+class ErrorDetailSerializer(serializers.Serializer):
+    code = serializers.CharField(help_text="machine-readable: invalid, not_found, conflict...")
+    message = serializers.CharField()
+    fields = serializers.DictField(
+        child=serializers.ListField(child=serializers.CharField()),
+        help_text='each field at fault ("ticket_id", "[3].cpu_usage") and its messages',
+    )
+
+
+class ErrorSerializer(serializers.Serializer):
+    """The API's one error shape, for the OpenAPI schema."""
+
+    error = ErrorDetailSerializer()
+
+
 RETRY_AFTER_SECONDS = 5
 
 
@@ -68,6 +96,11 @@ def warden_exception_handler(exc: Exception, context: dict) -> Response | None:
                 ]
             }
         )
+    # As DRF's handler would, but before reading the code: "not_found", not "error".
+    if isinstance(exc, Http404):
+        exc = exceptions.NotFound(*exc.args)
+    elif isinstance(exc, PermissionDenied):
+        exc = exceptions.PermissionDenied(*exc.args)
     response = exception_handler(exc, context)
     if response is None:
         return None
@@ -81,6 +114,7 @@ def warden_exception_handler(exc: Exception, context: dict) -> Response | None:
     else:
         detail = getattr(exc, "detail", str(exc))
         code = getattr(detail, "code", None) or getattr(exc, "default_code", "error")
-        body = {"error": {"code": code, "message": str(detail), "fields": {}}}
+        fields = getattr(exc, "fields", None) or {}
+        body = {"error": {"code": code, "message": str(detail), "fields": fields}}
     response.data = body
     return response

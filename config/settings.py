@@ -73,6 +73,7 @@ INSTALLED_APPS = [
     "django.contrib.messages",
     "django.contrib.staticfiles",
     "rest_framework",
+    "knox",
     "django_filters",
     "drf_spectacular",
     "drf_spectacular_sidecar",
@@ -214,7 +215,11 @@ SESSION_COOKIE_SECURE = PRODUCTION
 CSRF_COOKIE_SECURE = PRODUCTION
 
 REST_FRAMEWORK = {
+    # People and services: API tokens (knox: a hash stored, an expiry, revocable; sent as
+    # `Authorization: Token KEY`, so first: an unauthenticated call is told so with a 401),
+    # and the console's session. Agents' host keys are accepted only by the agent endpoints.
     "DEFAULT_AUTHENTICATION_CLASSES": [
+        "knox.auth.TokenAuthentication",
         "rest_framework.authentication.SessionAuthentication",
     ],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
@@ -239,6 +244,10 @@ SPECTACULAR_SETTINGS = {
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
     "REDOC_DIST": "SIDECAR",
 }
+
+# API tokens for people and services (`manage.py create_api_token`): each token's expiry is
+# set when it is issued, never extended by use.
+REST_KNOX = {"TOKEN_TTL": None, "AUTO_REFRESH": False, "TOKEN_PREFIX": "wdt_"}
 
 # Warden's own knobs (README: Configuration).
 WARDEN_MAX_BATCH = env.int("WARDEN_MAX_BATCH", default=1000)
@@ -292,6 +301,64 @@ WARDEN_NOTICE_LINK_MAX_AGE_SECONDS = _int_at_least("WARDEN_NOTICE_LINK_MAX_AGE_S
 WARDEN_NOTICE_GROUP_WAIT_SECONDS = _int_at_least("WARDEN_NOTICE_GROUP_WAIT_SECONDS", 30, 0)
 WARDEN_NOTICE_DIGEST_THRESHOLD = _int_at_least("WARDEN_NOTICE_DIGEST_THRESHOLD", 3, 1)
 WARDEN_NOTICE_MAX_ATTEMPTS = _int_at_least("WARDEN_NOTICE_MAX_ATTEMPTS", 5, 1)
+
+
+# Autonomy earned and lost (governance/autonomy.py), with the seed's numbers: a proposal
+# one step up after 20 fixes at 90% verified, positive feedback and very high reliability;
+# back to L1 after two failed automatic fixes in 24 h; shadow to enforce at 90% agreement.
+def _number_between(name: str, default: float, low: float, high: float) -> float:
+    value = env.float(name, default=default)
+    if not low <= value <= high:
+        raise ImproperlyConfigured(f"{name} must be between {low:g} and {high:g}, not {value}")
+    return value
+
+
+WARDEN_PROMOTION_MIN_FIXES = _int_at_least("WARDEN_PROMOTION_MIN_FIXES", 20, 1)
+WARDEN_PROMOTION_MIN_SUCCESS_RATE = _number_between("WARDEN_PROMOTION_MIN_SUCCESS_RATE", 0.9, 0, 1)
+WARDEN_PROMOTION_MIN_POSITIVE_RATE = _number_between(
+    "WARDEN_PROMOTION_MIN_POSITIVE_RATE", 0.85, 0, 1
+)
+WARDEN_PROMOTION_MIN_RELIABILITY = _number_between("WARDEN_PROMOTION_MIN_RELIABILITY", 90.0, 0, 100)
+WARDEN_DEMOTION_FAILURES = _int_at_least("WARDEN_DEMOTION_FAILURES", 2, 1)
+WARDEN_DEMOTION_WINDOW_HOURS = _number_between("WARDEN_DEMOTION_WINDOW_HOURS", 24.0, 0.01, 8760)
+WARDEN_SHADOW_MIN_AGREEMENT = _number_between("WARDEN_SHADOW_MIN_AGREEMENT", 0.9, 0, 1)
+WARDEN_SHADOW_MIN_CASES = _int_at_least("WARDEN_SHADOW_MIN_CASES", 20, 1)
+
+
+# The seed's global ceilings over every policy (governance/ceilings.py). They only ever
+# tighten: a policy stricter than a ceiling keeps its own value. Unset, none applies.
+def _strict_bool(name: str, default: bool) -> bool:
+    raw = env.str(name, default="").strip().lower()
+    if not raw:
+        return default
+    if raw in ("true", "1", "yes", "on"):
+        return True
+    if raw in ("false", "0", "no", "off"):
+        return False
+    raise ImproperlyConfigured(f"{name} must be true or false, not {raw!r}")
+
+
+def _number(name: str, kind: type, least: float, most: float | None = None) -> float | None:
+    raw = env.str(name, default="").strip()
+    if not raw:
+        return None
+    try:
+        value = kind(raw)
+    except ValueError:
+        what = "a whole number" if kind is int else "a number"
+        raise ImproperlyConfigured(f"{name} must be {what}, not {raw!r}") from None
+    if not (least <= value and (most is None or value <= most)):  # NaN fails too
+        bounds = f"{least:g} to {most:g}" if most is not None else f"at least {least:g}"
+        raise ImproperlyConfigured(f"{name} must be {bounds}, not {raw}")
+    return value
+
+
+AUTO_REMEDIATION_ENABLED = _strict_bool("AUTO_REMEDIATION_ENABLED", True)
+AUTO_REMEDIATION_REQUIRE_APPROVAL = _strict_bool("AUTO_REMEDIATION_REQUIRE_APPROVAL", False)
+AUTO_REMEDIATION_MAX_ACTIONS_PER_HOUR = _number("AUTO_REMEDIATION_MAX_ACTIONS_PER_HOUR", int, 0)
+AUTO_REMEDIATION_MIN_RELIABILITY = _number("AUTO_REMEDIATION_MIN_RELIABILITY", float, 0, 100)
+PATTERN_MIN_OCCURRENCES = _number("PATTERN_MIN_OCCURRENCES", int, 1)
+PATTERN_MIN_POSITIVE_RATE = _number("PATTERN_MIN_POSITIVE_RATE", float, 0, 1)
 
 LOGGING = {
     "version": 1,

@@ -6,6 +6,7 @@ from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 from rest_framework.routers import DefaultRouter
 
 from config.metrics import metrics
+from feedback.api.views import AutoRemediationStats, FeedbackView, PatternList, ReliabilityStats
 from governance.api.audit import AuditEventList
 from governance.api.views import ApprovalVerdictView
 from governance.notice_views import notice_verdict
@@ -44,6 +45,10 @@ api_v1 = [
     ),
     path("audit-events", AuditEventList.as_view(), name="audit-events"),
     path("executions/<int:pk>/cancel", ExecutionCancelView.as_view(), name="execution-cancel"),
+    path("feedback", FeedbackView.as_view(), name="feedback"),
+    path("patterns", PatternList.as_view(), name="patterns"),
+    path("stats/reliability", ReliabilityStats.as_view(), name="stats-reliability"),
+    path("stats/auto-remediation", AutoRemediationStats.as_view(), name="stats-auto-remediation"),
     path("", include(router.urls)),
 ]
 

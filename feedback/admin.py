@@ -34,9 +34,17 @@ class PatternAdmin(ReadOnlyHistoryAdmin):
         "key_terms",
         "occurrence_count",
         "eligible_for_auto_remediation",
+        "autonomy",
         "last_seen_at",
     ]
     list_filter = ["category", "eligible_for_auto_remediation"]
+    list_select_related = ["autonomy"]
+
+    @admin.display(description="Autonomy")
+    def autonomy(self, obj: Pattern) -> str:
+        # Lowered after failures or poor feedback (governance.promotions), else its policy's.
+        lowered = getattr(obj, "autonomy", None)
+        return f"L{lowered.autonomy_level} at most" if lowered else "its policy's"
 
     def has_add_permission(self, request) -> bool:
         return False

@@ -38,6 +38,9 @@ class Feedback(models.Model):
     what_didnt_work = models.TextField(blank=True)
     suggestions = models.TextField(blank=True)
     actual_resolution = models.TextField(blank=True)
+    # What people actually did, when it was not (only) what Warden suggested: the seed's
+    # list of actions, each a short text or an object such as {"action", "system"}.
+    actual_actions_taken = models.JSONField(default=list, blank=True)
     time_to_resolve_minutes = models.FloatField(null=True, blank=True)
     created_at = models.DateTimeField(default=timezone.now, editable=False)
 

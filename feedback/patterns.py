@@ -10,10 +10,13 @@ reliability score's pattern-match factor.
 """
 
 import hashlib
+import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
+
+from django.conf import settings
 
 from feedback.models import Pattern
 from scoring.reliability import PatternFacts
@@ -28,6 +31,18 @@ ELIGIBLE_OCCURRENCES = 5
 ELIGIBLE_POSITIVE_RATE = 0.85
 ELIGIBLE_RELIABILITY = 85.0
 ELIGIBLE_AUTO_SUCCESS_RATE = 0.85
+# A ticket another system opened is matched by the words of its title and description.
+TEXT_TERM_LIMIT = 6
+TEXT_WORD = re.compile(r"[a-z][a-z0-9_]{2,}")
+STOP_WORDS = frozenset(
+    {
+        "the", "and", "for", "not", "with", "from", "this", "that", "are", "was", "were",
+        "has", "have", "had", "but", "its", "into", "out", "after", "before", "when",
+        "than", "then", "there", "their", "our", "your", "can", "cannot", "could", "would",
+        "should", "also", "been", "being", "very", "some", "any", "all", "more", "most",
+        "over", "under", "about", "again",
+    }
+)  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -75,7 +90,25 @@ def closest(terms: Sequence[str], candidates: Iterable[Pattern]) -> tuple[Patter
 
 def match(category: str, explanation: Iterable[Sequence]) -> PatternMatch:
     """The known pattern a new ticket of `category` with this explanation belongs to."""
-    terms = key_terms(explanation)
+    return match_terms(category, key_terms(explanation))
+
+
+def text_terms(*texts: str) -> tuple[str, ...]:
+    """The words of a ticket's title and description that name its problem, in order.
+
+    Lower-cased, at least three letters, numbers and common words left out: "Web
+    service not responding on port 8080" and "... port 443" share all their terms.
+    """
+    terms: list[str] = []
+    for text in texts:
+        for word in TEXT_WORD.findall(text.lower()):
+            if word not in STOP_WORDS and word not in terms:
+                terms.append(word)
+    return tuple(terms[:TEXT_TERM_LIMIT])
+
+
+def match_terms(category: str, terms: tuple[str, ...]) -> PatternMatch:
+    """The known pattern of `category` closest to these key terms, if similar enough."""
     pattern, score = closest(terms, Pattern.objects.filter(category=category))
     return PatternMatch(pattern, score, terms)
 
@@ -91,7 +124,8 @@ def facts(found: PatternMatch) -> PatternFacts | None:
         avg_reliability_score=pattern.avg_reliability,
         auto_remediation_success_rate=auto_remediation_success_rate(pattern),
         similarity=found.similarity,
-        eligible=pattern.eligible_for_auto_remediation,
+        # Under today's thresholds: a global ceiling raised since the flag was stored counts.
+        eligible=pattern.eligible_for_auto_remediation and is_eligible(pattern),
     )
 
 
@@ -105,11 +139,23 @@ def auto_remediation_success_rate(pattern: Pattern) -> float:
     return pattern.auto_remediation_successes / attempts if attempts else 0.0
 
 
+def eligibility_thresholds() -> tuple[int, float]:
+    """(occurrences, positive feedback rate) a pattern needs: the seed's, or higher where
+    the global ceilings PATTERN_MIN_OCCURRENCES / PATTERN_MIN_POSITIVE_RATE raise them."""
+    occurrences = settings.PATTERN_MIN_OCCURRENCES
+    rate = settings.PATTERN_MIN_POSITIVE_RATE
+    return (
+        max(ELIGIBLE_OCCURRENCES, occurrences or 0),
+        max(ELIGIBLE_POSITIVE_RATE, rate or 0.0),
+    )
+
+
 def is_eligible(pattern: Pattern) -> bool:
     """The seed's rule: seen often, liked, trusted, and its automatic fixes worked."""
+    occurrences, rate = eligibility_thresholds()
     return (
-        pattern.occurrence_count >= ELIGIBLE_OCCURRENCES
-        and positive_feedback_rate(pattern) >= ELIGIBLE_POSITIVE_RATE
+        pattern.occurrence_count >= occurrences
+        and positive_feedback_rate(pattern) >= rate
         and pattern.avg_reliability >= ELIGIBLE_RELIABILITY
         and auto_remediation_success_rate(pattern) >= ELIGIBLE_AUTO_SUCCESS_RATE
     )

@@ -1,4 +1,6 @@
-"""A person gives feedback on a ticket: stored, counted on the ticket's pattern, audited."""
+"""A person gives feedback on a ticket: stored, counted on the ticket's pattern, audited;
+feedback that takes the positive share below the policy's minimum lowers the policy or
+pattern to L1 in the same transaction (governance.promotions)."""
 
 from typing import Any
 
@@ -8,6 +10,7 @@ from feedback import patterns
 from feedback.models import Feedback
 from governance.audit import append_events, event, user_actor
 from governance.changes import Change, require_permission, save_governed
+from governance.promotions import demote_after_feedback
 
 
 def give_feedback(feedback: Feedback, *, user: Any) -> Feedback:
@@ -17,18 +20,18 @@ def give_feedback(feedback: Feedback, *, user: Any) -> Feedback:
     with transaction.atomic():
         feedback.save()
         patterns.record_feedback(feedback.ticket, feedback.feedback_type)
-        append_events(
-            [
-                event(
-                    user_actor(user),
-                    "feedback.given",
-                    feedback,
-                    f"{feedback.feedback_type} feedback on {feedback.ticket.ticket_id}",
-                    ticket_id=feedback.ticket.ticket_id,
-                    data={"rating": feedback.rating},
-                )
-            ]
-        )
+        events = [
+            event(
+                user_actor(user),
+                "feedback.given",
+                feedback,
+                f"{feedback.feedback_type} feedback on {feedback.ticket.ticket_id}",
+                ticket_id=feedback.ticket.ticket_id,
+                data={"rating": feedback.rating},
+            )
+        ]
+        demote_after_feedback(feedback, feedback.created_at, events)
+        append_events(events)
     return feedback
 
 

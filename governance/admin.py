@@ -13,6 +13,7 @@ from django.urls import path
 from django.utils import timezone
 from django.utils.html import format_html, format_html_join
 from django.utils.safestring import SafeString
+from knox.models import AuthToken
 
 from config.admin_actions import NeverDeleted, confirmed_action
 from governance import labels
@@ -28,12 +29,20 @@ from governance.models import (
     ApprovalRequest,
     ApprovalStatus,
     AuditEvent,
+    AutonomyProposal,
     Decision,
     Pause,
     Policy,
 )
 from governance.people import access_of, permissions_of, record_access_change, record_group_change
-from governance.policies import save_policy
+from governance.policies import (
+    OVERRIDE_FIELD,
+    enforce_check,
+    save_policy,
+    shadow_agreement_of,
+    thresholds,
+)
+from governance.promotions import DECIDE_PERMISSION, accept_proposal, dismiss_proposal
 from governance.simulation import AUTO_HEALED, BLOCKED, TO_A_PERSON, simulate_policy
 from governance.switches import (
     active_pauses,
@@ -41,6 +50,7 @@ from governance.switches import (
     pause_automation,
     resume_automation,
 )
+from governance.tokens import REVOKE_PERMISSION, revoke_api_token
 from remediation.choices import ActionType
 
 
@@ -108,10 +118,28 @@ class PolicyForm(ReasonForm):
         required=False,
         help_text="Words added to the built-in floor, one per line (the floor always applies).",
     )
+    override_shadow_agreement = forms.BooleanField(
+        required=False,
+        label="Override shadow agreement",
+        help_text=(
+            "Switch from shadow to enforce although people's verdicts have not yet agreed "
+            "with enough of its decisions; the reason below is recorded as the override's."
+        ),
+    )
 
     class Meta:
         model = Policy
         fields = "__all__"
+
+    def clean(self) -> dict:
+        cleaned = super().clean()
+        if self.instance.pk is not None and "mode" in cleaned:
+            # Checked here too so the page says why; save_policy refuses it whatever the way in.
+            probe = Policy(pk=self.instance.pk, name=self.instance.name, mode=cleaned["mode"])
+            _, refusal = enforce_check(probe)
+            if refusal and not cleaned.get(OVERRIDE_FIELD):
+                self.add_error("mode", refusal)
+        return cleaned
 
 
 @admin.register(Policy)
@@ -131,9 +159,31 @@ class PolicyAdmin(GovernedAdmin):
     list_filter = ["enabled", "mode", "autonomy_level", "category"]
     search_fields = ["name", "description"]
     actions = ["simulate_last_30_days"]
+    readonly_fields = ["shadow_agreement"]
+
+    @admin.display(description="Shadow agreement")
+    def shadow_agreement(self, obj: Policy | None) -> str:
+        if obj is None or obj.pk is None:
+            return "-"
+        limits = thresholds()
+        return (
+            f"{shadow_agreement_of(obj).line()} of its shadow decisions, by people's later "
+            f"feedback. Switching to enforce needs {limits.shadow_min_agreement:.0%} over "
+            f"{limits.shadow_min_cases} cases (or an override with a reason)."
+        )
+
+    def save_model(self, request, obj, form, change) -> None:
+        # Read by save_governed below (the admin instance is shared between requests).
+        request.warden_override_shadow_agreement = bool(form.cleaned_data.get(OVERRIDE_FIELD))
+        super().save_model(request, obj, form, change)
 
     def save_governed(self, request, obj, reason) -> None:
-        save_policy(obj, user=request.user, reason=reason)
+        save_policy(
+            obj,
+            user=request.user,
+            reason=reason,
+            override_shadow_agreement=getattr(request, "warden_override_shadow_agreement", False),
+        )
 
     def formfield_for_choice_field(self, db_field, request, **kwargs):
         if db_field.name == "autonomy_level":
@@ -470,6 +520,65 @@ class ApprovalRequestAdmin(ReadOnlyHistoryAdmin):
         return False
 
 
+def _accept(proposal: AutonomyProposal, user, note: str) -> str:
+    accepted = accept_proposal(proposal, user=user, now=timezone.now(), note=note)
+    return f"Accepted: {accepted.target_name()} moved {accepted.step_label()}."
+
+
+def _dismiss(proposal: AutonomyProposal, user, note: str) -> str:
+    dismiss_proposal(proposal, user=user, now=timezone.now(), note=note)
+    return f"Dismissed: {proposal}."
+
+
+@admin.register(AutonomyProposal)
+class AutonomyProposalAdmin(ReadOnlyAdmin):
+    """Proposals one step up (governance.promotions): read-only, decided by the actions."""
+
+    list_display = ["created_at", "target", "step", "summary", "status", "decided_by"]
+    list_filter = ["status", "change"]
+    list_select_related = ["policy", "pattern", "decided_by"]
+    search_fields = ["policy__name", "summary"]
+    ordering = ["-created_at"]
+    fields = [
+        "target",
+        "step",
+        "summary",
+        "numbers",
+        "status",
+        "created_at",
+        "decided_by",
+        "decided_at",
+        "note",
+    ]
+    readonly_fields = ["target", "step"]
+    actions = [
+        confirmed_action(
+            description="Accept: take the proposed step",
+            verb="accept",
+            perform=_accept,
+            permissions=("decide",),
+        ),
+        confirmed_action(
+            description="Dismiss (say why)",
+            verb="dismiss",
+            perform=_dismiss,
+            permissions=("decide",),
+        ),
+    ]
+
+    def has_decide_permission(self, request) -> bool:
+        # The actions only show to those who may decide; the use cases check again.
+        return request.user.has_perm(DECIDE_PERMISSION)
+
+    @admin.display(description="Policy or pattern")
+    def target(self, obj: AutonomyProposal) -> str:
+        return obj.target_name()
+
+    @admin.display(description="Step", ordering="from_level")
+    def step(self, obj: AutonomyProposal) -> str:
+        return obj.step_label()
+
+
 @admin.register(AuditEvent)
 class AuditEventAdmin(ReadOnlyAdmin):
     list_display = ["sequence", "created_at", "event", "ticket_id", "short_summary", "actor"]
@@ -610,3 +719,39 @@ class AuditedGroupAdmin(NeverDeleted, GroupAdmin):
 admin.site.site_header = "Warden"
 admin.site.site_title = "Warden"
 admin.site.index_title = "Operations"
+
+
+# API tokens (governance/tokens.py): issued with `manage.py create_api_token`, revoked here
+# or with `manage.py revoke_api_tokens`, each audited. knox's own admin deletes silently.
+admin.site.unregister(AuthToken)
+
+
+def _revoke_token(token: AuthToken, user: Any, note: str) -> str:
+    revoke_api_token(token, by=user, reason=note)
+    return f"API token {token.token_key}… of {token.user.get_username()} revoked"
+
+
+@admin.register(AuthToken)
+class AuthTokenAdmin(NeverDeleted, admin.ModelAdmin):
+    list_display = ["token_key", "user", "created", "expiry"]
+    list_select_related = ["user"]
+    search_fields = ["user__username", "token_key"]
+    fields = ["token_key", "user", "created", "expiry"]
+    readonly_fields = fields
+    actions = [
+        confirmed_action(
+            description="Revoke selected API tokens",
+            verb="revoke",
+            perform=_revoke_token,
+            permissions=("revoke",),
+        )
+    ]
+
+    def has_add_permission(self, request) -> bool:
+        return False  # a token is shown once, by the command that issues it
+
+    def has_change_permission(self, request, obj=None) -> bool:
+        return False
+
+    def has_revoke_permission(self, request) -> bool:
+        return request.user.has_perm(REVOKE_PERMISSION)

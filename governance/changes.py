@@ -13,7 +13,7 @@ from typing import Any
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.db import models, transaction
 
-from governance.audit import append_events, event, user_actor
+from governance.audit import PendingEvent, append_events, event, user_actor
 
 REASON_FIELD = "change_reason"
 
@@ -65,11 +65,19 @@ def save_governed(
     user: Any,
     reason: str | None,
     summary_name: str | None = None,
+    action: str | None = None,
+    headline: str | None = None,
+    data: dict[str, Any] | None = None,
+    ticket_id: str = "",
+    events: list[PendingEvent] | None = None,
 ) -> Change:
     """Validate and save `obj` as a new history version, audited with who, what and why.
 
     A use case that does more (voiding approvals, cancelling executions) calls this
-    inside its own transaction, so all of it commits or none does.
+    inside its own transaction, so all of it commits or none does. One that names the
+    change itself (a policy promoted) gives its `action`, `headline` (the summary before
+    the version and reason), extra `data` and the `ticket_id` it happened on; with
+    `events`, the event joins the caller's list, written with the others in their order.
     """
     created = obj._state.adding or obj.pk is None
     name = obj._meta.model_name
@@ -87,11 +95,14 @@ def save_governed(
         changed = tuple(sorted(change.field for change in changes))
         label = summary_name or str(obj)
         if created:
-            action, summary = f"{name}.created", f"{name} {label} created"
+            verb, summary = f"{name}.created", f"{name} {label} created"
         else:
-            action = f"{name}.changed"
+            verb = f"{name}.changed"
             summary = f"{name} {label} changed: {', '.join(changed) or 'saved unchanged'}"
+        action = action or verb
+        summary = headline or summary
         data = {
+            **(data or {}),
             "version": version.history_id,
             "changed": list(changed),
             "reason": why,
@@ -100,17 +111,17 @@ def save_governed(
                 for change in changes
             },
         }
-        ticket_id = obj.ticket_id if name == "ticket" else ""
-        append_events(
-            [
-                event(
-                    user_actor(user),
-                    action,
-                    obj,
-                    f"{summary} (version {version.history_id}): {why}",
-                    ticket_id=ticket_id,
-                    data=data,
-                )
-            ]
+        ticket_id = obj.ticket_id if name == "ticket" else ticket_id
+        pending = event(
+            user_actor(user),
+            action,
+            obj,
+            f"{summary} (version {version.history_id}): {why}",
+            ticket_id=ticket_id,
+            data=data,
         )
+        if events is None:
+            append_events([pending])
+        else:
+            events.append(pending)
     return Change(action, version.history_id, changed, created)

@@ -13,8 +13,8 @@ from django.db.models import OuterRef, Q, QuerySet, Subquery
 
 from feedback import patterns
 from feedback.models import Feedback
-from governance import engine
-from governance.models import Decision, Policy
+from governance import ceilings, engine
+from governance.models import Decision, PatternAutonomy, Policy
 from governance.switches import pauses_for
 from remediation.choices import (
     EXECUTION_ACTIVE_STATES,
@@ -24,7 +24,12 @@ from remediation.choices import (
 )
 from remediation.models import Execution, Host, Runbook, Ticket
 from scoring.models import MetricSample
-from scoring.reliability import FeedbackFact
+from scoring.reliability import (
+    FeedbackFact,
+    ReliabilityBreakdown,
+    ReliabilityInputs,
+    reliability_score,
+)
 from scoring.samples import sample_shows_problem
 
 HISTORY_WINDOW = timedelta(days=180)  # the seed's "last 6 months"
@@ -77,6 +82,11 @@ def runbook_for(category: str) -> Runbook | None:
 
 
 def policy_snapshot(policy: Policy) -> engine.PolicySnapshot:
+    """The policy as the engine reads it, under the global ceilings (governance/ceilings.py)."""
+    return ceilings.apply_ceilings(_snapshot(policy), ceilings.configured())
+
+
+def _snapshot(policy: Policy) -> engine.PolicySnapshot:
     return engine.PolicySnapshot(
         name=policy.name,
         category=policy.category,
@@ -195,6 +205,7 @@ def statistics(
         .exclude(pk=ticket.pk)
     )
     recent_closed = closed.filter(opened_at__gte=since)
+    found = pattern or _counted_pattern(ticket)
     return engine.Statistics(
         actions_last_hour=Execution.objects.filter(
             runbook__category=category, created_at__gte=now - timedelta(hours=1)
@@ -213,8 +224,17 @@ def statistics(
         feedback=feedback,
         category_resolved=recent_closed.filter(status=TicketStatus.RESOLVED).count(),
         category_total=recent_closed.count(),
-        pattern=patterns.facts(pattern or _counted_pattern(ticket)),
+        pattern=patterns.facts(found),
+        pattern_level=pattern_level(found.pattern.pk if found.pattern else None),
     )
+
+
+def pattern_level(pattern_id: int | None) -> int | None:
+    """The level a lowered pattern may act at (PatternAutonomy), or None: its policy's."""
+    if pattern_id is None:
+        return None
+    rows = PatternAutonomy.objects.filter(pattern_id=pattern_id)
+    return rows.values_list("autonomy_level", flat=True).first()
 
 
 def _counted_pattern(ticket: Ticket) -> patterns.PatternMatch:
@@ -235,11 +255,18 @@ def decide_ticket(
     model_version_id: int | None = None,
     occurrences: list[patterns.Occurrence] | None = None,
     probabilities: Sequence[float] = (),
+    pattern_terms: Sequence[str] | None = None,
+    statement: str = "",
 ) -> Decision:
     """Decide what to do about `ticket` now and store the decision whole.
 
     `probabilities` are the model's for each class on the sample (Classification's); a
     sample decided again without them keeps those its earlier decision recorded.
+
+    A ticket another system opened (remediation/intake.py) passes the key terms of its
+    text as `pattern_terms` (its pattern signal instead of the model's explanation) and,
+    when no reading of the host shows the problem, a `statement` saying what the outcome
+    rests on instead of the model's verdict.
 
     A ticket decided for the first time counts on its learned pattern: at once, or,
     given `occurrences`, appended there for the caller to record with
@@ -257,7 +284,13 @@ def decide_ticket(
     )
     snapshot = policy_snapshot(policy) if policy else None
     # A ticket is counted on a pattern once, at its first decision.
-    found = patterns.match(ticket.category, explanation) if ticket.pattern_id is None else None
+    found = None
+    if ticket.pattern_id is None:
+        found = (
+            patterns.match(ticket.category, explanation)
+            if pattern_terms is None
+            else patterns.match_terms(ticket.category, tuple(pattern_terms))
+        )
     result = engine.decide(
         ticket_facts(ticket),
         engine.ModelOutput(
@@ -265,6 +298,7 @@ def decide_ticket(
             confidence=confidence,
             explanation=tuple((str(name), float(value)) for name, value in explanation),
             probabilities=tuple(float(p) for p in probabilities),
+            statement=statement,
         ),
         snapshot,
         runbook_facts(runbook) if runbook else None,
@@ -309,6 +343,30 @@ def decide_ticket(
         explanation=[[name, value] for name, value in explanation],
         probabilities=[float(p) for p in probabilities],
         created_at=now,
+    )
+
+
+def current_reliability(ticket: Ticket, now: datetime) -> ReliabilityBreakdown | None:
+    """The ticket's reliability score as of `now`, or None before its first decision.
+
+    Its latest decision's model confidence, read against the category's feedback and
+    history and the ticket's pattern as they stand now: feedback given since the decision
+    moves it at once (what the decision itself used stays in Decision.reliability).
+    """
+    confidence = (
+        ticket.decisions.order_by("-created_at").values_list("confidence", flat=True).first()
+    )
+    if confidence is None:
+        return None
+    stats = statistics(ticket, enabled_policy(ticket.category), now)
+    return reliability_score(
+        ReliabilityInputs(
+            ai_confidence=confidence,
+            feedback=stats.feedback,
+            category_resolved=stats.category_resolved,
+            category_total=stats.category_total,
+            pattern=stats.pattern,
+        )
     )
 
 
@@ -378,6 +436,7 @@ def dispatch_refusals(execution: Execution, now: datetime) -> list[str]:
         readings_show_problem=readings_show_problem(
             execution.host_id, category, decision.sample_id if decision else None
         ),
+        pattern_level=pattern_level(execution.ticket.pattern_id),
     )
     # The runbook as decided: its commands then are what would run (the version
     # check above refuses a runbook edited since).

@@ -79,6 +79,9 @@ class ModelOutput:
     # empty when not recorded. The class is the one of least expected cost, which may be
     # less probable than one it beat, so its own probability alone can mislead.
     probabilities: tuple[float, ...] = ()
+    # Replaces the model's reason line when no model reading stands behind the ticket (one
+    # opened by another system, remediation/intake.py): what the outcome rests on instead.
+    statement: str = ""
 
 
 @dataclass(frozen=True)
@@ -124,6 +127,9 @@ class PolicySnapshot:
     blast_radius_label: str = ""  # "key=value"; empty: the whole fleet
     customer_impact_sla_minutes: float | None = None
     min_auto_confidence_escalation: float = 0.6  # PHASE-65: below it, always escalate
+    # (field, note) for each value a global ceiling tightened (governance/ceilings.py): the
+    # reasons of a decision that value decided say so.
+    ceilings: tuple[tuple[str, str], ...] = ()
 
 
 @dataclass(frozen=True)
@@ -152,6 +158,9 @@ class Statistics:
     category_resolved: int = 0
     category_total: int = 0
     pattern: PatternFacts | None = None
+    # The level the ticket's pattern was lowered to (governance.promotions), a cap on the
+    # policy's level until it earns its way back; None: the pattern follows its policy.
+    pattern_level: int | None = None
 
 
 @dataclass(frozen=True)
@@ -251,6 +260,7 @@ def decide(
     hard_limits = _hard_limits(runbook, limits) + _precondition_failures(runbook, limits, stats)
     allowed = runbook is not None and not hard_limits
     checks: dict[str, bool] = {}  # filled at step 5
+    acting_level = limits.autonomy_level  # lowered at step 7 by a demoted pattern
     reasons: list[str] = []
 
     def conclude(engine_outcome: str) -> Decision:
@@ -264,7 +274,9 @@ def decide(
                 "and nothing is executed."
             )
         reasons.append(
-            _conclusion(outcome, model_outcome, may_run, approvals, runbook, ticket, limits, shadow)
+            _conclusion(
+                outcome, model_outcome, may_run, approvals, runbook, ticket, acting_level, shadow
+            )
         )
         return Decision(
             outcome=outcome,
@@ -344,8 +356,20 @@ def decide(
         )
         return conclude(HITL_REQUIRED)
     if active.autonomy_level not in ACTING_LEVELS:
-        reasons.append(f"Autonomy {_autonomy(active.autonomy_level)}: a person decides.")
+        reasons.append(
+            f"Autonomy {_autonomy(active.autonomy_level)}"
+            f"{_ceiling(active, 'autonomy_level')}: a person decides."
+        )
         return conclude(HITL_REQUIRED)
+    if stats.pattern_level is not None and stats.pattern_level < acting_level:
+        acting_level = stats.pattern_level
+        if acting_level not in ACTING_LEVELS:
+            reasons.append(
+                f"The ticket's pattern was lowered to {_autonomy(acting_level)} after failed "
+                "fixes or poor feedback: a person decides until it earns autonomy back."
+            )
+            return conclude(HITL_REQUIRED)
+        reasons.append(f"The ticket's pattern acts at {_autonomy(acting_level)} at most.")
     if blocked:
         return conclude(HITL_REQUIRED)
     if model_outcome == HITL_REQUIRED:
@@ -355,7 +379,10 @@ def decide(
         threshold = active.auto_approve_threshold
         score = reliability.overall_score
         if threshold is None:
-            reasons.append(f"Policy {active.name} requires approval and never auto-approves.")
+            reasons.append(
+                f"Policy {active.name} requires approval and never auto-approves"
+                f"{_ceiling(active, 'requires_approval')}."
+            )
             return conclude(HITL_REQUIRED)
         if score < threshold:
             reasons.append(
@@ -369,7 +396,17 @@ def decide(
     return conclude(AUTO_HEAL)
 
 
+def _ceiling(policy: PolicySnapshot, name: str) -> str:
+    """The words naming the global ceiling that tightened the policy's `name`, or ""."""
+    for field_name, note in policy.ceilings:
+        if field_name == name:
+            return f" (global ceiling {note})"
+    return ""
+
+
 def _model_line(model: ModelOutput, outcome: str) -> str:
+    if model.statement:
+        return model.statement
     if model.severity not in OUTCOME_BY_SEVERITY:
         return f"The model returned an unknown severity {model.severity}: treated as {outcome}."
     return model_statement(model.severity, model.confidence, model.probabilities, model.explanation)
@@ -524,7 +561,7 @@ def _threshold_lines(
     if reliability.overall_score < policy.min_reliability_score:
         lines.append(
             f"Reliability {reliability.overall_score:.1f} is below the policy minimum "
-            f"{policy.min_reliability_score:.1f}."
+            f"{policy.min_reliability_score:.1f}{_ceiling(policy, 'min_reliability_score')}."
         )
     if confidence < policy.min_auto_confidence_escalation:
         lines.append(
@@ -557,7 +594,8 @@ def _safety_failures(
     if not checks["rate_limit_ok"]:
         lines.append(
             f"Rate limit reached: {stats.actions_last_hour} actions in the last hour, "
-            f"policy {policy.name} allows {policy.max_actions_per_hour} an hour."
+            f"policy {policy.name} allows {policy.max_actions_per_hour} an hour"
+            f"{_ceiling(policy, 'max_actions_per_hour')}."
         )
     # A missing backup or an unhealthy host is a hard limit, reported at step 3.
     if not checks["blast_radius_ok"]:
@@ -678,7 +716,7 @@ def _pattern_lines(policy: PolicySnapshot, stats: Statistics) -> list[str]:
         lines.append(
             f"The ticket matches a known pattern ({pattern.occurrence_count} occurrences, "
             f"{pattern.positive_feedback_rate:.0%} positive) not yet eligible for "
-            "auto-remediation."
+            f"auto-remediation{_ceiling(policy, 'pattern_eligibility')}."
         )
     return lines
 
@@ -697,7 +735,7 @@ def _conclusion(
     approvals: int,
     runbook: RunbookFacts | None,
     ticket: TicketFacts,
-    limits: PolicySnapshot,
+    level: int,
     shadow: bool,
 ) -> str:
     """The last reason line: the outcome and what happens next."""
@@ -709,7 +747,7 @@ def _conclusion(
     elif outcome == AUTO_HEAL and runbook is not None:
         after = (
             "a supervisor can override"
-            if limits.autonomy_level == AutonomyLevel.L3_BOUNDED
+            if level == AutonomyLevel.L3_BOUNDED
             else "people are notified"
         )
         what = f"run {runbook.name} on {ticket.host} automatically; {after}"
@@ -760,6 +798,7 @@ class DispatchFacts:
     approval_status: str | None  # None: no approval request (automatic)
     approval_expired: bool
     readings_show_problem: bool  # the host's newest reading still shows the decided problem
+    pattern_level: int | None = None  # Statistics.pattern_level, read now
 
 
 def dispatch_refusals(
@@ -801,6 +840,23 @@ def dispatch_refusals(
             lines.append(f"No enabled policy covers {facts.category} any more.")
         elif active.mode == PolicyMode.SHADOW:
             lines.append(f"Policy {active.name} is now in shadow mode.")
+    # A demotion since the decision takes effect before the next automatic action starts.
+    if facts.automatic and active is not None:
+        if active.autonomy_level not in ACTING_LEVELS:
+            lines.append(
+                f"Policy {active.name} is now at {_autonomy(active.autonomy_level)}"
+                f"{_ceiling(active, 'autonomy_level')}: a person must approve this action."
+            )
+        elif _ceiling(active, "requires_approval"):
+            lines.append(
+                f"Policy {active.name} now needs a person's approval for every action"
+                f"{_ceiling(active, 'requires_approval')}."
+            )
+        elif facts.pattern_level is not None and facts.pattern_level not in ACTING_LEVELS:
+            lines.append(
+                f"The ticket's pattern is now at {_autonomy(facts.pattern_level)}: "
+                "a person must approve this action."
+            )
     limits = active or NO_POLICY_LIMITS
     lines += _hard_limits(runbook, limits) + _precondition_failures(runbook, limits, stats)
     if active is not None:

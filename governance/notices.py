@@ -1,7 +1,8 @@
 """Notices: people are told what needs them, by email and by a Slack-compatible webhook.
 
 Told: approval requests, escalations, actions taken at L2 (PHASE-65: it acts, a person is
-notified), failed actions and verifications, and rollbacks. Each notice carries what a
+notified), failed actions and verifications, rollbacks, and a policy or pattern lowered
+to L1 (governance.promotions). Each notice carries what a
 person needs to act: the host and its readings, the runbook with its risk and exact
 commands, the decision's reasons, and for an approval signed approve and reject links.
 
@@ -96,6 +97,8 @@ TOLD = {
     "execution.failed": NoticeKind.ACTION_FAILED,  # or VERIFICATION_FAILED, by its summary
     "execution.rolled_back": NoticeKind.ROLLED_BACK,
     "execution.rollback_failed": NoticeKind.ROLLBACK_FAILED,
+    "policy.demoted": NoticeKind.AUTONOMY_LOWERED,
+    "pattern.demoted": NoticeKind.AUTONOMY_LOWERED,
 }
 # Events that say why, listed in the notice of the same ticket and transaction.
 EXPLAINING = frozenset(
@@ -111,6 +114,7 @@ EXPLAINING = frozenset(
 PRIORITY = (
     NoticeKind.APPROVAL_REQUESTED,
     NoticeKind.ROLLBACK_FAILED,
+    NoticeKind.AUTONOMY_LOWERED,
     NoticeKind.VERIFICATION_FAILED,
     NoticeKind.ACTION_FAILED,
     NoticeKind.ROLLED_BACK,

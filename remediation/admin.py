@@ -78,6 +78,7 @@ class TicketAdmin(GovernedAdmin):
         "status",
         "category",
         "source",
+        "priority",
         labelled_filter("severity", "severity", labels.severity_label),
     ]
     search_fields = ["ticket_id", "title", "host__name"]

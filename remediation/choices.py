@@ -31,6 +31,16 @@ class ForbiddenTouch(models.TextChoices):
     LEGAL_COMPLIANCE = "legal_compliance", "Legal or compliance action"
 
 
+class Priority(models.TextChoices):
+    """How urgent the system that opened a ticket says it is (recorded and shown; the
+    escalation facts, not the priority, are what send a ticket to people)."""
+
+    LOW = "low", "Low"
+    MEDIUM = "medium", "Medium"
+    HIGH = "high", "High"
+    CRITICAL = "critical", "Critical"
+
+
 class TicketStatus(models.TextChoices):
     OPEN = "open", "Open"
     AWAITING_APPROVAL = "awaiting_approval", "Awaiting approval"

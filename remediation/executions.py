@@ -26,6 +26,7 @@ from governance.audit import PendingEvent, append_events, event, user_actor
 from governance.changes import require_permission, require_reason
 from governance.decisions import dispatch_refusals, runbook_version
 from governance.models import ApprovalRequest, Decision
+from governance.promotions import demote_after_failure
 from governance.switches import active_pauses, pauses_applying
 from remediation import wakeups
 from remediation.choices import (
@@ -232,7 +233,7 @@ def _cancel(
         _audit(execution, actor, "execution.cancelled", f"cancelled: {reason}", was=was, **data)
     )
     if was in (ExecutionState.RUNNING, ExecutionState.VERIFYING):
-        _count_failed_attempt(execution)  # it ran, and nothing verified that it worked
+        _count_failed_attempt(execution, now, events)  # it ran, and nothing verified it worked
     if escalate:
         _escalate_ticket(execution.ticket, events, f"execution cancelled ({was}): {reason}")
 
@@ -367,12 +368,12 @@ def _record_report(
         else:
             execution.move_to(ExecutionState.FAILED, now)
             execution.finished_at = now
-            _count_failed_attempt(execution)
             summary = f"{execution.runbook.action} failed on {host.name}"
         events.append(
             _audit(execution, actor, f"execution.{execution.state}", summary, output=output)
         )
         if not ok:
+            _count_failed_attempt(execution, now, events)
             _start_rollback(execution, events, "the action failed")
     else:
         execution.rollback_output = output
@@ -525,15 +526,17 @@ def _fail_verification(
 ) -> None:
     execution.move_to(ExecutionState.FAILED, now)
     execution.finished_at = now
-    _count_failed_attempt(execution)
     events.append(_audit(execution, "system", "execution.failed", f"verification failed: {why}"))
+    _count_failed_attempt(execution, now, events)
     _start_rollback(execution, events, f"verification failed: {why}")
 
 
-def _count_failed_attempt(execution: Execution) -> None:
-    """A failed automatic fix counts against its pattern's automation, whatever happens next."""
+def _count_failed_attempt(execution: Execution, now: datetime, events: list[PendingEvent]) -> None:
+    """A failed automatic fix counts against its pattern's automation, whatever happens next,
+    and may cost its policy and pattern their autonomy at once (governance.promotions)."""
     if execution.approval_request_id is None:
         patterns.record_automatic_attempt(execution.ticket, succeeded=False)
+        demote_after_failure(execution, now, events)
 
 
 def release_held_executions(now: datetime) -> int:
@@ -579,19 +582,23 @@ def roll_back_execution(
                 "not_finished",
                 f"only a succeeded or failed execution can be rolled back, not {execution.state}",
             )
+        was = execution.state
         execution.move_to(ExecutionState.ROLLBACK_PENDING, now)
         execution.save(update_fields=["state", "state_changed_at"])
         _announce_after_commit(execution)
-        append_events(
-            [
-                _audit(
-                    execution,
-                    user_actor(user),
-                    "execution.rollback_pending",
-                    f"rollback of {runbook.name} on {execution.host.name} requested: {reason}",
-                )
-            ]
-        )
+        events = [
+            _audit(
+                execution,
+                user_actor(user),
+                "execution.rollback_pending",
+                f"rollback of {runbook.name} on {execution.host.name} requested: {reason}",
+            )
+        ]
+        if was == ExecutionState.SUCCEEDED:
+            # A supervisor undoing a verified automatic fix is a verdict on the automation
+            # (a failed one was counted when it failed).
+            demote_after_failure(execution, now, events)
+        append_events(events)
         return execution
 
 

@@ -20,6 +20,7 @@ from remediation.choices import (
     ActionType,
     Category,
     ExecutionState,
+    Priority,
     TicketStatus,
     check_transition,
 )
@@ -124,6 +125,8 @@ class Counter(models.Model):
 class TicketSource(models.TextChoices):
     METRICS = "metrics", "Agent metrics"
     INTEGRATOR = "integrator", "Integrator"
+    # Opened through remediation.intake by an alert receiver (Alertmanager, webhooks).
+    ALERT = "alert", "Alert"
 
 
 @checked_in_database
@@ -150,7 +153,9 @@ class Ticket(models.Model):
         help_text="Model confidence at the last sample.",
     )
     occurrence_count = models.PositiveIntegerField(default=1, validators=[MinValueValidator(1)])
+    # Metric tickets opt in; a ticket another system opens is off unless its caller asks.
     enable_auto_remediation = models.BooleanField(default=True)
+    priority = models.CharField(max_length=10, choices=Priority.choices, default=Priority.MEDIUM)
     affects_billing = models.BooleanField(default=False)
     data_integrity = models.BooleanField(default=False)
     security_severity = models.CharField(max_length=10, default="none")

@@ -10,10 +10,12 @@ from typing import Any
 
 import pytest
 from django.contrib.auth.models import Group, User
+from django.test import Client
 from django.utils import timezone
 from django_q.conf import Conf
 
 from governance.audit import audit_maintenance
+from governance.tokens import issue_api_token
 from remediation.hosts import add_host
 from scoring.registry import approve_model_version, forget_serving_model, register_training_result
 from scoring.synthetic import generate_dataset
@@ -173,3 +175,40 @@ def other_agent(
 ) -> AgentClient:
     host, key = add_host("web-02", labels={"env": "test"})
     return AgentClient(client, host, key, django_capture_on_commit_callbacks)
+
+
+# --- People and services over the API, with real tokens ------------------------------------
+
+
+def token_for(user: User, days: int = 30) -> str:
+    """A fresh API token of `user` (issued as `manage.py create_api_token` does)."""
+    _, key = issue_api_token(user, by=None, expiry_days=days, reason="test")
+    return key
+
+
+class Api:
+    """A client sending one user's token, as another system would."""
+
+    def __init__(self, key: str, capture: Any = None) -> None:
+        self.client = Client(headers={"authorization": f"Token {key}"})
+        self.capture = capture
+
+    def get(self, path: str, **params: Any) -> Any:
+        return self.client.get(path, params)
+
+    def post(self, path: str, body: Any) -> Any:
+        payload = body if isinstance(body, str) else json.dumps(body)
+        if self.capture is None:
+            return self.client.post(path, payload, content_type="application/json")
+        with self.capture(execute=True):
+            return self.client.post(path, payload, content_type="application/json")
+
+
+@pytest.fixture
+def api(db: None, django_capture_on_commit_callbacks: Any) -> Any:
+    """api(user): a client holding a new token of `user`, running on-commit work."""
+
+    def as_user(user: User) -> Api:
+        return Api(token_for(user), django_capture_on_commit_callbacks)
+
+    return as_user

@@ -16,7 +16,13 @@ from django.utils import timezone
 
 from feedback.models import Feedback
 from feedback.verdicts import give_feedback
-from governance.models import Approval, ApprovalRequest, Policy
+from governance.models import (
+    Approval,
+    ApprovalRequest,
+    AutonomyProposal,
+    PatternAutonomy,
+    Policy,
+)
 from governance.notice_views import give_verdict
 from governance.notices import deliver_due, read_link, sign_link
 from governance.switches import pause_automation
@@ -92,6 +98,12 @@ def test_an_update_past_the_bounds_is_refused(model, field, agent, other_agent, 
     pause_automation(scope="all", reason="change freeze", user=alice, now=now)
     give_feedback(
         Feedback(ticket=Ticket.objects.first(), feedback_type="positive", rating=5), user=alice
+    )
+    # a pattern lowered after failed fixes, and a proposal to raise it (governance.promotions)
+    pattern = Ticket.objects.exclude(pattern=None).first().pattern
+    PatternAutonomy.objects.create(pattern=pattern, reason="two failed fixes")
+    AutonomyProposal.objects.create(
+        pattern=pattern, change="raise_level", from_level=1, to_level=2, summary="earned"
     )
     rows = model.objects.all()
     assert rows.exists(), f"the setup makes no {model.__name__}: add one"

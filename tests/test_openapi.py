@@ -12,9 +12,17 @@ def test_the_schema_validates_without_warnings(db, tmp_path):
         "/api/v1/agent/actions",
         "/api/v1/approvals/{id}/approve",
         "/api/v1/tickets",
+        "/api/v1/tickets/{ticket_id}",
+        "/api/v1/tickets/{ticket_id}/remediation-logs",
+        "/api/v1/tickets/{ticket_id}/approve-remediation",
+        "/api/v1/feedback",
+        "/api/v1/patterns",
+        "/api/v1/stats/reliability",
+        "/api/v1/stats/auto-remediation",
     ):
         assert f"{path}:" in schema
     assert "hostKey" in schema  # agents' bearer key is documented
+    assert "knoxApiToken" in schema  # and people's and services' tokens
 
 
 def test_the_docs_page_needs_no_internet(client):

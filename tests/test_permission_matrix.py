@@ -55,8 +55,16 @@ from simple_history.models import HistoricalChanges
 
 from config.asgi import application
 from feedback.models import Feedback, FeedbackType, Pattern
-from governance.models import ApprovalRequest, ApprovalStatus, AuditChainHead, AuditEvent, Pause
+from governance.models import (
+    ApprovalRequest,
+    ApprovalStatus,
+    AuditChainHead,
+    AuditEvent,
+    AutonomyProposal,
+    Pause,
+)
 from governance.notices import sign_link
+from governance.tokens import issue_api_token
 from remediation.choices import ExecutionState
 from remediation.hosts import add_host
 from remediation.models import Execution, Host, Ticket
@@ -444,6 +452,11 @@ def build_world(trained_model: Any) -> World:
     )
     if not Pattern.objects.exists():
         Pattern.objects.create(signature="matrix", category="disk", key_terms=["disk_usage"])
+    # a proposal one step up for the policy people approve (governance.promotions)
+    AutonomyProposal.objects.create(
+        policy=pending.decision.policy, change="raise_level", from_level=1, to_level=2,
+        summary="matrix: earned L2",
+    )  # fmt: skip
     Schedule.objects.create(name="matrix", func="remediation.tasks.release_held_executions")
     for success in (True, False):
         Task.objects.create(
@@ -455,6 +468,7 @@ def build_world(trained_model: Any) -> World:
             success=success,
         )
     OrmQ.objects.create(key="default", payload="matrix", lock=None)
+    issue_api_token(users["supervisor"], by=None, expiry_days=30, reason="matrix")
 
     preferred: dict[type[models.Model], models.Model] = {
         Host: host,
@@ -723,6 +737,19 @@ def api_body(world: World, endpoint: Endpoint) -> dict[str, Any]:
         return {"host": world.host.name, "taken_at": timezone.now().isoformat(), **HEALTHY}
     if endpoint.url_name == "agent-result":
         return {"token": world.token, "ok": True, "output": NOTE}
+    if endpoint.url_name == "ticket-list":  # another system opens a ticket
+        return {
+            "ticket_id": "MATRIX-1",
+            "host": world.host.name,
+            "category": "network",
+            "description": NOTE,
+            "enable_auto_remediation": True,
+        }
+    if endpoint.url_name == "feedback":
+        ticket_id = world.subjects[Ticket].ticket_id
+        return {"ticket_id": ticket_id, "feedback_type": "positive", "rating": 5, "comment": NOTE}
+    if endpoint.url_name == "ticket-approve-remediation":
+        return {"approve": True, "comment": NOTE}
     return {"comment": NOTE, "note": NOTE, "reason": NOTE}
 
 

@@ -1,0 +1,52 @@
+"""manage.py create_api_token USERNAME: issue an API token and print it once."""
+
+from typing import Any
+
+from django.contrib.auth import get_user_model
+from django.core.exceptions import ValidationError
+from django.core.management.base import CommandError, CommandParser
+
+from config.commands import WardenCommand
+from governance.tokens import MAX_EXPIRY_DAYS, TokenError, issue_api_token
+
+DEFAULT_EXPIRY_DAYS = 90
+
+
+class Command(WardenCommand):
+    help = (
+        "Issue an API token to a user (a person, or a service user in the integrators role) "
+        "and print it once: only its hash is stored. Send it as `Authorization: Token KEY`; "
+        "it may do what the user's roles allow."
+    )
+
+    def add_arguments(self, parser: CommandParser) -> None:
+        parser.add_argument("username", help="the user the token acts as")
+        parser.add_argument(
+            "--expiry-days",
+            type=int,
+            default=DEFAULT_EXPIRY_DAYS,
+            metavar="N",
+            help=f"days until it expires, 1 to {MAX_EXPIRY_DAYS}; 0: until revoked "
+            f"(default {DEFAULT_EXPIRY_DAYS})",
+        )
+        parser.add_argument(
+            "--reason",
+            default="issued with manage.py create_api_token",
+            help="why, for the audit trail",
+        )
+
+    def handle(self, *args: Any, username: str, expiry_days: int, reason: str, **options) -> None:
+        person = get_user_model().objects.filter(username=username).first()
+        if person is None:
+            raise CommandError(f"no user named {username}")
+        if expiry_days < 0:
+            raise CommandError("--expiry-days must be 0 (until revoked) or more")
+        try:
+            token, key = issue_api_token(
+                person, by=None, expiry_days=expiry_days or None, reason=reason
+            )
+        except (TokenError, ValidationError) as exc:
+            raise CommandError(getattr(exc, "messages", [str(exc)])[0]) from exc
+        lasts = f"until {token.expiry:%Y-%m-%d %H:%M} UTC" if token.expiry else "until revoked"
+        self.stderr.write(f"API token for {username}, valid {lasts} (shown once):")
+        self.stdout.write(key)

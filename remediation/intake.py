@@ -1,0 +1,282 @@
+"""Tickets other systems open: an integrator's POST /api/v1/tickets, an alert receiver.
+
+One way in for all of them: open_external_ticket checks the caller's permission and the
+report, stores the ticket under the caller's own ticket_id and decides it through the
+same engine as a ticket opened from an agent's metrics (remediation.pipeline's
+act_on_decision: recorded, queued, sent for approval or escalated), audited in one
+transaction.
+
+The seed's rule: automatic remediation is off for such a ticket unless its caller sets
+`enable_auto_remediation`. What stands in for the model's verdict is the host's own
+newest reading when it shows the reported problem; without one, no model vouches for
+the report, so the ticket needs a person (never less cautious than the evidence). The
+pattern signal is the words of the ticket's text (DESIGN.md), not a model's explanation.
+"""
+
+import math
+import re
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from django.core.exceptions import ValidationError
+from django.db import IntegrityError, transaction
+
+from feedback import patterns
+from governance.audit import PendingEvent, append_events, event, user_actor
+from governance.changes import require_permission
+from governance.choices import SecuritySeverity
+from governance.decisions import decide_ticket, newest_sample
+from governance.models import Decision
+from remediation.choices import TICKET_OPEN_STATUSES, Category, Priority
+from remediation.models import Host, Ticket, TicketSource
+from remediation.pipeline import act_on_decision
+from scoring.choices import Severity
+from scoring.samples import sample_shows_problem
+
+OPEN_PERMISSION = "remediation.add_ticket"
+# A caller's ticket_id goes into URLs (/api/v1/tickets/{ticket_id}): no dots or slashes.
+TICKET_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_:-]{0,31}$")
+# Warden numbers its own tickets INC-000123 (remediation.pipeline.next_ticket_id): an
+# outside ticket with such an id would collide with one Warden opens later.
+OWN_NUMBERS = re.compile(r"^INC-\d{6,}$")
+MAX_IMPACT_MINUTES = 525_600.0  # a year
+TITLE_LENGTH = Ticket._meta.get_field("title").max_length
+
+
+@dataclass(frozen=True)
+class ExternalTicket:
+    """A ticket as another system reports it (the seed's ticket body).
+
+    `host` names a registered host; `source` says which kind of system reported it
+    (TicketSource.INTEGRATOR for the API, TicketSource.ALERT for an alert receiver).
+    """
+
+    ticket_id: str
+    host: str
+    category: str
+    description: str = ""
+    title: str = ""
+    priority: str = Priority.MEDIUM.value
+    enable_auto_remediation: bool = False
+    affects_billing: bool = False
+    data_integrity: bool = False
+    customer_impact_minutes: float = 0.0
+    security_severity: str = SecuritySeverity.NONE.value
+    source: str = TicketSource.INTEGRATOR.value
+    # Anything else the caller wants on the record (an alert's labels, a link back).
+    details: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class OpenedTicket:
+    ticket: Ticket
+    decision: Decision
+
+
+class TicketConflict(Exception):
+    """The ticket cannot be opened because of one already stored (HTTP 409).
+
+    `code`: "duplicate" (the ticket_id is taken) or "open_ticket_exists" (the host has an
+    open ticket in the category: repeats count on it); `fields` names what conflicts;
+    `ticket` is the stored one, so a caller can link to it or count on it.
+    """
+
+    def __init__(self, code: str, message: str, fields: tuple[str, ...], ticket: Ticket) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+        self.fields = fields
+        self.ticket = ticket
+
+
+def check_external_ticket(report: ExternalTicket) -> Host:
+    """The registered host the report names; raises ValidationError naming each bad field."""
+    errors: dict[str, str] = {}
+    if not TICKET_ID.match(report.ticket_id or ""):
+        errors["ticket_id"] = (
+            "Give 1 to 32 letters, digits, '-', '_' or ':', starting with a letter or digit."
+        )
+    elif OWN_NUMBERS.match(report.ticket_id):
+        errors["ticket_id"] = (
+            f"{report.ticket_id} looks like Warden's own numbering (INC- and six or more "
+            "digits), kept for the tickets Warden opens: use your system's own prefix."
+        )
+    if report.category not in Category.values:
+        errors["category"] = f"Unknown category {report.category!r} (known: {_known(Category)})."
+    if report.priority not in Priority.values:
+        errors["priority"] = f"Unknown priority {report.priority!r} (known: {_known(Priority)})."
+    if report.security_severity not in SecuritySeverity.values:
+        errors["security_severity"] = (
+            f"Unknown security severity {report.security_severity!r} "
+            f"(known: {_known(SecuritySeverity)})."
+        )
+    if report.source == TicketSource.METRICS or report.source not in TicketSource.values:
+        errors["source"] = f"{report.source!r} is not a source other systems open tickets from."
+    minutes = report.customer_impact_minutes
+    if not (math.isfinite(minutes) and 0 <= minutes <= MAX_IMPACT_MINUTES):
+        errors["customer_impact_minutes"] = f"Give 0 to {MAX_IMPACT_MINUTES:g} minutes."
+    if not (report.title.strip() or report.description.strip()):
+        errors["description"] = "Say what the problem is (a description, a title or both)."
+    if len(report.title) > TITLE_LENGTH:
+        errors["title"] = f"At most {TITLE_LENGTH} characters."
+    host = Host.objects.filter(name=report.host).first()
+    if host is None:
+        errors["host"] = f"No registered host is named {report.host!r} (manage.py add_host)."
+    if errors:
+        raise ValidationError(errors)
+    return host
+
+
+def open_external_ticket(report: ExternalTicket, *, user: Any, now: datetime) -> OpenedTicket:
+    """Open `report` as a ticket in `user`'s name and decide it; returns it and its decision.
+
+    `user` needs remediation.add_ticket (None: a local command or the system itself).
+    Raises PermissionDenied, ValidationError naming each bad field, or TicketConflict
+    when the ticket_id is taken or the host already has an open ticket in the category
+    (nothing is stored then). The ticket, its decision, what the decision started
+    (an approval request, a queued execution, an escalation) and their audit events
+    commit together; queues and notices follow after the commit.
+    """
+    require_permission(user, OPEN_PERMISSION, "open tickets")
+    host = check_external_ticket(report)
+    try:
+        with transaction.atomic():
+            # The host's row first, as a metrics batch takes it: the two cannot both open
+            # the host's ticket in one category.
+            host = Host.objects.select_for_update().get(pk=host.pk)
+            _refuse_conflicts(report, host)
+            return _open(report, host, user, now)
+    except IntegrityError:
+        # Another request took the ticket_id (or the host's category) between our look and
+        # our insert: name it as if we had seen it first.
+        _refuse_conflicts(report, Host.objects.get(pk=host.pk))
+        raise
+
+
+def _refuse_conflicts(report: ExternalTicket, host: Host) -> None:
+    taken = Ticket.objects.filter(ticket_id=report.ticket_id).first()
+    if taken is not None:
+        raise TicketConflict(
+            "duplicate",
+            f"A ticket {report.ticket_id} already exists ({taken.get_status_display().lower()}).",
+            ("ticket_id",),
+            taken,
+        )
+    open_one = Ticket.objects.filter(
+        host=host, category=report.category, status__in=list(TICKET_OPEN_STATUSES)
+    ).first()
+    if open_one is not None:
+        raise TicketConflict(
+            "open_ticket_exists",
+            f"{host.name} already has an open {report.category} ticket, {open_one.ticket_id} "
+            f"({open_one.get_status_display().lower()}): one problem, one ticket.",
+            ("host", "category"),
+            open_one,
+        )
+
+
+def _open(report: ExternalTicket, host: Host, user: Any, now: datetime) -> OpenedTicket:
+    title = report.title.strip() or _title_from(report.description, host)
+    reading = newest_sample(host.pk)
+    confirmed = reading is not None and sample_shows_problem(reading, report.category)
+    ticket = Ticket(
+        ticket_id=report.ticket_id,
+        title=title,
+        description=report.description,
+        host=host,
+        category=report.category,
+        source=report.source,
+        severity=reading.severity if confirmed else Severity.HITL_REQUIRED,
+        confidence=reading.confidence if confirmed else 0.0,
+        occurrence_count=1,
+        enable_auto_remediation=report.enable_auto_remediation,
+        priority=report.priority,
+        affects_billing=report.affects_billing,
+        data_integrity=report.data_integrity,
+        customer_impact_minutes=report.customer_impact_minutes,
+        security_severity=report.security_severity,
+        opened_at=now,
+        last_seen_at=now,
+    )
+    ticket.full_clean(validate_unique=False, validate_constraints=False)  # checked above
+    ticket._history_user = user
+    ticket._change_reason = f"opened by {user_actor(user)} ({report.source})"
+    ticket.save()
+    actor = user_actor(user)
+    events: list[PendingEvent] = [
+        event(
+            actor,
+            "ticket.opened",
+            ticket,
+            f"{ticket.ticket_id} opened by {actor} ({ticket.get_source_display()}): {title}",
+            ticket_id=ticket.ticket_id,
+            data={
+                "source": report.source,
+                "host": host.name,
+                "category": report.category,
+                "priority": report.priority,
+                "enable_auto_remediation": report.enable_auto_remediation,
+                "escalation_facts": {
+                    "affects_billing": report.affects_billing,
+                    "data_integrity": report.data_integrity,
+                    "customer_impact_minutes": report.customer_impact_minutes,
+                    "security_severity": report.security_severity,
+                },
+                "confirmed_by_sample": reading.pk if confirmed else None,
+                "details": report.details,
+            },
+        )
+    ]
+    occurrences: list[patterns.Occurrence] = []
+    terms = patterns.text_terms(title, report.description)
+    if confirmed:
+        decision = decide_ticket(
+            ticket,
+            severity=reading.severity,
+            confidence=reading.confidence,
+            explanation=reading.explanation,
+            now=now,
+            sample_id=reading.pk,
+            model_version_id=reading.model_version_id,
+            occurrences=occurrences,
+            pattern_terms=terms,
+        )
+    else:
+        decision = decide_ticket(
+            ticket,
+            severity=Severity.HITL_REQUIRED,
+            confidence=0.0,
+            explanation=[],
+            now=now,
+            occurrences=occurrences,
+            pattern_terms=terms,
+            statement=_unconfirmed(report, host, reading is not None, actor),
+        )
+    act_on_decision(ticket, decision, now, events)
+    # Last, the rows every host shares: the pattern, then the audit chain's head.
+    patterns.record_occurrences(occurrences)
+    append_events(events)
+    return OpenedTicket(ticket, decision)
+
+
+def _unconfirmed(report: ExternalTicket, host: Host, has_readings: bool, actor: str) -> str:
+    readings = (
+        f"{host.name}'s newest reading does not show a {report.category} problem"
+        if has_readings
+        else f"Warden has no readings of {host.name}"
+    )
+    return (
+        f"Reported by {actor} as {report.ticket_id}; {readings}, so no model verdict stands "
+        f"behind it and a person decides ({Severity.HITL_REQUIRED.name})."
+    )
+
+
+def _title_from(description: str, host: Host) -> str:
+    first = description.strip().splitlines()[0] if description.strip() else "Problem"
+    suffix = f" on {host.name}"
+    return (first[: TITLE_LENGTH - len(suffix)] + suffix).strip()
+
+
+def _known(choices: Any) -> str:
+    return ", ".join(choices.values)
