@@ -7,6 +7,7 @@ AgentPrincipal; their changes are recorded with no history user instead of faili
 from typing import Any
 
 from django.contrib.auth.models import AbstractBaseUser
+from django.db import models
 from simple_history.models import HistoricalRecords
 
 
@@ -16,4 +17,10 @@ def person_behind(request: Any = None, **kwargs: Any) -> AbstractBaseUser | None
 
 
 def PersonHistory(**kwargs: Any) -> HistoricalRecords:
-    return HistoricalRecords(get_user=person_behind, **kwargs)
+    # A change's reason is kept whole: people write up to 500 characters, and the
+    # library's default column (100) refuses longer ones on PostgreSQL.
+    return HistoricalRecords(
+        get_user=person_behind,
+        history_change_reason_field=models.TextField(null=True),
+        **kwargs,
+    )

@@ -288,7 +288,8 @@ def _supersede_open(target: dict[str, Any], why: str, now: datetime, events: lis
 
 def _open_proposal(proposal: AutonomyProposal) -> AutonomyProposal:
     locked = (
-        AutonomyProposal.objects.select_for_update()
+        # of=self: PostgreSQL cannot lock the nullable side of the outer joins.
+        AutonomyProposal.objects.select_for_update(of=("self",))
         .select_related("policy", "pattern")
         .get(pk=proposal.pk)
     )

@@ -221,3 +221,16 @@ def test_the_admin_index_says_what_needs_attention_now(agent, alice):
     assert "Approvals waiting</a></th>\n        <td>1" in page
     assert "category disk paused by alice: vendor bug" in page
     assert "Django administration" not in page
+
+
+def test_a_long_reason_is_kept_whole_in_the_history_and_the_audit_trail(alice):
+    # the admin takes up to 500 characters; PostgreSQL once refused past 100
+    reason = "Raised after the storage review: " + "the vendor's firmware fix is in. " * 14
+    policy = Policy.objects.get(name=DISK)
+    policy.min_confidence_score = 0.9
+    save_policy(policy, user=alice, reason=reason.strip())
+    assert policy.history.latest().history_change_reason == reason.strip()
+    assert (
+        AuditEvent.objects.filter(action="policy.changed").latest("sequence").data["reason"]
+        == reason.strip()
+    )
