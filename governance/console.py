@@ -21,6 +21,7 @@ from governance.switches import active_pauses
 from remediation.choices import TICKET_OPEN_STATUSES, ExecutionState
 from remediation.models import Execution, Host, Ticket
 from scoring.choices import ModelStatus
+from scoring.features import Reading
 from scoring.models import MetricSample, ModelVersion
 from scoring.monitoring import DriftReport, model_drift
 
@@ -39,27 +40,10 @@ SEVERITY_CLASSES = {0: "ok", 1: "heal", 2: "person"}
 FLEET_ORDER = {2: 0, 1: 1, None: 2, 0: 3}
 
 
-@dataclass(frozen=True)
-class Readings:
-    disk_usage: float
-    memory_usage: float
-    cpu_usage: float
-    dns_latency_ms: float
-    firewall_change: bool
-
-    @classmethod
-    def of(cls, host: Host) -> "Readings | None":
-        """The host's newest readings, kept on the host by the metrics pipeline in this order."""
-        if not host.last_metrics:
-            return None
-        disk, memory, cpu, dns, firewall = host.last_metrics
-        return cls(disk, memory, cpu, dns, bool(firewall))
-
-
 @dataclass
 class HostRow:
     host: Host
-    readings: Readings | None
+    readings: Reading | None
     severity: int | None  # the model's class of the newest sample in the window
     sparkline: SafeString
     open_tickets: list[Ticket] = field(default_factory=list)
@@ -200,7 +184,7 @@ def fleet(now: datetime, limit: int = FLEET_LIMIT) -> tuple[list[HostRow], int]:
         rows.append(
             HostRow(
                 host=host,
-                readings=Readings.of(host),
+                readings=host.newest_reading(),
                 severity=history[-1][1] if history else None,
                 sparkline=sparkline_svg(series, labels=labels) if history else SafeString(""),
                 open_tickets=tickets.get(host.pk, []),
@@ -257,7 +241,7 @@ def pending_approvals() -> list[ApprovalRequest]:
         .order_by("created_at")
     )
     for request in requests:
-        request.readings = Readings.of(request.ticket.host)
+        request.readings = request.ticket.host.newest_reading()
     return requests
 
 

@@ -25,6 +25,7 @@ from remediation.choices import (
     check_transition,
 )
 from scoring.choices import Severity
+from scoring.features import Reading
 
 API_KEY_PREFIX = "wdn_"
 
@@ -66,6 +67,13 @@ class Host(models.Model):
 
     def __str__(self) -> str:
         return self.name
+
+    def newest_reading(self) -> Reading | None:
+        """The newest stored sample's metrics, as kept on the row (no sample query)."""
+        if self.last_sample_at is None or not self.last_metrics:
+            return None
+        disk, memory, cpu, dns, firewall = self.last_metrics
+        return Reading(self.name, self.last_sample_at, disk, memory, cpu, dns, int(firewall))
 
     def set_new_api_key(self) -> str:
         """Give the host a fresh key; returns the key, which is not stored anywhere."""

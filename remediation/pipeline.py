@@ -99,7 +99,7 @@ def ingest_samples(host: Host, readings: Sequence[Reading], now: datetime) -> li
     look for executions to verify), insert the samples, commit.
     """
     model = serving_model()
-    previous = last_reading(host)
+    previous = host.newest_reading()
     features = build_features(readings, {host.name: previous} if previous else {})
     verdicts = classify(model.estimator, features, model.thresholds)
     first_copies = first_of_each_instant(readings)
@@ -189,14 +189,6 @@ def ingest_samples(host: Host, readings: Sequence[Reading], now: datetime) -> li
             )
         )
     return results
-
-
-def last_reading(host: Host) -> Reading | None:
-    """The host's newest stored sample as the feature builder reads it, from the host row."""
-    if host.last_sample_at is None or not host.last_metrics:
-        return None
-    disk, memory, cpu, dns, firewall = host.last_metrics
-    return Reading(host.name, host.last_sample_at, disk, memory, cpu, dns, int(firewall))
 
 
 def first_of_each_instant(readings: Sequence[Reading]) -> dict[datetime, int]:

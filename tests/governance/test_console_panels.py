@@ -60,7 +60,7 @@ def test_the_fleet_lists_hosts_that_need_people_first_then_silent_ones_then_heal
     first, silent, second = rows
     assert (first.severity_label, first.severity_class) == ("Needs a person", "person")
     assert [ticket.ticket_id for ticket in first.open_tickets] == [result["ticket_id"]]
-    assert first.readings.firewall_change is True
+    assert first.readings.firewall_change_requested == 1
     assert "<svg" in first.sparkline
     assert (second.severity_label, second.open_tickets) == ("Healthy", [])
     assert (silent.severity_label, silent.readings, silent.sparkline) == (
