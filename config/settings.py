@@ -7,6 +7,7 @@ WARDEN_ENV=production refuses to start with unsafe values (see config/checks.py
 for the rest). The README's configuration table lists every variable.
 """
 
+import json
 import secrets
 from pathlib import Path
 
@@ -240,6 +241,11 @@ SPECTACULAR_SETTINGS = {
     "DESCRIPTION": "Governed autonomy for operations.",
     "VERSION": "1",
     "SERVE_INCLUDE_SCHEMA": False,
+    # An alert's status (firing, resolved) is not a ticket's or an execution's.
+    "ENUM_NAME_OVERRIDES": {
+        "AlertStatusEnum": "remediation.models.AlertStatus",
+        "TicketStatusEnum": "remediation.choices.TicketStatus",
+    },
     "SWAGGER_UI_DIST": "SIDECAR",
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
     "REDOC_DIST": "SIDECAR",
@@ -359,6 +365,71 @@ AUTO_REMEDIATION_MAX_ACTIONS_PER_HOUR = _number("AUTO_REMEDIATION_MAX_ACTIONS_PE
 AUTO_REMEDIATION_MIN_RELIABILITY = _number("AUTO_REMEDIATION_MIN_RELIABILITY", float, 0, 100)
 PATTERN_MIN_OCCURRENCES = _number("PATTERN_MIN_OCCURRENCES", int, 1)
 PATTERN_MIN_POSITIVE_RATE = _number("PATTERN_MIN_POSITIVE_RATE", float, 0, 1)
+
+
+# Alerts in (remediation/alerts.py): which labels name an alert's host and category, the
+# category of well-known alert names, and whether an alert's ticket may be fixed without a
+# person (the seed's rule for tickets other systems open: off unless asked for).
+def _json_object(name: str, default: dict) -> dict:
+    raw = env.str(name, default="").strip()
+    if not raw:
+        return dict(default)
+    try:
+        value = json.loads(raw)
+    except ValueError as exc:
+        raise ImproperlyConfigured(f"{name} must be a JSON object: {exc}") from None
+    if not isinstance(value, dict) or not all(
+        isinstance(k, str) and isinstance(v, str) for k, v in value.items()
+    ):
+        raise ImproperlyConfigured(f"{name} must be a JSON object of strings to strings")
+    return {**default, **value}
+
+
+WARDEN_ALERT_HOST_LABELS = env.list(
+    "WARDEN_ALERT_HOST_LABELS", default=["warden_host", "host", "hostname", "nodename", "instance"]
+)
+WARDEN_ALERT_CATEGORY_LABELS = env.list(
+    "WARDEN_ALERT_CATEGORY_LABELS", default=["warden_category", "category"]
+)
+# alertname -> category; the defaults are node_exporter's and awesome-prometheus-alerts' names.
+WARDEN_ALERT_CATEGORIES = _json_object(
+    "WARDEN_ALERT_CATEGORIES",
+    {
+        "NodeFilesystemAlmostOutOfSpace": "disk",
+        "NodeFilesystemSpaceFillingUp": "disk",
+        "HostOutOfDiskSpace": "disk",
+        "HostDiskWillFillIn24Hours": "disk",
+        "NodeMemoryHighUtilization": "memory",
+        "HostOutOfMemory": "memory",
+        "NodeCPUHighUsage": "cpu",
+        "HostHighCpuLoad": "cpu",
+        "HostCpuHighIowait": "cpu",
+        "BlackboxSlowDNS": "dns",
+        "CoreDNSLatencyHigh": "dns",
+    },
+)
+WARDEN_ALERT_AUTO_REMEDIATION = _strict_bool("WARDEN_ALERT_AUTO_REMEDIATION", False)
+# Where the generic JSON webhook finds each field in a posted alert: dotted paths into the
+# body ("alerts" is the path to a list of alerts; empty: the body is one alert or a list).
+WARDEN_ALERT_WEBHOOK_FIELDS = _json_object(
+    "WARDEN_ALERT_WEBHOOK_FIELDS",
+    {
+        "alerts": "",
+        "fingerprint": "id",
+        "status": "status",
+        "host": "host",
+        "category": "category",
+        "name": "name",
+        "title": "title",
+        "description": "description",
+        "priority": "priority",
+        "link": "url",
+    },
+)
+# A webhook alert whose status is one of these has ended; any other status is firing.
+WARDEN_ALERT_WEBHOOK_RESOLVED = env.list(
+    "WARDEN_ALERT_WEBHOOK_RESOLVED", default=["resolved", "ok", "recovered", "closed"]
+)
 
 LOGGING = {
     "version": 1,

@@ -11,6 +11,7 @@ from governance.api.audit import AuditEventList
 from governance.api.views import ApprovalVerdictView
 from governance.notice_views import notice_verdict
 from governance.views import console, console_panels
+from remediation.api.alerts import AlertmanagerView, AlertWebhookView
 from remediation.api.executions import ExecutionCancelView
 from remediation.api.long_poll import agent_actions
 from remediation.api.tickets import TicketViewSet
@@ -43,6 +44,8 @@ api_v1 = [
         ApprovalVerdictView.as_view(verdict="reject"),
         name="approval-reject",
     ),
+    path("alerts/alertmanager", AlertmanagerView.as_view(), name="alerts-alertmanager"),
+    path("alerts/webhook", AlertWebhookView.as_view(), name="alerts-webhook"),
     path("audit-events", AuditEventList.as_view(), name="audit-events"),
     path("executions/<int:pk>/cancel", ExecutionCancelView.as_view(), name="execution-cancel"),
     path("feedback", FeedbackView.as_view(), name="feedback"),

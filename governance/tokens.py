@@ -11,19 +11,49 @@ keys are a different thing (remediation/api/authentication.py): neither works as
 from datetime import timedelta
 from typing import Any
 
+from django.contrib.auth import get_user_model
+from django.contrib.auth.models import Group
 from django.db import transaction
 from knox.models import AuthToken
 
 from governance.audit import append_events, event, user_actor
 from governance.changes import require_permission, require_reason
+from governance.people import record_access_change
 
 ISSUE_PERMISSION = "knox.add_authtoken"
 REVOKE_PERMISSION = "knox.delete_authtoken"
 MAX_EXPIRY_DAYS = 3650
 
 
+# The roles a service (not a person) is given a user in: it signs in with nothing but a token.
+SERVICE_ROLES = ("integrators", "alert senders")
+
+
 class TokenError(Exception):
     """A token that cannot be issued as asked."""
+
+
+def service_user(username: str, role: str, *, by: Any, reason: str) -> Any:
+    """The user a service acts as: created in `role` (one of SERVICE_ROLES) if it does not
+    exist, with no password (only tokens sign it in), audited; an existing user is returned
+    as it is, and must already be in the role."""
+    if role not in SERVICE_ROLES:
+        raise TokenError(f"a service's role is one of: {', '.join(SERVICE_ROLES)} (not {role!r})")
+    User = get_user_model()
+    existing = User.objects.filter(username=username).first()
+    if existing is not None:
+        if not existing.groups.filter(name=role).exists():
+            raise TokenError(f"{username} exists and is not in the {role} role")
+        return existing
+    require_permission(by, "auth.add_user", "add users")
+    with transaction.atomic():
+        person = User(username=username)
+        person.set_unusable_password()
+        person.full_clean(exclude=["password"])
+        person.save()
+        person.groups.add(Group.objects.get(name=role))
+        record_access_change(person, {}, by=by, reason=reason)
+    return person
 
 
 def issue_api_token(

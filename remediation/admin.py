@@ -15,7 +15,7 @@ from governance.changes import REASON_FIELD
 from remediation.evidence import ticket_story
 from remediation.executions import cancel_execution, roll_back_execution
 from remediation.hosts import register_host, save_host
-from remediation.models import Execution, Host, Runbook, Ticket
+from remediation.models import Alert, Execution, Host, Runbook, Ticket
 from remediation.runbooks import save_runbook
 from remediation.tickets import close_ticket, save_ticket
 
@@ -201,6 +201,34 @@ class ExecutionAdmin(admin.ModelAdmin):
     def has_roll_back_permission(self, request) -> bool:
         # Rows stay read-only in the admin; cancelling and rolling back are a supervisor's.
         return request.user.has_perm("remediation.change_execution")
+
+    def has_add_permission(self, request) -> bool:
+        return False
+
+    def has_change_permission(self, request, obj=None) -> bool:
+        return False
+
+    def has_delete_permission(self, request, obj=None) -> bool:
+        return False
+
+
+@admin.register(Alert)
+class AlertAdmin(admin.ModelAdmin):
+    """What monitoring systems sent: read-only, as received (remediation.alerts)."""
+
+    list_display = [
+        "name",
+        "ticket",
+        "source",
+        "status",
+        "received_count",
+        "first_received_at",
+        "last_received_at",
+    ]
+    list_filter = ["source", "status"]
+    search_fields = ["name", "fingerprint", "ticket__ticket_id", "ticket__host__name"]
+    list_select_related = ["ticket"]
+    date_hierarchy = "first_received_at"
 
     def has_add_permission(self, request) -> bool:
         return False

@@ -475,7 +475,14 @@ def verify_with_samples(
         for sample in sorted(fresh, key=lambda s: s.taken_at):
             execution.verify_samples_seen += 1
             if not sample_shows_problem(sample, category):
-                _succeed(execution, sample, now, events)
+                _succeed(
+                    execution,
+                    now,
+                    events,
+                    f"verified: {execution.host.name} healthy for {category} "
+                    f"after {execution.runbook.action}",
+                    sample_id=sample.pk,
+                )
                 break
             if execution.verify_samples_seen >= settings.WARDEN_VERIFY_SAMPLES:
                 _fail_verification(
@@ -488,21 +495,34 @@ def verify_with_samples(
         execution.save()
 
 
+def verify_with_resolved_alert(
+    ticket: Ticket,
+    ended_at: datetime,
+    evidence: str,
+    now: datetime,
+    events: list[PendingEvent],
+    **data: Any,
+) -> int:
+    """A monitoring system says the ticket's problem ended at `ended_at`: the ticket's
+    executions waiting to be verified succeed on it, if it ended after they started.
+    Returns how many. Expects the caller's transaction."""
+    executions = list(
+        Execution.objects.select_for_update(of=("self",))
+        .select_related("ticket", "runbook", "host")
+        .filter(ticket=ticket, state=ExecutionState.VERIFYING, started_at__lte=ended_at)
+    )
+    for execution in executions:
+        _succeed(execution, now, events, f"verified: {evidence}", **data)
+        execution.save()
+    return len(executions)
+
+
 def _succeed(
-    execution: Execution, sample: ClassifiedSample, now: datetime, events: list[PendingEvent]
+    execution: Execution, now: datetime, events: list[PendingEvent], summary: str, **evidence: Any
 ) -> None:
     execution.move_to(ExecutionState.SUCCEEDED, now)
     execution.finished_at = now
-    events.append(
-        _audit(
-            execution,
-            "system",
-            "execution.succeeded",
-            f"verified: {execution.host.name} healthy for {execution.runbook.category} "
-            f"after {execution.runbook.action}",
-            sample_id=sample.pk,
-        )
-    )
+    events.append(_audit(execution, "system", "execution.succeeded", summary, **evidence))
     ticket = execution.ticket
     ticket.move_to(TicketStatus.RESOLVED, now)
     ticket.resolution = f"{execution.runbook.title}: verified by fresh metrics."

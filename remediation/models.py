@@ -271,3 +271,49 @@ class Execution(models.Model):
         check_transition(EXECUTION_TRANSITIONS, self.state, state)
         self.state = state
         self.state_changed_at = now or timezone.now()
+
+
+class AlertSource(models.TextChoices):
+    ALERTMANAGER = "alertmanager", "Alertmanager"
+    WEBHOOK = "webhook", "JSON webhook"
+
+
+class AlertStatus(models.TextChoices):
+    FIRING = "firing", "Firing"
+    RESOLVED = "resolved", "Resolved"
+
+
+@checked_in_database
+class Alert(models.Model):
+    """An alert another monitoring system sent, counted on the ticket it belongs to.
+
+    One row per alert (its source's fingerprint) and ticket: a re-delivery of the same
+    alert counts here, not on the ticket; the same alert firing again after its ticket
+    closed starts a new ticket and a new row (remediation.alerts).
+    """
+
+    source = models.CharField(max_length=20, choices=AlertSource.choices)
+    fingerprint = models.CharField(max_length=128)
+    ticket = models.ForeignKey(Ticket, on_delete=models.PROTECT, related_name="alerts")
+    name = models.CharField(max_length=200)
+    status = models.CharField(max_length=10, choices=AlertStatus.choices)
+    labels = models.JSONField(default=dict, blank=True)
+    annotations = models.JSONField(default=dict, blank=True)
+    link = models.CharField(max_length=500, blank=True, help_text="Where the alert came from.")
+    starts_at = models.DateTimeField(null=True, blank=True)
+    ends_at = models.DateTimeField(null=True, blank=True)
+    first_received_at = models.DateTimeField()
+    last_received_at = models.DateTimeField()
+    received_count = models.PositiveIntegerField(default=1, validators=[MinValueValidator(1)])
+
+    class Meta:
+        ordering = ["-last_received_at"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["source", "fingerprint", "ticket"], name="one_alert_row_per_ticket"
+            )
+        ]
+        indexes = [models.Index(fields=["source", "fingerprint"])]
+
+    def __str__(self) -> str:
+        return f"{self.name} ({self.get_source_display()} {self.fingerprint})"

@@ -67,7 +67,7 @@ from governance.notices import sign_link
 from governance.tokens import issue_api_token
 from remediation.choices import ExecutionState
 from remediation.hosts import add_host
-from remediation.models import Execution, Host, Ticket
+from remediation.models import Alert, Execution, Host, Ticket
 from scoring.models import MetricSample, ModelVersion
 from scoring.registry import approve_model_version, forget_serving_model, register_training_result
 from tests.conftest import HEALTHY, AgentClient, make_user
@@ -468,6 +468,10 @@ def build_world(trained_model: Any) -> World:
             success=success,
         )
     OrmQ.objects.create(key="default", payload="matrix", lock=None)
+    Alert.objects.create(
+        source="alertmanager", fingerprint="0123456789abcdef", ticket=dns_ticket,
+        name="BlackboxSlowDNS", status="firing", first_received_at=now, last_received_at=now,
+    )  # fmt: skip
     issue_api_token(users["supervisor"], by=None, expiry_days=30, reason="matrix")
 
     preferred: dict[type[models.Model], models.Model] = {

@@ -7,7 +7,13 @@ from django.core.exceptions import ValidationError
 from django.core.management.base import CommandError, CommandParser
 
 from config.commands import WardenCommand
-from governance.tokens import MAX_EXPIRY_DAYS, TokenError, issue_api_token
+from governance.tokens import (
+    MAX_EXPIRY_DAYS,
+    SERVICE_ROLES,
+    TokenError,
+    issue_api_token,
+    service_user,
+)
 
 DEFAULT_EXPIRY_DAYS = 90
 
@@ -30,18 +36,36 @@ class Command(WardenCommand):
             f"(default {DEFAULT_EXPIRY_DAYS})",
         )
         parser.add_argument(
+            "--service",
+            metavar="ROLE",
+            choices=SERVICE_ROLES,
+            help="a service's token: create USERNAME in ROLE if it does not exist "
+            f"({', '.join(repr(r) for r in SERVICE_ROLES)}), with no password",
+        )
+        parser.add_argument(
             "--reason",
             default="issued with manage.py create_api_token",
             help="why, for the audit trail",
         )
 
-    def handle(self, *args: Any, username: str, expiry_days: int, reason: str, **options) -> None:
-        person = get_user_model().objects.filter(username=username).first()
-        if person is None:
-            raise CommandError(f"no user named {username}")
+    def handle(
+        self,
+        *args: Any,
+        username: str,
+        expiry_days: int,
+        reason: str,
+        service: str | None,
+        **options,
+    ) -> None:
         if expiry_days < 0:
             raise CommandError("--expiry-days must be 0 (until revoked) or more")
         try:
+            if service:
+                person = service_user(username, service, by=None, reason=reason)
+            else:
+                person = get_user_model().objects.filter(username=username).first()
+                if person is None:
+                    raise CommandError(f"no user named {username}")
             token, key = issue_api_token(
                 person, by=None, expiry_days=expiry_days or None, reason=reason
             )

@@ -1,0 +1,205 @@
+"""Alert receivers: monitoring systems open and count tickets (remediation.alerts).
+
+POST /api/v1/alerts/alertmanager   Alertmanager's webhook (version 4 body)
+POST /api/v1/alerts/webhook        any JSON, through WARDEN_ALERT_WEBHOOK_FIELDS
+
+The caller is a service user with remediation.add_alert (the "alert senders" role:
+`manage.py create_api_token alertmanager --service "alert senders"`), sending its token
+as `Authorization: Token KEY` (Alertmanager's http_config.authorization). Each alert is
+received on its own: the answer says what became of each, and an alert Warden cannot
+place is named with the field to fix while the others are kept. Only when none can be
+kept is the whole request refused (400), so Alertmanager does not send it again.
+"""
+
+from collections.abc import Callable
+from typing import Any
+
+from django.conf import settings
+from django.core.exceptions import ValidationError as DjangoValidationError
+from django.utils import timezone
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import extend_schema
+from rest_framework import exceptions, serializers
+from rest_framework.request import Request
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from config.api_errors import ErrorSerializer
+from feedback.api.views import Holds
+from remediation.alerts import (
+    FINGERPRINT_LENGTH,
+    MAX_ALERTS,
+    RECEIVE_PERMISSION,
+    AlertMappingError,
+    AlertReport,
+    from_alertmanager,
+    from_webhook,
+    receive_alert,
+    webhook_alerts,
+)
+from remediation.models import AlertStatus
+
+ERRORS = {400: ErrorSerializer, 401: ErrorSerializer, 403: ErrorSerializer}
+
+
+class AlertmanagerAlertSerializer(serializers.Serializer):
+    status = serializers.ChoiceField(choices=AlertStatus.choices)
+    labels = serializers.DictField(child=serializers.CharField(allow_blank=True))
+    annotations = serializers.DictField(
+        child=serializers.CharField(allow_blank=True), required=False, default=dict
+    )
+    startsAt = serializers.CharField(required=False, allow_blank=True)
+    endsAt = serializers.CharField(required=False, allow_blank=True)
+    generatorURL = serializers.CharField(required=False, allow_blank=True)
+    fingerprint = serializers.CharField(max_length=FINGERPRINT_LENGTH)
+
+
+class AlertmanagerWebhookSerializer(serializers.Serializer):
+    """Alertmanager's webhook body (version 4); the fields Warden reads are required."""
+
+    version = serializers.CharField(required=False)
+    groupKey = serializers.CharField(required=False, allow_blank=True)
+    truncatedAlerts = serializers.IntegerField(required=False, min_value=0)
+    status = serializers.ChoiceField(choices=AlertStatus.choices, required=False)
+    receiver = serializers.CharField(required=False, allow_blank=True)
+    groupLabels = serializers.DictField(
+        child=serializers.CharField(allow_blank=True), required=False
+    )
+    commonLabels = serializers.DictField(
+        child=serializers.CharField(allow_blank=True), required=False, default=dict
+    )
+    commonAnnotations = serializers.DictField(
+        child=serializers.CharField(allow_blank=True), required=False
+    )
+    externalURL = serializers.CharField(required=False, allow_blank=True)
+    alerts = serializers.ListField(
+        child=AlertmanagerAlertSerializer(), allow_empty=False, max_length=MAX_ALERTS
+    )
+
+
+class AlertOutcomeSerializer(serializers.Serializer):
+    index = serializers.IntegerField(help_text="The alert's place in the request.")
+    fingerprint = serializers.CharField(allow_null=True)
+    outcome = serializers.ChoiceField(
+        choices=["opened", "counted", "repeated", "resolved", "ignored", "rejected"]
+    )
+    ticket_id = serializers.CharField(allow_null=True)
+    message = serializers.CharField()
+    fields = serializers.DictField(
+        child=serializers.ListField(child=serializers.CharField()),
+        help_text="For a rejected alert: the field path to fix and why.",
+    )
+
+
+class AlertsReceivedSerializer(serializers.Serializer):
+    received = serializers.IntegerField(help_text="Alerts kept (not rejected).")
+    alerts = AlertOutcomeSerializer(many=True)
+
+
+class AlertReceiver(APIView):
+    permission_classes = [Holds]
+    required_permissions = (RECEIVE_PERMISSION,)
+
+    def receive(
+        self, request: Request, parsed: list[tuple[int, Callable[[], AlertReport]]]
+    ) -> Response:
+        """Receive each alert on its own; 200 if any was kept, else 400 naming the fields."""
+        now = timezone.now()
+        results: list[dict[str, Any]] = []
+        for index, parse in parsed:
+            report: AlertReport | None = None
+            try:
+                report = parse()
+                outcome = receive_alert(report, user=request.user, now=now)
+            except AlertMappingError as exc:
+                results.append(_rejected(index, None, exc.fields))
+            except DjangoValidationError as exc:
+                results.append(_rejected(index, report and report.fingerprint, exc.message_dict))
+            else:
+                results.append(
+                    {
+                        "index": index,
+                        "fingerprint": outcome.fingerprint,
+                        "outcome": outcome.outcome,
+                        "ticket_id": outcome.ticket_id,
+                        "message": outcome.message,
+                        "fields": {},
+                    }
+                )
+        kept = sum(1 for r in results if r["outcome"] != "rejected")
+        if not kept:
+            fields: dict[str, list[str]] = {}
+            for result in results:
+                fields.update(result["fields"])
+            raise exceptions.ValidationError(fields)
+        return Response({"received": kept, "alerts": results})
+
+
+def _rejected(index: int, fingerprint: str | None, fields: dict) -> dict[str, Any]:
+    return {
+        "index": index,
+        "fingerprint": fingerprint,
+        "outcome": "rejected",
+        "ticket_id": None,
+        "message": "; ".join(f"{k}: {' '.join(v)}" for k, v in fields.items()),
+        "fields": fields,
+    }
+
+
+class AlertmanagerView(AlertReceiver):
+    @extend_schema(
+        request=AlertmanagerWebhookSerializer,
+        responses={200: AlertsReceivedSerializer, **ERRORS},
+        summary="Alertmanager's webhook: open, count or resolve tickets from alerts",
+        description=(
+            "Point an Alertmanager webhook_config here with `http_config.authorization` "
+            "(type Token) set to an alert sender's token. Hosts and categories come from "
+            "labels (WARDEN_ALERT_HOST_LABELS, WARDEN_ALERT_CATEGORY_LABELS, "
+            "WARDEN_ALERT_CATEGORIES); alerts are deduplicated by fingerprint; a resolved "
+            "alert verifies the fix of its ticket."
+        ),
+    )
+    def post(self, request: Request) -> Response:
+        body = AlertmanagerWebhookSerializer(data=request.data)
+        body.is_valid(raise_exception=True)
+        common = body.validated_data.get("commonLabels", {})
+        alerts = body.validated_data["alerts"]
+        return self.receive(
+            request,
+            [
+                (i, lambda a=alert, p=f"alerts[{i}]": from_alertmanager(a, common, p))
+                for i, alert in enumerate(alerts)
+            ],
+        )
+
+
+class AlertWebhookView(AlertReceiver):
+    @extend_schema(
+        request=OpenApiTypes.OBJECT,
+        responses={200: AlertsReceivedSerializer, **ERRORS},
+        summary="Any monitoring system's JSON alerts, mapped by WARDEN_ALERT_WEBHOOK_FIELDS",
+        description=(
+            "The body is one alert, a list of them, or an object holding a list at the "
+            "field map's `alerts` path. The map's dotted paths name each alert's "
+            "fingerprint, status, host, category, name, title, description, priority and "
+            "link; a status in WARDEN_ALERT_WEBHOOK_RESOLVED ends the alert."
+        ),
+    )
+    def post(self, request: Request) -> Response:
+        fields = settings.WARDEN_ALERT_WEBHOOK_FIELDS
+        try:
+            alerts = webhook_alerts(request.data, fields)
+        except AlertMappingError as exc:
+            raise exceptions.ValidationError(exc.fields) from exc
+        if len(alerts) > MAX_ALERTS:
+            raise exceptions.ValidationError(
+                {fields.get("alerts") or "non_field": [f"At most {MAX_ALERTS} alerts a request."]}
+            )
+        resolved = [s.lower() for s in settings.WARDEN_ALERT_WEBHOOK_RESOLVED]
+        return self.receive(
+            request,
+            [
+                (i, lambda a=alert, p=path: from_webhook(a, fields, resolved, p))
+                for i, (path, alert) in enumerate(alerts)
+            ],
+        )
