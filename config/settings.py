@@ -367,6 +367,16 @@ PATTERN_MIN_OCCURRENCES = _number("PATTERN_MIN_OCCURRENCES", int, 1)
 PATTERN_MIN_POSITIVE_RATE = _number("PATTERN_MIN_POSITIVE_RATE", float, 0, 1)
 
 
+# Hand-off out (remediation/handoff.py): where automation systems call back, and how long
+# Warden waits for one to answer a launch request.
+WARDEN_CALLBACK_BASE_URL = _http_url("WARDEN_CALLBACK_BASE_URL", WARDEN_NOTICE_BASE_URL)
+WARDEN_HANDOFF_TIMEOUT_SECONDS = _int_at_least("WARDEN_HANDOFF_TIMEOUT_SECONDS", 10, 1)
+# A callback's signature is good for this long after it was made (replays are refused).
+WARDEN_HANDOFF_SIGNATURE_MAX_AGE_SECONDS = _int_at_least(
+    "WARDEN_HANDOFF_SIGNATURE_MAX_AGE_SECONDS", 300, 10
+)
+
+
 # Alerts in (remediation/alerts.py): which labels name an alert's host and category, the
 # category of well-known alert names, and whether an alert's ticket may be fixed without a
 # person (the seed's rule for tickets other systems open: off unless asked for).

@@ -13,6 +13,7 @@ from governance.notice_views import notice_verdict
 from governance.views import console, console_panels
 from remediation.api.alerts import AlertmanagerView, AlertWebhookView
 from remediation.api.executions import ExecutionCancelView
+from remediation.api.handoff import ExecutionCallbackView
 from remediation.api.long_poll import agent_actions
 from remediation.api.tickets import TicketViewSet
 from remediation.api.views import AgentResultView, MetricsView
@@ -47,6 +48,11 @@ api_v1 = [
     path("alerts/alertmanager", AlertmanagerView.as_view(), name="alerts-alertmanager"),
     path("alerts/webhook", AlertWebhookView.as_view(), name="alerts-webhook"),
     path("audit-events", AuditEventList.as_view(), name="audit-events"),
+    path(
+        "executions/<int:execution_id>/callback",
+        ExecutionCallbackView.as_view(),
+        name="execution-callback",
+    ),
     path("executions/<int:pk>/cancel", ExecutionCancelView.as_view(), name="execution-cancel"),
     path("feedback", FeedbackView.as_view(), name="feedback"),
     path("patterns", PatternList.as_view(), name="patterns"),

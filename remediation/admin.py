@@ -15,8 +15,8 @@ from governance.changes import REASON_FIELD
 from remediation.evidence import ticket_story
 from remediation.executions import cancel_execution, roll_back_execution
 from remediation.hosts import register_host, save_host
-from remediation.models import Alert, Execution, Host, Runbook, Ticket
-from remediation.runbooks import save_runbook
+from remediation.models import Alert, AutomationTarget, Execution, Host, Runbook, Ticket
+from remediation.runbooks import save_automation_target, save_runbook
 from remediation.tickets import close_ticket, save_ticket
 
 EDIT = "edit"  # the ticket page's query parameter for the form that edits its facts
@@ -40,13 +40,34 @@ class HostAdmin(GovernedAdmin):
 
 @admin.register(Runbook)
 class RunbookAdmin(GovernedAdmin):
-    list_display = ["name", "category", "action_type", "reversible", "rollback_action", "enabled"]
-    list_filter = ["category", "action_type", "reversible", "enabled"]
+    list_display = [
+        "name",
+        "category",
+        "action_type",
+        "reversible",
+        "rollback_action",
+        "handoff_target",
+        "enabled",
+    ]
+    list_filter = ["category", "action_type", "reversible", "enabled", "handoff_target"]
     search_fields = ["name", "title", "action"]
 
     def save_governed(self, request, obj, reason) -> None:
         # An edit voids pending approvals and unstarted executions and decides again.
         save_runbook(obj, user=request.user, reason=reason, now=timezone.now())
+
+
+@admin.register(AutomationTarget)
+class AutomationTargetAdmin(GovernedAdmin):
+    """Automation systems that run runbooks instead of the agent (remediation.handoff)."""
+
+    list_display = ["name", "kind", "url", "lease_seconds", "enabled"]
+    list_filter = ["kind", "enabled"]
+    search_fields = ["name", "url"]
+
+    def save_governed(self, request, obj, reason) -> None:
+        # An edit voids what was approved to run through it, as a runbook edit does.
+        save_automation_target(obj, user=request.user, reason=reason, now=timezone.now())
 
 
 def _resolve_by_hand(ticket: Ticket, user, note: str) -> str:

@@ -78,7 +78,15 @@ def _audit(
 
 
 def _announce_after_commit(execution: Execution) -> None:
-    """The action is ready for the host's agent: wake its long poll once this commits."""
+    """The action is ready for whoever runs it, once this commits: the host's agent's long
+    poll wakes, or the hand-off task takes it to its automation system."""
+    if execution.handoff_target_id is not None:
+        execution_id = execution.pk
+        transaction.on_commit(
+            lambda: async_task("remediation.tasks.hand_off_execution", execution_id),
+            robust=True,  # the sweeper times out what was never handed off
+        )
+        return
     host_id = execution.host_id
     transaction.on_commit(lambda: wakeups.announce([host_id]), robust=True)
 
@@ -125,6 +133,7 @@ def queue_execution(
             "decision": decision,
             "approval_request": approval_request,
             "requested_by": requested_by,
+            "handoff_target_id": runbook.handoff_target_id,
             "created_at": now,
         },
     )
@@ -165,12 +174,17 @@ def dispatch_execution(execution_id: int, now: datetime) -> str:
         execution.dispatched_at = now
         execution.save(update_fields=["state", "state_changed_at", "dispatched_at"])
         _announce_after_commit(execution)
+        runner = (
+            f"automation system {execution.handoff_target.name}"
+            if execution.handoff_target_id
+            else f"{execution.host.name}'s agent"
+        )
         events.append(
             _audit(
                 execution,
                 "system",
                 "execution.dispatched",
-                f"dispatched {execution.action} to {execution.host.name}'s agent",
+                f"dispatched {execution.action} to {runner}",
             )
         )
         append_events(events)
@@ -180,7 +194,9 @@ def dispatch_execution(execution_id: int, now: datetime) -> str:
 def _locked_execution(execution_id: int) -> Execution | None:
     return (
         Execution.objects.select_for_update(of=("self",))
-        .select_related("ticket", "host", "runbook", "approval_request", "decision")
+        .select_related(
+            "ticket", "host", "runbook", "approval_request", "decision", "handoff_target"
+        )
         .filter(pk=execution_id)
         .first()
     )
@@ -250,7 +266,11 @@ def claim_agent_actions(host: Host, now: datetime) -> list[AgentAction]:
         executions = list(
             Execution.objects.select_for_update(of=("self",))
             .select_related("ticket", "runbook", "host", "approval_request", "decision")
-            .filter(host=host, state__in=list(EXECUTION_AGENT_CLAIMABLE))
+            .filter(
+                host=host,
+                state__in=list(EXECUTION_AGENT_CLAIMABLE),
+                handoff_target__isnull=True,  # an automation system runs those
+            )
             .order_by("created_at")
         )
         executions.sort(key=lambda e: e.state != ExecutionState.ROLLBACK_PENDING)
@@ -260,17 +280,48 @@ def claim_agent_actions(host: Host, now: datetime) -> list[AgentAction]:
             rollback = execution.state == ExecutionState.ROLLBACK_PENDING
             if not rollback and not _may_start(execution, now, events):
                 continue
-            actions.append(_claim(execution, host, now, events))
+            actions.append(
+                _claim(
+                    execution,
+                    f"agent:{host.name}",
+                    settings.WARDEN_AGENT_LEASE_SECONDS,
+                    now,
+                    events,
+                )
+            )
             break
         append_events(events)
         return actions
 
 
+def claim_handoff(execution_id: int, now: datetime) -> AgentAction | None:
+    """The hand-off task's claim, as an agent's (remediation.handoff): a dispatched action or
+    a pending rollback of an execution an automation system runs, with a lease of the
+    system's length and a new token. None if there is nothing to claim (a second delivery
+    of the task, a cancellation) or the dispatch check no longer allows it."""
+    with transaction.atomic():
+        execution = _locked_execution(execution_id)
+        if (
+            execution is None
+            or execution.handoff_target_id is None
+            or execution.state not in EXECUTION_AGENT_CLAIMABLE
+        ):
+            return None
+        events: list[PendingEvent] = []
+        rollback = execution.state == ExecutionState.ROLLBACK_PENDING
+        if not rollback and not _may_start(execution, now, events):
+            append_events(events)
+            return None
+        target = execution.handoff_target
+        action = _claim(execution, f"handoff:{target.name}", target.lease_seconds, now, events)
+        append_events(events)
+        return action
+
+
 def _claim(
-    execution: Execution, host: Host, now: datetime, events: list[PendingEvent]
+    execution: Execution, actor: str, lease: int, now: datetime, events: list[PendingEvent]
 ) -> AgentAction:
     rollback = execution.state == ExecutionState.ROLLBACK_PENDING
-    lease = settings.WARDEN_AGENT_LEASE_SECONDS
     execution.move_to(EXECUTION_AGENT_CLAIMABLE[execution.state], now)
     execution.fencing_token += 1
     execution.lease_expires_at = now + timedelta(seconds=lease)
@@ -290,12 +341,14 @@ def _claim(
         action = execution.rollback_action or runbook.rollback_action
     else:
         action = execution.action or runbook.action
+    runner = actor.split(":", 1)[1]
     events.append(
         _audit(
             execution,
-            f"agent:{host.name}",
+            actor,
             "execution.rollback_started" if rollback else "execution.started",
-            f"{host.name} started {action}",
+            f"{runner} started {action}"
+            + (f" on {execution.host.name}" if runner != execution.host.name else ""),
             token=execution.fencing_token,
             agent_action=action,
             runbook_version=execution.runbook_version,
@@ -317,44 +370,130 @@ def report_agent_result(
     host: Host, execution_id: int, *, token: int, ok: bool, output: str, now: datetime
 ) -> Execution:
     """Record what the agent says happened; only the holder of the current token may say it."""
+    return _report(
+        Execution.objects.filter(pk=execution_id, host=host, handoff_target__isnull=True),
+        f"agent:{host.name}",
+        f"execution {execution_id} is not this host's",
+        token=token,
+        ok=ok,
+        output=output,
+        now=now,
+    )
+
+
+def report_handoff_result(
+    execution: Execution, *, token: int, ok: bool, output: str, now: datetime
+) -> Execution:
+    """Record what the automation system running `execution` says happened (its callback,
+    whose signature the caller checked); compare-and-set on the token, as for an agent."""
+    target = execution.handoff_target
+    return _report(
+        Execution.objects.filter(pk=execution.pk, handoff_target=target),
+        f"handoff:{target.name}",
+        f"execution {execution.pk} is not run by {target.name}",
+        token=token,
+        ok=ok,
+        output=output,
+        now=now,
+    )
+
+
+def _report(
+    executions: Any, actor: str, not_found: str, *, token: int, ok: bool, output: str, now: datetime
+) -> Execution:
     refused: ExecutionError | None = None
     with transaction.atomic():
         execution = (
-            Execution.objects.select_for_update(of=("self",))
+            executions.select_for_update(of=("self",))
             .select_related("ticket", "runbook", "host")
-            .filter(pk=execution_id, host=host)
             .first()
         )
         if execution is None:
-            raise ExecutionError("not_found", f"execution {execution_id} is not this host's")
+            raise ExecutionError("not_found", not_found)
         late = execution.state not in (ExecutionState.RUNNING, ExecutionState.ROLLING_BACK)
         if late and execution.fencing_token == token:
             # Cancelled, or its lease ran out, while the agent was still at it: what the
             # agent says happened on the host is kept and audited, never lost; the state
             # stays as the sweeper or the person left it.
-            _record_late_report(execution, host, ok=ok, output=output[:10_000])
+            _record_late_report(execution, actor, ok=ok, output=output[:10_000])
         if late:
             refused = ExecutionError(
-                "not_running", f"execution {execution_id} is {execution.state}, not running"
+                "not_running", f"execution {execution.pk} is {execution.state}, not running"
             )
         elif execution.fencing_token != token:
             refused = ExecutionError(
                 "stale_token",
-                f"token {token} is stale: execution {execution_id} is at {execution.fencing_token}",
+                f"token {token} is stale: execution {execution.pk} is at {execution.fencing_token}",
             )
         else:
-            _record_report(execution, host, ok=ok, output=output, now=now)
+            _record_report(execution, actor, ok=ok, output=output, now=now)
     if refused is not None:
         raise refused
     return execution
 
 
+def record_handoff_delivery(
+    execution_id: int, *, token: int, outcome: str, detail: str, reference: str, now: datetime
+) -> str:
+    """What became of the request that handed a claimed run or rollback to its automation
+    system (remediation.handoff), under the claim's token (a later claim or a callback that
+    already came are left alone). Returns the execution's state.
+
+    outcome "sent": the system took it (its job id kept); "refused": it certainly did not
+    start (no connection, or it answered 4xx), so the run is cancelled and a person told,
+    or a rollback failed; "uncertain": it may have started (a timeout, a 5xx), so Warden
+    waits for the callback and, past the lease, lets the host's metrics decide.
+    """
+    with transaction.atomic():
+        execution = _locked_execution(execution_id)
+        if execution is None:
+            return "gone"
+        current = execution.fencing_token == token and execution.state in (
+            ExecutionState.RUNNING,
+            ExecutionState.ROLLING_BACK,
+        )
+        target = execution.handoff_target
+        actor = f"handoff:{target.name}" if target else "system"
+        events: list[PendingEvent] = []
+        if outcome == "sent":
+            if reference and execution.fencing_token == token:
+                execution.remote_reference = reference[:200]
+                execution.save(update_fields=["remote_reference"])
+            events.append(
+                _audit(execution, actor, "execution.handed_off", detail, reference=reference)
+            )
+        elif outcome == "refused" and current:
+            if execution.state == ExecutionState.RUNNING:
+                # Nothing ran: not a failed fix, so no count against its automation.
+                _cancel(execution, now, events, "system", f"hand-off refused: {detail}")
+            else:
+                execution.move_to(ExecutionState.ROLLBACK_FAILED, now)
+                execution.finished_at = now
+                execution.lease_expires_at = None
+                execution.save()
+                summary = f"rollback hand-off refused: {detail}; a person must check the host"
+                events.append(_audit(execution, actor, "execution.rollback_failed", summary))
+                _escalate_ticket(execution.ticket, events, summary)
+        else:
+            events.append(
+                _audit(
+                    execution,
+                    actor,
+                    "execution.handoff_uncertain",
+                    f"hand-off may or may not have started: {detail}; waiting for the "
+                    "callback, then the host's metrics",
+                )
+            )
+        append_events(events)
+        return execution.state
+
+
 def _record_report(
-    execution: Execution, host: Host, *, ok: bool, output: str, now: datetime
+    execution: Execution, actor: str, *, ok: bool, output: str, now: datetime
 ) -> None:
-    """The agent's report of a run or rollback it holds the current lease for."""
+    """The runner's report of a run or rollback it holds the current lease for."""
     events: list[PendingEvent] = []
-    actor = f"agent:{host.name}"
+    host = execution.host
     output = output[:10_000]
     execution.lease_expires_at = None
     if execution.state == ExecutionState.RUNNING:
@@ -394,7 +533,7 @@ def _record_report(
     append_events(events)
 
 
-def _record_late_report(execution: Execution, host: Host, *, ok: bool, output: str) -> None:
+def _record_late_report(execution: Execution, actor: str, *, ok: bool, output: str) -> None:
     """Keep a report that came after the execution stopped waiting for it, in its own
     transaction (the caller refuses the report afterwards)."""
     with transaction.atomic():
@@ -411,10 +550,10 @@ def _record_late_report(execution: Execution, host: Host, *, ok: bool, output: s
             [
                 _audit(
                     execution,
-                    f"agent:{host.name}",
+                    actor,
                     "execution.late_report",
-                    f"{host.name} reported {'success' if ok else 'failure'} after the "
-                    f"execution was {execution.state}",
+                    f"{actor.split(':', 1)[1]} reported {'success' if ok else 'failure'} "
+                    f"after the execution was {execution.state}",
                     ok=ok,
                     output=output,
                 )

@@ -83,6 +83,63 @@ class Host(models.Model):
         return key
 
 
+class HandoffKind(models.TextChoices):
+    AWX = "awx", "AWX job template launch"
+    RUNDECK = "rundeck", "Rundeck job run"
+    STACKSTORM = "stackstorm", "StackStorm webhook"
+    WEBHOOK = "webhook", "Signed JSON webhook"
+
+
+ENV_NAME = RegexValidator(
+    r"^[A-Z_][A-Z0-9_]{0,99}$", "Name an environment variable: capitals, digits and '_'."
+)
+
+
+@checked_in_database
+class AutomationTarget(models.Model):
+    """An automation system people already run (AWX, Rundeck, StackStorm, a webhook) that
+    runs a runbook's action instead of the host's agent (remediation.handoff).
+
+    Its secrets stay in the environment of the processes, never in the database or its
+    history: the fields name the variables that hold them.
+    """
+
+    name = models.SlugField(max_length=50, unique=True)
+    kind = models.CharField(max_length=20, choices=HandoffKind.choices)
+    url = models.URLField(
+        max_length=500,
+        help_text="The launch URL: AWX …/api/v2/job_templates/ID/launch/, Rundeck "
+        "…/api/41/job/UUID/run, StackStorm …/api/v1/webhooks/NAME, or any URL for a webhook.",
+    )
+    credential_env = models.CharField(
+        max_length=100,
+        blank=True,
+        validators=[ENV_NAME],
+        help_text="Environment variable with the system's API token (AWX: Bearer token; "
+        "Rundeck: X-Rundeck-Auth-Token; StackStorm: St2-Api-Key; webhook: Bearer token).",
+    )
+    secret_env = models.CharField(
+        max_length=100,
+        validators=[ENV_NAME],
+        help_text="Environment variable with the shared secret: Warden signs each request "
+        "with it (HMAC-SHA256) and accepts only callbacks signed with it.",
+    )
+    lease_seconds = models.PositiveIntegerField(
+        default=900,
+        validators=[MinValueValidator(30), MaxValueValidator(86_400)],
+        help_text="How long the system has to call back before the host's metrics decide.",
+    )
+    enabled = models.BooleanField(default=True)
+
+    history = PersonHistory()
+
+    class Meta:
+        ordering = ["name"]
+
+    def __str__(self) -> str:
+        return f"{self.name} ({self.get_kind_display()})"
+
+
 @checked_in_database
 class Runbook(models.Model):
     """An allow-listed action an agent may run, with its risk class and rollback."""
@@ -102,6 +159,16 @@ class Runbook(models.Model):
     blast_radius = models.CharField(max_length=200, blank=True)
     description = models.TextField(blank=True)
     enabled = models.BooleanField(default=True)
+    # Who runs it: the host's agent (empty), or an automation system (remediation.handoff).
+    handoff_target = models.ForeignKey(
+        AutomationTarget,
+        on_delete=models.PROTECT,
+        null=True,
+        blank=True,
+        related_name="runbooks",
+        verbose_name="run by",
+        help_text="Empty: the host's agent runs it. Else this automation system does.",
+    )
 
     history = PersonHistory()
 
@@ -254,6 +321,12 @@ class Execution(models.Model):
     requested_by = models.ForeignKey(
         settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True
     )
+    # Who runs it, copied from the runbook when queued; empty: the host's agent.
+    handoff_target = models.ForeignKey(
+        AutomationTarget, on_delete=models.PROTECT, null=True, blank=True
+    )
+    # The automation system's own id of the job it launched (AWX job, Rundeck execution).
+    remote_reference = models.CharField(max_length=200, blank=True)
 
     class Meta:
         ordering = ["-created_at"]

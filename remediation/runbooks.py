@@ -18,7 +18,7 @@ from governance.changes import Change, save_governed
 from governance.models import ApprovalRequest, ApprovalStatus
 from remediation.choices import ExecutionState, TicketStatus
 from remediation.executions import cancel_for_change
-from remediation.models import Execution, Runbook, Ticket
+from remediation.models import AutomationTarget, Execution, Runbook, Ticket
 from remediation.pipeline import redecide_ticket
 
 # Not yet on a host: these are cancelled by an edit. One already running finishes
@@ -36,6 +36,23 @@ def save_runbook(runbook: Runbook, *, user: Any, reason: str | None, now: dateti
                 f"version {change.version})"
             )
             append_events(void_decided_work(runbook, cause=cause, now=now))
+    return change
+
+
+def save_automation_target(
+    target: AutomationTarget, *, user: Any, reason: str | None, now: datetime
+) -> Change:
+    """Validate and save an automation target, audited. Where a runbook runs is part of what
+    was approved: an edit voids and re-decides the work decided on each runbook it runs."""
+    with transaction.atomic():
+        change = save_governed(target, user=user, reason=reason)
+        if change.is_edit:
+            cause = (
+                f"automation target {target.name} changed ({', '.join(change.changed)}; "
+                f"version {change.version})"
+            )
+            for runbook in target.runbooks.order_by("pk"):
+                append_events(void_decided_work(runbook, cause=cause, now=now))
     return change
 
 

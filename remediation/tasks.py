@@ -7,11 +7,15 @@ from django.utils import timezone
 from governance.approvals import expire_approval_requests
 from governance.audit import checkpoint
 from governance.switches import record_lapsed_pauses
-from remediation import executions
+from remediation import executions, handoff
 
 
 def dispatch_execution(execution_id: int) -> str:
     return executions.dispatch_execution(execution_id, timezone.now())
+
+
+def hand_off_execution(execution_id: int) -> str:
+    return handoff.hand_off_execution(execution_id, timezone.now())
 
 
 def release_held_executions() -> int:

@@ -83,7 +83,9 @@ def hosts_with_ready_actions() -> set[int]:
     from remediation.models import Execution
 
     return set(
-        Execution.objects.filter(state__in=list(EXECUTION_AGENT_CLAIMABLE))
+        Execution.objects.filter(
+            state__in=list(EXECUTION_AGENT_CLAIMABLE), handoff_target__isnull=True
+        )
         .values_list("host_id", flat=True)
         .distinct()
     )

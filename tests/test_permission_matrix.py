@@ -67,7 +67,7 @@ from governance.notices import sign_link
 from governance.tokens import issue_api_token
 from remediation.choices import ExecutionState
 from remediation.hosts import add_host
-from remediation.models import Alert, Execution, Host, Ticket
+from remediation.models import Alert, AutomationTarget, Execution, Host, Ticket
 from scoring.models import MetricSample, ModelVersion
 from scoring.registry import approve_model_version, forget_serving_model, register_training_result
 from tests.conftest import HEALTHY, AgentClient, make_user
@@ -468,6 +468,10 @@ def build_world(trained_model: Any) -> World:
             success=success,
         )
     OrmQ.objects.create(key="default", payload="matrix", lock=None)
+    AutomationTarget.objects.create(
+        name="matrix-awx", kind="awx", url="http://127.0.0.1:9/api/v2/job_templates/1/launch/",
+        secret_env="WARDEN_MATRIX_SECRET",
+    )  # fmt: skip
     Alert.objects.create(
         source="alertmanager", fingerprint="0123456789abcdef", ticket=dns_ticket,
         name="BlackboxSlowDNS", status="firing", first_received_at=now, last_received_at=now,

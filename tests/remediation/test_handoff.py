@@ -1,0 +1,330 @@
+"""Hand-off out: a runbook run by AWX, Rundeck or StackStorm instead of the agent, tested
+against a local HTTP receiver standing in for each: signed requests in each system's
+format, a signed callback with the fencing token, and the agent's exactly-once rules."""
+
+import json
+import threading
+import time
+from collections.abc import Iterator
+from datetime import timedelta
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+import pytest
+from django.test import Client
+from django.utils import timezone
+
+from governance.models import ApprovalRequest, AuditEvent
+from remediation import handoff
+from remediation.executions import sweep
+from remediation.models import AutomationTarget, Execution, Runbook, Ticket
+from remediation.runbooks import save_automation_target, save_runbook
+
+SECRET = "s3cret-shared-with-the-automation-system"
+
+
+class Receiver:
+    """A local HTTP server that records each request and answers as told."""
+
+    def __init__(self) -> None:
+        self.requests: list[dict[str, Any]] = []
+        self.status = 201
+        self.answer: dict[str, Any] = {"job": 42, "id": 42, "status": "pending"}
+        self.delay = 0.0
+        receiver = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:
+                body = self.rfile.read(int(self.headers["Content-Length"]))
+                receiver.requests.append(
+                    {"path": self.path, "headers": dict(self.headers), "raw": body}
+                )
+                time.sleep(receiver.delay)
+                payload = json.dumps(receiver.answer).encode()
+                self.send_response(receiver.status)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(payload)))
+                self.end_headers()
+                self.wfile.write(payload)
+
+            def log_message(self, *args: Any) -> None:
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_port}"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def body(self, index: int = -1) -> dict[str, Any]:
+        return json.loads(self.requests[index]["raw"])
+
+
+@pytest.fixture
+def receiver() -> Iterator[Receiver]:
+    server = Receiver()
+    yield server
+    server.server.shutdown()
+    server.server.server_close()
+
+
+@pytest.fixture
+def secrets_set(monkeypatch) -> None:
+    monkeypatch.setenv("WARDEN_TEST_HANDOFF_SECRET", SECRET)
+    monkeypatch.setenv("WARDEN_TEST_AUTOMATION_TOKEN", "api-token-of-warden")
+
+
+def run_disk_fixes_by(alice, kind: str, url: str) -> AutomationTarget:
+    target = AutomationTarget(
+        name=kind,
+        kind=kind,
+        url=url,
+        credential_env="WARDEN_TEST_AUTOMATION_TOKEN",
+        secret_env="WARDEN_TEST_HANDOFF_SECRET",
+        lease_seconds=600,
+    )
+    save_automation_target(target, user=alice, reason="AWX runs our disk cleanup", now=None)
+    runbook = Runbook.objects.get(name="clean-temp-and-rotate-logs")
+    runbook.handoff_target = target
+    save_runbook(runbook, user=alice, reason="AWX runs our disk cleanup", now=timezone.now())
+    return target
+
+
+@pytest.fixture
+def awx(alice, receiver, secrets_set) -> AutomationTarget:
+    return run_disk_fixes_by(alice, "awx", f"{receiver.url}/api/v2/job_templates/7/launch/")
+
+
+@pytest.fixture
+def callback(django_capture_on_commit_callbacks) -> Any:
+    """callback(execution_id, body): the automation system's signed answer, and what it
+    starts after the commit (a rollback's hand-off) run as the server would."""
+
+    def post(execution_id: int, body: dict, *, secret: str = SECRET, at: float | None = None):
+        raw = json.dumps(body).encode()
+        signature = handoff.sign(secret, raw, int(at if at is not None else time.time()))
+        with django_capture_on_commit_callbacks(execute=True):
+            return Client().post(
+                f"/api/v1/executions/{execution_id}/callback",
+                raw,
+                content_type="application/json",
+                headers={"X-Warden-Signature": signature},
+            )
+
+    return post
+
+
+def test_an_automatic_fix_is_handed_to_awx_signed_and_in_its_format(agent, awx, receiver):
+    [result] = agent.post_metrics(agent.sample("disk")).json()["results"]
+
+    [request] = receiver.requests
+    assert request["path"] == "/api/v2/job_templates/7/launch/"
+    headers = request["headers"]
+    assert headers["Authorization"] == "Bearer api-token-of-warden"
+    assert handoff.signature_valid(
+        SECRET, headers["X-Warden-Signature"], request["raw"], time.time(), 60
+    )
+    warden = receiver.body()["extra_vars"]["warden"]
+    execution = Execution.objects.get(ticket__ticket_id=result["ticket_id"])
+    assert warden["execution_id"] == execution.pk and warden["token"] == 1
+    assert (warden["kind"], warden["action"], warden["host"]) == (
+        "run",
+        "clean_temp_and_rotate_logs",
+        "web-01",
+    )
+    assert warden["commands"] == execution.commands and warden["commands"]
+    assert (
+        headers["Idempotency-Key"]
+        == warden["idempotency_key"]
+        == (f"{execution.idempotency_key}:run")
+    )
+    assert warden["callback_url"].endswith(f"/api/v1/executions/{execution.pk}/callback")
+    # the agent is not asked to run it as well
+    assert agent.take_actions() == []
+    execution.refresh_from_db()
+    assert (execution.state, execution.remote_reference) == ("running", "42")
+    handed = AuditEvent.objects.get(action="execution.handed_off")
+    assert handed.actor == "handoff:awx" and "job 42" in handed.summary
+
+
+def test_the_callback_reports_and_fresh_metrics_verify_as_for_an_agent(
+    agent, awx, receiver, callback
+):
+    agent.post_metrics(agent.sample("disk"))
+    warden = receiver.body()["extra_vars"]["warden"]
+
+    answer = callback(
+        warden["execution_id"], {"token": warden["token"], "ok": True, "output": "ok"}
+    )
+
+    assert answer.status_code == 200, answer.content
+    assert answer.json()["state"] == "verifying"
+    agent.post_metrics(agent.sample())
+    execution = Execution.objects.get(pk=warden["execution_id"])
+    assert execution.state == "succeeded" and execution.output == "ok"
+    assert AuditEvent.objects.filter(action="execution.verifying", actor="handoff:awx").exists()
+
+
+@pytest.mark.parametrize(
+    ("signing", "status"),
+    [
+        ({"secret": "not-the-secret"}, 401),
+        ({"at": time.time() - 3600}, 401),
+    ],
+)
+def test_a_callback_not_signed_with_the_secret_or_stale_changes_nothing(
+    agent, awx, receiver, callback, signing, status
+):
+    agent.post_metrics(agent.sample("disk"))
+    warden = receiver.body()["extra_vars"]["warden"]
+    events = AuditEvent.objects.count()
+
+    answer = callback(warden["execution_id"], {"token": warden["token"], "ok": True}, **signing)
+
+    assert answer.status_code == status
+    assert answer.json()["error"]["code"] == "bad_signature"
+    assert Execution.objects.get(pk=warden["execution_id"]).state == "running"
+    assert AuditEvent.objects.count() == events
+
+
+def test_an_unsigned_callback_is_refused(agent, awx, receiver):
+    agent.post_metrics(agent.sample("disk"))
+    warden = receiver.body()["extra_vars"]["warden"]
+
+    answer = Client().post(
+        f"/api/v1/executions/{warden['execution_id']}/callback",
+        {"token": warden["token"], "ok": True},
+        content_type="application/json",
+    )
+
+    assert answer.status_code == 401
+    assert "X-Warden-Signature" in answer.headers["WWW-Authenticate"]
+
+
+def test_a_replayed_or_stale_token_callback_is_refused(agent, awx, receiver, callback):
+    agent.post_metrics(agent.sample("disk"))
+    warden = receiver.body()["extra_vars"]["warden"]
+    good = {"token": warden["token"], "ok": True, "output": "done"}
+    assert callback(warden["execution_id"], good).status_code == 200
+
+    replay = callback(warden["execution_id"], {**good, "ok": False})
+    stale = callback(warden["execution_id"], {**good, "token": warden["token"] + 5})
+
+    assert replay.status_code == 409 and replay.json()["error"]["code"] == "not_running"
+    assert stale.status_code == 409
+    assert Execution.objects.get(pk=warden["execution_id"]).state == "verifying"
+
+
+def test_a_failed_fix_is_rolled_back_through_the_same_system(agent, awx, receiver, callback):
+    agent.post_metrics(agent.sample("disk"))
+    run = receiver.body()["extra_vars"]["warden"]
+
+    callback(run["execution_id"], {"token": run["token"], "ok": False, "output": "rc=2"})
+
+    assert len(receiver.requests) == 2
+    rollback = receiver.body()["extra_vars"]["warden"]
+    assert rollback["kind"] == "rollback" and rollback["action"] == "restore_quarantined_files"
+    assert rollback["token"] == run["token"] + 1
+    assert rollback["idempotency_key"].endswith(":rollback")
+    answer = callback(run["execution_id"], {"token": rollback["token"], "ok": True})
+    assert answer.json()["state"] == "rolled_back"
+    assert Ticket.objects.get(executions__pk=run["execution_id"]).status == "escalated"
+
+
+def test_a_refused_hand_off_cancels_and_tells_people_without_counting_a_failed_fix(
+    agent, awx, receiver
+):
+    receiver.status, receiver.answer = 400, {"variables_needed_to_start": ["warden"]}
+
+    [result] = agent.post_metrics(agent.sample("disk")).json()["results"]
+
+    execution = Execution.objects.get(ticket__ticket_id=result["ticket_id"])
+    assert execution.state == "cancelled"
+    assert "hand-off refused: awx: HTTP 400" in execution.cancel_reason
+    assert Ticket.objects.get(pk=execution.ticket_id).status == "escalated"
+    assert not AuditEvent.objects.filter(action__in=["policy.demoted", "pattern.demoted"])
+
+
+def test_nothing_listening_is_a_refusal(agent, alice, secrets_set, receiver):
+    url = receiver.url
+    receiver.server.shutdown()
+    receiver.server.server_close()
+    run_disk_fixes_by(alice, "awx", f"{url}/api/v2/job_templates/7/launch/")
+
+    [result] = agent.post_metrics(agent.sample("disk")).json()["results"]
+
+    execution = Execution.objects.get(ticket__ticket_id=result["ticket_id"])
+    assert execution.state == "cancelled"
+    assert "ConnectionRefusedError" in execution.cancel_reason
+
+
+def test_an_unanswered_hand_off_is_never_resent_and_metrics_decide(agent, awx, receiver, settings):
+    receiver.status = 502  # the system may or may not have started the job
+
+    [result] = agent.post_metrics(agent.sample("disk")).json()["results"]
+
+    execution = Execution.objects.get(ticket__ticket_id=result["ticket_id"])
+    assert execution.state == "running"
+    assert AuditEvent.objects.filter(action="execution.handoff_uncertain").exists()
+    # a second delivery of the task finds nothing to claim
+    assert handoff.hand_off_execution(execution.pk, timezone.now()) == "skipped"
+    assert len(receiver.requests) == 1
+    # past the lease the host's metrics say what happened, as for an agent gone quiet
+    sweep(timezone.now() + timedelta(seconds=awx.lease_seconds + 1))
+    execution.refresh_from_db()
+    assert execution.state == "verifying"
+    assert len(receiver.requests) == 1
+
+
+def test_a_missing_secret_refuses_the_hand_off(agent, awx, receiver, monkeypatch):
+    monkeypatch.delenv("WARDEN_TEST_HANDOFF_SECRET")
+
+    [result] = agent.post_metrics(agent.sample("disk")).json()["results"]
+
+    execution = Execution.objects.get(ticket__ticket_id=result["ticket_id"])
+    assert execution.state == "cancelled"
+    assert "WARDEN_TEST_HANDOFF_SECRET is not set" in execution.cancel_reason
+    assert receiver.requests == []
+
+
+@pytest.mark.parametrize(
+    ("kind", "path", "auth_header", "auth_value"),
+    [
+        ("rundeck", "/api/41/job/2f8a/run", "X-Rundeck-Auth-Token", "api-token-of-warden"),
+        ("stackstorm", "/api/v1/webhooks/warden", "St2-Api-Key", "api-token-of-warden"),
+        ("webhook", "/hooks/warden", "Authorization", "Bearer api-token-of-warden"),
+    ],
+)
+def test_rundeck_stackstorm_and_webhooks_get_their_own_formats(
+    agent, alice, receiver, secrets_set, kind, path, auth_header, auth_value
+):
+    receiver.answer = {"id": 812, "permalink": "http://rundeck/execution/show/812"}
+    run_disk_fixes_by(alice, kind, receiver.url + path)
+
+    agent.post_metrics(agent.sample("disk"))
+
+    [request] = receiver.requests
+    assert request["path"] == path and request["headers"][auth_header] == auth_value
+    body = receiver.body()
+    if kind == "rundeck":
+        options = body["options"]
+        assert all(isinstance(value, str) for value in options.values())
+        assert options["warden_kind"] == "run" and options["warden_token"] == "1"
+        execution = Execution.objects.get(pk=int(options["warden_execution_id"]))
+        assert execution.remote_reference == "812 http://rundeck/execution/show/812"
+    else:
+        assert body["warden"]["action"] == "clean_temp_and_rotate_logs"
+
+
+def test_editing_the_target_voids_approvals_of_what_runs_through_it(agent, alice, awx, receiver):
+    # the firewall runbook runs through the target and its change waits for people
+    firewall = Runbook.objects.get(name="apply-firewall-change")
+    firewall.handoff_target = awx
+    save_runbook(firewall, user=alice, reason="AWX owns firewalls", now=timezone.now())
+    agent.post_metrics(agent.sample("firewall"))
+    pending = ApprovalRequest.objects.get(status="pending")
+
+    awx.url = receiver.url + "/api/v2/job_templates/99/launch/"
+    save_automation_target(awx, user=alice, reason="new template", now=timezone.now())
+
+    pending.refresh_from_db()
+    assert pending.status == "voided"
+    assert "automation target awx changed (url" in pending.void_reason
