@@ -81,7 +81,7 @@ def run_disk_fixes_by(alice, kind: str, url: str) -> AutomationTarget:
         secret_env="WARDEN_TEST_HANDOFF_SECRET",
         lease_seconds=600,
     )
-    save_automation_target(target, user=alice, reason="AWX runs our disk cleanup", now=None)
+    save_automation_target(target, user=alice, reason="AWX runs our disk cleanup", now=timezone.now())
     runbook = Runbook.objects.get(name="clean-temp-and-rotate-logs")
     runbook.handoff_target = target
     save_runbook(runbook, user=alice, reason="AWX runs our disk cleanup", now=timezone.now())
