@@ -35,6 +35,12 @@ from scoring.choices import Severity
 from scoring.samples import sample_shows_problem
 
 OPEN_PERMISSION = "remediation.add_ticket"
+# What opening a ticket needs, by who reports it: an alert sender sends alerts (which open
+# tickets) and cannot open tickets of its own making; an integrator opens them.
+PERMISSION_BY_SOURCE = {
+    TicketSource.INTEGRATOR.value: OPEN_PERMISSION,
+    TicketSource.ALERT.value: "remediation.add_alert",
+}
 # A caller's ticket_id goes into URLs (/api/v1/tickets/{ticket_id}): no dots or slashes.
 TICKET_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_:-]{0,31}$")
 # Warden numbers its own tickets INC-000123 (remediation.pipeline.next_ticket_id): an
@@ -131,14 +137,17 @@ def check_external_ticket(report: ExternalTicket) -> Host:
 def open_external_ticket(report: ExternalTicket, *, user: Any, now: datetime) -> OpenedTicket:
     """Open `report` as a ticket in `user`'s name and decide it; returns it and its decision.
 
-    `user` needs remediation.add_ticket (None: a local command or the system itself).
+    `user` needs remediation.add_ticket, or remediation.add_alert for a ticket an alert
+    opens (None: a local command or the system itself).
     Raises PermissionDenied, ValidationError naming each bad field, or TicketConflict
     when the ticket_id is taken or the host already has an open ticket in the category
     (nothing is stored then). The ticket, its decision, what the decision started
     (an approval request, a queued execution, an escalation) and their audit events
     commit together; queues and notices follow after the commit.
     """
-    require_permission(user, OPEN_PERMISSION, "open tickets")
+    require_permission(
+        user, PERMISSION_BY_SOURCE.get(report.source, OPEN_PERMISSION), "open tickets"
+    )
     host = check_external_ticket(report)
     try:
         with transaction.atomic():

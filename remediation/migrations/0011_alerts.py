@@ -6,9 +6,7 @@ from django.contrib.auth.management import create_permissions
 from django.db import migrations, models
 
 # Monitoring systems' own role: send alerts (which open tickets); nothing else.
-ALERT_SENDERS = {
-    "remediation": ("add_alert", "view_alert", "add_ticket", "view_ticket", "view_host"),
-}
+ALERT_SENDERS = {"remediation": ("add_alert",)}
 SEE_ALERTS = ("supervisors", "approvers", "compliance", "integrators")
 
 

@@ -283,7 +283,11 @@ def test_a_service_token_for_alertmanager_comes_from_one_command(web, capsys):
     assert not service.has_usable_password()
     assert AuditEvent.objects.filter(action="user.created", object_id=str(service.pk)).exists()
     assert Api(key).post(AM, am_body(am_alert())).status_code == 200
-    assert Api(key).post("/api/v1/feedback", {}).status_code == 403  # nothing else
+    # and nothing else: not even opening tickets of its own, or reading them
+    assert Api(key).post("/api/v1/feedback", {}).status_code == 403
+    ticket = {"ticket_id": "OPS-1", "host": "web-01", "category": "disk", "description": "x"}
+    assert Api(key).post("/api/v1/tickets", ticket).status_code == 403
+    assert Api(key).get("/api/v1/tickets").status_code == 403
 
 
 def test_the_generic_webhook_maps_fields_by_the_configured_map(sender, web, settings):
