@@ -11,7 +11,7 @@ from django.db.models import Count, Q, QuerySet
 
 from governance.labels import event_label, outcome_label
 from governance.models import ApprovalRequest, AuditEvent, Decision
-from remediation.models import Execution, Ticket
+from remediation.models import Alert, Execution, Ticket
 from scoring.choices import Severity
 from scoring.models import MetricSample
 
@@ -26,6 +26,7 @@ class TicketRows:
     decisions: QuerySet[Decision]
     requests: QuerySet[ApprovalRequest]  # annotated with approve_count
     executions: QuerySet[Execution]
+    alerts: QuerySet[Alert]
     events: QuerySet[AuditEvent]
 
 
@@ -39,9 +40,10 @@ def ticket_rows(ticket: Ticket) -> TicketRows:
         .prefetch_related("approvals__approver")
         .annotate(approve_count=Count("approvals", filter=Q(approvals__verdict="approve")))
         .order_by("created_at"),
-        executions=ticket.executions.select_related("runbook", "requested_by").order_by(
-            "created_at"
-        ),
+        executions=ticket.executions.select_related(
+            "runbook", "requested_by", "handoff_target"
+        ).order_by("created_at"),
+        alerts=ticket.alerts.order_by("first_received_at", "pk"),
         events=AuditEvent.objects.filter(ticket_id=ticket.ticket_id).order_by("sequence"),
     )
 
@@ -78,6 +80,7 @@ def ticket_evidence(ticket: Ticket) -> dict[str, Any]:
             "title": ticket.title,
             "host": ticket.host.name,
             "category": ticket.category,
+            "source": ticket.get_source_display(),
             "status": ticket.get_status_display(),
             "severity": Severity(ticket.severity).label,
             "occurrences": ticket.occurrence_count,
@@ -165,6 +168,8 @@ def ticket_evidence(ticket: Ticket) -> dict[str, Any]:
                 "state": e.state,
                 "state_label": e.get_state_display(),
                 "requested_by": e.requested_by.get_username() if e.requested_by else "system",
+                "run_by": e.handoff_target.name if e.handoff_target else "agent",
+                "remote_reference": e.remote_reference,
                 "started_at": _when(e.started_at),
                 "finished_at": _when(e.finished_at),
                 "output": e.output,
@@ -174,6 +179,22 @@ def ticket_evidence(ticket: Ticket) -> dict[str, Any]:
                 "cancel_reason": e.cancel_reason,
             }
             for e in rows.executions
+        ],
+        "alerts": [
+            {
+                "source": a.get_source_display(),
+                "name": a.name,
+                "fingerprint": a.fingerprint,
+                "status": a.status,
+                "starts_at": _when(a.starts_at),
+                "ends_at": _when(a.ends_at),
+                "received": a.received_count,
+                "first_received_at": _when(a.first_received_at),
+                "last_received_at": _when(a.last_received_at),
+                "labels": a.labels,
+                "link": a.link,
+            }
+            for a in rows.alerts
         ],
         "audit_events": [
             {

@@ -99,6 +99,24 @@ def test_a_firing_alert_opens_a_ticket_that_waits_for_a_person(sender, web):
     assert opened.data["details"]["fingerprint"] == "a1b2c3d4e5f60718"
 
 
+def test_a_tickets_evidence_shows_the_alerts_behind_it(sender, web, dave, client):
+    sender.post(AM, am_body(am_alert()))
+    sender.post(AM, am_body(am_alert()))
+    client.force_login(dave)  # compliance
+
+    page = client.get("/tickets/AM-a1b2c3d4e5f60718-1/evidence")
+
+    assert page.status_code == 200
+    [alert] = page.context["evidence"]["alerts"]
+    assert (alert["name"], alert["received"], alert["status"]) == (
+        "HostOutOfDiskSpace",
+        2,
+        "firing",
+    )
+    assert page.context["evidence"]["ticket"]["source"] == "Alert"
+    assert b"HostOutOfDiskSpace" in page.content and b"2\xc3\x97" in page.content
+
+
 def test_a_resent_alert_is_counted_once(sender, web):
     sender.post(AM, am_body(am_alert()))
     events = AuditEvent.objects.count()
@@ -171,9 +189,9 @@ def test_an_opted_in_alert_heals_and_its_resolution_verifies_the_fix(sender, dis
 
 def test_an_alert_that_ended_before_the_fix_started_verifies_nothing(sender, disk_still_full):
     agent = disk_still_full
-    ticket_id = sender.post(AM, am_body(am_alert(warden_auto_remediation="true"))).json()[
-        "alerts"
-    ][0]["ticket_id"]
+    ticket_id = sender.post(AM, am_body(am_alert(warden_auto_remediation="true"))).json()["alerts"][
+        0
+    ]["ticket_id"]
     [action] = agent.take_actions()
     agent.report(action, ok=True)
 
@@ -199,9 +217,7 @@ def test_a_resolved_alert_leaves_a_ticket_waiting_for_people_to_them(sender, web
     assert AuditEvent.objects.filter(action="alert.resolved").count() == 1
 
 
-def test_an_alert_firing_again_counts_and_after_its_ticket_closed_opens_another(
-    sender, web, alice
-):
+def test_an_alert_firing_again_counts_and_after_its_ticket_closed_opens_another(sender, web, alice):
     sender.post(AM, am_body(am_alert()))
     sender.post(AM, am_body(am_alert(status="resolved")))
 
@@ -227,9 +243,7 @@ def test_an_alert_warden_cannot_place_is_named_and_the_others_kept(sender, web):
     rejected, opened = response.json()["alerts"]
     assert rejected["outcome"] == "rejected"
     assert rejected["fields"] == {
-        "alerts[0].labels.instance": [
-            "No registered host is named 'db-09' (manage.py add_host)."
-        ]
+        "alerts[0].labels.instance": ["No registered host is named 'db-09' (manage.py add_host)."]
     }
     assert opened["outcome"] == "opened"
     assert response.json()["received"] == 1

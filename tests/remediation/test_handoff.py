@@ -16,6 +16,7 @@ from django.utils import timezone
 
 from governance.models import ApprovalRequest, AuditEvent
 from remediation import handoff
+from remediation.evidence import ticket_evidence
 from remediation.executions import sweep
 from remediation.models import AutomationTarget, Execution, Runbook, Ticket
 from remediation.runbooks import save_automation_target, save_runbook
@@ -81,7 +82,9 @@ def run_disk_fixes_by(alice, kind: str, url: str) -> AutomationTarget:
         secret_env="WARDEN_TEST_HANDOFF_SECRET",
         lease_seconds=600,
     )
-    save_automation_target(target, user=alice, reason="AWX runs our disk cleanup", now=timezone.now())
+    save_automation_target(
+        target, user=alice, reason="AWX runs our disk cleanup", now=timezone.now()
+    )
     runbook = Runbook.objects.get(name="clean-temp-and-rotate-logs")
     runbook.handoff_target = target
     save_runbook(runbook, user=alice, reason="AWX runs our disk cleanup", now=timezone.now())
@@ -143,6 +146,8 @@ def test_an_automatic_fix_is_handed_to_awx_signed_and_in_its_format(agent, awx, 
     assert (execution.state, execution.remote_reference) == ("running", "42")
     handed = AuditEvent.objects.get(action="execution.handed_off")
     assert handed.actor == "handoff:awx" and "job 42" in handed.summary
+    [ran] = ticket_evidence(execution.ticket)["executions"]
+    assert (ran["run_by"], ran["remote_reference"]) == ("awx", "42")
 
 
 def test_the_callback_reports_and_fresh_metrics_verify_as_for_an_agent(
