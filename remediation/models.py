@@ -107,11 +107,13 @@ class AutomationTarget(models.Model):
     name = models.SlugField(max_length=50, unique=True)
     kind = models.CharField(max_length=20, choices=HandoffKind.choices)
     url = models.URLField(
+        "launch URL",
         max_length=500,
         help_text="The launch URL: AWX …/api/v2/job_templates/ID/launch/, Rundeck "
         "…/api/41/job/UUID/run, StackStorm …/api/v1/webhooks/NAME, or any URL for a webhook.",
     )
     credential_env = models.CharField(
+        "API token variable",
         max_length=100,
         blank=True,
         validators=[ENV_NAME],
@@ -119,6 +121,7 @@ class AutomationTarget(models.Model):
         "Rundeck: X-Rundeck-Auth-Token; StackStorm: St2-Api-Key; webhook: Bearer token).",
     )
     secret_env = models.CharField(
+        "signing secret variable",
         max_length=100,
         validators=[ENV_NAME],
         help_text="Environment variable with the shared secret: Warden signs each request "

@@ -11,6 +11,7 @@ place is named with the field to fix while the others are kept. Only when none c
 kept is the whole request refused (400), so Alertmanager does not send it again.
 """
 
+import logging
 from collections.abc import Callable
 from typing import Any
 
@@ -32,6 +33,7 @@ from remediation.alerts import (
     RECEIVE_PERMISSION,
     AlertMappingError,
     AlertReport,
+    dig,
     from_alertmanager,
     from_webhook,
     receive_alert,
@@ -39,7 +41,9 @@ from remediation.alerts import (
 )
 from remediation.models import AlertStatus
 
+logger = logging.getLogger(__name__)
 ERRORS = {400: ErrorSerializer, 401: ErrorSerializer, 403: ErrorSerializer}
+Parse = Callable[[], AlertReport]
 
 
 class AlertmanagerAlertSerializer(serializers.Serializer):
@@ -100,21 +104,22 @@ class AlertReceiver(APIView):
     permission_classes = [Holds]
     required_permissions = (RECEIVE_PERMISSION,)
 
-    def receive(
-        self, request: Request, parsed: list[tuple[int, Callable[[], AlertReport]]]
-    ) -> Response:
-        """Receive each alert on its own; 200 if any was kept, else 400 naming the fields."""
+    def receive(self, request: Request, parsed: list[tuple[int, Any, Parse]]) -> Response:
+        """Receive each alert on its own; 200 if any was kept, else 400 naming the fields.
+
+        `parsed`: each alert's place, its fingerprint as sent (for the answer), and how to
+        read it. A rejected alert is not stored: it is answered and logged."""
         now = timezone.now()
         results: list[dict[str, Any]] = []
-        for index, parse in parsed:
-            report: AlertReport | None = None
+        for index, fingerprint, parse in parsed:
+            sent = None if fingerprint in (None, "") else str(fingerprint)
             try:
                 report = parse()
                 outcome = receive_alert(report, user=request.user, now=now)
             except AlertMappingError as exc:
-                results.append(_rejected(index, None, exc.fields))
+                results.append(_rejected(index, sent, exc.fields))
             except DjangoValidationError as exc:
-                results.append(_rejected(index, report and report.fingerprint, exc.message_dict))
+                results.append(_rejected(index, sent, exc.message_dict))
             else:
                 results.append(
                     {
@@ -136,12 +141,14 @@ class AlertReceiver(APIView):
 
 
 def _rejected(index: int, fingerprint: str | None, fields: dict) -> dict[str, Any]:
+    message = "; ".join(f"{k}: {' '.join(v)}" for k, v in fields.items())
+    logger.warning("alert %s (%s) rejected: %s", index, fingerprint or "no fingerprint", message)
     return {
         "index": index,
         "fingerprint": fingerprint,
         "outcome": "rejected",
         "ticket_id": None,
-        "message": "; ".join(f"{k}: {' '.join(v)}" for k, v in fields.items()),
+        "message": message,
         "fields": fields,
     }
 
@@ -167,7 +174,11 @@ class AlertmanagerView(AlertReceiver):
         return self.receive(
             request,
             [
-                (i, lambda a=alert, p=f"alerts[{i}]": from_alertmanager(a, common, p))
+                (
+                    i,
+                    alert["fingerprint"],
+                    lambda a=alert, p=f"alerts[{i}]": from_alertmanager(a, common, p),
+                )
                 for i, alert in enumerate(alerts)
             ],
         )
@@ -199,7 +210,13 @@ class AlertWebhookView(AlertReceiver):
         return self.receive(
             request,
             [
-                (i, lambda a=alert, p=path: from_webhook(a, fields, resolved, p))
+                (
+                    i,
+                    dig(alert, fields.get("fingerprint", ""))
+                    if fields.get("fingerprint")
+                    else None,
+                    lambda a=alert, p=path: from_webhook(a, fields, resolved, p),
+                )
                 for i, (path, alert) in enumerate(alerts)
             ],
         )

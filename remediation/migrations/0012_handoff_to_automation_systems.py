@@ -69,6 +69,7 @@ class Migration(migrations.Migration):
                 (
                     "url",
                     models.URLField(
+                        verbose_name="launch URL",
                         help_text="The launch URL: AWX …/api/v2/job_templates/ID/launch/, Rundeck …/api/41/job/UUID/run, StackStorm …/api/v1/webhooks/NAME, or any URL for a webhook.",
                         max_length=500,
                     ),
@@ -76,6 +77,7 @@ class Migration(migrations.Migration):
                 (
                     "credential_env",
                     models.CharField(
+                        verbose_name="API token variable",
                         blank=True,
                         help_text="Environment variable with the system's API token (AWX: Bearer token; Rundeck: X-Rundeck-Auth-Token; StackStorm: St2-Api-Key; webhook: Bearer token).",
                         max_length=100,
@@ -90,6 +92,7 @@ class Migration(migrations.Migration):
                 (
                     "secret_env",
                     models.CharField(
+                        verbose_name="signing secret variable",
                         help_text="Environment variable with the shared secret: Warden signs each request with it (HMAC-SHA256) and accepts only callbacks signed with it.",
                         max_length=100,
                         validators=[
@@ -197,6 +200,7 @@ class Migration(migrations.Migration):
                 (
                     "url",
                     models.URLField(
+                        verbose_name="launch URL",
                         help_text="The launch URL: AWX …/api/v2/job_templates/ID/launch/, Rundeck …/api/41/job/UUID/run, StackStorm …/api/v1/webhooks/NAME, or any URL for a webhook.",
                         max_length=500,
                     ),
@@ -204,6 +208,7 @@ class Migration(migrations.Migration):
                 (
                     "credential_env",
                     models.CharField(
+                        verbose_name="API token variable",
                         blank=True,
                         help_text="Environment variable with the system's API token (AWX: Bearer token; Rundeck: X-Rundeck-Auth-Token; StackStorm: St2-Api-Key; webhook: Bearer token).",
                         max_length=100,
@@ -218,6 +223,7 @@ class Migration(migrations.Migration):
                 (
                     "secret_env",
                     models.CharField(
+                        verbose_name="signing secret variable",
                         help_text="Environment variable with the shared secret: Warden signs each request with it (HMAC-SHA256) and accepts only callbacks signed with it.",
                         max_length=100,
                         validators=[

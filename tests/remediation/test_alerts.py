@@ -241,7 +241,7 @@ def test_an_alert_warden_cannot_place_is_named_and_the_others_kept(sender, web):
 
     assert response.status_code == 200
     rejected, opened = response.json()["alerts"]
-    assert rejected["outcome"] == "rejected"
+    assert rejected["outcome"] == "rejected" and rejected["fingerprint"] == "1111111111111111"
     assert rejected["fields"] == {
         "alerts[0].labels.instance": ["No registered host is named 'db-09' (manage.py add_host)."]
     }
