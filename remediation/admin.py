@@ -9,7 +9,7 @@ from django.utils.html import format_html
 
 from config.admin_actions import confirmed_action
 from governance import labels
-from governance.admin import labelled, labelled_filter
+from governance.admin import ReadOnlyAdmin, labelled, labelled_filter
 from governance.admin_governed import GovernedAdmin
 from governance.changes import REASON_FIELD
 from remediation.evidence import ticket_story
@@ -199,7 +199,7 @@ def _roll_back(execution: Execution, user, note: str) -> str:
 
 
 @admin.register(Execution)
-class ExecutionAdmin(admin.ModelAdmin):
+class ExecutionAdmin(ReadOnlyAdmin):
     list_display = ["id", "ticket", "host", "runbook", "state", "created_at", "finished_at"]
     list_filter = ["state", "runbook"]
     search_fields = ["ticket__ticket_id", "host__name", "idempotency_key"]
@@ -223,18 +223,9 @@ class ExecutionAdmin(admin.ModelAdmin):
         # Rows stay read-only in the admin; cancelling and rolling back are a supervisor's.
         return request.user.has_perm("remediation.change_execution")
 
-    def has_add_permission(self, request) -> bool:
-        return False
-
-    def has_change_permission(self, request, obj=None) -> bool:
-        return False
-
-    def has_delete_permission(self, request, obj=None) -> bool:
-        return False
-
 
 @admin.register(Alert)
-class AlertAdmin(admin.ModelAdmin):
+class AlertAdmin(ReadOnlyAdmin):
     """What monitoring systems sent: read-only, as received (remediation.alerts)."""
 
     list_display = [
@@ -250,12 +241,3 @@ class AlertAdmin(admin.ModelAdmin):
     search_fields = ["name", "fingerprint", "ticket__ticket_id", "ticket__host__name"]
     list_select_related = ["ticket"]
     date_hierarchy = "first_received_at"
-
-    def has_add_permission(self, request) -> bool:
-        return False
-
-    def has_change_permission(self, request, obj=None) -> bool:
-        return False
-
-    def has_delete_permission(self, request, obj=None) -> bool:
-        return False
