@@ -11,6 +11,7 @@ from django.conf import settings
 from django.core.exceptions import PermissionDenied, RequestDataTooBig
 from django.db import OperationalError
 from django.http import Http404
+from drf_spectacular.utils import OpenApiResponse
 from rest_framework import exceptions, serializers
 from rest_framework.response import Response
 from rest_framework.views import exception_handler
@@ -77,6 +78,25 @@ class ErrorSerializer(serializers.Serializer):
     """The API's one error shape, for the OpenAPI schema."""
 
     error = ErrorDetailSerializer()
+
+
+# What each error status means anywhere in the API, as the OpenAPI schema says it.
+ERROR_MEANINGS = {
+    400: "invalid: `fields` names each field at fault",
+    401: "not_authenticated or authentication_failed: no valid credentials were sent",
+    403: "permission_denied: the caller may not do this",
+    404: "not_found: no such object",
+    409: "conflict: the request collides with what is stored; nothing was changed",
+    503: "unavailable: nothing was stored; send it again after Retry-After",
+}
+
+
+def error_responses(*statuses: int) -> dict[int, OpenApiResponse]:
+    """The API's error shape under each of `statuses`, for extend_schema(responses=...)."""
+    return {
+        status: OpenApiResponse(ErrorSerializer, description=ERROR_MEANINGS[status])
+        for status in statuses
+    }
 
 
 RETRY_AFTER_SECONDS = 5

@@ -1,6 +1,7 @@
 from django.contrib import admin
-from django.http import HttpRequest, JsonResponse
+from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.urls import include, path
+from django.views.defaults import page_not_found
 from django.views.generic import RedirectView
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 from rest_framework.routers import DefaultRouter
@@ -25,6 +26,19 @@ router.register("tickets", TicketViewSet, basename="ticket")
 
 def healthz(request: HttpRequest) -> JsonResponse:
     return JsonResponse({"status": "ok"})
+
+
+def not_found(request: HttpRequest, exception: Exception | None = None) -> HttpResponse:
+    """A path nothing answers: under /api/ in the API's one error shape (a client parses
+    JSON, not a page), elsewhere Django's page."""
+    if request.path.startswith("/api/"):
+        message = f"Nothing at {request.path}: see /api/docs for the API's paths."
+        error = {"code": "not_found", "message": message, "fields": {}}
+        return JsonResponse({"error": error}, status=404)
+    return page_not_found(request, exception)
+
+
+handler404 = not_found
 
 
 api_v1 = [

@@ -28,15 +28,7 @@ NOT_STARTED = (ExecutionState.QUEUED, ExecutionState.HELD, ExecutionState.DISPAT
 
 def save_runbook(runbook: Runbook, *, user: Any, reason: str | None, now: datetime) -> Change:
     """Validate and save `runbook` as a new version, audited; an edit voids and re-decides."""
-    with transaction.atomic():
-        change = save_governed(runbook, user=user, reason=reason)
-        if change.is_edit:
-            cause = (
-                f"runbook {runbook.name} changed ({', '.join(change.changed)}; "
-                f"version {change.version})"
-            )
-            append_events(void_decided_work(runbook, cause=cause, now=now))
-    return change
+    return _save_voiding(runbook, f"runbook {runbook.name}", user=user, reason=reason, now=now)
 
 
 def save_automation_target(
@@ -44,14 +36,20 @@ def save_automation_target(
 ) -> Change:
     """Validate and save an automation target, audited. Where a runbook runs is part of what
     was approved: an edit voids and re-decides the work decided on each runbook it runs."""
+    return _save_voiding(
+        target, f"automation target {target.name}", user=user, reason=reason, now=now
+    )
+
+
+def _save_voiding(
+    obj: Runbook | AutomationTarget, what: str, *, user: Any, reason: str | None, now: datetime
+) -> Change:
     with transaction.atomic():
-        change = save_governed(target, user=user, reason=reason)
+        change = save_governed(obj, user=user, reason=reason)
         if change.is_edit:
-            cause = (
-                f"automation target {target.name} changed ({', '.join(change.changed)}; "
-                f"version {change.version})"
-            )
-            for runbook in target.runbooks.order_by("pk"):
+            cause = f"{what} changed ({', '.join(change.changed)}; version {change.version})"
+            runbooks = [obj] if isinstance(obj, Runbook) else obj.runbooks.order_by("pk")
+            for runbook in runbooks:
                 append_events(void_decided_work(runbook, cause=cause, now=now))
     return change
 

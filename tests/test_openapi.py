@@ -29,3 +29,11 @@ def test_the_docs_page_needs_no_internet(client):
     page = client.get("/api/docs")
     assert page.status_code == 200
     assert b"cdn." not in page.content
+
+
+def test_an_api_path_nothing_answers_is_a_json_error(client):
+    response = client.get("/api/v1/tickets/not.a.ticket/evidence")
+
+    assert response.status_code == 404
+    assert response.json()["error"]["code"] == "not_found"
+    assert client.get("/no-such-page").headers["Content-Type"].startswith("text/html")

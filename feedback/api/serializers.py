@@ -150,7 +150,10 @@ def reliability_json(score: ReliabilityBreakdown | None) -> dict | None:
 
 class StoredFeedbackSerializer(serializers.ModelSerializer):
     ticket_id = serializers.CharField(source="ticket.ticket_id")
-    submitted_by = serializers.SlugRelatedField(slug_field="username", read_only=True)
+    # null once the user who gave it is deleted
+    submitted_by = serializers.SlugRelatedField(
+        slug_field="username", read_only=True, allow_null=True
+    )
     time_to_resolve = serializers.FloatField(source="time_to_resolve_minutes", allow_null=True)
 
     class Meta:

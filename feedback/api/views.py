@@ -15,7 +15,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from config.api_errors import ErrorSerializer
+from config.api_errors import error_responses
 from feedback.analytics import Period, auto_remediation_stats, reliability_stats
 from feedback.api.serializers import (
     AutoRemediationStatsSerializer,
@@ -32,7 +32,7 @@ from governance.decisions import current_reliability
 from remediation.choices import Category
 from remediation.models import Ticket
 
-ERRORS = {400: ErrorSerializer, 401: ErrorSerializer, 403: ErrorSerializer}
+ERRORS = error_responses(400, 401, 403)
 DEFAULT_DAYS = 30
 MAX_DAYS = 3650
 

@@ -3,13 +3,19 @@ ndjson) the whole filtered trail streamed as a download for those who may export
 
 from django.http import StreamingHttpResponse
 from drf_spectacular.types import OpenApiTypes
-from drf_spectacular.utils import OpenApiParameter, extend_schema
+from drf_spectacular.utils import (
+    OpenApiParameter,
+    OpenApiResponse,
+    PolymorphicProxySerializer,
+    extend_schema,
+)
 from rest_framework import exceptions, permissions, serializers
 from rest_framework.pagination import CursorPagination
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from config.api_errors import ErrorSerializer, error_responses
 from governance.audit_filters import FILTER_FIELDS, audit_filter, export_format
 from governance.export import FORMATS, ExportError, stream
 from governance.models import AuditEvent
@@ -34,6 +40,14 @@ class AuditEventSerializer(serializers.ModelSerializer):
             "prev_hash",
             "hash",
         ]
+
+
+class AuditEventPageSerializer(serializers.Serializer):
+    """A page of the trail (BySequence); `next` is the rest."""
+
+    next = serializers.URLField(allow_null=True)
+    previous = serializers.URLField(allow_null=True)
+    results = AuditEventSerializer(many=True)
 
 
 class BySequence(CursorPagination):
@@ -74,8 +88,32 @@ class AuditEventList(APIView):
     pagination_class = BySequence
 
     @extend_schema(
-        parameters=FILTER_PARAMETERS,
-        responses={200: AuditEventSerializer(many=True)},
+        operation_id="v1_audit_events_list",
+        parameters=[
+            *FILTER_PARAMETERS,
+            # drf-spectacular adds a paginator's own only to a plain list response.
+            OpenApiParameter("cursor", str, description="The pagination cursor value."),
+            OpenApiParameter(
+                "limit", int, description="Number of results to return per page (at most 1000)."
+            ),
+        ],
+        responses={
+            # Without `format` a page; with format=json the whole trail as one array.
+            (200, "application/json"): PolymorphicProxySerializer(
+                component_name="AuditEventsPageOrExport",
+                serializers=[AuditEventPageSerializer, AuditEventSerializer(many=True)],
+                resource_type_field_name=None,
+                many=False,
+            ),
+            (200, "text/csv"): OpenApiResponse(
+                OpenApiTypes.STR, description="format=csv: a header row, then one row per event"
+            ),
+            (200, "application/x-ndjson"): OpenApiResponse(
+                OpenApiTypes.STR, description="format=ndjson: one JSON event per line"
+            ),
+            **error_responses(400, 401, 403),
+            404: OpenApiResponse(ErrorSerializer, description="not_found: an unknown `cursor`"),
+        },
         summary="The audit trail, filtered; a download with `format`",
     )
     def get(self, request: Request) -> Response | StreamingHttpResponse:

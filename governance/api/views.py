@@ -2,12 +2,13 @@
 
 from django.shortcuts import get_object_or_404
 from django.utils import timezone
-from drf_spectacular.utils import extend_schema
+from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import exceptions, serializers, status
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from config.api_errors import error_responses
 from governance.approvals import ApprovalError, approve_request, reject_request
 from governance.models import ApprovalRequest
 
@@ -26,7 +27,8 @@ class ApprovalVerdictView(APIView):
 
     @extend_schema(
         request=VerdictSerializer,
-        responses={200: VerdictResultSerializer},
+        parameters=[OpenApiParameter("id", {"type": "integer", "minimum": 1}, "path")],
+        responses={200: VerdictResultSerializer, **error_responses(400, 401, 403, 404, 409)},
         summary="Approve or reject a remediation waiting for people",
     )
     def post(self, request: Request, pk: int) -> Response:

@@ -25,7 +25,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from config.api_errors import ErrorSerializer
+from config.api_errors import error_responses
 from feedback.api.views import Holds
 from remediation.alerts import (
     FINGERPRINT_LENGTH,
@@ -42,7 +42,7 @@ from remediation.alerts import (
 from remediation.models import AlertStatus
 
 logger = logging.getLogger(__name__)
-ERRORS = {400: ErrorSerializer, 401: ErrorSerializer, 403: ErrorSerializer}
+ERRORS = error_responses(400, 401, 403)
 Parse = Callable[[], AlertReport]
 
 

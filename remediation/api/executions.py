@@ -3,12 +3,13 @@
 from django.core.exceptions import ValidationError
 from django.shortcuts import get_object_or_404
 from django.utils import timezone
-from drf_spectacular.utils import extend_schema
+from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import exceptions, serializers
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from config.api_errors import error_responses
 from remediation.api.views import Conflict
 from remediation.executions import ExecutionError, cancel_execution
 from remediation.models import Execution
@@ -26,7 +27,8 @@ class CancelResultSerializer(serializers.Serializer):
 class ExecutionCancelView(APIView):
     @extend_schema(
         request=CancelSerializer,
-        responses={200: CancelResultSerializer},
+        parameters=[OpenApiParameter("id", {"type": "integer", "minimum": 1}, "path")],
+        responses={200: CancelResultSerializer, **error_responses(400, 401, 403, 404, 409)},
         summary="Cancel an unfinished execution, saying why",
     )
     def post(self, request: Request, pk: int) -> Response:

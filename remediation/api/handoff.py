@@ -12,7 +12,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from config.api_errors import Conflict, ErrorSerializer
+from config.api_errors import Conflict, error_responses
 from remediation.executions import ExecutionError
 from remediation.handoff import SIGNATURE_HEADER, HandoffError, accept_callback
 
@@ -58,13 +58,7 @@ class ExecutionCallbackView(APIView):
                 "automation target's shared secret.",
             ),
         ],
-        responses={
-            200: CallbackResultSerializer,
-            400: ErrorSerializer,
-            401: ErrorSerializer,
-            404: ErrorSerializer,
-            409: ErrorSerializer,
-        },
+        responses={200: CallbackResultSerializer, **error_responses(400, 401, 404, 409)},
         auth=[],
         summary="An automation system reports how a handed-off action went",
         description=(

@@ -37,7 +37,7 @@ from drf_spectacular.utils import OpenApiParameter, extend_schema, inline_serial
 from rest_framework import exceptions
 from rest_framework.views import APIView
 
-from config.api_errors import warden_exception_handler
+from config.api_errors import error_responses, warden_exception_handler
 from remediation.api.authentication import (
     HostKeyAuthentication,
     IsAgent,
@@ -65,7 +65,10 @@ def parse_wait(raw: str | None) -> float:
 
 
 def ready_executions() -> Any:
-    return Execution.objects.filter(state__in=list(EXECUTION_AGENT_CLAIMABLE))
+    # An automation system, not the agent, runs a handed-off execution (remediation.handoff).
+    return Execution.objects.filter(
+        state__in=list(EXECUTION_AGENT_CLAIMABLE), handoff_target__isnull=True
+    )
 
 
 def start_poll(authorization: bytes) -> tuple[Host, list[AgentAction]]:
@@ -266,12 +269,17 @@ class AgentActionsSchema(APIView):
         parameters=[
             OpenApiParameter(
                 "wait",
-                float,
+                {
+                    "type": "number",
+                    "minimum": 0,
+                    "maximum": settings.WARDEN_AGENT_POLL_MAX_SECONDS,
+                },
                 description="Seconds to wait for an action (0 to WARDEN_AGENT_POLL_MAX_SECONDS).",
             )
         ],
         responses={
-            200: inline_serializer("AgentActions", {"actions": AgentActionSerializer(many=True)})
+            200: inline_serializer("AgentActions", {"actions": AgentActionSerializer(many=True)}),
+            **error_responses(400, 401),
         },
         summary="Take this host's ready actions (long poll)",
     )

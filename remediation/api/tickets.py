@@ -16,13 +16,13 @@ from typing import Any
 from django.core.exceptions import ValidationError as DjangoValidationError
 from django.utils import timezone
 from drf_spectacular.types import OpenApiTypes
-from drf_spectacular.utils import extend_schema, extend_schema_field
+from drf_spectacular.utils import OpenApiParameter, extend_schema, extend_schema_field
 from rest_framework import exceptions, permissions, serializers, status, viewsets
 from rest_framework.decorators import action
 from rest_framework.request import Request
 from rest_framework.response import Response
 
-from config.api_errors import Conflict, ErrorSerializer
+from config.api_errors import Conflict, error_responses
 from feedback.api.serializers import ReliabilitySerializer, reliability_json
 from governance.approvals import (
     APPROVE_PERMISSION,
@@ -35,7 +35,7 @@ from governance.labels import event_label
 from governance.models import ApprovalRequest, ApprovalStatus, AuditEvent, Decision, Verdict
 from remediation.choices import Category, ExecutionState, Priority
 from remediation.evidence import ticket_evidence, ticket_rows
-from remediation.intake import ExternalTicket, TicketConflict, open_external_ticket
+from remediation.intake import TICKET_ID, ExternalTicket, TicketConflict, open_external_ticket
 from remediation.models import Execution, Ticket, TicketSource
 from scoring.reliability import ReliabilityBreakdown
 
@@ -50,12 +50,16 @@ ACTION_PERMISSIONS = {
     "create": ("remediation.add_ticket",),
     "approve_remediation": (VIEW_TICKETS, APPROVE_PERMISSION),
 }
-ERRORS = {
-    400: ErrorSerializer,
-    401: ErrorSerializer,
-    403: ErrorSerializer,
-    404: ErrorSerializer,
-}
+ERRORS = error_responses(400, 401, 403, 404)
+# Every stored ticket_id has this form (Warden's INC-000123 and callers' ids alike), so the
+# schema says so: an id of another form is a ticket that cannot exist.
+TICKET_ID_PARAMETER = OpenApiParameter(
+    "ticket_id",
+    str,
+    OpenApiParameter.PATH,
+    pattern=TICKET_ID.pattern,
+    description="e.g. INC-000123",
+)
 # An execution that ran to an end: its outcome is the remediation's result.
 SUCCEEDED = {ExecutionState.SUCCEEDED}
 FAILED = {ExecutionState.FAILED, ExecutionState.ROLLED_BACK, ExecutionState.ROLLBACK_FAILED}
@@ -76,8 +80,9 @@ class TicketPermission(permissions.BasePermission):
 
 
 class DecisionSerializer(serializers.ModelSerializer):
-    policy = serializers.SlugRelatedField(slug_field="name", read_only=True)
-    runbook = serializers.SlugRelatedField(slug_field="name", read_only=True)
+    # null when the decision named none (an escalation has no runbook)
+    policy = serializers.SlugRelatedField(slug_field="name", read_only=True, allow_null=True)
+    runbook = serializers.SlugRelatedField(slug_field="name", read_only=True, allow_null=True)
 
     class Meta:
         model = Decision
@@ -443,6 +448,14 @@ class TicketViewSet(viewsets.ReadOnlyModelViewSet):
         return TicketDetailSerializer if self.action == "retrieve" else TicketSerializer
 
     @extend_schema(
+        responses={200: TicketSerializer(many=True), **error_responses(400, 401, 403)},
+        summary="Tickets with their decisions and executions, filtered",
+    )
+    def list(self, request: Request, *args: Any, **kwargs: Any) -> Response:
+        return super().list(request, *args, **kwargs)
+
+    @extend_schema(
+        parameters=[TICKET_ID_PARAMETER],
         responses={200: TicketDetailSerializer, **ERRORS},
         summary="A ticket with what Warden suggests, decided and ran",
     )
@@ -451,7 +464,7 @@ class TicketViewSet(viewsets.ReadOnlyModelViewSet):
 
     @extend_schema(
         request=OpenTicketSerializer,
-        responses={201: TicketDetailSerializer, 409: ErrorSerializer, **ERRORS},
+        responses={201: TicketDetailSerializer, **error_responses(400, 401, 403, 409)},
         summary="Open a ticket from another system (decided at once by the same engine)",
         description=(
             "Automatic remediation stays off unless `enable_auto_remediation` is true. "
@@ -475,6 +488,7 @@ class TicketViewSet(viewsets.ReadOnlyModelViewSet):
         return Response(data, status=status.HTTP_201_CREATED, headers={"Location": location})
 
     @extend_schema(
+        parameters=[TICKET_ID_PARAMETER],
         responses={200: RemediationLogsSerializer, **ERRORS},
         summary="What ran on the ticket and every audit event of it",
     )
@@ -492,7 +506,8 @@ class TicketViewSet(viewsets.ReadOnlyModelViewSet):
 
     @extend_schema(
         request=ApproveRemediationSerializer,
-        responses={200: ApprovalResultSerializer, 409: ErrorSerializer, **ERRORS},
+        parameters=[TICKET_ID_PARAMETER],
+        responses={200: ApprovalResultSerializer, **error_responses(400, 401, 403, 404, 409)},
         summary="Approve or reject the remediation waiting on the ticket, as yourself",
         description=(
             "The approver is the authenticated user. Nobody approves their own request; "
@@ -552,7 +567,8 @@ class TicketViewSet(viewsets.ReadOnlyModelViewSet):
         )
 
     @extend_schema(
-        responses={200: OpenApiTypes.OBJECT},
+        parameters=[TICKET_ID_PARAMETER],
+        responses={200: OpenApiTypes.OBJECT, **error_responses(401, 403, 404)},
         summary="The ticket's whole story as one evidence document",
     )
     @action(detail=True, methods=["get"])

@@ -3,12 +3,13 @@
 from datetime import UTC
 
 from django.utils import timezone
-from drf_spectacular.utils import extend_schema
+from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import exceptions, status
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from config.api_errors import error_responses
 from remediation.api.authentication import HostKeyAuthentication, IsAgent
 from remediation.api.batches import PostedBatch, parse_batch
 from remediation.api.serializers import (
@@ -32,6 +33,12 @@ class Conflict(exceptions.APIException):
     default_code = "conflict"
 
 
+# Executions are numbered from 1; the path takes nothing else.
+EXECUTION_ID = OpenApiParameter(
+    "execution_id", {"type": "integer", "minimum": 1}, OpenApiParameter.PATH
+)
+
+
 def verdict_json(verdict: SampleVerdict) -> dict:
     """A verdict as MetricsResponseSerializer documents it, built directly: a batch's
     answer is on every agent's hot path, and a serializer costs ~10 us per field."""
@@ -53,8 +60,12 @@ class MetricsView(APIView):
 
     @extend_schema(
         request=PostedBatch,
-        responses={201: MetricsResponseSerializer},
+        responses={201: MetricsResponseSerializer, **error_responses(400, 401, 403, 503)},
         summary="Post one metric sample or a batch of them",
+        description=(
+            "403: the key's host may post only its own samples. 503: no approved model "
+            "(or the database is busy); nothing was stored, so the agent sends it again."
+        ),
     )
     def post(self, request: Request) -> Response:
         host: Host = request.auth
@@ -92,7 +103,8 @@ class AgentResultView(APIView):
 
     @extend_schema(
         request=AgentResultSerializer,
-        responses={200: AgentResultResponseSerializer},
+        parameters=[EXECUTION_ID],
+        responses={200: AgentResultResponseSerializer, **error_responses(400, 401, 404, 409)},
         summary="Report how an action went",
     )
     def post(self, request: Request, execution_id: int) -> Response:
