@@ -92,9 +92,10 @@ class Tally:
 
 
 @pytest.fixture
-def wsgi_requests_keep_the_test_transaction() -> Iterator[None]:
+def wsgi_requests_keep_the_test_transaction(seeded: "Seeded") -> Iterator[None]:
     """Django's WSGI handler closes the database connection after each request, which would
-    end the test's transaction; its test client unhooks the same signal for the same reason."""
+    end the test's transaction; its test client unhooks the same signal for the same reason,
+    and hooks it again after each of its requests: so this comes after the seeding's."""
     request_started.disconnect(close_old_connections)
     request_finished.disconnect(close_old_connections)
     yield

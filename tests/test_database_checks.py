@@ -26,7 +26,10 @@ from governance.models import (
 from governance.notice_views import give_verdict
 from governance.notices import deliver_due, read_link, sign_link
 from governance.switches import pause_automation
-from remediation.models import Ticket
+from governance.tokens import service_user
+from remediation.alerts import AlertReport, receive_alert
+from remediation.models import AutomationTarget, Ticket
+from remediation.runbooks import save_automation_target
 from scoring.models import MetricSample
 
 PROJECT_APPS = ("governance", "remediation", "scoring", "feedback")
@@ -105,6 +108,15 @@ def test_an_update_past_the_bounds_is_refused(model, field, agent, other_agent, 
     AutonomyProposal.objects.create(
         pattern=pattern, change="raise_level", from_level=1, to_level=2, summary="earned"
     )
+    # an alert counted on the disk ticket, and an automation system a runbook may run on
+    sender = service_user("alertmanager", "alert senders", by=None, reason="monitoring")
+    report = AlertReport("alertmanager", "a1b2c3d4e5f60718", "firing", "web-01", "disk", "Full")
+    receive_alert(report, user=sender, now=now)
+    target = AutomationTarget(
+        name="awx", kind="awx", url="https://awx.example.com/api/v2/job_templates/7/launch/",
+        secret_env="WARDEN_AWX_SECRET",
+    )  # fmt: skip
+    save_automation_target(target, user=alice, reason="AWX runs disk fixes", now=now)
     rows = model.objects.all()
     assert rows.exists(), f"the setup makes no {model.__name__}: add one"
     with pytest.raises(IntegrityError), transaction.atomic():
