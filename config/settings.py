@@ -8,7 +8,9 @@ for the rest). The README's configuration table lists every variable.
 """
 
 import json
+import os
 import secrets
+import time
 from pathlib import Path
 
 import environ
@@ -29,12 +31,25 @@ MODEL_DIR = Path(env.str("WARDEN_MODEL_DIR", default=str(DATA_DIR / "models")))
 
 
 def _generated_key(filename: str) -> str:
-    """A random key kept in the data folder (embedded mode), so it survives restarts."""
+    """A random key kept in the data folder (embedded mode), so it survives restarts.
+
+    Processes starting together (the demo's web server and worker, parallel test workers)
+    share one key: the first creates the file (exclusively), the others read it once written.
+    """
     path = DATA_DIR / filename
-    if not path.exists():
-        path.write_text(secrets.token_urlsafe(50))
-        path.chmod(0o600)
-    return path.read_text().strip()
+    try:
+        created = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:
+        pass
+    else:
+        with os.fdopen(created, "w") as file:
+            file.write(secrets.token_urlsafe(50))
+    for _ in range(100):
+        key = path.read_text().strip()
+        if key:
+            return key
+        time.sleep(0.02)  # another process created it and is writing it
+    raise ImproperlyConfigured(f"{path} is empty: delete it and a new key is generated")
 
 
 if PRODUCTION:

@@ -1,6 +1,7 @@
 from django.contrib import admin, messages
 from django.contrib.admin.utils import unquote
 from django.core.exceptions import PermissionDenied
+from django.db import models
 from django.http import HttpRequest, HttpResponse
 from django.template.response import TemplateResponse
 from django.urls import reverse
@@ -64,6 +65,11 @@ class AutomationTargetAdmin(GovernedAdmin):
     list_display = ["name", "kind", "url", "lease_seconds", "enabled"]
     list_filter = ["kind", "enabled"]
     search_fields = ["name", "url"]
+
+    def formfield_for_dbfield(self, db_field, request, **kwargs):
+        if isinstance(db_field, models.URLField):
+            kwargs["assume_scheme"] = "https"  # a launch URL typed without one
+        return super().formfield_for_dbfield(db_field, request, **kwargs)
 
     def save_governed(self, request, obj, reason) -> None:
         # An edit voids what was approved to run through it, as a runbook edit does.
