@@ -71,6 +71,8 @@ def redis_of_this_worker() -> None:
         return
     settings.REDIS_URL = WORKER_REDIS_URL
     settings.Q_CLUSTER["redis"] = WORKER_REDIS_URL
+    Conf.REDIS = WORKER_REDIS_URL  # django-q2 read it at import: the integration tests'
+    # approvals enqueue from here to the qcluster they started
     settings.CHANNEL_LAYERS["default"]["CONFIG"]["hosts"][0]["address"] = WORKER_REDIS_URL
     channel_layers.backends = {}
 
