@@ -19,9 +19,8 @@ $(VENV)/.dev: requirements.txt requirements-dev.txt | $(BIN)/python
 demo: $(VENV)/.runtime
 	$(BIN)/python manage.py run_demo
 
-# One pytest-xdist worker per core; the integration tests share one (tests/conftest.py).
 test: $(VENV)/.dev lint
-	$(BIN)/python -m pytest -n auto --dist loadgroup $(PYTEST_ARGS)
+	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 lint: $(VENV)/.dev
 	$(BIN)/ruff check .

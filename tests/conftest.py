@@ -7,7 +7,6 @@ import json
 import os
 from datetime import timedelta
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
 
 import pytest
 from django.contrib.auth.models import Group, User
@@ -44,48 +43,6 @@ PROBLEMS = {
     "dns": {"dns_latency_ms": 650.0},
     "firewall": {"firewall_change_requested": 1},
 }
-
-
-def _worker_redis_url() -> str:
-    """Under pytest-xdist, each worker's own Redis database (REDIS_URL's, numbered by the
-    worker): one worker's live events and task queue never reach another's tests, whose
-    database is another. Set in the environment too, for the processes tests start."""
-    url, worker = os.environ.get("REDIS_URL", ""), os.environ.get("PYTEST_XDIST_WORKER", "")
-    if url and worker:
-        number = int(worker.removeprefix("gw") or 0) % 16  # Redis has 16 by default
-        url = urlunsplit(urlsplit(url)._replace(path=f"/{number}"))
-        os.environ["REDIS_URL"] = url
-    return url
-
-
-WORKER_REDIS_URL = _worker_redis_url()
-
-
-@pytest.fixture(scope="session", autouse=True)
-def redis_of_this_worker() -> None:
-    """Django's settings were read before this module: point them at the worker's Redis."""
-    from channels.layers import channel_layers
-    from django.conf import settings
-
-    if not settings.REDIS_URL or settings.REDIS_URL == WORKER_REDIS_URL:
-        return
-    settings.REDIS_URL = WORKER_REDIS_URL
-    settings.Q_CLUSTER["redis"] = WORKER_REDIS_URL
-    Conf.REDIS = WORKER_REDIS_URL  # django-q2 read it at import: the integration tests'
-    # approvals enqueue from here to the qcluster they started
-    settings.CHANNEL_LAYERS["default"]["CONFIG"]["hosts"][0]["address"] = WORKER_REDIS_URL
-    channel_layers.backends = {}
-
-
-@pytest.hookimpl(tryfirst=True)  # before xdist reads the groups
-def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """Under pytest-xdist (`make test` runs two workers or more), the integration tests run
-    one after another on one worker: their qclusters share Redis's task queue, and a worker
-    of one test's servers must never take a task of another's (each test database is a
-    worker's own)."""
-    for item in items:
-        if item.nodeid.startswith("tests/integration/"):
-            item.add_marker(pytest.mark.xdist_group("servers"))
 
 
 @pytest.fixture(scope="session", autouse=True)
