@@ -228,9 +228,13 @@ def _cancel(
     reason: str,
     *,
     escalate: bool = True,
+    ran: bool = True,
     **data: Any,
 ) -> None:
-    """Cancel an unfinished execution and hand its ticket to people (caller holds the lock)."""
+    """Cancel an unfinished execution and hand its ticket to people (caller holds the lock).
+
+    `ran`: False when a running execution is known never to have started anywhere (its
+    hand-off was refused), so it does not count as a failed fix."""
     was = execution.state
     execution.move_to(ExecutionState.CANCELLED, now)
     execution.finished_at = now
@@ -248,7 +252,7 @@ def _cancel(
     events.append(
         _audit(execution, actor, "execution.cancelled", f"cancelled: {reason}", was=was, **data)
     )
-    if was in (ExecutionState.RUNNING, ExecutionState.VERIFYING):
+    if ran and was in (ExecutionState.RUNNING, ExecutionState.VERIFYING):
         _count_failed_attempt(execution, now, events)  # it ran, and nothing verified it worked
     if escalate:
         _escalate_ticket(execution.ticket, events, f"execution cancelled ({was}): {reason}")
@@ -465,7 +469,7 @@ def record_handoff_delivery(
         elif outcome == "refused" and current:
             if execution.state == ExecutionState.RUNNING:
                 # Nothing ran: not a failed fix, so no count against its automation.
-                _cancel(execution, now, events, "system", f"hand-off refused: {detail}")
+                _cancel(execution, now, events, "system", f"hand-off refused: {detail}", ran=False)
             else:
                 execution.move_to(ExecutionState.ROLLBACK_FAILED, now)
                 execution.finished_at = now

@@ -235,17 +235,21 @@ def test_a_failed_fix_is_rolled_back_through_the_same_system(agent, awx, receive
 
 
 def test_a_refused_hand_off_cancels_and_tells_people_without_counting_a_failed_fix(
-    agent, awx, receiver
+    agent, other_agent, awx, receiver
 ):
     receiver.status, receiver.answer = 400, {"variables_needed_to_start": ["warden"]}
 
+    # twice, on two hosts: two failed fixes would cost the policy its autonomy
     [result] = agent.post_metrics(agent.sample("disk")).json()["results"]
+    other_agent.post_metrics(other_agent.sample("disk"))
 
     execution = Execution.objects.get(ticket__ticket_id=result["ticket_id"])
     assert execution.state == "cancelled"
     assert "hand-off refused: awx: HTTP 400" in execution.cancel_reason
     assert Ticket.objects.get(pk=execution.ticket_id).status == "escalated"
+    assert Execution.objects.filter(state="cancelled").count() == 2
     assert not AuditEvent.objects.filter(action__in=["policy.demoted", "pattern.demoted"])
+    assert execution.ticket.pattern.auto_remediation_attempts == 0
 
 
 def test_nothing_listening_is_a_refusal(agent, alice, secrets_set, receiver):
