@@ -57,11 +57,16 @@ PRIORITIES = {
 TRUE = {"true", "yes", "1", "on"}
 
 
+def describe(fields: Mapping[str, list[str]]) -> str:
+    """Field errors as one line: "alerts[0].labels.instance: No registered host ..."."""
+    return "; ".join(f"{path}: {' '.join(messages)}" for path, messages in fields.items())
+
+
 class AlertMappingError(Exception):
     """An alert Warden cannot place; `fields` maps a field path to its messages."""
 
     def __init__(self, fields: dict[str, list[str]]) -> None:
-        super().__init__("; ".join(f"{k}: {' '.join(v)}" for k, v in fields.items()))
+        super().__init__(describe(fields))
         self.fields = fields
 
 

@@ -33,6 +33,7 @@ from remediation.alerts import (
     RECEIVE_PERMISSION,
     AlertMappingError,
     AlertReport,
+    describe,
     dig,
     from_alertmanager,
     from_webhook,
@@ -141,7 +142,7 @@ class AlertReceiver(APIView):
 
 
 def _rejected(index: int, fingerprint: str | None, fields: dict) -> dict[str, Any]:
-    message = "; ".join(f"{k}: {' '.join(v)}" for k, v in fields.items())
+    message = describe(fields)
     logger.warning("alert %s (%s) rejected: %s", index, fingerprint or "no fingerprint", message)
     return {
         "index": index,

@@ -13,6 +13,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from config.api_errors import Conflict, error_responses
+from remediation.api.views import EXECUTION_ID
 from remediation.executions import ExecutionError
 from remediation.handoff import SIGNATURE_HEADER, HandoffError, accept_callback
 
@@ -46,9 +47,7 @@ class ExecutionCallbackView(APIView):
     @extend_schema(
         request=CallbackSerializer,
         parameters=[
-            OpenApiParameter(
-                "execution_id", {"type": "integer", "minimum": 1}, OpenApiParameter.PATH
-            ),
+            EXECUTION_ID,
             OpenApiParameter(
                 SIGNATURE_HEADER,
                 str,
