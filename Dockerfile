@@ -13,6 +13,8 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
 
 WORKDIR /app
 COPY requirements.txt .
+# requirements.txt installs the agent package from ./agent (-e ./agent).
+COPY agent/ agent/
 RUN pip install --no-cache-dir -r requirements.txt
 COPY . .
 # Production mode, so the manifest the production storage reads at run time is written;

@@ -283,6 +283,9 @@ WARDEN_REQUEUE_AFTER_SECONDS = env.int("WARDEN_REQUEUE_AFTER_SECONDS", default=1
 # dispatched, within this long is given up (audited); a pause holding one this long too.
 WARDEN_DISPATCH_TIMEOUT_SECONDS = env.int("WARDEN_DISPATCH_TIMEOUT_SECONDS", default=900)
 WARDEN_HELD_TIMEOUT_SECONDS = env.int("WARDEN_HELD_TIMEOUT_SECONDS", default=86_400)
+# Approved or automatic work held for a check time can pass (blast radius, time window,
+# rate limit) is given up on, and people told, after this long.
+WARDEN_HOLD_DEADLINE_SECONDS = env.int("WARDEN_HOLD_DEADLINE_SECONDS", default=4 * 3600)
 WARDEN_METRICS_TOKEN = env.str("WARDEN_METRICS_TOKEN", default="")
 
 
@@ -464,3 +467,11 @@ LOGGING = {
     "root": {"handlers": ["console"], "level": env.str("LOG_LEVEL", default="INFO")},
     "loggers": {"django.db.backends": {"level": "WARNING"}},
 }
+
+# --- Post-action reviews (governance/reviews.py) ---------------------------------------
+# What Warden does by itself at L2 and L3 is reviewed by a person within this many hours;
+# past it the review shows as overdue on the console and the admin's home page.
+WARDEN_REVIEW_DUE_HOURS = _int_at_least("WARDEN_REVIEW_DUE_HOURS", 24, 1)
+# L3's actions are told in one digest: the first waits this many minutes for the others.
+WARDEN_REVIEW_DIGEST_MINUTES = _int_at_least("WARDEN_REVIEW_DIGEST_MINUTES", 60, 0)
+# --- end of post-action reviews --------------------------------------------------------

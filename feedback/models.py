@@ -1,13 +1,18 @@
-"""Human feedback on tickets and the patterns learned from it."""
+"""Human feedback on tickets, the patterns learned from it, and people's reviews of what
+Warden did by itself."""
+
+from datetime import datetime
 
 from django.conf import settings
 from django.core.validators import MaxValueValidator, MinValueValidator
 from django.db import models
+from django.db.models import Q
 from django.utils import timezone
 
 from config.db_checks import checked_in_database
 from config.history import PersonHistory
-from remediation.choices import Category
+from governance.choices import AutonomyLevel
+from remediation.choices import Category, ExecutionState
 
 
 class FeedbackType(models.TextChoices):
@@ -86,3 +91,103 @@ class Pattern(models.Model):
 
     def __str__(self) -> str:
         return f"{self.category}: {', '.join(self.key_terms)}"
+
+
+class ReviewStatus(models.TextChoices):
+    OPEN = "open", "Open"
+    ACKNOWLEDGED = "acknowledged", "Acknowledged"
+    FLAGGED = "flagged", "Flagged"
+
+
+# The levels Warden acts at by itself (governance.choices.AutonomyLevel): only these are
+# reviewed after the fact; below them a person approved before anything ran.
+REVIEWED_LEVELS = [
+    (AutonomyLevel.L2_CONDITIONAL.value, "L2 (acts, people notified)"),
+    (AutonomyLevel.L3_BOUNDED.value, "L3 (acts within limits, digest)"),
+]
+# Where an execution ends: what a review looks at.
+FINAL_OUTCOMES = [
+    (state.value, state.label)
+    for state in (
+        ExecutionState.SUCCEEDED,
+        ExecutionState.FAILED,
+        ExecutionState.ROLLED_BACK,
+        ExecutionState.ROLLBACK_FAILED,
+    )
+]
+
+
+@checked_in_database
+class PostActionReview(models.Model):
+    """A person's look at one action Warden took by itself (PHASE-65's oversight).
+
+    Opened when an automatic execution at L2 or L3 ends (governance.reviews.open_review),
+    due some hours later; a person acknowledges it, or flags it with a reason, which is
+    negative feedback on the ticket. Never deleted: it is the record that people looked.
+    """
+
+    execution = models.OneToOneField(
+        "remediation.Execution", on_delete=models.PROTECT, related_name="review"
+    )
+    autonomy_level = models.PositiveSmallIntegerField(choices=REVIEWED_LEVELS)
+    # The execution's state when the review opened (a failed one may be rolled back after).
+    outcome = models.CharField(max_length=20, choices=FINAL_OUTCOMES)
+    opened_at = models.DateTimeField(default=timezone.now)
+    due_at = models.DateTimeField()
+    status = models.CharField(
+        max_length=20, choices=ReviewStatus.choices, default=ReviewStatus.OPEN
+    )
+    reviewed_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        on_delete=models.PROTECT,
+        null=True,
+        blank=True,
+        related_name="+",
+    )
+    reviewed_at = models.DateTimeField(null=True, blank=True)
+    # The acknowledgement's note, or why it was flagged.
+    note = models.TextField(blank=True)
+    # A flag's negative feedback on the ticket (counted on its pattern).
+    feedback = models.OneToOneField(
+        Feedback, on_delete=models.PROTECT, null=True, blank=True, related_name="review"
+    )
+
+    class Meta:
+        verbose_name = "post-action review"
+        ordering = ["due_at", "pk"]
+        permissions = [
+            ("review_postactionreview", "Can acknowledge or flag what Warden did by itself")
+        ]
+        indexes = [
+            # The console's and the dashboard's overdue count: open reviews by due time.
+            models.Index(fields=["status", "due_at"], name="review_open_due"),
+        ]
+        constraints = [
+            # Reviewed means by someone, at some time; open means by nobody yet.
+            models.CheckConstraint(
+                condition=(
+                    Q(status=ReviewStatus.OPEN, reviewed_by__isnull=True, reviewed_at__isnull=True)
+                    | (
+                        ~Q(status=ReviewStatus.OPEN)
+                        & Q(reviewed_by__isnull=False, reviewed_at__isnull=False)
+                    )
+                ),
+                name="review_reviewed_by_a_person",
+            ),
+            # A flag says why, and counts as the ticket's negative feedback.
+            models.CheckConstraint(
+                condition=~Q(status=ReviewStatus.FLAGGED)
+                | (~Q(note="") & Q(feedback__isnull=False)),
+                name="review_flag_has_reason_and_feedback",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        execution = self.execution
+        return (
+            f"Review of {execution.runbook.name} on {execution.host.name} "
+            f"({execution.ticket.ticket_id}, {self.get_status_display().lower()})"
+        )
+
+    def is_overdue(self, now: datetime) -> bool:
+        return self.status == ReviewStatus.OPEN and self.due_at <= now

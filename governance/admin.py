@@ -1,3 +1,4 @@
+import shlex
 from collections.abc import Callable
 from typing import Any
 
@@ -250,7 +251,7 @@ class DecisionAdmin(ReadOnlyAdmin):
                     "runbook",
                     "runbook_version",
                     "action",
-                    "commands",
+                    "exact_command",
                     "risk",
                     "allowed",
                     "requires_approval",
@@ -269,7 +270,21 @@ class DecisionAdmin(ReadOnlyAdmin):
         "reliability_breakdown",
         "model_drivers",
         "risk",
+        "exact_command",
     ]
+
+    @admin.display(description="Exact command")
+    def exact_command(self, obj: Decision) -> str:
+        """The argv an approval binds to and the agent must report, with its digest."""
+        if not obj.argv:
+            return "-"
+        rollback = shlex.join(obj.rollback_argv) if obj.rollback_argv else "none"
+        return format_html(
+            "<code>{}</code><br>rollback: <code>{}</code><br><small>SHA-256 {}</small>",
+            shlex.join(obj.argv),
+            rollback,
+            obj.argv_digest,
+        )
 
     @admin.display(description="Outcome", ordering="outcome")
     def outcome_label(self, obj: Decision) -> str:

@@ -13,7 +13,12 @@ from django.db import transaction
 
 from governance.audit import PendingEvent, append_events, event, user_actor
 from governance.command_floor import runbook_refusals
-from governance.decisions import readings_show_problem, runbook_version
+from governance.decisions import (
+    DecidedCommand,
+    decided_command,
+    readings_show_problem,
+    runbook_version,
+)
 from governance.models import Approval, ApprovalRequest, ApprovalStatus, Decision, Verdict
 from remediation.choices import TicketStatus
 from remediation.executions import queue_execution
@@ -41,12 +46,20 @@ def request_approval(
     events: list[PendingEvent],
     requested_by: Any = None,
 ) -> ApprovalRequest:
-    """Ask people to approve `runbook` for `ticket`. Expects the caller's transaction."""
+    """Ask people to approve `runbook` for `ticket`. Expects the caller's transaction.
+
+    The request binds to the exact argv people are shown (its digest): the decision's."""
+    command = (
+        DecidedCommand(decision.argv, decision.rollback_argv)
+        if decision is not None and decision.runbook_id == runbook.pk
+        else decided_command(runbook, ticket)
+    )
     request = ApprovalRequest.objects.create(
         ticket=ticket,
         decision=decision,
         runbook=runbook,
         runbook_version=decision.runbook_version if decision else runbook_version(runbook),
+        argv_digest=command.digest,
         required_approvals=max(required_approvals, 1),
         requested_by=requested_by,
         created_at=now,
@@ -66,7 +79,8 @@ def request_approval(
                 "runbook": runbook.name,
                 "runbook_version": request.runbook_version,
                 "action": decision.action if decision else runbook.action,
-                "commands": decision.commands if decision else runbook.commands,
+                "argv": command.argv,
+                "argv_digest": command.digest,
                 "sample": decision.sample_id if decision else None,
                 "required_approvals": request.required_approvals,
             },
@@ -94,7 +108,8 @@ def check_can_decide(request: ApprovalRequest, user: Any, now: datetime) -> None
         )
     if request.approvals.filter(approver=user).exists():
         raise ApprovalError("already_decided", f"{user.get_username()} already gave a verdict")
-    refusals = runbook_refusals(request.runbook.name, request.runbook.commands)
+    decided = request.decision.commands if request.decision else request.runbook.commands
+    refusals = runbook_refusals(request.runbook.name, decided)
     if refusals:
         raise ApprovalError("forbidden_command", refusals[0])
 
@@ -126,6 +141,11 @@ def stale_because(request: ApprovalRequest) -> str | None:
             f"runbook {request.runbook.name} changed since it was requested "
             f"(version {request.runbook_version} shown, {current} now)"
         )
+    command = decided_command(request.runbook, request.ticket)
+    if request.argv_digest and command.digest != request.argv_digest:
+        return "the exact command it would run changed since it was requested"
+    if command.unrunnable:
+        return command.unrunnable[0]
     decision = request.decision
     if not readings_show_problem(
         request.ticket.host_id, request.runbook.category, decision.sample_id if decision else None

@@ -12,13 +12,15 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from django.core.cache import cache
-from django.db.models import Count, Q
+from django.db.models import Case, Count, IntegerField, Q, Value, When
 from django.utils.html import format_html, format_html_join
 from django.utils.safestring import SafeString
 
+from feedback.models import PostActionReview
 from governance.models import ApprovalRequest, ApprovalStatus, Pause
+from governance.reviews import open_reviews, overdue_reviews
 from governance.switches import active_pauses
-from remediation.choices import TICKET_OPEN_STATUSES, ExecutionState
+from remediation.choices import TICKET_OPEN_STATUSES, ExecutionState, TicketStatus
 from remediation.models import Execution, Host, Ticket
 from scoring.choices import ModelStatus
 from scoring.features import Reading
@@ -29,6 +31,9 @@ SPARK_WINDOW = timedelta(hours=1)
 SPARK_BUCKETS = 60  # one point a minute
 FLEET_LIMIT = 200  # hosts on the page, worst first; the admin lists the rest
 OPEN_TICKETS_LIMIT = 50
+# Overdue reviews and escalated tickets named in the banner's lists; the admin lists the rest.
+ATTENTION_LISTED = 5
+OVERDUE_REVIEWS_LIMIT = 50
 # The drift report reads a day of samples: computed at most once a minute per process,
 # not on every panel refresh.
 DRIFT_CACHE_SECONDS = 60
@@ -59,7 +64,8 @@ class HostRow:
 
 @dataclass(frozen=True)
 class FleetState:
-    """The banner: is automation running, who waits for people, can the model be trusted."""
+    """The banner: is automation running, who waits for people, can the model be trusted,
+    and what Warden did by itself that nobody has reviewed in time."""
 
     pauses: list[Pause]
     waiting: int
@@ -69,13 +75,26 @@ class FleetState:
     failed_today: int
     drift: DriftReport | None
     serving_version: int | None
+    # Tickets handed to people (a failed fix, a rejection, a cancelled change): they wait
+    # for a person as surely as an approval does.
+    escalated: int = 0
+    escalated_tickets: list[Ticket] = field(default_factory=list)  # the most recent few
+    reviews_open: int = 0
+    reviews_overdue: int = 0
+    overdue: list[PostActionReview] = field(default_factory=list)  # the longest overdue few
 
     @property
     def level(self) -> str:
         """The banner's colour: stopped, needs people, or running."""
         if self.pauses or self.serving_version is None:
             return "stopped"
-        if self.waiting or self.held or (self.drift and self.drift.level == "OUT_OF_DEPTH"):
+        if (
+            self.waiting
+            or self.held
+            or self.escalated
+            or self.reviews_overdue
+            or (self.drift and self.drift.level == "OUT_OF_DEPTH")
+        ):
             return "attention"
         return "running"
 
@@ -213,6 +232,10 @@ def fleet_state(now: datetime) -> FleetState:
         over_an_hour=Count("pk", filter=Q(created_at__lt=now - timedelta(hours=1))),
     )
     version, drift = _drift(now)
+    escalated = Ticket.objects.filter(status=TicketStatus.ESCALATED)
+    reviews = open_reviews().aggregate(
+        count=Count("pk"), overdue=Count("pk", filter=Q(due_at__lte=now))
+    )
     return FleetState(
         pauses=list(active_pauses(now)),
         waiting=waiting["count"],
@@ -229,6 +252,13 @@ def fleet_state(now: datetime) -> FleetState:
         ).count(),
         drift=drift,
         serving_version=version,
+        escalated=escalated.count(),
+        escalated_tickets=list(
+            escalated.select_related("host").order_by("-last_seen_at")[:ATTENTION_LISTED]
+        ),
+        reviews_open=reviews["count"],
+        reviews_overdue=reviews["overdue"],
+        overdue=list(overdue_reviews(now)[:ATTENTION_LISTED]),
     )
 
 
@@ -246,10 +276,16 @@ def pending_approvals() -> list[ApprovalRequest]:
 
 
 def open_tickets(limit: int = OPEN_TICKETS_LIMIT) -> list[Ticket]:
+    """Open tickets, those escalated to people first, then the most recently seen."""
+    escalated_first = Case(
+        When(status=TicketStatus.ESCALATED, then=Value(0)),
+        default=Value(1),
+        output_field=IntegerField(),
+    )
     return list(
         Ticket.objects.filter(status__in=list(TICKET_OPEN_STATUSES))
         .select_related("host")
-        .order_by("-last_seen_at")[:limit]
+        .order_by(escalated_first, "-last_seen_at")[:limit]
     )
 
 
@@ -259,6 +295,7 @@ def panels(now: datetime) -> dict[str, Any]:
     return {
         "state": fleet_state(now),
         "pending_approvals": pending_approvals(),
+        "overdue_reviews": list(overdue_reviews(now)[:OVERDUE_REVIEWS_LIMIT]),
         "open_tickets": open_tickets(),
         "fleet": rows,
         "fleet_total": total,

@@ -5,7 +5,7 @@ that turns rows into those values and the engine's Decision back into a row.
 """
 
 from collections.abc import Sequence
-from dataclasses import asdict
+from dataclasses import asdict, dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -22,7 +22,7 @@ from remediation.choices import (
     ExecutionState,
     TicketStatus,
 )
-from remediation.models import Execution, Host, Runbook, Ticket
+from remediation.models import Counter, Execution, Host, Runbook, Ticket, shown
 from scoring.models import MetricSample
 from scoring.reliability import (
     FeedbackFact,
@@ -31,7 +31,10 @@ from scoring.reliability import (
     reliability_score,
 )
 from scoring.samples import sample_shows_problem
+from warden_agent.argv import ArgvError, argv_digest, fill, mismatch
 
+# The Counter row whose lock serialises what counts fleet-wide limits (lock_fleet_limits).
+FLEET_LIMITS_LOCK = "fleet-limits"
 HISTORY_WINDOW = timedelta(days=180)  # the seed's "last 6 months"
 RECENT_FEEDBACK_LIMIT = 200
 
@@ -121,16 +124,67 @@ def _snapshot(policy: Policy) -> engine.PolicySnapshot:
     )
 
 
-def runbook_facts(runbook: Runbook) -> engine.RunbookFacts:
+@dataclass(frozen=True)
+class DecidedCommand:
+    """The exact argv (and rollback argv) a decision fixes for one ticket, and why the
+    ticket's host cannot run it as decided (one line each; empty when it can)."""
+
+    argv: list[str]
+    rollback_argv: list[str]
+    unrunnable: tuple[str, ...] = ()
+
+    @property
+    def digest(self) -> str:
+        return argv_digest(self.argv) if self.argv else ""
+
+
+def runbook_facts(runbook: Runbook, command: DecidedCommand | None = None) -> engine.RunbookFacts:
+    """The runbook as the engine reads it: with the exact command decided for a ticket and
+    why that ticket's host cannot run it, when given."""
     return engine.RunbookFacts(
         name=runbook.name,
         action_type=runbook.action_type,
         system=runbook.system,
         reversible=runbook.reversible,
         has_rollback_plan=runbook.has_rollback_plan,
-        commands=tuple(runbook.commands),
+        commands=tuple(shown(command.argv if command else runbook.argv)),
         touches=frozenset(runbook.touches),
+        unrunnable=command.unrunnable if command else (),
     )
+
+
+def decided_command(runbook: Runbook, ticket: Ticket) -> DecidedCommand:
+    """The runbook's command templates filled from the ticket's parameters, checked against
+    what the host's agent last said it allows."""
+    try:
+        argv = fill(runbook.argv, ticket.parameters)
+        rollback = fill(runbook.rollback_argv, ticket.parameters)
+    except ArgvError as exc:
+        line = f"Runbook {runbook.name} cannot be run on {ticket.ticket_id}: {exc}."
+        return DecidedCommand([], [], (line,))
+    if runbook.handoff_target_id is not None:  # an automation system runs it, not the agent
+        return DecidedCommand(argv, rollback)
+    refusals = agent_refusals(ticket.host, runbook.action, argv)
+    if runbook.rollback_action:
+        refusals += agent_refusals(ticket.host, runbook.rollback_action, rollback)
+    return DecidedCommand(argv, rollback, tuple(refusals))
+
+
+def agent_refusals(host: Host, action: str, argv: Sequence[str]) -> list[str]:
+    """Why `host`'s agent would refuse to run `argv` as `action`, by the allow-list it last
+    reported (nothing when it has reported none: it will say so itself if it refuses)."""
+    if not host.allowlist_digest:
+        return []
+    template = host.allowlist.get(action)
+    if template is None:
+        return [
+            f"{host.name}'s agent would refuse it: its allow-list has no {action} "
+            "(a person must add it on the host, or choose another runbook)."
+        ]
+    problem = mismatch(template, argv)
+    if problem:
+        return [f"{host.name}'s agent would refuse {action}: {problem}."]
+    return []
 
 
 def ticket_facts(ticket: Ticket) -> engine.TicketFacts:
@@ -291,6 +345,8 @@ def decide_ticket(
             if pattern_terms is None
             else patterns.match_terms(ticket.category, tuple(pattern_terms))
         )
+    command = decided_command(runbook, ticket) if runbook else None
+    lock_fleet_limits()  # before statistics() counts the blast radius and the rate limit
     result = engine.decide(
         ticket_facts(ticket),
         engine.ModelOutput(
@@ -301,7 +357,7 @@ def decide_ticket(
             statement=statement,
         ),
         snapshot,
-        runbook_facts(runbook) if runbook else None,
+        runbook_facts(runbook, command) if runbook else None,
         switches,
         statistics(ticket, policy, now, found),
         now,
@@ -327,7 +383,9 @@ def decide_ticket(
         runbook=runbook,
         runbook_version=runbook_version(runbook) if runbook else None,
         action=runbook.action if runbook else "",
-        commands=list(runbook.commands) if runbook else [],
+        argv=command.argv if command else [],
+        rollback_argv=command.rollback_argv if command else [],
+        argv_digest=command.digest if command else "",
         outcome=result.outcome,
         model_outcome=result.model_outcome,
         confidence=confidence,
@@ -397,28 +455,64 @@ def readings_show_problem(host_id: int, category: str, decided_sample_id: int | 
     return sample_shows_problem(sample, category)
 
 
-def dispatch_refusals(execution: Execution, now: datetime) -> list[str]:
-    """Why `execution` may not start now (engine.dispatch_refusals), one line each.
+@dataclass(frozen=True)
+class DispatchCheck:
+    """What the rules say of an execution about to start: why it may not (it is
+    cancelled), and why it must wait (it is held until they pass or its deadline)."""
+
+    refusals: list[str]
+    waits: list[str]
+
+
+def lock_fleet_limits() -> None:
+    """Serialise everything that counts the blast radius and the rate limit, until commit.
+
+    Those limits are fleet-wide counts (hosts under remediation, actions in the last hour):
+    two decisions counting at once would both see room for one more. One row lock, taken
+    last (after the host's and the execution's), makes each decision and dispatch see the
+    executions the others created. SQLite's immediate transactions serialise anyway.
+    """
+    list(Counter.objects.select_for_update().filter(name=FLEET_LIMITS_LOCK))
+
+
+def dispatch_check(execution: Execution, now: datetime) -> DispatchCheck:
+    """Why `execution` may not start now, or must wait (engine.dispatch_refusals and
+    engine.dispatch_waits), one line each.
 
     Called where an action starts, under the execution's row lock, after the pauses
-    (which hold rather than cancel): by the worker that dispatches it and by the
-    agent's claim, so nothing reaches an agent the rules would not allow at that instant.
+    (which hold): by the worker that dispatches it and by the agent's claim, so nothing
+    reaches an agent the rules would not allow at that instant.
     """
     runbook = execution.runbook
     category = runbook.category
     policy = enabled_policy(category)
     decision = execution.decision
     request = execution.approval_request
+    lock_fleet_limits()
     scope = hosts_in_scope(policy.blast_radius_label if policy else "")
-    active = Execution.objects.filter(state__in=EXECUTION_ACTIVE_STATES)
+    # This execution is active already: the others decide whether there is room for it.
+    # Held ones act on nothing while they wait, and two held ones must not wait for each
+    # other; the next to start is the longest waiting (release_held_executions).
+    others = (
+        Execution.objects.filter(state__in=EXECUTION_ACTIVE_STATES)
+        .exclude(state=ExecutionState.HELD)
+        .exclude(pk=execution.pk)
+    )
     stats = engine.Statistics(
-        hosts_under_remediation=active.filter(host__in=scope).values("host").distinct().count(),
+        actions_last_hour=Execution.objects.filter(
+            runbook__category=category, created_at__gte=now - timedelta(hours=1)
+        )
+        .exclude(state=ExecutionState.CANCELLED)
+        .exclude(pk=execution.pk)
+        .count(),
+        hosts_under_remediation=others.filter(host__in=scope).values("host").distinct().count(),
         hosts_in_scope=max(scope.count(), 1),
         host_in_scope=scope.filter(pk=execution.host_id).exists(),
-        host_under_remediation=True,  # this execution holds it
+        host_under_remediation=others.filter(host_id=execution.host_id).exists(),
         backup_available=has_backup(execution.host),
         system_healthy=execution.host.enabled,
     )
+    command = decided_command(runbook, execution.ticket)
     facts = engine.DispatchFacts(
         category=category,
         automatic=request is None,
@@ -426,9 +520,9 @@ def dispatch_refusals(execution: Execution, now: datetime) -> list[str]:
         decided_checks=dict(decision.safety_checks) if decision else {},
         decided_runbook_version=execution.runbook_version,
         runbook_version=runbook_version(runbook),
-        # Caught even when an edit bypassed the use case and wrote no version.
-        runbook_text_changed=(execution.action or runbook.action, list(execution.commands))
-        != (runbook.action, list(runbook.commands)),
+        # Caught even when an edit bypassed the use case and wrote no version, or the row's
+        # command no longer matches its digest or the digest people approved.
+        runbook_text_changed=not command_is_decided(execution, command),
         runbook_enabled=runbook.enabled,
         host_enabled=execution.host.enabled,
         approval_status=request.status if request else None,
@@ -438,10 +532,27 @@ def dispatch_refusals(execution: Execution, now: datetime) -> list[str]:
         ),
         pattern_level=pattern_level(execution.ticket.pattern_id),
     )
-    # The runbook as decided: its commands then are what would run (the version
-    # check above refuses a runbook edited since).
+    # The runbook as decided: its command then is what would run (the version check
+    # above refuses a runbook edited since), against the host's allow-list now.
     snapshot = policy_snapshot(policy) if policy else None
-    return engine.dispatch_refusals(facts, snapshot, runbook_facts(runbook), stats, now)
+    facts_now = runbook_facts(runbook, command)
+    return DispatchCheck(
+        refusals=engine.dispatch_refusals(facts, snapshot, facts_now, stats, now),
+        waits=engine.dispatch_waits(facts, snapshot, stats, now),
+    )
+
+
+def command_is_decided(execution: Execution, command: DecidedCommand) -> bool:
+    """Is the execution's command still exactly the one decided and approved: the runbook's
+    text today fills to it, its digest is its own, and an approval bound that digest?"""
+    request = execution.approval_request
+    return (
+        (execution.action or execution.runbook.action) == execution.runbook.action
+        and execution.argv == command.argv
+        and execution.rollback_argv == command.rollback_argv
+        and execution.argv_digest == command.digest
+        and (request is None or request.argv_digest == execution.argv_digest)
+    )
 
 
 def executes_automatically(decision: Decision) -> bool:

@@ -93,6 +93,9 @@ class RunbookFacts:
     has_rollback_plan: bool
     commands: tuple[str, ...]  # what it runs, checked against forbidden_commands
     touches: frozenset[str] = frozenset()  # remediation.choices.ForbiddenTouch values
+    # Why it cannot run on this ticket's host as decided (its parameters are missing, the
+    # host's agent would refuse it): hard limits, one line each.
+    unrunnable: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -464,6 +467,7 @@ def _hard_limits(runbook: RunbookFacts | None, limits: PolicySnapshot) -> list[s
         return []
     under = _under(limits)
     lines = runbook_refusals(runbook.name, runbook.commands)  # the floor, under any policy
+    lines += runbook.unrunnable
     for command in runbook.commands:
         word = _forbidden_word(command, tuple(limits.forbidden_commands))
         if word:
@@ -592,15 +596,19 @@ def _safety_failures(
     if not checks["time_window_ok"]:
         lines.append(_time_window_line(policy, now))
     if not checks["rate_limit_ok"]:
-        lines.append(
-            f"Rate limit reached: {stats.actions_last_hour} actions in the last hour, "
-            f"policy {policy.name} allows {policy.max_actions_per_hour} an hour"
-            f"{_ceiling(policy, 'max_actions_per_hour')}."
-        )
+        lines.append(_rate_limit_line(policy, stats))
     # A missing backup or an unhealthy host is a hard limit, reported at step 3.
     if not checks["blast_radius_ok"]:
         lines.append(_blast_radius_line(policy, stats))
     return lines
+
+
+def _rate_limit_line(policy: PolicySnapshot, stats: Statistics) -> str:
+    return (
+        f"Rate limit reached: {stats.actions_last_hour} actions in the last hour, "
+        f"policy {policy.name} allows {policy.max_actions_per_hour} an hour"
+        f"{_ceiling(policy, 'max_actions_per_hour')}."
+    )
 
 
 def _local_time(policy: PolicySnapshot, now: datetime) -> datetime | None:
@@ -810,7 +818,8 @@ def dispatch_refusals(
 ) -> list[str]:
     """Why an execution may not start at `now`, one line each; empty when it may.
 
-    Pauses are asked by the caller first: a pause holds an execution, these cancel it.
+    Pauses are asked by the caller first: a pause holds an execution, these cancel it,
+    and dispatch_waits() holds it for what time can pass.
     The same rules as decide(), asked again where the action starts: everything
     that could have changed since the decision (the policy, the runbook,
     the approval, the clock, the fleet, the host's readings). A safety check that
@@ -859,10 +868,28 @@ def dispatch_refusals(
             )
     limits = active or NO_POLICY_LIMITS
     lines += _hard_limits(runbook, limits) + _precondition_failures(runbook, limits, stats)
-    if active is not None:
-        checks = _safety_checks(active, stats, now)
-        if not checks["time_window_ok"] and facts.decided_checks.get("time_window_ok", True):
-            lines.append(_time_window_line(active, now))
-        if not checks["blast_radius_ok"] and facts.decided_checks.get("blast_radius_ok", True):
-            lines.append(_blast_radius_line(active, stats))
+    return lines
+
+
+def dispatch_waits(
+    facts: DispatchFacts, policy: PolicySnapshot | None, stats: Statistics, now: datetime
+) -> list[str]:
+    """Why an execution that may start must wait, one line each; empty when it need not.
+
+    The checks that time can pass (the time window, the blast radius, the rate limit)
+    hold an execution rather than cancel it: approved work is not thrown away because
+    an unrelated fix holds the blast radius for a minute. As with the refusals, a check
+    that had already failed when people approved is their call. `stats.actions_last_hour`
+    counts the other actions, not this one.
+    """
+    if policy is None or not policy.enabled:
+        return []
+    checks = _safety_checks(policy, stats, now)
+    lines = []
+    if not checks["time_window_ok"] and facts.decided_checks.get("time_window_ok", True):
+        lines.append(_time_window_line(policy, now))
+    if not checks["blast_radius_ok"] and facts.decided_checks.get("blast_radius_ok", True):
+        lines.append(_blast_radius_line(policy, stats))
+    if not checks["rate_limit_ok"] and facts.decided_checks.get("rate_limit_ok", True):
+        lines.append(_rate_limit_line(policy, stats))
     return lines

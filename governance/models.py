@@ -1,5 +1,6 @@
 """Policies, pauses, decisions, approvals and the hash-chained audit log."""
 
+import shlex
 from zoneinfo import available_timezones
 
 from django.conf import settings
@@ -223,12 +224,16 @@ class Decision(models.Model):
     runbook = models.ForeignKey(
         "remediation.Runbook", on_delete=models.PROTECT, null=True, blank=True
     )
-    # Exactly what the decision would run: the runbook's history id, action and commands
-    # as read when deciding. An execution carries them; a later edit of the runbook
-    # makes the claim refuse it (remediation.runbooks voids and decides again).
+    # Exactly what the decision would run: the runbook's history id, action and the exact
+    # argv (its template filled from the ticket's parameters) as read when deciding, and
+    # the argv's digest, which an approval binds to. An execution carries them; a later
+    # edit of the runbook makes the claim refuse it (remediation.runbooks voids and
+    # decides again), and the agent's report must name the same argv.
     runbook_version = models.PositiveBigIntegerField(null=True, blank=True)
     action = models.CharField(max_length=100, blank=True)
-    commands = models.JSONField(default=list, blank=True)
+    argv = models.JSONField(default=list, blank=True)
+    rollback_argv = models.JSONField(default=list, blank=True)
+    argv_digest = models.CharField(max_length=64, blank=True)
     outcome = models.CharField(max_length=20)
     model_outcome = models.CharField(max_length=20)
     confidence = models.FloatField(
@@ -256,6 +261,11 @@ class Decision(models.Model):
 
     def __str__(self) -> str:
         return f"{outcome_label(self.outcome)} for {self.ticket.ticket_id}"
+
+    @property
+    def commands(self) -> list[str]:
+        """The argv as people read it (one shell-quoted line)."""
+        return [shlex.join(self.argv)] if self.argv else []
 
     def model_statement(self) -> str:
         """What the model said, as people read it: the class it picked, by which rule, and
@@ -287,6 +297,9 @@ class ApprovalRequest(models.Model):
     # The runbook version people are asked to approve (the decision's); an approval
     # binds to it and to the readings the decision was made on (decision.sample).
     runbook_version = models.PositiveBigIntegerField(null=True, blank=True)
+    # The digest of the exact argv people are shown and approve (the decision's): an
+    # execution whose argv has another digest is refused at dispatch and at the claim.
+    argv_digest = models.CharField(max_length=64, blank=True)
     status = models.CharField(
         max_length=10, choices=ApprovalStatus.choices, default=ApprovalStatus.PENDING
     )
@@ -388,6 +401,12 @@ class NoticeKind(models.TextChoices):
     ROLLED_BACK = "rolled_back", "Rolled back"
     ROLLBACK_FAILED = "rollback_failed", "Rollback failed"
     AUTONOMY_LOWERED = "autonomy_lowered", "Autonomy lowered to L1"
+    # Work that may start held for a check time can pass (blast radius, time window).
+    HELD = "held", "Waiting for its checks to pass"
+    # What Warden did by itself, for people to review (governance.reviews): one notice
+    # each at L2, one digest at L3.
+    L2_REVIEW = "l2_review", "Acted at L2: review it"
+    L3_REVIEW = "l3_review", "Acted at L3: review them"
 
 
 class DeliveryStatus(models.TextChoices):

@@ -1,8 +1,9 @@
 """Notices: people are told what needs them, by email and by a Slack-compatible webhook.
 
 Told: approval requests, escalations, actions taken at L2 (PHASE-65: it acts, a person is
-notified), failed actions and verifications, rollbacks, and a policy or pattern lowered
-to L1 (governance.promotions). Each notice carries what a
+notified), failed actions and verifications, rollbacks, a policy or pattern lowered
+to L1 (governance.promotions), and what Warden did by itself, to review
+(governance.reviews: one notice each at L2, one digest at L3). Each notice carries what a
 person needs to act: the host and its readings, the runbook with its risk and exact
 commands, the decision's reasons, and for an approval signed approve and reject links.
 
@@ -15,7 +16,8 @@ Always after the change commits, never inside its transaction:
   deliver_due(now)
     gather: a notice waits WARDEN_NOTICE_GROUP_WAIT_SECONDS for others of its kind; more
       hosts than WARDEN_NOTICE_DIGEST_THRESHOLD in a group go out as one digest, fewer as
-      a message each (NoticeDelivery rows)
+      a message each (NoticeDelivery rows); L3's reviews wait
+      WARDEN_REVIEW_DIGEST_MINUTES and always go out as one digest
     send: each unfinished delivery under a lease, marking each address and the webhook as
       it goes; a failure raises, so django-q2 retries, and a retry (or the warden-notices
       schedule, every minute) sends only what is left, after a back-off.
@@ -33,7 +35,7 @@ import logging
 import secrets
 import urllib.error
 import urllib.request
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
@@ -78,6 +80,14 @@ APPROVE_PERMISSION = "governance.approve_approvalrequest"
 # Who hears of escalations, L2 actions, failures and rollbacks: the people who may stop or
 # roll back an execution (supervisors).
 SUPERVISE_PERMISSION = "remediation.change_execution"
+# Who hears of actions to review: those who may review them (governance.reviews, which
+# imports this module through the audit log).
+REVIEW_PERMISSION = "feedback.review_postactionreview"
+# The notices of post-action reviews, by the level Warden acted at: one each at L2, a
+# digest at L3 (NoticeKind.L2_REVIEW and NoticeKind.L3_REVIEW).
+REVIEW_KINDS = {AutonomyLevel.L2_CONDITIONAL: "l2_review", AutonomyLevel.L3_BOUNDED: "l3_review"}
+# Kinds always sent as one digest, after their own wait (gather_due).
+ALWAYS_DIGEST = frozenset({REVIEW_KINDS[AutonomyLevel.L3_BOUNDED]})
 DELIVER_TASK = "governance.notices.deliver_due"
 WAKE_SCHEDULE = "warden-notices-wake"
 LINK_SALT = "warden.notices.verdict-link"
@@ -97,8 +107,10 @@ TOLD = {
     "execution.failed": NoticeKind.ACTION_FAILED,  # or VERIFICATION_FAILED, by its summary
     "execution.rolled_back": NoticeKind.ROLLED_BACK,
     "execution.rollback_failed": NoticeKind.ROLLBACK_FAILED,
+    "execution.waiting": NoticeKind.HELD,
     "policy.demoted": NoticeKind.AUTONOMY_LOWERED,
     "pattern.demoted": NoticeKind.AUTONOMY_LOWERED,
+    "review.opened": REVIEW_KINDS[AutonomyLevel.L2_CONDITIONAL],  # or L3's, by its level
 }
 # Events that say why, listed in the notice of the same ticket and transaction.
 EXPLAINING = frozenset(
@@ -108,6 +120,7 @@ EXPLAINING = frozenset(
         "approval.voided",
         "approval.rejected",
         "approval.expired",
+        "execution.succeeded",  # what the review of an automatic fix looks at
     }
 )
 # When one transaction tells several things about a ticket, its notice is the first kind.
@@ -119,7 +132,9 @@ PRIORITY = (
     NoticeKind.ACTION_FAILED,
     NoticeKind.ROLLED_BACK,
     NoticeKind.L2_ACTION,
+    NoticeKind.HELD,
     NoticeKind.ESCALATED,
+    *REVIEW_KINDS.values(),
 )
 READINGS = (
     ("disk_usage", "Disk", "{:.1f} %"),
@@ -160,6 +175,8 @@ def automatic_executions(events: Iterable[AuditEvent]) -> set[int]:
 
 def kind_of(row: AuditEvent, acted_at_l2: frozenset[int] | set[int]) -> str | None:
     """The notice an event makes on its own, or None."""
+    if row.action == "review.opened":
+        return REVIEW_KINDS.get(row.data.get("autonomy_level"))
     kind = TOLD.get(row.action)
     if kind == NoticeKind.L2_ACTION and int(row.object_id) not in acted_at_l2:
         return None  # acting at L3 (or after an approval) tells nobody
@@ -207,9 +224,17 @@ def notice_plans(
 def acted_at_l2(execution_ids: Iterable[int]) -> set[int]:
     """Those of `execution_ids` queued by a decision under a policy at L2 when it decided
     (the level in the policy's version the decision recorded, else its level now)."""
+    levels = levels_acted_at(execution_ids)
+    return {pk for pk, level in levels.items() if level == AutonomyLevel.L2_CONDITIONAL}
+
+
+def levels_acted_at(execution_ids: Iterable[int]) -> dict[int, int]:
+    """The autonomy level each of `execution_ids` that a decision queued by itself (no
+    approval) acted at: its policy's level in the version the decision recorded, else the
+    policy's level now. Executions people approved are left out."""
     ids = list(execution_ids)
     if not ids:
-        return set()
+        return {}
     rows = list(
         Execution.objects.filter(pk__in=ids, approval_request__isnull=True).values_list(
             "pk", "decision__policy_id", "decision__policy_version"
@@ -221,11 +246,8 @@ def acted_at_l2(execution_ids: Iterable[int]) -> set[int]:
     )
     policies = {policy for _, policy, _ in rows if policy}
     levels_now = dict(Policy.objects.filter(pk__in=policies).values_list("pk", "autonomy_level"))
-    return {
-        pk
-        for pk, policy, version in rows
-        if levels_then.get(version, levels_now.get(policy)) == AutonomyLevel.L2_CONDITIONAL
-    }
+    levels = {pk: levels_then.get(version, levels_now.get(policy)) for pk, policy, version in rows}
+    return {pk: level for pk, level in levels.items() if level is not None}
 
 
 def record_notices(rows: Sequence[AuditEvent]) -> int:
@@ -284,22 +306,29 @@ class Batch:
 
 
 def plan_batches(
-    waiting: Sequence[Waiting], now: datetime, wait: timedelta, threshold: int
+    waiting: Sequence[Waiting],
+    now: datetime,
+    wait: timedelta,
+    threshold: int,
+    *,
+    waits: Mapping[str, timedelta] | None = None,
+    always_digest: frozenset[str] = frozenset(),
 ) -> tuple[list[Batch], datetime | None]:
     """Group waiting notices by kind. A kind's group goes out once its oldest notice has
-    waited `wait`: as one digest if it spans more than `threshold` hosts, else a message
-    each. Returns the batches due now and when the next group falls due (or None)."""
+    waited `wait` (or the kind's own in `waits`): as one digest if it spans more than
+    `threshold` hosts or its kind is in `always_digest`, else a message each. Returns the
+    batches due now and when the next group falls due (or None)."""
     by_kind: dict[str, list[Waiting]] = {}
     for notice in sorted(waiting, key=lambda n: (n.created_at, n.notice_id)):
         by_kind.setdefault(notice.kind, []).append(notice)
     batches: list[Batch] = []
     next_due: datetime | None = None
     for kind, group in by_kind.items():
-        due = group[0].created_at + wait
+        due = group[0].created_at + (waits or {}).get(kind, wait)
         if due > now:
             next_due = due if next_due is None else min(next_due, due)
             continue
-        if len({notice.host for notice in group}) > threshold:
+        if kind in always_digest or len({notice.host for notice in group}) > threshold:
             batches.append(Batch(kind, tuple(n.notice_id for n in group), digest=True))
         else:
             batches += [Batch(kind, (n.notice_id,), digest=False) for n in group]
@@ -319,6 +348,11 @@ def gather_due(now: datetime) -> datetime | None:
             now,
             timedelta(seconds=settings.WARDEN_NOTICE_GROUP_WAIT_SECONDS),
             settings.WARDEN_NOTICE_DIGEST_THRESHOLD,
+            waits={
+                kind: timedelta(minutes=settings.WARDEN_REVIEW_DIGEST_MINUTES)
+                for kind in ALWAYS_DIGEST
+            },
+            always_digest=ALWAYS_DIGEST,
         )
         for batch in batches:
             delivery = NoticeDelivery.objects.create(
@@ -380,7 +414,8 @@ class NoticeItem:
     time_left: str = ""
     execution_state: str = ""
     output: str = ""
-    links: dict[str, str] = field(default_factory=dict)  # ticket, evidence, request, execution
+    # ticket, evidence, request, execution, review
+    links: dict[str, str] = field(default_factory=dict)
 
 
 def absolute(path: str) -> str:
@@ -409,7 +444,7 @@ def notice_item(notice: Notice, now: datetime) -> NoticeItem | None:
     """What `notice` tells, as things stand at `now`; None if its ticket is gone."""
     if notice.ticket is None:
         return None
-    return describe(
+    item = describe(
         notice.ticket,
         kind=notice.kind,
         request=notice.approval_request,
@@ -418,6 +453,12 @@ def notice_item(notice: Notice, now: datetime) -> NoticeItem | None:
         now=now,
         notice_id=notice.pk,
     )
+    review = getattr(notice.execution, "review", None) if notice.execution else None
+    if review is not None:  # what Warden did by itself: where to acknowledge or flag it
+        item.links["review"] = absolute(
+            reverse("admin:feedback_postactionreview_change", args=[review.pk])
+        )
+    return item
 
 
 def describe(
@@ -565,7 +606,8 @@ def recipients_of(
                 person = Recipient(user.email, user.pk, user.get_username())
                 told.setdefault(user.email, (person, []))[1].append(item)
     else:
-        for user in people_with(SUPERVISE_PERMISSION):
+        who = REVIEW_PERMISSION if kind in REVIEW_KINDS.values() else SUPERVISE_PERMISSION
+        for user in people_with(who):
             told[user.email] = (Recipient(user.email, user.pk, user.get_username()), list(items))
     for address in settings.WARDEN_NOTICE_EMAILS:
         told.setdefault(address, (Recipient(address, None, address), list(items)))
@@ -669,7 +711,7 @@ def subject_of(kind: str, items: Sequence[NoticeItem], digest: bool) -> str:
         return f"[Warden] {label}: {what} ({item.ticket_id})"
     hosts = sorted({item.host for item in items})
     named = ", ".join(hosts[:3]) + (f" and {len(hosts) - 3} more" if len(hosts) > 3 else "")
-    return f"[Warden] {label} on {len(hosts)} hosts: {named}"
+    return f"[Warden] {label} on {len(hosts)} host{'s' if len(hosts) > 1 else ''}: {named}"
 
 
 def slack_message(
@@ -703,6 +745,8 @@ def slack_message(
             )
         if item.reasons and not digest:
             parts += [f"> {reason}" for reason in item.reasons]
+        if "review" in item.links:
+            parts.append(f"<{item.links['review']}|Review it…> (acknowledge or flag)")
         verdicts = links.get(item.notice_id, {})
         if verdicts:
             parts.append(
@@ -737,6 +781,7 @@ def email_for(
         "subject": subject_of(kind, items, digest),
         "kind": NoticeKind(kind).label,
         "digest": digest,
+        "review": kind in REVIEW_KINDS.values(),  # what Warden did by itself, to review
         "entries": entries,
         "recipient": recipient,
         "now": now,
@@ -785,6 +830,7 @@ def send_delivery(delivery: NoticeDelivery, now: datetime) -> list[str]:
             "approval_request__decision__sample",
             "execution__runbook",
             "execution__decision",
+            "execution__review",
         )
     )
     items = [item for item in (notice_item(n, now) for n in notices) if item is not None]

@@ -1,3 +1,5 @@
+import shlex
+
 from django.contrib import admin, messages
 from django.contrib.admin.utils import unquote
 from django.core.exceptions import PermissionDenied
@@ -6,7 +8,7 @@ from django.http import HttpRequest, HttpResponse
 from django.template.response import TemplateResponse
 from django.urls import reverse
 from django.utils import timezone
-from django.utils.html import format_html
+from django.utils.html import format_html, format_html_join
 
 from config.admin_actions import confirmed_action
 from governance import labels
@@ -25,10 +27,36 @@ EDIT = "edit"  # the ticket page's query parameter for the form that edits its f
 
 @admin.register(Host)
 class HostAdmin(GovernedAdmin):
-    list_display = ["name", "enabled", "last_seen_at", "api_key_prefix", "labels"]
+    list_display = ["name", "enabled", "last_seen_at", "agent_version", "api_key_prefix", "labels"]
     list_filter = ["enabled"]
     search_fields = ["name"]
-    readonly_fields = ["api_key_prefix", "created_at", "last_seen_at"]
+    readonly_fields = [
+        "api_key_prefix",
+        "created_at",
+        "last_seen_at",
+        "agent_version",
+        "allowlist_reported_at",
+        "agent_allows",
+    ]
+
+    @admin.display(description="What its agent allows")
+    def agent_allows(self, obj: Host) -> str:
+        """The allow-list the agent last reported: a runbook outside it is flagged when
+        decided (the agent would refuse it), before anyone approves it."""
+        if not obj.allowlist_digest:
+            return "Not reported yet: the agent reports it when it starts."
+        rows = format_html_join(
+            "",
+            "<tr><td><code>{}</code></td><td><code>{}</code></td></tr>",
+            ((name, shlex.join(argv)) for name, argv in sorted(obj.allowlist.items())),
+        )
+        return format_html(
+            "<table><tr><th>action</th><th>command</th></tr>{}</table>"
+            "<p>SHA-256 {} &middot; {} actions</p>",
+            rows,
+            obj.allowlist_digest,
+            len(obj.allowlist),
+        )
 
     def save_governed(self, request, obj, reason) -> None:
         if obj.pk is not None:
@@ -44,6 +72,7 @@ class RunbookAdmin(GovernedAdmin):
     list_display = [
         "name",
         "category",
+        "command",
         "action_type",
         "reversible",
         "rollback_action",
@@ -52,6 +81,10 @@ class RunbookAdmin(GovernedAdmin):
     ]
     list_filter = ["category", "action_type", "reversible", "enabled", "handoff_target"]
     search_fields = ["name", "title", "action"]
+
+    @admin.display(description="Command")
+    def command(self, obj: Runbook) -> str:
+        return format_html("<code>{}</code>", shlex.join(obj.argv)) if obj.argv else "-"
 
     def save_governed(self, request, obj, reason) -> None:
         # An edit voids pending approvals and unstarted executions and decides again.

@@ -441,6 +441,21 @@ def _resolve(
     return AlertOutcome(report.fingerprint, "resolved", message, ticket.ticket_id)
 
 
+PARAMETER_LABEL = "warden_"
+NOT_PARAMETERS = frozenset({"warden_auto_remediation"})
+
+
+def runbook_parameters(labels: Mapping[str, Any]) -> dict[str, str]:
+    """A runbook's parameters from an alert's labels: warden_address="203.0.113.7" gives
+    the block runbook its {address:ip}. Invalid ones are refused with the alert's other
+    field errors (intake.check_external_ticket)."""
+    return {
+        name.removeprefix(PARAMETER_LABEL): str(value)
+        for name, value in labels.items()
+        if name.startswith(PARAMETER_LABEL) and name not in NOT_PARAMETERS
+    }
+
+
 def _as_ticket(report: AlertReport) -> ExternalTicket:
     prefix = "AM" if report.source == AlertSource.ALERTMANAGER else "WH"
     short = (
@@ -460,6 +475,7 @@ def _as_ticket(report: AlertReport) -> ExternalTicket:
         priority=report.priority,
         enable_auto_remediation=report.enable_auto_remediation,
         source=TicketSource.ALERT.value,
+        parameters=runbook_parameters(report.labels),
         details={
             "alert": report.name,
             "fingerprint": report.fingerprint,

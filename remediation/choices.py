@@ -97,7 +97,7 @@ TICKET_TRANSITIONS: dict[str, frozenset[str]] = {
 
 class ExecutionState(models.TextChoices):
     QUEUED = "queued", "Queued"
-    HELD = "held", "Held by a pause"
+    HELD = "held", "Held (a pause, or a check time can pass)"
     DISPATCHED = "dispatched", "Waiting for the agent"
     RUNNING = "running", "Running on the agent"
     VERIFYING = "verifying", "Verifying with fresh metrics"

@@ -11,6 +11,7 @@ metrics, never by running the action again.
 """
 
 import logging
+import shlex
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -24,9 +25,15 @@ from django_q.tasks import async_task
 from feedback import patterns
 from governance.audit import PendingEvent, append_events, event, user_actor
 from governance.changes import require_permission, require_reason
-from governance.decisions import dispatch_refusals, runbook_version
+from governance.decisions import (
+    DecidedCommand,
+    decided_command,
+    dispatch_check,
+    runbook_version,
+)
 from governance.models import ApprovalRequest, Decision
 from governance.promotions import demote_after_failure
+from governance.reviews import open_review
 from governance.switches import active_pauses, pauses_applying
 from remediation import wakeups
 from remediation.choices import (
@@ -37,6 +44,7 @@ from remediation.choices import (
 )
 from remediation.models import Execution, Host, Runbook, Ticket
 from scoring.samples import ClassifiedSample, sample_shows_problem
+from warden_agent.argv import argv_digest
 
 logger = logging.getLogger(__name__)
 
@@ -58,6 +66,8 @@ class AgentAction:
     token: int
     kind: str  # "run" | "rollback"
     action: str
+    argv: tuple[str, ...]  # exactly what to run: the agent runs it only if its allow-list allows
+    argv_digest: str
     runbook: str
     ticket_id: str
     lease_expires_at: datetime
@@ -91,6 +101,19 @@ def _announce_after_commit(execution: Execution) -> None:
     transaction.on_commit(lambda: wakeups.announce([host_id]), robust=True)
 
 
+def _ended(execution: Execution, now: datetime, events: list[PendingEvent]) -> None:
+    """An execution reached its end (the caller has moved it and audited the move).
+
+    Work held for the blast radius or the rate limit may have room once this commits, so
+    it is looked at then, not at the next sweep; and what Warden did by itself at L2 or L3
+    gets its post-action review (governance.reviews)."""
+    if Execution.objects.filter(state=ExecutionState.HELD, hold_until__isnull=False).exists():
+        transaction.on_commit(
+            lambda: async_task("remediation.tasks.release_held_executions"), robust=True
+        )
+    events += open_review(execution, now)
+
+
 def _enqueue_after_commit(execution_id: int) -> None:
     def enqueue() -> None:
         Execution.objects.filter(pk=execution_id).update(enqueued_at=timezone.now())
@@ -119,6 +142,10 @@ def queue_execution(
     # What runs is what was decided (and shown to approvers), not the runbook's text
     # at claim time: the claim refuses an execution whose runbook has moved on.
     decided = decision if decision is not None and decision.runbook_id == runbook.pk else None
+    if decided is not None:
+        command = DecidedCommand(decided.argv, decided.rollback_argv)
+    else:
+        command = decided_command(runbook, ticket)
     execution, created = Execution.objects.get_or_create(
         idempotency_key=idempotency_key,
         defaults={
@@ -128,7 +155,9 @@ def queue_execution(
             "runbook_version": decided.runbook_version if decided else runbook_version(runbook),
             "action": decided.action if decided and decided.action else runbook.action,
             "rollback_action": runbook.rollback_action,
-            "commands": list(decided.commands if decided else runbook.commands),
+            "argv": command.argv,
+            "rollback_argv": command.rollback_argv,
+            "argv_digest": command.digest,
             "state_changed_at": now,
             "decision": decision,
             "approval_request": approval_request,
@@ -203,8 +232,9 @@ def _locked_execution(execution_id: int) -> Execution | None:
 
 
 def _may_start(execution: Execution, now: datetime, events: list[PendingEvent]) -> bool:
-    """The whole dispatch check, under the execution's lock: a pause holds it, any other
-    rule that no longer allows it cancels it (audited with every reason); True if it may."""
+    """The whole dispatch check, under the execution's lock: a pause holds it, a rule that
+    no longer allows it cancels it, a check that time can pass holds it until it passes or
+    its deadline (each audited with every reason); True if it may start now."""
     pauses = pauses_applying(active_pauses(now), execution.host_id, execution.runbook.category)
     if pauses:
         execution.move_to(ExecutionState.HELD, now)
@@ -213,11 +243,45 @@ def _may_start(execution: Execution, now: datetime, events: list[PendingEvent]) 
             _audit(execution, "system", "execution.held", f"held: {pauses[0].describe()}")
         )
         return False
-    refusals = dispatch_refusals(execution, now)
-    if refusals:
-        _cancel(execution, now, events, "system", " ".join(refusals), refusals=refusals)
+    check = dispatch_check(execution, now)
+    if check.refusals:
+        _cancel(execution, now, events, "system", " ".join(check.refusals), refusals=check.refusals)
+        return False
+    if check.waits:
+        _hold_until_checks_pass(execution, now, events, check.waits)
         return False
     return True
+
+
+def _hold_until_checks_pass(
+    execution: Execution, now: datetime, events: list[PendingEvent], waits: Sequence[str]
+) -> None:
+    """Hold an execution a passing check would let start, until its deadline: the earlier of
+    WARDEN_HOLD_DEADLINE_SECONDS from its first hold and its approval's expiry. The sweeper
+    releases it once the checks pass (release_held_executions), or cancels it at the deadline."""
+    first_hold = execution.hold_until is None
+    if first_hold:
+        deadline = now + timedelta(seconds=settings.WARDEN_HOLD_DEADLINE_SECONDS)
+        request = execution.approval_request
+        if request is not None and request.expires_at < deadline:
+            deadline = request.expires_at
+        execution.hold_until = deadline
+    execution.hold_reason = " ".join(waits)[:500]
+    if execution.state != ExecutionState.HELD:
+        execution.move_to(ExecutionState.HELD, now)
+    execution.save(update_fields=["state", "state_changed_at", "hold_reason", "hold_until"])
+    if first_hold:  # told once, not at every re-check
+        until = timezone.localtime(execution.hold_until).strftime("%Y-%m-%d %H:%M %Z")
+        events.append(
+            _audit(
+                execution,
+                "system",
+                "execution.waiting",
+                f"held until its checks pass, at the latest {until}: {' '.join(waits)}",
+                waits=list(waits),
+                hold_until=execution.hold_until.isoformat(),
+            )
+        )
 
 
 def _cancel(
@@ -252,6 +316,7 @@ def _cancel(
     events.append(
         _audit(execution, actor, "execution.cancelled", f"cancelled: {reason}", was=was, **data)
     )
+    _ended(execution, now, events)
     if ran and was in (ExecutionState.RUNNING, ExecutionState.VERIFYING):
         _count_failed_attempt(execution, now, events)  # it ran, and nothing verified it worked
     if escalate:
@@ -343,8 +408,10 @@ def _claim(
     runbook = execution.runbook
     if rollback:
         action = execution.rollback_action or runbook.rollback_action
+        argv = list(execution.rollback_argv)
     else:
         action = execution.action or runbook.action
+        argv = list(execution.argv)
     runner = actor.split(":", 1)[1]
     events.append(
         _audit(
@@ -355,6 +422,7 @@ def _claim(
             + (f" on {execution.host.name}" if runner != execution.host.name else ""),
             token=execution.fencing_token,
             agent_action=action,
+            argv=argv,
             runbook_version=execution.runbook_version,
         )
     )
@@ -363,6 +431,8 @@ def _claim(
         token=execution.fencing_token,
         kind="rollback" if rollback else "run",
         action=action,
+        argv=tuple(argv),
+        argv_digest=argv_digest(argv) if argv else "",
         runbook=runbook.name,
         ticket_id=execution.ticket.ticket_id,
         lease_expires_at=execution.lease_expires_at,
@@ -370,17 +440,29 @@ def _claim(
     )
 
 
+@dataclass(frozen=True)
+class RunReport:
+    """What a runner says happened. An agent names the argv it ran ([] if it ran nothing:
+    it refused) and its exit code; an automation system runs a job, not an argv (None)."""
+
+    ok: bool
+    output: str
+    argv: list[str] | None = None
+    argv_digest: str = ""
+    exit_code: int | None = None
+
+
 def report_agent_result(
-    host: Host, execution_id: int, *, token: int, ok: bool, output: str, now: datetime
+    host: Host, execution_id: int, report: RunReport, *, token: int, now: datetime
 ) -> Execution:
-    """Record what the agent says happened; only the holder of the current token may say it."""
+    """Record what the agent says happened; only the holder of the current token may say it,
+    and only of the exact argv decided."""
     return _report(
         Execution.objects.filter(pk=execution_id, host=host, handoff_target__isnull=True),
         f"agent:{host.name}",
         f"execution {execution_id} is not this host's",
+        report,
         token=token,
-        ok=ok,
-        output=output,
         now=now,
     )
 
@@ -395,17 +477,17 @@ def report_handoff_result(
         Execution.objects.filter(pk=execution.pk, handoff_target=target),
         f"handoff:{target.name}",
         f"execution {execution.pk} is not run by {target.name}",
+        RunReport(ok=ok, output=output),
         token=token,
-        ok=ok,
-        output=output,
         now=now,
     )
 
 
 def _report(
-    executions: Any, actor: str, not_found: str, *, token: int, ok: bool, output: str, now: datetime
+    executions: Any, actor: str, not_found: str, report: RunReport, *, token: int, now: datetime
 ) -> Execution:
     refused: ExecutionError | None = None
+    ok, output = report.ok, report.output
     with transaction.atomic():
         execution = (
             executions.select_for_update(of=("self",))
@@ -430,10 +512,60 @@ def _report(
                 f"token {token} is stale: execution {execution.pk} is at {execution.fencing_token}",
             )
         else:
-            _record_report(execution, actor, ok=ok, output=output, now=now)
+            refused = _refuse_another_command(execution, actor, report, now)
+            if refused is None:
+                _record_report(execution, actor, report, now=now)
     if refused is not None:
         raise refused
     return execution
+
+
+def _expected_argv(execution: Execution) -> list[str]:
+    return execution.argv if execution.state == ExecutionState.RUNNING else execution.rollback_argv
+
+
+def _refuse_another_command(
+    execution: Execution, actor: str, report: RunReport, now: datetime
+) -> ExecutionError | None:
+    """An agent that says it ran anything but the argv decided: the report is refused, and
+    since something not decided may have run, the execution ends and people are told."""
+    if report.argv is None or not report.argv:  # an automation system's job; a refusal
+        return None
+    expected = _expected_argv(execution)
+    if report.argv == expected and report.argv_digest == argv_digest(expected):
+        return None
+    ran = shlex.join(report.argv)
+    why = (
+        f"the agent reported running {ran!r}, not the decided {shlex.join(expected)!r}: "
+        "report refused; a person must check the host"
+    )
+    events: list[PendingEvent] = []
+    events.append(
+        _audit(
+            execution,
+            actor,
+            "execution.report_refused",
+            why,
+            reported_argv=report.argv,
+            reported_digest=report.argv_digest,
+            exit_code=report.exit_code,
+            output=report.output[:10_000],
+        )
+    )
+    if execution.state == ExecutionState.RUNNING:
+        execution.output = f"[refused report: {ran}]\n{report.output}"[:10_000]
+        execution.save(update_fields=["output"])
+        _cancel(execution, now, events, "system", why)
+    else:
+        execution.rollback_output = f"[refused report: {ran}]\n{report.output}"[:10_000]
+        execution.move_to(ExecutionState.ROLLBACK_FAILED, now)
+        execution.finished_at = now
+        execution.lease_expires_at = None
+        execution.save()
+        _escalate_ticket(execution.ticket, events, why)
+        _ended(execution, now, events)
+    append_events(events)
+    return ExecutionError("argv_mismatch", why)
 
 
 def record_handoff_delivery(
@@ -478,6 +610,7 @@ def record_handoff_delivery(
                 summary = f"rollback hand-off refused: {detail}; a person must check the host"
                 events.append(_audit(execution, actor, "execution.rollback_failed", summary))
                 _escalate_ticket(execution.ticket, events, summary)
+                _ended(execution, now, events)
         else:
             events.append(
                 _audit(
@@ -492,34 +625,44 @@ def record_handoff_delivery(
         return execution.state
 
 
-def _record_report(
-    execution: Execution, actor: str, *, ok: bool, output: str, now: datetime
-) -> None:
+def _record_report(execution: Execution, actor: str, report: RunReport, *, now: datetime) -> None:
     """The runner's report of a run or rollback it holds the current lease for."""
     events: list[PendingEvent] = []
     host = execution.host
-    output = output[:10_000]
+    ok, output = report.ok, report.output[:10_000]
+    action = execution.action or execution.runbook.action
+    ran = {"argv": report.argv, "exit_code": report.exit_code} if report.argv is not None else {}
     execution.lease_expires_at = None
     if execution.state == ExecutionState.RUNNING:
         execution.output = output
+        execution.exit_code = report.exit_code
+        if report.argv == [] and not ok:
+            # The agent refused it (not on its allow-list, or not as decided): nothing ran,
+            # so nothing to roll back and no failed fix to count. People decide.
+            execution.save(update_fields=["output", "exit_code", "lease_expires_at"])
+            why = f"the host's agent refused it: {output}"[:500]
+            _cancel(execution, now, events, actor, why, ran=False)
+            append_events(events)
+            return
         if ok:
             execution.move_to(ExecutionState.VERIFYING, now)
             execution.verify_deadline = now + timedelta(
                 seconds=settings.WARDEN_VERIFY_TIMEOUT_SECONDS
             )
-            summary = f"{execution.runbook.action} done; verifying with fresh metrics"
+            summary = f"{action} done; verifying with fresh metrics"
         else:
             execution.move_to(ExecutionState.FAILED, now)
             execution.finished_at = now
-            summary = f"{execution.runbook.action} failed on {host.name}"
+            summary = f"{action} failed on {host.name}"
         events.append(
-            _audit(execution, actor, f"execution.{execution.state}", summary, output=output)
+            _audit(execution, actor, f"execution.{execution.state}", summary, output=output, **ran)
         )
         if not ok:
             _count_failed_attempt(execution, now, events)
             _start_rollback(execution, events, "the action failed")
     else:
         execution.rollback_output = output
+        execution.rollback_exit_code = report.exit_code
         execution.move_to(ExecutionState.ROLLED_BACK if ok else ExecutionState.ROLLBACK_FAILED, now)
         execution.finished_at = now
         events.append(
@@ -527,12 +670,14 @@ def _record_report(
                 execution,
                 actor,
                 f"execution.{execution.state}",
-                f"rollback {execution.runbook.rollback_action} "
+                f"rollback {execution.rollback_action or execution.runbook.rollback_action} "
                 + ("done" if ok else "failed")
                 + f" on {host.name}",
                 output=output,
+                **ran,
             )
         )
+        _ended(execution, now, events)
     execution.save()
     append_events(events)
 
@@ -682,6 +827,7 @@ def _succeed(
             ticket_id=ticket.ticket_id,
         )
     )
+    _ended(execution, now, events)
 
 
 def _fail_verification(
@@ -703,12 +849,14 @@ def _count_failed_attempt(execution: Execution, now: datetime, events: list[Pend
 
 
 def release_held_executions(now: datetime) -> int:
-    """Put held executions whose pauses have ended back in the queue; returns how many."""
+    """Put held executions back in the queue once nothing holds them: their pause has ended,
+    and the checks they wait for would pass now. Returns how many."""
     with transaction.atomic():
         held = list(
             Execution.objects.select_for_update(of=("self",))
-            .select_related("ticket", "runbook")
+            .select_related("ticket", "runbook", "host", "approval_request", "decision")
             .filter(state=ExecutionState.HELD)
+            .order_by("created_at")  # the longest waiting first, when room frees for one
         )
         pauses = list(active_pauses(now))
         events: list[PendingEvent] = []
@@ -716,11 +864,13 @@ def release_held_executions(now: datetime) -> int:
         for execution in held:
             if pauses_applying(pauses, execution.host_id, execution.runbook.category):
                 continue
+            waiting = execution.hold_until is not None
+            if waiting and dispatch_check(execution, now).waits:
+                continue
             execution.move_to(ExecutionState.QUEUED, now)
             execution.save(update_fields=["state", "state_changed_at"])
-            events.append(
-                _audit(execution, "system", "execution.released", "pause ended; queued again")
-            )
+            why = "its checks pass now" if waiting else "pause ended"
+            events.append(_audit(execution, "system", "execution.released", f"{why}; queued"))
             _enqueue_after_commit(execution.pk)
             released += 1
         append_events(events)
@@ -850,6 +1000,7 @@ def sweep(now: datetime) -> SweepReport:
             events.append(_audit(execution, "system", f"execution.{execution.state}", summary))
             if execution.state == ExecutionState.ROLLBACK_FAILED:
                 _escalate_ticket(execution.ticket, events, summary)
+                _ended(execution, now, events)
         for execution in (
             Execution.objects.select_for_update(of=("self",))
             .select_related("ticket", "runbook", "host")
@@ -872,9 +1023,16 @@ def _time_out_waiting(now: datetime, events: list[PendingEvent]) -> int:
         ExecutionState.QUEUED: (dispatch, "no worker dispatched it"),
         ExecutionState.DISPATCHED: (dispatch, "the agent did not take it"),
         ExecutionState.ROLLBACK_PENDING: (dispatch, "the agent did not take the rollback"),
-        ExecutionState.HELD: (held, "a pause held it"),
+        ExecutionState.HELD: (held, "a pause held it"),  # a check's hold: its hold_until
     }
     count = 0
+    for execution in (
+        Execution.objects.select_for_update(of=("self",))
+        .select_related("ticket", "runbook", "host")
+        .filter(state=ExecutionState.HELD, hold_until__lt=now)
+    ):
+        count += 1
+        _cancel(execution, now, events, "system", f"timed out waiting: {execution.hold_reason}")
     for state, (limit, what) in limits.items():
         for execution in (
             Execution.objects.select_for_update(of=("self",))
@@ -890,6 +1048,7 @@ def _time_out_waiting(now: datetime, events: list[PendingEvent]) -> int:
                 summary = f"{why}; a person must check the host"
                 events.append(_audit(execution, "system", "execution.rollback_failed", summary))
                 _escalate_ticket(execution.ticket, events, summary)
+                _ended(execution, now, events)
             else:
                 _cancel(execution, now, events, "system", why)
     return count

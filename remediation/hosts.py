@@ -1,12 +1,15 @@
 """Registering hosts and their agents' keys."""
 
+import re
+from datetime import datetime
 from typing import Any
 
 from django.db import transaction
 
 from governance.audit import append_events, event, user_actor
 from governance.changes import Change, require_permission, save_governed
-from remediation.models import HOST_NAME, Host
+from remediation.models import HOST_NAME, Host, argv_problem
+from warden_agent.argv import allowlist_digest
 
 
 class HostError(Exception):
@@ -64,3 +67,77 @@ def rotate_host_key(name: str, *, user: Any = None) -> tuple[Host, str]:
             [event(user_actor(user), "host.key_rotated", host, f"agent key of {name} rotated")]
         )
     return host, key
+
+
+MAX_ALLOWLIST_ENTRIES = 500
+ACTION_NAME = re.compile(r"^[A-Za-z0-9_.-]{1,100}$")
+
+
+def allowlist_problems(entries: Any, digest: str) -> dict[str, list[str]]:
+    """What is wrong with an allow-list an agent reports, by field ({} if nothing): each
+    entry an action name mapping to a command template, and the digest its own."""
+    if not isinstance(entries, dict):
+        return {"entries": ["An object mapping each action name to its command, a list."]}
+    if len(entries) > MAX_ALLOWLIST_ENTRIES:
+        return {"entries": [f"At most {MAX_ALLOWLIST_ENTRIES} actions."]}
+    problems: dict[str, list[str]] = {}
+    for name, template in entries.items():
+        if not ACTION_NAME.match(name):
+            problems[f"entries.{name}"] = ["An action name has letters, digits, '_', '.', '-'."]
+        elif not template or argv_problem(template):
+            problems[f"entries.{name}"] = [argv_problem(template) or "An empty command."]
+    if not problems and digest != allowlist_digest(entries):
+        problems["digest"] = ["Not the digest of these entries: the report was altered or cut."]
+    return problems
+
+
+def record_allowlist(
+    host: Host, entries: dict[str, list[str]], *, agent_version: str, now: datetime
+) -> Host:
+    """Keep what `host`'s agent says it allows (validated by allowlist_problems), audited
+    when it differs from what it said before: which actions came, went or changed."""
+    digest = allowlist_digest(entries)
+    with transaction.atomic():
+        host = Host.objects.select_for_update().get(pk=host.pk)
+        before = host.allowlist if host.allowlist_digest else {}
+        changed = digest != host.allowlist_digest
+        host.allowlist = entries
+        host.allowlist_digest = digest
+        host.allowlist_reported_at = now
+        host.agent_version = agent_version[:50]
+        host.save(
+            update_fields=[
+                "allowlist",
+                "allowlist_digest",
+                "allowlist_reported_at",
+                "agent_version",
+            ]
+        )
+        if changed:
+            added = sorted(set(entries) - set(before))
+            removed = sorted(set(before) - set(entries))
+            altered = sorted(n for n in set(entries) & set(before) if entries[n] != before[n])
+            parts = [
+                f"{label} {', '.join(names)}"
+                for label, names in (("added", added), ("removed", removed), ("changed", altered))
+                if names
+            ]
+            append_events(
+                [
+                    event(
+                        f"agent:{host.name}",
+                        "host.allowlist_reported",
+                        host,
+                        f"{host.name}'s agent allows {len(entries)} actions"
+                        + (f": {'; '.join(parts)}" if parts else ""),
+                        data={
+                            "digest": digest,
+                            "agent_version": host.agent_version,
+                            "added": added,
+                            "removed": removed,
+                            "changed": altered,
+                        },
+                    )
+                ]
+            )
+    return host

@@ -48,6 +48,21 @@ TICKET_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_:-]{0,31}$")
 OWN_NUMBERS = re.compile(r"^INC-\d{6,}$")
 MAX_IMPACT_MINUTES = 525_600.0  # a year
 TITLE_LENGTH = Ticket._meta.get_field("title").max_length
+PARAMETER_NAME = re.compile(r"^[a-z][a-z0-9_]{0,49}$")
+MAX_PARAMETERS = 20
+PARAMETER_LENGTH = 200
+
+
+def parameter_problems(parameters: Any) -> str:
+    """Why `parameters` cannot be a ticket's runbook parameters, or ""."""
+    if not isinstance(parameters, dict) or len(parameters) > MAX_PARAMETERS:
+        return f"At most {MAX_PARAMETERS} name: value pairs."
+    for name, value in parameters.items():
+        if not (isinstance(name, str) and PARAMETER_NAME.match(name)):
+            return f"{name!r}: a name is lower-case letters, digits and '_'."
+        if not isinstance(value, str) or not 0 < len(value) <= PARAMETER_LENGTH:
+            return f"{name}: a value is text of 1 to {PARAMETER_LENGTH} characters."
+    return ""
 
 
 @dataclass(frozen=True)
@@ -72,6 +87,9 @@ class ExternalTicket:
     source: str = TicketSource.INTEGRATOR.value
     # Anything else the caller wants on the record (an alert's labels, a link back).
     details: dict[str, Any] = field(default_factory=dict)
+    # What a runbook's command takes ({address:ip} -> "address"); checked by type when
+    # the runbook is decided, so a bad value escalates instead of running.
+    parameters: dict[str, str] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -126,6 +144,8 @@ def check_external_ticket(report: ExternalTicket) -> Host:
         errors["description"] = "Say what the problem is (a description, a title or both)."
     if len(report.title) > TITLE_LENGTH:
         errors["title"] = f"At most {TITLE_LENGTH} characters."
+    if parameter_problems(report.parameters):
+        errors["parameters"] = parameter_problems(report.parameters)
     host = Host.objects.filter(name=report.host).first()
     if host is None:
         errors["host"] = f"No registered host is named {report.host!r} (manage.py add_host)."
@@ -205,6 +225,7 @@ def _open(report: ExternalTicket, host: Host, user: Any, now: datetime) -> Opene
         data_integrity=report.data_integrity,
         customer_impact_minutes=report.customer_impact_minutes,
         security_severity=report.security_severity,
+        parameters=dict(report.parameters),
         opened_at=now,
         last_seen_at=now,
     )

@@ -3,9 +3,11 @@
 import hashlib
 import re
 import secrets
+import shlex
 from datetime import datetime
 
 from django.conf import settings
+from django.core.exceptions import ValidationError
 from django.core.validators import MaxValueValidator, MinValueValidator, RegexValidator
 from django.db import models
 from django.db.models import Q
@@ -26,6 +28,7 @@ from remediation.choices import (
 )
 from scoring.choices import Severity
 from scoring.features import Reading
+from warden_agent.argv import ArgvError, placeholders
 
 API_KEY_PREFIX = "wdn_"
 
@@ -59,8 +62,24 @@ class Host(models.Model):
     # scoring.features.METRIC_NAMES order (the next sample's deltas are taken from them).
     last_sample_at = models.DateTimeField(null=True, blank=True, editable=False)
     last_metrics = models.JSONField(null=True, blank=True, editable=False)
+    # What the host's agent says it will run ({action: argv template}), as it last reported
+    # it: a ceiling, never a substitute for what was decided. Audited when it changes.
+    allowlist = models.JSONField(default=dict, blank=True, editable=False)
+    allowlist_digest = models.CharField(max_length=64, blank=True, editable=False)
+    allowlist_reported_at = models.DateTimeField(null=True, blank=True, editable=False)
+    agent_version = models.CharField(max_length=50, blank=True, editable=False)
 
-    history = PersonHistory(excluded_fields=["last_seen_at", "last_sample_at", "last_metrics"])
+    history = PersonHistory(
+        excluded_fields=[
+            "last_seen_at",
+            "last_sample_at",
+            "last_metrics",
+            "allowlist",
+            "allowlist_digest",
+            "allowlist_reported_at",
+            "agent_version",
+        ]
+    )
 
     class Meta:
         ordering = ["name"]
@@ -155,7 +174,20 @@ class Runbook(models.Model):
     action_type = models.CharField(max_length=20, choices=ActionType.choices)
     system = models.CharField(max_length=50, default="linux")
     reversible = models.BooleanField(default=True)
-    commands = models.JSONField(default=list, blank=True, help_text="What it runs on the host.")
+    argv = models.JSONField(
+        "command",
+        default=list,
+        blank=True,
+        help_text="The exact command the host's agent runs, as a list: program, then each "
+        "argument (no shell). A whole argument {name:type} is filled from the ticket's "
+        "parameters (types: ip, port, unit, word). Empty only when an automation system runs it.",
+    )
+    rollback_argv = models.JSONField(
+        "rollback command",
+        default=list,
+        blank=True,
+        help_text="The exact command that undoes it, in the same form.",
+    )
     touches = models.JSONField(
         default=list, blank=True, help_text="Forbidden areas it touches (always need a person)."
     )
@@ -184,6 +216,45 @@ class Runbook(models.Model):
     @property
     def has_rollback_plan(self) -> bool:
         return bool(self.rollback_action)
+
+    def clean(self) -> None:
+        errors = {}
+        for field in ("argv", "rollback_argv"):
+            problem = argv_problem(getattr(self, field))
+            if problem:
+                errors[field] = problem
+        if not self.argv and self.handoff_target_id is None and "argv" not in errors:
+            errors["argv"] = "The host's agent runs it: say exactly what it runs."
+        if bool(self.rollback_action) != bool(self.rollback_argv):
+            errors["rollback_argv"] = (
+                "A rollback needs both its action name and its command, or neither."
+            )
+        if errors:
+            raise ValidationError(errors)
+
+    @property
+    def commands(self) -> list[str]:
+        """The command as people read it (one shell-quoted line); argv is what runs."""
+        return shown(self.argv)
+
+
+def argv_problem(argv: object) -> str:
+    """Why `argv` is not a runnable command template (a list of strings whose placeholders
+    have known types), or ""."""
+    if not isinstance(argv, list) or not all(isinstance(arg, str) and arg for arg in argv):
+        return "A list of non-empty strings: the program, then each argument."
+    if argv and "{" in argv[0]:
+        return "The program itself cannot be a parameter."
+    try:
+        placeholders(argv)
+    except ArgvError as exc:
+        return str(exc)
+    return ""
+
+
+def shown(argv: list[str]) -> list[str]:
+    """An argv as one shell-quoted line for people to read, or none."""
+    return [shlex.join(argv)] if argv else []
 
 
 class Counter(models.Model):
@@ -238,6 +309,9 @@ class Ticket(models.Model):
     data_integrity = models.BooleanField(default=False)
     security_severity = models.CharField(max_length=10, default="none")
     customer_impact_minutes = models.FloatField(default=0.0)
+    # Values a runbook's command takes ({name:type} arguments: the address to block, the
+    # port to rate-limit), from the alert or the system that opened the ticket.
+    parameters = models.JSONField(default=dict, blank=True)
     opened_at = models.DateTimeField(default=timezone.now, editable=False)
     last_seen_at = models.DateTimeField(default=timezone.now)
     resolved_at = models.DateTimeField(null=True, blank=True)
@@ -303,13 +377,20 @@ class Execution(models.Model):
     runbook_version = models.PositiveBigIntegerField(null=True, blank=True)
     action = models.CharField(max_length=100, blank=True)
     rollback_action = models.CharField(max_length=100, blank=True)
-    commands = models.JSONField(default=list, blank=True)
+    # The exact commands decided (the agent must run and report these, byte for byte).
+    argv = models.JSONField(default=list, blank=True)
+    rollback_argv = models.JSONField(default=list, blank=True)
+    argv_digest = models.CharField(max_length=64, blank=True)
     state = models.CharField(
         max_length=20, choices=ExecutionState.choices, default=ExecutionState.QUEUED
     )
     # When the state last changed: the sweeper times every unfinished state out from it.
     state_changed_at = models.DateTimeField(default=timezone.now)
     cancel_reason = models.CharField(max_length=500, blank=True)
+    # Held for a check that time can pass (blast radius, time window, rate limit): why,
+    # and when it is given up on (cancelled, people told). Empty for a pause's hold.
+    hold_reason = models.CharField(max_length=500, blank=True)
+    hold_until = models.DateTimeField(null=True, blank=True)
     fencing_token = models.PositiveBigIntegerField(default=0)
     lease_expires_at = models.DateTimeField(null=True, blank=True)
     created_at = models.DateTimeField(default=timezone.now, editable=False)
@@ -321,6 +402,10 @@ class Execution(models.Model):
     verify_samples_seen = models.PositiveSmallIntegerField(default=0)
     output = models.TextField(blank=True)
     rollback_output = models.TextField(blank=True)
+    # The exit codes the agent reported with the argv it ran (null: nothing ran, or an
+    # automation system ran it and reports no code).
+    exit_code = models.SmallIntegerField(null=True, blank=True)
+    rollback_exit_code = models.SmallIntegerField(null=True, blank=True)
     requested_by = models.ForeignKey(
         settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True
     )
@@ -341,6 +426,10 @@ class Execution(models.Model):
 
     def __str__(self) -> str:
         return f"{self.runbook.name} on {self.host.name} ({self.state})"
+
+    @property
+    def commands(self) -> list[str]:
+        return shown(self.argv)
 
     def move_to(self, state: str, now: datetime | None = None) -> None:
         """Change state through the transition table; illegal moves raise."""

@@ -56,6 +56,8 @@ class SampleVerdict:
     explanation: tuple[tuple[str, float], ...]
     # Already stored (resent, or twice in one batch): acknowledged, not stored or counted.
     duplicate: bool = False
+    # Every problem it showed: (category, decision, ticket id), the strongest first.
+    problems: tuple[tuple[str, str, str], ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -84,6 +86,10 @@ class StoredSample:
     @property
     def category(self) -> str:
         return self.verdict.category or ""
+
+    @property
+    def categories(self) -> list[str]:
+        return list(self.verdict.categories)
 
     @property
     def explanation(self) -> list[list]:
@@ -123,7 +129,11 @@ def ingest_samples(host: Host, readings: Sequence[Reading], now: datetime) -> li
                 if repeat is not None:
                     counted[category] = repeat
         ticket_of = {
-            i: counted[c].pk for c, indexes in problems.items() if c in counted for i in indexes
+            i: counted[c].pk
+            for c, indexes in problems.items()
+            if c in counted
+            for i in indexes
+            if primary(verdicts[i], c)
         }
         ids = insert_samples(
             host.pk,
@@ -138,11 +148,11 @@ def ingest_samples(host: Host, readings: Sequence[Reading], now: datetime) -> li
         }
         if locked.verifying:
             verify_with_samples(host, list(samples.values()), now, events)
-        outcomes: dict[int, tuple[str, str]] = {
-            i: (repeat.outcome, repeat.ticket_id)
-            for category, repeat in counted.items()
-            for i in problems[category]
-        }
+        # Each sample's answer per problem: (category, decision, ticket id).
+        outcomes: dict[int, list[tuple[str, str, str]]] = defaultdict(list)
+        for category, repeat in counted.items():
+            for i in problems[category]:
+                outcomes[i].append((category, repeat.outcome, repeat.ticket_id))
         others = {c: indexes for c, indexes in problems.items() if c not in counted}
         open_tickets = lock_open_tickets(host, list(others)) if others else {}
         for category, indexes in others.items():
@@ -157,9 +167,11 @@ def ingest_samples(host: Host, readings: Sequence[Reading], now: datetime) -> li
                 events,
                 occurrences,
             )
-            MetricSample.objects.filter(pk__in=[s.pk for s in group]).update(ticket=ticket)
+            MetricSample.objects.filter(
+                pk__in=[samples[i].pk for i in indexes if primary(verdicts[i], category)]
+            ).update(ticket=ticket)
             for i in indexes:
-                outcomes[i] = (outcome, ticket.ticket_id)
+                outcomes[i].append((category, outcome, ticket.ticket_id))
         # Last, the rows every host shares: patterns, then the audit chain's head, each
         # locked only until the commit.
         patterns.record_occurrences(occurrences)
@@ -176,7 +188,8 @@ def ingest_samples(host: Host, readings: Sequence[Reading], now: datetime) -> li
         if i not in samples:
             results.append(duplicates[reading.taken_at])
             continue
-        outcome, ticket_id = outcomes.get(i, (NO_ACTION, None))
+        answers = sorted(outcomes.get(i, []), key=lambda a: not primary(verdict, a[0]))
+        _, outcome, ticket_id = answers[0] if answers else (None, NO_ACTION, None)
         results.append(
             SampleVerdict(
                 taken_at=reading.taken_at,
@@ -186,6 +199,7 @@ def ingest_samples(host: Host, readings: Sequence[Reading], now: datetime) -> li
                 decision=outcome,
                 ticket_id=ticket_id,
                 explanation=verdict.explanation,
+                problems=tuple(answers),
             )
         )
     return results
@@ -278,12 +292,21 @@ def stored_verdicts(host: Host, instants: Sequence[datetime]) -> dict[datetime, 
 
 
 def problems_by_category(verdicts: Mapping[int, Classification]) -> dict[str, list[int]]:
-    """Indexes of the non-healthy samples, grouped by the category their explanation names."""
+    """Indexes of the non-healthy samples, grouped by each problem they show: a sample with
+    disk and memory both full is in the disk group and in the memory group."""
     groups: dict[str, list[int]] = defaultdict(list)
     for i, verdict in verdicts.items():
-        if verdict.severity != Severity.NO_ACTION and verdict.category:
-            groups[verdict.category].append(i)
+        if verdict.severity == Severity.NO_ACTION:
+            continue
+        for category in verdict.categories or ((verdict.category,) if verdict.category else ()):
+            groups[category].append(i)
     return dict(sorted(groups.items()))
+
+
+def primary(verdict: Classification, category: str) -> bool:
+    """Is `category` the sample's strongest problem (the ticket the sample row points at,
+    and the decision its answer names)?"""
+    return verdict.category == category
 
 
 @dataclass(frozen=True)

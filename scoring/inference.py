@@ -1,8 +1,11 @@
 """Batch inference: severity, confidence and an explanation for every row of a feature matrix.
 
 One vectorised predict_proba for the whole batch, then one more over copies of the
-non-healthy rows in which one metric at a time is put back to HEALTHY_BASELINE:
-how much the chosen class's probability drops says how much that metric drove it.
+non-healthy rows: in one set of copies one metric at a time is put back to
+HEALTHY_BASELINE (how much the chosen class's probability drops says how much that
+metric drove it); in the other every metric but one is (a metric whose row alone is
+still a problem is a problem of its own: disk and memory both at 97% are two problems,
+though each masks the other in the first set).
 
 The decision rule is recorded in each model version's thresholds (apply_thresholds):
 versions trained now carry their misclassification cost matrix and every row gets the
@@ -64,6 +67,9 @@ class Classification:
     probabilities: tuple[float, ...]  # per class, in severity order
     explanation: tuple[tuple[str, float], ...]  # (metric, contribution), strongest first
     category: str | None  # the ticket category of the top metric; None when healthy
+    # Every problem the row shows, `category` first: each metric that alone is a problem
+    # opens its own ticket. Empty when healthy.
+    categories: tuple[str, ...] = ()
 
 
 def class_probabilities(estimator: Any, X: np.ndarray) -> np.ndarray:
@@ -129,18 +135,28 @@ def classify(estimator: Any, X: np.ndarray, thresholds: Mapping[str, Any]) -> li
 
     problem_rows = np.flatnonzero(labels != NO_ACTION)
     explanations: dict[int, tuple[tuple[str, float], ...]] = {}
+    alone_problems: dict[int, list[str]] = {}
     if len(problem_rows):
-        n_metrics = len(METRIC_NAMES)
+        n_metrics, n_rows = len(METRIC_NAMES), len(problem_rows)
         copies = np.repeat(X[problem_rows], n_metrics, axis=0)
+        alone = np.tile(_BASELINE_ROW, (n_rows * n_metrics, 1))
         for m, columns in enumerate(_SUBSTITUTED):
-            copies[m::n_metrics, columns] = _BASELINE_ROW[list(columns)]
-        substituted = class_probabilities(estimator, copies).reshape(
-            len(problem_rows), n_metrics, N_CLASSES
-        )
-        after = substituted[np.arange(len(problem_rows)), :, labels[problem_rows]]
+            cols = list(columns)
+            alone[m::n_metrics, cols] = copies[m::n_metrics, cols]  # the metric as read
+            copies[m::n_metrics, cols] = _BASELINE_ROW[cols]  # the metric put back
+        # One predict for both sets of copies.
+        both = class_probabilities(estimator, np.vstack([copies, alone]))
+        substituted = both[: len(copies)].reshape(n_rows, n_metrics, N_CLASSES)
+        after = substituted[np.arange(n_rows), :, labels[problem_rows]]
         drops = np.round(chosen[problem_rows, None] - after, 4)
-        for i, row_drops in zip(problem_rows.tolist(), drops.tolist(), strict=True):
+        alone_labels = apply_thresholds(both[len(copies) :], thresholds).reshape(n_rows, n_metrics)
+        for i, row_drops, row_alone in zip(
+            problem_rows.tolist(), drops.tolist(), alone_labels.tolist(), strict=True
+        ):
             explanations[i] = _explain(row_drops)
+            alone_problems[i] = [
+                METRIC_NAMES[m] for m, label in enumerate(row_alone) if label != NO_ACTION
+            ]
 
     # Plain Python values from here: faster to walk, and JSON-ready for the caller.
     results = []
@@ -149,9 +165,12 @@ def classify(estimator: Any, X: np.ndarray, thresholds: Mapping[str, Any]) -> li
     ):
         explanation = explanations.get(i, ())
         category = None
+        categories: tuple[str, ...] = ()
         if severity != NO_ACTION:
             top = explanation[0][0] if explanation else _farthest_from_baseline(X[i])
             category = FEATURE_CATEGORY[top]
+            others = (FEATURE_CATEGORY[metric] for metric in alone_problems.get(i, ()))
+            categories = tuple(dict.fromkeys([category, *others]))
         results.append(
             Classification(
                 severity=severity,
@@ -159,6 +178,7 @@ def classify(estimator: Any, X: np.ndarray, thresholds: Mapping[str, Any]) -> li
                 probabilities=tuple(probabilities),
                 explanation=explanation,
                 category=category,
+                categories=categories,
             )
         )
     return results

@@ -70,6 +70,9 @@ class MetricSample(models.Model):
     severity = models.PositiveSmallIntegerField(choices=Severity.choices)
     confidence = models.FloatField(validators=[MinValueValidator(0), MaxValueValidator(1)])
     category = models.CharField(max_length=20, blank=True)
+    # Every problem the sample shows, `category` first (scoring.inference): a fix is
+    # verified against its own category even where another problem masks it.
+    categories = models.JSONField(default=list, blank=True)
     explanation = models.JSONField(default=list, blank=True)
     # No index: nothing looks samples up by version (versions are retired, never deleted),
     # and every insert would pay for one.

@@ -31,18 +31,20 @@ class ClassifiedSample(Protocol):
     @property
     def category(self) -> str: ...
     @property
+    def categories(self) -> list[str]: ...
+    @property
     def explanation(self) -> list[list]: ...
 
 
 _UNNEST_INSERT = """
 INSERT INTO scoring_metricsample (
     host_id, model_version_id, received_at, taken_at, disk_usage, memory_usage, cpu_usage,
-    dns_latency_ms, firewall_change_requested, severity, confidence, category, explanation,
-    ticket_id
+    dns_latency_ms, firewall_change_requested, severity, confidence, category, categories,
+    explanation, ticket_id
 )
 SELECT %s, %s, %s, r.* FROM unnest(
     %s::timestamptz[], %s::float8[], %s::float8[], %s::float8[], %s::float8[], %s::bool[],
-    %s::int2[], %s::float8[], %s::varchar[], %s::jsonb[], %s::int8[]
+    %s::int2[], %s::float8[], %s::varchar[], %s::jsonb[], %s::jsonb[], %s::int8[]
 ) AS r
 RETURNING id, taken_at
 """
@@ -80,13 +82,14 @@ def insert_samples(
                 severity=verdict.severity,
                 confidence=verdict.confidence,
                 category=verdict.category or "",
+                categories=list(verdict.categories),
                 explanation=[[name, value] for name, value in verdict.explanation],
                 ticket_id=ticket_id,
             )
             for reading, verdict, ticket_id in zip(readings, verdicts, ticket_ids, strict=True)
         )
         return [row.pk for row in rows]
-    columns: tuple[list, ...] = tuple([] for _ in range(11))
+    columns: tuple[list, ...] = tuple([] for _ in range(12))
     for reading, verdict, ticket_id in zip(readings, verdicts, ticket_ids, strict=True):
         for column, value in zip(
             columns,
@@ -100,6 +103,7 @@ def insert_samples(
                 verdict.severity,
                 verdict.confidence,
                 verdict.category or "",
+                json.dumps(list(verdict.categories)),
                 json.dumps([[name, value] for name, value in verdict.explanation]),
                 ticket_id,
             ),
@@ -130,6 +134,8 @@ def sample_shows_problem(sample: ClassifiedSample, category: str) -> bool:
         return False
     metric = CATEGORY_METRIC.get(category)
     contributions = {name: value for name, value in sample.explanation}
+    if sample.category == category or category in (sample.categories or ()):
+        return True
     if metric is None:
-        return sample.category == category
-    return sample.category == category or contributions.get(metric, 0.0) >= PROBLEM_CONTRIBUTION
+        return False
+    return contributions.get(metric, 0.0) >= PROBLEM_CONTRIBUTION

@@ -1,7 +1,7 @@
 """The seed's host scenarios as a deterministic simulation.
 
 Used by the data generator (scoring.synthetic) and by the demo fleet's simulated
-agents (remediation.agent), so it imports neither Django nor anything beyond numpy:
+agents (remediation.simulated_fleet), so it imports neither Django nor anything beyond numpy:
 an agent runs it without Warden's server dependencies.
 
 A SimulatedHost starts healthy; after a few steps its scenario's problem develops

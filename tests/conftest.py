@@ -27,6 +27,7 @@ from scoring.training import (
     TRAIN_SEED,
     train_severity_model,
 )
+from warden_agent.argv import argv_digest
 
 # Metrics of a healthy host, and of each seed scenario at its worst.
 HEALTHY = {
@@ -154,10 +155,27 @@ class AgentClient:
         assert response.status_code == 200, response.content
         return response.json()["actions"]
 
-    def report(self, action: dict, ok: bool = True, output: str = "done") -> Any:
+    def report(
+        self,
+        action: dict,
+        ok: bool = True,
+        output: str = "done",
+        *,
+        argv: list[str] | None = None,
+        exit_code: int | None = None,
+    ) -> Any:
+        """Report as a faithful agent does: the argv it was sent, unless told otherwise."""
+        ran = list(action.get("argv", [])) if argv is None else argv
         return self.post(
             f"/api/v1/agent/actions/{action['execution_id']}/result",
-            {"token": action["token"], "ok": ok, "output": output},
+            {
+                "token": action["token"],
+                "ok": ok,
+                "output": output,
+                "argv": ran,
+                "argv_digest": argv_digest(ran) if ran else "",
+                "exit_code": (0 if ok else 1) if exit_code is None and ran else exit_code,
+            },
         )
 
 

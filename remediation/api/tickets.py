@@ -104,6 +104,8 @@ class DecisionSerializer(serializers.ModelSerializer):
             "policy",
             "policy_version",
             "runbook",
+            "argv",
+            "argv_digest",
             "created_at",
         ]
 
@@ -113,7 +115,18 @@ class ExecutionSerializer(serializers.ModelSerializer):
 
     class Meta:
         model = Execution
-        fields = ["id", "runbook", "state", "created_at", "started_at", "finished_at", "output"]
+        fields = [
+            "id",
+            "runbook",
+            "state",
+            "argv",
+            "argv_digest",
+            "exit_code",
+            "created_at",
+            "started_at",
+            "finished_at",
+            "output",
+        ]
 
 
 class TicketSerializer(serializers.ModelSerializer):
@@ -147,6 +160,10 @@ class SuggestedActionSerializer(serializers.Serializer):
     system = serializers.CharField(help_text="the host it would run on")
     action_type = serializers.CharField()
     commands = serializers.ListField(child=serializers.CharField())
+    argv = serializers.ListField(
+        child=serializers.CharField(), help_text="exactly what would run, program first"
+    )
+    argv_digest = serializers.CharField(allow_blank=True)
     allowed = serializers.BooleanField(help_text="whether the rules let it run at all")
 
 
@@ -209,6 +226,7 @@ class TicketDetailSerializer(TicketSerializer):
             "data_integrity",
             "customer_impact_minutes",
             "security_severity",
+            "parameters",
             "auto_remediation_enabled",
             "confidence_score",
             "reliability_score",
@@ -254,6 +272,8 @@ class TicketDetailSerializer(TicketSerializer):
                 "system": ticket.host.name,
                 "action_type": decision.action_type,
                 "commands": list(decision.commands),
+                "argv": list(decision.argv),
+                "argv_digest": decision.argv_digest,
                 "allowed": decision.allowed,
             }
         ]
@@ -334,6 +354,13 @@ class OpenTicketSerializer(serializers.Serializer):
     customer_impact_minutes = serializers.FloatField(min_value=0, max_value=525_600, default=0.0)
     security_severity = serializers.ChoiceField(
         choices=["none", "low", "medium", "high", "critical"], default="none"
+    )
+    parameters = serializers.DictField(
+        child=serializers.CharField(max_length=200),
+        required=False,
+        default=dict,
+        help_text='values the category\'s runbook command takes, e.g. {"address": '
+        '"203.0.113.7"} for block-address; each is checked by its type when decided',
     )
 
 

@@ -15,9 +15,12 @@ from remediation.api.batches import PostedBatch, parse_batch
 from remediation.api.serializers import (
     AgentResultResponseSerializer,
     AgentResultSerializer,
+    AllowlistResponseSerializer,
+    AllowlistSerializer,
     MetricsResponseSerializer,
 )
-from remediation.executions import ExecutionError, report_agent_result
+from remediation.executions import ExecutionError, RunReport, report_agent_result
+from remediation.hosts import allowlist_problems, record_allowlist
 from remediation.models import Host
 from remediation.pipeline import SampleVerdict, ingest_samples
 from scoring.registry import ModelIntegrityError, NoApprovedModel
@@ -51,6 +54,10 @@ def verdict_json(verdict: SampleVerdict) -> dict:
         "ticket_id": verdict.ticket_id,
         "explanation": [[name, value] for name, value in verdict.explanation],
         "duplicate": verdict.duplicate,
+        "problems": [
+            {"category": category, "decision": decision, "ticket_id": ticket_id}
+            for category, decision, ticket_id in verdict.problems
+        ],
     }
 
 
@@ -106,21 +113,73 @@ class AgentResultView(APIView):
         parameters=[EXECUTION_ID],
         responses={200: AgentResultResponseSerializer, **error_responses(400, 401, 404, 409)},
         summary="Report how an action went",
+        description="409: the token is stale, the execution is no longer running, or the "
+        "argv reported is not the one sent (argv_mismatch: the report is refused, the "
+        "execution ends and people are told).",
     )
     def post(self, request: Request, execution_id: int) -> Response:
         serializer = AgentResultSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
+        data = serializer.validated_data
+        report = RunReport(
+            ok=data["ok"],
+            output=data["output"],
+            argv=list(data["argv"]),
+            argv_digest=data["argv_digest"],
+            exit_code=data["exit_code"],
+        )
         try:
             execution = report_agent_result(
-                request.auth,
-                execution_id,
-                token=serializer.validated_data["token"],
-                ok=serializer.validated_data["ok"],
-                output=serializer.validated_data["output"],
-                now=timezone.now(),
+                request.auth, execution_id, report, token=data["token"], now=timezone.now()
             )
         except ExecutionError as exc:
             if exc.code == "not_found":
                 raise exceptions.NotFound(exc.message) from exc
             raise Conflict(exc.message, code=exc.code) from exc
         return Response({"execution_id": execution.pk, "state": execution.state})
+
+
+def allowlist_json(host: Host) -> dict:
+    return {
+        "host": host.name,
+        "entries": host.allowlist if host.allowlist_digest else {},
+        "digest": host.allowlist_digest,
+        "reported_at": host.allowlist_reported_at,
+    }
+
+
+class AgentAllowlistView(APIView):
+    """What the host's agent allows: reported when it starts, read back by `warden-agent check`."""
+
+    authentication_classes = [HostKeyAuthentication]
+    permission_classes = [IsAgent]
+
+    @extend_schema(
+        responses={200: AllowlistResponseSerializer, **error_responses(401, 403)},
+        summary="The allow-list Warden holds for this agent's host",
+    )
+    def get(self, request: Request) -> Response:
+        return Response(AllowlistResponseSerializer(allowlist_json(request.auth)).data)
+
+    @extend_schema(
+        request=AllowlistSerializer,
+        responses={200: AllowlistResponseSerializer, **error_responses(400, 401, 403)},
+        summary="Report the agent's allow-list (each action and its command template)",
+        description="Decisions flag a runbook this host's agent would refuse before anyone "
+        "approves it. 400 names the entry that is not a valid command template, or a digest "
+        "that is not the entries'.",
+    )
+    def put(self, request: Request) -> Response:
+        serializer = AllowlistSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        data = serializer.validated_data
+        problems = allowlist_problems(data["entries"], data["digest"])
+        if problems:
+            raise exceptions.ValidationError(problems)
+        host = record_allowlist(
+            request.auth,
+            {name: list(argv) for name, argv in data["entries"].items()},
+            agent_version=data["agent_version"],
+            now=timezone.now(),
+        )
+        return Response(AllowlistResponseSerializer(allowlist_json(host)).data)

@@ -40,7 +40,7 @@ def test_two_supervisors_see_an_approval_appear_count_and_go_without_reloading(
     # given two people with the console open, and nothing waiting
     first = open_console(browser, live_asgi, alice)
     second = open_console(browser, live_asgi, bob)
-    assert "Nothing waits for a person" in second.locator("#approvals").inner_text()
+    assert "Nothing waits for approval" in second.locator("#approvals").inner_text()
 
     # when a host asks for a firewall change (two approvers needed)
     [result] = agent.post_metrics(agent.sample("firewall")).json()["results"]
@@ -52,7 +52,7 @@ def test_two_supervisors_see_an_approval_appear_count_and_go_without_reloading(
         row.wait_for(timeout=10_000)
         assert row.get_by_test_id("approval-count").inner_text() == "0 of 2"
         assert "firewall" in row.get_by_test_id("explanation").inner_text().lower()
-        assert "1 waiting for people" in page.get_by_test_id("waiting").inner_text()
+        assert "1 waiting for approval" in page.get_by_test_id("waiting").inner_text()
         assert "web-01" in page.locator("#fleet").inner_text()
 
     # and a new problem on another host reaches the event list live
@@ -105,6 +105,15 @@ def test_a_rejection_needs_a_reason_and_says_so(browser, client, live_asgi, agen
     request.refresh_from_db()
     assert request.status == "rejected"
     assert request.approvals.get().comment == "change freeze until Monday"
+
+    # and the ticket, now people's, is counted in the banner without a reload
+    escalated = page.get_by_test_id("escalated")
+    escalated.filter(has_text="1 escalated to people").wait_for(timeout=10_000)
+    assert page.get_by_test_id("banner").get_attribute("data-level") == "attention"
+    escalated.get_by_role("link").click()
+    page.wait_for_load_state()
+    assert "status__exact=escalated" in page.url
+    assert request.ticket.ticket_id in page.locator("#result_list").inner_text()
     page.context.close()
 
 

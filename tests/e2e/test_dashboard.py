@@ -3,9 +3,11 @@
 import pytest
 from django.utils import timezone
 
+from governance.approvals import reject_request
 from governance.models import ApprovalRequest
 from governance.switches import pause_automation
 from tests.e2e.test_compliance import signed_in
+from tests.governance.test_reviews import heal, overdue, review_of
 
 pytestmark = pytest.mark.django_db(transaction=True, serialized_rollback=True)
 
@@ -63,4 +65,55 @@ def test_a_supervisor_approves_from_the_request_page_with_a_note(browser, live_a
 
     approval = request.approvals.get()
     assert (approval.approver, approval.comment) == (alice, "rule reviewed with netops")
+    page.context.close()
+
+
+def test_the_dashboard_leads_to_overdue_reviews_and_escalated_tickets_and_a_flag_needs_a_reason(
+    browser, live_asgi, agent, other_agent, alice, bob
+):
+    # given a disk Warden cleaned by itself, its review two hours overdue, and a
+    # firewall change a person rejected (its ticket escalated to people)
+    review = overdue(review_of(heal(agent)))
+    [result] = other_agent.post_metrics(other_agent.sample("firewall")).json()["results"]
+    request = ApprovalRequest.objects.get(ticket__ticket_id=result["ticket_id"])
+    reject_request(request, user=bob, comment="not during the sale", now=timezone.now())
+
+    # when the supervisor opens the admin, both are counted, each with its link
+    page = signed_in(browser, live_asgi, alice)
+    page.goto(f"{live_asgi}/admin/")
+    text = page.locator("#attention").inner_text()
+    assert "Escalated to people\t1" in text
+    assert f"{result['ticket_id']} on web-02: Firewall change requested" in text
+    assert "Reviews overdue\t1 of what Warden did by itself" in text
+    ticket_id = review.execution.ticket.ticket_id
+    line = f"{ticket_id}: clean-temp-and-rotate-logs on web-01 (L3, succeeded), due 2 hours ago"
+    assert line in text.replace("\xa0", " ")  # timesince's non-breaking space
+
+    page.locator("#attention").get_by_role("link", name="Escalated to people").click()
+    page.wait_for_load_state()
+    assert result["ticket_id"] in page.locator("#result_list").inner_text()
+
+    # and the overdue review leads to what Warden did, where a flag asks why first
+    page.goto(f"{live_asgi}/admin/")
+    page.locator("#attention").get_by_role("link", name="Reviews overdue").click()
+    page.wait_for_load_state()
+    assert "overdue=yes" in page.url
+    page.locator("#result_list").get_by_role("link", name="Overdue").click()
+    page.wait_for_load_state()
+    assert f"/postactionreview/{review.pk}/change/" in page.url
+    content = page.locator("#content").inner_text()
+    assert "Overdue: this review was due" in content
+    assert "Why Warden acted by itself" in content
+    page.get_by_role("button", name="Flag…").click()
+    page.wait_for_load_state()
+    page.fill("#id_note", "it rotated the audit logs away")
+    page.get_by_role("button", name="Yes, flag").click()
+    page.wait_for_load_state()
+    assert "negative feedback recorded" in page.locator(".messagelist").inner_text()
+    review.refresh_from_db()
+    assert (review.status, review.reviewed_by) == ("flagged", alice)
+
+    # and it leaves the dashboard
+    page.goto(f"{live_asgi}/admin/")
+    assert "Reviews overdue\t0" in page.locator("#attention").inner_text()
     page.context.close()

@@ -38,7 +38,7 @@ def test_an_approver_approves_from_the_emailed_link_after_signing_in_and_only_on
     text = page.locator("#content").inner_text()
     assert "web-01" in text and request.runbook.name in text
     assert "approvals 0 of 2" in text
-    assert "nft -f /etc/warden/requested-change.nft" in text
+    assert "warden-runbook nft-apply --file /etc/warden/requested-change.nft" in text
     assert not request.approvals.exists()
 
     # when he confirms with a note, it is approved through the same use case, by him

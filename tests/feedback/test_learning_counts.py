@@ -66,7 +66,7 @@ def test_a_fix_that_fails_verification_is_a_failed_attempt(agent, settings):
 def test_a_cancelled_execution_never_ran_and_counts_nothing(agent):
     agent.post_metrics(agent.sample("disk"))
     execution = Execution.objects.get()
-    Runbook.objects.filter(pk=execution.runbook_id).update(commands=["shutdown -h now"])
+    Runbook.objects.filter(pk=execution.runbook_id).update(argv=["shutdown", "-h", "now"])
     assert agent.take_actions() == []  # cancelled at the claim (the floor)
     assert Execution.objects.get().state == "cancelled"
     assert counts(execution.ticket)["attempts"] == 0

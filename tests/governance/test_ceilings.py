@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 from feedback.models import Pattern
 from feedback.patterns import is_eligible
 from governance.ceilings import Ceilings, apply_ceilings
-from governance.decisions import dispatch_refusals
+from governance.decisions import dispatch_check
 from governance.engine import CAUTION, PolicySnapshot, decide
 from governance.models import Decision
 from remediation.models import Execution
@@ -112,11 +112,11 @@ def test_without_ceilings_the_same_disk_heals_by_itself(agent):
 def test_an_automatic_action_queued_before_the_ceiling_does_not_start_after_it(agent, settings):
     agent.post_metrics(agent.sample("disk"))
     execution = Execution.objects.get()
-    assert dispatch_refusals(execution, timezone.now()) == []
+    assert dispatch_check(execution, timezone.now()).refusals == []
 
     settings.AUTO_REMEDIATION_ENABLED = False
 
-    [refusal] = dispatch_refusals(execution, timezone.now())
+    [refusal] = dispatch_check(execution, timezone.now()).refusals
     assert "AUTO_REMEDIATION_ENABLED=false" in refusal
 
 

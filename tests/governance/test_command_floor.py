@@ -98,17 +98,21 @@ def test_a_policy_adds_to_the_floor_but_cannot_lower_it():
 def test_approval_refuses_a_runbook_edited_to_break_the_floor(agent, bob):
     agent.post_metrics(agent.sample("dns"))
     request = ApprovalRequest.objects.get()
-    Runbook.objects.filter(pk=request.runbook_id).update(commands=["iptables -F"])
+    Runbook.objects.filter(pk=request.runbook_id).update(argv=["iptables", "-F"])
     request.refresh_from_db()
-    with pytest.raises(ApprovalError, match="flushes the firewall"):
+    # what people were shown is no longer what would run: the request is void and the
+    # ticket goes back to people
+    with pytest.raises(ApprovalError, match="exact command it would run changed"):
         approve_request(request, user=bob, comment="looks fine", now=request.created_at)
     assert not Execution.objects.exists()
+    request.ticket.refresh_from_db()
+    assert request.ticket.status == "escalated"
 
 
 def test_the_claim_never_hands_out_a_runbook_edited_to_break_the_floor(agent):
     agent.post_metrics(agent.sample("disk"))  # auto-healed: dispatched, waiting for the agent
     execution = Execution.objects.get()
-    Runbook.objects.filter(pk=execution.runbook_id).update(commands=["rm -rf /"])
+    Runbook.objects.filter(pk=execution.runbook_id).update(argv=["rm", "-rf", "/"])
 
     assert agent.take_actions() == []
     execution.refresh_from_db()

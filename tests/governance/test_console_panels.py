@@ -5,7 +5,9 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from django.utils import timezone
 
+from governance.approvals import reject_request
 from governance.console import bucketed, fleet, fleet_state, sparkline_svg
+from governance.models import ApprovalRequest
 from governance.switches import pause_automation
 from remediation.hosts import add_host
 
@@ -84,10 +86,18 @@ def test_the_fleet_is_three_queries_whatever_its_size(
 def test_the_banner_says_when_automation_is_stopped_and_who_waits(agent, alice):
     state = fleet_state(timezone.now())
     assert (state.level, state.waiting, state.serving_version) == ("running", 0, 1)
+    assert (state.escalated, state.reviews_open, state.reviews_overdue) == (0, 0, 0)
 
-    agent.post_metrics(agent.sample("firewall"))
+    [result] = agent.post_metrics(agent.sample("firewall")).json()["results"]
     assert fleet_state(timezone.now()).level == "attention"
     assert fleet_state(timezone.now()).waiting == 1
+
+    # a rejected change is no longer waiting, but its ticket is people's now: still counted
+    request = ApprovalRequest.objects.get(ticket__ticket_id=result["ticket_id"])
+    reject_request(request, user=alice, comment="not in the freeze", now=timezone.now())
+    state = fleet_state(timezone.now())
+    assert (state.waiting, state.escalated, state.level) == (0, 1, "attention")
+    assert [ticket.ticket_id for ticket in state.escalated_tickets] == [result["ticket_id"]]
 
     pause_automation(scope="all", reason="change freeze", user=alice, now=timezone.now())
     state = fleet_state(timezone.now())
@@ -110,7 +120,9 @@ def test_the_panels_show_people_what_waits_with_the_exact_commands(client, agent
     page = client.get("/console/panels").content.decode()
     assert result["ticket_id"] in page
     assert "0 of 2" in page
-    assert "nft -f /etc/warden/requested-change.nft" in page  # what will run
+    assert (
+        "warden-runbook nft-apply --file /etc/warden/requested-change.nft" in page
+    )  # what will run
     assert 'data-verdict="approve"' in page
 
     # a compliance officer watches, but is offered no buttons

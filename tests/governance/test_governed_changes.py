@@ -219,6 +219,8 @@ def test_the_admin_index_says_what_needs_attention_now(agent, alice):
     page = logged_in(alice).get("/admin/").content.decode()
     assert "Needs attention now" in page and 'href="/console/"' in page
     assert "Approvals waiting</a></th>\n        <td>1" in page
+    assert "Escalated to people</a></th>\n        <td>0" in page
+    assert "Reviews overdue</a></th>\n        <td>0" in page
     assert "category disk paused by alice: vendor bug" in page
     assert "Django administration" not in page
 

@@ -135,7 +135,7 @@ def test_an_approval_request_emails_each_approver_what_they_need_to_decide(
     assert "Disk 45.0 %" in body
     assert "Runbook: apply-firewall-change" in body
     assert "risk High" in body
-    assert "$ nft -f /etc/warden/requested-change.nft" in body
+    assert "$ warden-runbook nft-apply --file /etc/warden/requested-change.nft" in body
     assert "Approvals: 0 of 2 needed" in body
     for reason in request.decision.reasons:
         assert reason in body
@@ -188,7 +188,10 @@ def test_a_link_asks_for_a_login_then_shows_the_confirmation_page(agent, mailout
     assert page.status_code == 200
     text = page.content.decode()
     assert "web-01" in text and "apply-firewall-change" in text
-    assert "High" in text and "nft -f /etc/warden/requested-change.nft" in text
+    assert (
+        "High" in text
+        and "warden-runbook nft-apply --file /etc/warden/requested-change.nft" in text
+    )
     assert "approvals 0 of 2 needed" in text
     assert "requested" in text  # the firewall change in the readings
     assert escape(request.decision.reasons[0]) in text

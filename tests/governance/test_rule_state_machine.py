@@ -67,6 +67,7 @@ from remediation.choices import EXECUTION_TRANSITIONS, TICKET_TRANSITIONS
 from remediation.executions import (
     AgentAction,
     ExecutionError,
+    RunReport,
     cancel_execution,
     claim_agent_actions,
     dispatch_execution,
@@ -350,9 +351,14 @@ class GovernanceMachine(RuleBasedStateMachine):
             after = report_agent_result(
                 self.host(host),
                 action.execution_id,
+                RunReport(
+                    ok=ok,
+                    output="done" if ok else "it failed",
+                    argv=list(action.argv),  # a faithful agent reports what it was sent
+                    argv_digest=action.argv_digest,
+                    exit_code=0 if ok else 1,
+                ),
                 token=action.token + token,
-                ok=ok,
-                output="done" if ok else "it failed",
                 now=self.now,
             )
         except ExecutionError as error:

@@ -2,14 +2,17 @@
 
 import json
 import threading
+import urllib.request
 
 import pytest
 from django.db import connections
 from django.test import Client
 
+from governance.models import Decision, Policy
 from remediation.hosts import add_host
-from remediation.models import Ticket
+from remediation.models import Execution, Host, Ticket
 from tests.conftest import HEALTHY, PROBLEMS
+from tests.integration.conftest import free_port, wait_until
 
 
 # Serialized rollback: the rows migrations seed (roles, the audit chain's head) come back.
@@ -51,3 +54,69 @@ def test_simultaneous_batches_showing_a_new_problem_share_one_ticket(servers, ap
     assert statuses == [201] * 6
     [ticket] = Ticket.objects.filter(host=host, category="disk")
     assert ticket.occurrence_count == 6
+
+
+@pytest.mark.integration
+@pytest.mark.django_db(transaction=True, serialized_rollback=True)
+def test_a_storm_on_thirty_hosts_decides_no_more_than_the_blast_radius(processes, approved_model):
+    # given 30 hosts under the disk policy's 20% blast radius (6 may be fixed at once), and
+    # the web command's sync workers, several processes deciding at the same time
+    hosts = [add_host(f"storm-{i:02d}") for i in range(30)]
+    policy = Policy.objects.get(category="disk")
+    assert policy.blast_radius_max_percent == 20.0 and policy.max_actions_per_hour >= 6
+    port = free_port()
+    processes.start(
+        "web",
+        *("-m", "gunicorn", "config.wsgi:application", "--worker-class", "sync", "-w", "6"),
+        *("-b", f"127.0.0.1:{port}"),
+    )
+    url = f"http://127.0.0.1:{port}"
+    wait_until(
+        lambda: _answers(f"{url}/healthz"), 60, "the web server", lambda: processes.log("web")
+    )
+    answers: list[tuple[int, str]] = []
+
+    def post(host: Host, key: str, start: threading.Barrier, problem: dict) -> None:
+        second = 1 if problem else 0
+        sample = {"host": host.name, "taken_at": f"2026-11-25T10:00:0{second}Z", **HEALTHY}
+        sample.update(problem)
+        request = urllib.request.Request(
+            f"{url}/api/v1/metrics",
+            data=json.dumps(sample).encode(),
+            headers={"Authorization": f"Bearer {key}", "Content-Type": "application/json"},
+        )
+        start.wait()
+        with urllib.request.urlopen(request, timeout=60) as response:
+            if problem:
+                answers.append((response.status, json.load(response)["results"][0]["decision"]))
+
+    def all_at_once(problem: dict) -> None:
+        start = threading.Barrier(len(hosts))
+        threads = [threading.Thread(target=post, args=(*pair, start, problem)) for pair in hosts]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(timeout=120)
+
+    # (a healthy reading each first: every worker has loaded the model before the storm)
+    all_at_once({})
+    # when every host reports a full disk at the same instant
+    all_at_once(PROBLEMS["disk"])
+
+    # then exactly the limit heal by themselves, and the rest wait for people with the
+    # blast radius named: the decisions counted under one lock, not each on its own
+    assert [status for status, _ in answers] == [201] * 30, processes.log("web")
+    automatic = [d for d in Decision.objects.filter(outcome="AUTO_HEAL") if d.allowed]
+    assert len(automatic) == 6
+    assert Execution.objects.count() == 6
+    others = Decision.objects.exclude(pk__in=[d.pk for d in automatic])
+    assert others.count() == 24
+    assert all(any("Blast radius" in line for line in d.reasons) for d in others)
+
+
+def _answers(url: str) -> bool:
+    try:
+        with urllib.request.urlopen(url, timeout=2):
+            return True
+    except OSError:
+        return False

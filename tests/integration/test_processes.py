@@ -28,7 +28,7 @@ def test_a_filling_disk_heals_itself_across_processes(processes, approved_model)
     processes.start(
         "agent",
         "-m",
-        "remediation.agent",
+        "remediation.simulated_fleet",
         "run",
         "--url",
         url,
@@ -65,7 +65,7 @@ def test_a_filling_disk_heals_itself_across_processes(processes, approved_model)
 def start_agent(processes, url: str, key: str, host: str, scenario: str) -> None:
     processes.start(
         "agent",
-        *("-m", "remediation.agent", "run", "--url", url, "--key", key, "--host", host),
+        *("-m", "remediation.simulated_fleet", "run", "--url", url, "--key", key, "--host", host),
         *("--simulate", scenario, "--seed", "5", "--interval", "0.2"),
     )
 

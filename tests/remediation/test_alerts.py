@@ -351,3 +351,32 @@ def test_the_generic_webhook_names_the_mapped_field_it_could_not_find(sender, we
         "[0].host": ["Name the alert's host (WARDEN_ALERT_WEBHOOK_FIELDS['host'])."]
     }
     assert sender.post(WEBHOOK, []).status_code == 400
+
+
+def test_an_alerts_warden_labels_become_the_runbooks_parameters(sender, web):
+    # given an alert about an abusive address, as a detection rule labels it
+    alert = am_alert(category="security", warden_address="203.0.113.7")
+    alert["labels"]["alertname"] = "BruteForceFromOneAddress"
+
+    response = sender.post(AM, am_body(alert))
+
+    # then its ticket carries the address and the decision the exact command with it
+    assert response.status_code == 200, response.content
+    ticket = Ticket.objects.get()
+    assert ticket.parameters == {"address": "203.0.113.7"}
+    decision = Decision.objects.get(ticket=ticket)
+    assert decision.argv[decision.argv.index("--address") + 1] == "203.0.113.7"
+    # a critical write: people approve it, two of them
+    assert ApprovalRequest.objects.get(ticket=ticket).required_approvals == 2
+
+
+def test_an_alerts_parameter_not_of_its_type_never_reaches_a_command(sender, web):
+    alert = am_alert(category="security", warden_address="203.0.113.7 -j ACCEPT")
+    alert["labels"]["alertname"] = "BruteForceFromOneAddress"
+
+    sender.post(AM, am_body(alert))
+
+    decision = Decision.objects.get()
+    assert decision.argv == []
+    assert any("cannot be run" in line for line in decision.reasons)
+    assert not ApprovalRequest.objects.filter(status="pending").exists()

@@ -13,11 +13,12 @@ from governance.approvals import ApprovalError, approve_request, reject_request
 from governance.models import ApprovalRequest, AuditEvent, Pause, Policy
 from governance.policies import save_policy
 from governance.switches import pause_automation, record_lapsed_pauses
-from remediation.agent import Agent
 from remediation.executions import claim_agent_actions, sweep
 from remediation.models import Execution, Runbook, Ticket
 from remediation.runbooks import save_runbook
 from remediation.tickets import close_ticket
+from warden_agent.agent import Agent
+from warden_agent.argv import argv_digest
 
 
 def pending_firewall_request(agent) -> ApprovalRequest:
@@ -45,7 +46,9 @@ def test_a_decision_records_exactly_what_it_would_run(agent):
     decision = request.decision
     runbook = request.runbook
     assert decision.action == runbook.action
-    assert decision.commands == runbook.commands
+    assert decision.argv == runbook.argv and decision.rollback_argv == runbook.rollback_argv
+    assert decision.argv_digest == argv_digest(runbook.argv)
+    assert request.argv_digest == decision.argv_digest
     assert decision.runbook_version == runbook.history.latest().history_id
     assert request.runbook_version == decision.runbook_version
 
@@ -80,7 +83,7 @@ def test_a_forbidden_command_added_after_dispatch_never_reaches_the_agent(
 ):
     execution = dispatched_disk_clean_up(agent, django_capture_on_commit_callbacks)
 
-    edit(execution.runbook, alice, commands=[*execution.runbook.commands, "shutdown -h now"])
+    edit(execution.runbook, alice, argv=["shutdown", "-h", "now"])
 
     assert agent.take_actions() == []
     execution.refresh_from_db()

@@ -77,6 +77,8 @@ def test_safe_problem_heals_itself_and_is_verified(agent, problem, action):
         "execution.verifying",
         "execution.succeeded",
         "ticket.resolved",
+        # it acted at L3 with nobody asked: a person reviews what it did
+        "review.opened",
     ]
     assert verify_chain(AuditEvent.objects.order_by("sequence"), GENESIS_HASH).intact
 
@@ -183,3 +185,32 @@ def test_unverified_action_is_rolled_back(agent, settings):
     assert execution.state == "rollback_pending"
     [rollback] = agent.take_actions()
     assert rollback["action"] == "restart_service"
+
+
+def test_every_problem_in_a_sample_opens_its_own_ticket_and_decision(agent):
+    # when one reading shows disk and memory both nearly full
+    response = agent.post_metrics(agent.sample(disk_usage=97.0, memory_usage=97.0))
+
+    # then each problem has its own ticket, decided on its own
+    assert response.status_code == 201
+    [result] = response.json()["results"]
+    problems = {p["category"]: p for p in result["problems"]}
+    assert set(problems) == {"disk", "memory"}
+    tickets = {t.category: t for t in Ticket.objects.all()}
+    assert set(tickets) == {"disk", "memory"}
+    for category, ticket in tickets.items():
+        assert problems[category]["ticket_id"] == ticket.ticket_id
+        [decision] = Decision.objects.filter(ticket=ticket)
+        assert decision.runbook.category == category
+        assert problems[category]["decision"] == decision.outcome
+    # the answer's own decision and ticket are the strongest problem's
+    assert result["ticket_id"] == problems[result["category"]]["ticket_id"]
+    # and the sample is stored once, pointing at that ticket
+    [stored] = MetricSample.objects.all()
+    assert stored.ticket.category == result["category"]
+    assert set(stored.categories) == {"disk", "memory"}
+
+    # when the next reading shows both again, each repeat counts on its own ticket
+    agent.post_metrics(agent.sample(disk_usage=97.5, memory_usage=97.5))
+    assert Ticket.objects.count() == 2
+    assert {t.occurrence_count for t in Ticket.objects.all()} == {2}

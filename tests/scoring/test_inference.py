@@ -155,6 +155,26 @@ def test_safe_problems_together_are_auto_healed(default_model, metrics):
     assert verdict.severity == 1
 
 
+@pytest.mark.parametrize(
+    ("metrics", "problems"),
+    [
+        ({"disk_usage": 97.0, "memory_usage": 97.0}, {"disk", "memory"}),
+        ({"memory_usage": 97.0, "cpu_usage": 98.0}, {"memory", "cpu"}),
+        ({"disk_usage": 95.0, "memory_usage": 95.0, "cpu_usage": 95.0}, {"disk", "memory", "cpu"}),
+        ({"disk_usage": 97.0}, {"disk"}),
+        # Close to a problem level without reaching it is no problem of its own.
+        ({"disk_usage": 97.0, "dns_latency_ms": 60.0}, {"disk"}),
+    ],
+)
+def test_every_problem_in_a_sample_is_named_the_strongest_first(default_model, metrics, problems):
+    # Each metric masks the other when put back alone (the explanation's drops are small):
+    # a metric that alone would be a problem is one, whatever else the sample shows.
+    [verdict] = classify(default_model.estimator, rows(sample(**metrics)), default_model.thresholds)
+
+    assert set(verdict.categories) == problems
+    assert verdict.categories[0] == verdict.category
+
+
 def test_healthy_rows_have_no_explanation_and_no_category(default_model):
     verdicts = classify(
         default_model.estimator,
@@ -166,6 +186,7 @@ def test_healthy_rows_have_no_explanation_and_no_category(default_model):
         assert verdict.severity == 0
         assert verdict.explanation == ()
         assert verdict.category is None
+        assert verdict.categories == ()
 
 
 def test_explanations_are_sorted_rounded_and_above_noise(default_model):
@@ -203,9 +224,10 @@ def test_a_batch_costs_two_predict_proba_calls_whatever_its_size(default_model):
     # when it is classified
     verdicts = classify(counting, rows(*samples), default_model.thresholds)
 
-    # then: one call for the batch, one for 5 baseline copies of each problem row
+    # then: one call for the batch, one for each problem row's copies: 5 with one metric
+    # put back to baseline (the explanation), 5 with only one metric kept (its problems)
     assert len(verdicts) == 50
-    assert counting.calls == [50, 2 * 5]
+    assert counting.calls == [50, 2 * 5 * 2]
 
 
 def test_a_healthy_batch_costs_one_predict_proba_call(default_model):

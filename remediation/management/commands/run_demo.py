@@ -151,7 +151,7 @@ class Command(WardenCommand):
                 [
                     python,
                     "-m",
-                    "remediation.agent",
+                    "remediation.simulated_fleet",
                     "fleet",
                     "--url",
                     url,
