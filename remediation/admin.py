@@ -1,5 +1,3 @@
-import shlex
-
 from django.contrib import admin, messages
 from django.contrib.admin.utils import unquote
 from django.core.exceptions import PermissionDenied
@@ -18,7 +16,7 @@ from governance.changes import REASON_FIELD
 from remediation.evidence import ticket_story
 from remediation.executions import cancel_execution, roll_back_execution
 from remediation.hosts import register_host, save_host
-from remediation.models import Alert, AutomationTarget, Execution, Host, Runbook, Ticket
+from remediation.models import Alert, AutomationTarget, Execution, Host, Runbook, Ticket, shown
 from remediation.runbooks import save_automation_target, save_runbook
 from remediation.tickets import close_ticket, save_ticket
 
@@ -48,7 +46,7 @@ class HostAdmin(GovernedAdmin):
         rows = format_html_join(
             "",
             "<tr><td><code>{}</code></td><td><code>{}</code></td></tr>",
-            ((name, shlex.join(argv)) for name, argv in sorted(obj.allowlist.items())),
+            ((name, shown(argv)[0]) for name, argv in sorted(obj.allowlist.items())),
         )
         return format_html(
             "<table><tr><th>action</th><th>command</th></tr>{}</table>"
@@ -84,7 +82,7 @@ class RunbookAdmin(GovernedAdmin):
 
     @admin.display(description="Command")
     def command(self, obj: Runbook) -> str:
-        return format_html("<code>{}</code>", shlex.join(obj.argv)) if obj.argv else "-"
+        return format_html("<code>{}</code>", obj.commands[0]) if obj.argv else "-"
 
     def save_governed(self, request, obj, reason) -> None:
         # An edit voids pending approvals and unstarted executions and decides again.

@@ -529,7 +529,9 @@ def _refuse_another_command(
 ) -> ExecutionError | None:
     """An agent that says it ran anything but the argv decided: the report is refused, and
     since something not decided may have run, the execution ends and people are told."""
-    if report.argv is None or not report.argv:  # an automation system's job; a refusal
+    if report.argv is None:  # an automation system runs a job, not an argv
+        return None
+    if not report.argv and not report.ok:  # the agent refused it: nothing ran
         return None
     expected = _expected_argv(execution)
     if report.argv == expected and report.argv_digest == argv_digest(expected):

@@ -38,6 +38,7 @@ def hash_api_key(key: str) -> str:
     return hashlib.sha256(key.encode()).hexdigest()
 
 
+PLACEHOLDER = re.compile(r"^\{[a-z_][a-z0-9_]*:[a-z]+\}$")
 HOST_NAME = re.compile(r"^[A-Za-z0-9]([A-Za-z0-9.-]{0,251}[A-Za-z0-9])?$")
 
 
@@ -64,9 +65,13 @@ class Host(models.Model):
     last_metrics = models.JSONField(null=True, blank=True, editable=False)
     # What the host's agent says it will run ({action: argv template}), as it last reported
     # it: a ceiling, never a substitute for what was decided. Audited when it changes.
-    allowlist = models.JSONField(default=dict, blank=True, editable=False)
-    allowlist_digest = models.CharField(max_length=64, blank=True, editable=False)
-    allowlist_reported_at = models.DateTimeField(null=True, blank=True, editable=False)
+    allowlist = models.JSONField("allow-list", default=dict, blank=True, editable=False)
+    allowlist_digest = models.CharField(
+        "allow-list digest", max_length=64, blank=True, editable=False
+    )
+    allowlist_reported_at = models.DateTimeField(
+        "allow-list reported at", null=True, blank=True, editable=False
+    )
     agent_version = models.CharField(max_length=50, blank=True, editable=False)
 
     history = PersonHistory(
@@ -253,8 +258,11 @@ def argv_problem(argv: object) -> str:
 
 
 def shown(argv: list[str]) -> list[str]:
-    """An argv as one shell-quoted line for people to read, or none."""
-    return [shlex.join(argv)] if argv else []
+    """An argv as one shell-quoted line for people to read, or none; a template's
+    {name:type} placeholders are left bare, as people write them."""
+    if not argv:
+        return []
+    return [" ".join(arg if PLACEHOLDER.match(arg) else shlex.quote(arg) for arg in argv)]
 
 
 class Counter(models.Model):

@@ -260,12 +260,13 @@ def test_the_descendants_of_a_root_are_watched_while_it_runs():
     watch = smoke.ProcessWatch(marker="unused")
     shell = subprocess.Popen(["sh", "-c", "sleep 60 & wait"])
     try:
-        deadline = time.monotonic() + 10
         watch.add_root(shell.pid)
-        while len(watch.seen) < 2 and time.monotonic() < deadline:
-            watch.snapshot()
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:  # until the child has exec'd sleep
+            labels = sorted(smoke.process_label(name) for _, name in watch.alive())
+            if labels == ["sh", "sleep"]:
+                break
             time.sleep(0.1)
-        labels = sorted(smoke.process_label(name) for _, name in watch.alive())
         assert labels == ["sh", "sleep"]
     finally:
         for pid, _ in watch.alive():

@@ -342,17 +342,23 @@ class Migration(migrations.Migration):
         migrations.AddField(
             model_name="host",
             name="allowlist",
-            field=models.JSONField(blank=True, default=dict, editable=False),
+            field=models.JSONField(
+                blank=True, default=dict, editable=False, verbose_name="allow-list"
+            ),
         ),
         migrations.AddField(
             model_name="host",
             name="allowlist_digest",
-            field=models.CharField(blank=True, editable=False, max_length=64),
+            field=models.CharField(
+                blank=True, editable=False, max_length=64, verbose_name="allow-list digest"
+            ),
         ),
         migrations.AddField(
             model_name="host",
             name="allowlist_reported_at",
-            field=models.DateTimeField(blank=True, editable=False, null=True),
+            field=models.DateTimeField(
+                blank=True, editable=False, null=True, verbose_name="allow-list reported at"
+            ),
         ),
         migrations.AddField(
             model_name="runbook",

@@ -196,8 +196,8 @@ def history(db, two_patterns):
     """Three tickets this month (and one older), their decisions, executions and feedback."""
     now = timezone.now()
     host, _ = add_host("web-07")
-    disk_runbook = Runbook.objects.get(category="disk")
-    dns_runbook = Runbook.objects.get(category="dns")
+    disk_runbook = Runbook.objects.get(name="clean-temp-and-rotate-logs")
+    dns_runbook = Runbook.objects.get(name="switch-dns-resolver")
 
     def ticket(number, category, status, auto, days_ago=1):
         return Ticket.objects.create(

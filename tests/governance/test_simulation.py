@@ -135,8 +135,8 @@ def test_a_stricter_autonomy_level_sends_every_ticket_to_a_person(disk_history):
 
 
 def test_a_draft_that_forbids_the_runbooks_command_blocks_it(disk_history):
-    # given a draft that forbids logrotate, which the disk runbook runs
-    draft_of_disk_policy(forbidden_commands=["delete", "logrotate"])
+    # given a draft that forbids the disk runbook's own command
+    draft_of_disk_policy(forbidden_commands=["delete", "disk-quarantine"])
 
     # when
     rows = table(simulate("disk-draft"))

@@ -266,3 +266,13 @@ def test_a_missing_parameter_is_named(api, alice, web_host):
 
     decision = Decision.objects.get()
     assert any("address" in line for line in decision.reasons), decision.reasons
+
+
+def test_a_success_that_ran_nothing_is_refused(agent):
+    action = healed_disk(agent)
+
+    response = agent.report(action, ok=True, argv=[])
+
+    assert response.status_code == 409
+    assert response.json()["error"]["code"] == "argv_mismatch"
+    assert Execution.objects.get().state == "cancelled"
