@@ -405,8 +405,8 @@ class NoticeKind(models.TextChoices):
     HELD = "held", "Waiting for its checks to pass"
     # What Warden did by itself, for people to review (governance.reviews): one notice
     # each at L2, one digest at L3.
-    L2_REVIEW = "l2_review", "Acted at L2: review it"
-    L3_REVIEW = "l3_review", "Acted at L3: review them"
+    L2_REVIEW = "l2_review", "Acted at L2, to review"
+    L3_REVIEW = "l3_review", "Acted at L3, to review"
 
 
 class DeliveryStatus(models.TextChoices):

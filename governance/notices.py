@@ -84,8 +84,11 @@ SUPERVISE_PERMISSION = "remediation.change_execution"
 # imports this module through the audit log).
 REVIEW_PERMISSION = "feedback.review_postactionreview"
 # The notices of post-action reviews, by the level Warden acted at: one each at L2, a
-# digest at L3 (NoticeKind.L2_REVIEW and NoticeKind.L3_REVIEW).
-REVIEW_KINDS = {AutonomyLevel.L2_CONDITIONAL: "l2_review", AutonomyLevel.L3_BOUNDED: "l3_review"}
+# digest at L3.
+REVIEW_KINDS = {
+    AutonomyLevel.L2_CONDITIONAL: NoticeKind.L2_REVIEW,
+    AutonomyLevel.L3_BOUNDED: NoticeKind.L3_REVIEW,
+}
 # Kinds always sent as one digest, after their own wait (gather_due).
 ALWAYS_DIGEST = frozenset({REVIEW_KINDS[AutonomyLevel.L3_BOUNDED]})
 DELIVER_TASK = "governance.notices.deliver_due"

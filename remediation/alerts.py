@@ -442,17 +442,22 @@ def _resolve(
 
 
 PARAMETER_LABEL = "warden_"
-NOT_PARAMETERS = frozenset({"warden_auto_remediation"})
 
 
 def runbook_parameters(labels: Mapping[str, Any]) -> dict[str, str]:
     """A runbook's parameters from an alert's labels: warden_address="203.0.113.7" gives
-    the block runbook its {address:ip}. Invalid ones are refused with the alert's other
-    field errors (intake.check_external_ticket)."""
+    the block runbook its {address:ip}. Labels that say which host, which category and
+    whether it may heal by itself are not parameters. Invalid ones are refused with the
+    alert's other field errors (intake.check_external_ticket)."""
+    not_parameters = {
+        "warden_auto_remediation",
+        *settings.WARDEN_ALERT_HOST_LABELS,
+        *settings.WARDEN_ALERT_CATEGORY_LABELS,
+    }
     return {
         name.removeprefix(PARAMETER_LABEL): str(value)
         for name, value in labels.items()
-        if name.startswith(PARAMETER_LABEL) and name not in NOT_PARAMETERS
+        if name.startswith(PARAMETER_LABEL) and name not in not_parameters
     }
 
 

@@ -727,6 +727,8 @@ def _start_rollback(execution: Execution, events: list[PendingEvent], why: str) 
             )
         )
     _escalate_ticket(execution.ticket, events, f"{runbook.name} failed: {why}")
+    if execution.state == ExecutionState.FAILED:  # nothing to roll back: it ends failed
+        _ended(execution, execution.finished_at, events)
 
 
 def _escalate_ticket(ticket: Ticket, events: list[PendingEvent], why: str) -> None:

@@ -76,10 +76,13 @@ ROLES = ("supervisor", "approver", "compliance", "staff_no_perms", "anonymous", 
 GROUPS = {"supervisor": "supervisors", "approver": "approvers", "compliance": "compliance"}
 # Roles that change nothing, anywhere (the agent may change things through its API only).
 READ_ONLY_ROLES = frozenset({"compliance", "staff_no_perms", "anonymous"})
-# An approver only views, and approves (governance.approve_approvalrequest): the audit
-# events its changes come with are approvals, the executions they queue, and a rejected
-# ticket escalated back to people.
-ROLE_EVENTS = {"approver": ("approval.", "execution.", "ticket.escalated")}
+# An approver only views, approves (governance.approve_approvalrequest) and reviews what
+# Warden did by itself: the audit events its changes come with are approvals, the
+# executions they queue, a rejected ticket escalated back to people, and reviews (a flag
+# is feedback given in the reviewer's name).
+ROLE_EVENTS = {
+    "approver": ("approval.", "execution.", "ticket.escalated", "review.", "feedback.given")
+}
 VIEW_AUDIT_LOG = "governance.view_auditevent"
 NOTE = "matrix test"  # the note of confirmed actions and any "reason for this change"
 

@@ -25,6 +25,7 @@ from governance.models import (
     AuditEvent,
     Notice,
     NoticeDelivery,
+    NoticeKind,
     PatternAutonomy,
     Policy,
 )
@@ -87,6 +88,11 @@ def to(outbox: list, user: Any) -> list:
     return [message for message in outbox if message.to == [user.email]]
 
 
+def reviews_told(outbox: list, user: Any, kind: NoticeKind) -> list:
+    """The messages `user` got of what Warden did by itself (`kind`)."""
+    return [m for m in to(outbox, user) if m.subject.startswith(f"[Warden] {kind.label}")]
+
+
 # --- Opened, and told -----------------------------------------------------------------
 
 
@@ -112,17 +118,17 @@ def test_an_automatic_l2_fix_opens_a_review_and_tells_each_reviewer_at_once(
     assert "by itself at L2 (succeeded): a person reviews it by" in opened.summary
 
     # and each person who may review hears of it in a message of its own, with the link
-    notice = Notice.objects.get(kind="l2_review")
+    notice = Notice.objects.get(kind=NoticeKind.L2_REVIEW)
     assert notice.delivery.digest is False
     for person in (alice, bob):
-        [message] = [m for m in to(mailoutbox, person) if "to review" in m.subject]
+        [message] = reviews_told(mailoutbox, person, NoticeKind.L2_REVIEW)
         assert message.subject == (
-            f"[Warden] Acted at L2, to review: {review.execution.runbook.name} on web-01 "
+            f"[Warden] {NoticeKind.L2_REVIEW.label}: {review.execution.runbook.name} on web-01 "
             f"({ticket.ticket_id})"
         )
         assert "verified: web-01 healthy for memory" in message.body  # what happened
         assert f"Review (acknowledge or flag): {BASE}{review_path(review)}" in message.body
-    assert not any("to review" in m.subject for m in to(mailoutbox, dave))  # views only
+    assert not reviews_told(mailoutbox, dave, NoticeKind.L2_REVIEW)  # compliance views only
 
 
 def test_l3_fixes_go_out_as_one_digest_after_the_digest_wait(agent, other_agent, mailoutbox, alice):
@@ -135,16 +141,16 @@ def test_l3_fixes_go_out_as_one_digest_after_the_digest_wait(agent, other_agent,
     # then both are to review, and nobody is told yet: the digest gathers them
     reviews = [review_of(ticket) for ticket in tickets]
     assert [(r.autonomy_level, r.status) for r in reviews] == [(3, "open"), (3, "open")]
-    assert not [m for m in mailoutbox if "to review" in m.subject]
+    assert not reviews_told(mailoutbox, alice, NoticeKind.L3_REVIEW)
 
     # and when the digest's hour is over, one message lists both, each with its review
     deliver_due(timezone.now() + timedelta(minutes=61))
-    [digest] = [m for m in to(mailoutbox, alice) if "to review" in m.subject]
-    assert digest.subject == "[Warden] Acted at L3, to review on 2 hosts: web-01, web-02"
+    [digest] = reviews_told(mailoutbox, alice, NoticeKind.L3_REVIEW)
+    assert digest.subject == f"[Warden] {NoticeKind.L3_REVIEW.label} on 2 hosts: web-01, web-02"
     assert "What Warden did by itself (2): review each" in digest.body
     for review in reviews:
         assert f"{BASE}{review_path(review)}" in digest.body
-    delivery = NoticeDelivery.objects.get(kind="l3_review")
+    delivery = NoticeDelivery.objects.get(kind=NoticeKind.L3_REVIEW)
     assert delivery.digest is True  # two hosts are no storm: L3 is a digest all the same
     assert delivery.notices.count() == 2
 

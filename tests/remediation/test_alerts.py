@@ -380,3 +380,11 @@ def test_an_alerts_parameter_not_of_its_type_never_reaches_a_command(sender, web
     assert decision.argv == []
     assert any("cannot be run" in line for line in decision.reasons)
     assert not ApprovalRequest.objects.filter(status="pending").exists()
+
+
+def test_the_labels_naming_the_host_and_category_are_not_parameters(sender, web):
+    alert = am_alert(warden_host="web-01", warden_category="disk", warden_note="from-rule")
+
+    sender.post(AM, am_body(alert))
+
+    assert Ticket.objects.get().parameters == {"note": "from-rule"}
