@@ -1153,6 +1153,7 @@ def test_the_callback_refuses_bad_input_in_one_line(args, env, error):
 
 
 def test_each_system_ships_the_same_scripts():
+    # one source in deploy/awx/files, linked from the others
     for original, copies in COPIES.items():
         for copy in copies:
             assert copy.read_bytes() == original.read_bytes(), f"{copy} differs from {original}"
