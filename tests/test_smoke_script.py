@@ -280,12 +280,12 @@ def test_processes_are_named_by_what_they_run():
         "/tmp/r/.venv/bin/python manage.py run_demo",
         "/tmp/r/.venv/bin/python /tmp/r/.venv/bin/gunicorn config.asgi:application -w 2",
         "/tmp/r/.venv/bin/python /tmp/r/.venv/bin/gunicorn config.asgi:application -w 2",
-        "/tmp/r/.venv/bin/python3.11 -m remediation.agent fleet --url http://127.0.0.1:8000",
+        "/tmp/r/.venv/bin/python3.11 -m remediation.simulated_fleet fleet --url http://127.0.0.1:80",
         "/bin/sh /tmp/r/deploy/entrypoint.sh web",
         "nginx: worker process",
     ]
     assert smoke.process_summary(commands) == (
-        "make, manage.py run_demo, gunicorn x2, remediation.agent, entrypoint.sh, nginx"
+        "make, manage.py run_demo, gunicorn x2, remediation.simulated_fleet, entrypoint.sh, nginx"
     )
 
 
