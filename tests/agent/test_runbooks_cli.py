@@ -6,15 +6,12 @@ import os
 import shutil
 import subprocess
 import sys
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import pytest
 
+from tests.agent.runbook_runs import AGENT_DIR, Run, run_runbook
 from warden_agent.runbooks.cli import build_parser
-
-AGENT_DIR = Path(__file__).resolve().parents[2] / "agent"
 
 # The catalogue: every action's argv template (the agent's example allow-list is this).
 CATALOGUE = {
@@ -45,31 +42,8 @@ CATALOGUE = {
 SAMPLES = {"{address:ip}": "203.0.113.9", "{port:port}": "8080"}
 
 
-@dataclass
-class Run:
-    exit_code: int
-    stdout: str
-    stderr: str
-
-    @property
-    def summary(self) -> dict[str, Any]:
-        return json.loads(self.stdout.strip().splitlines()[-1])
-
-
 def runbook(*args: str, execution_id: str | None = None) -> Run:
-    env = {**os.environ, "PYTHONPATH": str(AGENT_DIR)}
-    env.pop("WARDEN_EXECUTION_ID", None)
-    if execution_id is not None:
-        env["WARDEN_EXECUTION_ID"] = execution_id
-    completed = subprocess.run(
-        [sys.executable, "-m", "warden_agent.runbooks", *args],
-        capture_output=True,
-        text=True,
-        env=env,
-        timeout=60,
-        check=False,
-    )
-    return Run(completed.returncode, completed.stdout, completed.stderr)
+    return run_runbook(*args, execution_id=execution_id, timeout=60)
 
 
 def filled(template: list[str]) -> list[str]:

@@ -22,41 +22,15 @@ from typing import Any
 
 import pytest
 
-AGENT_DIR = Path(__file__).resolve().parents[2] / "agent"
+from tests.agent.runbook_runs import Run, run_runbook, runbook_env
+
 QUARANTINE = "/var/lib/warden-agent/quarantine"
 DAY_NS = 86400 * 10**9
 IS_ROOT = os.geteuid() == 0
 
 
-@dataclass
-class Run:
-    exit_code: int
-    stdout: str
-    stderr: str
-
-    @property
-    def summary(self) -> dict[str, Any]:
-        return json.loads(self.stdout.strip().splitlines()[-1])
-
-
-def runbook_env(execution_id: str | None = None) -> dict[str, str]:
-    env = {**os.environ, "PYTHONPATH": str(AGENT_DIR)}
-    env.pop("WARDEN_EXECUTION_ID", None)
-    if execution_id is not None:
-        env["WARDEN_EXECUTION_ID"] = execution_id
-    return env
-
-
 def runbook(*args: str, execution_id: str | None = "42", **env: str) -> Run:
-    completed = subprocess.run(
-        [sys.executable, "-m", "warden_agent.runbooks", *args],
-        capture_output=True,
-        text=True,
-        env={**runbook_env(execution_id), **env},
-        timeout=120,
-        check=False,
-    )
-    return Run(completed.returncode, completed.stdout, completed.stderr)
+    return run_runbook(*args, execution_id=execution_id, env=env)
 
 
 def quarantine_args(root: Path, *extra: str) -> list[str]:

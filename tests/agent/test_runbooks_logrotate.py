@@ -4,18 +4,14 @@ logrotate comes from Debian's package `logrotate`; when CI=1 a missing logrotate
 """
 
 import gzip
-import json
 import os
 import shutil
-import subprocess
-import sys
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import pytest
 
-AGENT_DIR = Path(__file__).resolve().parents[2] / "agent"
+from tests.agent.runbook_runs import Run, run_runbook
 
 
 def require_logrotate() -> None:
@@ -25,31 +21,8 @@ def require_logrotate() -> None:
         pytest.skip("logrotate is not installed")
 
 
-@dataclass
-class Run:
-    exit_code: int
-    stdout: str
-    stderr: str
-
-    @property
-    def summary(self) -> dict[str, Any]:
-        return json.loads(self.stdout.strip().splitlines()[-1])
-
-
 def runbook(*args: str, execution_id: str | None = None) -> Run:
-    env = {**os.environ, "PYTHONPATH": str(AGENT_DIR)}
-    env.pop("WARDEN_EXECUTION_ID", None)
-    if execution_id is not None:
-        env["WARDEN_EXECUTION_ID"] = execution_id
-    completed = subprocess.run(
-        [sys.executable, "-m", "warden_agent.runbooks", *args],
-        capture_output=True,
-        text=True,
-        env=env,
-        timeout=120,
-        check=False,
-    )
-    return Run(completed.returncode, completed.stdout, completed.stderr)
+    return run_runbook(*args, execution_id=execution_id)
 
 
 @dataclass

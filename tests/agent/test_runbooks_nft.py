@@ -21,18 +21,7 @@ from typing import Any
 
 import pytest
 
-AGENT_DIR = Path(__file__).resolve().parents[2] / "agent"
-
-
-@dataclass
-class Run:
-    exit_code: int
-    stdout: str
-    stderr: str
-
-    @property
-    def summary(self) -> dict[str, Any]:
-        return json.loads(self.stdout.strip().splitlines()[-1])
+from tests.agent.runbook_runs import Run, run_runbook
 
 
 @dataclass
@@ -59,19 +48,13 @@ class Namespace:
         return self.nft("-s", "list", "ruleset")
 
     def runbook(self, *args: str, execution_id: str = "5") -> Run:
-        env = {**os.environ, "PYTHONPATH": str(AGENT_DIR), "WARDEN_EXECUTION_ID": execution_id}
-        completed = subprocess.run(
-            [
-                *("ip", "netns", "exec", self.name),
-                *(sys.executable, "-m", "warden_agent.runbooks", *args, "--root", str(self.root)),
-            ],
-            capture_output=True,
-            text=True,
-            env=env,
-            timeout=120,
-            check=False,
+        return run_runbook(
+            *args,
+            "--root",
+            str(self.root),
+            execution_id=execution_id,
+            prefix=("ip", "netns", "exec", self.name),
         )
-        return Run(completed.returncode, completed.stdout, completed.stderr)
 
 
 def require_tools() -> None:

@@ -12,7 +12,6 @@ import json
 import os
 import signal
 import socket
-import subprocess
 import sys
 import textwrap
 import time
@@ -23,7 +22,7 @@ from typing import Any
 
 import pytest
 
-AGENT_DIR = Path(__file__).resolve().parents[2] / "agent"
+from tests.agent.runbook_runs import Run, run_runbook
 
 STANDIN = textwrap.dedent(
     '''
@@ -172,17 +171,6 @@ STANDIN = textwrap.dedent(
 
 
 @dataclass
-class Run:
-    exit_code: int
-    stdout: str
-    stderr: str
-
-    @property
-    def summary(self) -> dict[str, Any]:
-        return json.loads(self.stdout.strip().splitlines()[-1])
-
-
-@dataclass
 class Systemd:
     """The stand-ins' world: units, links, and every call the runbooks made."""
 
@@ -211,20 +199,11 @@ class Systemd:
         return [call for call in self.state()["calls"] if call[: len(prefix)] == list(prefix)]
 
     def run(self, *args: str, execution_id: str | None = None) -> Run:
-        env = {**os.environ, "PYTHONPATH": str(AGENT_DIR), "STANDIN_STATE": str(self.state_path)}
-        env["PATH"] = f"{self.bin_dir}{os.pathsep}{env.get('PATH', '')}"
-        env.pop("WARDEN_EXECUTION_ID", None)
-        if execution_id is not None:
-            env["WARDEN_EXECUTION_ID"] = execution_id
-        completed = subprocess.run(
-            [sys.executable, "-m", "warden_agent.runbooks", *args, "--root", str(self.root)],
-            capture_output=True,
-            text=True,
-            env=env,
-            timeout=120,
-            check=False,
-        )
-        return Run(completed.returncode, completed.stdout, completed.stderr)
+        standins = {
+            "STANDIN_STATE": str(self.state_path),
+            "PATH": f"{self.bin_dir}{os.pathsep}{os.environ.get('PATH', '')}",
+        }
+        return run_runbook(*args, "--root", str(self.root), execution_id=execution_id, env=standins)
 
 
 @pytest.fixture
