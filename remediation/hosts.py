@@ -1,6 +1,5 @@
 """Registering hosts and their agents' keys."""
 
-import re
 from datetime import datetime
 from typing import Any
 
@@ -8,8 +7,9 @@ from django.db import transaction
 
 from governance.audit import append_events, event, user_actor
 from governance.changes import Change, require_permission, save_governed
-from remediation.models import HOST_NAME, Host, argv_problem
+from remediation.models import HOST_NAME, Host, Runbook, argv_problem
 from warden_agent.argv import allowlist_digest
+from warden_agent.executor import AllowListError, validate_allowlist
 
 
 class HostError(Exception):
@@ -70,7 +70,7 @@ def rotate_host_key(name: str, *, user: Any = None) -> tuple[Host, str]:
 
 
 MAX_ALLOWLIST_ENTRIES = 500
-ACTION_NAME = re.compile(r"^[A-Za-z0-9_.-]{1,100}$")
+ACTION_LENGTH = Runbook._meta.get_field("action").max_length
 
 
 def allowlist_problems(entries: Any, digest: str) -> dict[str, list[str]]:
@@ -82,13 +82,25 @@ def allowlist_problems(entries: Any, digest: str) -> dict[str, list[str]]:
         return {"entries": [f"At most {MAX_ALLOWLIST_ENTRIES} actions."]}
     problems: dict[str, list[str]] = {}
     for name, template in entries.items():
-        if not ACTION_NAME.match(name):
-            problems[f"entries.{name}"] = ["An action name has letters, digits, '_', '.', '-'."]
-        elif not template or argv_problem(template):
-            problems[f"entries.{name}"] = [argv_problem(template) or "An empty command."]
+        problem = entry_problem(name, template)
+        if problem:
+            problems[f"entries.{name}"] = [problem]
     if not problems and digest != allowlist_digest(entries):
         problems["digest"] = ["Not the digest of these entries: the report was altered or cut."]
     return problems
+
+
+def entry_problem(name: str, template: Any) -> str:
+    """Why one reported entry cannot be held, or "": the agent's own rule for its allow-list
+    (warden_agent.executor.validate_allowlist), then what a runbook's action name and
+    command may be (so no entry is held that no runbook could match)."""
+    try:
+        validate_allowlist({name: template}, "entry")
+    except AllowListError as exc:
+        return str(exc)
+    if len(name) > ACTION_LENGTH:
+        return f"An action name has at most {ACTION_LENGTH} characters."
+    return argv_problem(template)
 
 
 def record_allowlist(

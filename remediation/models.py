@@ -28,7 +28,7 @@ from remediation.choices import (
 )
 from scoring.choices import Severity
 from scoring.features import Reading
-from warden_agent.argv import ArgvError, placeholders
+from warden_agent.argv import ArgvError, is_placeholder, placeholders
 
 API_KEY_PREFIX = "wdn_"
 
@@ -38,7 +38,6 @@ def hash_api_key(key: str) -> str:
     return hashlib.sha256(key.encode()).hexdigest()
 
 
-PLACEHOLDER = re.compile(r"^\{[a-z_][a-z0-9_]*:[a-z]+\}$")
 HOST_NAME = re.compile(r"^[A-Za-z0-9]([A-Za-z0-9.-]{0,251}[A-Za-z0-9])?$")
 
 
@@ -262,7 +261,7 @@ def shown(argv: list[str]) -> list[str]:
     {name:type} placeholders are left bare, as people write them."""
     if not argv:
         return []
-    return [" ".join(arg if PLACEHOLDER.match(arg) else shlex.quote(arg) for arg in argv)]
+    return [" ".join(arg if is_placeholder(arg) else shlex.quote(arg) for arg in argv)]
 
 
 class Counter(models.Model):

@@ -101,6 +101,11 @@ def _placeholder(element: str) -> tuple[str, str] | None:
     return name, kind
 
 
+def is_placeholder(element: str) -> bool:
+    """Whether `element` is written as a placeholder ({name:type}), not a literal."""
+    return _PLACEHOLDER.fullmatch(element) is not None
+
+
 def placeholders(template: Sequence[str]) -> list[tuple[str, str]]:
     """The (name, type) of each placeholder, in order; ArgvError for an unknown type,
     a placeholder without a type, or a name used twice."""

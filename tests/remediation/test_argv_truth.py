@@ -157,6 +157,9 @@ def test_the_agents_allow_list_is_kept_audited_and_read_back(agent, client, alic
         ({"clean": []}, None, "entries.clean"),
         ({"clean": ["{program:word}", "x"]}, None, "entries.clean"),
         ({"clean": ["warden-runbook"]}, "f" * 64, "digest"),
+        # the agent's own rule for action names: one it would refuse to load is refused here
+        ({"rm -rf": ["rm"]}, None, "entries.rm -rf"),
+        ({"x" * 101: ["true"]}, None, "entries." + "x" * 101),
     ],
 )
 def test_a_bad_allow_list_is_refused_naming_what_is_wrong(agent, entries, digest, field):
