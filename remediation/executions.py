@@ -560,12 +560,7 @@ def _refuse_another_command(
         _cancel(execution, now, events, "system", why)
     else:
         execution.rollback_output = f"[refused report: {ran}]\n{report.output}"[:10_000]
-        execution.move_to(ExecutionState.ROLLBACK_FAILED, now)
-        execution.finished_at = now
-        execution.lease_expires_at = None
-        execution.save()
-        _escalate_ticket(execution.ticket, events, why)
-        _ended(execution, now, events)
+        _fail_rollback(execution, now, events, actor, why)
     append_events(events)
     return ExecutionError("argv_mismatch", why)
 
@@ -605,14 +600,8 @@ def record_handoff_delivery(
                 # Nothing ran: not a failed fix, so no count against its automation.
                 _cancel(execution, now, events, "system", f"hand-off refused: {detail}", ran=False)
             else:
-                execution.move_to(ExecutionState.ROLLBACK_FAILED, now)
-                execution.finished_at = now
-                execution.lease_expires_at = None
-                execution.save()
                 summary = f"rollback hand-off refused: {detail}; a person must check the host"
-                events.append(_audit(execution, actor, "execution.rollback_failed", summary))
-                _escalate_ticket(execution.ticket, events, summary)
-                _ended(execution, now, events)
+                _fail_rollback(execution, now, events, actor, summary)
         else:
             events.append(
                 _audit(
@@ -729,6 +718,20 @@ def _start_rollback(execution: Execution, events: list[PendingEvent], why: str) 
     _escalate_ticket(execution.ticket, events, f"{runbook.name} failed: {why}")
     if execution.state == ExecutionState.FAILED:  # nothing to roll back: it ends failed
         _ended(execution, execution.finished_at, events)
+
+
+def _fail_rollback(
+    execution: Execution, now: datetime, events: list[PendingEvent], actor: str, summary: str
+) -> None:
+    """A rollback that cannot be known to have run: it ends failed, audited, and a person
+    must check the host (the caller holds the lock)."""
+    execution.move_to(ExecutionState.ROLLBACK_FAILED, now)
+    execution.finished_at = now
+    execution.lease_expires_at = None
+    execution.save()
+    events.append(_audit(execution, actor, "execution.rollback_failed", summary))
+    _escalate_ticket(execution.ticket, events, summary)
+    _ended(execution, now, events)
 
 
 def _escalate_ticket(ticket: Ticket, events: list[PendingEvent], why: str) -> None:
@@ -1046,13 +1049,9 @@ def _time_out_waiting(now: datetime, events: list[PendingEvent]) -> int:
             count += 1
             why = f"timed out: {what} within {int(limit.total_seconds())} s"
             if state == ExecutionState.ROLLBACK_PENDING:
-                execution.move_to(ExecutionState.ROLLBACK_FAILED, now)
-                execution.finished_at = now
-                execution.save(update_fields=["state", "state_changed_at", "finished_at"])
-                summary = f"{why}; a person must check the host"
-                events.append(_audit(execution, "system", "execution.rollback_failed", summary))
-                _escalate_ticket(execution.ticket, events, summary)
-                _ended(execution, now, events)
+                _fail_rollback(
+                    execution, now, events, "system", f"{why}; a person must check the host"
+                )
             else:
                 _cancel(execution, now, events, "system", why)
     return count

@@ -279,3 +279,22 @@ def test_a_success_that_ran_nothing_is_refused(agent):
     assert response.status_code == 409
     assert response.json()["error"]["code"] == "argv_mismatch"
     assert Execution.objects.get().state == "cancelled"
+
+
+def test_a_rollback_reported_as_another_argv_fails_and_people_are_told(agent):
+    # given a fix that failed, its rollback sent to the agent
+    action = healed_disk(agent)
+    agent.report(action, ok=False, output="no space to move to")
+    [rollback] = agent.take_actions()
+    assert rollback["kind"] == "rollback"
+
+    # when the agent says it ran something else to undo it
+    response = agent.report(rollback, argv=["/bin/true"])
+
+    # then the report is refused, the rollback is failed on the record and a person checks
+    assert response.status_code == 409
+    execution = Execution.objects.get()
+    assert execution.state == "rollback_failed"
+    failed = AuditEvent.objects.get(action="execution.rollback_failed")
+    assert "/bin/true" in failed.summary and "not the decided" in failed.summary
+    assert Ticket.objects.get().status == "escalated"
