@@ -45,7 +45,10 @@ def host_for_authorization(header: bytes, hosts: Any = None) -> Host | None:
     except UnicodeDecodeError as exc:
         raise exceptions.AuthenticationFailed("The API key is not valid text.") from exc
     try:
-        host = (Host.objects if hosts is None else hosts).get(api_key_hash=hash_api_key(key))
+        # Every agent request comes here; the allow-list is read only when a decision or
+        # the allow-list endpoint needs it, so it is not decoded on every post and poll.
+        hosts = (Host.objects if hosts is None else hosts).defer("allowlist")
+        host = hosts.get(api_key_hash=hash_api_key(key))
     except Host.DoesNotExist:
         raise exceptions.AuthenticationFailed("Unknown API key.") from None
     if not host.enabled:
