@@ -32,7 +32,7 @@ django.setup()
 from datetime import timedelta
 from django.db import connection
 from django.utils import timezone
-from governance.audit import GENESIS_HASH, chain_hash
+from governance.audit.log import GENESIS_HASH, chain_hash
 from governance.models import AuditChainHead, AuditEvent
 count = int(sys.argv[1])
 start = timezone.now() - timedelta(days=30)

@@ -22,7 +22,7 @@ records when each `li[data-sequence]` enters the page (Date.now()) and the next 
 frame after it (on screen), and a wrapper of WebSocket (installed before the page's
 scripts) when each event came over the socket. At the same time, events come from:
 1. a writer process (Django, as a qcluster worker is), pausing and resuming automation
-   through governance.switches every `--interval` s: `--events` events, each stamped
+   through governance.pauses.actions every `--interval` s: `--events` events, each stamped
    with time.time() by an on-commit hook that runs just before the console's publish
    (and one just after it);
 2. browser A, the person acting: `--acted` pauses added through the admin's form, spread
@@ -363,7 +363,7 @@ def writer(count: int, interval: float) -> None:
     from django.utils import timezone
 
     from governance.models import AuditEvent, Pause
-    from governance.switches import pause_automation, resume_automation
+    from governance.pauses.actions import pause_automation, resume_automation
 
     user = get_user_model().objects.get(username=USERNAME)
 

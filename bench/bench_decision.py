@@ -22,8 +22,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import numpy as np
 from sklearn.linear_model import LogisticRegression
 
-from governance.defaults import DEFAULT_POLICIES, snapshot
-from governance.engine import (
+from governance.rules.defaults import DEFAULT_POLICIES, snapshot
+from governance.rules.engine import (
     ModelOutput,
     RunbookFacts,
     Statistics,

@@ -13,7 +13,7 @@ from channels.auth import AuthMiddlewareStack  # noqa: E402  (needs Django set u
 from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
 from channels.security.websocket import AllowedHostsOriginValidator  # noqa: E402
 
-from governance.routing import websocket_urlpatterns  # noqa: E402
+from governance.console.routing import websocket_urlpatterns  # noqa: E402
 from remediation.api.long_poll import PATH as LONG_POLL_PATH  # noqa: E402
 from remediation.api.long_poll import long_poll_app  # noqa: E402
 

@@ -28,7 +28,7 @@ from governance.models import (
     AuditEvent,
     Decision,
 )
-from governance.switches import active_pauses
+from governance.pauses.actions import active_pauses
 from remediation.choices import Category, ExecutionState
 from remediation.models import Execution, Ticket
 from scoring.monitoring import LEVEL_RANK, serving_drift
@@ -85,7 +85,7 @@ class WardenCollector:
         yield from _automatic_remediations()
         yield _feedback()
 
-        # The audit chain's head, so a copy exists outside the database (governance/audit.py);
+        # The audit chain's head, so a copy exists outside the database (governance/audit/log.py);
         # `manage.py verify_audit --expect SEQUENCE:HASH` checks the log still contains it.
         head = AuditChainHead.objects.get(pk=1)
         yield GaugeMetricFamily(

@@ -60,7 +60,7 @@ else:
     SECRET_KEY = env.str("SECRET_KEY", default="") or _generated_key("secret_key")
 
 # The audit chain's HMAC key: kept outside the database, so whoever can write the
-# database cannot write a link that verifies (governance/audit.py).
+# database cannot write a link that verifies (governance/audit/log.py).
 if PRODUCTION:
     WARDEN_AUDIT_KEY = env.str("WARDEN_AUDIT_KEY", default="")
     if len(WARDEN_AUDIT_KEY) < 32:
@@ -289,7 +289,7 @@ WARDEN_HOLD_DEADLINE_SECONDS = env.int("WARDEN_HOLD_DEADLINE_SECONDS", default=4
 WARDEN_METRICS_TOKEN = env.str("WARDEN_METRICS_TOKEN", default="")
 
 
-# Notices (governance/notices.py): by email through Django's mail backend, and by a
+# Notices (governance/notices/delivery.py): by email through Django's mail backend, and by a
 # Slack-compatible incoming webhook. EMAIL_URL is django-environ's form
 # (smtp+tls://user:password@host:587); the embedded default prints mail to the worker's log.
 def _http_url(name: str, default: str = "") -> str:
@@ -327,7 +327,7 @@ WARDEN_NOTICE_DIGEST_THRESHOLD = _int_at_least("WARDEN_NOTICE_DIGEST_THRESHOLD",
 WARDEN_NOTICE_MAX_ATTEMPTS = _int_at_least("WARDEN_NOTICE_MAX_ATTEMPTS", 5, 1)
 
 
-# Autonomy earned and lost (governance/autonomy.py), with the seed's numbers: a proposal
+# Autonomy earned and lost (governance/rules/autonomy.py), with the seed's numbers: a proposal
 # one step up after 20 fixes at 90% verified, positive feedback and very high reliability;
 # back to L1 after two failed automatic fixes in 24 h; shadow to enforce at 90% agreement.
 def _number_between(name: str, default: float, low: float, high: float) -> float:
@@ -349,7 +349,7 @@ WARDEN_SHADOW_MIN_AGREEMENT = _number_between("WARDEN_SHADOW_MIN_AGREEMENT", 0.9
 WARDEN_SHADOW_MIN_CASES = _int_at_least("WARDEN_SHADOW_MIN_CASES", 20, 1)
 
 
-# The seed's global ceilings over every policy (governance/ceilings.py). They only ever
+# The seed's global ceilings over every policy (governance/rules/ceilings.py). They only ever
 # tighten: a policy stricter than a ceiling keeps its own value. Unset, none applies.
 def _strict_bool(name: str, default: bool) -> bool:
     raw = env.str(name, default="").strip().lower()
@@ -468,7 +468,7 @@ LOGGING = {
     "loggers": {"django.db.backends": {"level": "WARNING"}},
 }
 
-# --- Post-action reviews (governance/reviews.py) ---------------------------------------
+# --- Post-action reviews (governance/promotions/reviews.py) ---------------------------------------
 # What Warden does by itself at L2 and L3 is reviewed by a person within this many hours;
 # past it the review shows as overdue on the console and the admin's home page.
 WARDEN_REVIEW_DUE_HOURS = _int_at_least("WARDEN_REVIEW_DUE_HOURS", 24, 1)

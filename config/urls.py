@@ -10,8 +10,8 @@ from config.metrics import metrics
 from feedback.api.views import AutoRemediationStats, FeedbackView, PatternList, ReliabilityStats
 from governance.api.audit import AuditEventList
 from governance.api.views import ApprovalVerdictView
-from governance.notice_views import notice_verdict
-from governance.views import console, console_panels
+from governance.console.views import console, console_panels
+from governance.notices.views import notice_verdict
 from remediation.api.alerts import AlertmanagerView, AlertWebhookView
 from remediation.api.executions import ExecutionCancelView
 from remediation.api.handoff import ExecutionCallbackView

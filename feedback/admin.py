@@ -14,8 +14,13 @@ from config.admin_actions import NeverDeleted
 from feedback.models import Feedback, Pattern, PostActionReview, ReviewStatus
 from feedback.verdicts import edit_feedback, give_feedback
 from governance.admin_governed import GovernedAdmin, ReadOnlyHistoryAdmin
-from governance.notices import REVIEW_PERMISSION
-from governance.reviews import ReviewError, acknowledge_review, describe_action, flag_review
+from governance.audit import permissions
+from governance.promotions.reviews import (
+    ReviewError,
+    acknowledge_review,
+    describe_action,
+    flag_review,
+)
 from remediation.choices import ExecutionState
 
 
@@ -67,7 +72,7 @@ class PatternAdmin(ReadOnlyHistoryAdmin):
         return False
 
 
-# --- Post-action reviews (governance.reviews) -------------------------------------------
+# --- Post-action reviews (governance.promotions.reviews) ----------------------------------
 
 
 FLAG_NEEDS_A_REASON = "Say why you flag it: the reason goes into the audit trail and the feedback."
@@ -94,7 +99,7 @@ class DueFilter(admin.SimpleListFilter):
 
 def review_action(verb: str, description: str) -> Any:
     """An admin action that asks first (a note to acknowledge; a reason, required, to
-    flag), then makes each selected review through governance.reviews."""
+    flag), then makes each selected review through governance.promotions.reviews."""
     flagging = verb == "flag"
 
     @admin.action(description=description, permissions=["review"])
@@ -222,7 +227,7 @@ class PostActionReviewAdmin(NeverDeleted, admin.ModelAdmin):
 
     def has_review_permission(self, request: HttpRequest) -> bool:
         # The actions show only to those who may review; the use cases check again.
-        return request.user.has_perm(REVIEW_PERMISSION)
+        return request.user.has_perm(permissions.REVIEW)
 
     def has_add_permission(self, request: HttpRequest) -> bool:
         return False  # opened by Warden when an automatic execution ends

@@ -121,7 +121,7 @@ FINAL_OUTCOMES = [
 class PostActionReview(models.Model):
     """A person's look at one action Warden took by itself (PHASE-65's oversight).
 
-    Opened when an automatic execution at L2 or L3 ends (governance.reviews.open_review),
+    Opened when an automatic execution at L2 or L3 ends (governance.promotions.reviews.open_review),
     due some hours later; a person acknowledges it, or flags it with a reason, which is
     negative feedback on the ticket. Never deleted: it is the record that people looked.
     """

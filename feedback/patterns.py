@@ -19,6 +19,7 @@ from typing import Any
 from django.conf import settings
 
 from feedback.models import Pattern
+from governance.rules.ceilings import ELIGIBLE_OCCURRENCES, ELIGIBLE_POSITIVE_RATE
 from scoring.reliability import PatternFacts
 
 KEY_TERM_LIMIT = 3
@@ -27,8 +28,6 @@ MIN_KEY_TERM_CONTRIBUTION = 0.01
 # Below this overlap two tickets are different problems.
 MIN_SIMILARITY = 0.5
 # The seed's eligibility rule for auto-remediation.
-ELIGIBLE_OCCURRENCES = 5
-ELIGIBLE_POSITIVE_RATE = 0.85
 ELIGIBLE_RELIABILITY = 85.0
 ELIGIBLE_AUTO_SUCCESS_RATE = 0.85
 # A ticket another system opened is matched by the words of its title and description.

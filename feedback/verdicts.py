@@ -1,6 +1,6 @@
 """A person gives feedback on a ticket: stored, counted on the ticket's pattern, audited;
 feedback that takes the positive share below the policy's minimum lowers the policy or
-pattern to L1 in the same transaction (governance.promotions)."""
+pattern to L1 in the same transaction (governance.promotions.actions)."""
 
 from typing import Any
 
@@ -8,9 +8,9 @@ from django.db import transaction
 
 from feedback import patterns
 from feedback.models import Feedback
-from governance.audit import append_events, event, user_actor
-from governance.changes import Change, require_permission, save_governed
-from governance.promotions import demote_after_feedback
+from governance.audit.changes import Change, require_permission, save_governed
+from governance.audit.log import append_events, event, user_actor
+from governance.promotions.actions import demote_after_feedback
 
 
 def give_feedback(feedback: Feedback, *, user: Any) -> Feedback:

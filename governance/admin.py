@@ -17,12 +17,12 @@ from django.utils.safestring import SafeString
 from knox.models import AuthToken
 
 from config.admin_actions import NeverDeleted, confirmed_action
-from governance import labels
 from governance.admin_governed import GovernedAdmin, ReadOnlyHistoryAdmin, ReasonForm
-from governance.api.audit import EXPORT_PERMISSION
-from governance.approvals import approve_request, reject_request
-from governance.audit import verify_audit_log
-from governance.export import FORMATS, stream
+from governance.approvals.actions import approve_request, reject_request
+from governance.audit import permissions
+from governance.audit.log import verify_audit_log
+from governance.decisions.simulation import AUTO_HEALED, BLOCKED, TO_A_PERSON, simulate_policy
+from governance.exports.records import FORMATS, stream
 from governance.models import (
     AUTONOMY_LEVEL_REFUSED,
     WEEKDAYS,
@@ -35,23 +35,28 @@ from governance.models import (
     Pause,
     Policy,
 )
-from governance.people import access_of, permissions_of, record_access_change, record_group_change
-from governance.policies import (
+from governance.pauses.actions import (
+    active_pauses,
+    is_active,
+    pause_automation,
+    resume_automation,
+)
+from governance.people.access import (
+    access_of,
+    permissions_of,
+    record_access_change,
+    record_group_change,
+)
+from governance.people.tokens import revoke_api_token
+from governance.policies.actions import (
     OVERRIDE_FIELD,
     enforce_check,
     save_policy,
     shadow_agreement_of,
     thresholds,
 )
-from governance.promotions import DECIDE_PERMISSION, accept_proposal, dismiss_proposal
-from governance.simulation import AUTO_HEALED, BLOCKED, TO_A_PERSON, simulate_policy
-from governance.switches import (
-    active_pauses,
-    is_active,
-    pause_automation,
-    resume_automation,
-)
-from governance.tokens import REVOKE_PERMISSION, revoke_api_token
+from governance.promotions.actions import accept_proposal, dismiss_proposal
+from governance.rules import labels
 from remediation.choices import ActionType
 
 
@@ -547,7 +552,7 @@ def _dismiss(proposal: AutonomyProposal, user, note: str) -> str:
 
 @admin.register(AutonomyProposal)
 class AutonomyProposalAdmin(ReadOnlyAdmin):
-    """Proposals one step up (governance.promotions): read-only, decided by the actions."""
+    """Proposals one step up (governance.promotions.actions): read-only, decided by the actions."""
 
     list_display = ["created_at", "target", "step", "summary", "status", "decided_by"]
     list_filter = ["status", "change"]
@@ -583,7 +588,7 @@ class AutonomyProposalAdmin(ReadOnlyAdmin):
 
     def has_decide_permission(self, request) -> bool:
         # The actions only show to those who may decide; the use cases check again.
-        return request.user.has_perm(DECIDE_PERMISSION)
+        return request.user.has_perm(permissions.DECIDE_PROPOSAL)
 
     @admin.display(description="Policy or pattern")
     def target(self, obj: AutonomyProposal) -> str:
@@ -648,7 +653,7 @@ class AuditEventAdmin(ReadOnlyAdmin):
 
     def changelist_view(self, request, extra_context=None):
         extra = {
-            "may_export": request.user.has_perm(EXPORT_PERMISSION),
+            "may_export": request.user.has_perm(permissions.EXPORT_AUDIT),
             "export_formats": list(FORMATS),
             "export_query": request.GET.urlencode(),
         }
@@ -656,7 +661,7 @@ class AuditEventAdmin(ReadOnlyAdmin):
 
     def export_view(self, request):
         """The changelist's filtered rows (filters, date, search), streamed in a format."""
-        if not request.user.has_perm(EXPORT_PERMISSION):
+        if not request.user.has_perm(permissions.EXPORT_AUDIT):
             raise PermissionDenied
         query = request.GET.copy()
         fmt = query.pop("export_format", ["csv"])[-1]
@@ -670,7 +675,7 @@ class AuditEventAdmin(ReadOnlyAdmin):
         return response
 
 
-# People and roles: access changes are governed changes too (governance.people).
+# People and roles: access changes are governed changes too (governance.people.access).
 class AuditedUserChangeForm(UserChangeForm):
     change_reason = ReasonForm.base_fields["change_reason"]
 
@@ -736,7 +741,7 @@ admin.site.site_title = "Warden"
 admin.site.index_title = "Operations"
 
 
-# API tokens (governance/tokens.py): issued with `manage.py create_api_token`, revoked here
+# API tokens (governance/people/tokens.py): issued with `manage.py create_api_token`, revoked here
 # or with `manage.py revoke_api_tokens`, each audited. knox's own admin deletes silently.
 admin.site.unregister(AuthToken)
 
@@ -769,4 +774,4 @@ class AuthTokenAdmin(NeverDeleted, admin.ModelAdmin):
         return False
 
     def has_revoke_permission(self, request) -> bool:
-        return request.user.has_perm(REVOKE_PERMISSION)
+        return request.user.has_perm(permissions.REVOKE_TOKEN)

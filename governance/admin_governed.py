@@ -1,4 +1,4 @@
-"""The admin side of governance.changes: every add, edit and history revert of a governed
+"""The admin side of governance.audit.changes: every add, edit and history revert of a governed
 row asks for a reason and goes through the model's use case; nothing is deleted.
 
 django-simple-history's revert page saves whatever is posted to it once the user may
@@ -20,7 +20,7 @@ from django.http import HttpRequest, HttpResponse
 from simple_history.admin import SimpleHistoryAdmin
 
 from config.admin_actions import NeverDeleted
-from governance.changes import REASON_FIELD
+from governance.audit.changes import REASON_FIELD
 
 
 class ReasonForm(forms.ModelForm):

@@ -11,15 +11,22 @@ class GovernanceConfig(AppConfig):
         from django.db.backends.signals import connection_created
 
         from config import checks  # noqa: F401  (registers the system checks)
+        from governance.audit.subscribers import subscribe
+        from governance.console.live import publish_events
+        from governance.notices.delivery import record_notices
 
         connection_created.connect(register_audit_guard)
+        # The audit log tells its subscribers of committed events: the live console
+        # first, then the notices that decide who must be told.
+        subscribe(publish_events)
+        subscribe(record_notices)
 
 
 def register_audit_guard(sender: object, connection: Any, **kwargs: Any) -> None:
     """SQLite's audit triggers ask this function whether the log may change (migration
-    governance 0008): only inside governance.audit.audit_maintenance()."""
+    governance 0008): only inside governance.audit.log.audit_maintenance()."""
     if connection.vendor == "sqlite":
-        from governance.audit import audit_maintenance_active
+        from governance.audit.log import audit_maintenance_active
 
         connection.connection.create_function(
             "warden_audit_maintenance", 0, audit_maintenance_active

@@ -13,7 +13,7 @@ from django.utils.timezone import now
 from config.db_checks import checked_in_database
 from config.history import PersonHistory
 from governance.choices import AutonomyLevel, PolicyMode, RiskLevel
-from governance.labels import model_statement, outcome_label
+from governance.rules.labels import model_statement, outcome_label
 from remediation.choices import ActionType, Category
 from scoring.choices import Severity
 
@@ -269,7 +269,7 @@ class Decision(models.Model):
 
     def model_statement(self) -> str:
         """What the model said, as people read it: the class it picked, by which rule, and
-        every class's probability (governance.labels.model_statement)."""
+        every class's probability (governance.rules.labels.model_statement)."""
         known = self.model_outcome in Severity.names
         severity = Severity[self.model_outcome].value if known else -1
         return model_statement(severity, self.confidence, self.probabilities, self.explanation)
@@ -403,7 +403,7 @@ class NoticeKind(models.TextChoices):
     AUTONOMY_LOWERED = "autonomy_lowered", "Autonomy lowered to L1"
     # Work that may start held for a check time can pass (blast radius, time window).
     HELD = "held", "Waiting for its checks to pass"
-    # What Warden did by itself, for people to review (governance.reviews): one notice
+    # What Warden did by itself, for people to review (governance.promotions.reviews): one notice
     # each at L2, one digest at L3.
     L2_REVIEW = "l2_review", "Acted at L2, to review"
     L3_REVIEW = "l3_review", "Acted at L3, to review"
@@ -458,7 +458,7 @@ class NoticeDelivery(models.Model):
 class Notice(models.Model):
     """One thing people must be told, from the audit events of one ticket in one transaction.
 
-    Written after the change commits (governance.notices.record_notices); waits for others
+    Written after the change commits (governance.notices.delivery.record_notices); waits for others
     of its kind, then goes out alone or in a digest (`delivery`).
     """
 
@@ -574,7 +574,7 @@ class ProposalStatus(models.TextChoices):
 class AutonomyProposal(models.Model):
     """A track record that earned one step more autonomy, waiting for a supervisor's click.
 
-    Made by governance.promotions.propose_promotions with the numbers behind it; accepted
+    Made by governance.promotions.actions.propose_promotions with the numbers behind it; accepted
     (the step is applied through the policy's or pattern's use case) or dismissed by a
     person, or superseded when its target changed first.
     """

@@ -9,10 +9,10 @@ from django.utils import timezone
 from django.utils.html import format_html, format_html_join
 
 from config.admin_actions import confirmed_action
-from governance import labels
 from governance.admin import ReadOnlyAdmin, labelled, labelled_filter
 from governance.admin_governed import GovernedAdmin
-from governance.changes import REASON_FIELD
+from governance.audit.changes import REASON_FIELD
+from governance.rules import labels
 from remediation.evidence import ticket_story
 from remediation.executions import cancel_execution, roll_back_execution
 from remediation.hosts import register_host, save_host

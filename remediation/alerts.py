@@ -29,14 +29,14 @@ from django.db import transaction
 from django.db.models import F
 from django.utils.dateparse import parse_datetime
 
-from governance.audit import PendingEvent, append_events, event, user_actor
-from governance.changes import require_permission
+from governance.audit import permissions
+from governance.audit.changes import require_permission
+from governance.audit.log import PendingEvent, append_events, event, user_actor
 from remediation.choices import TICKET_OPEN_STATUSES, Category, Priority
 from remediation.executions import verify_with_resolved_alert
 from remediation.intake import ExternalTicket, TicketConflict, open_external_ticket
 from remediation.models import Alert, AlertSource, AlertStatus, Host, Ticket, TicketSource
 
-RECEIVE_PERMISSION = "remediation.add_alert"
 MAX_ALERTS = 1000
 FINGERPRINT_LENGTH = Alert._meta.get_field("fingerprint").max_length
 PORT = re.compile(r":\d+$")
@@ -295,7 +295,7 @@ def receive_alert(report: AlertReport, *, user: Any, now: datetime) -> AlertOutc
     Raises PermissionDenied, or ValidationError naming the sender's field for a host or
     category Warden does not know. Nothing is stored then.
     """
-    require_permission(user, RECEIVE_PERMISSION, "send alerts")
+    require_permission(user, permissions.RECEIVE_ALERTS, "send alerts")
     host = _check(report)
     with transaction.atomic():
         host = Host.objects.select_for_update().get(pk=host.pk)

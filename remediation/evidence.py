@@ -9,8 +9,8 @@ from typing import Any
 
 from django.db.models import Count, Q, QuerySet
 
-from governance.labels import event_label, outcome_label
 from governance.models import ApprovalRequest, AuditEvent, Decision
+from governance.rules.labels import event_label, outcome_label
 from remediation.models import Alert, Execution, Ticket
 from scoring.choices import Severity
 from scoring.models import MetricSample

@@ -23,18 +23,19 @@ from django.utils import timezone
 from django_q.tasks import async_task
 
 from feedback import patterns
-from governance.audit import PendingEvent, append_events, event, user_actor
-from governance.changes import require_permission, require_reason
-from governance.decisions import (
+from governance.audit import permissions
+from governance.audit.changes import require_permission, require_reason
+from governance.audit.log import PendingEvent, append_events, event, user_actor
+from governance.decisions.deciding import (
     DecidedCommand,
     decided_command,
     dispatch_check,
     runbook_version,
 )
 from governance.models import ApprovalRequest, Decision
-from governance.promotions import demote_after_failure
-from governance.reviews import open_review
-from governance.switches import active_pauses, pauses_applying
+from governance.pauses.actions import active_pauses, pauses_applying
+from governance.promotions.actions import demote_after_failure
+from governance.promotions.reviews import open_review
 from remediation import wakeups
 from remediation.choices import (
     EXECUTION_ACTIVE_STATES,
@@ -106,7 +107,7 @@ def _ended(execution: Execution, now: datetime, events: list[PendingEvent]) -> N
 
     Work held for the blast radius or the rate limit may have room once this commits, so
     it is looked at then, not at the next sweep; and what Warden did by itself at L2 or L3
-    gets its post-action review (governance.reviews)."""
+    gets its post-action review (governance.promotions.reviews)."""
     if Execution.objects.filter(state=ExecutionState.HELD, hold_until__isnull=False).exists():
         transaction.on_commit(
             lambda: async_task("remediation.tasks.release_held_executions"), robust=True
@@ -849,7 +850,7 @@ def _fail_verification(
 
 def _count_failed_attempt(execution: Execution, now: datetime, events: list[PendingEvent]) -> None:
     """A failed automatic fix counts against its pattern's automation, whatever happens next,
-    and may cost its policy and pattern their autonomy at once (governance.promotions)."""
+    and may cost its policy and pattern their autonomy at once (governance.promotions.actions)."""
     if execution.approval_request_id is None:
         patterns.record_automatic_attempt(execution.ticket, succeeded=False)
         demote_after_failure(execution, now, events)
@@ -922,9 +923,6 @@ def roll_back_execution(
         return execution
 
 
-CANCEL_PERMISSION = "remediation.change_execution"
-
-
 def cancel_for_change(
     execution: Execution,
     now: datetime,
@@ -944,7 +942,7 @@ def cancel_execution(execution: Execution, *, user: Any, reason: str, now: datet
     Queued, held or dispatched: it never reaches the agent. Running or rolling back:
     the agent may finish, and its late report is recorded but changes nothing.
     """
-    require_permission(user, CANCEL_PERMISSION, "cancel executions")
+    require_permission(user, permissions.SUPERVISE, "cancel executions")
     why = require_reason(reason)
     with transaction.atomic():
         execution = _locked_execution(execution.pk)

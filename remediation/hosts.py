@@ -5,8 +5,8 @@ from typing import Any
 
 from django.db import transaction
 
-from governance.audit import append_events, event, user_actor
-from governance.changes import Change, require_permission, save_governed
+from governance.audit.changes import Change, require_permission, save_governed
+from governance.audit.log import append_events, event, user_actor
 from remediation.models import HOST_NAME, Host, Runbook, argv_problem
 from warden_agent.argv import allowlist_digest
 from warden_agent.executor import AllowListError, validate_allowlist

@@ -23,10 +23,11 @@ from django.core.exceptions import ValidationError
 from django.db import IntegrityError, transaction
 
 from feedback import patterns
-from governance.audit import PendingEvent, append_events, event, user_actor
-from governance.changes import require_permission
+from governance.audit import permissions
+from governance.audit.changes import require_permission
+from governance.audit.log import PendingEvent, append_events, event, user_actor
 from governance.choices import SecuritySeverity
-from governance.decisions import decide_ticket, newest_sample
+from governance.decisions.deciding import decide_ticket, newest_sample
 from governance.models import Decision
 from remediation.choices import TICKET_OPEN_STATUSES, Category, Priority
 from remediation.models import Host, Ticket, TicketSource
@@ -34,11 +35,10 @@ from remediation.pipeline import act_on_decision
 from scoring.choices import Severity
 from scoring.samples import sample_shows_problem
 
-OPEN_PERMISSION = "remediation.add_ticket"
 # What opening a ticket needs, by who reports it: an alert sender sends alerts (which open
 # tickets) and cannot open tickets of its own making; an integrator opens them.
 PERMISSION_BY_SOURCE = {
-    TicketSource.INTEGRATOR.value: OPEN_PERMISSION,
+    TicketSource.INTEGRATOR.value: permissions.OPEN_TICKET,
     TicketSource.ALERT.value: "remediation.add_alert",
 }
 # A caller's ticket_id goes into URLs (/api/v1/tickets/{ticket_id}): no dots or slashes.
@@ -166,7 +166,7 @@ def open_external_ticket(report: ExternalTicket, *, user: Any, now: datetime) ->
     commit together; queues and notices follow after the commit.
     """
     require_permission(
-        user, PERMISSION_BY_SOURCE.get(report.source, OPEN_PERMISSION), "open tickets"
+        user, PERMISSION_BY_SOURCE.get(report.source, permissions.OPEN_TICKET), "open tickets"
     )
     host = check_external_ticket(report)
     try:

@@ -16,11 +16,11 @@ from django.db import connection, transaction
 from django.db.models import OuterRef, Subquery
 
 from feedback import patterns
-from governance.approvals import request_approval
-from governance.audit import PendingEvent, append_events, event
-from governance.decisions import decide_ticket, executes_automatically
-from governance.engine import NO_ACTION
+from governance.approvals.actions import request_approval
+from governance.audit.log import PendingEvent, append_events, event
+from governance.decisions.deciding import decide_ticket, executes_automatically
 from governance.models import Decision
+from governance.rules.engine import NO_ACTION
 from remediation.choices import TICKET_OPEN_STATUSES, Category, ExecutionState, TicketStatus
 from remediation.executions import queue_execution, verify_with_samples
 from remediation.models import Counter, Execution, Host, Ticket

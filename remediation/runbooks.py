@@ -12,9 +12,9 @@ from typing import Any
 
 from django.db import transaction
 
-from governance.approvals import escalated, void_request
-from governance.audit import PendingEvent, append_events
-from governance.changes import Change, save_governed
+from governance.approvals.actions import escalated, void_request
+from governance.audit.changes import Change, save_governed
+from governance.audit.log import PendingEvent, append_events
 from governance.models import ApprovalRequest, ApprovalStatus
 from remediation.choices import ExecutionState, TicketStatus
 from remediation.executions import cancel_for_change

@@ -12,15 +12,14 @@ from typing import Any
 from django.db import transaction
 
 from feedback import patterns
-from governance.approvals import void_request
-from governance.audit import PendingEvent, append_events, event, user_actor
-from governance.changes import Change, require_permission, require_reason, save_governed
+from governance.approvals.actions import void_request
+from governance.audit import permissions
+from governance.audit.changes import Change, require_permission, require_reason, save_governed
+from governance.audit.log import PendingEvent, append_events, event, user_actor
 from governance.models import ApprovalRequest, ApprovalStatus
 from remediation.choices import EXECUTION_ACTIVE_STATES, TicketStatus
 from remediation.executions import ExecutionError, cancel_for_change
 from remediation.models import Execution, Ticket
-
-CLOSE_PERMISSION = "remediation.change_ticket"
 
 
 def save_ticket(ticket: Ticket, *, user: Any, reason: str | None) -> Change:
@@ -30,7 +29,7 @@ def save_ticket(ticket: Ticket, *, user: Any, reason: str | None) -> Change:
 
 def close_ticket(ticket: Ticket, *, user: Any, resolved: bool, note: str, now: datetime) -> Ticket:
     """Close `ticket` as resolved (fixed by hand) or not; raises ExecutionError when it cannot."""
-    require_permission(user, CLOSE_PERMISSION, "close tickets")
+    require_permission(user, permissions.CLOSE_TICKET, "close tickets")
     note = require_reason(note)
     actor = user_actor(user)
     with transaction.atomic():

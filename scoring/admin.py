@@ -5,9 +5,9 @@ from django.utils import timezone
 from django.utils.html import format_html, format_html_join
 
 from config.admin_actions import NeverDeleted, confirmed_action
-from governance import labels
 from governance.admin import labelled
 from governance.admin_governed import ReadOnlyHistoryAdmin
+from governance.rules import labels
 from scoring.choices import ModelStatus, Severity
 from scoring.models import MetricSample, ModelVersion
 from scoring.monitoring import DRIFT_MIN_SAMPLES, DRIFT_WINDOW, DriftReport, model_drift

@@ -21,8 +21,9 @@ from django.conf import settings
 from django.db import transaction
 from django.db.models import Max
 
-from governance.audit import append_events, event, user_actor
-from governance.changes import require_permission, require_reason
+from governance.audit import permissions
+from governance.audit.changes import require_permission, require_reason
+from governance.audit.log import append_events, event, user_actor
 from scoring.choices import ModelStatus, Severity
 from scoring.features import FEATURE_NAMES
 from scoring.models import ModelVersion
@@ -168,9 +169,6 @@ def register_training_result(
     )
 
 
-SERVE_PERMISSION = "scoring.change_modelversion"
-
-
 def approve_model_version(
     model_version: ModelVersion, *, user: Any, now: datetime, note: str = ""
 ) -> None:
@@ -179,7 +177,7 @@ def approve_model_version(
     Raises ModelIntegrityError, changing nothing, if its file does not match its hash.
     A person needs the change permission and gives a reason; None is a local command.
     """
-    require_permission(user, SERVE_PERMISSION, "approve model versions")
+    require_permission(user, permissions.SERVE_MODEL, "approve model versions")
     note = require_reason(note) if user is not None else note
     # Refuse a tampered file before it can serve anywhere.
     load_estimator(model_version.artifact, model_version.sha256)
@@ -224,7 +222,7 @@ def retire_model_version(
     model_version: ModelVersion, *, user: Any, now: datetime, note: str = ""
 ) -> None:
     """Take a version out of service; with none approved, classification stops."""
-    require_permission(user, SERVE_PERMISSION, "retire model versions")
+    require_permission(user, permissions.SERVE_MODEL, "retire model versions")
     note = require_reason(note) if user is not None else note
     with transaction.atomic():
         model_version = ModelVersion.objects.select_for_update().get(pk=model_version.pk)

@@ -14,8 +14,8 @@ from django.test import Client
 from django.utils import timezone
 from django_q.conf import Conf
 
-from governance.audit import audit_maintenance
-from governance.tokens import issue_api_token
+from governance.audit.log import audit_maintenance
+from governance.people.tokens import issue_api_token
 from remediation.hosts import add_host
 from scoring.registry import approve_model_version, forget_serving_model, register_training_result
 from scoring.synthetic import generate_dataset
@@ -49,7 +49,7 @@ PROBLEMS = {
 @pytest.fixture(scope="session", autouse=True)
 def flush_may_empty_the_audit_log() -> Any:
     """Transactional tests empty the database after each test with `flush`; the audit log's
-    triggers refuse that outside maintenance (governance/audit.py), so flush enters it."""
+    triggers refuse that outside maintenance (governance/audit/log.py), so flush enters it."""
     from django.core.management.commands.flush import Command
 
     original = Command.handle

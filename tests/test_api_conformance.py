@@ -40,7 +40,7 @@ from schemathesis.specs.openapi.checks import (
 
 from config.wsgi import application
 from governance.models import ApprovalRequest
-from governance.tokens import issue_api_token
+from governance.people.tokens import issue_api_token
 from remediation.intake import TICKET_ID, ExternalTicket, open_external_ticket
 from remediation.models import Ticket
 from remediation.tickets import close_ticket

@@ -23,10 +23,10 @@ from governance.models import (
     PatternAutonomy,
     Policy,
 )
-from governance.notice_views import give_verdict
-from governance.notices import deliver_due, read_link, sign_link
-from governance.switches import pause_automation
-from governance.tokens import service_user
+from governance.notices.delivery import deliver_due, read_link, sign_link
+from governance.notices.views import give_verdict
+from governance.pauses.actions import pause_automation
+from governance.people.tokens import service_user
 from remediation.alerts import AlertReport, receive_alert
 from remediation.models import AutomationTarget, Ticket
 from remediation.runbooks import save_automation_target

@@ -10,7 +10,7 @@ from django.utils import timezone
 
 from feedback.models import Feedback
 from feedback.verdicts import give_feedback
-from governance.approvals import approve_request
+from governance.approvals.actions import approve_request
 from governance.models import ApprovalRequest, Decision
 from remediation.executions import cancel_execution, roll_back_execution
 from remediation.models import Execution, Ticket

@@ -63,8 +63,8 @@ from governance.models import (
     AutonomyProposal,
     Pause,
 )
-from governance.notices import sign_link
-from governance.tokens import issue_api_token
+from governance.notices.delivery import sign_link
+from governance.people.tokens import issue_api_token
 from remediation.choices import ExecutionState
 from remediation.hosts import add_host
 from remediation.models import Alert, AutomationTarget, Execution, Host, Ticket
@@ -455,7 +455,7 @@ def build_world(trained_model: Any) -> World:
     )
     if not Pattern.objects.exists():
         Pattern.objects.create(signature="matrix", category="disk", key_terms=["disk_usage"])
-    # a proposal one step up for the policy people approve (governance.promotions)
+    # a proposal one step up for the policy people approve (governance.promotions.actions)
     AutonomyProposal.objects.create(
         policy=pending.decision.policy, change="raise_level", from_level=1, to_level=2,
         summary="matrix: earned L2",

@@ -28,7 +28,7 @@ from feedback.api.serializers import (
 )
 from feedback.models import Feedback, Pattern
 from feedback.verdicts import give_feedback
-from governance.decisions import current_reliability
+from governance.decisions.deciding import current_reliability
 from remediation.choices import Category
 from remediation.models import Ticket
 

@@ -1,7 +1,7 @@
 """Post-action reviews are never deleted, and supervisors and approvers make them.
 
 1. Triggers refuse DELETE of a review (and TRUNCATE on PostgreSQL) outside
-   governance.audit.audit_maintenance(), the switch the audit log's triggers use: only
+   governance.audit.log.audit_maintenance(), the switch the audit log's triggers use: only
    the test suite's flush empties the table.
 2. The review permission (feedback.review_postactionreview) and viewing reviews for
    supervisors and approvers; compliance views them.

@@ -16,12 +16,10 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from config.api_errors import ErrorSerializer, error_responses
-from governance.audit_filters import FILTER_FIELDS, audit_filter, export_format
-from governance.export import FORMATS, ExportError, stream
+from governance.audit import permissions as warden_permissions
+from governance.exports.filters import FILTER_FIELDS, audit_filter, export_format
+from governance.exports.records import FORMATS, ExportError, stream
 from governance.models import AuditEvent
-
-VIEW_PERMISSION = "governance.view_auditevent"
-EXPORT_PERMISSION = "governance.export_auditevent"
 
 
 class AuditEventSerializer(serializers.ModelSerializer):
@@ -63,7 +61,7 @@ class MayReadAuditTrail(permissions.BasePermission):
     message = "Reading the audit trail needs the view audit event permission."
 
     def has_permission(self, request: Request, view: APIView) -> bool:
-        return bool(request.user and request.user.has_perm(VIEW_PERMISSION))
+        return bool(request.user and request.user.has_perm(warden_permissions.VIEW_AUDIT))
 
 
 FILTER_PARAMETERS = [
@@ -130,7 +128,7 @@ class AuditEventList(APIView):
             raise exceptions.ValidationError({field: [message]}) from exc
         events = chosen.apply(AuditEvent.objects.all())
         if fmt is not None:
-            if not request.user.has_perm(EXPORT_PERMISSION):
+            if not request.user.has_perm(warden_permissions.EXPORT_AUDIT):
                 raise exceptions.PermissionDenied("Exporting needs the export audit permission.")
             response = StreamingHttpResponse(stream(events, fmt), content_type=FORMATS[fmt])
             response["Content-Disposition"] = f'attachment; filename="warden-audit.{fmt}"'

@@ -9,7 +9,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from config.api_errors import error_responses
-from governance.approvals import ApprovalError, approve_request, reject_request
+from governance.approvals.actions import ApprovalError, approve_request, reject_request
 from governance.models import ApprovalRequest
 
 

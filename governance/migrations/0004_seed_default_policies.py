@@ -1,6 +1,6 @@
 """Seed one policy per category: disk, memory and CPU heal themselves; the rest wait for people.
 
-The rows are written out here (from governance.defaults at the time) so that this
+The rows are written out here (from governance.rules.defaults at the time) so that this
 migration stays the same when the defaults change later.
 """
 

@@ -4,7 +4,7 @@
    stops the migration rather than being laundered), then re-linked with the HMAC
    keyed by WARDEN_AUDIT_KEY.
 2. Triggers refuse UPDATE, DELETE and TRUNCATE (PostgreSQL) and UPDATE and DELETE
-   (SQLite) of the log, outside governance.audit.audit_maintenance().
+   (SQLite) of the log, outside governance.audit.log.audit_maintenance().
 """
 
 import hashlib
@@ -56,7 +56,7 @@ SQLITE_REVERSE = [
 
 
 def rekey(apps, schema_editor):
-    from governance.audit import GENESIS_HASH, chain_hash, event_content
+    from governance.audit.log import GENESIS_HASH, chain_hash, event_content
 
     AuditEvent = apps.get_model("governance", "AuditEvent")
     AuditChainHead = apps.get_model("governance", "AuditChainHead")

@@ -1,4 +1,4 @@
-"""Notices that reach people (governance.notices): the outbox of what to tell, the messages
+"""Notices that reach people (governance.notices.delivery): the outbox of what to tell, the messages
 sent, the approve and reject links used, and the schedule that sends what has waited long
 enough and retries what failed."""
 
@@ -12,7 +12,7 @@ def schedule_deliveries(apps, schema_editor):
     apps.get_model("django_q", "Schedule").objects.update_or_create(
         name="warden-notices",
         defaults={
-            "func": "governance.notices.deliver_due",
+            "func": "governance.notices.delivery.deliver_due",
             "schedule_type": "I",
             "minutes": 1,
             "repeats": -1,

@@ -1,4 +1,4 @@
-"""Autonomy earned and lost (governance.promotions): proposals one step up, a lowered
+"""Autonomy earned and lost (governance.promotions.actions): proposals one step up, a lowered
 pattern's level, the notice that tells of a demotion, who may see and decide proposals,
 and the schedule that proposes."""
 

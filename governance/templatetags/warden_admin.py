@@ -11,8 +11,8 @@ from django.utils import timezone
 from django.utils.html import format_html
 from django.utils.safestring import SafeString
 
-from governance import labels
-from governance.console import fleet_state
+from governance.console.panels import fleet_state
+from governance.rules import labels
 
 register = template.Library()
 

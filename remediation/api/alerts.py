@@ -27,10 +27,10 @@ from rest_framework.views import APIView
 
 from config.api_errors import error_responses
 from feedback.api.views import Holds
+from governance.audit import permissions
 from remediation.alerts import (
     FINGERPRINT_LENGTH,
     MAX_ALERTS,
-    RECEIVE_PERMISSION,
     AlertMappingError,
     AlertReport,
     describe,
@@ -103,7 +103,7 @@ class AlertsReceivedSerializer(serializers.Serializer):
 
 class AlertReceiver(APIView):
     permission_classes = [Holds]
-    required_permissions = (RECEIVE_PERMISSION,)
+    required_permissions = (permissions.RECEIVE_ALERTS,)
 
     def receive(self, request: Request, parsed: list[tuple[int, Any, Parse]]) -> Response:
         """Receive each alert on its own; 200 if any was kept, else 400 naming the fields.

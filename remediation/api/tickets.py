@@ -24,15 +24,15 @@ from rest_framework.response import Response
 
 from config.api_errors import Conflict, error_responses
 from feedback.api.serializers import ReliabilitySerializer, reliability_json
-from governance.approvals import (
-    APPROVE_PERMISSION,
+from governance.approvals.actions import (
     ApprovalError,
     approve_request,
     reject_request,
 )
-from governance.decisions import current_reliability
-from governance.labels import event_label
+from governance.audit import permissions as warden_permissions
+from governance.decisions.deciding import current_reliability
 from governance.models import ApprovalRequest, ApprovalStatus, AuditEvent, Decision, Verdict
+from governance.rules.labels import event_label
 from remediation.choices import Category, ExecutionState, Priority
 from remediation.evidence import ticket_evidence, ticket_rows
 from remediation.intake import TICKET_ID, ExternalTicket, TicketConflict, open_external_ticket
@@ -48,7 +48,7 @@ ACTION_PERMISSIONS = {
     "evidence": (VIEW_TICKETS,),
     "remediation_logs": (VIEW_TICKETS, VIEW_AUDIT),
     "create": ("remediation.add_ticket",),
-    "approve_remediation": (VIEW_TICKETS, APPROVE_PERMISSION),
+    "approve_remediation": (VIEW_TICKETS, warden_permissions.APPROVE),
 }
 ERRORS = error_responses(400, 401, 403, 404)
 # Every stored ticket_id has this form (Warden's INC-000123 and callers' ids alike), so the

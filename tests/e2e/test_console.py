@@ -131,7 +131,7 @@ def test_an_event_lost_or_overtaken_on_the_way_is_fetched_again_and_shown_in_ord
     the console must neither drop the earlier one nor show it out of place."""
     from django.db import transaction
 
-    from governance.audit import PendingEvent, append_events
+    from governance.audit.log import PendingEvent, append_events
 
     dropped = []
 

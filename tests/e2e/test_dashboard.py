@@ -3,9 +3,9 @@
 import pytest
 from django.utils import timezone
 
-from governance.approvals import reject_request
+from governance.approvals.actions import reject_request
 from governance.models import ApprovalRequest
-from governance.switches import pause_automation
+from governance.pauses.actions import pause_automation
 from tests.e2e.test_compliance import signed_in
 from tests.governance.test_reviews import heal, overdue, review_of
 

@@ -3,7 +3,7 @@
 import pytest
 from django.utils import timezone
 
-from governance.approvals import approve_request
+from governance.approvals.actions import approve_request
 from governance.models import ApprovalRequest
 from remediation.models import Ticket
 from tests.e2e.test_compliance import signed_in

@@ -3,7 +3,7 @@
 import pytest
 from django.utils import timezone
 
-from governance.approvals import ApprovalError, approve_request, reject_request
+from governance.approvals.actions import ApprovalError, approve_request, reject_request
 from governance.models import ApprovalRequest, AuditEvent
 from remediation.models import Execution
 

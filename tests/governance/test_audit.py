@@ -8,7 +8,7 @@ import pytest
 from django.core.management import CommandError, call_command
 from django.db import DatabaseError, connection, transaction
 
-from governance.audit import GENESIS_HASH, audit_maintenance, chain_hash, verify_audit_log
+from governance.audit.log import GENESIS_HASH, audit_maintenance, chain_hash, verify_audit_log
 from governance.models import AuditChainHead, AuditEvent
 
 ATTACKERS_KEY = "a guess at the key, or none at all"

@@ -14,8 +14,25 @@ from hypothesis import strategies as st
 
 from feedback.models import Feedback
 from feedback.verdicts import give_feedback
-from governance.approvals import approve_request
-from governance.autonomy import (
+from governance.approvals.actions import approve_request
+from governance.models import (
+    ApprovalRequest,
+    AuditEvent,
+    AutonomyProposal,
+    Notice,
+    NoticeKind,
+    PatternAutonomy,
+    Policy,
+    ProposalStatus,
+)
+from governance.policies.actions import save_policy
+from governance.promotions.actions import (
+    ProposalError,
+    accept_proposal,
+    dismiss_proposal,
+    propose_promotions,
+)
+from governance.rules.autonomy import (
     Agreement,
     FeedbackShare,
     Outcome,
@@ -30,23 +47,6 @@ from governance.autonomy import (
     promotion_for,
     shadow_agreement,
     verdict_agrees,
-)
-from governance.models import (
-    ApprovalRequest,
-    AuditEvent,
-    AutonomyProposal,
-    Notice,
-    NoticeKind,
-    PatternAutonomy,
-    Policy,
-    ProposalStatus,
-)
-from governance.policies import save_policy
-from governance.promotions import (
-    ProposalError,
-    accept_proposal,
-    dismiss_proposal,
-    propose_promotions,
 )
 from governance.tasks import propose_autonomy_promotions
 from remediation.choices import ExecutionState

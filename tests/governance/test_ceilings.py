@@ -10,10 +10,10 @@ from hypothesis import strategies as st
 
 from feedback.models import Pattern
 from feedback.patterns import is_eligible
-from governance.ceilings import Ceilings, apply_ceilings
-from governance.decisions import dispatch_check
-from governance.engine import CAUTION, PolicySnapshot, decide
+from governance.decisions.deciding import dispatch_check
 from governance.models import Decision
+from governance.rules.ceilings import Ceilings, apply_ceilings
+from governance.rules.engine import CAUTION, PolicySnapshot, decide
 from remediation.models import Execution
 from tests.governance.test_engine_properties import EXAMPLES, inputs, policies
 from tests.test_settings import start

@@ -4,11 +4,11 @@ from dataclasses import replace
 
 import pytest
 
-from governance.approvals import ApprovalError, approve_request
-from governance.command_floor import floor_violations
-from governance.decisions import policy_snapshot
-from governance.engine import AUTO_HEAL, ModelOutput, PolicySnapshot, Switches, decide
+from governance.approvals.actions import ApprovalError, approve_request
+from governance.decisions.deciding import policy_snapshot
 from governance.models import ApprovalRequest, Policy
+from governance.rules.command_floor import floor_violations
+from governance.rules.engine import AUTO_HEAL, ModelOutput, PolicySnapshot, Switches, decide
 from remediation.models import Execution, Runbook
 from tests.governance.test_engine import CLEAN_TEMP, CONFIDENT, NOW, PROVEN, SELF_HEALING, TICKET
 

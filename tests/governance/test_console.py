@@ -7,7 +7,7 @@ from channels.testing import WebsocketCommunicator
 from django.db import transaction
 
 from config.asgi import application
-from governance.audit import PendingEvent, append_events
+from governance.audit.log import PendingEvent, append_events
 
 pytestmark = pytest.mark.django_db(transaction=True, serialized_rollback=True)
 

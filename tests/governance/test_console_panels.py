@@ -5,10 +5,10 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from django.utils import timezone
 
-from governance.approvals import reject_request
-from governance.console import bucketed, fleet, fleet_state, sparkline_svg
+from governance.approvals.actions import reject_request
+from governance.console.panels import bucketed, fleet, fleet_state, sparkline_svg
 from governance.models import ApprovalRequest
-from governance.switches import pause_automation
+from governance.pauses.actions import pause_automation
 from remediation.hosts import add_host
 
 T0 = datetime(2026, 12, 1, 12, 0, tzinfo=UTC)

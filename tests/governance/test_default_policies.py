@@ -7,8 +7,8 @@ from datetime import UTC, datetime
 
 import pytest
 
-from governance.defaults import DEFAULT_POLICIES, default_policy, model_fields, snapshot
-from governance.engine import (
+from governance.rules.defaults import DEFAULT_POLICIES, default_policy, model_fields, snapshot
+from governance.rules.engine import (
     AUTO_HEAL,
     HITL_REQUIRED,
     Decision,

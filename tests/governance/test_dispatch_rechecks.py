@@ -6,7 +6,7 @@ from datetime import timedelta
 import pytest
 from django.utils import timezone
 
-from governance.approvals import approve_request
+from governance.approvals.actions import approve_request
 from governance.models import ApprovalRequest, AuditEvent, Notice, Policy
 from remediation.executions import cancel_execution, dispatch_execution, sweep
 from remediation.models import Execution

@@ -10,7 +10,7 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from governance.engine import (
+from governance.rules.engine import (
     AUTO_HEAL,
     HITL_REQUIRED,
     NO_ACTION,

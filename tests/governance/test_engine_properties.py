@@ -13,7 +13,7 @@ from zoneinfo import ZoneInfo
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from governance.engine import (
+from governance.rules.engine import (
     AUTO_HEAL,
     CAUTION,
     HITL_REQUIRED,

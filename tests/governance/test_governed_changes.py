@@ -7,10 +7,10 @@ from django.contrib.auth.models import Group, User
 from django.urls import reverse
 from django.utils import timezone
 
-from governance.approvals import reject_request
+from governance.approvals.actions import reject_request
 from governance.models import ApprovalRequest, AuditEvent, Policy
-from governance.policies import save_policy
-from governance.switches import pause_automation
+from governance.pauses.actions import pause_automation
+from governance.policies.actions import save_policy
 from remediation.hosts import add_host, rotate_host_key
 from remediation.models import Host, Runbook
 from tests.governance.admin_pages import form_data, logged_in

@@ -21,7 +21,7 @@ from django.utils import timezone
 from django.utils.html import escape
 from django_q.models import Schedule
 
-from governance.approvals import approve_request, reject_request
+from governance.approvals.actions import approve_request, reject_request
 from governance.models import (
     Approval,
     ApprovalRequest,
@@ -33,7 +33,7 @@ from governance.models import (
     NoticeLinkUse,
     Policy,
 )
-from governance.notices import (
+from governance.notices.delivery import (
     WAKE_SCHEDULE,
     Batch,
     NoticeNotSent,

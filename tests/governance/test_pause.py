@@ -6,9 +6,9 @@ import pytest
 from django.core.exceptions import ValidationError
 from django.utils import timezone
 
-from governance.approvals import approve_request
+from governance.approvals.actions import approve_request
 from governance.models import ApprovalRequest, AuditEvent, Decision, Pause, PauseScope
-from governance.switches import is_active, pause_automation, resume_automation
+from governance.pauses.actions import is_active, pause_automation, resume_automation
 from remediation import tasks
 from remediation.models import Execution
 from tests.governance.admin_pages import form_data, logged_in

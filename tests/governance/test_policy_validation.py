@@ -6,10 +6,17 @@ from datetime import UTC, datetime
 import pytest
 from django.core.exceptions import ValidationError
 
-from governance.decisions import policy_snapshot
-from governance.defaults import default_policy, model_fields
-from governance.engine import ModelOutput, RunbookFacts, Statistics, Switches, TicketFacts, decide
+from governance.decisions.deciding import policy_snapshot
 from governance.models import Policy
+from governance.rules.defaults import default_policy, model_fields
+from governance.rules.engine import (
+    ModelOutput,
+    RunbookFacts,
+    Statistics,
+    Switches,
+    TicketFacts,
+    decide,
+)
 from tests.governance.admin_pages import form_data, logged_in
 
 ADD = "/admin/governance/policy/add/"

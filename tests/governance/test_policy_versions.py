@@ -1,6 +1,6 @@
 """Policies are versioned, and each decision records the version that decided it."""
 
-from governance.audit import GENESIS_HASH, verify_chain
+from governance.audit.log import GENESIS_HASH, verify_chain
 from governance.models import AuditEvent, Decision, Policy
 from tests.governance.admin_pages import form_data, logged_in
 

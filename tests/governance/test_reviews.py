@@ -18,8 +18,8 @@ from django.test import Client
 from django.utils import timezone
 
 from feedback.models import Feedback, Pattern, PostActionReview, ReviewStatus
-from governance.approvals import approve_request
-from governance.console import fleet_state
+from governance.approvals.actions import approve_request
+from governance.console.panels import fleet_state
 from governance.models import (
     ApprovalRequest,
     AuditEvent,
@@ -29,9 +29,9 @@ from governance.models import (
     PatternAutonomy,
     Policy,
 )
-from governance.notices import Batch, Waiting, deliver_due, plan_batches
-from governance.policies import save_policy
-from governance.reviews import ReviewError, acknowledge_review, flag_review, open_review
+from governance.notices.delivery import Batch, Waiting, deliver_due, plan_batches
+from governance.policies.actions import save_policy
+from governance.promotions.reviews import ReviewError, acknowledge_review, flag_review, open_review
 from remediation.executions import cancel_execution
 from remediation.models import Execution, Ticket
 from tests.conftest import AgentClient

@@ -52,16 +52,16 @@ from hypothesis.stateful import (
     run_state_machine_as_test,
 )
 
-from governance.approvals import (
+from governance.approvals.actions import (
     ApprovalError,
     approve_request,
     expire_approval_requests,
     reject_request,
 )
-from governance.audit import verify_audit_log
+from governance.audit.log import verify_audit_log
 from governance.models import ApprovalRequest, AuditEvent, Decision, Pause, Policy
-from governance.policies import save_policy
-from governance.switches import pause_automation, record_lapsed_pauses, resume_automation
+from governance.pauses.actions import pause_automation, record_lapsed_pauses, resume_automation
+from governance.policies.actions import save_policy
 from remediation import executions as executions_module
 from remediation.choices import EXECUTION_TRANSITIONS, TICKET_TRANSITIONS
 from remediation.executions import (
@@ -90,7 +90,7 @@ MAX_EXAMPLES = 40
 STEPS_PER_EXAMPLE = 80
 
 # A Monday morning after every row the fixtures write; neither category's default
-# policy has a time window (governance/defaults.py).
+# policy has a time window (governance/rules/defaults.py).
 START = datetime(2027, 1, 4, 9, 0, tzinfo=UTC)
 # Disk heals itself (L3, no approval); a firewall change needs two approvers (critical).
 CATEGORIES = ("disk", "firewall")

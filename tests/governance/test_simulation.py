@@ -13,10 +13,10 @@ import pytest
 from django.core.management import CommandError, call_command
 from django.test import Client
 
-from governance.defaults import default_policy, model_fields, snapshot
-from governance.engine import ModelOutput, RunbookFacts, Statistics, TicketFacts
+from governance.decisions.simulation import AUTO_HEALED, TO_A_PERSON, ReplayTicket, replay
 from governance.models import AuditEvent, Decision, Policy
-from governance.simulation import AUTO_HEALED, TO_A_PERSON, ReplayTicket, replay
+from governance.rules.defaults import default_policy, model_fields, snapshot
+from governance.rules.engine import ModelOutput, RunbookFacts, Statistics, TicketFacts
 from remediation.models import Execution, Ticket
 
 ROWS = ("auto-healed", "sent to a person", "blocked", "recorded only")

@@ -9,7 +9,7 @@ from datetime import datetime, timedelta
 import pytest
 from django.utils import timezone
 
-from governance.decisions import decide_ticket, statistics
+from governance.decisions.deciding import decide_ticket, statistics
 from remediation.choices import TicketStatus
 from remediation.hosts import add_host
 from remediation.models import Host, Ticket

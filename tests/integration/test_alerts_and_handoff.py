@@ -16,7 +16,7 @@ from django.contrib.auth.models import Group, User
 from django.utils import timezone
 
 from governance.models import AuditEvent
-from governance.tokens import issue_api_token
+from governance.people.tokens import issue_api_token
 from remediation import handoff
 from remediation.hosts import add_host
 from remediation.models import Alert, AutomationTarget, Execution, Runbook, Ticket

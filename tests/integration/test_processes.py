@@ -8,7 +8,7 @@ from django.test import Client
 from django.utils import timezone
 from websockets.sync.client import connect
 
-from governance.approvals import approve_request
+from governance.approvals.actions import approve_request
 from governance.models import ApprovalRequest
 from remediation.hosts import add_host
 from remediation.models import Execution, Ticket

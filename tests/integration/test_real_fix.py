@@ -25,7 +25,7 @@ import pytest
 from django.utils import timezone
 
 from governance.models import AuditEvent, Decision, PauseScope
-from governance.switches import pause_automation
+from governance.pauses.actions import pause_automation
 from remediation.executions import roll_back_execution
 from remediation.hosts import add_host
 from remediation.models import Execution, Runbook, Ticket

@@ -5,7 +5,7 @@ import pytest
 from django.contrib.auth.models import User
 from django.utils import timezone
 
-from governance.approvals import approve_request
+from governance.approvals.actions import approve_request
 from governance.models import ApprovalRequest, AuditEvent
 from tests.governance.admin_pages import logged_in
 

@@ -9,10 +9,10 @@ from datetime import timedelta
 import pytest
 from django.utils import timezone
 
-from governance.approvals import ApprovalError, approve_request, reject_request
+from governance.approvals.actions import ApprovalError, approve_request, reject_request
 from governance.models import ApprovalRequest, AuditEvent, Pause, Policy
-from governance.policies import save_policy
-from governance.switches import pause_automation, record_lapsed_pauses
+from governance.pauses.actions import pause_automation, record_lapsed_pauses
+from governance.policies.actions import save_policy
 from remediation.executions import claim_agent_actions, sweep
 from remediation.models import Execution, Runbook, Ticket
 from remediation.runbooks import save_runbook

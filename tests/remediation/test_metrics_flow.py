@@ -4,7 +4,7 @@ import re
 
 import pytest
 
-from governance.audit import GENESIS_HASH, verify_chain
+from governance.audit.log import GENESIS_HASH, verify_chain
 from governance.models import ApprovalRequest, AuditEvent, Decision
 from remediation.models import Execution, Ticket
 from scoring.models import MetricSample

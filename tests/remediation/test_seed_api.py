@@ -16,7 +16,7 @@ from django.utils import timezone
 from knox.models import AuthToken
 
 from governance.models import ApprovalRequest, AuditEvent, Decision
-from governance.tokens import issue_api_token
+from governance.people.tokens import issue_api_token
 from remediation.hosts import add_host
 from remediation.models import Execution, Ticket
 from remediation.tickets import close_ticket

@@ -8,8 +8,8 @@ import pytest
 from django.utils import timezone
 from django.utils.html import escape
 
-from governance.approvals import approve_request
-from governance.decisions import decide_ticket
+from governance.approvals.actions import approve_request
+from governance.decisions.deciding import decide_ticket
 from governance.models import ApprovalRequest, AuditEvent, Decision
 from remediation.models import Ticket
 from tests.governance.admin_pages import logged_in

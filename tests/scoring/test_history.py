@@ -7,7 +7,7 @@ import pytest
 from django.utils import timezone
 
 from feedback.models import Feedback
-from governance.approvals import approve_request, expire_approval_requests, reject_request
+from governance.approvals.actions import approve_request, expire_approval_requests, reject_request
 from governance.models import ApprovalRequest, Decision
 from remediation.executions import roll_back_execution
 from remediation.models import Execution, Ticket

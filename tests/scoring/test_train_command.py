@@ -11,7 +11,7 @@ import pytest
 from django.core.management import CommandError, call_command
 from django.utils import timezone
 
-from governance.approvals import reject_request
+from governance.approvals.actions import reject_request
 from governance.models import ApprovalRequest, AuditEvent
 from scoring.models import ModelVersion
 from scoring.registry import NoApprovedModel, forget_serving_model, serving_model

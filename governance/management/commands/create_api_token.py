@@ -7,7 +7,7 @@ from django.core.exceptions import ValidationError
 from django.core.management.base import CommandError, CommandParser
 
 from config.commands import WardenCommand
-from governance.tokens import (
+from governance.people.tokens import (
     MAX_EXPIRY_DAYS,
     SERVICE_ROLES,
     TokenError,

@@ -5,8 +5,8 @@ from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
-from governance.audit_filters import FILTER_FIELDS, audit_filter, export_format
-from governance.export import FORMATS, ExportError, stream
+from governance.exports.filters import FILTER_FIELDS, audit_filter, export_format
+from governance.exports.records import FORMATS, ExportError, stream
 from governance.models import AuditEvent
 
 

@@ -7,7 +7,7 @@ from django.core.exceptions import ValidationError
 from django.core.management.base import CommandError, CommandParser
 
 from config.commands import WardenCommand
-from governance.tokens import revoke_api_tokens
+from governance.people.tokens import revoke_api_tokens
 
 
 class Command(WardenCommand):

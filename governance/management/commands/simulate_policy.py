@@ -4,8 +4,14 @@ from django.core.management.base import CommandError, CommandParser
 from django.utils import timezone
 
 from config.commands import WardenCommand
+from governance.decisions.simulation import (
+    AUTO_HEALED,
+    BLOCKED,
+    RECORDED,
+    TO_A_PERSON,
+    simulate_policy,
+)
 from governance.models import Policy
-from governance.simulation import AUTO_HEALED, BLOCKED, RECORDED, TO_A_PERSON, simulate_policy
 
 ROWS = (AUTO_HEALED, TO_A_PERSON, BLOCKED, RECORDED)
 MAX_DAYS = 3650  # far beyond any retention; keeps the date arithmetic in range

@@ -7,8 +7,14 @@ from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
-from governance.audit import verify_audit_log
-from governance.export import FORMATS, ExportError, read_export, verify_export, verify_records
+from governance.audit.log import verify_audit_log
+from governance.exports.records import (
+    FORMATS,
+    ExportError,
+    read_export,
+    verify_export,
+    verify_records,
+)
 
 SUFFIX_FORMAT = {".csv": "csv", ".json": "json", ".ndjson": "ndjson", ".jsonl": "ndjson"}
 

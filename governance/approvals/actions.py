@@ -1,0 +1,305 @@
+"""Approval requests for risky remediations: request, approve, reject, expire.
+
+An approver never approves their own request; critical actions need two
+different approvers; one rejection is a veto. The execution is queued only
+when the last required approval arrives.
+"""
+
+from datetime import datetime, timedelta
+from typing import Any
+
+from django.conf import settings
+from django.db import transaction
+
+from governance.audit import permissions
+from governance.audit.log import PendingEvent, append_events, event, user_actor
+from governance.decisions.deciding import (
+    DecidedCommand,
+    decided_command,
+    readings_show_problem,
+    runbook_version,
+)
+from governance.models import Approval, ApprovalRequest, ApprovalStatus, Decision, Verdict
+from governance.rules.command_floor import runbook_refusals
+from remediation.choices import TicketStatus
+from remediation.executions import queue_execution
+from remediation.models import Runbook, Ticket
+
+
+class ApprovalError(Exception):
+    """An approval action that is not allowed; `code` is machine-readable."""
+
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+
+
+def request_approval(
+    *,
+    ticket: Ticket,
+    decision: Decision | None,
+    runbook: Runbook,
+    required_approvals: int,
+    now: datetime,
+    events: list[PendingEvent],
+    requested_by: Any = None,
+) -> ApprovalRequest:
+    """Ask people to approve `runbook` for `ticket`. Expects the caller's transaction.
+
+    The request binds to the exact argv people are shown (its digest): the decision's."""
+    command = (
+        DecidedCommand(decision.argv, decision.rollback_argv)
+        if decision is not None and decision.runbook_id == runbook.pk
+        else decided_command(runbook, ticket)
+    )
+    request = ApprovalRequest.objects.create(
+        ticket=ticket,
+        decision=decision,
+        runbook=runbook,
+        runbook_version=decision.runbook_version if decision else runbook_version(runbook),
+        argv_digest=command.digest,
+        required_approvals=max(required_approvals, 1),
+        requested_by=requested_by,
+        created_at=now,
+        expires_at=now + timedelta(hours=settings.WARDEN_APPROVAL_TTL_HOURS),
+    )
+    ticket.move_to(TicketStatus.AWAITING_APPROVAL)
+    ticket.save(update_fields=["status", "resolved_at"])
+    events.append(
+        event(
+            "system",
+            "approval.requested",
+            request,
+            f"{runbook.name} on {ticket.host.name} needs {request.required_approvals} "
+            f"approval(s) ({ticket.ticket_id})",
+            ticket_id=ticket.ticket_id,
+            data={
+                "runbook": runbook.name,
+                "runbook_version": request.runbook_version,
+                "action": decision.action if decision else runbook.action,
+                "argv": command.argv,
+                "argv_digest": command.digest,
+                "sample": decision.sample_id if decision else None,
+                "required_approvals": request.required_approvals,
+            },
+        )
+    )
+    return request
+
+
+def check_can_decide(request: ApprovalRequest, user: Any, now: datetime) -> None:
+    """Raise ApprovalError unless `user` may give a verdict on `request` now."""
+    if not (user.is_active and user.has_perm(permissions.APPROVE)):
+        raise ApprovalError("forbidden", f"{user.get_username()} is not an approver")
+    if request.status != ApprovalStatus.PENDING:
+        raise ApprovalError("not_pending", f"this request is already {request.status}")
+    if request.expires_at <= now:
+        raise ApprovalError("expired", "this request has expired")
+    if request.requested_by_id is not None and request.requested_by_id == user.pk:
+        raise ApprovalError("own_request", "nobody approves their own request")
+    approvers = (
+        request.decision.policy.approvers if request.decision and request.decision.policy else []
+    )
+    if approvers and user.get_username() not in approvers and user.email not in approvers:
+        raise ApprovalError(
+            "not_listed", f"the {request.ticket.category} policy names other approvers"
+        )
+    if request.approvals.filter(approver=user).exists():
+        raise ApprovalError("already_decided", f"{user.get_username()} already gave a verdict")
+    decided = request.decision.commands if request.decision else request.runbook.commands
+    refusals = runbook_refusals(request.runbook.name, decided)
+    if refusals:
+        raise ApprovalError("forbidden_command", refusals[0])
+
+
+def void_request(
+    request: ApprovalRequest, *, actor: str, reason: str, now: datetime
+) -> PendingEvent:
+    """Void a pending request whose runbook or readings changed (the caller holds its lock
+    and audits the returned event): nobody may approve what they were not shown."""
+    request.status = ApprovalStatus.VOIDED
+    request.decided_at = now
+    request.void_reason = reason[:500]
+    request.save(update_fields=["status", "decided_at", "void_reason"])
+    return event(
+        actor,
+        "approval.voided",
+        request,
+        f"approval for {request.runbook.name} on {request.ticket.ticket_id} voided: {reason}",
+        ticket_id=request.ticket.ticket_id,
+        data={"reason": reason, "runbook_version": request.runbook_version},
+    )
+
+
+def stale_because(request: ApprovalRequest) -> str | None:
+    """Why what people would approve is no longer what they were shown, or None."""
+    current = runbook_version(request.runbook)
+    if request.runbook_version != current:
+        return (
+            f"runbook {request.runbook.name} changed since it was requested "
+            f"(version {request.runbook_version} shown, {current} now)"
+        )
+    command = decided_command(request.runbook, request.ticket)
+    if request.argv_digest and command.digest != request.argv_digest:
+        return "the exact command it would run changed since it was requested"
+    if command.unrunnable:
+        return command.unrunnable[0]
+    decision = request.decision
+    if not readings_show_problem(
+        request.ticket.host_id, request.runbook.category, decision.sample_id if decision else None
+    ):
+        return f"{request.ticket.host.name}'s newest readings no longer show the problem"
+    return None
+
+
+def escalated(ticket: Ticket, why: str) -> PendingEvent:
+    """The event of a ticket handed to people, named on the ticket itself."""
+    return event(
+        "system",
+        "ticket.escalated",
+        ticket,
+        f"{ticket.ticket_id} escalated: {why}",
+        ticket_id=ticket.ticket_id,
+    )
+
+
+def _locked(request: ApprovalRequest) -> ApprovalRequest:
+    """Lock the ticket, then the request: the metrics pipeline takes tickets first too."""
+    ticket = (
+        Ticket.objects.select_for_update(of=("self",))
+        .select_related("host")
+        .get(pk=request.ticket_id)
+    )
+    request = (
+        ApprovalRequest.objects.select_for_update(of=("self",))
+        .select_related("runbook", "decision__policy")
+        .get(pk=request.pk)
+    )
+    request.ticket = ticket
+    return request
+
+
+def approve_request(
+    request: ApprovalRequest, *, user: Any, comment: str, now: datetime
+) -> ApprovalRequest:
+    """Record an approval; the last one needed queues the execution."""
+    with transaction.atomic():
+        request = _locked(request)
+        check_can_decide(request, user, now)
+        stale = stale_because(request)
+        if stale is not None:
+            request = _void_and_escalate(request, stale, now)
+    if stale is not None:
+        raise ApprovalError("voided", f"this request was voided: {stale}")
+    with transaction.atomic():
+        request = _locked(request)
+        check_can_decide(request, user, now)
+        Approval.objects.create(
+            request=request, approver=user, verdict=Verdict.APPROVE, comment=comment, created_at=now
+        )
+        count = request.approvals.filter(verdict=Verdict.APPROVE).count()
+        ticket = request.ticket
+        events = [
+            event(
+                user_actor(user),
+                "approval.approved",
+                request,
+                f"{user.get_username()} approved {request.runbook.name} for {ticket.ticket_id} "
+                f"({count}/{request.required_approvals})",
+                ticket_id=ticket.ticket_id,
+                data={"comment": comment, "count": count},
+            )
+        ]
+        if count >= request.required_approvals:
+            request.status = ApprovalStatus.APPROVED
+            request.decided_at = now
+            request.save(update_fields=["status", "decided_at"])
+            queue_execution(
+                ticket=ticket,
+                runbook=request.runbook,
+                idempotency_key=f"approval:{request.pk}",
+                now=now,
+                events=events,
+                decision=request.decision,
+                approval_request=request,
+                requested_by=user,
+            )
+        append_events(events)
+        return request
+
+
+def _void_and_escalate(request: ApprovalRequest, reason: str, now: datetime) -> ApprovalRequest:
+    events = [void_request(request, actor="system", reason=reason, now=now)]
+    ticket = request.ticket
+    if ticket.status == TicketStatus.AWAITING_APPROVAL:
+        ticket.move_to(TicketStatus.ESCALATED)
+        ticket.save(update_fields=["status", "resolved_at"])
+        events.append(escalated(ticket, f"its approval was voided ({reason})"))
+    append_events(events)
+    return request
+
+
+def reject_request(
+    request: ApprovalRequest, *, user: Any, comment: str, now: datetime
+) -> ApprovalRequest:
+    """One rejection is a veto: nothing runs and the ticket goes to people. It says why."""
+    if not comment.strip():
+        raise ApprovalError("note_required", "a rejection needs a note saying why")
+    with transaction.atomic():
+        request = _locked(request)
+        check_can_decide(request, user, now)
+        Approval.objects.create(
+            request=request, approver=user, verdict=Verdict.REJECT, comment=comment, created_at=now
+        )
+        request.status = ApprovalStatus.REJECTED
+        request.decided_at = now
+        request.save(update_fields=["status", "decided_at"])
+        ticket = request.ticket
+        ticket.move_to(TicketStatus.ESCALATED)
+        ticket.save(update_fields=["status", "resolved_at"])
+        append_events(
+            [
+                escalated(ticket, f"{user.get_username()} rejected {request.runbook.name}"),
+                event(
+                    user_actor(user),
+                    "approval.rejected",
+                    request,
+                    f"{user.get_username()} rejected {request.runbook.name} for {ticket.ticket_id}",
+                    ticket_id=ticket.ticket_id,
+                    data={"comment": comment},
+                ),
+            ]
+        )
+        return request
+
+
+def expire_approval_requests(now: datetime) -> int:
+    """Expire pending requests past their deadline; their tickets go to people."""
+    with transaction.atomic():
+        expired = list(
+            ApprovalRequest.objects.select_for_update(of=("self",))
+            .select_related("ticket", "runbook")
+            .filter(status=ApprovalStatus.PENDING, expires_at__lte=now)
+        )
+        events = []
+        for request in expired:
+            request.status = ApprovalStatus.EXPIRED
+            request.decided_at = now
+            request.save(update_fields=["status", "decided_at"])
+            ticket = request.ticket
+            if ticket.status == TicketStatus.AWAITING_APPROVAL:
+                ticket.move_to(TicketStatus.ESCALATED)
+                ticket.save(update_fields=["status", "resolved_at"])
+                events.append(escalated(ticket, "its approval expired unanswered"))
+            events.append(
+                event(
+                    "system",
+                    "approval.expired",
+                    request,
+                    f"approval for {request.runbook.name} on {ticket.ticket_id} expired unanswered",
+                    ticket_id=ticket.ticket_id,
+                )
+            )
+        append_events(events)
+        return len(expired)

@@ -1,0 +1,28 @@
+"""Who may do what: the Django permission each person's action checks, in one table.
+
+The actions check these (changes.require_permission, beside this table), the notices pick
+whom to tell by them, and the roles' migrations grant them.
+"""
+
+# The audit log: read it (and the console), export it.
+VIEW_AUDIT = "governance.view_auditevent"
+EXPORT_AUDIT = "governance.export_auditevent"
+# Approve or reject a request that waits for people.
+APPROVE = "governance.approve_approvalrequest"
+# Accept or dismiss a proposal to raise autonomy.
+DECIDE_PROPOSAL = "governance.change_autonomyproposal"
+# Stop, cancel or roll back an execution: supervisors. They hear of escalations, L2
+# actions, failures and rollbacks.
+SUPERVISE = "remediation.change_execution"
+# Acknowledge or flag an action Warden took on its own.
+REVIEW = "feedback.review_postactionreview"
+# Issue and revoke API tokens.
+ISSUE_TOKEN = "knox.add_authtoken"
+REVOKE_TOKEN = "knox.delete_authtoken"
+# Open a ticket by hand or through the API; close one.
+OPEN_TICKET = "remediation.add_ticket"
+CLOSE_TICKET = "remediation.change_ticket"
+# Send alerts (Alertmanager's webhook).
+RECEIVE_ALERTS = "remediation.add_alert"
+# Approve, serve or retire a model version.
+SERVE_MODEL = "scoring.change_modelversion"

@@ -1,0 +1,303 @@
+"""What the live console shows: the fleet, what waits for people, and the state of automation.
+
+Read-only queries for the console page and for the panels it fetches again whenever the
+event stream says something changed, so what a supervisor sees is always the database's
+state, never a page patched together from events.
+"""
+
+from collections import defaultdict
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+
+from django.core.cache import cache
+from django.db.models import Case, Count, IntegerField, Q, Value, When
+from django.utils.html import format_html, format_html_join
+from django.utils.safestring import SafeString
+
+from feedback.models import PostActionReview
+from governance.models import ApprovalRequest, ApprovalStatus, Pause
+from governance.pauses.actions import active_pauses
+from governance.promotions.reviews import open_reviews, overdue_reviews
+from remediation.choices import TICKET_OPEN_STATUSES, ExecutionState, TicketStatus
+from remediation.models import Execution, Host, Ticket
+from scoring.choices import ModelStatus
+from scoring.features import Reading
+from scoring.models import MetricSample, ModelVersion
+from scoring.monitoring import DriftReport, model_drift
+
+SPARK_WINDOW = timedelta(hours=1)
+SPARK_BUCKETS = 60  # one point a minute
+FLEET_LIMIT = 200  # hosts on the page, worst first; the admin lists the rest
+OPEN_TICKETS_LIMIT = 50
+# Overdue reviews and escalated tickets named in the banner's lists; the admin lists the rest.
+ATTENTION_LISTED = 5
+OVERDUE_REVIEWS_LIMIT = 50
+# The drift report reads a day of samples: computed at most once a minute per process,
+# not on every panel refresh.
+DRIFT_CACHE_SECONDS = 60
+# Percent readings drawn in the sparkline, with the colour class of each line.
+SPARK_SERIES = (("cpu_usage", "CPU"), ("memory_usage", "memory"), ("disk_usage", "disk"))
+SEVERITY_LABELS = {0: "Healthy", 1: "Auto-heal", 2: "Needs a person"}
+SEVERITY_CLASSES = {0: "ok", 1: "heal", 2: "person"}
+# Fleet order: what needs a person, what heals itself, hosts gone silent, then the healthy.
+FLEET_ORDER = {2: 0, 1: 1, None: 2, 0: 3}
+
+
+@dataclass
+class HostRow:
+    host: Host
+    readings: Reading | None
+    severity: int | None  # the model's class of the newest sample in the window
+    sparkline: SafeString
+    open_tickets: list[Ticket] = field(default_factory=list)
+
+    @property
+    def severity_label(self) -> str:
+        return SEVERITY_LABELS.get(self.severity, "No readings this hour")
+
+    @property
+    def severity_class(self) -> str:
+        return SEVERITY_CLASSES.get(self.severity, "stale")
+
+
+@dataclass(frozen=True)
+class FleetState:
+    """The banner: is automation running, who waits for people, can the model be trusted,
+    and what Warden did by itself that nobody has reviewed in time."""
+
+    pauses: list[Pause]
+    waiting: int
+    oldest_waiting: ApprovalRequest | None
+    waiting_over_an_hour: int
+    held: int
+    failed_today: int
+    drift: DriftReport | None
+    serving_version: int | None
+    # Tickets handed to people (a failed fix, a rejection, a cancelled change): they wait
+    # for a person as surely as an approval does.
+    escalated: int = 0
+    escalated_tickets: list[Ticket] = field(default_factory=list)  # the most recent few
+    reviews_open: int = 0
+    reviews_overdue: int = 0
+    overdue: list[PostActionReview] = field(default_factory=list)  # the longest overdue few
+
+    @property
+    def level(self) -> str:
+        """The banner's colour: stopped, needs people, or running."""
+        if self.pauses or self.serving_version is None:
+            return "stopped"
+        if (
+            self.waiting
+            or self.held
+            or self.escalated
+            or self.reviews_overdue
+            or (self.drift and self.drift.level == "OUT_OF_DEPTH")
+        ):
+            return "attention"
+        return "running"
+
+
+def bucketed(
+    points: Iterable[tuple[datetime, float]], start: datetime, end: datetime, buckets: int
+) -> list[float | None]:
+    """The highest value in each of `buckets` equal slices of [start, end); None where empty.
+
+    The highest, not the mean: a spike is what a supervisor looks for.
+    """
+    width = (end - start) / buckets
+    values: list[float | None] = [None] * buckets
+    for taken_at, value in points:
+        if not start <= taken_at < end:
+            continue
+        index = min(int((taken_at - start) / width), buckets - 1)
+        current = values[index]
+        values[index] = value if current is None else max(current, value)
+    return values
+
+
+def sparkline_svg(
+    series: Mapping[str, Sequence[float | None]],
+    *,
+    labels: Mapping[str, str],
+    width: int = 160,
+    height: int = 32,
+    top: float = 100.0,
+) -> SafeString:
+    """An inline SVG with one polyline per series on a 0-`top` scale; gaps break the line.
+
+    Rendered on the server, so the console needs no chart library and no CDN.
+    """
+    buckets = max((len(values) for values in series.values()), default=0)
+    if buckets < 2:
+        return SafeString('<span class="spark-empty">no readings</span>')
+    step = width / (buckets - 1)
+    lines = []
+    summary = []
+    for name, values in series.items():
+        segments: list[list[str]] = [[]]
+        for index, value in enumerate(values):
+            if value is None:
+                segments.append([])
+                continue
+            y = height - 1 - (min(max(value, 0.0), top) / top) * (height - 2)
+            segments[-1].append(f"{index * step:.1f},{y:.1f}")
+        for points in segments:
+            if len(points) == 1:  # a lone reading: a dot, not an invisible line
+                x, y = points[0].split(",")
+                lines.append((name, f"{x},{y} {float(x) + 0.5:.1f},{y}"))
+            elif points:
+                lines.append((name, " ".join(points)))
+        present = [value for value in values if value is not None]
+        if present:
+            summary.append(f"{labels[name]} {min(present):.0f}-{max(present):.0f}%")
+    title = "Last hour: " + (", ".join(summary) if summary else "no readings")
+    return format_html(
+        '<svg class="spark" viewBox="0 0 {} {}" width="{}" height="{}" role="img" '
+        'aria-label="{}"><title>{}</title>{}</svg>',
+        width,
+        height,
+        width,
+        height,
+        title,
+        title,
+        format_html_join("", '<polyline class="spark-{}" points="{}"/>', lines),
+    )
+
+
+def fleet(now: datetime, limit: int = FLEET_LIMIT) -> tuple[list[HostRow], int]:
+    """Enabled hosts, those that need people first, with the last hour drawn; and the total.
+
+    Three queries whatever the fleet's size: hosts, the window's samples, open tickets.
+    """
+    hosts = list(Host.objects.filter(enabled=True).order_by("name"))
+    start = now - SPARK_WINDOW
+    samples: dict[int, list[tuple[datetime, int, tuple[float, ...]]]] = defaultdict(list)
+    rows_in_window = (
+        MetricSample.objects.filter(taken_at__gte=start, taken_at__lte=now)
+        .order_by("taken_at")
+        .values_list("host_id", "taken_at", "severity", *(name for name, _ in SPARK_SERIES))
+    )
+    for host_id, taken_at, severity, *values in rows_in_window.iterator(chunk_size=5000):
+        samples[host_id].append((taken_at, severity, tuple(values)))
+    tickets: dict[int, list[Ticket]] = defaultdict(list)
+    for ticket in Ticket.objects.filter(status__in=list(TICKET_OPEN_STATUSES)).order_by(
+        "-last_seen_at"
+    ):
+        tickets[ticket.host_id].append(ticket)
+
+    labels = dict(SPARK_SERIES)
+    rows = []
+    for host in hosts:
+        history = samples.get(host.pk, [])
+        series = {
+            name: bucketed(
+                ((taken_at, values[i]) for taken_at, _, values in history),
+                start,
+                now + timedelta(microseconds=1),
+                SPARK_BUCKETS,
+            )
+            for i, (name, _) in enumerate(SPARK_SERIES)
+        }
+        rows.append(
+            HostRow(
+                host=host,
+                readings=host.newest_reading(),
+                severity=history[-1][1] if history else None,
+                sparkline=sparkline_svg(series, labels=labels) if history else SafeString(""),
+                open_tickets=tickets.get(host.pk, []),
+            )
+        )
+    rows.sort(key=lambda row: (FLEET_ORDER[row.severity], -len(row.open_tickets), row.host.name))
+    return rows[:limit], len(rows)
+
+
+def _drift(now: datetime) -> tuple[int | None, DriftReport | None]:
+    serving = ModelVersion.objects.filter(status=ModelStatus.APPROVED).first()
+    if serving is None:
+        return None, None
+    report = cache.get_or_set(
+        f"console:drift:{serving.version}",
+        lambda: model_drift(serving, now),
+        DRIFT_CACHE_SECONDS,
+    )
+    return serving.version, report
+
+
+def fleet_state(now: datetime) -> FleetState:
+    pending = ApprovalRequest.objects.filter(status=ApprovalStatus.PENDING)
+    waiting = pending.aggregate(
+        count=Count("pk"),
+        over_an_hour=Count("pk", filter=Q(created_at__lt=now - timedelta(hours=1))),
+    )
+    version, drift = _drift(now)
+    escalated = Ticket.objects.filter(status=TicketStatus.ESCALATED)
+    reviews = open_reviews().aggregate(
+        count=Count("pk"), overdue=Count("pk", filter=Q(due_at__lte=now))
+    )
+    return FleetState(
+        pauses=list(active_pauses(now)),
+        waiting=waiting["count"],
+        oldest_waiting=pending.select_related("ticket__host").order_by("created_at").first(),
+        waiting_over_an_hour=waiting["over_an_hour"],
+        held=Execution.objects.filter(state=ExecutionState.HELD).count(),
+        failed_today=Execution.objects.filter(
+            state__in=[
+                ExecutionState.FAILED,
+                ExecutionState.ROLLED_BACK,
+                ExecutionState.ROLLBACK_FAILED,
+            ],
+            finished_at__gte=now - timedelta(hours=24),
+        ).count(),
+        drift=drift,
+        serving_version=version,
+        escalated=escalated.count(),
+        escalated_tickets=list(
+            escalated.select_related("host").order_by("-last_seen_at")[:ATTENTION_LISTED]
+        ),
+        reviews_open=reviews["count"],
+        reviews_overdue=reviews["overdue"],
+        overdue=list(overdue_reviews(now)[:ATTENTION_LISTED]),
+    )
+
+
+def pending_approvals() -> list[ApprovalRequest]:
+    """What waits for people, oldest first, each with the readings and the exact commands."""
+    requests = list(
+        ApprovalRequest.objects.filter(status=ApprovalStatus.PENDING)
+        .select_related("ticket__host", "runbook", "decision")
+        .annotate(approval_count=Count("approvals"))
+        .order_by("created_at")
+    )
+    for request in requests:
+        request.readings = request.ticket.host.newest_reading()
+    return requests
+
+
+def open_tickets(limit: int = OPEN_TICKETS_LIMIT) -> list[Ticket]:
+    """Open tickets, those escalated to people first, then the most recently seen."""
+    escalated_first = Case(
+        When(status=TicketStatus.ESCALATED, then=Value(0)),
+        default=Value(1),
+        output_field=IntegerField(),
+    )
+    return list(
+        Ticket.objects.filter(status__in=list(TICKET_OPEN_STATUSES))
+        .select_related("host")
+        .order_by(escalated_first, "-last_seen_at")[:limit]
+    )
+
+
+def panels(now: datetime) -> dict[str, Any]:
+    """Everything the console's live panels render."""
+    rows, total = fleet(now)
+    return {
+        "state": fleet_state(now),
+        "pending_approvals": pending_approvals(),
+        "overdue_reviews": list(overdue_reviews(now)[:OVERDUE_REVIEWS_LIMIT]),
+        "open_tickets": open_tickets(),
+        "fleet": rows,
+        "fleet_total": total,
+        "now": now,
+    }

@@ -1,5 +1,0 @@
-from django.urls import path
-
-from governance.consumers import ConsoleConsumer
-
-websocket_urlpatterns = [path("ws/console", ConsoleConsumer.as_asgi())]
