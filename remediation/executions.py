@@ -26,6 +26,7 @@ from feedback import patterns
 from governance.audit import permissions
 from governance.audit.changes import require_permission, require_reason
 from governance.audit.log import PendingEvent, append_events, event, user_actor
+from governance.audit.tickets import escalate_ticket, move_ticket
 from governance.decisions.deciding import (
     DecidedCommand,
     decided_command,
@@ -321,7 +322,7 @@ def _cancel(
     if ran and was in (ExecutionState.RUNNING, ExecutionState.VERIFYING):
         _count_failed_attempt(execution, now, events)  # it ran, and nothing verified it worked
     if escalate:
-        _escalate_ticket(execution.ticket, events, f"execution cancelled ({was}): {reason}")
+        events += escalate_ticket(execution.ticket, f"execution cancelled ({was}): {reason}")
 
 
 def claim_agent_actions(host: Host, now: datetime) -> list[AgentAction]:
@@ -716,7 +717,7 @@ def _start_rollback(execution: Execution, events: list[PendingEvent], why: str) 
                 f"rolling back with {runbook.rollback_action}: {why}",
             )
         )
-    _escalate_ticket(execution.ticket, events, f"{runbook.name} failed: {why}")
+    events += escalate_ticket(execution.ticket, f"{runbook.name} failed: {why}")
     if execution.state == ExecutionState.FAILED:  # nothing to roll back: it ends failed
         _ended(execution, execution.finished_at, events)
 
@@ -731,24 +732,8 @@ def _fail_rollback(
     execution.lease_expires_at = None
     execution.save()
     events.append(_audit(execution, actor, "execution.rollback_failed", summary))
-    _escalate_ticket(execution.ticket, events, summary)
+    events += escalate_ticket(execution.ticket, summary)
     _ended(execution, now, events)
-
-
-def _escalate_ticket(ticket: Ticket, events: list[PendingEvent], why: str) -> None:
-    if ticket.status == TicketStatus.ESCALATED or not ticket.is_open:
-        return
-    ticket.move_to(TicketStatus.ESCALATED)
-    ticket.save(update_fields=["status", "resolved_at"])
-    events.append(
-        event(
-            "system",
-            "ticket.escalated",
-            ticket,
-            f"{ticket.ticket_id} escalated: {why}",
-            ticket_id=ticket.ticket_id,
-        )
-    )
 
 
 def verify_with_samples(
@@ -820,21 +805,20 @@ def _succeed(
     execution.finished_at = now
     events.append(_audit(execution, "system", "execution.succeeded", summary, **evidence))
     ticket = execution.ticket
-    ticket.move_to(TicketStatus.RESOLVED, now)
     ticket.resolution = f"{execution.runbook.title}: verified by fresh metrics."
-    ticket.save(update_fields=["status", "resolved_at", "resolution"])
+    events.append(
+        move_ticket(
+            ticket,
+            TicketStatus.RESOLVED,
+            actor="system",
+            summary=f"{ticket.ticket_id} resolved by {execution.runbook.name}",
+            now=now,
+            also_saved=("resolution",),
+        )
+    )
     if execution.approval_request_id is None:
         patterns.record_automatic_attempt(ticket, succeeded=True)
     patterns.record_outcome(ticket, resolved=True)
-    events.append(
-        event(
-            "system",
-            "ticket.resolved",
-            ticket,
-            f"{ticket.ticket_id} resolved by {execution.runbook.name}",
-            ticket_id=ticket.ticket_id,
-        )
-    )
     _ended(execution, now, events)
 
 
@@ -1004,7 +988,7 @@ def sweep(now: datetime) -> SweepReport:
             execution.save()
             events.append(_audit(execution, "system", f"execution.{execution.state}", summary))
             if execution.state == ExecutionState.ROLLBACK_FAILED:
-                _escalate_ticket(execution.ticket, events, summary)
+                events += escalate_ticket(execution.ticket, summary)
                 _ended(execution, now, events)
         for execution in (
             Execution.objects.select_for_update(of=("self",))

@@ -18,6 +18,7 @@ from django.db.models import OuterRef, Subquery
 from feedback import patterns
 from governance.approvals.actions import request_approval
 from governance.audit.log import PendingEvent, append_events, event
+from governance.audit.tickets import escalate_ticket
 from governance.decisions.deciding import decide_ticket, executes_automatically
 from governance.models import Decision
 from governance.rules.engine import NO_ACTION
@@ -581,15 +582,5 @@ def act_on_decision(
             now=now,
             events=events,
         )
-    elif ticket.status != TicketStatus.ESCALATED:
-        ticket.move_to(TicketStatus.ESCALATED)
-        ticket.save(update_fields=["status", "resolved_at"])
-        events.append(
-            event(
-                "system",
-                "ticket.escalated",
-                ticket,
-                f"{ticket.ticket_id} needs manual handling: no runbook may run under the policy",
-                ticket_id=ticket.ticket_id,
-            )
-        )
+    else:
+        events += escalate_ticket(ticket, "no runbook may run under the policy")

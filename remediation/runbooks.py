@@ -12,11 +12,12 @@ from typing import Any
 
 from django.db import transaction
 
-from governance.approvals.actions import escalated, void_request
+from governance.approvals.actions import void_request
 from governance.audit.changes import Change, save_governed
-from governance.audit.log import PendingEvent, append_events
+from governance.audit.log import PendingEvent, append_events, event
+from governance.audit.tickets import escalate_ticket
 from governance.models import ApprovalRequest, ApprovalStatus
-from remediation.choices import ExecutionState, TicketStatus
+from remediation.choices import ExecutionState
 from remediation.executions import cancel_for_change
 from remediation.models import AutomationTarget, Execution, Runbook, Ticket
 from remediation.pipeline import redecide_ticket
@@ -81,10 +82,10 @@ def void_decided_work(runbook: Runbook, *, cause: str, now: datetime) -> list[Pe
     for ticket in tickets.order_by("pk"):
         if not ticket.is_open:
             continue
-        if ticket.status != TicketStatus.ESCALATED:
-            ticket.move_to(TicketStatus.ESCALATED)
-            ticket.save(update_fields=["status", "resolved_at"])
-            events.append(escalated(ticket, f"decided again: {cause}"))
+        events += escalate_ticket(ticket, f"decided again: {cause}")
         if redecide_ticket(ticket, cause=cause, now=now, events=events) is None:
-            events.append(escalated(ticket, f"{cause}; no readings to decide again on"))
+            why = f"{ticket.ticket_id} escalated: {cause}; no readings to decide again on"
+            events.append(
+                event("system", "ticket.escalated", ticket, why, ticket_id=ticket.ticket_id)
+            )
     return events

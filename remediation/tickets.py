@@ -15,7 +15,8 @@ from feedback import patterns
 from governance.approvals.actions import void_request
 from governance.audit import permissions
 from governance.audit.changes import Change, require_permission, require_reason, save_governed
-from governance.audit.log import PendingEvent, append_events, event, user_actor
+from governance.audit.log import PendingEvent, append_events, user_actor
+from governance.audit.tickets import move_ticket
 from governance.models import ApprovalRequest, ApprovalStatus
 from remediation.choices import EXECUTION_ACTIVE_STATES, TicketStatus
 from remediation.executions import ExecutionError, cancel_for_change
@@ -52,20 +53,19 @@ def close_ticket(ticket: Ticket, *, user: Any, resolved: bool, note: str, now: d
         ):
             cancel_for_change(execution, now, events, why, actor=actor, escalate=False)
             cancelled += 1
-        ticket.move_to(TicketStatus.RESOLVED if resolved else TicketStatus.CLOSED, now)
         ticket.resolution = note
-        ticket.save(update_fields=["status", "resolved_at", "resolution"])
-        patterns.record_outcome(ticket, resolved=resolved)
         how = "resolved by hand" if resolved else "closed unresolved"
         events.append(
-            event(
-                actor,
-                f"ticket.{ticket.status}",
+            move_ticket(
                 ticket,
-                f"{ticket.ticket_id} {how}: {ticket.resolution}",
-                ticket_id=ticket.ticket_id,
+                TicketStatus.RESOLVED if resolved else TicketStatus.CLOSED,
+                actor=actor,
+                summary=f"{ticket.ticket_id} {how}: {note}",
+                now=now,
                 data={"cancelled_executions": cancelled},
+                also_saved=("resolution",),
             )
         )
+        patterns.record_outcome(ticket, resolved=resolved)
         append_events(events)
     return ticket

@@ -13,6 +13,7 @@ from django.db import transaction
 
 from governance.audit import permissions
 from governance.audit.log import PendingEvent, append_events, event, user_actor
+from governance.audit.tickets import escalate_ticket
 from governance.decisions.deciding import (
     DecidedCommand,
     decided_command,
@@ -153,17 +154,6 @@ def stale_because(request: ApprovalRequest) -> str | None:
     return None
 
 
-def escalated(ticket: Ticket, why: str) -> PendingEvent:
-    """The event of a ticket handed to people, named on the ticket itself."""
-    return event(
-        "system",
-        "ticket.escalated",
-        ticket,
-        f"{ticket.ticket_id} escalated: {why}",
-        ticket_id=ticket.ticket_id,
-    )
-
-
 def _locked(request: ApprovalRequest) -> ApprovalRequest:
     """Lock the ticket, then the request: the metrics pipeline takes tickets first too."""
     ticket = (
@@ -233,9 +223,7 @@ def _void_and_escalate(request: ApprovalRequest, reason: str, now: datetime) -> 
     events = [void_request(request, actor="system", reason=reason, now=now)]
     ticket = request.ticket
     if ticket.status == TicketStatus.AWAITING_APPROVAL:
-        ticket.move_to(TicketStatus.ESCALATED)
-        ticket.save(update_fields=["status", "resolved_at"])
-        events.append(escalated(ticket, f"its approval was voided ({reason})"))
+        events += escalate_ticket(ticket, f"its approval was voided ({reason})")
     append_events(events)
     return request
 
@@ -256,11 +244,9 @@ def reject_request(
         request.decided_at = now
         request.save(update_fields=["status", "decided_at"])
         ticket = request.ticket
-        ticket.move_to(TicketStatus.ESCALATED)
-        ticket.save(update_fields=["status", "resolved_at"])
         append_events(
             [
-                escalated(ticket, f"{user.get_username()} rejected {request.runbook.name}"),
+                *escalate_ticket(ticket, f"{user.get_username()} rejected {request.runbook.name}"),
                 event(
                     user_actor(user),
                     "approval.rejected",
@@ -289,9 +275,7 @@ def expire_approval_requests(now: datetime) -> int:
             request.save(update_fields=["status", "decided_at"])
             ticket = request.ticket
             if ticket.status == TicketStatus.AWAITING_APPROVAL:
-                ticket.move_to(TicketStatus.ESCALATED)
-                ticket.save(update_fields=["status", "resolved_at"])
-                events.append(escalated(ticket, "its approval expired unanswered"))
+                events += escalate_ticket(ticket, "its approval expired unanswered")
             events.append(
                 event(
                     "system",
