@@ -45,7 +45,7 @@ def measure(n_hosts: int, rounds: int) -> dict[str, list[float]]:
     from django.utils import timezone
     from django_q.tasks import async_task
 
-    from remediation.hosts import add_host
+    from remediation.actions import add_host
     from remediation.models import Host
     from remediation.pipeline import ingest_samples
     from scoring.features import Reading, build_features
@@ -56,7 +56,7 @@ def measure(n_hosts: int, rounds: int) -> dict[str, list[float]]:
 
     model = serving_model()
     for i in range(2 * n_hosts):
-        add_host(f"place-{i:05d}", labels={"env": "bench"})
+        add_host(f"place-{i:05d}", now=timezone.now(), labels={"env": "bench"})
     inline_hosts = list(Host.objects.filter(name__lt=f"place-{n_hosts:05d}").order_by("name"))
     queued_hosts = list(Host.objects.filter(name__gte=f"place-{n_hosts:05d}").order_by("name"))
     start = timezone.now() - timedelta(hours=2)

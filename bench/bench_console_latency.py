@@ -363,7 +363,7 @@ def writer(count: int, interval: float) -> None:
     from django.utils import timezone
 
     from governance.models import AuditEvent, Pause
-    from governance.pauses.actions import pause_automation, resume_automation
+    from governance.pauses.actions import pause_automation, resume_pause
 
     user = get_user_model().objects.get(username=USERNAME)
 
@@ -374,11 +374,11 @@ def writer(count: int, interval: float) -> None:
             transaction.on_commit(lambda: stamp.setdefault("committed", time.time()))
             if pause is None:
                 subject = pause_automation(
-                    scope="all", reason=f"bench {index}", user=user, now=timezone.now()
+                    Pause(scope="all"), actor=user, reason=f"bench {index}", now=timezone.now()
                 )
                 action, after = "automation.paused", subject
             else:
-                resume_automation(pause, user=user, now=timezone.now(), note=f"bench {index}")
+                resume_pause(pause, actor=user, reason=f"bench {index}", now=timezone.now())
                 subject, action, after = pause, "automation.resumed", None
             # ... and this one after it (and after a resume's enqueued task).
             transaction.on_commit(lambda: stamp.setdefault("published", time.time()))
@@ -399,7 +399,7 @@ def writer(count: int, interval: float) -> None:
         print(json.dumps(record), flush=True)
         time.sleep(max(0.0, start + (index + 1) * interval - time.monotonic()))
     if pause is not None:
-        resume_automation(pause, user=user, now=timezone.now(), note="bench: done")
+        resume_pause(pause, actor=user, reason="bench: done", now=timezone.now())
     print(json.dumps({"done": True}), flush=True)
 
 

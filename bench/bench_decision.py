@@ -23,14 +23,8 @@ import numpy as np
 from sklearn.linear_model import LogisticRegression
 
 from governance.rules.defaults import DEFAULT_POLICIES, snapshot
-from governance.rules.engine import (
-    ModelOutput,
-    RunbookFacts,
-    Statistics,
-    Switches,
-    TicketFacts,
-    decide,
-)
+from governance.rules.engine import decide
+from governance.rules.facts import ModelOutput, RunbookFacts, Statistics, Switches, TicketFacts
 from scoring.reliability import FeedbackFact, PatternFacts
 
 DECISIONS = 20_000

@@ -30,12 +30,15 @@ PACKAGES = ("config", "remediation", "governance", "feedback", "scoring")
 ORDER = {
     "config-wiring": 0,
     "remediation": 1,
+    "config-entry": 1.5,
     "governance": 2,
     "feedback": 3,
     "scoring": 4,
     "config": 5,
 }
 WIRING = ("config.urls", "config.asgi", "config.wsgi", "config.metrics")
+# The entry points' helpers: they turn people's refused actions into HTTP and admin messages.
+ENTRY_HELPERS = ("config.admin_actions", "config.api_errors")
 ENTRY_POINT = re.compile(
     r"(\.admin|\.views|\.api\.views|\.consumers|\.management\.commands\.\w+|\.tasks)(\.|$)"
 )
@@ -46,6 +49,8 @@ SOURCE_DIRS = (*PACKAGES, "agent/warden_agent")
 def package_of(module: str) -> str:
     if module.startswith(WIRING):
         return "config-wiring"
+    if module.startswith(ENTRY_HELPERS):
+        return "config-entry"
     return module.split(".")[0]
 
 
@@ -53,9 +58,25 @@ def allowed_by_rule(importer: str, imported: str) -> bool:
     return bool(MODEL_REFERENCE.search(imported) or ENTRY_POINT.search(importer))
 
 
-def import_arrows() -> list[tuple[str, str]]:
+REACH_OF = ("scoring.registry", "governance.audit", "governance.rules")
+
+
+def build_graph() -> grimp.ImportGraph:
     sys.path.insert(0, str(ROOT))
-    graph = grimp.build_graph(*PACKAGES, include_external_packages=False)
+    return grimp.build_graph(*PACKAGES, include_external_packages=False)
+
+
+def reach(graph: grimp.ImportGraph, name: str) -> set[str]:
+    """The project modules `name` (a module or package) imports, directly or not, outside
+    itself."""
+    modules = {name} | (graph.find_children(name) and graph.find_descendants(name))
+    reached: set[str] = set()
+    for module in modules:
+        reached |= graph.find_upstream_modules(module)
+    return {module for module in reached - modules if ".migrations" not in module}
+
+
+def import_arrows(graph: grimp.ImportGraph) -> list[tuple[str, str]]:
     arrows = []
     for importer in graph.modules:
         if ".migrations" in importer:
@@ -88,7 +109,8 @@ def source_files() -> list[Path]:
 
 
 def main() -> None:
-    arrows = import_arrows()
+    graph = build_graph()
+    arrows = import_arrows(graph)
     between = Counter((package_of(a), package_of(b)) for a, b in arrows)
     upward = [(a, b) for a, b in arrows if ORDER[package_of(a)] > ORDER[package_of(b)]]
     back_up = [(a, b) for a, b in upward if not allowed_by_rule(a, b)]
@@ -105,6 +127,12 @@ def main() -> None:
     print(f"Import contract exceptions: {len(exceptions)}")
     for line in exceptions:
         print(f"  {line}")
+
+    for name in REACH_OF:
+        if name in graph.modules:
+            reached = reach(graph, name)
+            models = sum(1 for module in reached if MODEL_REFERENCE.search(module))
+            print(f"{name} reaches {len(reached)} modules ({models} of them models or choices)")
 
     sizes, functions = [], []
     for path in source_files():

@@ -13,13 +13,15 @@ import django
 
 django.setup()
 
-from remediation.hosts import add_host  # noqa: E402
+from django.utils import timezone  # noqa: E402
+
+from remediation.actions import add_host  # noqa: E402
 
 
 def main(prefix: str, count: int) -> None:
     hosts = []
     for i in range(1, count + 1):
-        host, key = add_host(f"{prefix}-{i:05d}", labels={"env": "bench"})
+        host, key = add_host(f"{prefix}-{i:05d}", now=timezone.now(), labels={"env": "bench"})
         hosts.append([host.name, key])
     json.dump(hosts, sys.stdout)
 

@@ -1,15 +1,21 @@
-"""Admin actions that ask for confirmation and a note before calling a use-case function."""
+"""Admin actions that ask for confirmation and a note before calling a person's action."""
 
 from collections.abc import Callable
 from typing import Any
 
 from django.contrib import admin, messages
+from django.core.exceptions import PermissionDenied, ValidationError
 from django.db.models import Model, QuerySet
 from django.http import HttpRequest, HttpResponse
 from django.template.response import TemplateResponse
 
+from governance.audit.errors import Refused
+
 # perform(obj, user, note) -> a message for the supervisor; raises to refuse one object.
 Perform = Callable[[Any, Any, str], str]
+# What an action raises to refuse: its own refusal, or the shared checks' (no reason given,
+# no permission). Anything else is a bug, and surfaces as one.
+REFUSALS = (Refused, ValidationError, PermissionDenied)
 
 
 def confirmed_action(
@@ -26,7 +32,7 @@ def confirmed_action(
             for obj in queryset:
                 try:
                     text = perform(obj, request.user, note)
-                except Exception as exc:  # each refusal is shown; the others go ahead
+                except REFUSALS as exc:  # each refusal is shown; the others go ahead
                     modeladmin.message_user(
                         request, f"{obj}: {getattr(exc, 'message', exc)}", messages.ERROR
                     )

@@ -2,6 +2,13 @@
 
 `fields` maps a field path ("disk_usage", "[3].taken_at") to its messages, so a
 client sees which field of which sample was wrong.
+
+This is the one place a refusal becomes HTTP: an action's refusal
+(governance.audit.errors.Refused) answers with its family's status and its code, a 400
+as a validation error naming its fields; Django's ValidationError and PermissionDenied,
+which the actions' shared checks raise, answer 400 and 403. The API views let them
+propagate. A view whose request names a field otherwise than the action does (the
+action's "change_reason" is the request's "comment") says so in `request_fields`.
 """
 
 import logging
@@ -9,12 +16,15 @@ from typing import Any
 
 from django.conf import settings
 from django.core.exceptions import PermissionDenied, RequestDataTooBig
+from django.core.exceptions import ValidationError as DjangoValidationError
 from django.db import OperationalError
 from django.http import Http404
 from drf_spectacular.utils import OpenApiResponse
 from rest_framework import exceptions, serializers
 from rest_framework.response import Response
 from rest_framework.views import exception_handler
+
+from governance.audit.errors import Refused
 
 logger = logging.getLogger("warden.api")
 
@@ -54,15 +64,19 @@ class DatabaseUnavailable(exceptions.APIException):
 
 
 class Conflict(exceptions.APIException):
-    """409: the request collides with what is stored (nothing was changed); `fields` names
-    the request's fields that collide, as a validation error would."""
+    """409: the request collides with what is stored (nothing was changed)."""
 
     status_code = 409
     default_code = "conflict"
 
-    def __init__(self, detail: str, code: str | None = None, fields: tuple[str, ...] = ()):
-        super().__init__(detail, code)
-        self.fields = {name: [str(detail)] for name in fields}
+
+class Refusal(exceptions.APIException):
+    """An action's refusal as DRF answers it: the refusal's status, code and fields."""
+
+    def __init__(self, refused: Refused, fields: dict[str, list[str]]) -> None:
+        super().__init__(refused.message, refused.code)
+        self.status_code = refused.status
+        self.fields = fields
 
 
 class ErrorDetailSerializer(serializers.Serializer):
@@ -102,6 +116,23 @@ def error_responses(*statuses: int) -> dict[int, OpenApiResponse]:
 RETRY_AFTER_SECONDS = 5
 
 
+def request_names(fields: dict[str, list[str]], view: Any) -> dict[str, list[str]]:
+    """`fields` keyed by the request's names for them (the view's `request_fields`)."""
+    names = getattr(view, "request_fields", {})
+    return {names.get(name, name): messages for name, messages in fields.items()}
+
+
+def as_api_exception(exc: Refused | DjangoValidationError, view: Any) -> exceptions.APIException:
+    """A refusal, or Django's ValidationError, as the DRF exception that answers it."""
+    if isinstance(exc, DjangoValidationError):
+        detail = exc.message_dict if hasattr(exc, "error_dict") else {"non_field": exc.messages}
+        return exceptions.ValidationError(request_names(detail, view))
+    fields = request_names(exc.fields or {}, view)
+    if exc.status == 400:
+        return exceptions.ValidationError(fields or {"non_field": [exc.message]})
+    return Refusal(exc, fields)
+
+
 def warden_exception_handler(exc: Exception, context: dict) -> Response | None:
     if isinstance(exc, OperationalError):
         logger.warning("API request refused, database unavailable: %s", exc)
@@ -116,6 +147,8 @@ def warden_exception_handler(exc: Exception, context: dict) -> Response | None:
                 ]
             }
         )
+    if isinstance(exc, Refused | DjangoValidationError):
+        exc = as_api_exception(exc, context.get("view"))
     # As DRF's handler would, but before reading the code: "not_found", not "error".
     if isinstance(exc, Http404):
         exc = exceptions.NotFound(*exc.args)

@@ -289,7 +289,7 @@ WARDEN_HOLD_DEADLINE_SECONDS = env.int("WARDEN_HOLD_DEADLINE_SECONDS", default=4
 WARDEN_METRICS_TOKEN = env.str("WARDEN_METRICS_TOKEN", default="")
 
 
-# Notices (governance/notices/delivery.py): by email through Django's mail backend, and by a
+# Notices (governance/notices/): by email through Django's mail backend, and by a
 # Slack-compatible incoming webhook. EMAIL_URL is django-environ's form
 # (smtp+tls://user:password@host:587); the embedded default prints mail to the worker's log.
 def _http_url(name: str, default: str = "") -> str:
@@ -395,7 +395,7 @@ WARDEN_HANDOFF_SIGNATURE_MAX_AGE_SECONDS = _int_at_least(
 )
 
 
-# Alerts in (remediation/alerts.py): which labels name an alert's host and category, the
+# Alerts in (remediation/alert_payloads.py): which labels name an alert's host and category, the
 # category of well-known alert names, and whether an alert's ticket may be fixed without a
 # person (the seed's rule for tickets other systems open: off unless asked for).
 def _json_object(name: str, default: dict) -> dict:

@@ -11,16 +11,13 @@ from django.utils.html import format_html, format_html_join
 from django.utils.timesince import timesince
 
 from config.admin_actions import NeverDeleted
+from feedback.actions import edit_feedback, give_feedback
 from feedback.models import Feedback, Pattern, PostActionReview, ReviewStatus
-from feedback.verdicts import edit_feedback, give_feedback
-from governance.admin_governed import GovernedAdmin, ReadOnlyHistoryAdmin
+from governance.admin.base import GovernedAdmin, ReadOnlyHistoryAdmin, given_reason
 from governance.audit import permissions
-from governance.promotions.reviews import (
-    ReviewError,
-    acknowledge_review,
-    describe_action,
-    flag_review,
-)
+from governance.audit.changes import REASON_FIELD
+from governance.promotions.actions import ReviewError, acknowledge_review, flag_review
+from governance.promotions.reviews import describe_action
 from remediation.choices import ExecutionState
 
 
@@ -36,12 +33,12 @@ class FeedbackAdmin(GovernedAdmin):
         # A verdict counted on the pattern is not counted again, nor moved to another ticket.
         return ["submitted_by"] + (["ticket", "feedback_type"] if obj is not None else [])
 
-    def save_governed(self, request, obj: Feedback, reason: str) -> None:
-        if obj.pk is None:
-            obj._history_user = request.user  # as SimpleHistoryAdmin.save_model does
-            give_feedback(obj, user=request.user)
+    def save_model(self, request, obj: Feedback, form, change) -> None:
+        feedback, now = self.row_to_save(obj, form, change), timezone.now()
+        if change:
+            edit_feedback(feedback, actor=request.user, reason=given_reason(form), now=now)
         else:
-            edit_feedback(obj, user=request.user, reason=reason)
+            give_feedback(feedback, actor=request.user, reason="", now=now)
 
 
 @admin.register(Pattern)
@@ -72,7 +69,7 @@ class PatternAdmin(ReadOnlyHistoryAdmin):
         return False
 
 
-# --- Post-action reviews (governance.promotions.reviews) ----------------------------------
+# --- Post-action reviews (governance.promotions: reviews, actions) ------------------------
 
 
 FLAG_NEEDS_A_REASON = "Say why you flag it: the reason goes into the audit trail and the feedback."
@@ -99,7 +96,8 @@ class DueFilter(admin.SimpleListFilter):
 
 def review_action(verb: str, description: str) -> Any:
     """An admin action that asks first (a note to acknowledge; a reason, required, to
-    flag), then makes each selected review through governance.promotions.reviews."""
+    flag), then makes each selected review through governance.promotions.actions; a flag
+    the action refuses for want of a reason asks again."""
     flagging = verb == "flag"
 
     @admin.action(description=description, permissions=["review"])
@@ -109,14 +107,12 @@ def review_action(verb: str, description: str) -> Any:
         text = request.POST.get("note", "").strip()
         error = ""
         if request.POST.get("confirmed") == "yes":
-            if flagging and not text:
-                error = (
-                    "Say why you flag it: the reason goes into the audit trail and the feedback."
-                )
-            else:
+            try:
                 for review in queryset:
                     modeladmin.message_user(request, *_review(review, verb, request.user, text))
                 return None
+            except ValidationError:  # no reason: refused before anything changed
+                error = FLAG_NEEDS_A_REASON
         context = {
             **modeladmin.admin_site.each_context(request),
             "title": description,
@@ -142,18 +138,21 @@ def review_action(verb: str, description: str) -> Any:
 
 
 def _review(review: PostActionReview, verb: str, user: Any, text: str) -> tuple[str, int]:
-    """Make one review; (message, level) for the admin, a refusal said as it is."""
+    """Make one review; (message, level) for the admin, a refusal said as it is. A missing
+    reason is raised on, for the page to ask for one."""
     now = timezone.now()
     try:
         if verb == "flag":
-            flag_review(review, user=user, reason=text, now=now)
+            flag_review(review, actor=user, reason=text, now=now)
             what = describe_action(review.execution)
             return f"Flagged {what}: negative feedback recorded in your name.", messages.SUCCESS
-        acknowledge_review(review, user=user, note=text, now=now)
+        acknowledge_review(review, actor=user, reason=text, now=now)
         return f"Acknowledged {describe_action(review.execution)}.", messages.SUCCESS
     except ReviewError as refused:
         return refused.message, messages.ERROR
     except ValidationError as refused:
+        if REASON_FIELD in getattr(refused, "error_dict", {}):
+            raise
         return "; ".join(refused.messages), messages.ERROR
     except PermissionDenied as refused:
         return str(refused), messages.ERROR
@@ -226,7 +225,7 @@ class PostActionReviewAdmin(NeverDeleted, admin.ModelAdmin):
     ]
 
     def has_review_permission(self, request: HttpRequest) -> bool:
-        # The actions show only to those who may review; the use cases check again.
+        # The admin actions show only to those who may review; the actions check again.
         return request.user.has_perm(permissions.REVIEW)
 
     def has_add_permission(self, request: HttpRequest) -> bool:

@@ -13,7 +13,7 @@ class GovernanceConfig(AppConfig):
         from config import checks  # noqa: F401  (registers the system checks)
         from governance.audit.subscribers import subscribe
         from governance.console.live import publish_events
-        from governance.notices.delivery import record_notices
+        from governance.notices.plans import record_notices
 
         connection_created.connect(register_audit_guard)
         # The audit log tells its subscribers of committed events: the live console

@@ -2,7 +2,7 @@
 
 from django.utils import timezone
 
-from governance.promotions.actions import propose_promotions
+from governance.promotions.proposals import propose_promotions
 
 
 def propose_autonomy_promotions() -> int:

@@ -9,16 +9,28 @@ from django.utils import timezone
 from django.utils.html import format_html, format_html_join
 
 from config.admin_actions import confirmed_action
-from governance.admin import ReadOnlyAdmin, labelled, labelled_filter
-from governance.admin_governed import GovernedAdmin
+from governance.admin.base import (
+    GovernedAdmin,
+    ReadOnlyAdmin,
+    given_reason,
+    labelled,
+    labelled_filter,
+)
+from governance.audit import permissions
 from governance.audit.changes import REASON_FIELD
 from governance.rules import labels
+from remediation.actions import (
+    cancel_execution,
+    close_ticket,
+    register_host,
+    roll_back_execution,
+    save_automation_target,
+    save_host,
+    save_runbook,
+    save_ticket,
+)
 from remediation.evidence import ticket_story
-from remediation.executions import cancel_execution, roll_back_execution
-from remediation.hosts import register_host, save_host
 from remediation.models import Alert, AutomationTarget, Execution, Host, Runbook, Ticket, shown
-from remediation.runbooks import save_automation_target, save_runbook
-from remediation.tickets import close_ticket, save_ticket
 
 EDIT = "edit"  # the ticket page's query parameter for the form that edits its facts
 
@@ -56,13 +68,13 @@ class HostAdmin(GovernedAdmin):
             len(obj.allowlist),
         )
 
-    def save_governed(self, request, obj, reason) -> None:
-        if obj.pk is not None:
-            save_host(obj, user=request.user, reason=reason)
+    def save_model(self, request, obj, form, change) -> None:
+        host, reason, now = self.row_to_save(obj, form, change), given_reason(form), timezone.now()
+        if change:
+            save_host(host, actor=request.user, reason=reason, now=now)
             return
-        obj._history_user = request.user  # as SimpleHistoryAdmin.save_model does
-        key = register_host(obj, user=request.user, reason=reason)
-        messages.warning(request, f"API key for {obj.name} (shown once, store it now): {key}")
+        key = register_host(host, actor=request.user, reason=reason, now=now)
+        messages.warning(request, f"API key for {host.name} (shown once, store it now): {key}")
 
 
 @admin.register(Runbook)
@@ -84,9 +96,14 @@ class RunbookAdmin(GovernedAdmin):
     def command(self, obj: Runbook) -> str:
         return format_html("<code>{}</code>", obj.commands[0]) if obj.argv else "-"
 
-    def save_governed(self, request, obj, reason) -> None:
+    def save_model(self, request, obj, form, change) -> None:
         # An edit voids pending approvals and unstarted executions and decides again.
-        save_runbook(obj, user=request.user, reason=reason, now=timezone.now())
+        save_runbook(
+            self.row_to_save(obj, form, change),
+            actor=request.user,
+            reason=given_reason(form),
+            now=timezone.now(),
+        )
 
 
 @admin.register(AutomationTarget)
@@ -102,18 +119,23 @@ class AutomationTargetAdmin(GovernedAdmin):
             kwargs["assume_scheme"] = "https"  # a launch URL typed without one
         return super().formfield_for_dbfield(db_field, request, **kwargs)
 
-    def save_governed(self, request, obj, reason) -> None:
+    def save_model(self, request, obj, form, change) -> None:
         # An edit voids what was approved to run through it, as a runbook edit does.
-        save_automation_target(obj, user=request.user, reason=reason, now=timezone.now())
+        save_automation_target(
+            self.row_to_save(obj, form, change),
+            actor=request.user,
+            reason=given_reason(form),
+            now=timezone.now(),
+        )
 
 
 def _resolve_by_hand(ticket: Ticket, user, note: str) -> str:
-    close_ticket(ticket, user=user, resolved=True, note=note, now=timezone.now())
+    close_ticket(ticket, actor=user, reason=note, now=timezone.now(), resolved=True)
     return f"{ticket.ticket_id} resolved by hand."
 
 
 def _close_unresolved(ticket: Ticket, user, note: str) -> str:
-    close_ticket(ticket, user=user, resolved=False, note=note, now=timezone.now())
+    close_ticket(ticket, actor=user, reason=note, now=timezone.now(), resolved=False)
     return f"{ticket.ticket_id} closed unresolved."
 
 
@@ -166,8 +188,13 @@ class TicketAdmin(GovernedAdmin):
     def has_add_permission(self, request) -> bool:
         return False  # tickets come from the pipeline, with their decision and audit trail
 
-    def save_governed(self, request, obj, reason) -> None:
-        save_ticket(obj, user=request.user, reason=reason)
+    def save_model(self, request, obj, form, change) -> None:
+        save_ticket(
+            self.row_to_save(obj, form, change),
+            actor=request.user,
+            reason=given_reason(form),
+            now=timezone.now(),
+        )
 
     def change_view(self, request, object_id, form_url="", extra_context=None):
         # The story by default; the form (facts and a reason) only when asked for, or posted.
@@ -224,14 +251,12 @@ class TicketAdmin(GovernedAdmin):
 
 
 def _cancel(execution: Execution, user, note: str) -> str:
-    cancel_execution(execution, user=user, reason=note, now=timezone.now())
+    cancel_execution(execution, actor=user, reason=note, now=timezone.now())
     return f"Cancelled {execution}: nothing more of it will start."
 
 
 def _roll_back(execution: Execution, user, note: str) -> str:
-    roll_back_execution(
-        execution, user=user, reason=note or "requested in the admin", now=timezone.now()
-    )
+    roll_back_execution(execution, actor=user, reason=note, now=timezone.now())
     return f"Rollback of {execution} sent to the agent."
 
 
@@ -258,7 +283,7 @@ class ExecutionAdmin(ReadOnlyAdmin):
 
     def has_roll_back_permission(self, request) -> bool:
         # Rows stay read-only in the admin; cancelling and rolling back are a supervisor's.
-        return request.user.has_perm("remediation.change_execution")
+        return request.user.has_perm(permissions.SUPERVISE)
 
 
 @admin.register(Alert)

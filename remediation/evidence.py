@@ -75,144 +75,161 @@ def ticket_evidence(ticket: Ticket) -> dict[str, Any]:
     """The evidence document of `ticket` (plain JSON types only)."""
     rows = ticket_rows(ticket)
     return {
-        "ticket": {
-            "ticket_id": ticket.ticket_id,
-            "title": ticket.title,
-            "host": ticket.host.name,
-            "category": ticket.category,
-            "source": ticket.get_source_display(),
-            "status": ticket.get_status_display(),
-            "severity": Severity(ticket.severity).label,
-            "occurrences": ticket.occurrence_count,
-            "opened_at": _when(ticket.opened_at),
-            "closed_at": _when(ticket.resolved_at),
-            "resolution": ticket.resolution,
-            "escalation_facts": {
-                "affects_billing": ticket.affects_billing,
-                "data_integrity": ticket.data_integrity,
-                "customer_impact_minutes": ticket.customer_impact_minutes,
-                "security_severity": ticket.security_severity,
-            },
+        "ticket": ticket_section(ticket),
+        "opening_samples": [sample_entry(s) for s in rows.samples],
+        "decisions": [decision_entry(d) for d in rows.decisions],
+        "approvals": [approval_entry(r) for r in rows.requests],
+        "executions": [execution_entry(e) for e in rows.executions],
+        "alerts": [alert_entry(a) for a in rows.alerts],
+        "audit_events": [audit_entry(ev) for ev in rows.events],
+    }
+
+
+def ticket_section(ticket: Ticket) -> dict[str, Any]:
+    """What the ticket is: its problem, where, how it stands and the escalation facts."""
+    return {
+        "ticket_id": ticket.ticket_id,
+        "title": ticket.title,
+        "host": ticket.host.name,
+        "category": ticket.category,
+        "source": ticket.get_source_display(),
+        "status": ticket.get_status_display(),
+        "severity": Severity(ticket.severity).label,
+        "occurrences": ticket.occurrence_count,
+        "opened_at": _when(ticket.opened_at),
+        "closed_at": _when(ticket.resolved_at),
+        "resolution": ticket.resolution,
+        "escalation_facts": {
+            "affects_billing": ticket.affects_billing,
+            "data_integrity": ticket.data_integrity,
+            "customer_impact_minutes": ticket.customer_impact_minutes,
+            "security_severity": ticket.security_severity,
         },
-        "opening_samples": [
+    }
+
+
+def sample_entry(s: MetricSample) -> dict[str, Any]:
+    """One of the samples that showed the problem, with the model's verdict on it."""
+    return {
+        "taken_at": _when(s.taken_at),
+        "disk_usage": s.disk_usage,
+        "memory_usage": s.memory_usage,
+        "cpu_usage": s.cpu_usage,
+        "dns_latency_ms": s.dns_latency_ms,
+        "firewall_change_requested": s.firewall_change_requested,
+        "severity": Severity(s.severity).label,
+        "confidence": round(s.confidence, 4),
+        "explanation": s.explanation[:3],
+    }
+
+
+def decision_entry(d: Decision) -> dict[str, Any]:
+    """One decision: its outcome, what it was made on, and why."""
+    return {
+        "at": _when(d.created_at),
+        "outcome": d.outcome,
+        "outcome_label": outcome_label(d.outcome),
+        "model_outcome": d.model_outcome,
+        "model_statement": d.model_statement(),
+        "confidence": round(d.confidence, 4),
+        "probabilities": [round(p, 4) for p in d.probabilities],
+        "allowed": d.allowed,
+        "shadow": d.shadow,
+        "policy": d.policy.name if d.policy else None,
+        "policy_version": d.policy_version,
+        "model_version": d.model_version.version if d.model_version else None,
+        "runbook": d.runbook.name if d.runbook else None,
+        "runbook_version": d.runbook_version,
+        "action": d.action,
+        "commands": d.commands,
+        "argv": d.argv,
+        "rollback_argv": d.rollback_argv,
+        "argv_digest": d.argv_digest,
+        "risk_level": d.risk_level,
+        "required_approvals": d.required_approvals,
+        "reasons": d.reasons,
+        "safety_checks": d.safety_checks,
+        "reliability": d.reliability,
+    }
+
+
+def approval_entry(r: ApprovalRequest) -> dict[str, Any]:
+    """One approval request and each person's verdict on it (`r` has approve_count)."""
+    return {
+        "requested_at": _when(r.created_at),
+        "runbook": r.runbook.name,
+        "runbook_version": r.runbook_version,
+        "argv_digest": r.argv_digest,
+        "status": r.status,
+        "status_label": r.get_status_display(),
+        "required": r.required_approvals,
+        "approved": r.approve_count,
+        "expires_at": _when(r.expires_at),
+        "decided_at": _when(r.decided_at),
+        "void_reason": r.void_reason,
+        "verdicts": [
             {
-                "taken_at": _when(s.taken_at),
-                "disk_usage": s.disk_usage,
-                "memory_usage": s.memory_usage,
-                "cpu_usage": s.cpu_usage,
-                "dns_latency_ms": s.dns_latency_ms,
-                "firewall_change_requested": s.firewall_change_requested,
-                "severity": Severity(s.severity).label,
-                "confidence": round(s.confidence, 4),
-                "explanation": s.explanation[:3],
+                "by": a.approver.get_username(),
+                "verdict": a.verdict,
+                "at": _when(a.created_at),
+                "note": a.comment,
             }
-            for s in rows.samples
+            for a in r.approvals.all()
         ],
-        "decisions": [
-            {
-                "at": _when(d.created_at),
-                "outcome": d.outcome,
-                "outcome_label": outcome_label(d.outcome),
-                "model_outcome": d.model_outcome,
-                "model_statement": d.model_statement(),
-                "confidence": round(d.confidence, 4),
-                "probabilities": [round(p, 4) for p in d.probabilities],
-                "allowed": d.allowed,
-                "shadow": d.shadow,
-                "policy": d.policy.name if d.policy else None,
-                "policy_version": d.policy_version,
-                "model_version": d.model_version.version if d.model_version else None,
-                "runbook": d.runbook.name if d.runbook else None,
-                "runbook_version": d.runbook_version,
-                "action": d.action,
-                "commands": d.commands,
-                "argv": d.argv,
-                "rollback_argv": d.rollback_argv,
-                "argv_digest": d.argv_digest,
-                "risk_level": d.risk_level,
-                "required_approvals": d.required_approvals,
-                "reasons": d.reasons,
-                "safety_checks": d.safety_checks,
-                "reliability": d.reliability,
-            }
-            for d in rows.decisions
-        ],
-        "approvals": [
-            {
-                "requested_at": _when(r.created_at),
-                "runbook": r.runbook.name,
-                "runbook_version": r.runbook_version,
-                "argv_digest": r.argv_digest,
-                "status": r.status,
-                "status_label": r.get_status_display(),
-                "required": r.required_approvals,
-                "approved": r.approve_count,
-                "expires_at": _when(r.expires_at),
-                "decided_at": _when(r.decided_at),
-                "void_reason": r.void_reason,
-                "verdicts": [
-                    {
-                        "by": a.approver.get_username(),
-                        "verdict": a.verdict,
-                        "at": _when(a.created_at),
-                        "note": a.comment,
-                    }
-                    for a in r.approvals.all()
-                ],
-            }
-            for r in rows.requests
-        ],
-        "executions": [
-            {
-                "id": e.pk,
-                "runbook": e.runbook.name,
-                "runbook_version": e.runbook_version,
-                "action": e.action or e.runbook.action,
-                "commands": e.commands,
-                "argv": e.argv,
-                "argv_digest": e.argv_digest,
-                "exit_code": e.exit_code,
-                "state": e.state,
-                "state_label": e.get_state_display(),
-                "requested_by": e.requested_by.get_username() if e.requested_by else "system",
-                "run_by": e.handoff_target.name if e.handoff_target else "agent",
-                "remote_reference": e.remote_reference,
-                "started_at": _when(e.started_at),
-                "finished_at": _when(e.finished_at),
-                "output": e.output,
-                "verification_samples": e.verify_samples_seen,
-                "rollback_action": e.rollback_action,
-                "rollback_output": e.rollback_output,
-                "cancel_reason": e.cancel_reason,
-            }
-            for e in rows.executions
-        ],
-        "alerts": [
-            {
-                "source": a.get_source_display(),
-                "name": a.name,
-                "fingerprint": a.fingerprint,
-                "status": a.status,
-                "starts_at": _when(a.starts_at),
-                "ends_at": _when(a.ends_at),
-                "received": a.received_count,
-                "first_received_at": _when(a.first_received_at),
-                "last_received_at": _when(a.last_received_at),
-                "labels": a.labels,
-                "link": a.link,
-            }
-            for a in rows.alerts
-        ],
-        "audit_events": [
-            {
-                "sequence": ev.sequence,
-                "at": _when(ev.created_at),
-                "actor": ev.actor,
-                "action": ev.action,
-                "label": event_label(ev.action),
-                "summary": ev.summary,
-                "hash": ev.hash,
-            }
-            for ev in rows.events
-        ],
+    }
+
+
+def execution_entry(e: Execution) -> dict[str, Any]:
+    """One execution: what ran where, what it said, its verification and rollback."""
+    return {
+        "id": e.pk,
+        "runbook": e.runbook.name,
+        "runbook_version": e.runbook_version,
+        "action": e.action or e.runbook.action,
+        "commands": e.commands,
+        "argv": e.argv,
+        "argv_digest": e.argv_digest,
+        "exit_code": e.exit_code,
+        "state": e.state,
+        "state_label": e.get_state_display(),
+        "requested_by": e.requested_by.get_username() if e.requested_by else "system",
+        "run_by": e.handoff_target.name if e.handoff_target else "agent",
+        "remote_reference": e.remote_reference,
+        "started_at": _when(e.started_at),
+        "finished_at": _when(e.finished_at),
+        "output": e.output,
+        "verification_samples": e.verify_samples_seen,
+        "rollback_action": e.rollback_action,
+        "rollback_output": e.rollback_output,
+        "cancel_reason": e.cancel_reason,
+    }
+
+
+def alert_entry(a: Alert) -> dict[str, Any]:
+    """One alert a monitoring system sent about the ticket's problem."""
+    return {
+        "source": a.get_source_display(),
+        "name": a.name,
+        "fingerprint": a.fingerprint,
+        "status": a.status,
+        "starts_at": _when(a.starts_at),
+        "ends_at": _when(a.ends_at),
+        "received": a.received_count,
+        "first_received_at": _when(a.first_received_at),
+        "last_received_at": _when(a.last_received_at),
+        "labels": a.labels,
+        "link": a.link,
+    }
+
+
+def audit_entry(ev: AuditEvent) -> dict[str, Any]:
+    """One audit event of the ticket, with its hash in the chain."""
+    return {
+        "sequence": ev.sequence,
+        "at": _when(ev.created_at),
+        "actor": ev.actor,
+        "action": ev.action,
+        "label": event_label(ev.action),
+        "summary": ev.summary,
+        "hash": ev.hash,
     }

@@ -4,7 +4,7 @@ StackStorm, or any webhook) instead of the host's agent, under the agent's rules
 For such an execution the hand-off task is the agent. It claims the dispatched action
 (or a pending rollback) exactly as an agent's poll does: under the row's lock, after the
 whole dispatch check, with a lease (the target's) and a new fencing token
-(remediation.executions.claim_handoff). Only after that commits does it send one signed
+(remediation.executions.claims.claim_handoff). Only after that commits does it send one signed
 request, in the target's format, with an Idempotency-Key that stays the same for the
 action, so a system that deduplicates never runs it twice. A second delivery of the task
 finds nothing to claim; a crash between the claim and the request leaves a lease that
@@ -13,7 +13,7 @@ nothing is ever sent twice.
 
 The system answers through POST /api/v1/executions/{id}/callback with the token it was
 given, signed with the same shared secret; the report is a compare-and-set on the token
-(remediation.executions.report_handoff_result), so a stale or replayed callback changes
+(remediation.executions.reports.report_handoff_result), so a stale or replayed callback changes
 nothing.
 
 Signatures: `X-Warden-Signature: t=<unix time>,v1=<hex HMAC-SHA256 of "<t>." + body>`,
@@ -36,12 +36,9 @@ from typing import Any
 from django.conf import settings
 from django.urls import reverse
 
-from remediation.executions import (
-    AgentAction,
-    claim_handoff,
-    record_handoff_delivery,
-    report_handoff_result,
-)
+from governance.audit.errors import NotFound, Refused
+from remediation.executions.claims import AgentAction, claim_handoff
+from remediation.executions.reports import record_handoff_delivery, report_handoff_result
 from remediation.models import AutomationTarget, Execution, HandoffKind
 
 logger = logging.getLogger(__name__)
@@ -50,13 +47,11 @@ SIGNATURE_HEADER = "X-Warden-Signature"
 SEND_LIMIT = 64 * 1024  # of a system's answer, read for its job id
 
 
-class HandoffError(Exception):
+class HandoffError(Refused):
     """A callback that cannot be accepted; `code` is machine-readable."""
 
-    def __init__(self, code: str, message: str) -> None:
-        super().__init__(message)
-        self.code = code
-        self.message = message
+    status = 401  # a "bad_signature": the signature is the callback's authentication
+    status_by_code = {"not_found": NotFound.status}
 
 
 # -- signing (plain functions) ---------------------------------------------------------

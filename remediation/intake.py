@@ -2,7 +2,7 @@
 
 One way in for all of them: open_external_ticket checks the caller's permission and the
 report, stores the ticket under the caller's own ticket_id and decides it through the
-same engine as a ticket opened from an agent's metrics (remediation.pipeline's
+same engine as a ticket opened from an agent's metrics (remediation.decision_outcomes'
 act_on_decision: recorded, queued, sent for approval or escalated), audited in one
 transaction.
 
@@ -10,7 +10,7 @@ The seed's rule: automatic remediation is off for such a ticket unless its calle
 `enable_auto_remediation`. What stands in for the model's verdict is the host's own
 newest reading when it shows the reported problem; without one, no model vouches for
 the report, so the ticket needs a person (never less cautious than the evidence). The
-pattern signal is the words of the ticket's text (DESIGN.md), not a model's explanation.
+pattern signal is the words of the ticket's text, not a model's explanation.
 """
 
 import math
@@ -25,14 +25,17 @@ from django.db import IntegrityError, transaction
 from feedback import patterns
 from governance.audit import permissions
 from governance.audit.changes import require_permission
+from governance.audit.errors import Conflict
 from governance.audit.log import PendingEvent, append_events, event, user_actor
 from governance.choices import SecuritySeverity
-from governance.decisions.deciding import decide_ticket, newest_sample
+from governance.decisions.deciding import decide_on_sample, decide_ticket
+from governance.decisions.stats import newest_sample
 from governance.models import Decision
 from remediation.choices import TICKET_OPEN_STATUSES, Category, Priority
+from remediation.decision_outcomes import act_on_decision
 from remediation.models import Host, Ticket, TicketSource
-from remediation.pipeline import act_on_decision
 from scoring.choices import Severity
+from scoring.models import MetricSample
 from scoring.samples import sample_shows_problem
 
 # What opening a ticket needs, by who reports it: an alert sender sends alerts (which open
@@ -43,7 +46,7 @@ PERMISSION_BY_SOURCE = {
 }
 # A caller's ticket_id goes into URLs (/api/v1/tickets/{ticket_id}): no dots or slashes.
 TICKET_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_:-]{0,31}$")
-# Warden numbers its own tickets INC-000123 (remediation.pipeline.next_ticket_id): an
+# Warden numbers its own tickets INC-000123 (remediation.metric_tickets.next_ticket_id): an
 # outside ticket with such an id would collide with one Warden opens later.
 OWN_NUMBERS = re.compile(r"^INC-\d{6,}$")
 MAX_IMPACT_MINUTES = 525_600.0  # a year
@@ -98,19 +101,16 @@ class OpenedTicket:
     decision: Decision
 
 
-class TicketConflict(Exception):
+class TicketConflict(Conflict):
     """The ticket cannot be opened because of one already stored (HTTP 409).
 
     `code`: "duplicate" (the ticket_id is taken) or "open_ticket_exists" (the host has an
-    open ticket in the category: repeats count on it); `fields` names what conflicts;
-    `ticket` is the stored one, so a caller can link to it or count on it.
+    open ticket in the category: repeats count on it); `fields` names what conflicts, each
+    with the message; `ticket` is the stored one, so a caller can link to it or count on it.
     """
 
     def __init__(self, code: str, message: str, fields: tuple[str, ...], ticket: Ticket) -> None:
-        super().__init__(message)
-        self.code = code
-        self.message = message
-        self.fields = fields
+        super().__init__(code, message, {name: [message] for name in fields})
         self.ticket = ticket
 
 
@@ -209,66 +209,18 @@ def _open(report: ExternalTicket, host: Host, user: Any, now: datetime) -> Opene
     title = report.title.strip() or _title_from(report.description, host)
     reading = newest_sample(host.pk)
     confirmed = reading is not None and sample_shows_problem(reading, report.category)
-    ticket = Ticket(
-        ticket_id=report.ticket_id,
-        title=title,
-        description=report.description,
-        host=host,
-        category=report.category,
-        source=report.source,
-        severity=reading.severity if confirmed else Severity.HITL_REQUIRED,
-        confidence=reading.confidence if confirmed else 0.0,
-        occurrence_count=1,
-        enable_auto_remediation=report.enable_auto_remediation,
-        priority=report.priority,
-        affects_billing=report.affects_billing,
-        data_integrity=report.data_integrity,
-        customer_impact_minutes=report.customer_impact_minutes,
-        security_severity=report.security_severity,
-        parameters=dict(report.parameters),
-        opened_at=now,
-        last_seen_at=now,
-    )
-    ticket.full_clean(validate_unique=False, validate_constraints=False)  # checked above
-    ticket._history_user = user
-    ticket._change_reason = f"opened by {user_actor(user)} ({report.source})"
-    ticket.save()
+    confirmed_by = reading if confirmed else None
+    ticket = _store_ticket(report, host, title, confirmed_by, user, now)
     actor = user_actor(user)
-    events: list[PendingEvent] = [
-        event(
-            actor,
-            "ticket.opened",
-            ticket,
-            f"{ticket.ticket_id} opened by {actor} ({ticket.get_source_display()}): {title}",
-            ticket_id=ticket.ticket_id,
-            data={
-                "source": report.source,
-                "host": host.name,
-                "category": report.category,
-                "priority": report.priority,
-                "enable_auto_remediation": report.enable_auto_remediation,
-                "escalation_facts": {
-                    "affects_billing": report.affects_billing,
-                    "data_integrity": report.data_integrity,
-                    "customer_impact_minutes": report.customer_impact_minutes,
-                    "security_severity": report.security_severity,
-                },
-                "confirmed_by_sample": reading.pk if confirmed else None,
-                "details": report.details,
-            },
-        )
-    ]
+    events: list[PendingEvent] = [_opened_event(ticket, report, host, confirmed_by, actor)]
     occurrences: list[patterns.Occurrence] = []
     terms = patterns.text_terms(title, report.description)
     if confirmed:
-        decision = decide_ticket(
+        decision = decide_on_sample(
             ticket,
-            severity=reading.severity,
-            confidence=reading.confidence,
-            explanation=reading.explanation,
-            now=now,
-            sample_id=reading.pk,
+            reading,
             model_version_id=reading.model_version_id,
+            now=now,
             occurrences=occurrences,
             pattern_terms=terms,
         )
@@ -288,6 +240,76 @@ def _open(report: ExternalTicket, host: Host, user: Any, now: datetime) -> Opene
     patterns.record_occurrences(occurrences)
     append_events(events)
     return OpenedTicket(ticket, decision)
+
+
+def _store_ticket(
+    report: ExternalTicket,
+    host: Host,
+    title: str,
+    confirmed_by: MetricSample | None,
+    user: Any,
+    now: datetime,
+) -> Ticket:
+    """The reported ticket, saved with its history row; `confirmed_by` is the host's
+    reading that shows the problem, whose verdict stands in for the model's."""
+    confirmed = confirmed_by is not None
+    ticket = Ticket(
+        ticket_id=report.ticket_id,
+        title=title,
+        description=report.description,
+        host=host,
+        category=report.category,
+        source=report.source,
+        severity=confirmed_by.severity if confirmed else Severity.HITL_REQUIRED,
+        confidence=confirmed_by.confidence if confirmed else 0.0,
+        occurrence_count=1,
+        enable_auto_remediation=report.enable_auto_remediation,
+        priority=report.priority,
+        affects_billing=report.affects_billing,
+        data_integrity=report.data_integrity,
+        customer_impact_minutes=report.customer_impact_minutes,
+        security_severity=report.security_severity,
+        parameters=dict(report.parameters),
+        opened_at=now,
+        last_seen_at=now,
+    )
+    ticket.full_clean(validate_unique=False, validate_constraints=False)  # checked above
+    ticket._history_user = user
+    ticket._change_reason = f"opened by {user_actor(user)} ({report.source})"
+    ticket.save()
+    return ticket
+
+
+def _opened_event(
+    ticket: Ticket,
+    report: ExternalTicket,
+    host: Host,
+    confirmed_by: MetricSample | None,
+    actor: str,
+) -> PendingEvent:
+    """The audit event of the opening: who reported what, and the reading that confirmed it."""
+    return event(
+        actor,
+        "ticket.opened",
+        ticket,
+        f"{ticket.ticket_id} opened by {actor} ({ticket.get_source_display()}): {ticket.title}",
+        ticket_id=ticket.ticket_id,
+        data={
+            "source": report.source,
+            "host": host.name,
+            "category": report.category,
+            "priority": report.priority,
+            "enable_auto_remediation": report.enable_auto_remediation,
+            "escalation_facts": {
+                "affects_billing": report.affects_billing,
+                "data_integrity": report.data_integrity,
+                "customer_impact_minutes": report.customer_impact_minutes,
+                "security_severity": report.security_severity,
+            },
+            "confirmed_by_sample": confirmed_by.pk if confirmed_by is not None else None,
+            "details": report.details,
+        },
+    )
 
 
 def _unconfirmed(report: ExternalTicket, host: Host, has_readings: bool, actor: str) -> str:

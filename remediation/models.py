@@ -267,7 +267,7 @@ def shown(argv: list[str]) -> list[str]:
 class Counter(models.Model):
     """Named counters for human-readable ids (INC-000123) on SQLite, taken under a row lock.
 
-    PostgreSQL numbers tickets from a sequence instead (remediation.tickets.next_ticket_id),
+    PostgreSQL numbers tickets from a sequence instead (remediation.metric_tickets.next_ticket_id),
     which no transaction waits for.
     """
 

@@ -7,11 +7,12 @@ from django.utils import timezone
 from governance.approvals.actions import expire_approval_requests
 from governance.audit.log import checkpoint
 from governance.pauses.actions import record_lapsed_pauses
-from remediation import executions, handoff
+from remediation import handoff
+from remediation.executions import holds, queueing, sweeps
 
 
 def dispatch_execution(execution_id: int) -> str:
-    return executions.dispatch_execution(execution_id, timezone.now())
+    return queueing.dispatch_execution(execution_id, timezone.now())
 
 
 def hand_off_execution(execution_id: int) -> str:
@@ -19,14 +20,14 @@ def hand_off_execution(execution_id: int) -> str:
 
 
 def release_held_executions() -> int:
-    return executions.release_held_executions(timezone.now())
+    return holds.release_held_executions(timezone.now())
 
 
 def sweep() -> dict:
     """Scheduled every minute: lost tasks, leases, every waiting state's deadline, approvals
     expiring and pauses lapsing, each audited; then the chain head is published."""
     now = timezone.now()
-    report = asdict(executions.sweep(now))
+    report = asdict(sweeps.sweep(now))
     report["approvals_expired"] = expire_approval_requests(now)
     report["pauses_lapsed"] = record_lapsed_pauses(now)
     head = checkpoint()  # the chain head, published in the worker's log every minute

@@ -195,7 +195,7 @@ class Waiters:
         while True:
             try:
                 await self.resync()
-            except Exception:  # the database may be busy for a moment: polls look themselves
+            except Exception:  # the loop outlives any failure; polls look themselves
                 logger.warning("agent wake-ups: cannot read ready actions", exc_info=True)
             await asyncio.sleep(seconds)
 
@@ -206,7 +206,7 @@ class Waiters:
                 continue
             try:
                 await self.resync()
-            except Exception:  # the database may be busy for a moment: try again next tick
+            except Exception:  # the loop outlives any failure: the next tick tries again
                 logger.warning("agent wake-ups: cannot read ready actions", exc_info=True)
                 continue
             self.wake(self.ready & set(self.events))

@@ -5,22 +5,22 @@ from django.utils import timezone
 from django.utils.html import format_html, format_html_join
 
 from config.admin_actions import NeverDeleted, confirmed_action
-from governance.admin import labelled
-from governance.admin_governed import ReadOnlyHistoryAdmin
+from governance.admin.base import ReadOnlyHistoryAdmin, labelled
+from governance.audit import permissions
 from governance.rules import labels
+from scoring.actions import approve_model_version, retire_model_version
 from scoring.choices import ModelStatus, Severity
 from scoring.models import MetricSample, ModelVersion
 from scoring.monitoring import DRIFT_MIN_SAMPLES, DRIFT_WINDOW, DriftReport, model_drift
-from scoring.registry import approve_model_version, retire_model_version
 
 
 def _approve(version: ModelVersion, user, note: str) -> str:
-    approve_model_version(version, user=user, now=timezone.now(), note=note)
+    approve_model_version(version, actor=user, reason=note, now=timezone.now())
     return f"Model v{version.version} approved; every process serves it within seconds."
 
 
 def _retire(version: ModelVersion, user, note: str) -> str:
-    retire_model_version(version, user=user, now=timezone.now(), note=note)
+    retire_model_version(version, actor=user, reason=note, now=timezone.now())
     return f"Model v{version.version} retired."
 
 
@@ -80,7 +80,7 @@ class ModelVersionAdmin(ReadOnlyHistoryAdmin):
     ]
 
     def has_serve_permission(self, request) -> bool:
-        return request.user.has_perm("scoring.change_modelversion")
+        return request.user.has_perm(permissions.SERVE_MODEL)
 
     def has_change_permission(self, request, obj=None) -> bool:
         # Every field is the training run's record; only approve and retire change a version.

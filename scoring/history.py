@@ -30,7 +30,7 @@ from scoring.choices import Severity
 from scoring.features import FEATURE_NAMES, METRIC_NAMES, Reading, build_features
 from scoring.models import MetricSample
 
-# The audit action a person's rollback writes (remediation.executions.roll_back_execution).
+# The audit action a person's rollback writes (remediation.actions.roll_back_execution).
 ROLLBACK_REQUESTED = "execution.rollback_pending"
 
 

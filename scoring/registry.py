@@ -1,4 +1,5 @@
-"""The versioned model registry: save, verify, approve, retire, and serve.
+"""The versioned model registry: save, verify, and serve (approving and retiring a
+version are people's actions, in scoring.actions).
 
 Artifacts are skops files whose sha256 is recorded at registration; a file that
 no longer matches is refused. Each process keeps the approved model in memory
@@ -12,7 +13,6 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -21,9 +21,8 @@ from django.conf import settings
 from django.db import transaction
 from django.db.models import Max
 
-from governance.audit import permissions
-from governance.audit.changes import require_permission, require_reason
-from governance.audit.log import append_events, event, user_actor
+from governance.audit.errors import Unavailable
+from governance.audit.log import append_events, event
 from scoring.choices import ModelStatus, Severity
 from scoring.features import FEATURE_NAMES
 from scoring.models import ModelVersion
@@ -38,12 +37,19 @@ from scoring.training import TrainingResult, confusion_matrix_svg
 TRUSTED_TYPES = frozenset({"sklearn.ensemble._hist_gradient_boosting.predictor.TreePredictor"})
 
 
-class NoApprovedModel(Exception):
+class NoApprovedModel(Unavailable):
     """No model version is approved, so nothing can be classified."""
 
+    def __init__(self, message: str) -> None:
+        super().__init__("model_unavailable", message)
 
-class ModelIntegrityError(Exception):
-    """An artifact is missing, does not match its recorded hash, or holds unexpected types."""
+
+class ModelIntegrityError(Unavailable):
+    """An artifact is missing, does not match its recorded hash, or holds unexpected types:
+    it neither serves nor can be approved."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__("model_unavailable", message)
 
 
 @dataclass(frozen=True)
@@ -167,81 +173,6 @@ def register_training_result(
         ),
         actor=actor,
     )
-
-
-def approve_model_version(
-    model_version: ModelVersion, *, user: Any, now: datetime, note: str = ""
-) -> None:
-    """Make this version the one that serves; the one approved before retires.
-
-    Raises ModelIntegrityError, changing nothing, if its file does not match its hash.
-    A person needs the change permission and gives a reason; None is a local command.
-    """
-    require_permission(user, permissions.SERVE_MODEL, "approve model versions")
-    note = require_reason(note) if user is not None else note
-    # Refuse a tampered file before it can serve anywhere.
-    load_estimator(model_version.artifact, model_version.sha256)
-    with transaction.atomic():
-        model_version = ModelVersion.objects.select_for_update().get(pk=model_version.pk)
-        if model_version.status == ModelStatus.APPROVED:
-            return
-        events = []
-        for previous in ModelVersion.objects.select_for_update().filter(
-            status=ModelStatus.APPROVED
-        ):
-            previous.status = ModelStatus.RETIRED
-            previous.retired_at = now
-            previous.save(update_fields=["status", "retired_at"])
-            events.append(
-                event(
-                    user_actor(user),
-                    "model.retired",
-                    previous,
-                    f"model v{previous.version} retired: v{model_version.version} approved",
-                    data={"note": note},
-                )
-            )
-        model_version.status = ModelStatus.APPROVED
-        model_version.approved_at = now
-        model_version.approved_by = user
-        model_version.retired_at = None
-        model_version.save(update_fields=["status", "approved_at", "approved_by", "retired_at"])
-        events.append(
-            event(
-                user_actor(user),
-                "model.approved",
-                model_version,
-                f"model v{model_version.version} approved to serve",
-                data={"sha256": model_version.sha256, "note": note},
-            )
-        )
-        append_events(events)
-
-
-def retire_model_version(
-    model_version: ModelVersion, *, user: Any, now: datetime, note: str = ""
-) -> None:
-    """Take a version out of service; with none approved, classification stops."""
-    require_permission(user, permissions.SERVE_MODEL, "retire model versions")
-    note = require_reason(note) if user is not None else note
-    with transaction.atomic():
-        model_version = ModelVersion.objects.select_for_update().get(pk=model_version.pk)
-        if model_version.status == ModelStatus.RETIRED:
-            return
-        model_version.status = ModelStatus.RETIRED
-        model_version.retired_at = now
-        model_version.save(update_fields=["status", "retired_at"])
-        append_events(
-            [
-                event(
-                    user_actor(user),
-                    "model.retired",
-                    model_version,
-                    f"model v{model_version.version} retired",
-                    data={"note": note},
-                )
-            ]
-        )
 
 
 class _ServingCache:

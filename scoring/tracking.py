@@ -106,7 +106,7 @@ def log_training_run(
         )
         for path in artifacts:
             client.log_artifact(run_id, str(path))
-    except Exception:
+    except Exception:  # whatever failed, the run is marked failed and the error goes on
         client.set_terminated(run_id, status="FAILED")
         raise
     client.set_terminated(run_id)

@@ -15,9 +15,10 @@ from django.utils import timezone
 from django_q.conf import Conf
 
 from governance.audit.log import audit_maintenance
-from governance.people.tokens import issue_api_token
-from remediation.hosts import add_host
-from scoring.registry import approve_model_version, forget_serving_model, register_training_result
+from governance.people.actions import issue_api_token
+from remediation.actions import add_host
+from scoring.actions import approve_model_version
+from scoring.registry import forget_serving_model, register_training_result
 from scoring.synthetic import generate_dataset
 from scoring.training import (
     DEFAULT_EVAL_HOSTS,
@@ -87,7 +88,7 @@ def approved_model(db: None, trained_model: Any, settings: Any, tmp_path: Any) -
     settings.WARDEN_MODEL_REFRESH_SECONDS = 0
     forget_serving_model()
     version = register_training_result(trained_model, actor="system:test")
-    approve_model_version(version, user=None, now=timezone.now())
+    approve_model_version(version, actor=None, now=timezone.now(), reason="")
     yield version
     forget_serving_model()
 
@@ -183,7 +184,7 @@ class AgentClient:
 def agent(
     db: None, client: Any, approved_model: Any, django_capture_on_commit_callbacks: Any
 ) -> AgentClient:
-    host, key = add_host("web-01", labels={"env": "test"})
+    host, key = add_host("web-01", labels={"env": "test"}, now=timezone.now())
     return AgentClient(client, host, key, django_capture_on_commit_callbacks)
 
 
@@ -191,7 +192,7 @@ def agent(
 def other_agent(
     db: None, client: Any, approved_model: Any, django_capture_on_commit_callbacks: Any
 ) -> AgentClient:
-    host, key = add_host("web-02", labels={"env": "test"})
+    host, key = add_host("web-02", labels={"env": "test"}, now=timezone.now())
     return AgentClient(client, host, key, django_capture_on_commit_callbacks)
 
 
@@ -200,7 +201,7 @@ def other_agent(
 
 def token_for(user: User, days: int = 30) -> str:
     """A fresh API token of `user` (issued as `manage.py create_api_token` does)."""
-    _, key = issue_api_token(user, by=None, expiry_days=days, reason="test")
+    _, key = issue_api_token(user, actor=None, expiry_days=days, reason="test", now=timezone.now())
     return key
 
 

@@ -40,10 +40,10 @@ from schemathesis.specs.openapi.checks import (
 
 from config.wsgi import application
 from governance.models import ApprovalRequest
-from governance.people.tokens import issue_api_token
+from governance.people.actions import issue_api_token
+from remediation.actions import close_ticket
 from remediation.intake import TICKET_ID, ExternalTicket, open_external_ticket
 from remediation.models import Ticket
-from remediation.tickets import close_ticket
 
 CHECKS = [
     not_a_server_error,
@@ -132,7 +132,7 @@ def seeded(agent: Any, other_agent: Any, alice: User) -> Seeded:
     # without the opt-in: it waits for an approver.
     [seen] = other_agent.post_metrics(other_agent.sample("disk")).json()["results"]
     ticket = Ticket.objects.get(ticket_id=seen["ticket_id"])
-    close_ticket(ticket, user=alice, resolved=True, note="cleaned by hand", now=timezone.now())
+    close_ticket(ticket, actor=alice, resolved=True, reason="cleaned by hand", now=timezone.now())
     for report in (
         ExternalTicket("OPS-1", other_agent.host.name, "disk", description="/var is full"),
         ExternalTicket("OPS-2", agent.host.name, "network", description="packets lost"),
@@ -283,7 +283,9 @@ def exercise(operation: Any, headers: dict[str, str], seeded: Seeded, tally: Tal
 def test_every_operation_answers_as_documented(
     wsgi_requests_keep_the_test_transaction: None, everyone: User, agent: Any, seeded: Seeded
 ) -> None:
-    _, token = issue_api_token(everyone, by=None, expiry_days=None, reason="conformance test")
+    _, token = issue_api_token(
+        everyone, actor=None, expiry_days=None, reason="conformance test", now=timezone.now()
+    )
     schema = schemathesis.openapi.from_wsgi("/api/schema", application)
     tally = Tally()
     for result in schema.get_all_operations():

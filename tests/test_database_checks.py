@@ -14,22 +14,25 @@ from django.core.validators import MaxValueValidator, MinValueValidator
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
+from feedback.actions import give_feedback
 from feedback.models import Feedback
-from feedback.verdicts import give_feedback
 from governance.models import (
     Approval,
     ApprovalRequest,
     AutonomyProposal,
     PatternAutonomy,
+    Pause,
     Policy,
 )
-from governance.notices.delivery import deliver_due, read_link, sign_link
+from governance.notices.delivery import deliver_due
+from governance.notices.links import read_link, sign_link
 from governance.notices.views import give_verdict
 from governance.pauses.actions import pause_automation
-from governance.people.tokens import service_user
-from remediation.alerts import AlertReport, receive_alert
+from governance.people.actions import add_service_user
+from remediation.actions import save_automation_target
+from remediation.alert_payloads import AlertReport
+from remediation.alerts import receive_alert
 from remediation.models import AutomationTarget, Ticket
-from remediation.runbooks import save_automation_target
 from scoring.models import MetricSample
 
 PROJECT_APPS = ("governance", "remediation", "scoring", "feedback")
@@ -102,9 +105,12 @@ def test_an_update_past_the_bounds_is_refused(model, field, agent, other_agent, 
     link = read_link(sign_link(request.pk, "approve", bob.pk))
     give_verdict(link, request, bob, "checked", now)
     deliver_due(now + timedelta(minutes=5))
-    pause_automation(scope="all", reason="change freeze", user=alice, now=now)
+    pause_automation(Pause(scope="all"), actor=alice, reason="change freeze", now=now)
     give_feedback(
-        Feedback(ticket=Ticket.objects.first(), feedback_type="positive", rating=5), user=alice
+        Feedback(ticket=Ticket.objects.first(), feedback_type="positive", rating=5),
+        actor=alice,
+        reason="",
+        now=timezone.now(),
     )
     # a pattern lowered after failed fixes, and a proposal to raise it (governance.promotions)
     pattern = Ticket.objects.exclude(pattern=None).first().pattern
@@ -113,14 +119,16 @@ def test_an_update_past_the_bounds_is_refused(model, field, agent, other_agent, 
         pattern=pattern, change="raise_level", from_level=1, to_level=2, summary="earned"
     )
     # an alert counted on the disk ticket, and an automation system a runbook may run on
-    sender = service_user("alertmanager", "alert senders", by=None, reason="monitoring")
+    sender = add_service_user(
+        "alertmanager", actor=None, reason="monitoring", now=now, role="alert senders"
+    )
     report = AlertReport("alertmanager", "a1b2c3d4e5f60718", "firing", "web-01", "disk", "Full")
     receive_alert(report, user=sender, now=now)
     target = AutomationTarget(
         name="awx", kind="awx", url="https://awx.example.com/api/v2/job_templates/7/launch/",
         secret_env="WARDEN_AWX_SECRET",
     )  # fmt: skip
-    save_automation_target(target, user=alice, reason="AWX runs disk fixes", now=now)
+    save_automation_target(target, actor=alice, reason="AWX runs disk fixes", now=now)
     rows = model.objects.all()
     assert rows.exists(), f"the setup makes no {model.__name__}: add one"
     with pytest.raises(IntegrityError), transaction.atomic():

@@ -14,10 +14,11 @@ from pathlib import Path
 
 import pytest
 import yaml
+from django.utils import timezone
 from prometheus_client.parser import text_string_to_metric_families
 
+from feedback.actions import give_feedback
 from feedback.models import Feedback
-from feedback.verdicts import give_feedback
 from tests.test_monitoring_metrics import heal
 from tests.test_prometheus import scrape
 
@@ -79,7 +80,12 @@ def exposed(agent, other_agent, alice, client, settings) -> set[str]:
     worked and failed, feedback, a pending approval, and a day's samples for drift."""
     heal(agent, "disk")
     execution = heal(agent, "memory", ok=False)
-    give_feedback(Feedback(ticket=execution.ticket, feedback_type="negative"), user=alice)
+    give_feedback(
+        Feedback(ticket=execution.ticket, feedback_type="negative"),
+        actor=alice,
+        reason="",
+        now=timezone.now(),
+    )
     other_agent.post_metrics(other_agent.sample("firewall"))
     agent.post_metrics([agent.sample() for _ in range(250)])
     settings.WARDEN_METRICS_TOKEN = "scrape-token-for-deploy-tests-0123456"

@@ -8,11 +8,11 @@ from datetime import timedelta
 import pytest
 from django.utils import timezone
 
+from feedback.actions import give_feedback
 from feedback.models import Feedback
-from feedback.verdicts import give_feedback
 from governance.approvals.actions import approve_request
 from governance.models import ApprovalRequest, Decision
-from remediation.executions import cancel_execution, roll_back_execution
+from remediation.actions import cancel_execution, roll_back_execution
 from remediation.models import Execution, Ticket
 from tests.test_prometheus import samples, scrape
 
@@ -83,7 +83,9 @@ def test_a_success_a_person_rolls_back_becomes_a_failure_and_no_counter_goes_dow
     before = read_metrics()
 
     # when a supervisor rolls it back and the agent runs the rollback
-    roll_back_execution(execution, user=alice, reason="wrong service restarted", now=timezone.now())
+    roll_back_execution(
+        execution, actor=alice, reason="wrong service restarted", now=timezone.now()
+    )
     [rollback] = agent.take_actions()
     agent.report(rollback)
     after = read_metrics()
@@ -104,7 +106,7 @@ def test_a_fix_cancelled_while_it_ran_is_a_failure_and_one_cancelled_before_is_n
 ):
     def cancel(execution_id: int) -> None:
         execution = Execution.objects.get(pk=execution_id)
-        cancel_execution(execution, user=alice, reason="change freeze", now=timezone.now())
+        cancel_execution(execution, actor=alice, reason="change freeze", now=timezone.now())
 
     # given a supervisor cancels a disk fix the agent is running
     agent.post_metrics(agent.sample("disk"))
@@ -129,8 +131,8 @@ def test_fixes_people_approved_are_not_automatic(agent, bob, carol, read_metrics
     request = ApprovalRequest.objects.get()
     now = timezone.now()
     with agent.capture(execute=True):
-        approve_request(request, user=bob, comment="change window", now=now)
-        approve_request(request, user=carol, comment="change window", now=now)
+        approve_request(request, actor=bob, reason="change window", now=now)
+        approve_request(request, actor=carol, reason="change window", now=now)
     [action] = agent.take_actions()
     agent.report(action)
     agent.post_metrics(agent.sample())
@@ -148,7 +150,12 @@ def test_feedback_is_counted_by_category_and_type(agent, alice, read_metrics):
     heal(agent, "memory", ok=False)
     disk, memory = Ticket.objects.get(category="disk"), Ticket.objects.get(category="memory")
     for ticket, kind in [(disk, "positive"), (disk, "positive"), (memory, "negative")]:
-        give_feedback(Feedback(ticket=ticket, feedback_type=kind, rating=4), user=alice)
+        give_feedback(
+            Feedback(ticket=ticket, feedback_type=kind, rating=4),
+            actor=alice,
+            reason="",
+            now=timezone.now(),
+        )
 
     # when
     values = read_metrics()
@@ -235,7 +242,12 @@ def test_a_scrape_costs_the_same_few_queries_whatever_the_data(
     heal(other_agent, "disk")
     other_agent.post_metrics(other_agent.sample("dns"))
     for ticket in Ticket.objects.all():
-        give_feedback(Feedback(ticket=ticket, feedback_type="neutral"), user=alice)
+        give_feedback(
+            Feedback(ticket=ticket, feedback_type="neutral"),
+            actor=alice,
+            reason="",
+            now=timezone.now(),
+        )
 
     # then the scrape still takes the same queries: aggregates, no query per row
     with django_assert_num_queries(SCRAPE_QUERIES):

@@ -63,13 +63,14 @@ from governance.models import (
     AutonomyProposal,
     Pause,
 )
-from governance.notices.delivery import sign_link
-from governance.people.tokens import issue_api_token
+from governance.notices.links import sign_link
+from governance.people.actions import issue_api_token
+from remediation.actions import add_host
 from remediation.choices import ExecutionState
-from remediation.hosts import add_host
 from remediation.models import Alert, AutomationTarget, Execution, Host, Ticket
+from scoring.actions import approve_model_version
 from scoring.models import MetricSample, ModelVersion
-from scoring.registry import approve_model_version, forget_serving_model, register_training_result
+from scoring.registry import forget_serving_model, register_training_result
 from tests.conftest import HEALTHY, AgentClient, make_user
 
 ROLES = ("supervisor", "approver", "compliance", "staff_no_perms", "anonymous", "agent")
@@ -417,10 +418,10 @@ def build_world(trained_model: Any) -> World:
 
     forget_serving_model()
     serving = register_training_result(trained_model, actor="system:test")
-    approve_model_version(serving, user=None, now=now)
+    approve_model_version(serving, actor=None, now=now, reason="")
     register_training_result(trained_model, actor="system:test")  # a candidate, not serving
 
-    host, key = add_host("web-01", labels={"env": "test"})
+    host, key = add_host("web-01", labels={"env": "test"}, now=timezone.now())
     agent = AgentClient(Client(), host, key, TestCase.captureOnCommitCallbacks)
     # a disk fix that ran and was verified (one to roll back) ...
     [healed] = agent.post_metrics(agent.sample("disk")).json()["results"]
@@ -455,7 +456,7 @@ def build_world(trained_model: Any) -> World:
     )
     if not Pattern.objects.exists():
         Pattern.objects.create(signature="matrix", category="disk", key_terms=["disk_usage"])
-    # a proposal one step up for the policy people approve (governance.promotions.actions)
+    # a proposal one step up for the policy people approve (governance.promotions.proposals)
     AutonomyProposal.objects.create(
         policy=pending.decision.policy, change="raise_level", from_level=1, to_level=2,
         summary="matrix: earned L2",
@@ -479,7 +480,9 @@ def build_world(trained_model: Any) -> World:
         source="alertmanager", fingerprint="0123456789abcdef", ticket=dns_ticket,
         name="BlackboxSlowDNS", status="firing", first_received_at=now, last_received_at=now,
     )  # fmt: skip
-    issue_api_token(users["supervisor"], by=None, expiry_days=30, reason="matrix")
+    issue_api_token(
+        users["supervisor"], actor=None, expiry_days=30, reason="matrix", now=timezone.now()
+    )
 
     preferred: dict[type[models.Model], models.Model] = {
         Host: host,
@@ -860,7 +863,7 @@ def test_websocket(route, role):
     headers = [(b"origin", b"http://localhost")]
     user = None
     if role == "agent":
-        _host, key = add_host("web-01")
+        _host, key = add_host("web-01", now=timezone.now())
         headers.append((b"authorization", f"Bearer {key}".encode()))
     elif role != "anonymous":
         user = (

@@ -16,6 +16,7 @@ import time
 from pathlib import Path
 
 import pytest
+from django.utils import timezone
 
 ROOT = Path(__file__).resolve().parents[1]
 SMOKE_PATH = ROOT / ".ci" / "smoke"
@@ -122,10 +123,10 @@ def test_the_password_is_read_from_a_terminals_coloured_output():
 
 @pytest.mark.django_db
 def test_hosts_with_readings_are_those_the_console_shows_a_last_sample_for(agent, alice, client):
-    from remediation.hosts import add_host
+    from remediation.actions import add_host
 
     agent.post_metrics(agent.sample())  # web-01 reports
-    add_host("db-01")  # and this one never does
+    add_host("db-01", now=timezone.now())  # and this one never does
     client.force_login(alice)
 
     response = client.get("/console/panels")

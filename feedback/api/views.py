@@ -1,6 +1,6 @@
 """The seed's feedback, pattern and stats endpoints.
 
-POST /api/v1/feedback                   people's verdict on a ticket (feedback.verdicts)
+POST /api/v1/feedback                   people's verdict on a ticket (feedback.actions)
 GET  /api/v1/patterns                   learned patterns (?category=&min_occurrences=)
 GET  /api/v1/stats/reliability          reliability, resolution and feedback (?days=)
 GET  /api/v1/stats/auto-remediation     automation, approvals and patterns (?days=)
@@ -16,6 +16,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from config.api_errors import error_responses
+from feedback.actions import give_feedback
 from feedback.analytics import Period, auto_remediation_stats, reliability_stats
 from feedback.api.serializers import (
     AutoRemediationStatsSerializer,
@@ -27,8 +28,7 @@ from feedback.api.serializers import (
     reliability_json,
 )
 from feedback.models import Feedback, Pattern
-from feedback.verdicts import give_feedback
-from governance.decisions.deciding import current_reliability
+from governance.decisions.stats import current_reliability
 from remediation.choices import Category
 from remediation.models import Ticket
 
@@ -85,7 +85,9 @@ class FeedbackView(APIView):
             raise exceptions.ValidationError({"ticket_id": [f"No ticket {ticket_id}."]})
         data["time_to_resolve_minutes"] = data.pop("time_to_resolve", None)
         before = current_reliability(ticket, timezone.now())
-        feedback = give_feedback(Feedback(ticket=ticket, **data), user=request.user)
+        feedback = give_feedback(
+            Feedback(ticket=ticket, **data), actor=request.user, reason="", now=timezone.now()
+        )
         ticket.refresh_from_db()
         after = current_reliability(ticket, timezone.now())
         pattern = ticket.pattern

@@ -1,15 +1,16 @@
-"""Approvers approve or reject over the API, through the same use-case functions as the admin."""
+"""Approvers approve or reject over the API, through the same actions as the admin."""
 
 from django.shortcuts import get_object_or_404
 from django.utils import timezone
 from drf_spectacular.utils import OpenApiParameter, extend_schema
-from rest_framework import exceptions, serializers, status
+from rest_framework import serializers, status
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from config.api_errors import error_responses
-from governance.approvals.actions import ApprovalError, approve_request, reject_request
+from governance.approvals.actions import approve_request, reject_request
+from governance.audit.changes import REASON_FIELD
 from governance.models import ApprovalRequest
 
 
@@ -24,6 +25,7 @@ class VerdictResultSerializer(serializers.Serializer):
 
 class ApprovalVerdictView(APIView):
     verdict = "approve"
+    request_fields = {REASON_FIELD: "comment"}  # the action's reason is this request's comment
 
     @extend_schema(
         request=VerdictSerializer,
@@ -36,28 +38,13 @@ class ApprovalVerdictView(APIView):
         serializer = VerdictSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
         act = approve_request if self.verdict == "approve" else reject_request
-        try:
-            approval_request = act(
-                approval_request,
-                user=request.user,
-                comment=serializer.validated_data["comment"],
-                now=timezone.now(),
-            )
-        except ApprovalError as exc:
-            if exc.code == "note_required":
-                raise exceptions.ValidationError({"comment": [exc.message]}) from exc
-            error = (
-                exceptions.PermissionDenied
-                if exc.code in ("forbidden", "own_request", "not_listed")
-                else _Conflict
-            )
-            raise error(exc.message, code=exc.code) from exc
+        approval_request = act(
+            approval_request,
+            actor=request.user,
+            reason=serializer.validated_data["comment"],
+            now=timezone.now(),
+        )
         return Response(
             {"id": approval_request.pk, "status": approval_request.status},
             status=status.HTTP_200_OK,
         )
-
-
-class _Conflict(exceptions.APIException):
-    status_code = status.HTTP_409_CONFLICT
-    default_code = "conflict"

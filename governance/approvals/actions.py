@@ -3,6 +3,10 @@
 An approver never approves their own request; critical actions need two
 different approvers; one rejection is a veto. The execution is queued only
 when the last required approval arrives.
+
+People's actions: approve_request and reject_request, `(request, *, actor, reason, now)`;
+the reason is the approver's comment (optional to approve, required to reject). The flow's
+own steps: request_approval, void_request, expire_approval_requests.
 """
 
 from datetime import datetime, timedelta
@@ -12,28 +16,33 @@ from django.conf import settings
 from django.db import transaction
 
 from governance.audit import permissions
+from governance.audit.changes import REASON_FIELD, require_reason
+from governance.audit.errors import Conflict, Forbidden, Invalid
 from governance.audit.log import PendingEvent, append_events, event, user_actor
 from governance.audit.tickets import escalate_ticket
-from governance.decisions.deciding import (
-    DecidedCommand,
-    decided_command,
-    readings_show_problem,
-    runbook_version,
-)
+from governance.decisions.facts import DecidedCommand, decided_command, runbook_version
+from governance.decisions.stats import readings_show_problem
 from governance.models import Approval, ApprovalRequest, ApprovalStatus, Decision, Verdict
 from governance.rules.command_floor import runbook_refusals
 from remediation.choices import TicketStatus
-from remediation.executions import queue_execution
+from remediation.executions.queueing import queue_execution
 from remediation.models import Runbook, Ticket
 
 
-class ApprovalError(Exception):
+class ApprovalError(Conflict):
     """An approval action that is not allowed; `code` is machine-readable."""
 
+    status_by_code = {
+        "note_required": Invalid.status,
+        "forbidden": Forbidden.status,
+        "own_request": Forbidden.status,
+        "not_listed": Forbidden.status,
+    }
+
     def __init__(self, code: str, message: str) -> None:
-        super().__init__(message)
-        self.code = code
-        self.message = message
+        # A rejection without a note is a fault in the reason the person gave.
+        fields = {REASON_FIELD: [message]} if code == "note_required" else None
+        super().__init__(code, message, fields)
 
 
 def request_approval(
@@ -89,25 +98,25 @@ def request_approval(
     return request
 
 
-def check_can_decide(request: ApprovalRequest, user: Any, now: datetime) -> None:
-    """Raise ApprovalError unless `user` may give a verdict on `request` now."""
-    if not (user.is_active and user.has_perm(permissions.APPROVE)):
-        raise ApprovalError("forbidden", f"{user.get_username()} is not an approver")
+def check_can_decide(request: ApprovalRequest, actor: Any, now: datetime) -> None:
+    """Raise ApprovalError unless `actor` may give a verdict on `request` now."""
+    if not (actor.is_active and actor.has_perm(permissions.APPROVE)):
+        raise ApprovalError("forbidden", f"{actor.get_username()} is not an approver")
     if request.status != ApprovalStatus.PENDING:
         raise ApprovalError("not_pending", f"this request is already {request.status}")
     if request.expires_at <= now:
         raise ApprovalError("expired", "this request has expired")
-    if request.requested_by_id is not None and request.requested_by_id == user.pk:
+    if request.requested_by_id is not None and request.requested_by_id == actor.pk:
         raise ApprovalError("own_request", "nobody approves their own request")
     approvers = (
         request.decision.policy.approvers if request.decision and request.decision.policy else []
     )
-    if approvers and user.get_username() not in approvers and user.email not in approvers:
+    if approvers and actor.get_username() not in approvers and actor.email not in approvers:
         raise ApprovalError(
             "not_listed", f"the {request.ticket.category} policy names other approvers"
         )
-    if request.approvals.filter(approver=user).exists():
-        raise ApprovalError("already_decided", f"{user.get_username()} already gave a verdict")
+    if request.approvals.filter(approver=actor).exists():
+        raise ApprovalError("already_decided", f"{actor.get_username()} already gave a verdict")
     decided = request.decision.commands if request.decision else request.runbook.commands
     refusals = runbook_refusals(request.runbook.name, decided)
     if refusals:
@@ -171,12 +180,14 @@ def _locked(request: ApprovalRequest) -> ApprovalRequest:
 
 
 def approve_request(
-    request: ApprovalRequest, *, user: Any, comment: str, now: datetime
+    request: ApprovalRequest, *, actor: Any, reason: str, now: datetime
 ) -> ApprovalRequest:
-    """Record an approval; the last one needed queues the execution."""
+    """Record `actor`'s approval, with their comment `reason` (may be ""); the last one
+    needed queues the execution. A request no longer showing what people were shown is
+    voided instead, and the approval refused."""
     with transaction.atomic():
         request = _locked(request)
-        check_can_decide(request, user, now)
+        check_can_decide(request, actor, now)
         stale = stale_because(request)
         if stale is not None:
             request = _void_and_escalate(request, stale, now)
@@ -184,21 +195,21 @@ def approve_request(
         raise ApprovalError("voided", f"this request was voided: {stale}")
     with transaction.atomic():
         request = _locked(request)
-        check_can_decide(request, user, now)
+        check_can_decide(request, actor, now)
         Approval.objects.create(
-            request=request, approver=user, verdict=Verdict.APPROVE, comment=comment, created_at=now
+            request=request, approver=actor, verdict=Verdict.APPROVE, comment=reason, created_at=now
         )
         count = request.approvals.filter(verdict=Verdict.APPROVE).count()
         ticket = request.ticket
         events = [
             event(
-                user_actor(user),
+                user_actor(actor),
                 "approval.approved",
                 request,
-                f"{user.get_username()} approved {request.runbook.name} for {ticket.ticket_id} "
+                f"{actor.get_username()} approved {request.runbook.name} for {ticket.ticket_id} "
                 f"({count}/{request.required_approvals})",
                 ticket_id=ticket.ticket_id,
-                data={"comment": comment, "count": count},
+                data={"comment": reason, "count": count},
             )
         ]
         if count >= request.required_approvals:
@@ -213,7 +224,7 @@ def approve_request(
                 events=events,
                 decision=request.decision,
                 approval_request=request,
-                requested_by=user,
+                requested_by=actor,
             )
         append_events(events)
         return request
@@ -229,16 +240,16 @@ def _void_and_escalate(request: ApprovalRequest, reason: str, now: datetime) -> 
 
 
 def reject_request(
-    request: ApprovalRequest, *, user: Any, comment: str, now: datetime
+    request: ApprovalRequest, *, actor: Any, reason: str, now: datetime
 ) -> ApprovalRequest:
-    """One rejection is a veto: nothing runs and the ticket goes to people. It says why."""
-    if not comment.strip():
-        raise ApprovalError("note_required", "a rejection needs a note saying why")
+    """One rejection is a veto: nothing runs and the ticket goes to people. `reason` says
+    why and is required (kept whole as the rejection's comment)."""
+    require_reason(reason, ApprovalError("note_required", "a rejection needs a note saying why"))
     with transaction.atomic():
         request = _locked(request)
-        check_can_decide(request, user, now)
+        check_can_decide(request, actor, now)
         Approval.objects.create(
-            request=request, approver=user, verdict=Verdict.REJECT, comment=comment, created_at=now
+            request=request, approver=actor, verdict=Verdict.REJECT, comment=reason, created_at=now
         )
         request.status = ApprovalStatus.REJECTED
         request.decided_at = now
@@ -246,14 +257,15 @@ def reject_request(
         ticket = request.ticket
         append_events(
             [
-                *escalate_ticket(ticket, f"{user.get_username()} rejected {request.runbook.name}"),
+                *escalate_ticket(ticket, f"{actor.get_username()} rejected {request.runbook.name}"),
                 event(
-                    user_actor(user),
+                    user_actor(actor),
                     "approval.rejected",
                     request,
-                    f"{user.get_username()} rejected {request.runbook.name} for {ticket.ticket_id}",
+                    f"{actor.get_username()} rejected {request.runbook.name} "
+                    f"for {ticket.ticket_id}",
                     ticket_id=ticket.ticket_id,
-                    data={"comment": comment},
+                    data={"comment": reason},
                 ),
             ]
         )

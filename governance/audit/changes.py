@@ -1,10 +1,11 @@
-"""The one way people change a governed row: permission, validation, a reason, a version
-and an audit event, in one transaction.
+"""The one way a governed row changes: permission, validation, a reason, a version and an
+audit event, in one transaction.
 
-Every verb on policies, runbooks, hosts, tickets, feedback and patterns ends here (through
-its own use case, which adds what the verb means, such as a runbook edit voiding the
-approvals that were given for the old text); the admin's forms, its history revert
-page, the API and the commands all call those use cases, never `save()`.
+Every person's action that saves a policy, runbook, host, ticket, feedback or pattern level
+ends in `record_change` (the action adds what the verb means, such as a runbook edit voiding
+the approvals that were given for the old text); the admin's forms, its history revert
+page, the API and the commands all call those actions, never `save()`. The actions check
+who may act with `require_permission` and why with `require_reason`, both here.
 """
 
 from dataclasses import dataclass
@@ -32,20 +33,25 @@ class Change:
         return bool(self.changed) and not self.created
 
 
-def require_permission(user: Any, permission: str, what: str) -> None:
-    """Refuse unless `user` holds `permission`. None is a local command: shell access to
+def require_permission(actor: Any, permission: str, what: str) -> None:
+    """Refuse unless `actor` holds `permission`. None is a local command: shell access to
     the server is already the database's own access, so it is audited as "system"."""
-    if user is None:
+    if actor is None:
         return
-    if not (user.is_active and user.has_perm(permission)):
-        raise PermissionDenied(f"{user.get_username()} may not {what}")
+    if not (actor.is_active and actor.has_perm(permission)):
+        raise PermissionDenied(f"{actor.get_username()} may not {what}")
 
 
-def require_reason(reason: str | None) -> str:
-    """A change without a reason is refused: the audit trail must say why, not only what."""
+def require_reason(reason: str | None, refusal: Exception | None = None) -> str:
+    """A change without a reason is refused: the audit trail must say why, not only what.
+
+    Returns the reason, trimmed. An action whose refusal has its own code (a rejection's
+    "note_required") passes it as `refusal`; the check is the same."""
     text = (reason or "").strip()
     if not text:
-        raise ValidationError({REASON_FIELD: "Say why: the reason goes into the audit trail."})
+        raise refusal or ValidationError(
+            {REASON_FIELD: "Say why: the reason goes into the audit trail."}
+        )
     return text[:500]
 
 
@@ -59,10 +65,10 @@ def _plain(value: Any) -> Any:
     )
 
 
-def save_governed(
+def record_change(
     obj: models.Model,
     *,
-    user: Any,
+    actor: Any,
     reason: str | None,
     summary_name: str | None = None,
     action: str | None = None,
@@ -71,9 +77,10 @@ def save_governed(
     ticket_id: str = "",
     events: list[PendingEvent] | None = None,
 ) -> Change:
-    """Validate and save `obj` as a new history version, audited with who, what and why.
+    """Validate and save `obj` as a new history version, audited with who (`actor`, a User,
+    or None for the system), what and why.
 
-    A use case that does more (voiding approvals, cancelling executions) calls this
+    An action that does more (voiding approvals, cancelling executions) calls this
     inside its own transaction, so all of it commits or none does. One that names the
     change itself (a policy promoted) gives its `action`, `headline` (the summary before
     the version and reason), extra `data` and the `ticket_id` it happened on; with
@@ -82,10 +89,10 @@ def save_governed(
     created = obj._state.adding or obj.pk is None
     name = obj._meta.model_name
     verb = "add" if created else "change"
-    require_permission(user, model_permission(obj, verb), f"{verb} {obj._meta.verbose_name}s")
+    require_permission(actor, model_permission(obj, verb), f"{verb} {obj._meta.verbose_name}s")
     why = require_reason(reason)
     obj.full_clean()
-    obj._history_user = user  # history names the person outside a request too
+    obj._history_user = actor  # history names the person outside a request too
     obj._change_reason = why
     with transaction.atomic():
         obj.save()
@@ -113,7 +120,7 @@ def save_governed(
         }
         ticket_id = obj.ticket_id if name == "ticket" else ticket_id
         pending = event(
-            user_actor(user),
+            user_actor(actor),
             action,
             obj,
             f"{summary} (version {version.history_id}): {why}",

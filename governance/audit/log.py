@@ -22,7 +22,7 @@ import json
 import logging
 import threading
 from collections.abc import Iterable, Iterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from django.conf import settings
@@ -34,6 +34,21 @@ from governance.audit.subscribers import subscribers
 from governance.models import AuditChainHead, AuditEvent
 
 GENESIS_HASH = "0" * 64
+# An audit record's fields, defined once: what the chain's HMAC covers (in this order in the
+# exports), then the two links. The console, the API and the exports show the same record.
+CONTENT_FIELDS = (
+    "sequence",
+    "created_at",
+    "actor",
+    "action",
+    "object_type",
+    "object_id",
+    "ticket_id",
+    "summary",
+    "data",
+)
+LINK_FIELDS = ("prev_hash", "hash")
+RECORD_FIELDS = CONTENT_FIELDS + LINK_FIELDS
 logger = logging.getLogger("warden.audit")
 
 
@@ -82,19 +97,17 @@ def chain_hash(prev_hash: str, row: AuditEvent, key: str | None = None) -> str:
     return hmac.new(secret, (prev_hash + content).encode(), hashlib.sha256).hexdigest()
 
 
+def event_record(row: AuditEvent, fields: Sequence[str] = CONTENT_FIELDS) -> dict[str, Any]:
+    """The record of one event (its content by default), created_at as ISO 8601 text."""
+    record = {name: getattr(row, name) for name in fields}
+    record["created_at"] = row.created_at.isoformat()
+    return record
+
+
 def event_content(row: AuditEvent) -> str:
+    """The canonical text the chain's HMAC covers."""
     return json.dumps(
-        {
-            "sequence": row.sequence,
-            "created_at": row.created_at.isoformat(),
-            "actor": row.actor,
-            "action": row.action,
-            "object_type": row.object_type,
-            "object_id": row.object_id,
-            "ticket_id": row.ticket_id,
-            "summary": row.summary,
-            "data": row.data,
-        },
+        event_record(row),
         sort_keys=True,
         separators=(",", ":"),
         cls=DjangoJSONEncoder,
@@ -115,16 +128,7 @@ def append_events(events: Sequence[PendingEvent]) -> list[AuditEvent]:
     prev_hash = head.hash
     for offset, pending in enumerate(events, start=1):
         row = AuditEvent(
-            sequence=head.sequence + offset,
-            created_at=now,
-            actor=pending.actor,
-            action=pending.action,
-            object_type=pending.object_type,
-            object_id=pending.object_id,
-            ticket_id=pending.ticket_id,
-            summary=pending.summary,
-            data=pending.data,
-            prev_hash=prev_hash,
+            sequence=head.sequence + offset, created_at=now, prev_hash=prev_hash, **asdict(pending)
         )
         row.hash = prev_hash = chain_hash(prev_hash, row)
         rows.append(row)

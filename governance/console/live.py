@@ -16,6 +16,7 @@ from channels.db import database_sync_to_async
 from channels.layers import get_channel_layer
 from django.conf import settings
 
+from governance.audit.log import event_record
 from governance.models import AuditEvent
 
 logger = logging.getLogger(__name__)
@@ -25,17 +26,7 @@ RELAY_INTERVAL_SECONDS = 0.3
 
 
 def serialize_event(row: AuditEvent) -> dict[str, Any]:
-    return {
-        "sequence": row.sequence,
-        "created_at": row.created_at.isoformat(),
-        "actor": row.actor,
-        "action": row.action,
-        "object_type": row.object_type,
-        "object_id": row.object_id,
-        "ticket_id": row.ticket_id,
-        "summary": row.summary,
-        "data": row.data,
-    }
+    return event_record(row)
 
 
 def publish_events(rows: Sequence[AuditEvent]) -> None:
@@ -85,7 +76,7 @@ class _Relay:
             await asyncio.sleep(RELAY_INTERVAL_SECONDS)
             try:
                 events = await database_sync_to_async(events_after)(last)
-            except Exception:
+            except Exception:  # whatever failed, the relay must outlive it: it tries next tick
                 logger.exception("console relay could not read the audit log")
                 continue
             for item in events:

@@ -28,7 +28,7 @@ def console(request: HttpRequest) -> HttpResponse:
         "last_sequence": max(latest_sequence() - BACKLOG_EVENTS, 0),
         "event_labels": EVENT_LABELS,
         "csrf": get_token(request),  # the approve/reject dialog posts with it
-        "can_approve": request.user.has_perm("governance.approve_approvalrequest"),
+        "can_approve": request.user.has_perm(permissions.APPROVE),
     }
     return render(request, "console.html", context)
 
@@ -39,6 +39,6 @@ def console_panels(request: HttpRequest) -> HttpResponse:
     """The banner, approvals, fleet and tickets as they are now (an HTML fragment)."""
     context = {
         **panels(timezone.now()),
-        "can_approve": request.user.has_perm("governance.approve_approvalrequest"),
+        "can_approve": request.user.has_perm(permissions.APPROVE),
     }
     return render(request, "console/panels.html", context)

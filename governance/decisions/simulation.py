@@ -13,23 +13,29 @@ from datetime import datetime, timedelta
 
 from django.db.models import Prefetch
 
-from governance.decisions.deciding import (
-    hosts_in_scope,
-    policy_snapshot,
-    runbook_facts,
-    statistics,
-    ticket_facts,
-)
+from governance.decisions.facts import policy_snapshot, runbook_facts, ticket_facts
+from governance.decisions.stats import hosts_in_scope, statistics
 from governance.models import Decision, Policy
-from governance.rules import engine
+from governance.rules.engine import decide
+from governance.rules.facts import (
+    AUTO_HEAL,
+    HITL_REQUIRED,
+    NO_ACTION,
+    OUTCOME_BY_SEVERITY,
+    ModelOutput,
+    PolicySnapshot,
+    RunbookFacts,
+    Statistics,
+    Switches,
+    TicketFacts,
+)
+from governance.rules.facts import Decision as EngineDecision
 from remediation.models import Runbook, Ticket
 
 # How long a simulated action holds its host, for the blast-radius count.
 ACTION_HOLDS_HOST = timedelta(minutes=10)
-SEVERITY_BY_OUTCOME = {
-    outcome: severity for severity, outcome in engine.OUTCOME_BY_SEVERITY.items()
-}
-CAUTIOUS_SEVERITY = SEVERITY_BY_OUTCOME[engine.HITL_REQUIRED]
+SEVERITY_BY_OUTCOME = {outcome: severity for severity, outcome in OUTCOME_BY_SEVERITY.items()}
+CAUTIOUS_SEVERITY = SEVERITY_BY_OUTCOME[HITL_REQUIRED]
 
 AUTO_HEALED = "auto-healed"
 TO_A_PERSON = "sent to a person"
@@ -41,10 +47,10 @@ RECORDED = "recorded only"
 class ReplayTicket:
     ticket_id: str
     opened_at: datetime
-    facts: engine.TicketFacts
-    model: engine.ModelOutput
-    runbook: engine.RunbookFacts | None
-    stats: engine.Statistics
+    facts: TicketFacts
+    model: ModelOutput
+    runbook: RunbookFacts | None
+    stats: Statistics
     actual: str  # what actually happened, in the same words as the draft's outcome
 
 
@@ -59,9 +65,9 @@ class SimulationReport:
     changed: tuple[tuple[str, str, str], ...] = field(default=())  # (ticket, actual, draft)
 
 
-def classify(decision: engine.Decision) -> str:
+def classify(decision: EngineDecision) -> str:
     """The one word a simulation report uses for a decision."""
-    if decision.outcome == engine.NO_ACTION:
+    if decision.outcome == NO_ACTION:
         return RECORDED
     if decision.shadow:
         return RECORDED
@@ -79,7 +85,7 @@ def in_blast_scope(labels: Mapping[str, str], label: str) -> bool:
 
 
 def replay(
-    policy: engine.PolicySnapshot, tickets: list[ReplayTicket], fleet_size: int
+    policy: PolicySnapshot, tickets: list[ReplayTicket], fleet_size: int
 ) -> SimulationReport:
     """What `policy` would have done with `tickets`, next to what actually happened.
 
@@ -106,9 +112,7 @@ def replay(
             hosts_in_scope=max(fleet_size, 1),
             host_under_remediation=ticket.facts.host in active,
         )
-        decision = engine.decide(
-            ticket.facts, ticket.model, draft, ticket.runbook, engine.Switches(), stats, now
-        )
+        decision = decide(ticket.facts, ticket.model, draft, ticket.runbook, Switches(), stats, now)
         outcome = classify(decision)
         draft_counts[outcome] += 1
         actual_counts[ticket.actual] += 1
@@ -135,20 +139,20 @@ def actual_outcome(decision: Decision | None) -> str:
     """What a stored decision did, in the report's words (classify() for stored rows)."""
     if decision is None:
         return RECORDED
-    if decision.outcome == engine.NO_ACTION or decision.shadow:
+    if decision.outcome == NO_ACTION or decision.shadow:
         return RECORDED
-    if decision.outcome == engine.AUTO_HEAL and decision.allowed:
+    if decision.outcome == AUTO_HEAL and decision.allowed:
         return AUTO_HEALED
     return TO_A_PERSON if decision.allowed else BLOCKED
 
 
-def model_output(ticket: Ticket, first: Decision | None) -> engine.ModelOutput:
+def model_output(ticket: Ticket, first: Decision | None) -> ModelOutput:
     """The model's verdict when the ticket was first decided, as stored on that decision.
 
     A ticket never decided falls back to its worst sample, then to the ticket itself.
     """
     if first is not None:
-        return engine.ModelOutput(
+        return ModelOutput(
             # An outcome this version does not know is read as the most cautious one.
             severity=SEVERITY_BY_OUTCOME.get(first.model_outcome, CAUTIOUS_SEVERITY),
             confidence=first.confidence,
@@ -157,12 +161,12 @@ def model_output(ticket: Ticket, first: Decision | None) -> engine.ModelOutput:
         )
     worst = ticket.samples.order_by("-severity", "-taken_at").first()
     if worst is not None:
-        return engine.ModelOutput(
+        return ModelOutput(
             severity=worst.severity,
             confidence=worst.confidence,
             explanation=_explanation(worst.explanation),
         )
-    return engine.ModelOutput(severity=ticket.severity, confidence=ticket.confidence)
+    return ModelOutput(severity=ticket.severity, confidence=ticket.confidence)
 
 
 def _explanation(pairs: list[list]) -> tuple[tuple[str, float], ...]:

@@ -18,7 +18,8 @@ from typing import IO, Any
 from django.core.serializers.json import DjangoJSONEncoder
 from django.db.models import Q, QuerySet
 
-from governance.audit.log import ChainReport, chain_hash, verify_chain
+from governance.audit.errors import Invalid
+from governance.audit.log import RECORD_FIELDS, ChainReport, chain_hash, verify_chain
 from governance.models import AuditEvent
 from remediation.models import Host, Ticket
 
@@ -27,24 +28,16 @@ FORMATS = {
     "json": "application/json",
     "ndjson": "application/x-ndjson",
 }
-COLUMNS = (
-    "sequence",
-    "created_at",
-    "actor",
-    "action",
-    "object_type",
-    "object_id",
-    "ticket_id",
-    "summary",
-    "data",
-    "prev_hash",
-    "hash",
-)
+COLUMNS = RECORD_FIELDS
 CHUNK = 2000
 
 
-class ExportError(ValueError):
+class ExportError(Invalid, ValueError):
     """A filter or file that cannot be used, said in one line naming the field."""
+
+    def __init__(self, message: str) -> None:
+        field, _, problem = message.partition(": ")  # "until: must be after since"
+        super().__init__("invalid", message, {field: [problem]})
 
 
 @dataclass(frozen=True)
@@ -161,19 +154,10 @@ def _event(item: Any, where: str) -> AuditEvent:
     if missing:
         raise ExportError(f"{where}: {', '.join(missing)} missing")
     try:
-        return AuditEvent(
-            sequence=int(item["sequence"]),
-            created_at=datetime.fromisoformat(item["created_at"]),
-            actor=item["actor"],
-            action=item["action"],
-            object_type=item["object_type"],
-            object_id=item["object_id"],
-            ticket_id=item["ticket_id"],
-            summary=item["summary"],
-            data=item["data"],
-            prev_hash=item["prev_hash"],
-            hash=item["hash"],
-        )
+        values = {name: item[name] for name in COLUMNS}
+        values["sequence"] = int(item["sequence"])
+        values["created_at"] = datetime.fromisoformat(item["created_at"])
+        return AuditEvent(**values)
     except (TypeError, ValueError) as exc:
         raise ExportError(f"{where}: {exc}") from exc
 

@@ -26,13 +26,8 @@ from governance.approvals.actions import (
     stale_because,
 )
 from governance.models import ApprovalRequest, ApprovalStatus, NoticeKind, NoticeLinkUse, Verdict
-from governance.notices.delivery import (
-    LinkRefused,
-    VerdictLink,
-    check_link_for,
-    describe,
-    read_link,
-)
+from governance.notices.items import describe
+from governance.notices.links import LinkRefused, VerdictLink, check_link_for, read_link
 
 # The HTTP status of each refusal from governance.approvals.actions; any other code is 403.
 REFUSAL_STATUS = {
@@ -98,7 +93,7 @@ def give_verdict(
             ) from None
         try:
             if link.verdict == Verdict.APPROVE:
-                decided = approve_request(request, user=user, comment=note, now=now)
+                decided = approve_request(request, actor=user, reason=note, now=now)
                 count = decided.approvals.filter(verdict=Verdict.APPROVE).count()
                 use.outcome = f"approved, {count} of {decided.required_approvals}" + (
                     "; the execution is queued"
@@ -106,7 +101,7 @@ def give_verdict(
                     else "; more approvals needed"
                 )
             else:
-                reject_request(request, user=user, comment=note, now=now)
+                reject_request(request, actor=user, reason=note, now=now)
                 use.outcome = "rejected; the ticket went back to people"
         except ApprovalError as error:
             refused = error

@@ -3,6 +3,10 @@
 A pause is checked where an execution starts (dispatch by a worker, claim by
 an agent), in the same transaction, so it holds on every worker before the
 next action starts.
+
+People's actions: pause_automation (the new Pause row) and resume_pause, each
+`(pause, *, actor, reason, now)`. The flow reads active_pauses and pauses_for, and the
+sweeper records the pauses that ran out (record_lapsed_pauses).
 """
 
 from collections.abc import Iterable
@@ -11,7 +15,6 @@ from typing import Any
 
 from django.db import transaction
 from django.db.models import Q, QuerySet
-from django_q.tasks import async_task
 
 from governance.audit.changes import require_permission, require_reason
 from governance.audit.log import append_events, event, user_actor
@@ -47,72 +50,67 @@ def pauses_for(host_id: int, category: str, now: datetime) -> list[Pause]:
     return pauses_applying(active_pauses(now), host_id, category)
 
 
-def pause_automation(
-    *,
-    scope: str,
-    reason: str,
-    user: Any,
-    now: datetime,
-    category: str = "",
-    host: Any = None,
-    ends_at: datetime | None = None,
-) -> Pause:
-    """Stop automation in `scope` until resumed (or until `ends_at`)."""
-    require_permission(user, "governance.add_pause", "pause automation")
-    pause = Pause(
-        scope=scope,
-        category=category if scope == PauseScope.CATEGORY else "",
-        host=host if scope == PauseScope.HOST else None,
-        reason=reason,
-        created_by=user,
-        created_at=now,
-        ends_at=ends_at,
-    )
+def pause_automation(pause: Pause, *, actor: Any, reason: str, now: datetime) -> Pause:
+    """Stop automation in the new `pause`'s scope (everything, its category or its host)
+    from `now` until resumed, or until its `ends_at`; `reason` is required and is the
+    pause's. Returns the pause, saved and audited."""
+    require_permission(actor, "governance.add_pause", "pause automation")
+    pause.reason = require_reason(reason)
+    if pause.scope != PauseScope.CATEGORY:
+        pause.category = ""
+    if pause.scope != PauseScope.HOST:
+        pause.host = None
+    pause.created_by = actor
+    pause.created_at = now
     pause.full_clean()
     with transaction.atomic():
         pause.save()
         append_events(
             [
                 event(
-                    user_actor(user),
+                    user_actor(actor),
                     "automation.paused",
                     pause,
                     pause.describe(),
-                    data={"scope": scope, "category": pause.category, "ends_at": ends_at},
+                    data={
+                        "scope": pause.scope,
+                        "category": pause.category,
+                        "ends_at": pause.ends_at,
+                    },
                 )
             ]
         )
     return pause
 
 
-def resume_automation(pause: Pause, *, user: Any, now: datetime, note: str) -> None:
-    """End a pause, auditing who and why; a task puts the executions it held back in the queue.
+def resume_pause(pause: Pause, *, actor: Any, reason: str, now: datetime) -> Pause:
+    """End `pause` at `now`, auditing who and why (`reason`, required); the executions it
+    held go back in the queue once this commits. Resuming a pause already resumed changes
+    nothing.
 
-    A pause is never deleted: ending it is this verb, or its end time passing.
+    A pause is never deleted: ending it is this action, or its end time passing.
     """
-    require_permission(user, "governance.change_pause", "resume automation")
-    note = require_reason(note)
+    require_permission(actor, "governance.change_pause", "resume automation")
+    why = require_reason(reason)
     with transaction.atomic():
         pause = Pause.objects.select_for_update().get(pk=pause.pk)
         if pause.resumed_at is not None:
-            return
+            return pause
         pause.resumed_at = now
-        pause.resumed_by = user
+        pause.resumed_by = actor
         pause.save(update_fields=["resumed_at", "resumed_by"])
         append_events(
             [
                 event(
-                    user_actor(user),
+                    user_actor(actor),
                     "automation.resumed",
                     pause,
                     f"resumed: {pause.describe()}",
-                    data={"note": note},
+                    data={"note": why},
                 )
             ]
         )
-        transaction.on_commit(
-            lambda: async_task("remediation.tasks.release_held_executions"), robust=True
-        )
+    return pause
 
 
 def record_lapsed_pauses(now: datetime) -> int:
@@ -139,8 +137,4 @@ def record_lapsed_pauses(now: datetime) -> int:
                 for pause in lapsed
             ]
         )
-        if lapsed:
-            transaction.on_commit(
-                lambda: async_task("remediation.tasks.release_held_executions"), robust=True
-            )
     return len(lapsed)

@@ -7,14 +7,14 @@ needs people's later verdicts to have agreed with enough of its decisions (its s
 agreement, governance.rules.autonomy), or an explicit override whose reason is the change's.
 """
 
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from django.conf import settings
 from django.core.exceptions import ValidationError
 
 from feedback.models import Feedback
-from governance.audit.changes import Change, save_governed
+from governance.audit.changes import Change, record_change
 from governance.choices import PolicyMode
 from governance.models import Decision, Policy
 from governance.rules import autonomy
@@ -67,16 +67,19 @@ def enforce_check(policy: Policy) -> tuple[autonomy.Agreement | None, str | None
 def save_policy(
     policy: Policy,
     *,
-    user: Any,
+    actor: Any,
     reason: str | None,
+    now: datetime,
     override_shadow_agreement: bool = False,
     **audit: Any,
 ) -> Change:
-    """Validate and save `policy` as a new version, audited in `user`'s name with `reason`.
+    """Validate and save `policy` as a new version, audited in `actor`'s name (None: the
+    system, as when a demotion lowers it) with `reason`, required. The version is dated
+    when it is saved, so `now` is not used.
 
     Switching from shadow to enforce below the minimum agreement raises a ValidationError
     on `mode` unless `override_shadow_agreement` (the reason is the override's). `audit`:
-    how a use case names the change (governance.audit.changes.save_governed's keywords).
+    how an action names the change (governance.audit.changes.record_change's keywords).
     """
     agreement, refusal = enforce_check(policy)
     if agreement is not None:
@@ -99,4 +102,4 @@ def save_policy(
             },
             **audit,
         }
-    return save_governed(policy, user=user, reason=reason, **audit)
+    return record_change(policy, actor=actor, reason=reason, **audit)

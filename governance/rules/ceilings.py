@@ -15,7 +15,7 @@ reasons of any decision that value decided.
 from dataclasses import dataclass, replace
 
 from governance.choices import AutonomyLevel
-from governance.rules.engine import PolicySnapshot
+from governance.rules.facts import PolicySnapshot
 
 # The seed's eligibility thresholds of a learned pattern (feedback/patterns.py applies them);
 # PATTERN_MIN_* may only raise them.

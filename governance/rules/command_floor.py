@@ -6,8 +6,8 @@ cleanup's `rm -rf /var/tmp/cache` or a runbook named "reboot-notes" is not
 refused. Policies add their own words (Policy.forbidden_commands); they cannot
 take anything away from this list. The engine checks it at decision, approval
 checks it before a verdict counts, and the claim checks it before an agent is
-handed the action (governance/rules/engine.py, governance/approvals/actions.py,
-remediation/executions.py).
+handed the action (governance/rules/checks.py, governance/approvals/actions.py,
+remediation/executions/claims.py).
 """
 
 import re

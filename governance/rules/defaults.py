@@ -17,7 +17,7 @@ from collections.abc import Mapping
 from dataclasses import fields
 from typing import Any
 
-from governance.rules.engine import PolicySnapshot
+from governance.rules.facts import PolicySnapshot
 
 READ_AND_SAFE = frozenset({"read_only", "safe_write"})
 FORBIDDEN = ("delete", "format", "shutdown")

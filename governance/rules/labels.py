@@ -88,7 +88,7 @@ EVENT_LABELS = {
     "group.permissions_changed": "Role permissions changed",
 }
 
-# engine._safety_checks' names, as a supervisor reads them when they pass.
+# checks.safety_checks' names, as a supervisor reads them when they pass.
 CHECK_LABELS = {
     "time_window_ok": "Inside the policy's time window",
     "rate_limit_ok": "Under the rate limit",

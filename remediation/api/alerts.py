@@ -28,7 +28,7 @@ from rest_framework.views import APIView
 from config.api_errors import error_responses
 from feedback.api.views import Holds
 from governance.audit import permissions
-from remediation.alerts import (
+from remediation.alert_payloads import (
     FINGERPRINT_LENGTH,
     MAX_ALERTS,
     AlertMappingError,
@@ -37,9 +37,9 @@ from remediation.alerts import (
     dig,
     from_alertmanager,
     from_webhook,
-    receive_alert,
     webhook_alerts,
 )
+from remediation.alerts import receive_alert
 from remediation.models import AlertStatus
 
 logger = logging.getLogger(__name__)
@@ -199,10 +199,7 @@ class AlertWebhookView(AlertReceiver):
     )
     def post(self, request: Request) -> Response:
         fields = settings.WARDEN_ALERT_WEBHOOK_FIELDS
-        try:
-            alerts = webhook_alerts(request.data, fields)
-        except AlertMappingError as exc:
-            raise exceptions.ValidationError(exc.fields) from exc
+        alerts = webhook_alerts(request.data, fields)
         if len(alerts) > MAX_ALERTS:
             raise exceptions.ValidationError(
                 {fields.get("alerts") or "non_field": [f"At most {MAX_ALERTS} alerts a request."]}

@@ -1,17 +1,16 @@
-"""People cancel an unfinished execution over the API, through the admin's use case."""
+"""People cancel an unfinished execution over the API, through the same action as the admin."""
 
-from django.core.exceptions import ValidationError
 from django.shortcuts import get_object_or_404
 from django.utils import timezone
 from drf_spectacular.utils import OpenApiParameter, extend_schema
-from rest_framework import exceptions, serializers
+from rest_framework import serializers
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from config.api_errors import error_responses
-from remediation.api.views import Conflict
-from remediation.executions import ExecutionError, cancel_execution
+from governance.audit.changes import REASON_FIELD
+from remediation.actions import cancel_execution
 from remediation.models import Execution
 
 
@@ -25,6 +24,8 @@ class CancelResultSerializer(serializers.Serializer):
 
 
 class ExecutionCancelView(APIView):
+    request_fields = {REASON_FIELD: "reason"}  # the action's reason is this request's "reason"
+
     @extend_schema(
         request=CancelSerializer,
         parameters=[OpenApiParameter("id", {"type": "integer", "minimum": 1}, "path")],
@@ -35,15 +36,10 @@ class ExecutionCancelView(APIView):
         serializer = CancelSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
         execution = get_object_or_404(Execution, pk=pk)
-        try:
-            execution = cancel_execution(
-                execution,
-                user=request.user,
-                reason=serializer.validated_data["reason"],
-                now=timezone.now(),
-            )
-        except ValidationError as exc:
-            raise exceptions.ValidationError({"reason": exc.messages}) from exc
-        except ExecutionError as exc:
-            raise Conflict(exc.message, code=exc.code) from exc
+        execution = cancel_execution(
+            execution,
+            actor=request.user,
+            reason=serializer.validated_data["reason"],
+            now=timezone.now(),
+        )
         return Response({"id": execution.pk, "state": execution.state})

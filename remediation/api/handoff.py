@@ -7,15 +7,14 @@ is honoured only with the execution's current fencing token.
 
 from django.utils import timezone
 from drf_spectacular.utils import OpenApiParameter, extend_schema
-from rest_framework import exceptions, permissions, serializers, status
+from rest_framework import permissions, serializers, status
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from config.api_errors import Conflict, error_responses
+from config.api_errors import error_responses
 from remediation.api.views import EXECUTION_ID
-from remediation.executions import ExecutionError
-from remediation.handoff import SIGNATURE_HEADER, HandoffError, accept_callback
+from remediation.handoff import SIGNATURE_HEADER, accept_callback
 
 
 class CallbackSerializer(serializers.Serializer):
@@ -27,11 +26,6 @@ class CallbackSerializer(serializers.Serializer):
 class CallbackResultSerializer(serializers.Serializer):
     execution_id = serializers.IntegerField()
     state = serializers.CharField()
-
-
-class BadSignature(exceptions.APIException):
-    status_code = status.HTTP_401_UNAUTHORIZED
-    default_code = "bad_signature"
 
 
 class ExecutionCallbackView(APIView):
@@ -70,20 +64,11 @@ class ExecutionCallbackView(APIView):
         body = request.body  # the signed bytes, before the parser reads them
         report = CallbackSerializer(data=request.data)
         report.is_valid(raise_exception=True)
-        try:
-            execution = accept_callback(
-                execution_id,
-                request.headers.get(SIGNATURE_HEADER, ""),
-                body,
-                report.validated_data,
-                timezone.now(),
-            )
-        except HandoffError as exc:
-            if exc.code == "not_found":
-                raise exceptions.NotFound(exc.message) from exc
-            raise BadSignature(exc.message) from exc
-        except ExecutionError as exc:
-            if exc.code == "not_found":
-                raise exceptions.NotFound(exc.message) from exc
-            raise Conflict(exc.message, code=exc.code) from exc
+        execution = accept_callback(
+            execution_id,
+            request.headers.get(SIGNATURE_HEADER, ""),
+            body,
+            report.validated_data,
+            timezone.now(),
+        )
         return Response({"execution_id": execution.pk, "state": execution.state})

@@ -45,7 +45,7 @@ from remediation.api.authentication import (
 )
 from remediation.api.serializers import AgentActionSerializer
 from remediation.choices import EXECUTION_AGENT_CLAIMABLE
-from remediation.executions import AgentAction, claim_agent_actions
+from remediation.executions.claims import AgentAction, claim_agent_actions
 from remediation.models import Execution, Host, hash_api_key
 from remediation.wakeups import in_thread, waiters
 

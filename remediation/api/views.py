@@ -19,22 +19,11 @@ from remediation.api.serializers import (
     AllowlistSerializer,
     MetricsResponseSerializer,
 )
-from remediation.executions import ExecutionError, RunReport, report_agent_result
+from remediation.executions.reports import RunReport, report_agent_result
 from remediation.hosts import allowlist_problems, record_allowlist
 from remediation.models import Host
-from remediation.pipeline import SampleVerdict, ingest_samples
-from scoring.registry import ModelIntegrityError, NoApprovedModel
-
-
-class ServiceUnavailable(exceptions.APIException):
-    status_code = status.HTTP_503_SERVICE_UNAVAILABLE
-    default_code = "model_unavailable"
-
-
-class Conflict(exceptions.APIException):
-    status_code = status.HTTP_409_CONFLICT
-    default_code = "conflict"
-
+from remediation.pipeline import ingest_samples
+from remediation.sample_batches import SampleVerdict
 
 # Executions are numbered from 1; the path takes nothing else.
 EXECUTION_ID = OpenApiParameter(
@@ -96,10 +85,7 @@ class MetricsView(APIView):
             raise exceptions.PermissionDenied(
                 f"This key belongs to {host.name}; it cannot post samples for {others}."
             )
-        try:
-            verdicts = ingest_samples(host, readings, timezone.now())
-        except (NoApprovedModel, ModelIntegrityError) as exc:
-            raise ServiceUnavailable(str(exc)) from exc
+        verdicts = ingest_samples(host, readings, timezone.now())
         body = {"host": host.name, "results": [verdict_json(verdict) for verdict in verdicts]}
         return Response(body, status=status.HTTP_201_CREATED)
 
@@ -128,14 +114,9 @@ class AgentResultView(APIView):
             argv_digest=data["argv_digest"],
             exit_code=data["exit_code"],
         )
-        try:
-            execution = report_agent_result(
-                request.auth, execution_id, report, token=data["token"], now=timezone.now()
-            )
-        except ExecutionError as exc:
-            if exc.code == "not_found":
-                raise exceptions.NotFound(exc.message) from exc
-            raise Conflict(exc.message, code=exc.code) from exc
+        execution = report_agent_result(
+            request.auth, execution_id, report, token=data["token"], now=timezone.now()
+        )
         return Response({"execution_id": execution.pk, "state": execution.state})
 
 

@@ -4,7 +4,7 @@ import pytest
 from django.utils import timezone
 
 from governance.approvals.actions import reject_request
-from governance.models import ApprovalRequest
+from governance.models import ApprovalRequest, Pause
 from governance.pauses.actions import pause_automation
 from tests.e2e.test_compliance import signed_in
 from tests.governance.test_reviews import heal, overdue, review_of
@@ -16,10 +16,9 @@ def test_the_dashboard_counts_what_waits_and_links_to_it(browser, live_asgi, age
     # given a firewall change waiting for people and a paused category
     [result] = agent.post_metrics(agent.sample("firewall")).json()["results"]
     pause_automation(
-        scope="category",
-        category="disk",
+        Pause(scope="category", category="disk"),
+        actor=alice,
         reason="storage migration",
-        user=alice,
         now=timezone.now(),
     )
 
@@ -76,7 +75,7 @@ def test_the_dashboard_leads_to_overdue_reviews_and_escalated_tickets_and_a_flag
     review = overdue(review_of(heal(agent)))
     [result] = other_agent.post_metrics(other_agent.sample("firewall")).json()["results"]
     request = ApprovalRequest.objects.get(ticket__ticket_id=result["ticket_id"])
-    reject_request(request, user=bob, comment="not during the sale", now=timezone.now())
+    reject_request(request, actor=bob, reason="not during the sale", now=timezone.now())
 
     # when the supervisor opens the admin, both are counted, each with its link
     page = signed_in(browser, live_asgi, alice)

@@ -19,7 +19,7 @@ def test_the_story_of_an_approved_and_verified_fix_reads_in_order_with_links(
     request = ApprovalRequest.objects.get(ticket__ticket_id=result["ticket_id"])
     with agent.capture(execute=True):
         for person in (bob, carol):
-            approve_request(request, user=person, comment=f"{person} checked", now=timezone.now())
+            approve_request(request, actor=person, reason=f"{person} checked", now=timezone.now())
     [action] = agent.take_actions()
     agent.report(action, ok=True, output="rule 42 applied")
     agent.post_metrics(agent.sample())

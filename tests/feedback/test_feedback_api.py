@@ -7,7 +7,7 @@ from django.utils import timezone
 
 from feedback.models import Feedback, Pattern
 from governance.models import ApprovalRequest, AuditEvent, Decision
-from remediation.hosts import add_host
+from remediation.actions import add_host
 from remediation.models import Execution, Runbook, Ticket
 
 # The seed's feedback body, every field of it.
@@ -195,7 +195,7 @@ def test_bad_pattern_parameters_are_refused_naming_them(api, dave, params, field
 def history(db, two_patterns):
     """Three tickets this month (and one older), their decisions, executions and feedback."""
     now = timezone.now()
-    host, _ = add_host("web-07")
+    host, _ = add_host("web-07", now=timezone.now())
     disk_runbook = Runbook.objects.get(name="clean-temp-and-rotate-logs")
     dns_runbook = Runbook.objects.get(name="switch-dns-resolver")
 

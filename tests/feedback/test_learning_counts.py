@@ -3,8 +3,8 @@ verification; every other ending counted for what it was."""
 
 from django.utils import timezone
 
+from remediation.actions import close_ticket
 from remediation.models import Execution, Runbook, Ticket
-from remediation.tickets import close_ticket
 
 
 def counts(ticket: Ticket) -> dict[str, int]:
@@ -41,7 +41,9 @@ def test_a_failed_fix_rolled_back_then_resolved_by_hand_is_no_automatic_success(
     assert Execution.objects.get().state == "rolled_back"
     assert counts(ticket)["attempts"] == 1 and counts(ticket)["successes"] == 0
 
-    close_ticket(ticket, user=alice, resolved=True, note="freed space by hand", now=timezone.now())
+    close_ticket(
+        ticket, actor=alice, resolved=True, reason="freed space by hand", now=timezone.now()
+    )
 
     assert counts(ticket) == {"attempts": 1, "successes": 0, "resolved": 1, "unresolved": 0}
 
@@ -75,5 +77,5 @@ def test_a_cancelled_execution_never_ran_and_counts_nothing(agent):
 def test_a_ticket_closed_unresolved_counts_a_failure_not_an_attempt(agent, alice):
     [result] = agent.post_metrics(agent.sample("dns")).json()["results"]  # waits for people
     ticket = Ticket.objects.get(ticket_id=result["ticket_id"])
-    close_ticket(ticket, user=alice, resolved=False, note="false alarm", now=timezone.now())
+    close_ticket(ticket, actor=alice, resolved=False, reason="false alarm", now=timezone.now())
     assert counts(ticket) == {"attempts": 0, "successes": 0, "resolved": 0, "unresolved": 1}

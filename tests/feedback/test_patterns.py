@@ -3,11 +3,12 @@
 from types import SimpleNamespace
 
 import pytest
+from django.utils import timezone
 
 from feedback.models import Feedback, Pattern
 from feedback.patterns import closest, is_eligible, key_terms, similarity
 from governance.models import AuditEvent, Decision
-from remediation.hosts import add_host
+from remediation.actions import add_host
 from remediation.models import Ticket
 from tests.conftest import AgentClient
 from tests.governance.admin_pages import form_data, logged_in
@@ -65,7 +66,7 @@ def test_healed_tickets_build_a_pattern_that_raises_reliability(
     # given three hosts whose disks filled and were healed automatically
     tickets = [heal_disk(agent)]
     for name in ("web-02", "web-03"):
-        host, key = add_host(name)
+        host, key = add_host(name, now=timezone.now())
         tickets.append(
             heal_disk(AgentClient(client, host, key, django_capture_on_commit_callbacks))
         )
@@ -82,7 +83,7 @@ def test_healed_tickets_build_a_pattern_that_raises_reliability(
     assert first.reliability["pattern_match"] == 0.0  # nothing known yet
 
     # when a fourth host's disk fills
-    host, key = add_host("web-04")
+    host, key = add_host("web-04", now=timezone.now())
     fourth = AgentClient(client, host, key, django_capture_on_commit_callbacks)
     [result] = fourth.post_metrics(fourth.sample("disk")).json()["results"]
 

@@ -34,14 +34,14 @@ def test_nobody_approves_their_own_request(pending, bob):
     pending.requested_by = bob
     pending.save()
     with pytest.raises(ApprovalError) as error:
-        approve_request(pending, user=bob, comment="", now=timezone.now())
+        approve_request(pending, actor=bob, reason="", now=timezone.now())
     assert error.value.code == "own_request"
 
 
 def test_the_same_approver_cannot_count_twice(pending, bob):
-    approve_request(pending, user=bob, comment="", now=timezone.now())
+    approve_request(pending, actor=bob, reason="", now=timezone.now())
     with pytest.raises(ApprovalError) as error:
-        approve_request(pending, user=bob, comment="again", now=timezone.now())
+        approve_request(pending, actor=bob, reason="again", now=timezone.now())
     assert error.value.code == "already_decided"
     pending.refresh_from_db()
     assert pending.status == "pending"
@@ -50,13 +50,13 @@ def test_the_same_approver_cannot_count_twice(pending, bob):
 
 def test_an_expired_request_cannot_be_approved(pending, bob):
     with pytest.raises(ApprovalError) as error:
-        approve_request(pending, user=bob, comment="", now=pending.expires_at)
+        approve_request(pending, actor=bob, reason="", now=pending.expires_at)
     assert error.value.code == "expired"
 
 
 def test_a_decided_request_is_answered_with_409(client, pending, bob, carol, alice):
     for user in (bob, carol):
-        approve_request(pending, user=user, comment="", now=timezone.now())
+        approve_request(pending, actor=user, reason="", now=timezone.now())
     client.force_login(alice)
     response = client.post(
         f"/api/v1/approvals/{pending.pk}/approve", data={}, content_type="application/json"
@@ -66,7 +66,7 @@ def test_a_decided_request_is_answered_with_409(client, pending, bob, carol, ali
 
 
 def test_every_verdict_is_audited_with_its_comment(pending, bob):
-    approve_request(pending, user=bob, comment="change window open", now=timezone.now())
+    approve_request(pending, actor=bob, reason="change window open", now=timezone.now())
     audited = AuditEvent.objects.get(action="approval.approved")
     assert audited.actor == "user:bob"
     assert audited.data["comment"] == "change window open"
@@ -74,7 +74,7 @@ def test_every_verdict_is_audited_with_its_comment(pending, bob):
 
 def test_a_rejection_needs_a_note(pending, bob, client):
     with pytest.raises(ApprovalError) as error:
-        reject_request(pending, user=bob, comment="  ", now=timezone.now())
+        reject_request(pending, actor=bob, reason="  ", now=timezone.now())
     assert error.value.code == "note_required"
     client.force_login(bob)
     response = client.post(

@@ -12,8 +12,8 @@ from django_q.models import Schedule
 from hypothesis import given
 from hypothesis import strategies as st
 
+from feedback.actions import give_feedback
 from feedback.models import Feedback
-from feedback.verdicts import give_feedback
 from governance.approvals.actions import approve_request
 from governance.models import (
     ApprovalRequest,
@@ -26,12 +26,8 @@ from governance.models import (
     ProposalStatus,
 )
 from governance.policies.actions import save_policy
-from governance.promotions.actions import (
-    ProposalError,
-    accept_proposal,
-    dismiss_proposal,
-    propose_promotions,
-)
+from governance.promotions.actions import ProposalError, accept_proposal, dismiss_proposal
+from governance.promotions.proposals import propose_promotions
 from governance.rules.autonomy import (
     Agreement,
     FeedbackShare,
@@ -49,11 +45,9 @@ from governance.rules.autonomy import (
     verdict_agrees,
 )
 from governance.tasks import propose_autonomy_promotions
+from remediation.actions import add_host, close_ticket, roll_back_execution
 from remediation.choices import ExecutionState
-from remediation.executions import roll_back_execution
-from remediation.hosts import add_host
 from remediation.models import Execution, Ticket
-from remediation.tickets import close_ticket
 from tests.conftest import AgentClient
 from tests.governance.admin_pages import form_data, logged_in
 
@@ -278,7 +272,7 @@ def set_policy(user, reason="test setup", **values) -> Policy:
     policy = disk_policy()
     for name, value in values.items():
         setattr(policy, name, value)
-    save_policy(policy, user=user, reason=reason)
+    save_policy(policy, actor=user, reason=reason, now=timezone.now())
     return policy
 
 
@@ -305,14 +299,21 @@ def fail(agent: AgentClient) -> Ticket:
 
 
 def feedback(ticket: Ticket, user, kind="positive", **fields) -> Feedback:
-    return give_feedback(Feedback(ticket=ticket, feedback_type=kind, **fields), user=user)
+    return give_feedback(
+        Feedback(ticket=ticket, feedback_type=kind, **fields),
+        actor=user,
+        reason="",
+        now=timezone.now(),
+    )
 
 
 @pytest.fixture
 def agents(agent, django_capture_on_commit_callbacks):
     """Agents of three hosts, each with its own open ticket per problem."""
     others = [
-        AgentClient(Client(), *add_host(name), django_capture_on_commit_callbacks)
+        AgentClient(
+            Client(), *add_host(name, now=timezone.now()), django_capture_on_commit_callbacks
+        )
         for name in ("web-02", "web-03")
     ]
     return [agent, *others]
@@ -392,7 +393,7 @@ def test_a_supervisor_accepts_a_proposal_in_one_click_and_the_policy_moves_one_l
 
     # and a second click changes nothing
     with pytest.raises(ProposalError, match="is accepted"):
-        accept_proposal(proposal, user=alice, now=timezone.now())
+        accept_proposal(proposal, actor=alice, now=timezone.now(), reason="")
     assert disk_policy().autonomy_level == 3
 
 
@@ -423,7 +424,7 @@ def test_a_proposal_whose_policy_moved_meanwhile_is_refused_then_superseded(agen
     set_policy(alice, autonomy_level=1, reason="back to people for the migration")
 
     with pytest.raises(ProposalError, match="nothing changed"):
-        accept_proposal(proposal, user=alice, now=timezone.now())
+        accept_proposal(proposal, actor=alice, now=timezone.now(), reason="")
     assert disk_policy().autonomy_level == 1
 
     propose_promotions(timezone.now())
@@ -496,7 +497,7 @@ def test_a_supervisor_rolling_back_a_verified_fix_counts_as_a_failure(agents, al
     execution = Execution.objects.get(ticket=healed)
 
     roll_back_execution(
-        execution, user=alice, reason="it deleted the wrong logs", now=timezone.now()
+        execution, actor=alice, reason="it deleted the wrong logs", now=timezone.now()
     )
 
     assert disk_policy().autonomy_level == 1
@@ -513,7 +514,7 @@ def test_failed_fixes_people_approved_cost_no_autonomy(agents, alice, bob):
         [result] = agent.post_metrics(agent.sample("disk")).json()["results"]
         request = ApprovalRequest.objects.get(ticket__ticket_id=result["ticket_id"])
         with agent.capture(execute=True):
-            approve_request(request, user=bob, comment="go", now=timezone.now())
+            approve_request(request, actor=bob, reason="go", now=timezone.now())
         [action] = agent.take_actions()
         agent.report(action, ok=False, output="disk still full")
 
@@ -570,7 +571,7 @@ def test_a_lowered_pattern_earns_its_way_back_once_its_policy_stands_higher(
     # a fix people approved, verified, and liked earns the pattern a proposal
     request = ApprovalRequest.objects.get(ticket__ticket_id=result["ticket_id"])
     with agents[2].capture(execute=True):
-        approve_request(request, user=alice, comment="go", now=timezone.now())
+        approve_request(request, actor=alice, reason="go", now=timezone.now())
     [action] = agents[2].take_actions()
     agents[2].report(action, ok=True)
     agents[2].post_metrics(agents[2].sample())
@@ -579,7 +580,7 @@ def test_a_lowered_pattern_earns_its_way_back_once_its_policy_stands_higher(
 
     proposal = AutonomyProposal.objects.get(pattern=pattern, status=ProposalStatus.PROPOSED)
     assert (proposal.from_level, proposal.to_level) == (1, 2)
-    accept_proposal(proposal, user=alice, now=timezone.now())
+    accept_proposal(proposal, actor=alice, now=timezone.now(), reason="")
     assert PatternAutonomy.objects.get().autonomy_level == 2
     assert AuditEvent.objects.filter(action="pattern.promoted").count() == 1
 
@@ -597,7 +598,7 @@ def shadow_cases(agent, user, verdicts) -> Policy:
         assert ticket.decisions.get().shadow
         feedback(ticket, user, kind="positive" if accurate else "negative",
                  resolution_accurate=accurate)  # fmt: skip
-        close_ticket(ticket, user=user, resolved=True, note="by hand", now=timezone.now())
+        close_ticket(ticket, actor=user, resolved=True, reason="by hand", now=timezone.now())
     return policy
 
 
@@ -615,7 +616,7 @@ def test_switching_to_enforce_below_the_minimum_agreement_is_refused_naming_the_
 
     policy.mode = "enforce"
     with pytest.raises(ValidationError) as refused:
-        save_policy(policy, user=alice, reason="looks good to me")
+        save_policy(policy, actor=alice, reason="looks good to me", now=timezone.now())
 
     assert list(refused.value.message_dict) == ["mode"]
     assert "so far 2 of 3 cases agreed (67%)" in refused.value.message_dict["mode"][0]
@@ -630,8 +631,9 @@ def test_switching_to_enforce_with_an_override_and_a_reason_is_audited(
 
     policy.mode = "enforce"
     save_policy(
-        policy, user=alice, reason="incident: we need the cleanups now",
+        policy, actor=alice, reason="incident: we need the cleanups now",
         override_shadow_agreement=True,
+        now=timezone.now(),
     )  # fmt: skip
 
     assert disk_policy().mode == "enforce"
@@ -646,7 +648,7 @@ def test_enough_agreement_switches_to_enforce_without_an_override(agent, alice, 
     policy = shadow_cases(agent, alice, [True, True, True])
 
     policy.mode = "enforce"
-    save_policy(policy, user=alice, reason="three for three")
+    save_policy(policy, actor=alice, reason="three for three", now=timezone.now())
 
     enforced = AuditEvent.objects.get(action="policy.enforced")
     assert enforced.data["override"] is False
@@ -715,8 +717,8 @@ def test_the_schedule_proposes_and_a_dismissal_needs_a_note(agent, alice, settin
     proposal = AutonomyProposal.objects.get()
 
     with pytest.raises(ValidationError):
-        dismiss_proposal(proposal, user=alice, now=timezone.now(), note=" ")
-    dismiss_proposal(proposal, user=alice, now=timezone.now(), note="not before the audit")
+        dismiss_proposal(proposal, actor=alice, now=timezone.now(), reason=" ")
+    dismiss_proposal(proposal, actor=alice, now=timezone.now(), reason="not before the audit")
     proposal.refresh_from_db()
     assert (proposal.status, proposal.note) == (ProposalStatus.DISMISSED, "not before the audit")
     assert disk_policy().autonomy_level == 2

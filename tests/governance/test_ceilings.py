@@ -10,10 +10,11 @@ from hypothesis import strategies as st
 
 from feedback.models import Pattern
 from feedback.patterns import is_eligible
-from governance.decisions.deciding import dispatch_check
+from governance.decisions.dispatch import dispatch_check
 from governance.models import Decision
 from governance.rules.ceilings import Ceilings, apply_ceilings
-from governance.rules.engine import CAUTION, PolicySnapshot, decide
+from governance.rules.engine import decide
+from governance.rules.facts import CAUTION, PolicySnapshot
 from remediation.models import Execution
 from tests.governance.test_engine_properties import EXAMPLES, inputs, policies
 from tests.test_settings import start

@@ -5,10 +5,11 @@ from dataclasses import replace
 import pytest
 
 from governance.approvals.actions import ApprovalError, approve_request
-from governance.decisions.deciding import policy_snapshot
+from governance.decisions.facts import policy_snapshot
 from governance.models import ApprovalRequest, Policy
 from governance.rules.command_floor import floor_violations
-from governance.rules.engine import AUTO_HEAL, ModelOutput, PolicySnapshot, Switches, decide
+from governance.rules.engine import decide
+from governance.rules.facts import AUTO_HEAL, ModelOutput, PolicySnapshot, Switches
 from remediation.models import Execution, Runbook
 from tests.governance.test_engine import CLEAN_TEMP, CONFIDENT, NOW, PROVEN, SELF_HEALING, TICKET
 
@@ -103,7 +104,7 @@ def test_approval_refuses_a_runbook_edited_to_break_the_floor(agent, bob):
     # what people were shown is no longer what would run: the request is void and the
     # ticket goes back to people
     with pytest.raises(ApprovalError, match="exact command it would run changed"):
-        approve_request(request, user=bob, comment="looks fine", now=request.created_at)
+        approve_request(request, actor=bob, reason="looks fine", now=request.created_at)
     assert not Execution.objects.exists()
     request.ticket.refresh_from_db()
     assert request.ticket.status == "escalated"

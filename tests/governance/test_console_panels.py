@@ -7,9 +7,9 @@ from django.utils import timezone
 
 from governance.approvals.actions import reject_request
 from governance.console.panels import bucketed, fleet, fleet_state, sparkline_svg
-from governance.models import ApprovalRequest
+from governance.models import ApprovalRequest, Pause
 from governance.pauses.actions import pause_automation
-from remediation.hosts import add_host
+from remediation.actions import add_host
 
 T0 = datetime(2026, 12, 1, 12, 0, tzinfo=UTC)
 
@@ -53,7 +53,7 @@ def test_the_fleet_lists_hosts_that_need_people_first_then_silent_ones_then_heal
     # given a healthy host and one asking for a firewall change
     other_agent.post_metrics(other_agent.sample())
     [result] = agent.post_metrics(agent.sample("firewall")).json()["results"]
-    add_host("db-01")  # and one that never reported
+    add_host("db-01", now=timezone.now())  # and one that never reported
 
     rows, total = fleet(timezone.now())
 
@@ -94,12 +94,12 @@ def test_the_banner_says_when_automation_is_stopped_and_who_waits(agent, alice):
 
     # a rejected change is no longer waiting, but its ticket is people's now: still counted
     request = ApprovalRequest.objects.get(ticket__ticket_id=result["ticket_id"])
-    reject_request(request, user=alice, comment="not in the freeze", now=timezone.now())
+    reject_request(request, actor=alice, reason="not in the freeze", now=timezone.now())
     state = fleet_state(timezone.now())
     assert (state.waiting, state.escalated, state.level) == (0, 1, "attention")
     assert [ticket.ticket_id for ticket in state.escalated_tickets] == [result["ticket_id"]]
 
-    pause_automation(scope="all", reason="change freeze", user=alice, now=timezone.now())
+    pause_automation(Pause(scope="all"), actor=alice, reason="change freeze", now=timezone.now())
     state = fleet_state(timezone.now())
     assert state.level == "stopped"
     assert "change freeze" in state.pauses[0].describe()

@@ -8,7 +8,8 @@ from datetime import UTC, datetime
 import pytest
 
 from governance.rules.defaults import DEFAULT_POLICIES, default_policy, model_fields, snapshot
-from governance.rules.engine import (
+from governance.rules.engine import decide
+from governance.rules.facts import (
     AUTO_HEAL,
     HITL_REQUIRED,
     Decision,
@@ -18,7 +19,6 @@ from governance.rules.engine import (
     Statistics,
     Switches,
     TicketFacts,
-    decide,
 )
 from remediation.choices import Category
 from scoring.reliability import FeedbackFact

@@ -8,7 +8,9 @@ from django.utils import timezone
 
 from governance.approvals.actions import approve_request
 from governance.models import ApprovalRequest, AuditEvent, Notice, Policy
-from remediation.executions import cancel_execution, dispatch_execution, sweep
+from remediation.actions import cancel_execution
+from remediation.executions.queueing import dispatch_execution
+from remediation.executions.sweeps import sweep
 from remediation.models import Execution
 
 
@@ -83,8 +85,8 @@ def approved_change_held_by_the_blast_radius(
     assert request.decision.safety_checks["blast_radius_ok"]
     queue_disk_clean_up(agent, django_capture_on_commit_callbacks)  # the unrelated fix
     with django_capture_on_commit_callbacks(execute=True):
-        approve_request(request, user=bob, comment="change window", now=timezone.now())
-        approve_request(request, user=carol, comment="checked", now=timezone.now())
+        approve_request(request, actor=bob, reason="change window", now=timezone.now())
+        approve_request(request, actor=carol, reason="checked", now=timezone.now())
     return Execution.objects.get(approval_request=request)
 
 
@@ -111,7 +113,7 @@ def test_a_held_change_starts_as_soon_as_the_room_frees(
 
     # when the other host's fix ends
     with django_capture_on_commit_callbacks(execute=True):
-        cancel_execution(fix, user=alice, reason="host drained", now=timezone.now())
+        cancel_execution(fix, actor=alice, reason="host drained", now=timezone.now())
 
     # then the held change goes to its agent at once, not at the next sweep
     held.refresh_from_db()

@@ -10,7 +10,8 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from governance.rules.engine import (
+from governance.rules.engine import decide
+from governance.rules.facts import (
     AUTO_HEAL,
     HITL_REQUIRED,
     NO_ACTION,
@@ -21,7 +22,6 @@ from governance.rules.engine import (
     Statistics,
     Switches,
     TicketFacts,
-    decide,
 )
 from scoring.reliability import FeedbackFact, PatternFacts, ReliabilityInputs, reliability_score
 

@@ -13,7 +13,8 @@ from zoneinfo import ZoneInfo
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from governance.rules.engine import (
+from governance.rules.engine import decide
+from governance.rules.facts import (
     AUTO_HEAL,
     CAUTION,
     HITL_REQUIRED,
@@ -25,7 +26,6 @@ from governance.rules.engine import (
     Statistics,
     Switches,
     TicketFacts,
-    decide,
 )
 from remediation.choices import ActionType, Category, ForbiddenTouch
 from scoring.reliability import FeedbackFact, PatternFacts

@@ -8,10 +8,10 @@ from django.urls import reverse
 from django.utils import timezone
 
 from governance.approvals.actions import reject_request
-from governance.models import ApprovalRequest, AuditEvent, Policy
+from governance.models import ApprovalRequest, AuditEvent, Pause, Policy
 from governance.pauses.actions import pause_automation
 from governance.policies.actions import save_policy
-from remediation.hosts import add_host, rotate_host_key
+from remediation.actions import add_host, rotate_host_key
 from remediation.models import Host, Runbook
 from tests.governance.admin_pages import form_data, logged_in
 
@@ -29,9 +29,9 @@ def history_url(obj, version) -> str:
 def a_policy_with_two_versions(alice) -> tuple[Policy, object]:
     policy = Policy.objects.get(name=DISK)
     policy.min_confidence_score = 0.5
-    save_policy(policy, user=alice, reason="looser, briefly")
+    save_policy(policy, actor=alice, reason="looser, briefly", now=timezone.now())
     policy.min_confidence_score = 0.95
-    save_policy(policy, user=alice, reason="tighter again")
+    save_policy(policy, actor=alice, reason="tighter again", now=timezone.now())
     return policy, policy.history.filter(min_confidence_score=0.5).latest()
 
 
@@ -80,9 +80,9 @@ def test_a_supervisor_reverts_through_the_use_case_with_a_reason(alice):
 
 
 def test_reverting_a_host_never_brings_back_its_old_agent_key(alice):
-    host, _ = add_host("db-01", labels={"role": "db"}, user=alice)
+    host, _ = add_host("db-01", labels={"role": "db"}, actor=alice, now=timezone.now())
     first = host.history.latest()
-    rotate_host_key("db-01", user=alice)
+    rotate_host_key(host, actor=alice, reason="", now=timezone.now())
     rotated = Host.objects.get(pk=host.pk).api_key_hash
     browser = logged_in(alice)
     page = browser.get(history_url(host, first))
@@ -99,7 +99,7 @@ def test_nobody_reverts_an_approval_request_to_pending(agent, alice, bob):
     [result] = agent.post_metrics(agent.sample("firewall")).json()["results"]
     request = ApprovalRequest.objects.get(ticket__ticket_id=result["ticket_id"])
     pending = request.history.latest()
-    reject_request(request, user=bob, comment="not now", now=timezone.now())
+    reject_request(request, actor=bob, reason="not now", now=timezone.now())
     browser = logged_in(alice)  # a supervisor, with every permission on requests
 
     response = browser.post(
@@ -136,7 +136,7 @@ def test_a_runbook_edit_in_the_admin_needs_a_reason_and_is_audited(alice):
 
 
 def test_a_host_edit_in_the_admin_is_audited(alice):
-    host, _ = add_host("web-09", labels={}, user=alice)
+    host, _ = add_host("web-09", labels={}, actor=alice, now=timezone.now())
     browser = logged_in(alice)
     url = reverse("admin:remediation_host_change", args=[host.pk])
     page = browser.get(url)
@@ -214,7 +214,10 @@ def test_policy_lists_are_checkboxes_and_lines_not_json(alice):
 def test_the_admin_index_says_what_needs_attention_now(agent, alice):
     agent.post_metrics(agent.sample("firewall"))
     pause_automation(
-        scope="category", category="disk", reason="vendor bug", user=alice, now=timezone.now()
+        Pause(scope="category", category="disk"),
+        actor=alice,
+        reason="vendor bug",
+        now=timezone.now(),
     )
     page = logged_in(alice).get("/admin/").content.decode()
     assert "Needs attention now" in page and 'href="/console/"' in page
@@ -230,7 +233,7 @@ def test_a_long_reason_is_kept_whole_in_the_history_and_the_audit_trail(alice):
     reason = "Raised after the storage review: " + "the vendor's firmware fix is in. " * 14
     policy = Policy.objects.get(name=DISK)
     policy.min_confidence_score = 0.9
-    save_policy(policy, user=alice, reason=reason.strip())
+    save_policy(policy, actor=alice, reason=reason.strip(), now=timezone.now())
     assert policy.history.latest().history_change_reason == reason.strip()
     assert (
         AuditEvent.objects.filter(action="policy.changed").latest("sequence").data["reason"]

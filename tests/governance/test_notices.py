@@ -33,16 +33,10 @@ from governance.models import (
     NoticeLinkUse,
     Policy,
 )
-from governance.notices.delivery import (
-    WAKE_SCHEDULE,
-    Batch,
-    NoticeNotSent,
-    Waiting,
-    deliver_due,
-    notice_plans,
-    plan_batches,
-)
-from remediation.hosts import add_host
+from governance.notices.batches import WAKE_SCHEDULE, Batch, Waiting, plan_batches
+from governance.notices.delivery import NoticeNotSent, deliver_due
+from governance.notices.plans import notice_plans
+from remediation.actions import add_host
 from tests.conftest import AgentClient
 
 BASE = "http://testserver"
@@ -217,7 +211,7 @@ def test_confirming_approves_through_the_use_case_as_the_person(agent, mailoutbo
 
 def test_the_last_approval_from_a_link_queues_the_execution(agent, mailoutbox, client, bob, carol):
     request = firewall_request(agent)
-    approve_request(request, user=carol, comment="", now=timezone.now())
+    approve_request(request, actor=carol, reason="", now=timezone.now())
     client.force_login(bob)
 
     with agent.capture(execute=True):
@@ -315,7 +309,7 @@ def test_a_link_to_a_request_no_longer_pending_does_nothing_and_says_why(
 ):
     request = firewall_request(agent)
     path = link(mail_to(mailoutbox, bob)[0], "approve")
-    reject_request(request, user=carol, comment="not during the sale", now=timezone.now())
+    reject_request(request, actor=carol, reason="not during the sale", now=timezone.now())
     client.force_login(bob)
 
     page = client.post(path, {"note": "too late"})
@@ -365,7 +359,7 @@ def test_a_storm_of_approval_requests_on_many_hosts_sends_one_digest(
 
     # when six hosts ask for firewall changes at once
     for name in hosts:
-        host, key = add_host(name)
+        host, key = add_host(name, now=timezone.now())
         firewall_request(AgentClient(client, host, key, django_capture_on_commit_callbacks))
 
     # then nothing goes out at once, and the scheduler is asked to wake when the wait ends
@@ -427,7 +421,7 @@ def test_nothing_is_told_when_the_change_rolls_back(agent, mailoutbox, bob):
     notices = Notice.objects.count()
 
     with agent.capture(execute=True), pytest.raises(RuntimeError), transaction.atomic():
-        reject_request(request, user=bob, comment="no", now=timezone.now())
+        reject_request(request, actor=bob, reason="no", now=timezone.now())
         raise RuntimeError("the request failed after the rejection")
 
     assert Notice.objects.count() == notices
@@ -441,7 +435,7 @@ def test_an_escalation_tells_the_supervisors(agent, mailoutbox, alice, bob, caro
     mailoutbox.clear()
 
     with agent.capture(execute=True):
-        reject_request(request, user=carol, comment="not during the sale", now=timezone.now())
+        reject_request(request, actor=carol, reason="not during the sale", now=timezone.now())
 
     [message] = mailoutbox
     assert message.to == [alice.email]  # supervisors; approvers only approve

@@ -8,7 +8,7 @@ from django.utils import timezone
 
 from governance.approvals.actions import approve_request
 from governance.models import ApprovalRequest, AuditEvent, Decision, Pause, PauseScope
-from governance.pauses.actions import is_active, pause_automation, resume_automation
+from governance.pauses.actions import is_active, pause_automation, resume_pause
 from remediation import tasks
 from remediation.models import Execution
 from tests.governance.admin_pages import form_data, logged_in
@@ -18,7 +18,7 @@ CHANGELIST = "/admin/governance/pause/"
 
 def pause_everything(user, **extra) -> Pause:
     return pause_automation(
-        scope=PauseScope.ALL, reason="freeze", user=user, now=timezone.now(), **extra
+        Pause(scope=PauseScope.ALL, **extra), actor=user, reason="freeze", now=timezone.now()
     )
 
 
@@ -36,7 +36,7 @@ def test_while_paused_a_safe_problem_waits_for_a_person_and_its_execution_is_hel
     # given a pause over everything, the disk category, or this host
     extra = {"host": agent.host} if target == "host" else target
     pause = pause_automation(
-        scope=scope, reason="vendor incident", user=alice, now=timezone.now(), **extra
+        Pause(scope=scope, **extra), actor=alice, reason="vendor incident", now=timezone.now()
     )
 
     # when a problem arrives that would otherwise heal itself
@@ -52,13 +52,13 @@ def test_while_paused_a_safe_problem_waits_for_a_person_and_its_execution_is_hel
     # and when a person approves, the execution is held, not handed to the agent
     request = ApprovalRequest.objects.get(ticket=decision.ticket)
     with agent.capture(execute=True):
-        approve_request(request, user=bob, comment="go", now=timezone.now())
+        approve_request(request, actor=bob, reason="go", now=timezone.now())
     assert Execution.objects.get().state == "held"
     assert agent.take_actions() == []
 
     # and resuming releases it to the agent
     with agent.capture(execute=True):
-        resume_automation(pause, user=alice, now=timezone.now(), note="vendor fixed it")
+        resume_pause(pause, actor=alice, now=timezone.now(), reason="vendor fixed it")
     [action] = agent.take_actions()
     assert action["action"] == "clean_temp_and_rotate_logs"
 
@@ -80,13 +80,16 @@ def test_resuming_releases_held_executions(agent, alice):
     # given an execution held by a pause
     agent.post_metrics(agent.sample("disk"))
     pause = pause_automation(
-        scope=PauseScope.CATEGORY, reason="freeze", user=alice, now=timezone.now(), category="disk"
+        Pause(scope=PauseScope.CATEGORY, category="disk"),
+        actor=alice,
+        reason="freeze",
+        now=timezone.now(),
     )
     assert agent.take_actions() == []
 
     # when the pause is lifted
     with agent.capture(execute=True):
-        resume_automation(pause, user=alice, now=timezone.now(), note="vendor fixed it")
+        resume_pause(pause, actor=alice, now=timezone.now(), reason="vendor fixed it")
 
     # then the action reaches the agent
     [action] = agent.take_actions()
@@ -96,7 +99,10 @@ def test_resuming_releases_held_executions(agent, alice):
 
 def test_other_categories_keep_healing_while_one_is_paused(agent, alice):
     pause_automation(
-        scope=PauseScope.CATEGORY, reason="freeze", user=alice, now=timezone.now(), category="disk"
+        Pause(scope=PauseScope.CATEGORY, category="disk"),
+        actor=alice,
+        reason="freeze",
+        now=timezone.now(),
     )
     [result] = agent.post_metrics(agent.sample("cpu")).json()["results"]
     assert result["decision"] == "AUTO_HEAL"
@@ -107,11 +113,10 @@ def test_a_pause_that_has_ended_no_longer_sends_problems_to_people(agent, alice)
     # given a pause taken an hour ago for half an hour
     started = timezone.now() - timedelta(hours=1)
     pause = pause_automation(
-        scope=PauseScope.ALL,
+        Pause(scope=PauseScope.ALL, ends_at=started + timedelta(minutes=30)),
+        actor=alice,
         reason="maintenance window",
-        user=alice,
         now=started,
-        ends_at=started + timedelta(minutes=30),
     )
 
     # when a safe problem arrives now
@@ -207,11 +212,10 @@ def test_a_lapsed_pause_is_listed_as_ended(db, alice):
     # given a pause that ended ten minutes ago
     started = timezone.now() - timedelta(hours=1)
     pause_automation(
-        scope=PauseScope.ALL,
+        Pause(scope=PauseScope.ALL, ends_at=timezone.now() - timedelta(minutes=10)),
+        actor=alice,
         reason="night freeze",
-        user=alice,
         now=started,
-        ends_at=timezone.now() - timedelta(minutes=10),
     )
     browser = logged_in(alice)
 

@@ -6,17 +6,11 @@ from datetime import UTC, datetime
 import pytest
 from django.core.exceptions import ValidationError
 
-from governance.decisions.deciding import policy_snapshot
+from governance.decisions.facts import policy_snapshot
 from governance.models import Policy
 from governance.rules.defaults import default_policy, model_fields
-from governance.rules.engine import (
-    ModelOutput,
-    RunbookFacts,
-    Statistics,
-    Switches,
-    TicketFacts,
-    decide,
-)
+from governance.rules.engine import decide
+from governance.rules.facts import ModelOutput, RunbookFacts, Statistics, Switches, TicketFacts
 from tests.governance.admin_pages import form_data, logged_in
 
 ADD = "/admin/governance/policy/add/"

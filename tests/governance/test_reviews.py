@@ -29,10 +29,12 @@ from governance.models import (
     PatternAutonomy,
     Policy,
 )
-from governance.notices.delivery import Batch, Waiting, deliver_due, plan_batches
+from governance.notices.batches import Batch, Waiting, plan_batches
+from governance.notices.delivery import deliver_due
 from governance.policies.actions import save_policy
-from governance.promotions.reviews import ReviewError, acknowledge_review, flag_review, open_review
-from remediation.executions import cancel_execution
+from governance.promotions.actions import ReviewError, acknowledge_review, flag_review
+from governance.promotions.reviews import open_review
+from remediation.actions import cancel_execution
 from remediation.models import Execution, Ticket
 from tests.conftest import AgentClient
 
@@ -53,7 +55,7 @@ def set_level(category: str, level: int) -> Policy:
     policy = Policy.objects.get(category=category, enabled=True)
     policy.autonomy_level = level
     policy.requires_approval = level < 2
-    save_policy(policy, user=None, reason=f"test: {category} at L{level}")
+    save_policy(policy, actor=None, reason=f"test: {category} at L{level}", now=timezone.now())
     return policy
 
 
@@ -209,7 +211,7 @@ def test_what_people_approved_is_not_reviewed_again(agent, bob, carol):
     request = ApprovalRequest.objects.get(ticket__ticket_id=result["ticket_id"])
     for person in (bob, carol)[: request.required_approvals]:
         with agent.capture(execute=True):
-            approve_request(request, user=person, comment="ok", now=timezone.now())
+            approve_request(request, actor=person, reason="ok", now=timezone.now())
 
     # when it runs and is verified
     [action] = agent.take_actions()
@@ -232,12 +234,12 @@ def test_acknowledging_needs_the_permission_and_is_made_once(agent, alice, bob, 
 
     # compliance watches but does not review; nobody reviews anonymously
     with pytest.raises(PermissionDenied, match="dave may not review"):
-        acknowledge_review(review, user=dave, note="", now=timezone.now())
+        acknowledge_review(review, actor=dave, reason="", now=timezone.now())
     with pytest.raises(PermissionDenied, match="a review is a person's"):
-        acknowledge_review(review, user=None, note="", now=timezone.now())
+        acknowledge_review(review, actor=None, reason="", now=timezone.now())
 
     # an approver acknowledges it, with a note
-    acknowledge_review(review, user=bob, note="looked at the output: fine", now=timezone.now())
+    acknowledge_review(review, actor=bob, reason="looked at the output: fine", now=timezone.now())
     review.refresh_from_db()
     assert (review.status, review.reviewed_by, review.note) == (
         "acknowledged",
@@ -251,10 +253,10 @@ def test_acknowledging_needs_the_permission_and_is_made_once(agent, alice, bob, 
 
     # and a second verdict, either way, is refused saying who made the first
     with pytest.raises(ReviewError, match="already acknowledged by bob") as refused:
-        acknowledge_review(review, user=alice, note="", now=timezone.now())
+        acknowledge_review(review, actor=alice, reason="", now=timezone.now())
     assert refused.value.code == "already_reviewed"
     with pytest.raises(ReviewError, match="already acknowledged by bob"):
-        flag_review(review, user=alice, reason="no", now=timezone.now())
+        flag_review(review, actor=alice, reason="no", now=timezone.now())
     assert not Feedback.objects.exists()
 
 
@@ -265,12 +267,12 @@ def test_a_flag_needs_a_reason_and_is_negative_feedback_on_the_pattern(agent, al
 
     # a flag without a reason is refused, and nothing changes
     with pytest.raises(ValidationError, match="Say why"):
-        flag_review(review, user=alice, reason="   ", now=timezone.now())
+        flag_review(review, actor=alice, reason="   ", now=timezone.now())
     review.refresh_from_db()
     assert review.status == "open" and not Feedback.objects.exists()
 
     # with one, it is the ticket's negative feedback in the supervisor's name
-    flag_review(review, user=alice, reason="it deleted logs we needed", now=timezone.now())
+    flag_review(review, actor=alice, reason="it deleted logs we needed", now=timezone.now())
     review.refresh_from_db()
     assert (review.status, review.reviewed_by, review.note) == (
         "flagged",
@@ -299,10 +301,10 @@ def test_a_flag_below_the_policys_feedback_minimum_lowers_it_to_l1_at_once(agent
     ticket = heal(agent)
     policy = Policy.objects.get(category="disk", enabled=True)
     policy.min_positive_feedback_rate = 0.8
-    save_policy(policy, user=alice, reason="we want reviewed automation liked")
+    save_policy(policy, actor=alice, reason="we want reviewed automation liked", now=timezone.now())
 
     with agent.capture(execute=True):
-        flag_review(review_of(ticket), user=alice, reason="wrong host", now=timezone.now())
+        flag_review(review_of(ticket), actor=alice, reason="wrong host", now=timezone.now())
 
     policy.refresh_from_db()
     assert policy.autonomy_level == 1
@@ -383,7 +385,7 @@ def test_the_review_list_puts_the_longest_overdue_first(agent, other_agent, alic
     later, first = review_of(heal(agent)), review_of(heal(other_agent))
     overdue(first, hours=5)
     overdue(later, hours=1)
-    acknowledge_review(review_of(heal(agent, "memory")), user=alice, now=timezone.now())
+    acknowledge_review(review_of(heal(agent, "memory")), actor=alice, now=timezone.now(), reason="")
 
     html = signed_in(alice).get("/admin/feedback/postactionreview/").content.decode()
     rows = re.findall(r"/admin/feedback/postactionreview/(\d+)/change/", html)
@@ -426,7 +428,7 @@ def test_overdue_reviews_show_on_the_console_and_the_home_page(agent, alice):
     assert f'<li><a href="{review_path(review)}">{review.execution.ticket.ticket_id}: ' in home
 
     # and once acknowledged, it leaves both
-    acknowledge_review(review, user=alice, note="late, but fine", now=timezone.now())
+    acknowledge_review(review, actor=alice, reason="late, but fine", now=timezone.now())
     assert fleet_state(timezone.now()).reviews_overdue == 0
     assert f'data-review="{review.pk}"' not in page.get("/console/panels").content.decode()
 
@@ -439,12 +441,12 @@ def test_a_cancelled_critical_change_escalated_to_people_is_counted_where_they_l
     request = ApprovalRequest.objects.get(ticket__ticket_id=result["ticket_id"])
     for person in (bob, carol):
         with agent.capture(execute=True):
-            approve_request(request, user=person, comment="ok", now=timezone.now())
+            approve_request(request, actor=person, reason="ok", now=timezone.now())
     assert fleet_state(timezone.now()).waiting == 0
 
     # when a supervisor cancels it: the ticket goes to people
     execution = Execution.objects.get(ticket__ticket_id=result["ticket_id"])
-    cancel_execution(execution, user=alice, reason="change freeze", now=timezone.now())
+    cancel_execution(execution, actor=alice, reason="change freeze", now=timezone.now())
     ticket = Ticket.objects.get(ticket_id=result["ticket_id"])
     assert ticket.status == "escalated"
 

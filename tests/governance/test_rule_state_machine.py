@@ -41,6 +41,7 @@ from django.conf import settings as django_settings
 from django.core.exceptions import ValidationError
 from django.db import transaction
 from django.db.models import Count
+from django.utils import timezone
 from hypothesis import HealthCheck, note
 from hypothesis import settings as hypothesis_settings
 from hypothesis import strategies as st
@@ -60,26 +61,19 @@ from governance.approvals.actions import (
 )
 from governance.audit.log import verify_audit_log
 from governance.models import ApprovalRequest, AuditEvent, Decision, Pause, Policy
-from governance.pauses.actions import pause_automation, record_lapsed_pauses, resume_automation
+from governance.pauses.actions import pause_automation, record_lapsed_pauses, resume_pause
 from governance.policies.actions import save_policy
-from remediation import executions as executions_module
+from remediation.actions import add_host, cancel_execution, close_ticket, save_runbook
 from remediation.choices import EXECUTION_TRANSITIONS, TICKET_TRANSITIONS
-from remediation.executions import (
-    AgentAction,
-    ExecutionError,
-    RunReport,
-    cancel_execution,
-    claim_agent_actions,
-    dispatch_execution,
-    release_held_executions,
-    report_agent_result,
-    sweep,
-)
-from remediation.hosts import add_host
+from remediation.executions import ExecutionError
+from remediation.executions import sweeps as sweeps_module
+from remediation.executions.claims import AgentAction, claim_agent_actions
+from remediation.executions.holds import release_held_executions
+from remediation.executions.queueing import dispatch_execution
+from remediation.executions.reports import RunReport, report_agent_result
+from remediation.executions.sweeps import sweep
 from remediation.models import Execution, Host, Runbook, Ticket
 from remediation.pipeline import ingest_samples
-from remediation.runbooks import save_runbook
-from remediation.tickets import close_ticket
 from scoring.features import METRIC_NAMES, Reading
 from scoring.models import MetricSample
 from tests.conftest import HEALTHY, PROBLEMS
@@ -421,7 +415,7 @@ class GovernanceMachine(RuleBasedStateMachine):
         request = self.draw_row(data, requests, "request")
         who = self.world.approvers[data.draw(st.integers(0, 2), label="approver")]
         try:
-            approve_request(request, user=who, comment="ok", now=self.now)
+            approve_request(request, actor=who, reason="ok", now=self.now)
             self.world.seen["approval given"] += 1
         except ApprovalError as error:
             self.world.seen[f"approval refused: {error.code}"] += 1
@@ -431,7 +425,7 @@ class GovernanceMachine(RuleBasedStateMachine):
         request = self.draw_row(data, ApprovalRequest.objects.order_by("pk"), "request")
         who = self.world.approvers[data.draw(st.integers(0, 2), label="approver")]
         try:
-            reject_request(request, user=who, comment="no", now=self.now)
+            reject_request(request, actor=who, reason="no", now=self.now)
             self.world.seen["rejection given"] += 1
         except ApprovalError as error:
             note(f"  rejection refused: {error.code}")
@@ -450,7 +444,7 @@ class GovernanceMachine(RuleBasedStateMachine):
         else:
             runbook.enabled = not runbook.enabled
         note(f"  {runbook.name}: {what}")
-        save_runbook(runbook, user=self.world.supervisor, reason="test edit", now=self.now)
+        save_runbook(runbook, actor=self.world.supervisor, reason="test edit", now=self.now)
 
     def edit_policy(self, data: st.DataObject) -> None:
         """Switch the category's policy to shadow mode and back, or disable and enable it."""
@@ -463,7 +457,7 @@ class GovernanceMachine(RuleBasedStateMachine):
             policy.enabled = not policy.enabled
         note(f"  {policy.name}: mode {policy.mode}, enabled {policy.enabled}")
         try:
-            save_policy(policy, user=self.world.supervisor, reason="test edit")
+            save_policy(policy, actor=self.world.supervisor, reason="test edit", now=timezone.now())
         except ValidationError as error:
             note(f"  policy refused: {error}")
 
@@ -472,26 +466,28 @@ class GovernanceMachine(RuleBasedStateMachine):
         scope = data.draw(st.sampled_from(["category", "host", "all"]), label="scope")
         minutes = data.draw(st.one_of(st.none(), st.integers(1, 240)), label="minutes")
         pause_automation(
-            scope=scope,
+            Pause(
+                scope=scope,
+                category=data.draw(st.sampled_from(CATEGORIES), label="category"),
+                host=self.host(data.draw(st.integers(0, 1), label="host")),
+                ends_at=self.now + timedelta(minutes=minutes) if minutes else None,
+            ),
+            actor=self.world.supervisor,
             reason="test pause",
-            user=self.world.supervisor,
             now=self.now,
-            category=data.draw(st.sampled_from(CATEGORIES), label="category"),
-            host=self.host(data.draw(st.integers(0, 1), label="host")),
-            ends_at=self.now + timedelta(minutes=minutes) if minutes else None,
         )
 
     def resume(self, data: st.DataObject) -> None:
         paused = Pause.objects.filter(resumed_at__isnull=True).order_by("pk")
         pause = self.draw_row(data, paused, "pause")
-        resume_automation(pause, user=self.world.supervisor, now=self.now, note="go on")
+        resume_pause(pause, actor=self.world.supervisor, now=self.now, reason="go on")
 
     def cancel(self, data: st.DataObject) -> None:
         """A supervisor cancels an unfinished execution (or tries to cancel a finished one)."""
         execution = self.draw_row(data, Execution.objects.order_by("pk"), "execution")
         try:
             cancel_execution(
-                execution, user=self.world.supervisor, reason="test cancel", now=self.now
+                execution, actor=self.world.supervisor, reason="test cancel", now=self.now
             )
             self.world.seen[f"cancelled from {execution.state}"] += 1
         except ExecutionError as error:
@@ -503,7 +499,7 @@ class GovernanceMachine(RuleBasedStateMachine):
         resolved = data.draw(st.booleans(), label="resolved")
         try:
             close_ticket(
-                ticket, user=self.world.supervisor, resolved=resolved, note="test", now=self.now
+                ticket, actor=self.world.supervisor, resolved=resolved, reason="test", now=self.now
             )
         except ExecutionError as error:
             note(f"  close refused: {error.code}")
@@ -713,11 +709,14 @@ def world(db, approved_model, settings, monkeypatch, alice, bob, carol) -> World
     # Approvals that live an hour, not a day: time passing past an approval's life
     # between its dispatch and the agent's claim is then not rare.
     settings.WARDEN_APPROVAL_TTL_HOURS = 1
-    hosts = [add_host(name, labels={"env": "test"})[0] for name in ("web-01", "web-02")]
+    hosts = [
+        add_host(name, labels={"env": "test"}, now=timezone.now())[0]
+        for name in ("web-01", "web-02")
+    ]
     # The sweeper's requeue enqueues a dispatch task at once (not on commit), and tasks
     # run inline in tests (tests/conftest.py), on the real clock: the machine dispatches
     # by itself, on its own. (What is enqueued on commit never runs: nothing commits.)
-    monkeypatch.setattr(executions_module, "async_task", lambda *args, **kwargs: None)
+    monkeypatch.setattr(sweeps_module, "async_task", lambda *args, **kwargs: None)
     return World(hosts=hosts, supervisor=alice, approvers=[alice, bob, carol])
 
 

@@ -16,7 +16,7 @@ from django.test import Client
 from governance.decisions.simulation import AUTO_HEALED, TO_A_PERSON, ReplayTicket, replay
 from governance.models import AuditEvent, Decision, Policy
 from governance.rules.defaults import default_policy, model_fields, snapshot
-from governance.rules.engine import ModelOutput, RunbookFacts, Statistics, TicketFacts
+from governance.rules.facts import ModelOutput, RunbookFacts, Statistics, TicketFacts
 from remediation.models import Execution, Ticket
 
 ROWS = ("auto-healed", "sent to a person", "blocked", "recorded only")

@@ -9,9 +9,10 @@ from datetime import datetime, timedelta
 import pytest
 from django.utils import timezone
 
-from governance.decisions.deciding import decide_ticket, statistics
+from governance.decisions.deciding import decide_ticket
+from governance.decisions.stats import statistics
+from remediation.actions import add_host
 from remediation.choices import TicketStatus
-from remediation.hosts import add_host
 from remediation.models import Host, Ticket
 
 DAY = timedelta(days=1)
@@ -34,7 +35,7 @@ class Tickets:
     ) -> Ticket:
         """A ticket opened `opened` ago and, when given, closed `closed` ago."""
         self.made += 1
-        host: Host = add_host(f"hist-{self.made:02d}")[0]
+        host: Host = add_host(f"hist-{self.made:02d}", now=timezone.now())[0]
         resolved_at = self.now - closed if closed is not None else None
         if resolved_at is None and status in (TicketStatus.RESOLVED, TicketStatus.CLOSED):
             resolved_at = self.now - opened + timedelta(minutes=5)

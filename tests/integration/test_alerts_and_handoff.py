@@ -16,11 +16,10 @@ from django.contrib.auth.models import Group, User
 from django.utils import timezone
 
 from governance.models import AuditEvent
-from governance.people.tokens import issue_api_token
+from governance.people.actions import issue_api_token
 from remediation import handoff
-from remediation.hosts import add_host
+from remediation.actions import add_host, save_automation_target, save_runbook
 from remediation.models import Alert, AutomationTarget, Execution, Runbook, Ticket
-from remediation.runbooks import save_automation_target, save_runbook
 from tests.integration.conftest import start_web, wait_until
 
 pytestmark = [
@@ -49,10 +48,12 @@ def test_an_alertmanager_pair_sending_the_same_group_at_once_opens_one_ticket_pe
     processes,
 ):
     # given five hosts, Warden's servers and an alert sender's token
-    hosts = [add_host(f"am-{n:02d}")[0] for n in range(5)]
+    hosts = [add_host(f"am-{n:02d}", now=timezone.now())[0] for n in range(5)]
     sender = User.objects.create_user("alertmanager")
     sender.groups.add(Group.objects.get(name="alert senders"))
-    _, key = issue_api_token(sender, by=None, expiry_days=1, reason="integration")
+    _, key = issue_api_token(
+        sender, actor=None, expiry_days=1, reason="integration", now=timezone.now()
+    )
     url = start_web(processes)
     body = {
         "version": "4",
@@ -146,7 +147,7 @@ def test_a_fix_handed_to_an_automation_system_is_called_back_and_verified(
     processes, approved_model, alice, monkeypatch
 ):
     # given the disk runbook run by an AWX job template, and Warden's processes
-    host, key = add_host("ho-01")
+    host, key = add_host("ho-01", now=timezone.now())
     # the shared secret, in the environment of every process: the worker signs with it,
     # the web server checks callbacks with it
     monkeypatch.setenv("WARDEN_INTEGRATION_SECRET", SECRET)
@@ -159,10 +160,10 @@ def test_a_fix_handed_to_an_automation_system_is_called_back_and_verified(
         url=f"{system.url}/api/v2/job_templates/12/launch/",
         secret_env="WARDEN_INTEGRATION_SECRET",
     )
-    save_automation_target(target, user=alice, reason="AWX runs disk fixes", now=timezone.now())
+    save_automation_target(target, actor=alice, reason="AWX runs disk fixes", now=timezone.now())
     runbook = Runbook.objects.get(name="clean-temp-and-rotate-logs")
     runbook.handoff_target = target
-    save_runbook(runbook, user=alice, reason="AWX runs disk fixes", now=timezone.now())
+    save_runbook(runbook, actor=alice, reason="AWX runs disk fixes", now=timezone.now())
     processes.start("qcluster", "manage.py", "qcluster")
     agent = {"Authorization": f"Bearer {key}"}
     healthy = {

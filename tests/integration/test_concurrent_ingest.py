@@ -7,9 +7,10 @@ import urllib.request
 import pytest
 from django.db import connections
 from django.test import Client
+from django.utils import timezone
 
 from governance.models import Decision, Policy
-from remediation.hosts import add_host
+from remediation.actions import add_host
 from remediation.models import Execution, Host, Ticket
 from tests.conftest import HEALTHY, PROBLEMS
 from tests.integration.conftest import free_port, wait_until
@@ -20,7 +21,7 @@ from tests.integration.conftest import free_port, wait_until
 @pytest.mark.django_db(transaction=True, serialized_rollback=True)
 def test_simultaneous_batches_showing_a_new_problem_share_one_ticket(servers, approved_model):
     # given a host whose agent (retrying, or several collectors) posts six batches at once
-    host, key = add_host("burst-01")
+    host, key = add_host("burst-01", now=timezone.now())
     start = threading.Barrier(6)
     statuses: list[int] = []
 
@@ -61,7 +62,7 @@ def test_simultaneous_batches_showing_a_new_problem_share_one_ticket(servers, ap
 def test_a_storm_on_thirty_hosts_decides_no_more_than_the_blast_radius(processes, approved_model):
     # given 30 hosts under the disk policy's 20% blast radius (6 may be fixed at once), and
     # the web command's sync workers, several processes deciding at the same time
-    hosts = [add_host(f"storm-{i:02d}") for i in range(30)]
+    hosts = [add_host(f"storm-{i:02d}", now=timezone.now()) for i in range(30)]
     policy = Policy.objects.get(category="disk")
     assert policy.blast_radius_max_percent == 20.0 and policy.max_actions_per_hour >= 6
     port = free_port()

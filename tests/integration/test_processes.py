@@ -10,7 +10,7 @@ from websockets.sync.client import connect
 
 from governance.approvals.actions import approve_request
 from governance.models import ApprovalRequest
-from remediation.hosts import add_host
+from remediation.actions import add_host
 from remediation.models import Execution, Ticket
 from tests.integration.conftest import start_web, wait_until
 
@@ -22,7 +22,7 @@ pytestmark = [
 
 def test_a_filling_disk_heals_itself_across_processes(processes, approved_model):
     # given Warden's web server, a worker and a simulated agent on a filling disk
-    host, key = add_host("int-01")
+    host, key = add_host("int-01", now=timezone.now())
     url = start_web(processes)
     processes.start("qcluster", "manage.py", "qcluster")
     processes.start(
@@ -74,7 +74,7 @@ def test_a_dns_spike_waits_for_two_people_and_the_console_sees_every_process(
     processes, approved_model, alice, bob, carol
 ):
     # given Warden's processes, an agent whose DNS latency spikes, and alice's live console
-    host, key = add_host("int-02")
+    host, key = add_host("int-02", now=timezone.now())
     url = start_web(processes)
     processes.start("qcluster", "manage.py", "qcluster")
     client = Client()
@@ -109,8 +109,8 @@ def test_a_dns_spike_waits_for_two_people_and_the_console_sees_every_process(
 
         # when two approvers say yes (from this process, as the admin would)
         now = timezone.now()
-        approve_request(request, user=bob, comment="resolver is flapping", now=now)
-        approve_request(request, user=carol, comment="agreed", now=now + timedelta(seconds=1))
+        approve_request(request, actor=bob, reason="resolver is flapping", now=now)
+        approve_request(request, actor=carol, reason="agreed", now=now + timedelta(seconds=1))
 
         # then the worker dispatches it, the agent runs it, and fresh metrics resolve the ticket
         wait_until(

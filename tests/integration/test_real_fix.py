@@ -24,12 +24,10 @@ from typing import Any
 import pytest
 from django.utils import timezone
 
-from governance.models import AuditEvent, Decision, PauseScope
+from governance.models import AuditEvent, Decision, Pause, PauseScope
 from governance.pauses.actions import pause_automation
-from remediation.executions import roll_back_execution
-from remediation.hosts import add_host
+from remediation.actions import add_host, roll_back_execution, save_runbook
 from remediation.models import Execution, Runbook, Ticket
-from remediation.runbooks import save_runbook
 from scoring.models import MetricSample
 from tests.integration.conftest import Processes, start_web, wait_until
 from warden_agent.argv import allowlist_digest, argv_digest
@@ -210,12 +208,12 @@ def test_a_full_disk_is_fixed_by_the_real_agent_and_rolled_back_byte_for_byte(
     planted = plant(tmp_path / "seed")
 
     # given a host, and the disk runbook pointed at that host's scratch root by a supervisor
-    host, key = add_host("real-01")
+    host, key = add_host("real-01", now=timezone.now())
     runbook = Runbook.objects.get(name=RUNBOOK)
     runbook.argv = [*runbook.argv, "--root", str(disk)]
     runbook.rollback_argv = [*runbook.rollback_argv, "--root", str(disk)]
     save_runbook(
-        runbook, user=alice, reason="scratch root for the real-host test", now=timezone.now()
+        runbook, actor=alice, reason="scratch root for the real-host test", now=timezone.now()
     )
     entries = {runbook.action: runbook.argv, runbook.rollback_action: runbook.rollback_argv}
     assert set(entries) == {"clean_temp_and_rotate_logs", "restore_quarantined_files"}
@@ -312,14 +310,13 @@ def test_a_full_disk_is_fixed_by_the_real_agent_and_rolled_back_byte_for_byte(
     # when a supervisor pauses automation on the host (so the refilled disk is not cleaned
     # again) and rolls the fix back
     pause_automation(
-        scope=PauseScope.HOST,
-        host=host,
-        user=alice,
+        Pause(scope=PauseScope.HOST, host=host),
+        actor=alice,
         reason="checking the cleaned files by hand",
         now=timezone.now(),
     )
     roll_back_execution(
-        execution, user=alice, reason="those exports were still wanted", now=timezone.now()
+        execution, actor=alice, reason="those exports were still wanted", now=timezone.now()
     )
 
     # then the real agent runs disk-restore, and every file is back, byte for byte

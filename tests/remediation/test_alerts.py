@@ -9,9 +9,8 @@ from django.core.management import call_command
 from django.utils import timezone
 
 from governance.models import ApprovalRequest, AuditEvent, Decision
-from remediation.hosts import add_host
+from remediation.actions import add_host, close_ticket
 from remediation.models import Alert, Execution, Ticket
-from remediation.tickets import close_ticket
 from tests.conftest import Api
 
 AM = "/api/v1/alerts/alertmanager"
@@ -69,7 +68,7 @@ def sender(db, api) -> Api:
 
 @pytest.fixture
 def web(db):
-    host, _ = add_host("web-01")
+    host, _ = add_host("web-01", now=timezone.now())
     return host
 
 
@@ -78,7 +77,7 @@ def disk_still_full(agent, alice):
     """web-01's newest reading shows a full disk, and its agent's ticket was closed by hand."""
     [result] = agent.post_metrics(agent.sample("disk")).json()["results"]
     ticket = Ticket.objects.get(ticket_id=result["ticket_id"])
-    close_ticket(ticket, user=alice, resolved=True, note="cleaned by hand", now=timezone.now())
+    close_ticket(ticket, actor=alice, resolved=True, reason="cleaned by hand", now=timezone.now())
     return agent
 
 
@@ -227,7 +226,7 @@ def test_an_alert_firing_again_counts_and_after_its_ticket_closed_opens_another(
     assert first.occurrence_count == 2
     assert AuditEvent.objects.filter(action="alert.refired").exists()
 
-    close_ticket(first, user=alice, resolved=True, note="disk cleaned", now=timezone.now())
+    close_ticket(first, actor=alice, resolved=True, reason="disk cleaned", now=timezone.now())
     later = sender.post(AM, am_body(am_alert()))
 
     assert later.json()["alerts"][0]["ticket_id"] == "AM-a1b2c3d4e5f60718-2"

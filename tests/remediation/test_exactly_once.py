@@ -4,7 +4,7 @@ from datetime import timedelta
 
 from django.utils import timezone
 
-from remediation import executions
+from remediation.executions import queueing, rows
 from remediation.models import Execution
 from remediation.tasks import sweep
 
@@ -16,7 +16,7 @@ def test_a_task_delivered_twice_dispatches_once(agent):
     assert execution.state == "dispatched"
 
     # when the queue delivers the same task again
-    result = executions.dispatch_execution(execution.pk, timezone.now())
+    result = queueing.dispatch_execution(execution.pk, timezone.now())
 
     # then nothing changes and the agent gets the action once
     assert result == "skipped"
@@ -25,14 +25,14 @@ def test_a_task_delivered_twice_dispatches_once(agent):
 
 
 def test_a_task_for_a_deleted_row_is_harmless(db):
-    assert executions.dispatch_execution(987654, timezone.now()) == "skipped"
+    assert queueing.dispatch_execution(987654, timezone.now()) == "skipped"
 
 
 def test_the_same_decision_never_queues_two_executions(agent):
     agent.post_metrics(agent.sample("disk"))
     execution = Execution.objects.get()
     events = []
-    again = executions.queue_execution(
+    again = queueing.queue_execution(
         ticket=execution.ticket,
         runbook=execution.runbook,
         idempotency_key=execution.idempotency_key,
@@ -95,7 +95,7 @@ def test_an_expired_lease_is_verified_not_run_again(agent, settings):
 
 def test_the_sweeper_requeues_an_execution_whose_task_vanished(agent, settings, monkeypatch):
     # given a queued execution whose task was lost (e.g. Redis restarted)
-    monkeypatch.setattr(executions, "async_task", lambda *args, **kwargs: None)
+    monkeypatch.setattr(rows, "async_task", lambda *args, **kwargs: None)
     agent.post_metrics(agent.sample("disk"))
     assert Execution.objects.get().state == "queued"
     Execution.objects.update(enqueued_at=timezone.now() - timedelta(hours=1))

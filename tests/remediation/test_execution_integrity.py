@@ -13,10 +13,10 @@ from governance.approvals.actions import ApprovalError, approve_request, reject_
 from governance.models import ApprovalRequest, AuditEvent, Pause, Policy
 from governance.pauses.actions import pause_automation, record_lapsed_pauses
 from governance.policies.actions import save_policy
-from remediation.executions import claim_agent_actions, sweep
+from remediation.actions import close_ticket, save_runbook
+from remediation.executions.claims import claim_agent_actions
+from remediation.executions.sweeps import sweep
 from remediation.models import Execution, Runbook, Ticket
-from remediation.runbooks import save_runbook
-from remediation.tickets import close_ticket
 from warden_agent.agent import Agent
 from warden_agent.argv import argv_digest
 
@@ -38,7 +38,7 @@ def dispatched_disk_clean_up(agent, django_capture_on_commit_callbacks) -> Execu
 def edit(runbook: Runbook, user, **changes) -> None:
     for name, value in changes.items():
         setattr(runbook, name, value)
-    save_runbook(runbook, user=user, reason="vendor changed the tool", now=timezone.now())
+    save_runbook(runbook, actor=user, reason="vendor changed the tool", now=timezone.now())
 
 
 def test_a_decision_records_exactly_what_it_would_run(agent):
@@ -68,7 +68,7 @@ def test_a_runbook_edit_voids_the_pending_approval_and_decides_again(agent, alic
     voided = AuditEvent.objects.get(action="approval.voided", object_id=str(request.pk))
     assert "changed" in voided.summary
     with pytest.raises(ApprovalError):
-        approve_request(request, user=bob, comment="ok", now=timezone.now())
+        approve_request(request, actor=bob, reason="ok", now=timezone.now())
     # and the ticket was decided again on the new text: a new request for version 2
     fresh = ApprovalRequest.objects.get(ticket=request.ticket, status="pending")
     assert fresh.decision.action == "apply_firewall_change_v2"
@@ -110,7 +110,7 @@ def test_a_policy_changed_after_dispatch_stops_the_claim(
     policy = Policy.objects.get(category="disk", enabled=True)
     for name, value in change.items():
         setattr(policy, name, value)
-    save_policy(policy, user=alice, reason="vendor bug")
+    save_policy(policy, actor=alice, reason="vendor bug", now=timezone.now())
 
     assert agent.take_actions() == []
     execution.refresh_from_db()
@@ -249,7 +249,7 @@ def test_closing_a_ticket_cancels_what_is_pending_on_it(
     execution = dispatched_disk_clean_up(agent, django_capture_on_commit_callbacks)
 
     close_ticket(
-        execution.ticket, user=alice, resolved=True, note="fixed by hand", now=timezone.now()
+        execution.ticket, actor=alice, resolved=True, reason="fixed by hand", now=timezone.now()
     )
 
     execution.refresh_from_db()
@@ -263,7 +263,9 @@ def test_closing_a_ticket_cancels_what_is_pending_on_it(
 
 def test_closing_a_ticket_voids_its_pending_approval(agent, alice):
     request = pending_firewall_request(agent)
-    close_ticket(request.ticket, user=alice, resolved=False, note="not needed", now=timezone.now())
+    close_ticket(
+        request.ticket, actor=alice, resolved=False, reason="not needed", now=timezone.now()
+    )
     request.refresh_from_db()
     assert request.status == "voided"
     assert AuditEvent.objects.filter(action="approval.voided", object_id=str(request.pk)).exists()
@@ -274,7 +276,7 @@ def test_an_approval_whose_readings_went_healthy_is_voided(agent, bob):
     agent.post_metrics(agent.sample())  # the host no longer shows the problem
 
     with pytest.raises(ApprovalError) as error:
-        approve_request(request, user=bob, comment="ok", now=timezone.now())
+        approve_request(request, actor=bob, reason="ok", now=timezone.now())
 
     assert error.value.code == "voided"
     request.refresh_from_db()
@@ -285,7 +287,10 @@ def test_an_approval_whose_readings_went_healthy_is_voided(agent, bob):
 def test_a_lapsing_pause_is_recorded(alice):
     now = timezone.now()
     pause = pause_automation(
-        scope="all", reason="freeze", user=alice, now=now, ends_at=now + timedelta(minutes=5)
+        Pause(scope="all", ends_at=now + timedelta(minutes=5)),
+        actor=alice,
+        reason="freeze",
+        now=now,
     )
     assert record_lapsed_pauses(now) == 0
 
@@ -302,7 +307,7 @@ def test_claims_never_hand_out_an_action_under_a_pause(
 ):
     execution = dispatched_disk_clean_up(agent, django_capture_on_commit_callbacks)
     pause_automation(
-        scope="host", reason="debugging", user=alice, now=timezone.now(), host=agent.host
+        Pause(scope="host", host=agent.host), actor=alice, reason="debugging", now=timezone.now()
     )
 
     assert claim_agent_actions(agent.host, timezone.now()) == []
@@ -314,7 +319,7 @@ def test_a_broker_that_is_down_never_fails_a_committed_request(agent, monkeypatc
     def broker_down(*args, **kwargs):
         raise ConnectionError("broker unreachable")
 
-    monkeypatch.setattr("remediation.executions.async_task", broker_down)
+    monkeypatch.setattr("remediation.executions.rows.async_task", broker_down)
 
     response = agent.post_metrics(agent.sample("disk"))
 
@@ -329,7 +334,7 @@ def test_a_broker_that_is_down_never_fails_a_committed_request(agent, monkeypatc
 
 def test_every_escalation_is_recorded_on_the_ticket(agent, alice, bob):
     request = pending_firewall_request(agent)
-    reject_request(request, user=bob, comment="not today", now=timezone.now())
+    reject_request(request, actor=bob, reason="not today", now=timezone.now())
     assert AuditEvent.objects.filter(
         action="ticket.escalated", object_type="Ticket", object_id=str(request.ticket_id)
     ).exists()

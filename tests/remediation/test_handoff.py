@@ -16,10 +16,10 @@ from django.utils import timezone
 
 from governance.models import ApprovalRequest, AuditEvent
 from remediation import handoff
+from remediation.actions import save_automation_target, save_runbook
 from remediation.evidence import ticket_evidence
-from remediation.executions import sweep
+from remediation.executions.sweeps import sweep
 from remediation.models import AutomationTarget, Execution, Runbook, Ticket
-from remediation.runbooks import save_automation_target, save_runbook
 
 SECRET = "s3cret-shared-with-the-automation-system"
 
@@ -83,11 +83,11 @@ def run_disk_fixes_by(alice, kind: str, url: str) -> AutomationTarget:
         lease_seconds=600,
     )
     save_automation_target(
-        target, user=alice, reason="AWX runs our disk cleanup", now=timezone.now()
+        target, actor=alice, reason="AWX runs our disk cleanup", now=timezone.now()
     )
     runbook = Runbook.objects.get(name="clean-temp-and-rotate-logs")
     runbook.handoff_target = target
-    save_runbook(runbook, user=alice, reason="AWX runs our disk cleanup", now=timezone.now())
+    save_runbook(runbook, actor=alice, reason="AWX runs our disk cleanup", now=timezone.now())
     return target
 
 
@@ -327,12 +327,12 @@ def test_editing_the_target_voids_approvals_of_what_runs_through_it(agent, alice
     # the firewall runbook runs through the target and its change waits for people
     firewall = Runbook.objects.get(name="apply-firewall-change")
     firewall.handoff_target = awx
-    save_runbook(firewall, user=alice, reason="AWX owns firewalls", now=timezone.now())
+    save_runbook(firewall, actor=alice, reason="AWX owns firewalls", now=timezone.now())
     agent.post_metrics(agent.sample("firewall"))
     pending = ApprovalRequest.objects.get(status="pending")
 
     awx.url = receiver.url + "/api/v2/job_templates/99/launch/"
-    save_automation_target(awx, user=alice, reason="new template", now=timezone.now())
+    save_automation_target(awx, actor=alice, reason="new template", now=timezone.now())
 
     pending.refresh_from_db()
     assert pending.status == "voided"

@@ -47,8 +47,8 @@ import yaml
 from django.utils import timezone
 
 from remediation import handoff
+from remediation.actions import save_automation_target, save_runbook
 from remediation.models import AutomationTarget, Execution, Runbook
-from remediation.runbooks import save_automation_target, save_runbook
 from tests.remediation.test_handoff import Receiver
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -801,11 +801,11 @@ def hand_off(
             lease_seconds=600,
         )
         why = f"{system} runs {job}"
-        save_automation_target(target, user=alice, reason=why, now=timezone.now())
+        save_automation_target(target, actor=alice, reason=why, now=timezone.now())
         runbook = Runbook.objects.get(name="clean-temp-and-rotate-logs")
         runbook.action, runbook.rollback_action = JOBS[job].run_action, JOBS[job].rollback_action
         runbook.handoff_target = target
-        save_runbook(runbook, user=alice, reason=why, now=timezone.now())
+        save_runbook(runbook, actor=alice, reason=why, now=timezone.now())
         agent.post_metrics(agent.sample("disk"))
         assert len(receiver.requests) == 1, "Warden handed the run off"
         return Warden(receiver, system, job)

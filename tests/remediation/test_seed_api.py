@@ -16,10 +16,9 @@ from django.utils import timezone
 from knox.models import AuthToken
 
 from governance.models import ApprovalRequest, AuditEvent, Decision
-from governance.people.tokens import issue_api_token
-from remediation.hosts import add_host
+from governance.people.actions import issue_api_token
+from remediation.actions import add_host, close_ticket
 from remediation.models import Execution, Ticket
-from remediation.tickets import close_ticket
 from tests.conftest import Api, token_for
 
 # The seed's "Create Ticket with Auto-Remediation" body, with the host it is about.
@@ -34,7 +33,7 @@ SEED_TICKET = {
 
 @pytest.fixture
 def web(db):
-    host, _ = add_host("prod-web-01")
+    host, _ = add_host("prod-web-01", now=timezone.now())
     return host
 
 
@@ -94,7 +93,9 @@ def test_a_token_until_revoked_has_no_expiry(alice, capsys):
 
 
 def test_a_superuser_revokes_a_token_in_the_admin_saying_why(alice, client):
-    token, key = issue_api_token(alice, by=None, expiry_days=30, reason="test")
+    token, key = issue_api_token(
+        alice, actor=None, expiry_days=30, reason="test", now=timezone.now()
+    )
     client.force_login(alice)  # a supervisor does not manage tokens
     assert client.get("/admin/knox/authtoken/").status_code == 403
     client.force_login(User.objects.create_superuser("root", "root@example.com", "pw"))
@@ -116,7 +117,9 @@ def test_a_superuser_revokes_a_token_in_the_admin_saying_why(alice, client):
 
 
 def test_an_expired_token_is_refused(alice):
-    token, key = issue_api_token(alice, by=None, expiry_days=1, reason="test")
+    token, key = issue_api_token(
+        alice, actor=None, expiry_days=1, reason="test", now=timezone.now()
+    )
     AuthToken.objects.filter(pk=token.pk).update(expiry=timezone.now() - timedelta(seconds=1))
     assert Api(key).get("/api/v1/tickets").status_code == 401
 
@@ -214,7 +217,7 @@ def disk_still_full(agent, alice):
     its agent opened was resolved by hand)."""
     [result] = agent.post_metrics(agent.sample("disk")).json()["results"]
     ticket = Ticket.objects.get(ticket_id=result["ticket_id"])
-    close_ticket(ticket, user=alice, resolved=True, note="cleaned by hand", now=timezone.now())
+    close_ticket(ticket, actor=alice, resolved=True, reason="cleaned by hand", now=timezone.now())
     return agent
 
 

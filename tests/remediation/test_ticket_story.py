@@ -64,7 +64,7 @@ def approved_firewall_change(agent, bob, carol):
     request = ApprovalRequest.objects.get(ticket__ticket_id=result["ticket_id"])
     with agent.capture(execute=True):
         for person in (bob, carol)[: request.required_approvals]:
-            approve_request(request, user=person, comment=f"{person} checked", now=timezone.now())
+            approve_request(request, actor=person, reason=f"{person} checked", now=timezone.now())
     [action] = agent.take_actions()
     agent.report(action, ok=True, output="rule 42 applied")
     agent.post_metrics(agent.sample(cpu_usage=31.5))

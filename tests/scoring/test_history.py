@@ -9,7 +9,7 @@ from django.utils import timezone
 from feedback.models import Feedback
 from governance.approvals.actions import approve_request, expire_approval_requests, reject_request
 from governance.models import ApprovalRequest, Decision
-from remediation.executions import roll_back_execution
+from remediation.actions import roll_back_execution
 from remediation.models import Execution, Ticket
 from scoring.choices import Severity
 from scoring.features import FEATURE_NAMES
@@ -48,7 +48,7 @@ def test_an_approved_remediation_says_a_person_was_needed(agent, bob, carol, lon
     ticket, sample_id = report_problem(agent, "firewall")
     request = ApprovalRequest.objects.get(ticket=ticket)
     for approver in (bob, carol):
-        approve_request(request, user=approver, comment="change window", now=timezone.now())
+        approve_request(request, actor=approver, reason="change window", now=timezone.now())
 
     # when / then
     assert human_labels(long_ago) == {sample_id: Severity.HITL_REQUIRED}
@@ -58,7 +58,7 @@ def test_a_rejected_remediation_still_says_a_person_was_needed(agent, bob, long_
     # given a risky change an approver vetoed: a veto is not "harmless, never ask again"
     ticket, sample_id = report_problem(agent, "dns")
     request = ApprovalRequest.objects.get(ticket=ticket)
-    reject_request(request, user=bob, comment="not during the sale", now=timezone.now())
+    reject_request(request, actor=bob, reason="not during the sale", now=timezone.now())
 
     # when / then
     assert human_labels(long_ago) == {sample_id: Severity.HITL_REQUIRED}
@@ -69,7 +69,7 @@ def test_a_supervisor_rolling_back_an_auto_heal_overrides_it(agent, alice, long_
     ticket, sample_id = heal(agent, "disk")
     execution = Execution.objects.get(ticket=ticket)
     assert execution.state == "succeeded"
-    roll_back_execution(execution, user=alice, reason="cleaned the wrong logs", now=timezone.now())
+    roll_back_execution(execution, actor=alice, reason="cleaned the wrong logs", now=timezone.now())
 
     # when / then
     assert human_labels(long_ago) == {sample_id: Severity.HITL_REQUIRED}
@@ -137,7 +137,7 @@ def test_verdicts_before_the_window_are_left_out(agent, bob, alice):
     # given a rejection long ago and positive feedback now
     old_ticket, _ = report_problem(agent, "dns")
     request = ApprovalRequest.objects.get(ticket=old_ticket)
-    reject_request(request, user=bob, comment="too risky today", now=timezone.now())
+    reject_request(request, actor=bob, reason="too risky today", now=timezone.now())
     ApprovalRequest.objects.filter(pk=request.pk).update(
         decided_at=timezone.now() - timedelta(days=200)
     )
@@ -156,7 +156,7 @@ def test_labelled_rows_are_the_features_the_model_saw(agent, alice, bob, long_ag
     give_feedback(disk_ticket, alice, "positive")
     firewall_ticket, firewall_sample = report_problem(agent, "firewall")
     request = ApprovalRequest.objects.get(ticket=firewall_ticket)
-    reject_request(request, user=bob, comment="too risky today", now=timezone.now())
+    reject_request(request, actor=bob, reason="too risky today", now=timezone.now())
 
     # when
     X, y = labelled_history(long_ago)

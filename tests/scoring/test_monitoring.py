@@ -6,7 +6,7 @@ from datetime import timedelta
 import pytest
 from django.utils import timezone
 
-from remediation.hosts import add_host
+from remediation.actions import add_host
 from scoring.drift import DRIFT_ALERT, DRIFT_WARNING
 from scoring.features import FEATURE_NAMES, Reading
 from scoring.models import MetricSample, ModelVersion
@@ -34,7 +34,10 @@ def version(db, trained_model) -> ModelVersion:
 
 @pytest.fixture
 def store(version):
-    hosts = {name: add_host(name)[0] for name in sorted({r.host for r in FLEET.readings})}
+    hosts = {
+        name: add_host(name, now=timezone.now())[0]
+        for name in sorted({r.host for r in FLEET.readings})
+    }
 
     def store(readings: list[Reading], received_at=None) -> None:
         MetricSample.objects.bulk_create(

@@ -8,14 +8,13 @@ from django.utils import timezone
 
 from governance.models import AuditEvent
 from scoring import registry
+from scoring.actions import approve_model_version, retire_model_version
 from scoring.models import MetricSample, ModelVersion
 from scoring.registry import (
     ModelIntegrityError,
     NoApprovedModel,
-    approve_model_version,
     forget_serving_model,
     register_training_result,
-    retire_model_version,
     serving_model,
 )
 
@@ -64,7 +63,7 @@ def test_a_candidate_does_not_serve_until_approved(register, alice):
         serving_model()
 
     # when a supervisor approves it, it serves
-    approve_model_version(version, user=alice, now=timezone.now(), note="looks good")
+    approve_model_version(version, actor=alice, now=timezone.now(), reason="looks good")
     assert serving_model().version == version.version
     [approved] = audited("model.approved", version)
     assert approved.actor == "user:alice"
@@ -74,10 +73,10 @@ def test_a_candidate_does_not_serve_until_approved(register, alice):
 def test_approving_a_version_retires_the_one_serving(register, alice):
     # given v1 serving
     v1, v2 = register(), register()
-    approve_model_version(v1, user=alice, now=timezone.now(), note="better")
+    approve_model_version(v1, actor=alice, now=timezone.now(), reason="better")
 
     # when v2 is approved
-    approve_model_version(v2, user=alice, now=timezone.now(), note="better")
+    approve_model_version(v2, actor=alice, now=timezone.now(), reason="better")
 
     # then v1 is retired, v2 serves, and both changes are audited
     v1.refresh_from_db()
@@ -91,7 +90,7 @@ def test_approving_a_version_retires_the_one_serving(register, alice):
 
 def test_retiring_the_serving_version_stops_classification(agent, alice, approved_model):
     # when a supervisor retires the only approved version
-    retire_model_version(approved_model, user=alice, now=timezone.now(), note="drifted")
+    retire_model_version(approved_model, actor=alice, now=timezone.now(), reason="drifted")
 
     # then agents are told the service is unavailable, and nothing is stored
     response = agent.post_metrics(agent.sample("disk"))
@@ -110,11 +109,11 @@ def test_every_process_picks_up_a_new_approval_after_the_refresh_interval(
     clock = [1000.0]
     monkeypatch.setattr(registry._cache, "clock", lambda: clock[0])
     v1, v2 = register(), register()
-    approve_model_version(v1, user=alice, now=timezone.now(), note="better")
+    approve_model_version(v1, actor=alice, now=timezone.now(), reason="better")
     assert serving_model().version == v1.version
 
     # when v2 is approved (as by another process: this one's cache is not told)
-    approve_model_version(v2, user=alice, now=timezone.now(), note="better")
+    approve_model_version(v2, actor=alice, now=timezone.now(), reason="better")
 
     # then v1 serves until the interval has passed, and v2 after it, with no restart
     clock[0] += 59
@@ -125,10 +124,10 @@ def test_every_process_picks_up_a_new_approval_after_the_refresh_interval(
 
 def test_with_no_refresh_interval_a_new_approval_serves_at_once(register, alice):
     v1, v2 = register(), register()
-    approve_model_version(v1, user=alice, now=timezone.now(), note="better")
+    approve_model_version(v1, actor=alice, now=timezone.now(), reason="better")
     assert serving_model().version == v1.version
 
-    approve_model_version(v2, user=alice, now=timezone.now(), note="better")
+    approve_model_version(v2, actor=alice, now=timezone.now(), reason="better")
 
     assert serving_model().version == v2.version
 
@@ -146,7 +145,7 @@ def test_a_tampered_file_cannot_be_approved(register, model_dir, alice):
 
     # when / then
     with pytest.raises(ModelIntegrityError, match="does not match its recorded sha256"):
-        approve_model_version(version, user=alice, now=timezone.now(), note="better")
+        approve_model_version(version, actor=alice, now=timezone.now(), reason="better")
     version.refresh_from_db()
     assert version.status == "candidate"
     assert not audited("model.approved", version)
@@ -155,7 +154,7 @@ def test_a_tampered_file_cannot_be_approved(register, model_dir, alice):
 def test_a_serving_version_whose_file_is_tampered_with_is_refused(register, model_dir, alice):
     # given an approved version, its file then altered on disk
     version = register()
-    approve_model_version(version, user=alice, now=timezone.now(), note="better")
+    approve_model_version(version, actor=alice, now=timezone.now(), reason="better")
     tamper(model_dir / version.artifact)
 
     # when a process (re)loads it, it refuses to classify with it
@@ -169,7 +168,7 @@ def test_a_missing_file_is_refused(register, model_dir, alice):
     (model_dir / version.artifact).unlink()
 
     with pytest.raises(ModelIntegrityError, match="cannot be read"):
-        approve_model_version(version, user=alice, now=timezone.now(), note="better")
+        approve_model_version(version, actor=alice, now=timezone.now(), reason="better")
 
 
 # The admin: supervisors approve and retire; approvers and compliance only look.
@@ -203,7 +202,7 @@ def test_a_supervisor_approves_a_version_in_the_admin(client, register, alice):
 
 def test_a_supervisor_retires_a_version_in_the_admin(client, register, alice):
     version = register()
-    approve_model_version(version, user=alice, now=timezone.now(), note="better")
+    approve_model_version(version, actor=alice, now=timezone.now(), reason="better")
     client.force_login(alice)
 
     run_admin_action(client, "retire_action", version, note="out of its depth")

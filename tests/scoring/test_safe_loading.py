@@ -16,11 +16,11 @@ import skops.io
 from django.utils import timezone
 from sklearn.utils import Bunch
 
+from scoring.actions import approve_model_version
 from scoring.models import ModelVersion
 from scoring.registry import (
     TRUSTED_TYPES,
     ModelIntegrityError,
-    approve_model_version,
     forget_serving_model,
     load_estimator,
 )
@@ -86,7 +86,7 @@ def test_a_schema_calling_builtins_eval_is_refused_without_running(model_dir, tm
     with pytest.raises(ModelIntegrityError, match=r"untrusted types, refused: builtins\.eval"):
         load_estimator(version.artifact, version.sha256)
     with pytest.raises(ModelIntegrityError, match=r"builtins\.eval"):
-        approve_model_version(version, user=None, now=timezone.now())
+        approve_model_version(version, actor=None, now=timezone.now(), reason="")
 
     assert not marker.exists()
     version.refresh_from_db()

@@ -92,7 +92,7 @@ def test_peoples_verdicts_are_folded_into_training(agent, bob, model_dir):
     # given an approver's veto on a risky change (the agent's model is v1)
     [result] = agent.post_metrics(agent.sample("firewall")).json()["results"]
     request = ApprovalRequest.objects.get(ticket__ticket_id=result["ticket_id"])
-    reject_request(request, user=bob, comment="not now", now=timezone.now())
+    reject_request(request, actor=bob, reason="not now", now=timezone.now())
 
     # when
     output = train()

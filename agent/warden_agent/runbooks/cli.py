@@ -14,7 +14,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import NoReturn
 
-from . import disk, dns, firewall, logs, memory, units
+from . import dns, logs, memory, units
 from .common import (
     DEFAULT_QUARANTINE,
     DEFAULT_STATE_DIR,
@@ -30,6 +30,11 @@ from .common import (
     UsageError,
     absolute_path,
 )
+from .disk.purge import disk_purge
+from .disk.quarantine import disk_quarantine
+from .disk.restore import disk_restore
+from .disk.space import usage_percent
+from .firewall import blocks, rate_limits, ruleset
 
 PROG = "warden-runbook"
 Runbook = Callable[[argparse.Namespace, Context], str]
@@ -71,6 +76,9 @@ PATH = _typed(absolute_path, "path")
 UNIT_NAME = _typed(unit_name, "unit")
 
 
+Command = Callable[[str, Runbook, str], OneLineParser]
+
+
 def build_parser() -> OneLineParser:
     common = OneLineParser(add_help=False, allow_abbrev=False)
     common.add_argument("--root", type=PATH, default="/", help="prefix for every path (tests)")
@@ -87,9 +95,18 @@ def build_parser() -> OneLineParser:
         sub.set_defaults(runbook=runbook)
         return sub
 
+    # The order here is the order `warden-runbook --help` lists them in.
+    _add_disk_commands(command)
+    _add_service_commands(command)
+    _add_dns_commands(command)
+    _add_firewall_commands(command)
+    return parser
+
+
+def _add_disk_commands(command: Command) -> None:
     sub = command(
         "disk-quarantine",
-        disk.disk_quarantine,
+        disk_quarantine,
         "move old temp files and rotated logs into a quarantine batch",
     )
     sub.add_argument("--temp-dir", type=PATH, action="append")
@@ -99,18 +116,21 @@ def build_parser() -> OneLineParser:
     sub.add_argument("--batch", type=_typed(word, "batch"), help="default: $WARDEN_EXECUTION_ID")
     sub.add_argument(
         "--target-usage-percent",
-        type=_typed(disk.usage_percent, "percent"),
+        type=_typed(usage_percent, "percent"),
         help="post-check: every cleaned filesystem at most this full afterwards",
     )
 
-    sub = command("disk-restore", disk.disk_restore, "put every file of a batch back exactly")
+    sub = command("disk-restore", disk_restore, "put every file of a batch back exactly")
     sub.add_argument("--quarantine", type=PATH, default=DEFAULT_QUARANTINE)
     sub.add_argument("--batch", type=_typed(word, "batch"), help="default: $WARDEN_EXECUTION_ID")
 
-    sub = command("disk-purge", disk.disk_purge, "delete quarantine batches past the retention")
+    sub = command("disk-purge", disk_purge, "delete quarantine batches past the retention")
     sub.add_argument("--quarantine", type=PATH, default=DEFAULT_QUARANTINE)
     sub.add_argument("--retention-days", type=int, default=14)
 
+
+def _add_service_commands(command: Command) -> None:
+    """Logs, units, memory and CPU."""
     sub = command("rotate-logs", logs.rotate_logs, "force logrotate on one configuration")
     sub.add_argument("--config", type=PATH, required=True)
     sub.add_argument("--state-file", type=PATH, help="default: STATE_DIR/logrotate.status")
@@ -133,6 +153,8 @@ def build_parser() -> OneLineParser:
     sub = command("cpu-unthrottle", units.cpu_unthrottle, "put back the CPU quota from before")
     sub.add_argument("--unit", type=UNIT_NAME, required=True)
 
+
+def _add_dns_commands(command: Command) -> None:
     sub = command("dns-flush", dns.dns_flush, "flush and restart the resolver, check it answers")
     sub.add_argument("--resolver-unit", type=UNIT_NAME, default="systemd-resolved.service")
     sub.add_argument("--check-name", type=_typed(dns.host_name, "name"), default="localhost")
@@ -143,22 +165,29 @@ def build_parser() -> OneLineParser:
     sub = command("dns-revert", dns.dns_revert, "put back the link's DNS servers from before")
     sub.add_argument("--interface", type=_typed(dns.interface_name, "interface"), required=True)
 
-    sub = command("nft-apply", firewall.nft_apply, "apply a reviewed nft file (revert: nft-revert)")
+
+def _add_firewall_commands(command: Command) -> None:
+    sub = command("nft-apply", ruleset.nft_apply, "apply a reviewed nft file (revert: nft-revert)")
     sub.add_argument("--file", type=PATH, required=True)
-    command("nft-revert", firewall.nft_revert, "restore the ruleset saved by nft-apply")
-    sub = command("nft-block", firewall.nft_block, "drop traffic from an address for a while")
-    sub.add_argument("--address", type=_typed(firewall.ip_target, "address"), required=True)
-    sub.add_argument("--timeout", type=_typed(firewall.nft_timeout, "timeout"), default="1h")
-    sub = command("nft-unblock", firewall.nft_unblock, "remove an address from the block sets")
-    sub.add_argument("--address", type=_typed(firewall.ip_target, "address"), required=True)
-    sub = command("nft-rate-limit", firewall.nft_rate_limit, "limit new TCP connections to a port")
-    sub.add_argument("--port", type=_typed(firewall.tcp_port, "port"), required=True)
-    sub.add_argument("--rate", type=_typed(firewall.nft_rate, "rate"), default="100/second")
+    command("nft-revert", ruleset.nft_revert, "restore the ruleset saved by nft-apply")
+
+    address = _typed(blocks.ip_target, "address")
+    sub = command("nft-block", blocks.nft_block, "drop traffic from an address for a while")
+    sub.add_argument("--address", type=address, required=True)
+    sub.add_argument("--timeout", type=_typed(blocks.nft_timeout, "timeout"), default="1h")
+    sub = command("nft-unblock", blocks.nft_unblock, "remove an address from the block sets")
+    sub.add_argument("--address", type=address, required=True)
+
+    port = _typed(rate_limits.tcp_port, "port")
     sub = command(
-        "nft-remove-rate-limit", firewall.nft_remove_rate_limit, "remove a port's rate limit"
+        "nft-rate-limit", rate_limits.nft_rate_limit, "limit new TCP connections to a port"
     )
-    sub.add_argument("--port", type=_typed(firewall.tcp_port, "port"), required=True)
-    return parser
+    sub.add_argument("--port", type=port, required=True)
+    sub.add_argument("--rate", type=_typed(rate_limits.nft_rate, "rate"), default="100/second")
+    sub = command(
+        "nft-remove-rate-limit", rate_limits.nft_remove_rate_limit, "remove a port's rate limit"
+    )
+    sub.add_argument("--port", type=port, required=True)
 
 
 def _usage_error(message: str, command: str | None = None) -> int:

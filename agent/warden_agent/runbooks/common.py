@@ -96,6 +96,10 @@ def human_bytes(count: int) -> str:
     return f"{count} bytes"
 
 
+def count_files(count: int) -> str:
+    return f"{count} file" if count == 1 else f"{count} files"
+
+
 def sha256_bytes(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 

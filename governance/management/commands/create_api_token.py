@@ -5,14 +5,15 @@ from typing import Any
 from django.contrib.auth import get_user_model
 from django.core.exceptions import ValidationError
 from django.core.management.base import CommandError, CommandParser
+from django.utils import timezone
 
 from config.commands import WardenCommand
-from governance.people.tokens import (
+from governance.people.actions import (
     MAX_EXPIRY_DAYS,
     SERVICE_ROLES,
     TokenError,
+    add_service_user,
     issue_api_token,
-    service_user,
 )
 
 DEFAULT_EXPIRY_DAYS = 90
@@ -59,15 +60,18 @@ class Command(WardenCommand):
     ) -> None:
         if expiry_days < 0:
             raise CommandError("--expiry-days must be 0 (until revoked) or more")
+        now = timezone.now()
         try:
             if service:
-                person = service_user(username, service, by=None, reason=reason)
+                person = add_service_user(
+                    username, actor=None, reason=reason, now=now, role=service
+                )
             else:
                 person = get_user_model().objects.filter(username=username).first()
                 if person is None:
                     raise CommandError(f"no user named {username}")
             token, key = issue_api_token(
-                person, by=None, expiry_days=expiry_days or None, reason=reason
+                person, actor=None, reason=reason, now=now, expiry_days=expiry_days or None
             )
         except (TokenError, ValidationError) as exc:
             raise CommandError(getattr(exc, "messages", [str(exc)])[0]) from exc

@@ -5,9 +5,10 @@ from typing import Any
 from django.contrib.auth import get_user_model
 from django.core.exceptions import ValidationError
 from django.core.management.base import CommandError, CommandParser
+from django.utils import timezone
 
 from config.commands import WardenCommand
-from governance.people.tokens import revoke_api_tokens
+from governance.people.actions import revoke_api_tokens
 
 
 class Command(WardenCommand):
@@ -26,7 +27,7 @@ class Command(WardenCommand):
         if person is None:
             raise CommandError(f"no user named {username}")
         try:
-            count = revoke_api_tokens(person, by=None, reason=reason)
+            count = revoke_api_tokens(person, actor=None, reason=reason, now=timezone.now())
         except ValidationError as exc:
             raise CommandError(exc.messages[0]) from exc
         self.stdout.write(f"{count} API token{'s' if count != 1 else ''} of {username} revoked.")

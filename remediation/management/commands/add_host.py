@@ -1,7 +1,9 @@
 from django.core.management.base import CommandError
+from django.utils import timezone
 
 from config.commands import WardenCommand
-from remediation.hosts import HostError, add_host, rotate_host_key
+from remediation.actions import HostError, add_host, rotate_host_key
+from remediation.models import Host
 
 
 def parse_label(text: str) -> tuple[str, str]:
@@ -24,11 +26,16 @@ class Command(WardenCommand):
         )
 
     def handle(self, *args, name: str, label: list[str], rotate_key: bool, **options) -> None:
+        now = timezone.now()
         try:
             if rotate_key:
-                host, key = rotate_host_key(name)
+                host = Host.objects.filter(name=name).first()
+                if host is None:
+                    raise CommandError(f"no host named {name}")
+                key = rotate_host_key(host, now=now)
             else:
-                host, key = add_host(name, labels=dict(parse_label(item) for item in label))
+                labels = dict(parse_label(item) for item in label)
+                host, key = add_host(name, now=now, labels=labels)
         except HostError as exc:
             raise CommandError(str(exc)) from exc
         self.stderr.write(f"Host {host.name} registered. Its agent key (shown once):")

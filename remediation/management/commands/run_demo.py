@@ -21,9 +21,10 @@ from django.contrib.auth.models import Group, User
 from django.core.management import call_command
 from django.core.management.base import CommandError
 from django.db import transaction
+from django.utils import timezone
 
 from config.commands import WardenCommand
-from remediation.hosts import add_host, rotate_host_key
+from remediation.actions import add_host, rotate_host_key
 from remediation.models import Host
 from scoring.choices import ModelStatus
 from scoring.models import ModelVersion
@@ -96,12 +97,14 @@ class Command(WardenCommand):
             name = f"demo-{index + 1:02d}"
             scenario = scenarios[index % len(scenarios)] if index < len(scenarios) else "healthy"
             with transaction.atomic():
-                if not Host.objects.filter(name=name).exists():
-                    _, key = add_host(name, labels={"env": "demo", "scenario": scenario})
+                host = Host.objects.filter(name=name).first()
+                if host is None:
+                    labels = {"env": "demo", "scenario": scenario}
+                    _, key = add_host(name, now=timezone.now(), labels=labels)
                 elif name in known:
                     key = known[name]["key"]
                 else:
-                    _, key = rotate_host_key(name)
+                    key = rotate_host_key(host, now=timezone.now())
             fleet.append({"name": name, "key": key, "scenario": scenario})
         keys_file.write_text(json.dumps({"hosts": fleet}, indent=2))
         keys_file.chmod(0o600)

@@ -31,7 +31,7 @@ from django.test import Client
 from django.utils import timezone
 
 from config.commands import WardenCommand
-from remediation.hosts import add_host
+from remediation.actions import add_host
 from remediation.models import Ticket
 
 SCENE_ENV = "WARDEN_SCREENSHOT_SCENE"
@@ -115,7 +115,7 @@ def stage_fleet(now: datetime) -> str:
     Conf.SYNC = True  # queued work runs at once: no qcluster in a scratch run
     logging.getLogger("django-q").setLevel(logging.WARNING)
     client = Client(HTTP_HOST="localhost")
-    keys = {name: add_host(name, labels={"env": "prod"})[1] for name in FLEET}
+    keys = {name: add_host(name, now=now, labels={"env": "prod"})[1] for name in FLEET}
 
     def post(name: str, samples: list[dict[str, Any]]) -> dict[str, Any]:
         response = client.post(

@@ -9,15 +9,11 @@ from django.core.management.base import CommandError
 from django.utils import timezone
 
 from config.commands import WardenCommand
+from scoring.actions import approve_model_version
 from scoring.features import FEATURE_NAMES
 from scoring.history import labelled_history
 from scoring.models import ModelVersion
-from scoring.registry import (
-    ModelIntegrityError,
-    approve_model_version,
-    model_dir,
-    register_training_result,
-)
+from scoring.registry import ModelIntegrityError, model_dir, register_training_result
 from scoring.synthetic import generate_dataset
 from scoring.tracking import TrackingUnavailable, log_training_run, require_mlflow, tracking_uri
 from scoring.training import (
@@ -136,7 +132,7 @@ class Command(WardenCommand):
         )
         if options["approve"]:
             try:
-                approve_model_version(version, user=None, now=timezone.now())
+                approve_model_version(version, actor=None, reason="", now=timezone.now())
             except ModelIntegrityError as exc:
                 raise CommandError(str(exc)) from exc
             version.refresh_from_db()

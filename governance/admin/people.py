@@ -1,0 +1,117 @@
+"""People, roles and API tokens: access changes are governed changes too, recorded with a
+reason (governance.people.actions). Tokens are issued with `manage.py create_api_token`
+and revoked here or with `manage.py revoke_api_tokens`, each audited."""
+
+from typing import Any
+
+from django import forms
+from django.contrib import admin
+from django.contrib.auth.admin import GroupAdmin, UserAdmin
+from django.contrib.auth.forms import AdminUserCreationForm, UserChangeForm
+from django.contrib.auth.models import Group, User
+from django.utils import timezone
+from knox.models import AuthToken
+
+from config.admin_actions import NeverDeleted, confirmed_action
+from governance.admin.base import ReasonForm
+from governance.audit import permissions
+from governance.audit.changes import REASON_FIELD
+from governance.people.access import access_of, permissions_of
+from governance.people.actions import record_access_change, record_group_change, revoke_api_token
+
+
+class AuditedUserChangeForm(UserChangeForm):
+    change_reason = ReasonForm.base_fields[REASON_FIELD]
+
+
+class AuditedUserCreationForm(AdminUserCreationForm):
+    change_reason = ReasonForm.base_fields[REASON_FIELD]
+
+
+class AuditedGroupForm(forms.ModelForm):
+    change_reason = ReasonForm.base_fields[REASON_FIELD]
+
+
+REASON_FIELDSET = ("Why", {"fields": (REASON_FIELD,)})
+
+admin.site.unregister(User)
+admin.site.unregister(Group)
+
+
+@admin.register(User)
+class AuditedUserAdmin(NeverDeleted, UserAdmin):
+    form = AuditedUserChangeForm
+    add_form = AuditedUserCreationForm
+    fieldsets = (*UserAdmin.fieldsets, REASON_FIELDSET)
+    add_fieldsets = (*UserAdmin.add_fieldsets, REASON_FIELDSET)
+
+    def save_model(self, request, obj, form, change) -> None:
+        stored = User.objects.filter(pk=obj.pk).first() if change else None
+        obj._access_before = access_of(stored)
+        super().save_model(request, obj, form, change)
+
+    def save_related(self, request, form, formsets, change) -> None:
+        super().save_related(request, form, formsets, change)
+        person = form.instance
+        record_access_change(
+            person,
+            actor=request.user,
+            reason=form.cleaned_data.get(REASON_FIELD),
+            now=timezone.now(),
+            before=person._access_before,
+        )
+
+
+@admin.register(Group)
+class AuditedGroupAdmin(NeverDeleted, GroupAdmin):
+    form = AuditedGroupForm
+
+    def save_model(self, request, obj, form, change) -> None:
+        obj._permissions_before = permissions_of(obj) if change else None
+        super().save_model(request, obj, form, change)
+
+    def save_related(self, request, form, formsets, change) -> None:
+        super().save_related(request, form, formsets, change)
+        group = form.instance
+        record_group_change(
+            group,
+            actor=request.user,
+            reason=form.cleaned_data.get(REASON_FIELD),
+            now=timezone.now(),
+            before=group._permissions_before,
+        )
+
+
+# knox's own admin deletes tokens silently.
+admin.site.unregister(AuthToken)
+
+
+def _revoke_token(token: AuthToken, user: Any, note: str) -> str:
+    revoke_api_token(token, actor=user, reason=note, now=timezone.now())
+    return f"API token {token.token_key}… of {token.user.get_username()} revoked"
+
+
+@admin.register(AuthToken)
+class AuthTokenAdmin(NeverDeleted, admin.ModelAdmin):
+    list_display = ["token_key", "user", "created", "expiry"]
+    list_select_related = ["user"]
+    search_fields = ["user__username", "token_key"]
+    fields = ["token_key", "user", "created", "expiry"]
+    readonly_fields = fields
+    actions = [
+        confirmed_action(
+            description="Revoke selected API tokens",
+            verb="revoke",
+            perform=_revoke_token,
+            permissions=("revoke",),
+        )
+    ]
+
+    def has_add_permission(self, request) -> bool:
+        return False  # a token is shown once, by the command that issues it
+
+    def has_change_permission(self, request, obj=None) -> bool:
+        return False
+
+    def has_revoke_permission(self, request) -> bool:
+        return request.user.has_perm(permissions.REVOKE_TOKEN)

@@ -1,0 +1,185 @@
+"""What the database knows that a decision depends on, read at decision time.
+
+The fleet's counts the rate limit and the blast radius bind (read under the fleet-limits
+lock), the category's feedback and closed tickets, the ticket's pattern and the level it
+was lowered to, and the host's newest readings: governance.rules.facts.Statistics and the
+reliability score it gives.
+"""
+
+from datetime import datetime, timedelta
+from typing import Any
+
+from django.db.models import Q
+
+from feedback import patterns
+from feedback.models import Feedback
+from governance.decisions.facts import enabled_policy
+from governance.models import PatternAutonomy, Policy
+from governance.rules.facts import Statistics
+from remediation.choices import (
+    EXECUTION_ACTIVE_STATES,
+    TICKET_OPEN_STATUSES,
+    ExecutionState,
+    TicketStatus,
+)
+from remediation.models import Counter, Execution, Host, Ticket
+from scoring.models import MetricSample
+from scoring.reliability import (
+    FeedbackFact,
+    ReliabilityBreakdown,
+    ReliabilityInputs,
+    reliability_score,
+)
+from scoring.samples import sample_shows_problem
+
+# The Counter row whose lock serialises what counts fleet-wide limits (lock_fleet_limits).
+FLEET_LIMITS_LOCK = "fleet-limits"
+HISTORY_WINDOW = timedelta(days=180)  # the seed's "last 6 months"
+RECENT_FEEDBACK_LIMIT = 200
+
+
+def lock_fleet_limits() -> None:
+    """Serialise everything that counts the blast radius and the rate limit, until commit.
+
+    Those limits are fleet-wide counts (hosts under remediation, actions in the last hour):
+    two decisions counting at once would both see room for one more. One row lock, taken
+    last (after the host's and the execution's), makes each decision and dispatch see the
+    executions the others created. SQLite's immediate transactions serialise anyway.
+    """
+    list(Counter.objects.select_for_update().filter(name=FLEET_LIMITS_LOCK))
+
+
+def hosts_in_scope(label: str) -> Any:
+    """The hosts a blast-radius limit counts: those carrying `label` (key=value), or all."""
+    hosts = Host.objects.filter(enabled=True)
+    if label:
+        key, _, value = label.partition("=")
+        hosts = hosts.filter(**{f"labels__{key}": value})
+    return hosts
+
+
+def has_backup(host: Host) -> bool:
+    """Positive evidence only: the backup system labels hosts it has a fresh backup of."""
+    return host.labels.get("backup") == "yes"
+
+
+def statistics(
+    ticket: Ticket,
+    policy: Policy | None,
+    now: datetime,
+    pattern: patterns.PatternMatch | None = None,
+) -> Statistics:
+    """What the category's history says about `ticket` as of `now`.
+
+    `pattern` is the learned pattern a new ticket matches; without it, the one the
+    ticket was counted on (read as it is today).
+
+    History is read as it stood at `now` (feedback given and tickets closed by
+    then, never `ticket` itself), so a simulation replaying a past ticket does
+    not see its own outcome or anything later.
+    """
+    category = ticket.category
+    active = Execution.objects.filter(state__in=EXECUTION_ACTIVE_STATES)
+    scope = hosts_in_scope(policy.blast_radius_label if policy else "")
+    since = now - HISTORY_WINDOW
+    feedback_rows = list(
+        Feedback.objects.filter(
+            ticket__category=category, created_at__gte=since, created_at__lte=now
+        )
+        .order_by("-created_at")
+        .values_list(
+            "feedback_type", "rating", "created_at", "resolution_accurate", "actions_worked"
+        )[:RECENT_FEEDBACK_LIMIT]
+    )
+    feedback = tuple(
+        FeedbackFact(kind, rating, (now - created).total_seconds() / 86400, accurate, worked)
+        for kind, rating, created, accurate, worked in feedback_rows
+    )
+    positives = sum(1 for fact in feedback if fact.feedback_type == "positive")
+    # Closed by `now`: resolved (the success) or closed unresolved (the failure). Open
+    # tickets have no outcome yet and would only drag the success rate down. A closed
+    # row without a close time is read as closed long ago.
+    closed = (
+        Ticket.objects.filter(category=category)
+        .filter(Q(resolved_at__lte=now) | Q(resolved_at__isnull=True))
+        .exclude(status__in=TICKET_OPEN_STATUSES)
+        .exclude(pk=ticket.pk)
+    )
+    recent_closed = closed.filter(opened_at__gte=since)
+    found = pattern or _counted_pattern(ticket)
+    return Statistics(
+        actions_last_hour=Execution.objects.filter(
+            runbook__category=category, created_at__gte=now - timedelta(hours=1)
+        )
+        .exclude(state=ExecutionState.CANCELLED)
+        .count(),
+        hosts_under_remediation=active.filter(host__in=scope).values("host").distinct().count(),
+        hosts_in_scope=max(scope.count(), 1),
+        host_in_scope=scope.filter(pk=ticket.host_id).exists(),
+        host_under_remediation=active.filter(host_id=ticket.host_id).exists(),
+        backup_available=has_backup(ticket.host),
+        # The host is reporting: this decision is about the sample it just sent.
+        system_healthy=ticket.host.enabled,
+        similar_resolved_tickets=closed.filter(status=TicketStatus.RESOLVED).count(),
+        positive_feedback_rate=positives / len(feedback) if feedback else None,
+        feedback=feedback,
+        category_resolved=recent_closed.filter(status=TicketStatus.RESOLVED).count(),
+        category_total=recent_closed.count(),
+        pattern=patterns.facts(found),
+        pattern_level=pattern_level(found.pattern.pk if found.pattern else None),
+    )
+
+
+def pattern_level(pattern_id: int | None) -> int | None:
+    """The level a lowered pattern may act at (PatternAutonomy), or None: its policy's."""
+    if pattern_id is None:
+        return None
+    rows = PatternAutonomy.objects.filter(pattern_id=pattern_id)
+    return rows.values_list("autonomy_level", flat=True).first()
+
+
+def _counted_pattern(ticket: Ticket) -> patterns.PatternMatch:
+    if ticket.pattern is None:
+        return patterns.PatternMatch(None, 0.0, ())
+    similarity = ticket.pattern_similarity if ticket.pattern_similarity is not None else 1.0
+    return patterns.PatternMatch(ticket.pattern, similarity, tuple(ticket.pattern.key_terms))
+
+
+def current_reliability(ticket: Ticket, now: datetime) -> ReliabilityBreakdown | None:
+    """The ticket's reliability score as of `now`, or None before its first decision.
+
+    Its latest decision's model confidence, read against the category's feedback and
+    history and the ticket's pattern as they stand now: feedback given since the decision
+    moves it at once (what the decision itself used stays in Decision.reliability).
+    """
+    confidence = (
+        ticket.decisions.order_by("-created_at").values_list("confidence", flat=True).first()
+    )
+    if confidence is None:
+        return None
+    stats = statistics(ticket, enabled_policy(ticket.category), now)
+    return reliability_score(
+        ReliabilityInputs(
+            ai_confidence=confidence,
+            feedback=stats.feedback,
+            category_resolved=stats.category_resolved,
+            category_total=stats.category_total,
+            pattern=stats.pattern,
+        )
+    )
+
+
+def newest_sample(host_id: int) -> MetricSample | None:
+    return MetricSample.objects.filter(host_id=host_id).order_by("-taken_at").first()
+
+
+def readings_show_problem(host_id: int, category: str, decided_sample_id: int | None) -> bool:
+    """Do the host's newest readings still show the problem decided on?
+
+    True when nothing newer than the decision's own sample has arrived (or the
+    ticket came from elsewhere, with no readings at all).
+    """
+    sample = newest_sample(host_id)
+    if sample is None or sample.pk == decided_sample_id:
+        return True
+    return sample_shows_problem(sample, category)

@@ -1,0 +1,37 @@
+"""The hash-chained audit log: its events and the head each append locks."""
+
+from django.db import models
+
+
+class AuditChainHead(models.Model):
+    """The last link of the audit chain; locked once per transaction that appends."""
+
+    id = models.PositiveSmallIntegerField(primary_key=True, default=1)
+    sequence = models.PositiveBigIntegerField(default=0)
+    hash = models.CharField(max_length=64, default="0" * 64)
+
+    def __str__(self) -> str:
+        return f"audit chain head #{self.sequence}"
+
+
+class AuditEvent(models.Model):
+    """One state change, hash-chained to the one before: tampering breaks the chain."""
+
+    sequence = models.PositiveBigIntegerField(unique=True)
+    created_at = models.DateTimeField(db_index=True)
+    actor = models.CharField(max_length=200)
+    action = models.CharField(max_length=100, db_index=True)
+    object_type = models.CharField(max_length=50)
+    object_id = models.CharField(max_length=64)
+    ticket_id = models.CharField(max_length=32, blank=True, db_index=True)
+    summary = models.CharField(max_length=500)
+    data = models.JSONField(default=dict, blank=True)
+    prev_hash = models.CharField(max_length=64)
+    hash = models.CharField(max_length=64)
+
+    class Meta:
+        ordering = ["sequence"]
+        permissions = [("export_auditevent", "Can export the audit trail")]
+
+    def __str__(self) -> str:
+        return f"#{self.sequence} {self.action}"

@@ -1,0 +1,120 @@
+"""The messages: one email per recipient and one webhook payload per delivery.
+
+subject_of and slack_message are pure: they turn NoticeItems into text and Slack blocks
+within Slack's limits. email_for renders the notices/email.txt and notices/email.html
+templates for one recipient, with approve and reject links signed for them.
+"""
+
+from collections.abc import Sequence
+from datetime import datetime
+from typing import Any
+
+from django.conf import settings
+from django.core.mail import EmailMultiAlternatives
+from django.template.loader import render_to_string
+
+from governance.models import NoticeKind, Verdict
+from governance.notices.items import NoticeItem
+from governance.notices.links import absolute, link_url
+from governance.notices.plans import REVIEW_KINDS
+from governance.notices.recipients import Recipient
+
+DIGEST_LISTED = 25  # items a digest lists; the rest by count
+# Slack's limits: 3,000 characters a section, 50 blocks, 40,000 characters of text.
+SLACK_SECTION_LIMIT = 2900
+SLACK_TEXT_LIMIT = 39_000
+
+
+def subject_of(kind: str, items: Sequence[NoticeItem], digest: bool) -> str:
+    """The email's subject (and the webhook's title): the one item, or the hosts of many."""
+    label = NoticeKind(kind).label
+    if not digest and len(items) == 1:
+        item = items[0]
+        what = f"{item.runbook} on {item.host}" if item.runbook else item.host
+        return f"[Warden] {label}: {what} ({item.ticket_id})"
+    hosts = sorted({item.host for item in items})
+    named = ", ".join(hosts[:3]) + (f" and {len(hosts) - 3} more" if len(hosts) > 3 else "")
+    return f"[Warden] {label} on {len(hosts)} host{'s' if len(hosts) > 1 else ''}: {named}"
+
+
+def slack_message(
+    kind: str, items: Sequence[NoticeItem], digest: bool, links: dict[int, dict[str, str]]
+) -> dict[str, Any]:
+    """An incoming-webhook payload: `text` for any Slack-compatible receiver, `blocks` for
+    Slack. `links` maps a notice to its approve and reject URLs (shared-channel links)."""
+    title = subject_of(kind, items, digest).removeprefix("[Warden] ")
+    blocks: list[dict[str, Any]] = [
+        {"type": "header", "text": {"type": "plain_text", "text": title[:150]}}
+    ]
+    text_lines = [title]
+    listed = items[:DIGEST_LISTED] if digest else items
+    for item in listed:
+        parts = [f"*{item.host}* · <{item.links['ticket']}|{item.ticket_id}> {item.ticket_title}"]
+        if digest:  # a line each: what happened first, the rest behind the links
+            parts[0] += f" · {item.what_happened[0]}" if item.what_happened else ""
+        else:
+            parts += [f"• {line}" for line in item.what_happened]
+        if item.readings and not digest:
+            parts.append("Readings: " + ", ".join(f"{k} {v}" for k, v in item.readings))
+        if item.runbook:
+            parts.append(f"Runbook *{item.runbook}* (risk *{item.risk}*): `{item.action}`")
+            if not digest:
+                parts += [f"`{command}`" for command in item.commands]
+        if item.approval_request_id:
+            left = f" · {item.time_left} left" if item.pending else ""
+            parts.append(
+                f"Approvals {item.approvals_so_far} of {item.approvals_needed} · "
+                f"{item.request_status}{left}"
+            )
+        if item.reasons and not digest:
+            parts += [f"> {reason}" for reason in item.reasons]
+        if "review" in item.links:
+            parts.append(f"<{item.links['review']}|Review it…> (acknowledge or flag)")
+        verdicts = links.get(item.notice_id, {})
+        if verdicts:
+            parts.append(
+                f"<{verdicts['approve']}|Approve…> · <{verdicts['reject']}|Reject…> "
+                "(a confirmation page, after login)"
+            )
+        section = "\n".join(parts)[:SLACK_SECTION_LIMIT]
+        blocks.append({"type": "section", "text": {"type": "mrkdwn", "text": section}})
+        text_lines.append(section)
+    if len(items) > len(listed):
+        more = f"…and {len(items) - len(listed)} more in Warden."
+        blocks.append({"type": "context", "elements": [{"type": "mrkdwn", "text": more}]})
+        text_lines.append(more)
+    return {"text": "\n\n".join(text_lines)[:SLACK_TEXT_LIMIT], "blocks": blocks[:50]}
+
+
+def email_for(
+    recipient: Recipient, kind: str, items: Sequence[NoticeItem], digest: bool, now: datetime
+) -> EmailMultiAlternatives:
+    """One person's message: their items, with approve and reject links of their own on
+    each pending approval (none for an address that is not a user)."""
+    entries = []
+    for item in items:
+        verdicts = {}
+        if item.pending and recipient.user_id is not None:
+            verdicts = {
+                verdict: link_url(item.approval_request_id, verdict, recipient.user_id)
+                for verdict in Verdict.values
+            }
+        entries.append({"item": item, "links": verdicts})
+    context = {
+        "subject": subject_of(kind, items, digest),
+        "kind": NoticeKind(kind).label,
+        "digest": digest,
+        "review": kind in REVIEW_KINDS.values(),  # what Warden did by itself, to review
+        "entries": entries,
+        "recipient": recipient,
+        "now": now,
+        "max_age_minutes": settings.WARDEN_NOTICE_LINK_MAX_AGE_SECONDS // 60,
+        "warden_url": absolute("/admin/"),
+    }
+    message = EmailMultiAlternatives(
+        subject=context["subject"],
+        body=render_to_string("notices/email.txt", context),
+        to=[recipient.address],
+    )
+    message.attach_alternative(render_to_string("notices/email.html", context), "text/html")
+    return message
