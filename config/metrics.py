@@ -28,7 +28,7 @@ from governance.models import (
     AuditEvent,
     Decision,
 )
-from governance.pauses.actions import active_pauses
+from governance.pauses.state import active_pauses
 from remediation.choices import Category, ExecutionState
 from remediation.models import Execution, Ticket
 from scoring.monitoring import LEVEL_RANK, serving_drift

@@ -13,6 +13,7 @@ from django.db import transaction
 
 from feedback import patterns
 from feedback.models import Feedback
+from governance.audit import permissions
 from governance.audit.changes import Change, record_change, require_permission
 from governance.audit.log import append_events, event, user_actor
 from governance.promotions.demotions import demote_after_feedback
@@ -21,7 +22,7 @@ from governance.promotions.demotions import demote_after_feedback
 def give_feedback(feedback: Feedback, *, actor: Any, reason: str, now: datetime) -> Feedback:
     """Save a new piece of feedback as `actor`'s, given at `now`; its verdict counts on the
     pattern once. The feedback is its own reason: `reason` is not asked for (pass "")."""
-    require_permission(actor, "feedback.add_feedback", "give feedback")
+    require_permission(actor, permissions.GIVE_FEEDBACK, "give feedback")
     feedback.submitted_by = actor
     feedback.created_at = now
     feedback._history_user = actor  # history names the person outside a request too

@@ -12,7 +12,7 @@ from typing import Any
 from django.db import transaction
 
 from feedback import patterns
-from governance.approvals.actions import void_request
+from governance.approvals.requests import void_request
 from governance.audit import permissions
 from governance.audit.changes import Change, record_change, require_permission, require_reason
 from governance.audit.errors import Invalid
@@ -181,7 +181,7 @@ def add_host(
 def register_host(host: Host, *, actor: Any, reason: str, now: datetime) -> str:
     """Give a new, validated host its agent key, save it as added at `now` and audit it
     (with `reason`, if one was given); returns the key."""
-    require_permission(actor, "remediation.add_host", "add hosts")
+    require_permission(actor, permissions.ADD_HOST, "add hosts")
     with transaction.atomic():
         key = host.set_new_api_key()
         host.created_at = now
@@ -204,7 +204,7 @@ def register_host(host: Host, *, actor: Any, reason: str, now: datetime) -> str:
 def rotate_host_key(host: Host, *, actor: Any = None, reason: str = "", now: datetime) -> str:
     """Give `host` a new agent key and return it; the old one stops working at once.
     `manage.py add_host --rotate-key` and the demo call it as the system."""
-    require_permission(actor, "remediation.change_host", "rotate agent keys")
+    require_permission(actor, permissions.CHANGE_HOST, "rotate agent keys")
     with transaction.atomic():
         host = Host.objects.select_for_update().get(pk=host.pk)
         key = host.set_new_api_key()

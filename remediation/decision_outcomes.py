@@ -8,7 +8,7 @@ metrics, an integrator's or an alert's ticket, a runbook or policy change) ends 
 
 from datetime import datetime
 
-from governance.approvals.actions import request_approval
+from governance.approvals.requests import request_approval
 from governance.audit.log import PendingEvent, event
 from governance.audit.tickets import escalate_ticket
 from governance.decisions.deciding import decide_on_sample

@@ -10,7 +10,7 @@ edit like any other.
 
 from datetime import datetime
 
-from governance.approvals.actions import void_request
+from governance.approvals.requests import void_request
 from governance.audit.log import PendingEvent, event
 from governance.audit.tickets import escalate_ticket
 from governance.models import ApprovalRequest, ApprovalStatus

@@ -4,9 +4,9 @@ from dataclasses import asdict
 
 from django.utils import timezone
 
-from governance.approvals.actions import expire_approval_requests
+from governance.approvals.requests import expire_approval_requests
 from governance.audit.log import checkpoint
-from governance.pauses.actions import record_lapsed_pauses
+from governance.pauses.state import record_lapsed_pauses
 from remediation import handoff
 from remediation.executions import holds, queueing, sweeps
 

@@ -6,7 +6,8 @@ from django.utils import timezone
 from config.admin_actions import confirmed_action
 from governance.admin.base import ReadOnlyHistoryAdmin
 from governance.models import Pause
-from governance.pauses.actions import active_pauses, is_active, pause_automation, resume_pause
+from governance.pauses.actions import pause_automation, resume_pause
+from governance.pauses.state import active_pauses, is_active
 
 
 def _resume(pause: Pause, user, note: str) -> str:

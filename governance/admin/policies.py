@@ -8,13 +8,8 @@ from django.utils import timezone
 from governance.admin.base import GovernedAdmin, ReasonForm, given_reason
 from governance.decisions.simulation import AUTO_HEALED, BLOCKED, TO_A_PERSON, simulate_policy
 from governance.models import AUTONOMY_LEVEL_REFUSED, WEEKDAYS, Policy
-from governance.policies.actions import (
-    OVERRIDE_FIELD,
-    enforce_check,
-    save_policy,
-    shadow_agreement_of,
-    thresholds,
-)
+from governance.policies.actions import OVERRIDE_FIELD, save_policy
+from governance.policies.shadow import enforce_check, shadow_agreement_of, thresholds
 from remediation.choices import ActionType
 
 

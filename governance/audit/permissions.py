@@ -1,12 +1,17 @@
 """Who may do what: the Django permission each person's action checks, in one table.
 
 The actions check these (changes.require_permission, beside this table), the notices pick
-whom to tell by them, and the roles' migrations grant them.
+whom to tell by them, and the roles' migrations grant them. Saving a governed row (a
+policy, runbook, automation target, host, ticket, feedback) checks the row's own Django
+add or change permission instead (changes.record_change).
 """
 
 # The audit log: read it (and the console), export it.
 VIEW_AUDIT = "governance.view_auditevent"
 EXPORT_AUDIT = "governance.export_auditevent"
+# Pause automation, and resume it.
+PAUSE = "governance.add_pause"
+RESUME = "governance.change_pause"
 # Approve or reject a request that waits for people.
 APPROVE = "governance.approve_approvalrequest"
 # Accept or dismiss a proposal to raise autonomy.
@@ -19,6 +24,13 @@ REVIEW = "feedback.review_postactionreview"
 # Issue and revoke API tokens.
 ISSUE_TOKEN = "knox.add_authtoken"
 REVOKE_TOKEN = "knox.delete_authtoken"
+# Add people (service users among them).
+ADD_PERSON = "auth.add_user"
+# Add a host; change one (rotate its agent's key).
+ADD_HOST = "remediation.add_host"
+CHANGE_HOST = "remediation.change_host"
+# Give feedback on a ticket.
+GIVE_FEEDBACK = "feedback.add_feedback"
 # Open a ticket by hand or through the API; close one.
 OPEN_TICKET = "remediation.add_ticket"
 CLOSE_TICKET = "remediation.change_ticket"

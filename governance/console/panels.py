@@ -18,7 +18,7 @@ from django.utils.safestring import SafeString
 
 from feedback.models import PostActionReview
 from governance.models import ApprovalRequest, ApprovalStatus, Pause
-from governance.pauses.actions import active_pauses
+from governance.pauses.state import active_pauses
 from governance.promotions.reviews import open_reviews, overdue_reviews
 from remediation.choices import TICKET_OPEN_STATUSES, ExecutionState, TicketStatus
 from remediation.models import Execution, Host, Ticket

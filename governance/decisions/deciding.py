@@ -24,7 +24,7 @@ from governance.decisions.facts import (
 )
 from governance.decisions.stats import lock_fleet_limits, statistics
 from governance.models import Decision
-from governance.pauses.actions import pauses_for
+from governance.pauses.state import pauses_for
 from governance.rules.engine import decide
 from governance.rules.facts import Decision as EngineDecision
 from governance.rules.facts import ModelOutput, Switches

@@ -18,13 +18,8 @@ from django.shortcuts import render
 from django.utils import timezone
 from django.views.decorators.http import require_http_methods
 
-from governance.approvals.actions import (
-    ApprovalError,
-    approve_request,
-    check_can_decide,
-    reject_request,
-    stale_because,
-)
+from governance.approvals.actions import approve_request, reject_request
+from governance.approvals.requests import ApprovalError, check_can_decide, stale_because
 from governance.models import ApprovalRequest, ApprovalStatus, NoticeKind, NoticeLinkUse, Verdict
 from governance.notices.items import describe
 from governance.notices.links import LinkRefused, VerdictLink, check_link_for, read_link

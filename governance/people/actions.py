@@ -56,7 +56,7 @@ def record_access_change(
     if not changed and before:
         return
     require_permission(
-        actor, "auth.change_user" if before else "auth.add_user", "change people's access"
+        actor, "auth.change_user" if before else permissions.ADD_PERSON, "change people's access"
     )
     why = require_reason(reason)
     action = "user.access_changed" if before else "user.created"
@@ -112,7 +112,7 @@ def add_service_user(username: str, *, actor: Any, reason: str, now: datetime, r
         if not existing.groups.filter(name=role).exists():
             raise TokenError(f"{username} exists and is not in the {role} role")
         return existing
-    require_permission(actor, "auth.add_user", "add users")
+    require_permission(actor, permissions.ADD_PERSON, "add users")
     with transaction.atomic():
         person = User(username=username)
         person.set_unusable_password()

@@ -20,7 +20,8 @@ from feedback.models import Feedback, Pattern
 from governance.audit.changes import record_change
 from governance.audit.log import PendingEvent
 from governance.models import PatternAutonomy, Policy
-from governance.policies.actions import save_policy, thresholds
+from governance.policies.actions import save_policy
+from governance.policies.shadow import thresholds
 from governance.promotions.proposals import supersede_open
 from governance.promotions.records import (
     category_feedback,

@@ -18,7 +18,7 @@ from feedback.models import Pattern
 from governance.audit.log import PendingEvent, append_events, event, user_actor
 from governance.choices import PolicyMode
 from governance.models import AutonomyProposal, PatternAutonomy, Policy, ProposalStatus
-from governance.policies.actions import thresholds
+from governance.policies.shadow import thresholds
 from governance.promotions.records import level_since, pattern_name, policy_rung, track_record
 from governance.rules import autonomy
 from remediation.models import Execution

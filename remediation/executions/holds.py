@@ -16,7 +16,7 @@ from django.utils import timezone
 
 from governance.audit.log import PendingEvent, append_events
 from governance.decisions.dispatch import dispatch_check
-from governance.pauses.actions import active_pauses, pauses_applying
+from governance.pauses.state import active_pauses, pauses_applying
 from remediation.choices import ExecutionState
 from remediation.executions.ending import cancel_locked
 from remediation.executions.rows import audit_event, enqueue_after_commit

@@ -3,7 +3,8 @@
 import pytest
 from django.utils import timezone
 
-from governance.approvals.actions import ApprovalError, approve_request, reject_request
+from governance.approvals.actions import approve_request, reject_request
+from governance.approvals.requests import ApprovalError
 from governance.models import ApprovalRequest, AuditEvent
 from remediation.models import Execution
 

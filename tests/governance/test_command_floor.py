@@ -4,7 +4,8 @@ from dataclasses import replace
 
 import pytest
 
-from governance.approvals.actions import ApprovalError, approve_request
+from governance.approvals.actions import approve_request
+from governance.approvals.requests import ApprovalError
 from governance.decisions.facts import policy_snapshot
 from governance.models import ApprovalRequest, Policy
 from governance.rules.command_floor import floor_violations

@@ -8,7 +8,8 @@ from django.utils import timezone
 
 from governance.approvals.actions import approve_request
 from governance.models import ApprovalRequest, AuditEvent, Decision, Pause, PauseScope
-from governance.pauses.actions import is_active, pause_automation, resume_pause
+from governance.pauses.actions import pause_automation, resume_pause
+from governance.pauses.state import is_active
 from remediation import tasks
 from remediation.models import Execution
 from tests.governance.admin_pages import form_data, logged_in

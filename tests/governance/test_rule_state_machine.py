@@ -53,15 +53,12 @@ from hypothesis.stateful import (
     run_state_machine_as_test,
 )
 
-from governance.approvals.actions import (
-    ApprovalError,
-    approve_request,
-    expire_approval_requests,
-    reject_request,
-)
+from governance.approvals.actions import approve_request, reject_request
+from governance.approvals.requests import ApprovalError, expire_approval_requests
 from governance.audit.log import verify_audit_log
 from governance.models import ApprovalRequest, AuditEvent, Decision, Pause, Policy
-from governance.pauses.actions import pause_automation, record_lapsed_pauses, resume_pause
+from governance.pauses.actions import pause_automation, resume_pause
+from governance.pauses.state import record_lapsed_pauses
 from governance.policies.actions import save_policy
 from remediation.actions import add_host, cancel_execution, close_ticket, save_runbook
 from remediation.choices import EXECUTION_TRANSITIONS, TICKET_TRANSITIONS

@@ -9,9 +9,11 @@ from datetime import timedelta
 import pytest
 from django.utils import timezone
 
-from governance.approvals.actions import ApprovalError, approve_request, reject_request
+from governance.approvals.actions import approve_request, reject_request
+from governance.approvals.requests import ApprovalError
 from governance.models import ApprovalRequest, AuditEvent, Pause, Policy
-from governance.pauses.actions import pause_automation, record_lapsed_pauses
+from governance.pauses.actions import pause_automation
+from governance.pauses.state import record_lapsed_pauses
 from governance.policies.actions import save_policy
 from remediation.actions import close_ticket, save_runbook
 from remediation.executions.claims import claim_agent_actions

@@ -7,7 +7,8 @@ import pytest
 from django.utils import timezone
 
 from feedback.models import Feedback
-from governance.approvals.actions import approve_request, expire_approval_requests, reject_request
+from governance.approvals.actions import approve_request, reject_request
+from governance.approvals.requests import expire_approval_requests
 from governance.models import ApprovalRequest, Decision
 from remediation.actions import roll_back_execution
 from remediation.models import Execution, Ticket
