@@ -34,12 +34,19 @@ from datetime import datetime
 from typing import Any
 
 from django.conf import settings
+from django.core.exceptions import ValidationError
 from django.urls import reverse
 
 from governance.audit.errors import NotFound, Refused
 from remediation.executions.claims import AgentAction, claim_handoff
 from remediation.executions.reports import record_handoff_delivery, report_handoff_result
-from remediation.models import AutomationTarget, Execution, HandoffKind
+from remediation.models import (
+    TARGET_ENV,
+    TARGET_ENV_PREFIX,
+    AutomationTarget,
+    Execution,
+    HandoffKind,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -76,8 +83,32 @@ def signature_valid(secret: str, header: str, body: bytes, now: float, max_age: 
     return hmac.compare_digest(expected, parts.get("v1", ""))
 
 
+def target_variable(name: str) -> str:
+    """The value of a variable a target names; "" for a name outside TARGET_ENV_PREFIX
+    (a row written before the rule, or past the admin), so it is never sent."""
+    try:
+        TARGET_ENV(name)
+    except ValidationError:
+        return ""
+    return os.environ.get(name, "")
+
+
 def secret_of(target: AutomationTarget) -> str:
-    return os.environ.get(target.secret_env, "")
+    return target_variable(target.secret_env)
+
+
+def refusal_of(target: AutomationTarget, secret: str) -> str:
+    """Why nothing may be sent to `target` ("" when it may)."""
+    if not target.enabled:
+        return f"{target.name} is disabled"
+    for name in filter(None, (target.secret_env, target.credential_env)):
+        try:
+            TARGET_ENV(name)
+        except ValidationError:
+            return f"{name} is not a {TARGET_ENV_PREFIX} variable: a target may not read it"
+    if not secret:
+        return f"{target.secret_env} is not set, so the request cannot be signed"
+    return ""
 
 
 # -- the request, in each system's format (plain functions) ----------------------------
@@ -179,15 +210,8 @@ def hand_off_execution(execution_id: int, now: datetime) -> str:
     execution = Execution.objects.select_related("host", "handoff_target").get(pk=execution_id)
     target = execution.handoff_target
     secret = secret_of(target)
-    if not secret or not target.enabled:
-        why = (
-            f"{target.name} is disabled"
-            if not target.enabled
-            else f"{target.secret_env} is not set, so the request cannot be signed"
-        )
-        delivery = Delivery("refused", why)
-    else:
-        delivery = send(target, action, execution, secret)
+    why = refusal_of(target, secret)
+    delivery = Delivery("refused", why) if why else send(target, action, execution, secret)
     logger.info("hand-off of execution %s to %s: %s", execution_id, target.name, delivery)
     return record_handoff_delivery(
         execution_id,
@@ -216,7 +240,7 @@ def send(
         "User-Agent": "Warden hand-off",
         "Idempotency-Key": warden["idempotency_key"],
         SIGNATURE_HEADER: sign(secret, body, int(time.time())),
-        **auth_headers(target.kind, os.environ.get(target.credential_env, "")),
+        **auth_headers(target.kind, target_variable(target.credential_env)),
     }
     request = urllib.request.Request(target.url, data=body, headers=headers, method="POST")
     timeout = settings.WARDEN_HANDOFF_TIMEOUT_SECONDS

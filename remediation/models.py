@@ -113,8 +113,14 @@ class HandoffKind(models.TextChoices):
     WEBHOOK = "webhook", "Signed JSON webhook"
 
 
-ENV_NAME = RegexValidator(
-    r"^[A-Z_][A-Z0-9_]{0,99}$", "Name an environment variable: capitals, digits and '_'."
+# The only variables an automation target may name: under this prefix, which none of
+# Warden's own settings uses, so no target can have Warden send its secret key, audit key,
+# database or mail URL to the launch URL a supervisor typed (remediation.handoff reads them).
+TARGET_ENV_PREFIX = "WARDEN_TARGET_"
+TARGET_ENV = RegexValidator(
+    rf"^{TARGET_ENV_PREFIX}[A-Z0-9_]{{1,86}}$",
+    f"Name a variable under {TARGET_ENV_PREFIX}, such as {TARGET_ENV_PREFIX}AWX_TOKEN "
+    "(capitals, digits and '_'): a target may not read Warden's own settings.",
 )
 
 
@@ -139,15 +145,17 @@ class AutomationTarget(models.Model):
         "API token variable",
         max_length=100,
         blank=True,
-        validators=[ENV_NAME],
-        help_text="Environment variable with the system's API token (AWX: Bearer token; "
+        validators=[TARGET_ENV],
+        help_text=f"Environment variable ({TARGET_ENV_PREFIX}…) with the system's API token "
+        "(AWX: Bearer token; "
         "Rundeck: X-Rundeck-Auth-Token; StackStorm: St2-Api-Key; webhook: Bearer token).",
     )
     secret_env = models.CharField(
         "signing secret variable",
         max_length=100,
-        validators=[ENV_NAME],
-        help_text="Environment variable with the shared secret: Warden signs each request "
+        validators=[TARGET_ENV],
+        help_text=f"Environment variable ({TARGET_ENV_PREFIX}…) with the shared secret: Warden "
+        "signs each request "
         "with it (HMAC-SHA256) and accepts only callbacks signed with it.",
     )
     lease_seconds = models.PositiveIntegerField(

@@ -126,7 +126,7 @@ def test_an_update_past_the_bounds_is_refused(model, field, agent, other_agent, 
     receive_alert(report, user=sender, now=now)
     target = AutomationTarget(
         name="awx", kind="awx", url="https://awx.example.com/api/v2/job_templates/7/launch/",
-        secret_env="WARDEN_AWX_SECRET",
+        secret_env="WARDEN_TARGET_AWX_SECRET",
     )  # fmt: skip
     save_automation_target(target, actor=alice, reason="AWX runs disk fixes", now=now)
     rows = model.objects.all()

@@ -474,7 +474,7 @@ def build_world(trained_model: Any) -> World:
     OrmQ.objects.create(key="default", payload="matrix", lock=None)
     AutomationTarget.objects.create(
         name="matrix-awx", kind="awx", url="http://127.0.0.1:9/api/v2/job_templates/1/launch/",
-        secret_env="WARDEN_MATRIX_SECRET",
+        secret_env="WARDEN_TARGET_MATRIX_SECRET",
     )  # fmt: skip
     Alert.objects.create(
         source="alertmanager", fingerprint="0123456789abcdef", ticket=dns_ticket,

@@ -150,7 +150,7 @@ def test_a_fix_handed_to_an_automation_system_is_called_back_and_verified(
     host, key = add_host("ho-01", now=timezone.now())
     # the shared secret, in the environment of every process: the worker signs with it,
     # the web server checks callbacks with it
-    monkeypatch.setenv("WARDEN_INTEGRATION_SECRET", SECRET)
+    monkeypatch.setenv("WARDEN_TARGET_INTEGRATION_SECRET", SECRET)
     url = start_web(processes)
     system = AutomationSystem()
     monkeypatch.setenv("WARDEN_CALLBACK_BASE_URL", url)  # the qcluster builds callback URLs
@@ -158,7 +158,7 @@ def test_a_fix_handed_to_an_automation_system_is_called_back_and_verified(
         name="awx",
         kind="awx",
         url=f"{system.url}/api/v2/job_templates/12/launch/",
-        secret_env="WARDEN_INTEGRATION_SECRET",
+        secret_env="WARDEN_TARGET_INTEGRATION_SECRET",
     )
     save_automation_target(target, actor=alice, reason="AWX runs disk fixes", now=timezone.now())
     runbook = Runbook.objects.get(name="clean-temp-and-rotate-logs")

@@ -11,6 +11,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 import pytest
+from django.core.exceptions import ValidationError
 from django.test import Client
 from django.utils import timezone
 
@@ -69,8 +70,8 @@ def receiver() -> Iterator[Receiver]:
 
 @pytest.fixture
 def secrets_set(monkeypatch) -> None:
-    monkeypatch.setenv("WARDEN_TEST_HANDOFF_SECRET", SECRET)
-    monkeypatch.setenv("WARDEN_TEST_AUTOMATION_TOKEN", "api-token-of-warden")
+    monkeypatch.setenv("WARDEN_TARGET_TEST_SECRET", SECRET)
+    monkeypatch.setenv("WARDEN_TARGET_TEST_TOKEN", "api-token-of-warden")
 
 
 def run_disk_fixes_by(alice, kind: str, url: str) -> AutomationTarget:
@@ -78,8 +79,8 @@ def run_disk_fixes_by(alice, kind: str, url: str) -> AutomationTarget:
         name=kind,
         kind=kind,
         url=url,
-        credential_env="WARDEN_TEST_AUTOMATION_TOKEN",
-        secret_env="WARDEN_TEST_HANDOFF_SECRET",
+        credential_env="WARDEN_TARGET_TEST_TOKEN",
+        secret_env="WARDEN_TARGET_TEST_SECRET",
         lease_seconds=600,
     )
     save_automation_target(
@@ -284,13 +285,45 @@ def test_an_unanswered_hand_off_is_never_resent_and_metrics_decide(agent, awx, r
 
 
 def test_a_missing_secret_refuses_the_hand_off(agent, awx, receiver, monkeypatch):
-    monkeypatch.delenv("WARDEN_TEST_HANDOFF_SECRET")
+    monkeypatch.delenv("WARDEN_TARGET_TEST_SECRET")
 
     [result] = agent.post_metrics(agent.sample("disk")).json()["results"]
 
     execution = Execution.objects.get(ticket__ticket_id=result["ticket_id"])
     assert execution.state == "cancelled"
-    assert "WARDEN_TEST_HANDOFF_SECRET is not set" in execution.cancel_reason
+    assert "WARDEN_TARGET_TEST_SECRET is not set" in execution.cancel_reason
+    assert receiver.requests == []
+
+
+@pytest.mark.parametrize("name", ["SECRET_KEY", "WARDEN_AUDIT_KEY", "DATABASE_URL", "EMAIL_URL"])
+@pytest.mark.parametrize("field", ["credential_env", "secret_env"])
+def test_a_target_may_not_name_wardens_own_settings(alice, receiver, field, name):
+    target = AutomationTarget(
+        name="exfiltrate",
+        kind="webhook",
+        url=f"{receiver.url}/hooks/warden",
+        credential_env="WARDEN_TARGET_TEST_TOKEN",
+        secret_env="WARDEN_TARGET_TEST_SECRET",
+    )
+    setattr(target, field, name)
+
+    with pytest.raises(ValidationError) as refused:
+        save_automation_target(target, actor=alice, reason="try it", now=timezone.now())
+
+    assert "WARDEN_TARGET_" in " ".join(refused.value.message_dict[field])
+    assert not AutomationTarget.objects.filter(name="exfiltrate").exists()
+
+
+def test_a_target_naming_a_setting_past_the_admin_sends_nothing(agent, awx, receiver, monkeypatch):
+    # A row written before the rule, or by SQL: the hand-off refuses it and sends nothing.
+    monkeypatch.setenv("SECRET_KEY", "the-secret-key-of-warden")
+    AutomationTarget.objects.filter(pk=awx.pk).update(credential_env="SECRET_KEY")
+
+    [result] = agent.post_metrics(agent.sample("disk")).json()["results"]
+
+    execution = Execution.objects.get(ticket__ticket_id=result["ticket_id"])
+    assert execution.state == "cancelled"
+    assert "SECRET_KEY is not a WARDEN_TARGET_ variable" in execution.cancel_reason
     assert receiver.requests == []
 
 

@@ -65,7 +65,7 @@ COPIES = {
 RUNDECK_INSTALL_DIR = "/var/lib/rundeck/warden/"
 
 SECRET = "the-secret-warden-shares-with-its-automation"
-SECRET_ENV = "WARDEN_TEST_HANDOFF_SECRET"
+SECRET_ENV = "WARDEN_TARGET_TEST_SECRET"
 SYSTEMS = ["awx", "rundeck", "stackstorm"]
 
 
