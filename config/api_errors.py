@@ -63,13 +63,6 @@ class DatabaseUnavailable(exceptions.APIException):
     default_detail = "The database is busy or unreachable; nothing was stored. Retry shortly."
 
 
-class Conflict(exceptions.APIException):
-    """409: the request collides with what is stored (nothing was changed)."""
-
-    status_code = 409
-    default_code = "conflict"
-
-
 class Refusal(exceptions.APIException):
     """An action's refusal as DRF answers it: the refusal's status, code and fields."""
 

@@ -21,10 +21,11 @@ from rest_framework.decorators import action
 from rest_framework.request import Request
 from rest_framework.response import Response
 
-from config.api_errors import Conflict, error_responses
+from config.api_errors import error_responses
 from governance.approvals.actions import approve_request, reject_request
 from governance.audit import permissions as warden_permissions
 from governance.audit.changes import REASON_FIELD
+from governance.audit.errors import Conflict
 from governance.models import ApprovalRequest, ApprovalStatus, Verdict
 from remediation.api.ticket_serializers import (
     ApprovalResultSerializer,
@@ -174,8 +175,8 @@ class TicketViewSet(viewsets.ReadOnlyModelViewSet):
         ).first()
         if pending is None:
             raise Conflict(
+                "no_pending_approval",
                 f"Nothing on {ticket.ticket_id} waits for approval ({ticket.status}).",
-                code="no_pending_approval",
             )
         verb = approve_request if data["approve"] else reject_request
         decided = verb(pending, actor=user, reason=data["comment"], now=timezone.now())
