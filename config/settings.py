@@ -458,6 +458,9 @@ WARDEN_ALERT_WEBHOOK_FIELDS = _json_object(
 WARDEN_ALERT_WEBHOOK_RESOLVED = env.list(
     "WARDEN_ALERT_WEBHOOK_RESOLVED", default=["resolved", "ok", "recovered", "closed"]
 )
+# How far ahead of Warden's clock an alert's startsAt or endsAt may be: past it, the alert is
+# refused (an end in the future is no evidence that a fix worked).
+WARDEN_ALERT_CLOCK_TOLERANCE_SECONDS = _int_at_least("WARDEN_ALERT_CLOCK_TOLERANCE_SECONDS", 300, 0)
 
 LOGGING = {
     "version": 1,

@@ -10,32 +10,57 @@ Alertmanagers sending the same group at once cannot open two tickets:
 - firing, known by its fingerprint on an open ticket: a re-delivery, counted on the
   alert's row and not on the ticket; firing again after it resolved counts once more;
 - resolved: ends the alert; it is evidence for verification, so an execution of its
-  ticket waiting to be verified succeeds on it (remediation.executions.verification).
+  ticket waiting to be verified succeeds on it (remediation.executions.verification)
+  when the alert can vouch for it (verifiable_by).
+
+An alert is only ever known on, counted on or resolved on a ticket of the host and
+category it names. The tickets alerts open have ids in their own namespace (AM-, WH-:
+remediation.models.ALERT_TICKET_PREFIXES), which no integrator can open; within it, the
+id carries Alertmanager's fingerprint as it is, or a digest of any other fingerprint and
+its source, and the alert's nth ticket: an id already taken gets the next number.
 
 Reading what the senders post is remediation.alert_payloads' (plain functions);
 receive_alert is the one use case every receiver calls with what they read.
 """
 
 import hashlib
+import json
 import re
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
+from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.db import transaction
 from django.db.models import F
 
 from governance.audit import permissions
 from governance.audit.changes import require_permission
+from governance.audit.errors import Conflict
 from governance.audit.log import PendingEvent, append_events, event, user_actor
 from remediation.alert_payloads import FINGERPRINT_LENGTH, AlertReport, runbook_parameters
-from remediation.choices import TICKET_OPEN_STATUSES, Category
+from remediation.choices import TICKET_OPEN_STATUSES, Category, ExecutionState
 from remediation.executions.verification import verify_with_resolved_alert
 from remediation.intake import ExternalTicket, TicketConflict, open_external_ticket
-from remediation.models import Alert, AlertSource, AlertStatus, Host, Ticket, TicketSource
+from remediation.models import (
+    ALERT_TICKET_PREFIXES,
+    Alert,
+    AlertStatus,
+    Execution,
+    Host,
+    Ticket,
+    TicketSource,
+)
+from scoring.models import MetricSample
+from scoring.samples import sample_shows_problem
 
-SHORT_FINGERPRINT = re.compile(r"^[A-Za-z0-9]{1,16}$")
+# Alertmanager's own fingerprints (16 hex digits) stand in ticket ids as they are; any other
+# is a digest of 20 hex digits, so the two forms never meet.
+ALERTMANAGER_FINGERPRINT = re.compile(r"^[0-9a-f]{16}$")
+DIGEST_LENGTH = 20
+# How many taken ids an alert's ticket skips before the alert is refused.
+MAX_ID_ATTEMPTS = 20
 
 
 @dataclass(frozen=True)
@@ -58,10 +83,17 @@ def receive_alert(report: AlertReport, *, user: Any, now: datetime) -> AlertOutc
     host = _check(report)
     with transaction.atomic():
         host = Host.objects.select_for_update().get(pk=host.pk)
+        # Only this host's alert in this category: the same fingerprint on another host's
+        # ticket (or in another category) is another alert, never counted or resolved here.
         known = (
             Alert.objects.select_for_update(of=("self",))
-            .select_related("ticket")
-            .filter(source=report.source, fingerprint=report.fingerprint)
+            .select_related("ticket", "ticket__host")
+            .filter(
+                source=report.source,
+                fingerprint=report.fingerprint,
+                ticket__host=host,
+                ticket__category=report.category,
+            )
             .order_by("-first_received_at", "-pk")
             .first()
         )
@@ -104,18 +136,18 @@ def _fire(
         .first()
     )
     if ticket is None:
-        try:
-            ticket = open_external_ticket(_as_ticket(report), user=user, now=now).ticket
-        except TicketConflict as exc:
-            if not exc.ticket.is_open:
-                raise
-            ticket = exc.ticket  # another delivery opened it first: count on it
-        else:
+        ticket = _open_ticket(host, report, user, now)
+        if ticket is not None:
             _store(report, ticket, now)
             return AlertOutcome(
                 report.fingerprint, "opened", f"opened {ticket.ticket_id}", ticket.ticket_id
             )
-    _store(report, ticket, now)
+        ticket = (  # another delivery opened it first: count on it
+            Ticket.objects.select_for_update()
+            .filter(host=host, category=report.category, status__in=list(TICKET_OPEN_STATUSES))
+            .get()
+        )
+    alert = _store(report, ticket, now)
     _count_on(ticket, now)
     events.append(
         _event(
@@ -123,7 +155,7 @@ def _fire(
             "alert.counted",
             ticket,
             f"{report.name} on {host.name} counted on {ticket.ticket_id}",
-            report,
+            alert,
         )
     )
     return AlertOutcome(
@@ -152,7 +184,7 @@ def _repeat(
                 "alert.refired",
                 known.ticket,
                 f"{known.name} fired again on {known.ticket.host.name} ({known.ticket.ticket_id})",
-                report,
+                known,
             )
         )
     known.save()
@@ -185,33 +217,89 @@ def _resolve(
             "alert.resolved",
             ticket,
             f"{known.name} on {ticket.host.name} resolved ({ticket.ticket_id})",
-            report,
+            known,
         )
     )
-    verified = verify_with_resolved_alert(
-        ticket,
-        known.ends_at,
-        f"{user_actor(user)} reported {known.name} resolved",
-        now,
-        events,
-        alert_id=known.pk,
-    )
+    verified = 0
+    if verifiable_by(known, report, now):
+        verified = verify_with_resolved_alert(
+            ticket,
+            known.ends_at,
+            f"{user_actor(user)} reported {known.name} resolved",
+            now,
+            events,
+            alert_id=known.pk,
+        )
     message = "resolved" + (f"; verified {verified} execution(s)" if verified else "")
     return AlertOutcome(report.fingerprint, "resolved", message, ticket.ticket_id)
 
 
-def _as_ticket(report: AlertReport) -> ExternalTicket:
-    prefix = "AM" if report.source == AlertSource.ALERTMANAGER else "WH"
-    short = (
-        report.fingerprint
-        if SHORT_FINGERPRINT.match(report.fingerprint)
-        else hashlib.sha256(report.fingerprint.encode()).hexdigest()[:16]
+def verifiable_by(alert: Alert, report: AlertReport, now: datetime) -> bool:
+    """May the resolved `alert` verify the fixes of its ticket that wait to be verified?
+
+    Only an alert about the same host and category as the ticket, that started before
+    each fix started (when it was first received, if it says no start), and ended after
+    it started and not ahead of Warden's clock; and only while the host's own newest
+    reading since the fix does not still show the problem: its readings outweigh an
+    alert's word.
+    """
+    ticket = alert.ticket
+    if (ticket.host.name, ticket.category) != (report.host, report.category):
+        return False
+    ended = alert.ends_at
+    tolerance = timedelta(seconds=settings.WARDEN_ALERT_CLOCK_TOLERANCE_SECONDS)
+    if ended is None or ended > now + tolerance:
+        return False
+    started = alert.starts_at or alert.first_received_at
+    fixes = list(
+        Execution.objects.filter(
+            ticket=ticket, state=ExecutionState.VERIFYING, started_at__lte=ended
+        ).values_list("started_at", flat=True)
     )
+    if not fixes or any(fix_started < started for fix_started in fixes):
+        return False
+    since_fix = (
+        MetricSample.objects.filter(host=ticket.host, received_at__gte=min(fixes))
+        .order_by("-taken_at")
+        .first()
+    )
+    return since_fix is None or not sample_shows_problem(since_fix, ticket.category)
+
+
+def alert_ticket_id(source: str, fingerprint: str, number: int) -> str:
+    """The id of an alert's `number`th ticket, in the alerts' namespace."""
+    key = (
+        fingerprint
+        if ALERTMANAGER_FINGERPRINT.match(fingerprint)
+        else hashlib.sha256(f"{source}\n{fingerprint}".encode()).hexdigest()[:DIGEST_LENGTH]
+    )
+    return f"{ALERT_TICKET_PREFIXES[source]}{key}-{number}"
+
+
+def _open_ticket(host: Host, report: AlertReport, user: Any, now: datetime) -> Ticket | None:
+    """Open the alert's ticket under the first free id of its own; None when the host's
+    open ticket in the category was opened meanwhile (the alert counts on it then)."""
     # The alert's nth ticket: the same alert firing after its ticket closed opens another.
     number = Alert.objects.filter(source=report.source, fingerprint=report.fingerprint).count()
+    for attempt in range(1, MAX_ID_ATTEMPTS + 1):
+        ticket_id = alert_ticket_id(report.source, report.fingerprint, number + attempt)
+        if Ticket.objects.filter(ticket_id=ticket_id).exists():
+            continue  # taken (a ticket from before the namespace, or another host's alert)
+        try:
+            return open_external_ticket(_as_ticket(report, ticket_id), user=user, now=now).ticket
+        except TicketConflict as exc:
+            if exc.code != "duplicate":
+                return None
+    raise Conflict(
+        "ticket_ids_taken",
+        f"The next {MAX_ID_ATTEMPTS} ticket ids of alert {report.fingerprint} are taken.",
+    )
+
+
+def _as_ticket(report: AlertReport, ticket_id: str) -> ExternalTicket:
     title = report.title or f"{report.name} on {report.host}"
     return ExternalTicket(
-        ticket_id=f"{prefix}-{short}-{number + 1}",
+        ticket_id=ticket_id,
         host=report.host,
         category=report.category,
         title=title[:200],
@@ -220,10 +308,11 @@ def _as_ticket(report: AlertReport) -> ExternalTicket:
         enable_auto_remediation=report.enable_auto_remediation,
         source=TicketSource.ALERT.value,
         parameters=runbook_parameters(report.labels),
+        # Its labels are stored once, on the alert's row; the audit keeps their digest.
         details={
             "alert": report.name,
             "fingerprint": report.fingerprint,
-            "labels": report.labels,
+            "labels_sha256": labels_digest(report.labels),
             "link": report.link,
         },
     )
@@ -253,7 +342,14 @@ def _count_on(ticket: Ticket, now: datetime) -> None:
     )
 
 
-def _event(user: Any, action: str, ticket: Ticket, summary: str, report: AlertReport) -> Any:
+def labels_digest(labels: dict[str, str]) -> str:
+    """SHA-256 of the labels as canonical JSON: what the audit keeps of them."""
+    canonical = json.dumps(labels, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    return hashlib.sha256(canonical.encode()).hexdigest()
+
+
+def _event(user: Any, action: str, ticket: Ticket, summary: str, alert: Alert) -> Any:
+    """An alert's audit event names the alert's row, where its labels are stored once."""
     return event(
         user_actor(user),
         action,
@@ -261,11 +357,11 @@ def _event(user: Any, action: str, ticket: Ticket, summary: str, report: AlertRe
         summary,
         ticket_id=ticket.ticket_id,
         data={
-            "source": report.source,
-            "fingerprint": report.fingerprint,
-            "alert": report.name,
-            "status": report.status,
-            "labels": report.labels,
-            "link": report.link,
+            "alert_id": alert.pk,
+            "source": alert.source,
+            "fingerprint": alert.fingerprint,
+            "alert": alert.name,
+            "status": alert.status,
+            "labels_sha256": labels_digest(alert.labels),
         },
     )

@@ -8,17 +8,19 @@ transaction.
 
 The seed's rule: automatic remediation is off for such a ticket unless its caller sets
 `enable_auto_remediation`. What stands in for the model's verdict is the host's own
-newest reading when it shows the reported problem; without one, no model vouches for
-the report, so the ticket needs a person (never less cautious than the evidence). The
-pattern signal is the words of the ticket's text, not a model's explanation.
+newest reading when it is fresh (received within WARDEN_READING_MAX_AGE_SECONDS) and
+shows the reported problem; without one, no model vouches for the report, so the ticket
+needs a person (never less cautious than the evidence). The pattern signal is the words
+of the ticket's text, not a model's explanation.
 """
 
 import math
 import re
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
+from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.db import IntegrityError, transaction
 
@@ -33,7 +35,13 @@ from governance.decisions.stats import newest_sample
 from governance.models import Decision
 from remediation.choices import TICKET_OPEN_STATUSES, Category, Priority
 from remediation.decision_outcomes import act_on_decision
-from remediation.models import Host, Ticket, TicketSource
+from remediation.models import (
+    ALERT_TICKET_PREFIXES,
+    Host,
+    Ticket,
+    TicketSource,
+    in_alert_namespace,
+)
 from scoring.choices import Severity
 from scoring.models import MetricSample
 from scoring.samples import sample_shows_problem
@@ -126,6 +134,11 @@ def check_external_ticket(report: ExternalTicket) -> Host:
             f"{report.ticket_id} looks like Warden's own numbering (INC- and six or more "
             "digits), kept for the tickets Warden opens: use your system's own prefix."
         )
+    elif in_alert_namespace(report.ticket_id) != (report.source == TicketSource.ALERT):
+        errors["ticket_id"] = (
+            f"{report.ticket_id}: ids starting {' or '.join(ALERT_TICKET_PREFIXES.values())} "
+            "are kept for the tickets alerts open, and only those: use your system's own prefix."
+        )
     if report.category not in Category.values:
         errors["category"] = f"Unknown category {report.category!r} (known: {_known(Category)})."
     if report.priority not in Priority.values:
@@ -208,7 +221,8 @@ def _refuse_conflicts(report: ExternalTicket, host: Host) -> None:
 def _open(report: ExternalTicket, host: Host, user: Any, now: datetime) -> OpenedTicket:
     title = report.title.strip() or _title_from(report.description, host)
     reading = newest_sample(host.pk)
-    confirmed = reading is not None and sample_shows_problem(reading, report.category)
+    fresh = reading is not None and is_fresh(reading, now)
+    confirmed = fresh and sample_shows_problem(reading, report.category)
     confirmed_by = reading if confirmed else None
     ticket = _store_ticket(report, host, title, confirmed_by, user, now)
     actor = user_actor(user)
@@ -233,7 +247,7 @@ def _open(report: ExternalTicket, host: Host, user: Any, now: datetime) -> Opene
             now=now,
             occurrences=occurrences,
             pattern_terms=terms,
-            statement=_unconfirmed(report, host, reading is not None, actor),
+            statement=_unconfirmed(report, host, reading, now, actor),
         )
     act_on_decision(ticket, decision, now, events)
     # Last, the rows every host shares: the pattern, then the audit chain's head.
@@ -312,12 +326,22 @@ def _opened_event(
     )
 
 
-def _unconfirmed(report: ExternalTicket, host: Host, has_readings: bool, actor: str) -> str:
-    readings = (
-        f"{host.name}'s newest reading does not show a {report.category} problem"
-        if has_readings
-        else f"Warden has no readings of {host.name}"
-    )
+def is_fresh(reading: MetricSample, now: datetime) -> bool:
+    """Was `reading` received recently enough to stand for the host as it is now? By the
+    server's clock (received_at), so a silent agent's old reading never confirms a report."""
+    max_age = timedelta(seconds=getattr(settings, "WARDEN_READING_MAX_AGE_SECONDS", 600))
+    return reading.received_at >= now - max_age
+
+
+def _unconfirmed(
+    report: ExternalTicket, host: Host, reading: MetricSample | None, now: datetime, actor: str
+) -> str:
+    if reading is None:
+        readings = f"Warden has no readings of {host.name}"
+    elif not is_fresh(reading, now):
+        readings = f"{host.name}'s newest reading is too old to stand for it now"
+    else:
+        readings = f"{host.name}'s newest reading does not show a {report.category} problem"
     return (
         f"Reported by {actor} as {report.ticket_id}; {readings}, so no model verdict stands "
         f"behind it and a person decides ({Severity.HITL_REQUIRED.name})."

@@ -458,6 +458,17 @@ class AlertSource(models.TextChoices):
     WEBHOOK = "webhook", "JSON webhook"
 
 
+# Tickets alerts open are numbered in a namespace of their own, AM-... and WH-...
+# (remediation.alerts): nobody else may open a ticket with such an id (remediation.intake),
+# so an alert never meets a ticket another system made under the id it would use.
+ALERT_TICKET_PREFIXES = {AlertSource.ALERTMANAGER: "AM-", AlertSource.WEBHOOK: "WH-"}
+
+
+def in_alert_namespace(ticket_id: str) -> bool:
+    """Is `ticket_id` (in any letter case) one an alert's ticket could carry?"""
+    return ticket_id.upper().startswith(tuple(ALERT_TICKET_PREFIXES.values()))
+
+
 class AlertStatus(models.TextChoices):
     FIRING = "firing", "Firing"
     RESOLVED = "resolved", "Resolved"

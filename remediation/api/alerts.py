@@ -7,12 +7,14 @@ The caller is a service user with remediation.add_alert (the "alert senders" rol
 `manage.py create_api_token alertmanager --service "alert senders"`), sending its token
 as `Authorization: Token KEY` (Alertmanager's http_config.authorization). Each alert is
 received on its own: the answer says what became of each, and an alert Warden cannot
-place is named with the field to fix while the others are kept. Only when none can be
-kept is the whole request refused (400), so Alertmanager does not send it again.
+place or read (a missing field, an impossible timestamp, too many or too long labels) is
+named with the field to fix while the others are kept. Only when none can be kept is the
+whole request refused (400), so Alertmanager does not send it again.
 """
 
 import logging
 from collections.abc import Callable
+from datetime import datetime
 from typing import Any
 
 from django.conf import settings
@@ -28,6 +30,7 @@ from rest_framework.views import APIView
 from config.api_errors import error_responses
 from feedback.api.views import Holds
 from governance.audit import permissions
+from governance.audit.errors import Refused
 from remediation.alert_payloads import (
     FINGERPRINT_LENGTH,
     MAX_ALERTS,
@@ -59,13 +62,14 @@ class AlertmanagerAlertSerializer(serializers.Serializer):
     fingerprint = serializers.CharField(max_length=FINGERPRINT_LENGTH)
 
 
-class AlertmanagerWebhookSerializer(serializers.Serializer):
-    """Alertmanager's webhook body (version 4); the fields Warden reads are required."""
+class AlertmanagerEnvelopeSerializer(serializers.Serializer):
+    """Alertmanager's webhook body (version 4) around its alerts, each checked on its own
+    (AlertmanagerAlertSerializer) so one bad alert never refuses the others."""
 
     version = serializers.CharField(required=False)
     groupKey = serializers.CharField(required=False, allow_blank=True)
     truncatedAlerts = serializers.IntegerField(required=False, min_value=0)
-    status = serializers.ChoiceField(choices=AlertStatus.choices, required=False)
+    status = serializers.CharField(required=False, allow_blank=True)  # each alert's counts
     receiver = serializers.CharField(required=False, allow_blank=True)
     groupLabels = serializers.DictField(
         child=serializers.CharField(allow_blank=True), required=False
@@ -77,6 +81,14 @@ class AlertmanagerWebhookSerializer(serializers.Serializer):
         child=serializers.CharField(allow_blank=True), required=False
     )
     externalURL = serializers.CharField(required=False, allow_blank=True)
+    alerts = serializers.ListField(
+        child=serializers.JSONField(), allow_empty=False, max_length=MAX_ALERTS
+    )
+
+
+class AlertmanagerWebhookSerializer(AlertmanagerEnvelopeSerializer):
+    """Alertmanager's webhook body (version 4); the fields Warden reads are required."""
+
     alerts = serializers.ListField(
         child=AlertmanagerAlertSerializer(), allow_empty=False, max_length=MAX_ALERTS
     )
@@ -105,15 +117,17 @@ class AlertReceiver(APIView):
     permission_classes = [Holds]
     required_permissions = (permissions.RECEIVE_ALERTS,)
 
-    def receive(self, request: Request, parsed: list[tuple[int, Any, Parse]]) -> Response:
+    def receive(
+        self, request: Request, parsed: list[tuple[int, str, Any, Parse]], now: datetime
+    ) -> Response:
         """Receive each alert on its own; 200 if any was kept, else 400 naming the fields.
 
-        `parsed`: each alert's place, its fingerprint as sent (for the answer), and how to
-        read it. A rejected alert is not stored: it is answered and logged."""
-        now = timezone.now()
+        `parsed`: each alert's place, its path in the body, its fingerprint as sent (for
+        the answer), and how to read it. A rejected alert is not stored: it is answered
+        and logged."""
         results: list[dict[str, Any]] = []
-        for index, fingerprint, parse in parsed:
-            sent = None if fingerprint in (None, "") else str(fingerprint)
+        for index, path, fingerprint, parse in parsed:
+            sent = str(fingerprint) if isinstance(fingerprint, str | int) and fingerprint else None
             try:
                 report = parse()
                 outcome = receive_alert(report, user=request.user, now=now)
@@ -121,6 +135,8 @@ class AlertReceiver(APIView):
                 results.append(_rejected(index, sent, exc.fields))
             except DjangoValidationError as exc:
                 results.append(_rejected(index, sent, exc.message_dict))
+            except Refused as exc:  # e.g. no free ticket id: this alert only
+                results.append(_rejected(index, sent, exc.fields or {path: [exc.message]}))
             else:
                 results.append(
                     {
@@ -143,7 +159,9 @@ class AlertReceiver(APIView):
 
 def _rejected(index: int, fingerprint: str | None, fields: dict) -> dict[str, Any]:
     message = describe(fields)
-    logger.warning("alert %s (%s) rejected: %s", index, fingerprint or "no fingerprint", message)
+    logger.warning(
+        "alert %s (%s) rejected: %s", index, (fingerprint or "no fingerprint")[:200], message[:2000]
+    )
     return {
         "index": index,
         "fingerprint": fingerprint,
@@ -168,21 +186,45 @@ class AlertmanagerView(AlertReceiver):
         ),
     )
     def post(self, request: Request) -> Response:
-        body = AlertmanagerWebhookSerializer(data=request.data)
+        body = AlertmanagerEnvelopeSerializer(data=request.data)
         body.is_valid(raise_exception=True)
         common = body.validated_data.get("commonLabels", {})
         alerts = body.validated_data["alerts"]
+        now = timezone.now()
         return self.receive(
             request,
             [
                 (
                     i,
-                    alert["fingerprint"],
-                    lambda a=alert, p=f"alerts[{i}]": from_alertmanager(a, common, p),
+                    f"alerts[{i}]",
+                    alert.get("fingerprint") if isinstance(alert, dict) else None,
+                    lambda a=alert, p=f"alerts[{i}]": _alertmanager_report(a, common, p, now),
                 )
                 for i, alert in enumerate(alerts)
             ],
+            now,
         )
+
+
+def _alertmanager_report(
+    alert: Any, common: dict[str, str], path: str, now: datetime
+) -> AlertReport:
+    """One alert of the body, checked on its own: field errors name it by `path`."""
+    checked = AlertmanagerAlertSerializer(data=alert)
+    if not checked.is_valid():
+        raise AlertMappingError(_field_paths(checked.errors, path))
+    return from_alertmanager(checked.validated_data, common, path, now)
+
+
+def _field_paths(errors: Any, path: str) -> dict[str, list[str]]:
+    """A serializer's nested errors as {"alerts[0].labels.team": [...]}."""
+    if isinstance(errors, dict):
+        flat: dict[str, list[str]] = {}
+        for name, inner in errors.items():
+            inner_path = path if name == "non_field_errors" else f"{path}.{name}"
+            flat.update(_field_paths(inner, inner_path))
+        return flat
+    return {path: [str(message) for message in errors]}
 
 
 class AlertWebhookView(AlertReceiver):
@@ -210,6 +252,7 @@ class AlertWebhookView(AlertReceiver):
             [
                 (
                     i,
+                    path or "non_field",
                     dig(alert, fields.get("fingerprint", ""))
                     if fields.get("fingerprint")
                     else None,
@@ -217,4 +260,5 @@ class AlertWebhookView(AlertReceiver):
                 )
                 for i, (path, alert) in enumerate(alerts)
             ],
+            timezone.now(),
         )
