@@ -105,6 +105,22 @@ def test_a_control_character_in_an_alert_is_named_not_stored(sender, hosts):
     assert webhook.status_code == 400 and "[0].id" in webhook.json()["error"]["fields"]
 
 
+def test_one_bad_webhook_alert_never_drops_the_others(sender, hosts):
+    body = [
+        "not an object",
+        {"id": "check-1", "category": "disk"},
+        {"id": "check-2", "host": "web-01", "category": "disk", "description": "d" * 9000},
+        {"id": "check-3", "host": "web-01", "category": "disk", "title": "disk /var"},
+    ]
+
+    response = sender.post(WEBHOOK, body)
+
+    assert response.status_code == 200, response.content
+    assert outcomes(response) == ["rejected", "rejected", "rejected", "opened"]
+    fields = [set(alert["fields"]) for alert in response.json()["alerts"][:3]]
+    assert fields == [{"[0]"}, {"[1].host"}, {"[2].description"}]
+
+
 # --- Ticket ids of alerts: a namespace nobody else can create in -----------------------------
 
 
