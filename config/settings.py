@@ -14,6 +14,7 @@ import time
 from pathlib import Path
 
 import environ
+from csp.constants import NONE, SELF
 from django.core.exceptions import ImproperlyConfigured
 
 BASE_DIR = Path(__file__).resolve().parent.parent
@@ -105,6 +106,7 @@ INSTALLED_APPS = [
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
     "config.static_files.StaticFilesMiddleware",
+    "csp.middleware.CSPMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
@@ -225,6 +227,24 @@ STORAGES = {
 WHITENOISE_USE_FINDERS = not PRODUCTION
 
 LOGIN_URL = "admin:login"
+
+# Content-Security-Policy on every response (django-csp): scripts and styles only from Warden's
+# own static files, never inline, so text that came from outside (an alert, a label, a note)
+# cannot run even where a page forgot to escape it. 'self' also admits the console's
+# websocket on the same host (ws: or wss:, CSP Level 3). Nothing may frame a page, and a
+# form posts only to Warden.
+CONTENT_SECURITY_POLICY = {
+    "DIRECTIVES": {
+        "default-src": [SELF],
+        "script-src": [SELF],
+        "style-src": [SELF],
+        "connect-src": [SELF],
+        "object-src": [NONE],
+        "base-uri": [NONE],
+        "frame-ancestors": [NONE],
+        "form-action": [SELF],
+    }
+}
 
 SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https") if PRODUCTION else None
 SESSION_COOKIE_SECURE = PRODUCTION

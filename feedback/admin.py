@@ -247,7 +247,7 @@ class PostActionReviewAdmin(NeverDeleted, admin.ModelAdmin):
         if obj.status != ReviewStatus.OPEN:
             return obj.get_status_display()
         if obj.is_overdue(timezone.now()):
-            return format_html('<strong style="color: var(--error-fg)">{}</strong>', "Overdue")
+            return format_html('<strong class="overdue">{}</strong>', "Overdue")
         return "Open"
 
     @admin.display(description="Due", ordering="due_at")

@@ -37,37 +37,56 @@ def subject_of(kind: str, items: Sequence[NoticeItem], digest: bool) -> str:
     return f"[Warden] {label} on {len(hosts)} host{'s' if len(hosts) > 1 else ''}: {named}"
 
 
+def slack_text(text: object) -> str:
+    """Text from outside (a host, a title, an alert's words, a reason) as Slack shows it, never
+    as markup: &, < and > escaped as Slack's mrkdwn requires, so `<!channel>` or
+    `<http://elsewhere|Approve>` arrive as the characters they are. Warden's own links are
+    the only links a message makes."""
+    return str(text).replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+
+
+def _mrkdwn(text: str) -> dict[str, Any]:
+    # verbatim: Slack neither turns a bare address into a link nor a name into a mention.
+    return {"type": "mrkdwn", "text": text, "verbatim": True}
+
+
 def slack_message(
     kind: str, items: Sequence[NoticeItem], digest: bool, links: dict[int, dict[str, str]]
 ) -> dict[str, Any]:
     """An incoming-webhook payload: `text` for any Slack-compatible receiver, `blocks` for
-    Slack. `links` maps a notice to its approve and reject URLs (shared-channel links)."""
+    Slack. `links` maps a notice to its approve and reject URLs (shared-channel links).
+    Every piece of text is escaped (slack_text); only the links Warden builds are links."""
     title = subject_of(kind, items, digest).removeprefix("[Warden] ")
     blocks: list[dict[str, Any]] = [
         {"type": "header", "text": {"type": "plain_text", "text": title[:150]}}
     ]
-    text_lines = [title]
+    text_lines = [slack_text(title)]
     listed = items[:DIGEST_LISTED] if digest else items
     for item in listed:
-        parts = [f"*{item.host}* · <{item.links['ticket']}|{item.ticket_id}> {item.ticket_title}"]
+        ticket = f"<{item.links['ticket']}|{slack_text(item.ticket_id)}>"
+        parts = [f"*{slack_text(item.host)}* · {ticket} {slack_text(item.ticket_title)}"]
         if digest:  # a line each: what happened first, the rest behind the links
-            parts[0] += f" · {item.what_happened[0]}" if item.what_happened else ""
+            parts[0] += f" · {slack_text(item.what_happened[0])}" if item.what_happened else ""
         else:
-            parts += [f"• {line}" for line in item.what_happened]
+            parts += [f"• {slack_text(line)}" for line in item.what_happened]
         if item.readings and not digest:
-            parts.append("Readings: " + ", ".join(f"{k} {v}" for k, v in item.readings))
+            readings = ", ".join(f"{k} {v}" for k, v in item.readings)
+            parts.append("Readings: " + slack_text(readings))
         if item.runbook:
-            parts.append(f"Runbook *{item.runbook}* (risk *{item.risk}*): `{item.action}`")
+            parts.append(
+                f"Runbook *{slack_text(item.runbook)}* (risk *{slack_text(item.risk)}*): "
+                f"`{slack_text(item.action)}`"
+            )
             if not digest:
-                parts += [f"`{command}`" for command in item.commands]
+                parts += [f"`{slack_text(command)}`" for command in item.commands]
         if item.approval_request_id:
             left = f" · {item.time_left} left" if item.pending else ""
             parts.append(
                 f"Approvals {item.approvals_so_far} of {item.approvals_needed} · "
-                f"{item.request_status}{left}"
+                f"{slack_text(item.request_status)}{left}"
             )
         if item.reasons and not digest:
-            parts += [f"> {reason}" for reason in item.reasons]
+            parts += [f"> {slack_text(reason)}" for reason in item.reasons]
         if "review" in item.links:
             parts.append(f"<{item.links['review']}|Review it…> (acknowledge or flag)")
         verdicts = links.get(item.notice_id, {})
@@ -77,11 +96,11 @@ def slack_message(
                 "(a confirmation page, after login)"
             )
         section = "\n".join(parts)[:SLACK_SECTION_LIMIT]
-        blocks.append({"type": "section", "text": {"type": "mrkdwn", "text": section}})
+        blocks.append({"type": "section", "text": _mrkdwn(section)})
         text_lines.append(section)
     if len(items) > len(listed):
         more = f"…and {len(items) - len(listed)} more in Warden."
-        blocks.append({"type": "context", "elements": [{"type": "mrkdwn", "text": more}]})
+        blocks.append({"type": "context", "elements": [_mrkdwn(more)]})
         text_lines.append(more)
     return {"text": "\n\n".join(text_lines)[:SLACK_TEXT_LIMIT], "blocks": blocks[:50]}
 

@@ -1,10 +1,13 @@
-"""The admin index's "needs attention now" panel, and the filters that put labels where
-codes would be (severity, outcome, risk, event types, checks) and numbers as people read them.
+"""The admin index's "needs attention now" panel, the filters that put labels where
+codes would be (severity, outcome, risk, event types, checks) and numbers as people read them,
+and safe_href, the one way an address from outside becomes a link.
 """
 
+import re
 from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any
+from urllib.parse import urlsplit
 
 from django import template
 from django.utils import timezone
@@ -84,3 +87,23 @@ def probability(value: float | None) -> str:
 def percent(value: float | None) -> str:
     """A 0-1 share as a percentage: 0.873 -> '87%'."""
     return "-" if value is None else f"{value:.0%}"
+
+
+# An absolute http(s) address, nothing a browser would strip or read differently around it.
+_WEB_ADDRESS = re.compile(r"https?://[^\s\x00-\x1f\x7f]+", re.IGNORECASE)
+
+
+@register.filter
+def safe_href(address: Any) -> str:
+    """`address` if it may be a link's href, else "": an address from outside (an alert's
+    generatorURL, a webhook's link) becomes a link only as an absolute http(s) URL with a
+    host, never `javascript:`, `data:` or anything else a click would run or open as code.
+    Whatever is refused is shown as text by the template."""
+    text = str(address or "")
+    if not _WEB_ADDRESS.fullmatch(text):
+        return ""
+    try:
+        host = urlsplit(text).hostname
+    except ValueError:  # an unparseable address, such as an unclosed "[" IPv6 host
+        return ""
+    return text if host else ""

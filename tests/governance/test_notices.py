@@ -15,6 +15,7 @@ from types import SimpleNamespace
 from typing import Any
 
 import pytest
+from django.contrib.auth.models import Group, User
 from django.core import signing
 from django.db import transaction
 from django.utils import timezone
@@ -549,3 +550,37 @@ def test_a_group_goes_out_after_its_wait_as_a_digest_past_the_threshold():
     # a group still waiting says when it falls due
     young = [waiting(1, kind="escalated", age=10)]
     assert plan_batches(young, now, wait, threshold=3) == ([], now + timedelta(seconds=20))
+
+
+# --- Text from outside reaches Slack as text ---------------------------------------------
+
+FORGED = "<!channel> disk full: <http://evil.example/approve|Approve> & <@U024BE7LH>"
+
+
+def test_alert_text_reaches_slack_as_text_never_a_mention_or_a_link(db, api, webhook):
+    # the finding: an alert's summary arrived in Slack unescaped, pinging the channel with a
+    # fake "Approve" link
+    add_host("web-01", now=timezone.now())
+    service = User.objects.create_user("alertmanager")
+    service.groups.add(Group.objects.get(name="alert senders"))
+    alert = {
+        "status": "firing",
+        "labels": {"alertname": "HostOutOfDiskSpace", "instance": "web-01:9100"},
+        "annotations": {"summary": FORGED},
+        "startsAt": "2026-12-02T01:00:00Z",
+        "fingerprint": "5ac4de11",
+    }
+    answer = api(service).post("/api/v1/alerts/alertmanager", {"version": "4", "alerts": [alert]})
+    assert answer.status_code == 200, answer.content
+
+    [payload] = webhook.delivered
+    text = payload["text"]
+    sections = [block["text"]["text"] for block in payload["blocks"] if block["type"] == "section"]
+    for message in [text, *sections]:
+        assert "&lt;!channel&gt; disk full: &lt;http://evil.example/approve|Approve&gt;" in message
+        assert "&amp; &lt;@U024BE7LH&gt;" in message
+        assert "<!channel>" not in message and "<http://evil" not in message
+        # the only links are Warden's own
+        assert all(link.startswith(BASE) for link in re.findall(r"<([^|>]+)\|", message))
+    # and Slack neither links a bare address nor parses a name in them
+    assert all(block["text"]["verbatim"] for block in payload["blocks"][1:])
