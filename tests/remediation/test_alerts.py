@@ -1,6 +1,7 @@
 """Alerts in: Alertmanager's webhook and a generic JSON webhook open, count and resolve
 tickets through the same engine, deduplicated by fingerprint, with their own token."""
 
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
@@ -12,6 +13,12 @@ from governance.models import ApprovalRequest, AuditEvent, Decision
 from remediation.actions import add_host, close_ticket
 from remediation.models import Alert, Execution, Ticket
 from tests.conftest import Api
+
+# Alerts from a few days back, not a fixed date: intake refuses alerts older than a year.
+DAY = (datetime.now(UTC) - timedelta(days=4)).date().isoformat()
+STARTED = f"{DAY}T01:00:00Z"
+ENDED = f"{DAY}T02:00:00Z"
+
 
 AM = "/api/v1/alerts/alertmanager"
 WEBHOOK = "/api/v1/alerts/webhook"
@@ -35,8 +42,8 @@ def am_alert(
             "summary": "Host out of disk space",
             "description": "Disk is almost full (< 10% left) on /var",
         },
-        "startsAt": "2026-12-02T01:00:00Z",
-        "endsAt": "2026-12-02T02:00:00Z" if status == "resolved" else "0001-01-01T00:00:00Z",
+        "startsAt": STARTED,
+        "endsAt": ENDED if status == "resolved" else "0001-01-01T00:00:00Z",
         "generatorURL": "http://prometheus:9090/graph?g0.expr=node_filesystem_avail_bytes",
         "fingerprint": fingerprint,
     }
