@@ -147,11 +147,17 @@ def measured_skew(newest_taken_at: datetime, received_at: datetime) -> float:
     return (newest_taken_at - received_at).total_seconds()
 
 
+# Below this a measured skew is the network's latency and the agent's stamping, not its
+# clock: the stamps are taken as they are.
+CLOCK_NOISE_SECONDS = 2.0
+
+
 def assumed_skew(known: float | None, measured: float) -> float:
     """The skew a batch's stamps are corrected by: the larger of the host's known skew and
     this batch's. The larger makes the readings older, never fresher: a batch the agent
     buffered while away looks as old as it is, not as if its clock had fallen behind."""
-    return measured if known is None else max(known, measured)
+    skew = measured if known is None else max(known, measured)
+    return 0.0 if abs(skew) < CLOCK_NOISE_SECONDS else skew
 
 
 def observed_times(
