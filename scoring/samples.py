@@ -150,13 +150,17 @@ def measured_skew(newest_taken_at: datetime, received_at: datetime) -> float:
 # Below this a measured skew is the network's latency and the agent's stamping, not its
 # clock: the stamps are taken as they are.
 CLOCK_NOISE_SECONDS = 2.0
+# A batch measuring the clock further behind than the host's known skew by more than this
+# was held back by its agent (buffered while it could not reach the server), not set back.
+HELD_BACK_SECONDS = 5.0
 
 
 def assumed_skew(known: float | None, measured: float) -> float:
-    """The skew a batch's stamps are corrected by: the larger of the host's known skew and
-    this batch's. The larger makes the readings older, never fresher: a batch the agent
-    buffered while away looks as old as it is, not as if its clock had fallen behind."""
-    skew = measured if known is None else max(known, measured)
+    """The skew a batch's stamps are corrected by: this batch's own measurement, unless it
+    says the clock fell back by more than HELD_BACK_SECONDS since the host's known skew:
+    then the batch was buffered, and the known skew stands, so its readings look as old
+    as they are, never fresher."""
+    skew = measured if known is None or measured >= known - HELD_BACK_SECONDS else known
     return 0.0 if abs(skew) < CLOCK_NOISE_SECONDS else skew
 
 

@@ -16,7 +16,7 @@ from remediation.actions import add_host
 from remediation.executions.sweeps import sweep
 from remediation.models import Execution, Host, Ticket
 from scoring.models import MetricSample
-from scoring.samples import reading_is_fresh
+from scoring.samples import assumed_skew, reading_is_fresh
 from tests.conftest import HEALTHY, PROBLEMS, AgentClient
 
 BEHIND = timedelta(minutes=-10)
@@ -84,6 +84,7 @@ def test_a_batch_from_a_host_ten_minutes_ahead_is_kept_and_a_full_disk_gets_its_
 
     assert response.status_code == 201, response.content
     [healthy, full] = response.json()["results"]
+    assert healthy["severity"] == "NO_ACTION"
     assert full["category"] == "disk" and full["ticket_id"]
     assert Ticket.objects.get(ticket_id=full["ticket_id"]).host == ahead.host
     assert MetricSample.objects.filter(host=ahead.host).count() == 2
@@ -259,3 +260,13 @@ def test_a_right_clocks_failure_with_a_skewed_hosts_still_demotes(
     assert all(Execution.objects.get(pk=e.pk).state == "rollback_pending" for e in executions)
     assert disk_policy().autonomy_level == 1
     assert AuditEvent.objects.filter(action="policy.demoted").count() == 1
+
+
+def test_a_batch_its_agent_held_back_is_corrected_by_the_known_skew_not_its_own():
+    # a clock known 10 min behind, and a batch that arrives as its readings were taken
+    assert assumed_skew(-600.0, -601.0) == -601.0
+    # a batch held back 5 minutes by an agent whose clock is right stays 5 minutes old
+    assert assumed_skew(0.3, -300.0) == 0.0
+    # the clock moving forward is taken at once; latency is not a clock
+    assert assumed_skew(-600.0, 0.5) == 0.0
+    assert assumed_skew(None, -600.0) == -600.0
