@@ -297,6 +297,13 @@ WARDEN_AGENT_LEASE_SECONDS = env.int("WARDEN_AGENT_LEASE_SECONDS", default=120)
 WARDEN_AGENT_POLL_MAX_SECONDS = env.float("WARDEN_AGENT_POLL_MAX_SECONDS", default=60.0)
 WARDEN_VERIFY_SAMPLES = env.int("WARDEN_VERIFY_SAMPLES", default=3)
 WARDEN_VERIFY_TIMEOUT_SECONDS = env.int("WARDEN_VERIFY_TIMEOUT_SECONDS", default=300)
+# Time is the server's (scoring/samples.py): a reading taken longer ago than this, on the
+# server's clock, confirms nothing; a host whose clock is off by more than the flag is
+# flagged on its page and in the console; a sample stamped further ahead than the last is
+# refused (its host's clock is broken, not skewed).
+WARDEN_READING_MAX_AGE_SECONDS = env.int("WARDEN_READING_MAX_AGE_SECONDS", default=300)
+WARDEN_CLOCK_SKEW_FLAG_SECONDS = env.int("WARDEN_CLOCK_SKEW_FLAG_SECONDS", default=60)
+WARDEN_CLOCK_AHEAD_LIMIT_SECONDS = env.int("WARDEN_CLOCK_AHEAD_LIMIT_SECONDS", default=86_400)
 WARDEN_APPROVAL_TTL_HOURS = env.float("WARDEN_APPROVAL_TTL_HOURS", default=24.0)
 WARDEN_REQUEUE_AFTER_SECONDS = env.int("WARDEN_REQUEUE_AFTER_SECONDS", default=180)
 # Nothing waits for ever: an action or rollback no agent took, or an execution no worker

@@ -20,6 +20,7 @@ from django.conf import settings
 
 from feedback.models import Pattern
 from governance.rules.ceilings import ELIGIBLE_OCCURRENCES, ELIGIBLE_POSITIVE_RATE
+from remediation.choices import VerifiedBy
 from scoring.reliability import PatternFacts
 
 KEY_TERM_LIMIT = 3
@@ -242,9 +243,20 @@ def record_outcome(ticket, *, resolved: bool) -> None:
     pattern.save()
 
 
+def record_automatic_success(ticket, *, verified_by: str) -> None:
+    """An automatic execution succeeded. It earns its pattern's automation credit only when
+    the host's own fresh readings verified it: an alert's resolution (which whoever holds
+    an alert sender's token controls) resolves the ticket, but neither raises nor lowers
+    the pattern's automatic success rate."""
+    if verified_by != VerifiedBy.READINGS:
+        return
+    record_automatic_attempt(ticket, succeeded=True)
+
+
 def record_automatic_attempt(ticket, *, succeeded: bool) -> None:
-    """An automatic execution ended: verified by fresh metrics (succeeded) or failed
-    (the agent reported failure, or verification did). Cancelled ones never ran."""
+    """An automatic execution ended: verified by the host's fresh readings (succeeded, see
+    record_automatic_success) or failed (the agent reported failure, or verification did).
+    Cancelled ones never ran."""
     if ticket.pattern_id is None:
         return
     pattern = Pattern.objects.select_for_update().get(pk=ticket.pattern_id)

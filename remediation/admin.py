@@ -1,3 +1,4 @@
+from django.conf import settings
 from django.contrib import admin, messages
 from django.contrib.admin.utils import unquote
 from django.core.exceptions import PermissionDenied
@@ -46,8 +47,29 @@ class HostAdmin(GovernedAdmin):
         "last_seen_at",
         "agent_version",
         "allowlist_reported_at",
+        "clock",
         "agent_allows",
     ]
+
+    @admin.display(description="Clock")
+    def clock(self, obj: Host) -> str:
+        """How far the agent's clock is from the server's, flagged past the bound: its
+        readings are judged on the server's time whatever its clock says."""
+        if obj.clock_skew_seconds is None:
+            return "Not measured yet: its first batch measures it."
+        if obj.clock_is_off:
+            return format_html(
+                "<strong>Clock off by {} the server's clock</strong> (measured {}; the bound "
+                "is {} s). Its readings are judged on the server's time, and its verdicts "
+                "say so; set its clock right (NTP).",
+                obj.clock_skew,
+                obj.clock_checked_at,
+                settings.WARDEN_CLOCK_SKEW_FLAG_SECONDS,
+            )
+        return (
+            f"Right: within {settings.WARDEN_CLOCK_SKEW_FLAG_SECONDS} s of the server's clock "
+            f"({obj.clock_skew}, measured {obj.clock_checked_at})."
+        )
 
     @admin.display(description="What its agent allows")
     def agent_allows(self, obj: Host) -> str:

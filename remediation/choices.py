@@ -110,6 +110,14 @@ class ExecutionState(models.TextChoices):
     CANCELLED = "cancelled", "Cancelled"
 
 
+class VerifiedBy(models.TextChoices):
+    """What judged a fix that reached verification."""
+
+    READINGS = "readings", "The host's own fresh readings"
+    ALERT = "alert", "A monitoring system's resolved alert"
+    DEADLINE = "deadline", "No healthy reading before the deadline"
+
+
 EXECUTION_TRANSITIONS: dict[str, frozenset[str]] = {
     ExecutionState.QUEUED: frozenset(
         {ExecutionState.DISPATCHED, ExecutionState.HELD, ExecutionState.CANCELLED}

@@ -17,10 +17,9 @@ of the ticket's text, not a model's explanation.
 import math
 import re
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Any
 
-from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.db import IntegrityError, transaction
 
@@ -44,7 +43,7 @@ from remediation.models import (
 )
 from scoring.choices import Severity
 from scoring.models import MetricSample
-from scoring.samples import sample_shows_problem
+from scoring.samples import reading_is_fresh, sample_shows_problem
 
 # What opening a ticket needs, by who reports it: an alert sender sends alerts (which open
 # tickets) and cannot open tickets of its own making; an integrator opens them.
@@ -221,7 +220,7 @@ def _refuse_conflicts(report: ExternalTicket, host: Host) -> None:
 def _open(report: ExternalTicket, host: Host, user: Any, now: datetime) -> OpenedTicket:
     title = report.title.strip() or _title_from(report.description, host)
     reading = newest_sample(host.pk)
-    fresh = reading is not None and is_fresh(reading, now)
+    fresh = reading is not None and reading_is_fresh(reading, now)
     confirmed = fresh and sample_shows_problem(reading, report.category)
     confirmed_by = reading if confirmed else None
     ticket = _store_ticket(report, host, title, confirmed_by, user, now)
@@ -326,19 +325,12 @@ def _opened_event(
     )
 
 
-def is_fresh(reading: MetricSample, now: datetime) -> bool:
-    """Was `reading` received recently enough to stand for the host as it is now? By the
-    server's clock (received_at), so a silent agent's old reading never confirms a report."""
-    max_age = timedelta(seconds=getattr(settings, "WARDEN_READING_MAX_AGE_SECONDS", 600))
-    return reading.received_at >= now - max_age
-
-
 def _unconfirmed(
     report: ExternalTicket, host: Host, reading: MetricSample | None, now: datetime, actor: str
 ) -> str:
     if reading is None:
         readings = f"Warden has no readings of {host.name}"
-    elif not is_fresh(reading, now):
+    elif not reading_is_fresh(reading, now):
         readings = f"{host.name}'s newest reading is too old to stand for it now"
     else:
         readings = f"{host.name}'s newest reading does not show a {report.category} problem"

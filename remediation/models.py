@@ -24,10 +24,12 @@ from remediation.choices import (
     ExecutionState,
     Priority,
     TicketStatus,
+    VerifiedBy,
     check_transition,
 )
 from scoring.choices import Severity
 from scoring.features import Reading
+from scoring.samples import clock_is_off, describe_skew
 from warden_agent.argv import ArgvError, is_placeholder, placeholders
 
 API_KEY_PREFIX = "wdn_"
@@ -72,12 +74,18 @@ class Host(models.Model):
         "allow-list reported at", null=True, blank=True, editable=False
     )
     agent_version = models.CharField(max_length=50, blank=True, editable=False)
+    # How far the agent's clock is from the server's (seconds, negative: behind), as its
+    # latest batch measured it, and when: readings are judged on the server's clock.
+    clock_skew_seconds = models.FloatField(null=True, blank=True, editable=False)
+    clock_checked_at = models.DateTimeField(null=True, blank=True, editable=False)
 
     history = PersonHistory(
         excluded_fields=[
             "last_seen_at",
             "last_sample_at",
             "last_metrics",
+            "clock_skew_seconds",
+            "clock_checked_at",
             "allowlist",
             "allowlist_digest",
             "allowlist_reported_at",
@@ -90,6 +98,16 @@ class Host(models.Model):
 
     def __str__(self) -> str:
         return self.name
+
+    @property
+    def clock_is_off(self) -> bool:
+        """Is its clock off by more than WARDEN_CLOCK_SKEW_FLAG_SECONDS (flagged)?"""
+        return clock_is_off(self.clock_skew_seconds)
+
+    @property
+    def clock_skew(self) -> str:
+        """ "10 min behind": how far its clock is from the server's ("" if not measured)."""
+        return "" if self.clock_skew_seconds is None else describe_skew(self.clock_skew_seconds)
 
     def newest_reading(self) -> Reading | None:
         """The newest stored sample's metrics, as kept on the row (no sample query)."""
@@ -415,6 +433,11 @@ class Execution(models.Model):
     finished_at = models.DateTimeField(null=True, blank=True)
     verify_deadline = models.DateTimeField(null=True, blank=True)
     verify_samples_seen = models.PositiveSmallIntegerField(default=0)
+    # What judged whether the fix worked: only the host's own readings earn its automation
+    # credit (feedback.patterns); an alert's resolution resolves the ticket, nothing more.
+    verified_by = models.CharField(
+        max_length=10, choices=VerifiedBy.choices, blank=True, default=""
+    )
     output = models.TextField(blank=True)
     rollback_output = models.TextField(blank=True)
     # The exit codes the agent reported with the argv it ran (null: nothing ran, or an

@@ -41,7 +41,7 @@ from scoring.features import Reading, build_features
 from scoring.inference import Classification, classify
 from scoring.models import MetricSample
 from scoring.registry import serving_model
-from scoring.samples import insert_samples
+from scoring.samples import assumed_skew, insert_samples, measured_skew, observed_times
 
 # Each sample's answer per problem, by the reading's index: (category, decision, ticket id).
 Answers = dict[int, list[tuple[str, str, str]]]
@@ -89,9 +89,16 @@ def store_and_act(
 ) -> tuple[dict[int, StoredSample], Answers]:
     """Store the batch's new samples and act on the problems they show, in the caller's
     transaction; returns the stored samples and their answers, by the reading's index."""
+    # Time is the server's: the batch measures the host's clock skew, and each reading's
+    # time on the server's clock is its stamp corrected by it (scoring.samples).
+    known_skew = host.clock_skew_seconds
+    skew = measured_skew(max(reading.taken_at for reading in readings), now)
+    observed = observed_times(
+        [reading.taken_at for reading in readings], assumed_skew(known_skew, skew), now
+    )
     # First: the host's row lock serialises this host's requests, so two batches
     # showing one new problem cannot both open a ticket, nor a resent batch slip in.
-    locked = lock_host(host, readings, now)
+    locked = lock_host(host, readings, now, skew)
     new = [i for i in first_copies.values() if readings[i].taken_at not in locked.stored]
     events: list[PendingEvent] = []
     occurrences: list[patterns.Occurrence] = []
@@ -116,9 +123,11 @@ def store_and_act(
         model_version_id,
         now,
         [ticket_of.get(i) for i in new],
+        [observed[i] for i in new],
     )
     samples = {
-        i: StoredSample(pk, readings[i], verdicts[i]) for i, pk in zip(new, ids, strict=True)
+        i: StoredSample(pk, readings[i], verdicts[i], now, observed[i])
+        for i, pk in zip(new, ids, strict=True)
     }
     if locked.verifying:
         verify_with_samples(host, list(samples.values()), now, events)

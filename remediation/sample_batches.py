@@ -49,6 +49,9 @@ class StoredSample:
     pk: int
     reading: Reading
     verdict: Classification
+    # The server's clock: when the batch arrived, and when the reading was taken on it.
+    received_at: datetime
+    observed_at: datetime
 
     @property
     def taken_at(self) -> datetime:
@@ -96,14 +99,21 @@ class LockedHost:
 # anything stored for it, and say whether an execution there is verifying. Raw SQL
 # because the ORM's update() cannot return a value, and this runs for every request.
 _MARK_NEWER_BATCH = """
-UPDATE {host} SET last_seen_at = %s, last_sample_at = %s, last_metrics = %s
+UPDATE {host} SET last_seen_at = %s, last_sample_at = %s, last_metrics = %s,
+    clock_skew_seconds = %s, clock_checked_at = %s
 WHERE id = %s AND (last_sample_at IS NULL OR last_sample_at < %s)
 RETURNING EXISTS (SELECT 1 FROM {execution} WHERE host_id = %s AND state = %s)
 """
 
 
-def lock_host(host: Host, readings: Sequence[Reading], now: datetime) -> LockedHost:
+def lock_host(
+    host: Host, readings: Sequence[Reading], now: datetime, skew_seconds: float
+) -> LockedHost:
     """Lock the host's row and mark it seen (the caller's transaction holds the lock).
+
+    A batch carrying the host's newest reading also records the clock skew it measured
+    (`skew_seconds`, scoring.samples.measured_skew) on the row and on `host`; a resent
+    one would measure only how long ago it was first sent.
 
     Usually one statement: a batch entirely newer than the host's newest stored sample
     cannot hold a resent one. Otherwise the stored instants are read under the lock.
@@ -119,6 +129,8 @@ def lock_host(host: Host, readings: Sequence[Reading], now: datetime) -> LockedH
                 ops.adapt_datetimefield_value(now),
                 ops.adapt_datetimefield_value(newest.taken_at),
                 Host._meta.get_field("last_metrics").get_db_prep_save(metrics, connection),
+                skew_seconds,
+                ops.adapt_datetimefield_value(now),
                 host.pk,
                 ops.adapt_datetimefield_value(min(instants)),
                 host.pk,
@@ -127,6 +139,7 @@ def lock_host(host: Host, readings: Sequence[Reading], now: datetime) -> LockedH
         )
         marked = cursor.fetchone()
     if marked is not None:
+        host.clock_skew_seconds, host.clock_checked_at = skew_seconds, now
         return LockedHost(frozenset(), bool(marked[0]))
     locked = Host.objects.select_for_update().only("last_sample_at").get(pk=host.pk)
     stored = frozenset(
@@ -135,10 +148,15 @@ def lock_host(host: Host, readings: Sequence[Reading], now: datetime) -> LockedH
         )
     )
     newer = locked.last_sample_at is None or newest.taken_at > locked.last_sample_at
-    Host.objects.filter(pk=host.pk).update(
-        last_seen_at=now,
-        **({"last_sample_at": newest.taken_at, "last_metrics": metrics} if newer else {}),
-    )
+    newest_fields = {
+        "last_sample_at": newest.taken_at,
+        "last_metrics": metrics,
+        "clock_skew_seconds": skew_seconds,
+        "clock_checked_at": now,
+    }
+    Host.objects.filter(pk=host.pk).update(last_seen_at=now, **(newest_fields if newer else {}))
+    if newer:
+        host.clock_skew_seconds, host.clock_checked_at = skew_seconds, now
     verifying = Execution.objects.filter(host=host, state=ExecutionState.VERIFYING).exists()
     return LockedHost(stored, verifying)
 

@@ -61,7 +61,10 @@ class MetricSample(models.Model):
 
     host = models.ForeignKey("remediation.Host", on_delete=models.CASCADE, related_name="samples")
     taken_at = models.DateTimeField()
+    # The server's clock: when the batch arrived, and when the reading was taken (the stamp
+    # corrected by the host's measured skew; scoring.samples). Null: stored before that.
     received_at = models.DateTimeField(default=timezone.now)
+    observed_at = models.DateTimeField(null=True, blank=True)
     disk_usage = models.FloatField(validators=PERCENT)
     memory_usage = models.FloatField(validators=PERCENT)
     cpu_usage = models.FloatField(validators=PERCENT)

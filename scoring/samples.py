@@ -8,9 +8,10 @@ embedded mode) uses bulk_create.
 
 import json
 from collections.abc import Sequence
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Protocol
 
+from django.conf import settings
 from django.db import connection
 
 from scoring.features import Reading
@@ -27,6 +28,10 @@ class ClassifiedSample(Protocol):
     @property
     def taken_at(self) -> datetime: ...
     @property
+    def received_at(self) -> datetime: ...
+    @property
+    def observed_at(self) -> datetime | None: ...
+    @property
     def severity(self) -> int: ...
     @property
     def category(self) -> str: ...
@@ -38,13 +43,14 @@ class ClassifiedSample(Protocol):
 
 _UNNEST_INSERT = """
 INSERT INTO scoring_metricsample (
-    host_id, model_version_id, received_at, taken_at, disk_usage, memory_usage, cpu_usage,
-    dns_latency_ms, firewall_change_requested, severity, confidence, category, categories,
-    explanation, ticket_id
+    host_id, model_version_id, received_at, taken_at, observed_at, disk_usage, memory_usage,
+    cpu_usage, dns_latency_ms, firewall_change_requested, severity, confidence, category,
+    categories, explanation, ticket_id
 )
 SELECT %s, %s, %s, r.* FROM unnest(
-    %s::timestamptz[], %s::float8[], %s::float8[], %s::float8[], %s::float8[], %s::bool[],
-    %s::int2[], %s::float8[], %s::varchar[], %s::jsonb[], %s::jsonb[], %s::int8[]
+    %s::timestamptz[], %s::timestamptz[], %s::float8[], %s::float8[], %s::float8[],
+    %s::float8[], %s::bool[], %s::int2[], %s::float8[], %s::varchar[], %s::jsonb[],
+    %s::jsonb[], %s::int8[]
 ) AS r
 RETURNING id, taken_at
 """
@@ -57,9 +63,11 @@ def insert_samples(
     model_version_id: int,
     received_at: datetime,
     ticket_ids: Sequence[int | None] | None = None,
+    observed: Sequence[datetime] | None = None,
 ) -> list[int]:
     """Store one host's readings with the model's verdicts (and the tickets they count on,
-    when known); returns their ids, in order.
+    when known, and when each was taken on the server's clock: observed_times); returns
+    their ids, in order.
 
     Expects the caller's transaction, and readings not stored before (the unique
     host and instant would refuse them).
@@ -67,6 +75,8 @@ def insert_samples(
     if not readings:
         return []
     ticket_ids = list(ticket_ids) if ticket_ids is not None else [None] * len(readings)
+    if observed is None:
+        observed = [min(reading.taken_at, received_at) for reading in readings]
     if connection.vendor != "postgresql":
         rows = MetricSample.objects.bulk_create(
             MetricSample(
@@ -74,6 +84,7 @@ def insert_samples(
                 model_version_id=model_version_id,
                 received_at=received_at,
                 taken_at=reading.taken_at,
+                observed_at=observed_at,
                 disk_usage=reading.disk_usage,
                 memory_usage=reading.memory_usage,
                 cpu_usage=reading.cpu_usage,
@@ -86,15 +97,20 @@ def insert_samples(
                 explanation=[[name, value] for name, value in verdict.explanation],
                 ticket_id=ticket_id,
             )
-            for reading, verdict, ticket_id in zip(readings, verdicts, ticket_ids, strict=True)
+            for reading, verdict, ticket_id, observed_at in zip(
+                readings, verdicts, ticket_ids, observed, strict=True
+            )
         )
         return [row.pk for row in rows]
-    columns: tuple[list, ...] = tuple([] for _ in range(12))
-    for reading, verdict, ticket_id in zip(readings, verdicts, ticket_ids, strict=True):
+    columns: tuple[list, ...] = tuple([] for _ in range(13))
+    for reading, verdict, ticket_id, observed_at in zip(
+        readings, verdicts, ticket_ids, observed, strict=True
+    ):
         for column, value in zip(
             columns,
             (
                 reading.taken_at,
+                observed_at,
                 reading.disk_usage,
                 reading.memory_usage,
                 reading.cpu_usage,
@@ -114,6 +130,78 @@ def insert_samples(
         cursor.execute(_UNNEST_INSERT, [host_id, model_version_id, received_at, *columns])
         ids = {taken_at: pk for pk, taken_at in cursor.fetchall()}
     return [ids[reading.taken_at] for reading in readings]
+
+
+# --- Time is the server's ----------------------------------------------------------------
+# An agent stamps its readings by its host's clock, which may be minutes off. The server
+# measures each batch's skew (its newest stamp minus when the server received it) and keeps
+# it on the host; a reading's time on the server's clock ("observed") is its stamp corrected
+# by that skew, and never later than its receipt. Verification, freshness and the console
+# read the observed time; the stamp stays the agent's key for resent samples.
+
+
+def measured_skew(newest_taken_at: datetime, received_at: datetime) -> float:
+    """Seconds the agent's clock is ahead of the server's (negative: behind), as one batch
+    shows it: its newest stamp against its receipt. A batch the agent held back measures
+    behind by the time it was held."""
+    return (newest_taken_at - received_at).total_seconds()
+
+
+# Below this a measured skew is the network's latency and the agent's stamping, not its
+# clock: the stamps are taken as they are.
+CLOCK_NOISE_SECONDS = 2.0
+# A batch measuring the clock further behind than the host's known skew by more than this
+# was held back by its agent (buffered while it could not reach the server), not set back.
+HELD_BACK_SECONDS = 5.0
+
+
+def assumed_skew(known: float | None, measured: float) -> float:
+    """The skew a batch's stamps are corrected by: this batch's own measurement, unless it
+    says the clock fell back by more than HELD_BACK_SECONDS since the host's known skew:
+    then the batch was buffered, and the known skew stands, so its readings look as old
+    as they are, never fresher."""
+    skew = measured if known is None or measured >= known - HELD_BACK_SECONDS else known
+    return 0.0 if abs(skew) < CLOCK_NOISE_SECONDS else skew
+
+
+def observed_times(
+    stamps: Sequence[datetime], skew_seconds: float, received_at: datetime
+) -> list[datetime]:
+    """When each reading was taken on the server's clock: its stamp less the skew, and never
+    after the server received it."""
+    skew = timedelta(seconds=skew_seconds)
+    return [min(stamp - skew, received_at) for stamp in stamps]
+
+
+def observed_at(sample: ClassifiedSample) -> datetime:
+    """When a stored sample was taken, on the server's clock (a row stored before the skew
+    was measured: the earlier of its stamp and its receipt)."""
+    return sample.observed_at or min(sample.taken_at, sample.received_at)
+
+
+def reading_max_age() -> timedelta:
+    return timedelta(seconds=settings.WARDEN_READING_MAX_AGE_SECONDS)
+
+
+def reading_is_fresh(sample: ClassifiedSample, now: datetime) -> bool:
+    """May this reading confirm anything at `now` (a fix verified, an alert's problem still
+    there)? Only if it was taken, on the server's clock, within WARDEN_READING_MAX_AGE_SECONDS
+    before `now`: a reading from a silent agent, or one it buffered for long, says nothing
+    about the host now."""
+    taken = observed_at(sample)
+    return taken <= now and now - taken <= reading_max_age()
+
+
+def clock_is_off(skew_seconds: float | None) -> bool:
+    """Is a host's clock off by more than WARDEN_CLOCK_SKEW_FLAG_SECONDS (flagged)?"""
+    return skew_seconds is not None and abs(skew_seconds) > settings.WARDEN_CLOCK_SKEW_FLAG_SECONDS
+
+
+def describe_skew(skew_seconds: float) -> str:
+    """ "10 min behind", "45 s ahead": how far a host's clock is from the server's."""
+    seconds = round(abs(skew_seconds))
+    amount = f"{seconds} s" if seconds < 120 else f"{round(seconds / 60)} min"
+    return f"{amount} {'behind' if skew_seconds < 0 else 'ahead'}"
 
 
 # A sample still shows the problem when the category's metric pushed it to its

@@ -174,10 +174,12 @@ def fleet(now: datetime, limit: int = FLEET_LIMIT) -> tuple[list[HostRow], int]:
     hosts = list(Host.objects.filter(enabled=True).order_by("name"))
     start = now - SPARK_WINDOW
     samples: dict[int, list[tuple[datetime, int, tuple[float, ...]]]] = defaultdict(list)
+    # On the server's clock (when each reading arrived): a host whose clock is off is
+    # drawn where its readings are, not ten minutes aside or out of the hour.
     rows_in_window = (
-        MetricSample.objects.filter(taken_at__gte=start, taken_at__lte=now)
-        .order_by("taken_at")
-        .values_list("host_id", "taken_at", "severity", *(name for name, _ in SPARK_SERIES))
+        MetricSample.objects.filter(received_at__gte=start, received_at__lte=now)
+        .order_by("received_at", "taken_at")
+        .values_list("host_id", "received_at", "severity", *(name for name, _ in SPARK_SERIES))
     )
     for host_id, taken_at, severity, *values in rows_in_window.iterator(chunk_size=5000):
         samples[host_id].append((taken_at, severity, tuple(values)))

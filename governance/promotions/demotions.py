@@ -2,7 +2,8 @@
 or a pattern back to L1 in the transaction where it happened.
 
     demote_after_failure(execution)  remediation, in the transaction where an automatic
-      fix failed, was stopped while running, or a supervisor rolled one back
+      fix failed, was stopped while running, or a supervisor rolled one back; failures
+      judged on time only on hosts whose clocks are flagged demote nothing
     demote_after_feedback(feedback)  feedback.actions and a flagged review, in the
       feedback's transaction
       -> autonomy.demotion_for -> back to L1 ("policy.demoted" / "pattern.demoted", with
@@ -33,7 +34,12 @@ from governance.promotions.records import (
     policy_rung,
 )
 from governance.rules import autonomy
-from remediation.models import Execution
+from remediation.choices import VerifiedBy
+from remediation.models import Execution, Host
+from scoring.samples import clock_is_off
+
+# A verification failure judged by time: the host's readings, or no healthy one in time.
+TIME_JUDGED = frozenset({VerifiedBy.READINGS, VerifiedBy.DEADLINE})
 
 
 def demote_after_failure(
@@ -60,11 +66,19 @@ def demote_after_failure(
             approval_request__isnull=True, state_changed_at__gte=now - limits.demotion_window
         ).exclude(pk=execution.pk)
     )
-    this = autonomy.Outcome(execution.pk, now, failed=True)
+    this = (execution.pk, now, on_a_skewed_clock(execution.verified_by, execution.host))
 
     def outcomes(executions: QuerySet[Execution]) -> list[autonomy.Outcome]:
-        rows = executions.values_list("pk", "state_changed_at")
-        return [autonomy.Outcome(pk, at, failed=True) for pk, at in rows] + [this]
+        rows = executions.values_list(
+            "pk", "state_changed_at", "verified_by", "host__clock_skew_seconds"
+        )
+        failures = [(pk, at, judged_on_skewed_clock(by, skew)) for pk, at, by, skew in rows]
+        failures.append(this)
+        if all(skewed for _, _, skewed in failures):
+            # No host's clock can demote a policy: failures judged on time, each on a host
+            # whose clock is flagged, count only beside one from a host whose clock is right.
+            return []
+        return [autonomy.Outcome(pk, at, failed=True) for pk, at, _ in failures]
 
     made = []
     pattern_demotion = None
@@ -96,6 +110,17 @@ def demote_after_failure(
         _demote_pattern(ticket.pattern, pattern_demotion, ticket.ticket_id, now, events)
         made.append(pattern_demotion)
     return made
+
+
+def judged_on_skewed_clock(verified_by: str, skew_seconds: float | None) -> bool:
+    """Was this failure judged on time (its readings, or the verification deadline) on a
+    host whose clock is flagged (scoring.samples.clock_is_off)? Readings are judged on the
+    server's clock, but a clock that far off is reason enough not to let it alone demote."""
+    return verified_by in TIME_JUDGED and clock_is_off(skew_seconds)
+
+
+def on_a_skewed_clock(verified_by: str, host: Host) -> bool:
+    return judged_on_skewed_clock(verified_by, host.clock_skew_seconds)
 
 
 def demote_after_feedback(

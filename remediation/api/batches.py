@@ -18,8 +18,9 @@ from rest_framework import exceptions
 
 from scoring.features import Reading
 
-# Agents' clocks drift; a sample from further ahead than this is refused.
-MAX_CLOCK_SKEW = timedelta(minutes=5)
+# Agents' clocks drift: a sample stamped ahead of the server is kept and judged on the
+# server's clock (scoring.samples); one further ahead than WARDEN_CLOCK_AHEAD_LIMIT_SECONDS
+# comes from a broken clock, and is refused.
 # An agent buffers while it cannot reach Warden; older than this, a clock is wrong.
 MAX_SAMPLE_AGE = timedelta(days=30)
 
@@ -79,6 +80,7 @@ def parse_batch(body: bytes) -> tuple[list[Reading], bool]:
             }
         )
     now = timezone.now()
+    ahead_limit = timedelta(seconds=settings.WARDEN_CLOCK_AHEAD_LIMIT_SECONDS)
     readings, errors = [], {}
     for i, sample in enumerate(parsed):
         taken_at = sample.taken_at
@@ -86,8 +88,11 @@ def parse_batch(body: bytes) -> tuple[list[Reading], bool]:
         if timezone.is_naive(taken_at):
             taken_at = timezone.make_aware(taken_at)
         taken_at = taken_at.astimezone(UTC)
-        if taken_at > now + MAX_CLOCK_SKEW:
-            errors[_path(i, "taken_at", many)] = ["taken_at is in the future."]
+        if taken_at > now + ahead_limit:
+            errors[_path(i, "taken_at", many)] = [
+                f"taken_at is more than {_duration(ahead_limit)} ahead of the server's clock; "
+                "set the host's clock right."
+            ]
         elif taken_at < now - MAX_SAMPLE_AGE:
             errors[_path(i, "taken_at", many)] = [
                 f"taken_at is more than {MAX_SAMPLE_AGE.days} days in the past."
@@ -106,6 +111,13 @@ def parse_batch(body: bytes) -> tuple[list[Reading], bool]:
     if errors:
         raise exceptions.ValidationError(errors)
     return readings, many
+
+
+def _duration(span: timedelta) -> str:
+    seconds = int(span.total_seconds())
+    if seconds % 3600 == 0:
+        return f"{seconds // 3600} h"
+    return f"{seconds // 60} min" if seconds % 60 == 0 else f"{seconds} s"
 
 
 def _path(index: int, name: str, many: bool) -> str:

@@ -13,7 +13,7 @@ from django_q.tasks import async_task
 
 from governance.audit.log import PendingEvent, append_events
 from governance.audit.tickets import escalate_ticket
-from remediation.choices import ExecutionState
+from remediation.choices import ExecutionState, VerifiedBy
 from remediation.executions.ending import after_ending, cancel_locked, fail_rollback
 from remediation.executions.holds import release_held_executions
 from remediation.executions.rows import audit_event
@@ -45,7 +45,13 @@ def sweep(now: datetime) -> SweepReport:
             .filter(state=ExecutionState.VERIFYING, verify_deadline__lt=now)
         ):
             verifications += 1
-            fail_verification(execution, now, events, "no healthy sample before the deadline")
+            fail_verification(
+                execution,
+                now,
+                events,
+                "no healthy sample before the deadline",
+                judged_by=VerifiedBy.DEADLINE,
+            )
             execution.save()
         timed_out = _time_out_waiting(now, events)
         append_events(events)

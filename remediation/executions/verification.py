@@ -1,7 +1,8 @@
 """Verification: an execution that ran is verifying until fresh metrics from its host say
 the problem is gone (it succeeds and its ticket is resolved) or still there after enough
 samples (it fails and its rollback starts), or a monitoring system says the problem ended.
-Each expects the caller's transaction."""
+Fresh is on the server's clock (scoring.samples), never the agent's. The execution keeps
+what judged it (verified_by). Each expects the caller's transaction."""
 
 from collections.abc import Sequence
 from datetime import datetime
@@ -12,11 +13,24 @@ from django.conf import settings
 from feedback import patterns
 from governance.audit.log import PendingEvent
 from governance.audit.tickets import move_ticket
-from remediation.choices import ExecutionState, TicketStatus
+from remediation.choices import ExecutionState, TicketStatus, VerifiedBy
 from remediation.executions.ending import after_ending, count_failed_attempt, start_rollback
 from remediation.executions.rows import audit_event
 from remediation.models import Execution, Host, Ticket
-from scoring.samples import ClassifiedSample, sample_shows_problem
+from scoring.samples import (
+    ClassifiedSample,
+    clock_is_off,
+    describe_skew,
+    observed_at,
+    reading_is_fresh,
+    sample_shows_problem,
+)
+
+# How a resolved ticket says what verified its fix.
+VERIFIED_BY_WORDS = {
+    VerifiedBy.READINGS: "the host's fresh metrics",
+    VerifiedBy.ALERT: "the monitoring system's resolved alert",
+}
 
 
 def verify_with_samples(
@@ -24,19 +38,22 @@ def verify_with_samples(
 ) -> None:
     """Fresh metrics decide verifying executions: healed -> succeeded, else failed and rolled back.
 
-    Expects the caller's transaction (the metrics request).
+    On the server's clock: a reading counts when the server received it after the fix
+    started and it was taken (its stamp corrected by the host's measured skew) after the
+    fix started and within WARDEN_READING_MAX_AGE_SECONDS of `now`. A host's clock
+    ahead or behind changes nothing; a reading buffered from before the fix counts for
+    nothing. Expects the caller's transaction (the metrics request).
     """
     executions = list(
         Execution.objects.select_for_update(of=("self",))
         .select_related("ticket", "runbook")
         .filter(host=host, state=ExecutionState.VERIFYING)
     )
+    clock = _clock_evidence(host)
     for execution in executions:
         category = execution.runbook.category
-        fresh = [
-            s for s in samples if execution.started_at is None or s.taken_at >= execution.started_at
-        ]
-        for sample in sorted(fresh, key=lambda s: s.taken_at):
+        fresh = [s for s in samples if counts_for(s, execution, now)]
+        for sample in sorted(fresh, key=lambda s: (observed_at(s), s.taken_at)):
             execution.verify_samples_seen += 1
             if not sample_shows_problem(sample, category):
                 _succeed(
@@ -44,8 +61,10 @@ def verify_with_samples(
                     now,
                     events,
                     f"verified: {execution.host.name} healthy for {category} "
-                    f"after {execution.runbook.action}",
+                    f"after {execution.runbook.action}{clock.get('note', '')}",
+                    verified_by=VerifiedBy.READINGS,
                     sample_id=sample.pk,
+                    **clock.get("data", {}),
                 )
                 break
             if execution.verify_samples_seen >= settings.WARDEN_VERIFY_SAMPLES:
@@ -53,10 +72,32 @@ def verify_with_samples(
                     execution,
                     now,
                     events,
-                    f"{execution.verify_samples_seen} fresh samples still show it",
+                    f"{execution.verify_samples_seen} fresh samples still show it"
+                    f"{clock.get('note', '')}",
+                    judged_by=VerifiedBy.READINGS,
+                    **clock.get("data", {}),
                 )
                 break
         execution.save()
+
+
+def counts_for(sample: ClassifiedSample, execution: Execution, now: datetime) -> bool:
+    """May this reading verify `execution`: received and taken, on the server's clock, after
+    the fix started, and fresh at `now`?"""
+    started = execution.started_at
+    if started is not None and (sample.received_at < started or observed_at(sample) < started):
+        return False
+    return reading_is_fresh(sample, now)
+
+
+def _clock_evidence(host: Host) -> dict[str, Any]:
+    """What a verdict says of a host whose clock is flagged: judged on the server's time."""
+    if not clock_is_off(host.clock_skew_seconds):
+        return {}
+    return {
+        "note": f" (host clock {describe_skew(host.clock_skew_seconds)}; judged on server time)",
+        "data": {"clock_skew_seconds": host.clock_skew_seconds},
+    }
 
 
 def verify_with_resolved_alert(
@@ -69,27 +110,47 @@ def verify_with_resolved_alert(
 ) -> int:
     """A monitoring system says the ticket's problem ended at `ended_at`: the ticket's
     executions waiting to be verified succeed on it, if it ended after they started.
-    Returns how many. Expects the caller's transaction."""
+    Marked verified by the alert: it resolves the ticket, but earns the pattern's
+    automation no credit (only the host's own readings do). Returns how many. Expects
+    the caller's transaction."""
     executions = list(
         Execution.objects.select_for_update(of=("self",))
         .select_related("ticket", "runbook", "host")
         .filter(ticket=ticket, state=ExecutionState.VERIFYING, started_at__lte=ended_at)
     )
     for execution in executions:
-        _succeed(execution, now, events, f"verified: {evidence}", **data)
+        _succeed(
+            execution, now, events, f"verified: {evidence}", verified_by=VerifiedBy.ALERT, **data
+        )
         execution.save()
     return len(executions)
 
 
 def _succeed(
-    execution: Execution, now: datetime, events: list[PendingEvent], summary: str, **evidence: Any
+    execution: Execution,
+    now: datetime,
+    events: list[PendingEvent],
+    summary: str,
+    *,
+    verified_by: VerifiedBy,
+    **evidence: Any,
 ) -> None:
     """Verified: the execution succeeded, its ticket is resolved, and the pattern learns it."""
     execution.move_to(ExecutionState.SUCCEEDED, now)
     execution.finished_at = now
-    events.append(audit_event(execution, "system", "execution.succeeded", summary, **evidence))
+    execution.verified_by = verified_by
+    events.append(
+        audit_event(
+            execution,
+            "system",
+            "execution.succeeded",
+            summary,
+            verified_by=verified_by.value,
+            **evidence,
+        )
+    )
     ticket = execution.ticket
-    ticket.resolution = f"{execution.runbook.title}: verified by fresh metrics."
+    ticket.resolution = f"{execution.runbook.title}: verified by {VERIFIED_BY_WORDS[verified_by]}."
     events.append(
         move_ticket(
             ticket,
@@ -101,20 +162,35 @@ def _succeed(
         )
     )
     if execution.approval_request_id is None:
-        patterns.record_automatic_attempt(ticket, succeeded=True)
+        patterns.record_automatic_success(ticket, verified_by=verified_by)
     patterns.record_outcome(ticket, resolved=True)
     after_ending(execution, now, events)
 
 
 def fail_verification(
-    execution: Execution, now: datetime, events: list[PendingEvent], why: str
+    execution: Execution,
+    now: datetime,
+    events: list[PendingEvent],
+    why: str,
+    *,
+    judged_by: VerifiedBy,
+    **evidence: Any,
 ) -> None:
-    """The host still shows the problem (or showed nothing healthy in time): the execution
-    failed, counts against its automation, and its rollback starts."""
+    """The host still shows the problem (judged by its readings) or showed nothing healthy
+    in time (by the deadline): the execution failed, counts against its automation, and
+    its rollback starts."""
     execution.move_to(ExecutionState.FAILED, now)
     execution.finished_at = now
+    execution.verified_by = judged_by
     events.append(
-        audit_event(execution, "system", "execution.failed", f"verification failed: {why}")
+        audit_event(
+            execution,
+            "system",
+            "execution.failed",
+            f"verification failed: {why}",
+            verified_by=judged_by.value,
+            **evidence,
+        )
     )
     count_failed_attempt(execution, now, events)
     start_rollback(execution, events, f"verification failed: {why}")

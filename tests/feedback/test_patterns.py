@@ -3,15 +3,17 @@
 from types import SimpleNamespace
 
 import pytest
+from django.contrib.auth.models import Group, User
 from django.utils import timezone
 
 from feedback.models import Feedback, Pattern
 from feedback.patterns import closest, is_eligible, key_terms, similarity
 from governance.models import AuditEvent, Decision
-from remediation.actions import add_host
-from remediation.models import Ticket
+from remediation.actions import add_host, close_ticket
+from remediation.models import Execution, Ticket
 from tests.conftest import AgentClient
 from tests.governance.admin_pages import form_data, logged_in
+from tests.remediation.test_alerts import AM, am_alert, am_body
 
 
 def test_key_terms_are_the_features_that_pushed_the_class_strongest_first():
@@ -109,3 +111,46 @@ def test_feedback_given_in_the_admin_counts_on_the_pattern_and_is_audited(agent,
     assert feedback.submitted_by == alice
     assert Pattern.objects.get(pk=ticket.pattern_id).positive_count == 1
     assert AuditEvent.objects.filter(ticket_id=ticket.ticket_id, action="feedback.given").exists()
+
+
+def test_a_fix_an_alert_verified_earns_its_pattern_no_automatic_success(
+    agent, alice, api, django_capture_on_commit_callbacks
+):
+    # given web-01's disk ticket closed by hand while its readings still show 97%
+    [result] = agent.post_metrics(agent.sample("disk")).json()["results"]
+    ticket = Ticket.objects.get(ticket_id=result["ticket_id"])
+    close_ticket(ticket, actor=alice, resolved=True, reason="cleaned by hand", now=timezone.now())
+    sender = User.objects.create_user("alertmanager")
+    sender.groups.add(Group.objects.get(name="alert senders"))
+    alerts = api(sender)
+
+    # and an opted-in alert on the host whose fix runs
+    firing = alerts.post(AM, am_body(am_alert(warden_auto_remediation="true")))
+    alert_ticket = Ticket.objects.get(ticket_id=firing.json()["alerts"][0]["ticket_id"])
+    [action] = agent.take_actions()
+    agent.report(action, ok=True)
+    pattern_before = Pattern.objects.get(pk=alert_ticket.pattern_id)
+
+    # when the alert's sender says it resolved, while the host's readings still show it
+    agent.post_metrics(agent.sample("disk"))
+    resolved = am_alert(warden_auto_remediation="true", status="resolved")
+    resolved["endsAt"] = timezone.now().isoformat()
+    alerts.post(AM, am_body(resolved))
+
+    # then the ticket may be resolved, but the pattern's automation earned nothing from it
+    execution = Execution.objects.get(ticket=alert_ticket)
+    assert (execution.state, execution.verified_by) == ("succeeded", "alert")
+    pattern = Pattern.objects.get(pk=alert_ticket.pattern_id)
+    assert pattern.auto_remediation_successes == pattern_before.auto_remediation_successes
+    assert pattern.auto_remediation_attempts == pattern_before.auto_remediation_attempts
+    succeeded = AuditEvent.objects.get(action="execution.succeeded")
+    assert succeeded.data["verified_by"] == "alert"
+
+
+def test_a_fix_the_hosts_readings_verified_earns_its_pattern_an_automatic_success(agent):
+    ticket = heal_disk(agent)
+
+    execution = Execution.objects.get(ticket=ticket)
+    assert (execution.state, execution.verified_by) == ("succeeded", "readings")
+    pattern = Pattern.objects.get(pk=ticket.pattern_id)
+    assert (pattern.auto_remediation_attempts, pattern.auto_remediation_successes) == (1, 1)
