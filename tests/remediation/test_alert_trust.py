@@ -318,7 +318,7 @@ def test_a_29_day_old_reading_does_not_confirm_an_alert_for_automatic_healing(se
     ticket = Ticket.objects.get(ticket_id=result["ticket_id"])
     close_ticket(ticket, actor=alice, resolved=True, reason="by hand", now=timezone.now())
     old = timezone.now() - timedelta(days=29)
-    MetricSample.objects.update(taken_at=old, received_at=old)
+    MetricSample.objects.update(taken_at=old, received_at=old, observed_at=old)
 
     response = sender.post(AM, am_body(am_alert(warden_auto_remediation="true")))
 
