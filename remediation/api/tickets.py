@@ -147,8 +147,9 @@ class TicketViewSet(viewsets.ReadOnlyModelViewSet):
         responses={200: ApprovalResultSerializer, **error_responses(400, 401, 403, 404, 409)},
         summary="Approve or reject the remediation waiting on the ticket, as yourself",
         description=(
-            "The approver is the authenticated user. Nobody approves their own request; "
-            "critical actions need two approvers; one rejection is a veto and needs a comment."
+            "The approver is the authenticated user. Nobody approves a ticket they opened, a "
+            "runbook version they saved, or as a service's user; critical actions need two "
+            "different people; one rejection is a veto and needs a comment."
         ),
     )
     @action(detail=True, methods=["post"], url_path="approve-remediation")
