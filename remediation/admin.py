@@ -175,6 +175,7 @@ class TicketAdmin(GovernedAdmin):
         "severity_label",
         "occurrence_count",
         "opened_at",
+        "opened_by",
     ]
     list_filter = [
         "status",
@@ -184,11 +185,24 @@ class TicketAdmin(GovernedAdmin):
         labelled_filter("severity", "severity", labels.severity_label),
     ]
     search_fields = ["ticket_id", "title", "host__name"]
-    list_select_related = ["host"]
+    list_select_related = ["host", "opened_by"]
     # The edit page (?edit=1): the facts people may change, with why. Where and what the
     # problem is, its state and how it ended are the pipeline's record, never a form field.
     fieldsets = [
-        (None, {"fields": ["story", "ticket_id", "host", "category", "status", "severity_label"]}),
+        (
+            None,
+            {
+                "fields": [
+                    "story",
+                    "ticket_id",
+                    "host",
+                    "category",
+                    "status",
+                    "severity_label",
+                    "opened_by",
+                ]
+            },
+        ),
         (
             "Facts people may edit",
             {
@@ -205,7 +219,15 @@ class TicketAdmin(GovernedAdmin):
             },
         ),
     ]
-    readonly_fields = ["story", "ticket_id", "host", "category", "status", "severity_label"]
+    readonly_fields = [
+        "story",
+        "ticket_id",
+        "host",
+        "category",
+        "status",
+        "severity_label",
+        "opened_by",
+    ]
 
     def has_add_permission(self, request) -> bool:
         return False  # tickets come from the pipeline, with their decision and audit trail

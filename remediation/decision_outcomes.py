@@ -88,6 +88,8 @@ def act_on_decision(
             required_approvals=decision.required_approvals,
             now=now,
             events=events,
+            # Whoever opened the ticket asked for what it needs: never one of its approvers.
+            requested_by=ticket.opened_by,
         )
     else:
         events += escalate_ticket(ticket, "no runbook may run under the policy")

@@ -285,6 +285,7 @@ def _store_ticket(
         parameters=dict(report.parameters),
         opened_at=now,
         last_seen_at=now,
+        opened_by=user if report.source == TicketSource.INTEGRATOR else None,
     )
     ticket.full_clean(validate_unique=False, validate_constraints=False)  # checked above
     ticket._history_user = user
@@ -320,6 +321,8 @@ def _opened_event(
                 "security_severity": report.security_severity,
             },
             "confirmed_by_sample": confirmed_by.pk if confirmed_by is not None else None,
+            # Whoever opened it never approves what it asks for (governance.approvals).
+            "opened_by": ticket.opened_by.get_username() if ticket.opened_by else None,
             "details": report.details,
         },
     )

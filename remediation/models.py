@@ -346,6 +346,16 @@ class Ticket(models.Model):
     # port to rate-limit), from the alert or the system that opened the ticket.
     parameters = models.JSONField(default=dict, blank=True)
     opened_at = models.DateTimeField(default=timezone.now, editable=False)
+    # The person behind the session or token that opened it (null: an agent's metrics, an
+    # alert or the system). Never one of its approvers (governance.approvals).
+    opened_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        on_delete=models.PROTECT,
+        null=True,
+        blank=True,
+        editable=False,
+        related_name="+",
+    )
     last_seen_at = models.DateTimeField(default=timezone.now)
     resolved_at = models.DateTimeField(null=True, blank=True)
     resolution = models.TextField(blank=True)

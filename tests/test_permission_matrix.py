@@ -5,14 +5,19 @@ the admin site's own pages) and from the URL configuration and the ASGI websocke
 so a model, action or endpoint added later is covered without editing this file.
 
 Roles: a supervisor, an approver, compliance (view only), staff without permissions, an
-anonymous visitor, and an agent (its host's key; it opens no admin session).
+anonymous visitor, an agent (its host's key; it opens no admin session), and the service
+roles, each a user with no password sending its API token: an integrator, an alert sender,
+and an integrator also put in the approvers role (a service's user never approves). A token
+opens no admin session, so the service roles are sent to every URL outside the admin.
 
 For each (URL, method, role) the database is fingerprinted before and after the request:
 either nothing changed, or it changed and the audit log grew with an event naming a
 changed object (or the row it belongs to). Compliance, staff without permissions and
 anonymous visitors change nothing anywhere, and an agent's key changes nothing through
 the admin, audited or not; an approver's changes are approvals (and the executions they
-queue). A websocket is accepted only for a role that may view the audit log.
+queue). A service role never approves: its changes are the tickets it opens, the alerts it
+sends and the feedback it gives, with what they start. A websocket is accepted only for a
+role that may view the audit log.
 
 The world is built once per class: people in each role, two model versions (one serving),
 a host whose agent went through the real API (a disk fix verified, a memory fix running, a
@@ -73,7 +78,21 @@ from scoring.models import MetricSample, ModelVersion
 from scoring.registry import forget_serving_model, register_training_result
 from tests.conftest import HEALTHY, AgentClient, make_user
 
-ROLES = ("supervisor", "approver", "compliance", "staff_no_perms", "anonymous", "agent")
+# The service roles: a user in these roles, with no password, sending its token.
+SERVICE_ROLES = {
+    "integrator": ("integrators",),
+    "alert_sender": ("alert senders",),
+    "approving_integrator": ("integrators", "approvers"),
+}
+ROLES = (
+    "supervisor",
+    "approver",
+    "compliance",
+    "staff_no_perms",
+    "anonymous",
+    "agent",
+    *SERVICE_ROLES,
+)
 GROUPS = {"supervisor": "supervisors", "approver": "approvers", "compliance": "compliance"}
 # Roles that change nothing, anywhere (the agent may change things through its API only).
 READ_ONLY_ROLES = frozenset({"compliance", "staff_no_perms", "anonymous"})
@@ -81,8 +100,22 @@ READ_ONLY_ROLES = frozenset({"compliance", "staff_no_perms", "anonymous"})
 # Warden did by itself: the audit events its changes come with are approvals, the
 # executions they queue, a rejected ticket escalated back to people, and reviews (a flag
 # is feedback given in the reviewer's name).
+# A service's changes: a ticket opened and what its decision starts (an approval asked
+# for, an execution queued, an escalation), an alert and its ticket, feedback. Never a
+# verdict on an approval.
+SERVICE_EVENTS = (
+    "alert.",
+    "ticket.opened",
+    "ticket.escalated",
+    "ticket.repeated",
+    "decision.made",
+    "approval.requested",
+    "execution.",
+    "feedback.given",
+)
 ROLE_EVENTS = {
-    "approver": ("approval.", "execution.", "ticket.escalated", "review.", "feedback.given")
+    "approver": ("approval.", "execution.", "ticket.escalated", "review.", "feedback.given"),
+    **dict.fromkeys(SERVICE_ROLES, SERVICE_EVENTS),
 }
 VIEW_AUDIT_LOG = "governance.view_auditevent"
 NOTE = "matrix test"  # the note of confirmed actions and any "reason for this change"
@@ -227,6 +260,7 @@ HTTP_CASES = [
     for endpoint in ADMIN_ENDPOINTS + API_ENDPOINTS
     for method in endpoint.methods
     for role in ROLES
+    if endpoint.kind == "api" or role not in SERVICE_ROLES
 ]
 WEBSOCKET_CASES = [(route, role) for route in WEBSOCKET_ROUTES for role in ROLES]
 OUTCOMES: collections.Counter = collections.Counter()
@@ -358,12 +392,15 @@ class World:
     tables: list[Table]
     requests: dict[tuple[str, str], tuple[str, Any]] = field(default_factory=dict)
     sessions: dict[str, str] = field(default_factory=dict)
+    tokens: dict[str, str] = field(default_factory=dict)  # a service role's API token
 
     def client(self, role: str) -> Client:
         """A browser logged in as `role` (its session made with the world, so it outlives
         each case's rollback), or the agent, whose key opens no session."""
         if role == "agent":
             return Client(headers={"authorization": f"Bearer {self.key}"})
+        if role in SERVICE_ROLES:
+            return Client(headers={"authorization": f"Token {self.tokens[role]}"})
         browser = Client()
         if role != "anonymous":
             if role not in self.sessions:
@@ -376,6 +413,8 @@ class World:
 
     def log_in_everyone(self) -> None:
         for role, user in [("root", self.root), *self.users.items()]:
+            if role in SERVICE_ROLES:
+                continue  # a token, never a session
             browser = Client()
             browser.force_login(user)
             self.sessions[role] = browser.cookies[settings.SESSION_COOKIE_NAME].value
@@ -410,11 +449,26 @@ def edit_once(obj: models.Model) -> bool:
     return False
 
 
+def service_user(username: str, groups: tuple[str, ...]) -> User:
+    """A service's user: no password, in its roles; it signs in with a token only."""
+    user = User.objects.create_user(username)
+    user.set_unusable_password()
+    user.save()
+    user.groups.add(*Group.objects.filter(name__in=groups))
+    return user
+
+
 def build_world(trained_model: Any) -> World:
     now = timezone.now()
     root = User.objects.create_superuser("root", "root@example.com", "pw")
     users = {role: make_user(role, group) for role, group in GROUPS.items()}
     users["staff_no_perms"] = User.objects.create_user("staff_no_perms", is_staff=True)
+    tokens = {}
+    for role, groups in SERVICE_ROLES.items():
+        users[role] = service_user(role, groups)
+        _, tokens[role] = issue_api_token(
+            users[role], actor=None, expiry_days=30, reason="matrix", now=now
+        )
 
     forget_serving_model()
     serving = register_training_result(trained_model, actor="system:test")
@@ -518,6 +572,7 @@ def build_world(trained_model: Any) -> World:
         token=action["token"],
         subjects=subjects,
         tables=fingerprinted_tables(),
+        tokens=tokens,
     )
     world.log_in_everyone()
     return world
@@ -865,6 +920,11 @@ def test_websocket(route, role):
     if role == "agent":
         _host, key = add_host("web-01", now=timezone.now())
         headers.append((b"authorization", f"Bearer {key}".encode()))
+    elif role in SERVICE_ROLES:
+        # a service's token, sent as its API calls send it: it opens no session
+        user = service_user(role, SERVICE_ROLES[role])
+        _, key = issue_api_token(user, actor=None, expiry_days=1, reason="ws", now=timezone.now())
+        headers.append((b"authorization", f"Token {key}".encode()))
     elif role != "anonymous":
         user = (
             make_user(role, GROUPS[role])
@@ -885,7 +945,8 @@ def test_websocket(route, role):
 
     connected = asyncio.run(connect())
 
-    may_read = user is not None and user.has_perm(VIEW_AUDIT_LOG)
+    # The console's socket is a person's session: a service's token opens none.
+    may_read = user is not None and role not in SERVICE_ROLES and user.has_perm(VIEW_AUDIT_LOG)
     OUTCOMES["websocket " + ("right" if connected == may_read else "wrong")] += 1
     assert connected == may_read, (
         f"/{route} as {role}: {'accepted' if connected else 'refused'}, but {role} "
@@ -912,5 +973,5 @@ def test_the_matrix_size(capsys):
         print("\n" + "\n".join(lines))
     assert len(HTTP_CASES) == len(ROLES) * sum(
         len(e.methods) for e in ADMIN_ENDPOINTS + API_ENDPOINTS
-    )
+    ) - len(SERVICE_ROLES) * sum(len(e.methods) for e in ADMIN_ENDPOINTS)
     assert {e.model for e in pages} == {model for model, _ in _registry()}

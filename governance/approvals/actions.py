@@ -15,6 +15,7 @@ from django.db import transaction
 
 from governance.approvals.requests import (
     ApprovalError,
+    approvals_counted,
     check_can_decide,
     stale_because,
     void_request,
@@ -64,7 +65,7 @@ def approve_request(
         Approval.objects.create(
             request=request, approver=actor, verdict=Verdict.APPROVE, comment=reason, created_at=now
         )
-        count = request.approvals.filter(verdict=Verdict.APPROVE).count()
+        count = approvals_counted(request)
         ticket = request.ticket
         events = [
             event(

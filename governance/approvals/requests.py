@@ -9,6 +9,7 @@ from typing import Any
 
 from django.conf import settings
 from django.db import transaction
+from django.db.models import Q
 
 from governance.audit import permissions
 from governance.audit.changes import REASON_FIELD
@@ -17,7 +18,7 @@ from governance.audit.log import PendingEvent, append_events, event
 from governance.audit.tickets import escalate_ticket
 from governance.decisions.facts import DecidedCommand, decided_command, runbook_version
 from governance.decisions.stats import readings_show_problem
-from governance.models import ApprovalRequest, ApprovalStatus, Decision
+from governance.models import ApprovalRequest, ApprovalStatus, Decision, Verdict
 from governance.rules.command_floor import runbook_refusals
 from remediation.choices import TicketStatus
 from remediation.models import Runbook, Ticket
@@ -30,6 +31,8 @@ class ApprovalError(Conflict):
         "note_required": Invalid.status,
         "forbidden": Forbidden.status,
         "own_request": Forbidden.status,
+        "own_change": Forbidden.status,
+        "service_account": Forbidden.status,
         "not_listed": Forbidden.status,
     }
 
@@ -86,6 +89,7 @@ def request_approval(
                 "argv_digest": command.digest,
                 "sample": decision.sample_id if decision else None,
                 "required_approvals": request.required_approvals,
+                "requested_by": requested_by.get_username() if requested_by else None,
             },
         )
     )
@@ -100,8 +104,9 @@ def check_can_decide(request: ApprovalRequest, actor: Any, now: datetime) -> Non
         raise ApprovalError("not_pending", f"this request is already {request.status}")
     if request.expires_at <= now:
         raise ApprovalError("expired", "this request has expired")
-    if request.requested_by_id is not None and request.requested_by_id == actor.pk:
-        raise ApprovalError("own_request", "nobody approves their own request")
+    refusal = separation_of_duties(request, actor)
+    if refusal is not None:
+        raise refusal
     approvers = (
         request.decision.policy.approvers if request.decision and request.decision.policy else []
     )
@@ -109,12 +114,68 @@ def check_can_decide(request: ApprovalRequest, actor: Any, now: datetime) -> Non
         raise ApprovalError(
             "not_listed", f"the {request.ticket.category} policy names other approvers"
         )
-    if request.approvals.filter(approver=actor).exists():
-        raise ApprovalError("already_decided", f"{actor.get_username()} already gave a verdict")
+    earlier = _earlier_verdict_of(request, actor)
+    if earlier is not None:
+        raise ApprovalError(
+            "already_decided",
+            f"{actor.get_username()} already gave a verdict"
+            + (f" (as {earlier})" if earlier != actor.get_username() else ""),
+        )
     decided = request.decision.commands if request.decision else request.runbook.commands
     refusals = runbook_refusals(request.runbook.name, decided)
     if refusals:
         raise ApprovalError("forbidden_command", refusals[0])
+
+
+def separation_of_duties(request: ApprovalRequest, actor: Any) -> ApprovalError | None:
+    """Why `actor` may never decide `request` whatever their roles, or None: a service's
+    user, the person who opened its ticket or asked for it (by session or by any token:
+    each is the same user), or who saved the runbook version it would run."""
+    if permissions.is_service_account(actor):
+        return ApprovalError(
+            "service_account",
+            f"{actor.get_username()} is a service's user: services never approve",
+        )
+    if actor.pk in (request.requested_by_id, request.ticket.opened_by_id):
+        return ApprovalError(
+            "own_request", f"nobody approves their own request ({request.ticket.ticket_id})"
+        )
+    author = (
+        Runbook.history.filter(history_id=request.runbook_version)
+        .values_list("history_user_id", flat=True)
+        .first()
+    )
+    if author is not None and author == actor.pk:
+        return ApprovalError(
+            "own_change",
+            f"{actor.get_username()} saved this version of {request.runbook.name}: "
+            "another person approves running it",
+        )
+    return None
+
+
+def approvals_counted(request: ApprovalRequest) -> int:
+    """How many people approved `request`: each person once, no service's user."""
+    return (
+        request.approvals.filter(verdict=Verdict.APPROVE)
+        .exclude(approver__groups__name__in=permissions.SERVICE_ROLES)
+        .values("approver")
+        .distinct()
+        .count()
+    )
+
+
+def _earlier_verdict_of(request: ApprovalRequest, actor: Any) -> str | None:
+    """The username under which the person `actor` is already counted on `request`: the
+    same user (by session or any of their tokens), or another account with their email.
+    One person counts once."""
+    email = (actor.email or "").strip()
+    same_person = Q(approver=actor)
+    if email:
+        same_person |= Q(approver__email__iexact=email)
+    return (
+        request.approvals.filter(same_person).values_list("approver__username", flat=True).first()
+    )
 
 
 def void_request(

@@ -6,6 +6,8 @@ policy, runbook, automation target, host, ticket, feedback) checks the row's own
 add or change permission instead (changes.record_change).
 """
 
+from typing import Any
+
 # The audit log: read it (and the console), export it.
 VIEW_AUDIT = "governance.view_auditevent"
 EXPORT_AUDIT = "governance.export_auditevent"
@@ -38,3 +40,14 @@ CLOSE_TICKET = "remediation.change_ticket"
 RECEIVE_ALERTS = "remediation.add_alert"
 # Approve, serve or retire a model version.
 SERVE_MODEL = "scoring.change_modelversion"
+
+# The roles a service (not a person) is given a user in: it signs in with nothing but a
+# token. A user in one of them is a service's, whatever other role it holds: it opens
+# tickets or sends alerts, and never approves nor counts toward an approval's quorum.
+SERVICE_ROLES = ("integrators", "alert senders")
+
+
+def is_service_account(user: Any) -> bool:
+    """Whether `user` is a service's (in a service role), not a person's."""
+    groups = getattr(user, "groups", None)
+    return groups is not None and groups.filter(name__in=SERVICE_ROLES).exists()

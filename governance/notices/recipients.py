@@ -41,14 +41,16 @@ def people_with(permission: str) -> list[Any]:
 
 def approvers_of(request: ApprovalRequest, candidates: Sequence[Any]) -> list[Any]:
     """Who of `candidates` may approve `request` (governance.approvals.actions.check_can_decide's
-    rules that depend on the person: not their own request, named by the policy if it
-    names approvers)."""
+    rules that depend on the person: no service's user, not the request's asker or its
+    ticket's opener, named by the policy if it names approvers)."""
     policy = request.decision.policy if request.decision_id and request.decision.policy else None
     named = set(policy.approvers) if policy is not None else set()
+    own = {request.requested_by_id, request.ticket.opened_by_id}
     return [
         user
         for user in candidates
-        if user.pk != request.requested_by_id
+        if user.pk not in own
+        and not permissions.is_service_account(user)
         and (not named or user.get_username() in named or user.email in named)
     ]
 

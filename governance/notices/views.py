@@ -19,7 +19,12 @@ from django.utils import timezone
 from django.views.decorators.http import require_http_methods
 
 from governance.approvals.actions import approve_request, reject_request
-from governance.approvals.requests import ApprovalError, check_can_decide, stale_because
+from governance.approvals.requests import (
+    ApprovalError,
+    approvals_counted,
+    check_can_decide,
+    stale_because,
+)
 from governance.models import ApprovalRequest, ApprovalStatus, NoticeKind, NoticeLinkUse, Verdict
 from governance.notices.items import describe
 from governance.notices.links import LinkRefused, VerdictLink, check_link_for, read_link
@@ -89,7 +94,7 @@ def give_verdict(
         try:
             if link.verdict == Verdict.APPROVE:
                 decided = approve_request(request, actor=user, reason=note, now=now)
-                count = decided.approvals.filter(verdict=Verdict.APPROVE).count()
+                count = approvals_counted(decided)
                 use.outcome = f"approved, {count} of {decided.required_approvals}" + (
                     "; the execution is queued"
                     if decided.status == ApprovalStatus.APPROVED

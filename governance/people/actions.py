@@ -31,8 +31,8 @@ from governance.audit.log import PendingEvent, append_events, event, user_actor
 from governance.people.access import access_of, permissions_of
 
 MAX_EXPIRY_DAYS = 3650
-# The roles a service (not a person) is given a user in: it signs in with nothing but a token.
-SERVICE_ROLES = ("integrators", "alert senders")
+# The roles a service (not a person) is given a user in (never an approver).
+SERVICE_ROLES = permissions.SERVICE_ROLES
 
 
 class TokenError(Invalid):

@@ -79,6 +79,12 @@ class ExecutionSerializer(serializers.ModelSerializer):
 
 class TicketSerializer(serializers.ModelSerializer):
     host = serializers.SlugRelatedField(slug_field="name", read_only=True)
+    opened_by = serializers.SlugRelatedField(
+        slug_field="username",
+        read_only=True,
+        allow_null=True,
+        help_text="who opened it (a person or an integrator); null: metrics, an alert, Warden",
+    )
     decisions = DecisionSerializer(many=True, read_only=True)
     executions = ExecutionSerializer(many=True, read_only=True)
 
@@ -94,6 +100,7 @@ class TicketSerializer(serializers.ModelSerializer):
             "confidence",
             "occurrence_count",
             "opened_at",
+            "opened_by",
             "last_seen_at",
             "resolved_at",
             "resolution",

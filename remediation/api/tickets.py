@@ -23,10 +23,11 @@ from rest_framework.response import Response
 
 from config.api_errors import error_responses
 from governance.approvals.actions import approve_request, reject_request
+from governance.approvals.requests import approvals_counted
 from governance.audit import permissions as warden_permissions
 from governance.audit.changes import REASON_FIELD
 from governance.audit.errors import Conflict
-from governance.models import ApprovalRequest, ApprovalStatus, Verdict
+from governance.models import ApprovalRequest, ApprovalStatus
 from remediation.api.ticket_serializers import (
     ApprovalResultSerializer,
     ApproveRemediationSerializer,
@@ -81,7 +82,7 @@ class TicketViewSet(viewsets.ReadOnlyModelViewSet):
     lookup_field = "ticket_id"
     request_fields = {REASON_FIELD: "comment"}  # an approver's reason is this API's comment
     filterset_fields = ["status", "category", "host__name"]
-    queryset = Ticket.objects.select_related("host").prefetch_related(
+    queryset = Ticket.objects.select_related("host", "opened_by").prefetch_related(
         "decisions__policy", "decisions__runbook", "executions__runbook"
     )
 
@@ -146,8 +147,9 @@ class TicketViewSet(viewsets.ReadOnlyModelViewSet):
         responses={200: ApprovalResultSerializer, **error_responses(400, 401, 403, 404, 409)},
         summary="Approve or reject the remediation waiting on the ticket, as yourself",
         description=(
-            "The approver is the authenticated user. Nobody approves their own request; "
-            "critical actions need two approvers; one rejection is a veto and needs a comment."
+            "The approver is the authenticated user. Nobody approves a ticket they opened, a "
+            "runbook version they saved, or as a service's user; critical actions need two "
+            "different people; one rejection is a veto and needs a comment."
         ),
     )
     @action(detail=True, methods=["post"], url_path="approve-remediation")
@@ -187,7 +189,7 @@ class TicketViewSet(viewsets.ReadOnlyModelViewSet):
                 "ticket_id": ticket.ticket_id,
                 "approval_request": decided.pk,
                 "status": decided.status,
-                "approvals": decided.approvals.filter(verdict=Verdict.APPROVE).count(),
+                "approvals": approvals_counted(decided),
                 "required_approvals": decided.required_approvals,
                 "approver": user.get_username(),
                 "ticket_status": ticket.status,

@@ -394,6 +394,7 @@ def test_the_list_keeps_its_shape(agent, api, dave):
         "confidence",
         "occurrence_count",
         "opened_at",
+        "opened_by",
         "last_seen_at",
         "resolved_at",
         "resolution",
