@@ -99,13 +99,19 @@ def record_group_change(
         actor, "auth.add_group" if before is None else "auth.change_group", "change roles"
     )
     why = require_reason(reason)
+    if before is None:
+        action, what = "group.created", "created"
+    elif before == after:  # only the name changed
+        action, what = "group.renamed", f"renamed from {renamed_from}"
+    else:
+        action, what = "group.permissions_changed", "permissions changed"
     append_events(
         [
             event(
                 user_actor(actor),
-                "group.created" if before is None else "group.permissions_changed",
+                action,
                 group,
-                f"role {group.name} {'created' if before is None else 'changed'}: {why}",
+                f"role {group.name} {what}: {why}",
                 data={
                     "before": before,
                     "after": after,

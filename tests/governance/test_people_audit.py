@@ -231,7 +231,7 @@ def test_a_role_renamed_in_the_admin_is_audited(root):
     )
 
     assert response.status_code == 302
-    [renamed] = events_about(approvers, "group.permissions_changed")
+    [renamed] = events_about(approvers, "group.renamed")
     assert renamed.actor == "user:root"
     assert renamed.data["name"] == {"from": "approvers", "to": "deciders"}
     assert renamed.data["reason"] == "new org chart"
