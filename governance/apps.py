@@ -14,12 +14,15 @@ class GovernanceConfig(AppConfig):
         from governance.audit.subscribers import subscribe
         from governance.console.live import publish_events
         from governance.notices.plans import record_notices
+        from governance.people import tracking
 
         connection_created.connect(register_audit_guard)
         # The audit log tells its subscribers of committed events: the live console
         # first, then the notices that decide who must be told.
         subscribe(publish_events)
         subscribe(record_notices)
+        # Every change to people is audited, however it is made.
+        tracking.connect()
 
 
 def register_audit_guard(sender: object, connection: Any, **kwargs: Any) -> None:

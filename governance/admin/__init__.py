@@ -15,6 +15,7 @@ from governance.admin import (  # noqa: F401  (each registers its pages)
     people,
     policies,
     promotions,
+    schedules,
 )
 
 admin.site.site_header = "Warden"

@@ -18,6 +18,7 @@ from governance.audit import permissions
 from governance.audit.changes import REASON_FIELD
 from governance.people.access import access_of, permissions_of
 from governance.people.actions import record_access_change, record_group_change, revoke_api_token
+from governance.people.tracking import recorded_by_caller
 
 
 class AuditedUserChangeForm(UserChangeForm):
@@ -45,6 +46,14 @@ class AuditedUserAdmin(NeverDeleted, UserAdmin):
     fieldsets = (*UserAdmin.fieldsets, REASON_FIELDSET)
     add_fieldsets = (*UserAdmin.add_fieldsets, REASON_FIELDSET)
 
+    def changeform_view(self, request, object_id=None, form_url="", extra_context=None):
+        # The page records the whole change once, with its reason (save_related).
+        with recorded_by_caller():
+            return super().changeform_view(request, object_id, form_url, extra_context)
+
+    # The change password page is recorded by governance.people.tracking, as the person
+    # signed in: the password as a fact, never its hash.
+
     def save_model(self, request, obj, form, change) -> None:
         stored = User.objects.filter(pk=obj.pk).first() if change else None
         obj._access_before = access_of(stored)
@@ -66,8 +75,13 @@ class AuditedUserAdmin(NeverDeleted, UserAdmin):
 class AuditedGroupAdmin(NeverDeleted, GroupAdmin):
     form = AuditedGroupForm
 
+    def changeform_view(self, request, object_id=None, form_url="", extra_context=None):
+        with recorded_by_caller():
+            return super().changeform_view(request, object_id, form_url, extra_context)
+
     def save_model(self, request, obj, form, change) -> None:
         obj._permissions_before = permissions_of(obj) if change else None
+        obj._name_before = form.initial.get("name", "") if change else ""
         super().save_model(request, obj, form, change)
 
     def save_related(self, request, form, formsets, change) -> None:
@@ -79,6 +93,7 @@ class AuditedGroupAdmin(NeverDeleted, GroupAdmin):
             reason=form.cleaned_data.get(REASON_FIELD),
             now=timezone.now(),
             before=group._permissions_before,
+            renamed_from=group._name_before,
         )
 
 

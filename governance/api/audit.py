@@ -1,5 +1,8 @@
 """GET /api/v1/audit-events: the audit trail, filtered, paginated; with `format` (csv, json,
-ndjson) the whole filtered trail streamed as a download for those who may export it."""
+ndjson) the whole filtered trail streamed as a download for those who may export it.
+
+Reading is scoped like writing (governance.exports.scope): a role that may not read the
+whole trail (integrators) sees its own doings and the events of the tickets it opened."""
 
 from django.http import StreamingHttpResponse
 from drf_spectacular.types import OpenApiTypes
@@ -20,6 +23,7 @@ from governance.audit import permissions as warden_permissions
 from governance.audit.log import RECORD_FIELDS
 from governance.exports.filters import FILTER_FIELDS, audit_filter, export_format
 from governance.exports.records import FORMATS, stream
+from governance.exports.scope import readable_events
 from governance.models import AuditEvent
 
 
@@ -111,7 +115,7 @@ class AuditEventList(APIView):
             if ("format" in request.query_params)
             else None
         )
-        events = chosen.apply(AuditEvent.objects.all())
+        events = readable_events(request.user, chosen.apply(AuditEvent.objects.all()))
         if fmt is not None:
             if not request.user.has_perm(warden_permissions.EXPORT_AUDIT):
                 raise exceptions.PermissionDenied("Exporting needs the export audit permission.")

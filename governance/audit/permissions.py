@@ -8,8 +8,10 @@ add or change permission instead (changes.record_change).
 
 from typing import Any
 
-# The audit log: read it (and the console), export it.
+# The audit log: read it (only the events of one's own tickets), read all of it (and the
+# console that streams it), export it.
 VIEW_AUDIT = "governance.view_auditevent"
+VIEW_WHOLE_AUDIT = "governance.view_whole_auditevent"
 EXPORT_AUDIT = "governance.export_auditevent"
 # Pause automation, and resume it.
 PAUSE = "governance.add_pause"

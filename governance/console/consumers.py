@@ -1,21 +1,26 @@
-"""The live console's websocket: staff only; catch up by sequence, then live events."""
+"""The live console's websocket: catch up by sequence, then live events, for as long as
+its user may read the whole audit trail.
+
+The permission is checked when the socket opens and again before every event it is sent
+and every catch-up it asks for, against the user as stored now: a user deactivated, who
+loses the permission or their staff status, or whose password changed (which signs out
+every session) gets nothing more, and the socket is closed with ACCESS_REFUSED.
+"""
 
 from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncJsonWebsocketConsumer
 
-from governance.console.live import CONSOLE_GROUP, events_after, relay
+from governance.console.live import CONSOLE_GROUP, events_after, may_watch, relay
+
+ACCESS_REFUSED = 4403  # the socket's "403": never allowed, or no longer
 
 
 class ConsoleConsumer(AsyncJsonWebsocketConsumer):
+    refused = False
+
     async def connect(self) -> None:
-        user = self.scope.get("user")
-        # The console streams the audit trail: those who may read it in the admin may
-        # watch it live; staff without that permission may not.
-        if user is None or not user.is_authenticated or not user.is_staff:
-            await self.close(code=4403)
-            return
-        if not await database_sync_to_async(user.has_perm)("governance.view_auditevent"):
-            await self.close(code=4403)
+        if not await self._allowed():
+            await self.close(code=ACCESS_REFUSED)
             return
         await self.channel_layer.group_add(CONSOLE_GROUP, self.channel_name)
         relay.ensure_running()
@@ -26,6 +31,8 @@ class ConsoleConsumer(AsyncJsonWebsocketConsumer):
 
     async def receive_json(self, content: dict, **kwargs: object) -> None:
         """{"after": N}: send every event after sequence N (a reconnect misses nothing)."""
+        if not await self._still_allowed():
+            return
         after = content.get("after")
         if not isinstance(after, int) or isinstance(after, bool) or after < 0:
             await self.send_json(
@@ -41,4 +48,21 @@ class ConsoleConsumer(AsyncJsonWebsocketConsumer):
             await self.send_json({"type": "event", "event": item})
 
     async def audit_event(self, message: dict) -> None:
-        await self.send_json({"type": "event", "event": message["event"]})
+        if await self._still_allowed():
+            await self.send_json({"type": "event", "event": message["event"]})
+
+    async def _allowed(self) -> bool:
+        return await database_sync_to_async(may_watch)(
+            self.scope.get("user"), self.scope.get("session")
+        )
+
+    async def _still_allowed(self) -> bool:
+        """Checked before anything is sent: once refused, the socket hears nothing more."""
+        if self.refused:
+            return False
+        if await self._allowed():
+            return True
+        self.refused = True
+        await self.channel_layer.group_discard(CONSOLE_GROUP, self.channel_name)
+        await self.close(code=ACCESS_REFUSED)
+        return False

@@ -15,7 +15,10 @@ from asgiref.sync import async_to_sync
 from channels.db import database_sync_to_async
 from channels.layers import get_channel_layer
 from django.conf import settings
+from django.contrib.auth import HASH_SESSION_KEY, get_user_model
+from django.utils.crypto import constant_time_compare
 
+from governance.audit import permissions
 from governance.audit.log import event_record
 from governance.models import AuditEvent
 
@@ -23,6 +26,23 @@ logger = logging.getLogger(__name__)
 
 CONSOLE_GROUP = "console"
 RELAY_INTERVAL_SECONDS = 0.3
+
+
+def may_watch(user: Any, session: Any = None) -> bool:
+    """Whether `user` may watch the console now: read again from the database (not the
+    user the socket opened with), active, staff, allowed to read the whole audit trail,
+    and still signed in with the password the session was opened with."""
+    if user is None or not user.is_authenticated:
+        return False
+    stored = get_user_model().objects.filter(pk=user.pk).first()
+    if stored is None or not (stored.is_active and stored.is_staff):
+        return False
+    if not (
+        stored.has_perm(permissions.VIEW_AUDIT) and stored.has_perm(permissions.VIEW_WHOLE_AUDIT)
+    ):
+        return False
+    signed_with = session.get(HASH_SESSION_KEY) if session is not None else None
+    return signed_with is None or constant_time_compare(signed_with, stored.get_session_auth_hash())
 
 
 def serialize_event(row: AuditEvent) -> dict[str, Any]:

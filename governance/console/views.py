@@ -13,12 +13,12 @@ from governance.console.live import latest_sequence
 from governance.console.panels import panels
 from governance.rules.labels import EVENT_LABELS
 
-# The console streams the audit trail: those who may read it in the admin may watch it.
+# The console streams the whole audit trail: those who may read all of it may watch it.
 BACKLOG_EVENTS = 50  # the events shown on opening, before live ones arrive
 
 
 @staff_member_required
-@permission_required(permissions.VIEW_AUDIT, raise_exception=True)
+@permission_required([permissions.VIEW_AUDIT, permissions.VIEW_WHOLE_AUDIT], raise_exception=True)
 def console(request: HttpRequest) -> HttpResponse:
     context = {
         **admin.site.each_context(request),  # the admin's header, navigation and theme
@@ -34,7 +34,7 @@ def console(request: HttpRequest) -> HttpResponse:
 
 
 @staff_member_required
-@permission_required(permissions.VIEW_AUDIT, raise_exception=True)
+@permission_required([permissions.VIEW_AUDIT, permissions.VIEW_WHOLE_AUDIT], raise_exception=True)
 def console_panels(request: HttpRequest) -> HttpResponse:
     """The banner, approvals, fleet and tickets as they are now (an HTML fragment)."""
     context = {

@@ -31,7 +31,11 @@ class AuditEvent(models.Model):
 
     class Meta:
         ordering = ["sequence"]
-        permissions = [("export_auditevent", "Can export the audit trail")]
+        permissions = [
+            ("export_auditevent", "Can export the audit trail"),
+            # Without it, view_auditevent reads only the events of one's own tickets.
+            ("view_whole_auditevent", "Can read the whole audit trail"),
+        ]
 
     def __str__(self) -> str:
         return f"#{self.sequence} {self.action}"

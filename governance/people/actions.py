@@ -28,7 +28,8 @@ from governance.audit import permissions
 from governance.audit.changes import require_permission, require_reason
 from governance.audit.errors import Invalid
 from governance.audit.log import PendingEvent, append_events, event, user_actor
-from governance.people.access import access_of, permissions_of
+from governance.people.access import access_of, changed_fields, permissions_of, public_access
+from governance.people.tracking import recorded_by_caller
 
 MAX_EXPIRY_DAYS = 3650
 # The roles a service (not a person) is given a user in (never an approver).
@@ -50,10 +51,10 @@ def record_access_change(
 ) -> None:
     """Audit the difference between `before` (access_of the stored user; {} for a new one)
     and `person`'s access now, in the caller's transaction. Nothing changed: nothing to
-    record, and no reason asked for."""
+    record, and no reason asked for. A new password is recorded as the fact, not the hash."""
     after = access_of(person)
-    changed = sorted(key for key in after if before.get(key) != after[key])
-    if not changed and before:
+    changed = changed_fields(before, after) if before else list(after)
+    if not changed:
         return
     require_permission(
         actor, "auth.change_user" if before else permissions.ADD_PERSON, "change people's access"
@@ -68,33 +69,55 @@ def record_access_change(
                 person,
                 f"access of {person.get_username()} "
                 f"{'changed: ' + ', '.join(changed) if before else 'granted'}: {why}",
-                data={"before": before, "after": after, "reason": why},
+                data={
+                    "before": public_access(before),
+                    "after": public_access(after),
+                    "changed": changed,
+                    "reason": why,
+                },
             )
         ]
     )
 
 
 def record_group_change(
-    group: Group, *, actor: Any, reason: str, now: datetime, before: list[str] | None
+    group: Group,
+    *,
+    actor: Any,
+    reason: str,
+    now: datetime,
+    before: list[str] | None,
+    renamed_from: str = "",
 ) -> None:
-    """Audit a role's permissions changing from `before` (None: a new role), in the
-    caller's transaction."""
+    """Audit a role's permissions changing from `before` (None: a new role), and its name
+    from `renamed_from` (people are matched to roles by name), in the caller's transaction."""
     after = permissions_of(group)
-    if before is not None and before == after:
+    renamed = bool(renamed_from) and renamed_from != group.name
+    if before is not None and before == after and not renamed:
         return
     require_permission(
         actor, "auth.add_group" if before is None else "auth.change_group", "change roles"
     )
     why = require_reason(reason)
+    if before is None:
+        action, what = "group.created", "created"
+    elif before == after:  # only the name changed
+        action, what = "group.renamed", f"renamed from {renamed_from}"
+    else:
+        action, what = "group.permissions_changed", "permissions changed"
     append_events(
         [
             event(
                 user_actor(actor),
-                "group.created" if before is None else "group.permissions_changed",
+                action,
                 group,
-                f"role {group.name} "
-                f"{'created' if before is None else 'permissions changed'}: {why}",
-                data={"before": before, "after": after, "reason": why},
+                f"role {group.name} {what}: {why}",
+                data={
+                    "before": before,
+                    "after": after,
+                    "reason": why,
+                    **({"name": {"from": renamed_from, "to": group.name}} if renamed else {}),
+                },
             )
         ]
     )
@@ -113,7 +136,7 @@ def add_service_user(username: str, *, actor: Any, reason: str, now: datetime, r
             raise TokenError(f"{username} exists and is not in the {role} role")
         return existing
     require_permission(actor, permissions.ADD_PERSON, "add users")
-    with transaction.atomic():
+    with transaction.atomic(), recorded_by_caller():
         person = User(username=username)
         person.set_unusable_password()
         person.full_clean(exclude=["password"])

@@ -85,7 +85,13 @@ EVENT_LABELS = {
     "user.created": "Person added",
     "user.access_changed": "Access changed",
     "group.created": "Role created",
+    "user.deleted": "Person deleted",
     "group.permissions_changed": "Role permissions changed",
+    "group.renamed": "Role renamed",
+    "group.deleted": "Role deleted",
+    "schedule.created": "Task schedule added",
+    "schedule.changed": "Task schedule edited",
+    "schedule.deleted": "Task schedule deleted",
 }
 
 # checks.safety_checks' names, as a supervisor reads them when they pass.

@@ -27,6 +27,7 @@ from governance.approvals.requests import approvals_counted
 from governance.audit import permissions as warden_permissions
 from governance.audit.changes import REASON_FIELD
 from governance.audit.errors import Conflict
+from governance.exports.scope import may_read_ticket_trail
 from governance.models import ApprovalRequest, ApprovalStatus
 from remediation.api.ticket_serializers import (
     ApprovalResultSerializer,
@@ -74,6 +75,15 @@ class TicketPermission(permissions.BasePermission):
             return False
         needed = ACTION_PERMISSIONS.get(view.action, (VIEW_TICKETS,))
         return all(user.has_perm(permission) for permission in needed)
+
+
+def refuse_unless_may_read_trail(user: Any, ticket: Ticket) -> None:
+    """A ticket's audit events are read like the trail (governance.exports.scope)."""
+    if not may_read_ticket_trail(user, ticket.ticket_id):
+        raise exceptions.PermissionDenied(
+            "A ticket's audit events are for those who may read the whole audit trail, "
+            "or who opened the ticket."
+        )
 
 
 class TicketViewSet(viewsets.ReadOnlyModelViewSet):
@@ -132,6 +142,7 @@ class TicketViewSet(viewsets.ReadOnlyModelViewSet):
     @action(detail=True, methods=["get"], url_path="remediation-logs")
     def remediation_logs(self, request: Request, **kwargs: Any) -> Response:
         ticket = self.get_object()
+        refuse_unless_may_read_trail(request.user, ticket)
         rows = ticket_rows(ticket)
         return Response(
             {
@@ -206,4 +217,6 @@ class TicketViewSet(viewsets.ReadOnlyModelViewSet):
     def evidence(self, request: Request, **kwargs: Any) -> Response:
         if not request.user.has_perm(VIEW_AUDIT):
             raise exceptions.PermissionDenied("Evidence needs the view audit event permission.")
-        return Response(ticket_evidence(self.get_object()))
+        ticket = self.get_object()
+        refuse_unless_may_read_trail(request.user, ticket)
+        return Response(ticket_evidence(ticket))
