@@ -14,19 +14,18 @@ from collections.abc import Callable
 from typing import Any
 
 from django import forms
-from django.contrib import admin, messages
+from django.contrib import admin
 from django.contrib.admin.utils import unquote
 from django.core.exceptions import PermissionDenied
 from django.db.models import Model
 from django.forms.models import construct_instance
-from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
+from django.http import HttpRequest, HttpResponse
 from django.utils.html import format_html
 from django.utils.safestring import SafeString
 from simple_history.admin import SimpleHistoryAdmin
 
 from config.admin_actions import NeverDeleted
 from governance.audit.changes import REASON_FIELD
-from governance.audit.log import AuditUnavailable
 
 
 def labelled(label: str, code: Any) -> SafeString:
@@ -99,21 +98,6 @@ class GovernedAdmin(NeverDeleted, SimpleHistoryAdmin):
 
     def save_model(self, request: HttpRequest, obj: Model, form: Any, change: bool) -> None:
         raise NotImplementedError(f"{type(self).__name__} must save through its action")
-
-    def changeform_view(
-        self,
-        request: HttpRequest,
-        object_id: str | None = None,
-        form_url: str = "",
-        extra_context: dict | None = None,
-    ) -> HttpResponse:
-        # A change the audit log cannot record is not made (the page's transaction rolls
-        # back): the person is told why on the same page, not shown a server error.
-        try:
-            return super().changeform_view(request, object_id, form_url, extra_context)
-        except AuditUnavailable as refused:
-            self.message_user(request, refused.message, messages.ERROR)
-            return HttpResponseRedirect(request.get_full_path())
 
     def row_to_save(self, obj: Model, form: Any, change: bool) -> Model:
         """What the action saves: on an add, `obj`; on an edit or a revert, the current row

@@ -120,12 +120,12 @@ def test_after_the_head_row_is_deleted_a_governed_write_answers_503_and_changes_
             "ticket_id": "OPS-9",
             "title": "disk full",
             "description": "97%",
-            "category": "disk",
+            "category": "memory",
             "host": "web-01",
         },
     )
     assert response.status_code == 503, response.content
-    assert response.json()["code"] == "audit_head_missing"
+    assert response.json()["error"]["code"] == "audit_head_missing"
     assert AuditEvent.objects.count() == events
     assert not AuditChainHead.objects.exists()  # nothing recreated silently
 
