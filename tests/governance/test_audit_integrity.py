@@ -94,7 +94,9 @@ def test_sqlites_maintenance_switch_cannot_be_flipped_by_sql(log):
     refused("DELETE FROM governance_auditevent WHERE id = %s", log[-1].pk)
 
 
-def test_a_deleted_head_row_is_reported_broken_in_one_line_not_a_traceback(log):
+def test_a_deleted_head_row_is_reported_broken_in_one_line_not_a_traceback(log, client, settings):
+    from remediation.tasks import sweep
+
     AuditChainHead.objects.filter(pk=1).delete()
 
     report = verify_audit_log()
@@ -105,6 +107,12 @@ def test_a_deleted_head_row_is_reported_broken_in_one_line_not_a_traceback(log):
     assert broken.value.returncode == 1
     assert str(broken.value).startswith("Audit chain BROKEN")
     assert "\n" not in str(broken.value)
+    # The sweeper and /metrics publish #0, which no earlier published head matches.
+    assert sweep()["audit_head"].startswith("0:")
+    settings.WARDEN_METRICS_TOKEN = "scrape"
+    metrics = client.get("/metrics", HTTP_AUTHORIZATION="Bearer scrape")
+    assert metrics.status_code == 200
+    assert "warden_audit_head_sequence 0.0" in metrics.content.decode()
 
 
 def test_after_the_head_row_is_deleted_a_governed_write_answers_503_and_changes_nothing(
