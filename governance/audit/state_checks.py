@@ -2,6 +2,7 @@
 after an operator has checked what differs."""
 
 from django.db import transaction
+from knox.models import AuthToken
 
 from governance.audit.changes import require_reason
 from governance.audit.log import PendingEvent, append_events
@@ -11,8 +12,6 @@ from governance.models import AuditEvent
 
 def state_report() -> list[str]:
     """One line per governed row (or token) that differs from its last audited state."""
-    from knox.models import AuthToken
-
     events = AuditEvent.objects.all()
     lines = [difference.line for difference in state_differences(events)]
     tokens = AuthToken.objects.select_related("user").order_by("created")
@@ -23,15 +22,12 @@ def state_report() -> list[str]:
 def record_current_states(*, reason: str) -> int:
     """Record, for every governed row that differs from its last audited state, an event
     carrying its present state: an operator's checked acceptance (an upgrade, a repair),
-    itself in the log with its reason. Returns how many rows."""
+    itself in the log with its reason; a row gone is recorded as deleted. API tokens are
+    not: one Warden did not issue is revoked, never accepted. Returns how many rows."""
     why = require_reason(reason)
     by_label = {governed.label: governed for governed in GOVERNED}
     with transaction.atomic():
-        differences = [
-            difference
-            for difference in state_differences(AuditEvent.objects.all())
-            if "deleted since" not in difference.problem
-        ]
+        differences = list(state_differences(AuditEvent.objects.all()))
         events = [
             PendingEvent(
                 actor="system",

@@ -132,3 +132,21 @@ def test_a_token_inserted_or_extended_by_sql_is_named(world, bob, capsys):
         f"knox.AuthToken {token.token_key} 'bob': person or expiry changed since it was issued "
         f"(event {issued.sequence})"
     ]
+
+
+def test_rows_checked_by_an_operator_are_recorded_with_a_reason_and_then_verify(world, capsys):
+    pause = Pause.objects.get()
+    with connection.cursor() as cursor:
+        cursor.execute("DELETE FROM governance_pause WHERE id = %s", [pause.pk])
+    assert len(verify_state(capsys)) == 1
+
+    with pytest.raises(CommandError, match="say why"):
+        call_command("verify_audit", record_state=" ")
+    call_command("verify_audit", record_state="pause removed during the restore of 12 May")
+
+    assert verify_state(capsys) == []
+    recorded = AuditEvent.objects.get(
+        action="state.recorded", object_type="Pause", object_id=str(pause.pk)
+    )
+    assert recorded.object_state == "deleted"
+    assert recorded.data["reason"] == "pause removed during the restore of 12 May"

@@ -6,6 +6,7 @@ import re
 from pathlib import Path
 from typing import Any
 
+from django.core.exceptions import ValidationError
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from governance.audit.log import verify_audit_log
@@ -77,7 +78,12 @@ class Command(BaseCommand):
             raise CommandError(report.line, returncode=1)
         self.stdout.write(report.line)
         if options["record_state"] is not None:
-            recorded = record_current_states(reason=options["record_state"])
+            try:
+                recorded = record_current_states(reason=options["record_state"])
+            except ValidationError as refused:
+                raise CommandError(
+                    "--record-state: say why (the reason goes into the log)"
+                ) from refused
             self.stdout.write(f"Recorded the present state of {recorded} rows in the audit log.")
         elif options["state"]:
             differences = state_report()
