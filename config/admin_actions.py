@@ -6,10 +6,11 @@ from typing import Any
 from django.contrib import admin, messages
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.db.models import Model, QuerySet
-from django.http import HttpRequest, HttpResponse
+from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
 from django.template.response import TemplateResponse
 
 from governance.audit.errors import Refused
+from governance.audit.log import AuditUnavailable
 
 # perform(obj, user, note) -> a message for the supervisor; raises to refuse one object.
 Perform = Callable[[Any, Any, str], str]
@@ -56,7 +57,22 @@ def confirmed_action(
 
 class NeverDeleted:
     """Admin mixin: governed rows are ended, retired or closed through their use cases,
-    never deleted (a delete would erase the subject of their audit trail unrecorded)."""
+    never deleted (a delete would erase the subject of their audit trail unrecorded); and a
+    change the audit log cannot record is not made, with a message rather than an error."""
 
     def has_delete_permission(self, request: HttpRequest, obj: Model | None = None) -> bool:
         return False
+
+    def changeform_view(
+        self,
+        request: HttpRequest,
+        object_id: str | None = None,
+        form_url: str = "",
+        extra_context: dict | None = None,
+    ) -> HttpResponse:
+        # The page's transaction has rolled back by the time this is caught.
+        try:
+            return super().changeform_view(request, object_id, form_url, extra_context)  # type: ignore[misc]
+        except AuditUnavailable as refused:
+            self.message_user(request, refused.message, messages.ERROR)  # type: ignore[attr-defined]
+            return HttpResponseRedirect(request.get_full_path())

@@ -27,7 +27,8 @@ class GovernanceConfig(AppConfig):
 
 def register_audit_guard(sender: object, connection: Any, **kwargs: Any) -> None:
     """SQLite's audit triggers ask this function whether the log may change (migration
-    governance 0008): only inside governance.audit.log.audit_maintenance()."""
+    governance 0008): only inside governance.audit.log.audit_maintenance(). A SQL
+    connection cannot flip it: only this process sets the state it reads."""
     if connection.vendor == "sqlite":
         from governance.audit.log import audit_maintenance_active
 

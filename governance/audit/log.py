@@ -11,8 +11,13 @@ Three things make tampering show:
   tail show; and it is published where a database writer cannot rewrite it (a log
   line at every checkpoint, the `warden_audit_head_sequence` gauge), so a tail cut
   together with its head shows against that outside copy (verify_audit --expect);
-- the database refuses UPDATE, DELETE and TRUNCATE of the log (governance
-  migration 0008's triggers).
+- the database refuses UPDATE, DELETE and TRUNCATE of the log whatever a session sets
+  (governance migrations 0008 and 0018): only the tables' owner may set the triggers aside;
+- each record's data is read as stored and must be canonical JSON: a duplicated key (which
+  two readers read two ways) is refused;
+- each event about a governed row carries the digest of that row's state as the change
+  left it (governance/audit/state.py), so `verify_audit --state` names a row edited in the
+  database without Warden.
 """
 
 import contextlib
@@ -28,8 +33,13 @@ from typing import Any
 from django.conf import settings
 from django.core.serializers.json import DjangoJSONEncoder
 from django.db import connection, transaction
+from django.db.models import TextField
+from django.db.models.functions import Cast
 from django.utils import timezone
 
+from governance.audit.canonical import NotCanonical, strict_json
+from governance.audit.errors import Unavailable
+from governance.audit.state import current_digest
 from governance.audit.subscribers import subscribers
 from governance.models import AuditChainHead, AuditEvent
 
@@ -46,10 +56,15 @@ CONTENT_FIELDS = (
     "ticket_id",
     "summary",
     "data",
+    "object_state",
 )
 LINK_FIELDS = ("prev_hash", "hash")
 RECORD_FIELDS = CONTENT_FIELDS + LINK_FIELDS
 logger = logging.getLogger("warden.audit")
+
+
+class AuditUnavailable(Unavailable):
+    """The log cannot take events (its head row is gone): a governed change is refused."""
 
 
 @dataclass(frozen=True)
@@ -105,13 +120,13 @@ def event_record(row: AuditEvent, fields: Sequence[str] = CONTENT_FIELDS) -> dic
 
 
 def event_content(row: AuditEvent) -> str:
-    """The canonical text the chain's HMAC covers."""
-    return json.dumps(
-        event_record(row),
-        sort_keys=True,
-        separators=(",", ":"),
-        cls=DjangoJSONEncoder,
-    )
+    """The canonical text the chain's HMAC covers. An event without a state digest (older
+    than digests, or not about a governed row) is covered as it was before them."""
+    record = event_record(row, [name for name in CONTENT_FIELDS if name != "object_state"])
+    state = getattr(row, "object_state", "")
+    if state:
+        record["object_state"] = state
+    return json.dumps(record, sort_keys=True, separators=(",", ":"), cls=DjangoJSONEncoder)
 
 
 def append_events(events: Sequence[PendingEvent]) -> list[AuditEvent]:
@@ -123,12 +138,27 @@ def append_events(events: Sequence[PendingEvent]) -> list[AuditEvent]:
     if not events:
         return []
     now = timezone.now()
-    head = AuditChainHead.objects.select_for_update().get(pk=1)
+    head = AuditChainHead.objects.select_for_update().filter(pk=1).first()
+    if head is None:
+        raise AuditUnavailable(
+            "audit_head_missing",
+            "The audit log's chain head is missing, so nothing can be recorded: the change "
+            "was not made. An operator must restore the head (manage.py verify_audit).",
+        )
     rows = []
     prev_hash = head.hash
+    digests: dict[tuple[str, str], str] = {}
     for offset, pending in enumerate(events, start=1):
+        # The governed row's state as the whole change left it (read once per row).
+        subject = (pending.object_type, pending.object_id)
+        if subject not in digests:
+            digests[subject] = current_digest(*subject)
         row = AuditEvent(
-            sequence=head.sequence + offset, created_at=now, prev_hash=prev_hash, **asdict(pending)
+            sequence=head.sequence + offset,
+            created_at=now,
+            prev_hash=prev_hash,
+            object_state=digests[subject],
+            **asdict(pending),
         )
         row.hash = prev_hash = chain_hash(prev_hash, row)
         rows.append(row)
@@ -161,6 +191,8 @@ class ChainReport:
                 f"Audit chain intact: {self.checked} events verified up to its head "
                 f"#{self.head_sequence} {self.head_hash[:16]}."
             )
+        if self.first_broken_sequence is None:
+            return f"Audit chain BROKEN: {self.problem}"
         return f"Audit chain BROKEN at #{self.first_broken_sequence}: {self.problem}"
 
 
@@ -184,6 +216,12 @@ def verify_chain(rows: Iterable[AuditEvent], prev_hash: str = GENESIS_HASH) -> C
                 row.sequence,
                 "does not link to the event before it (inserted, or the chain re-written)",
             )
+        stored = getattr(row, "stored_data", None)
+        if stored is not None:
+            try:
+                row.data = strict_json(stored)
+            except NotCanonical as exc:
+                return ChainReport(False, checked, row.sequence, f"its data {exc}")
         if not hmac.compare_digest(chain_hash(prev_hash, row), row.hash):
             return ChainReport(
                 False,
@@ -202,8 +240,13 @@ def verify_audit_log(expected: tuple[int, str] | None = None) -> ChainReport:
     """The whole log from its first event to the chain head, and against `expected`, a head
     (sequence, hash) published earlier, when given. The admin's action and `manage.py
     verify_audit` call this."""
-    head = AuditChainHead.objects.get(pk=1)
-    rows = AuditEvent.objects.order_by("sequence").iterator(chunk_size=2000)
+    head = AuditChainHead.objects.filter(pk=1).first()
+    # Each record's data as stored, read strictly (governance/audit/canonical.py).
+    rows = (
+        AuditEvent.objects.annotate(stored_data=Cast("data", TextField()))
+        .order_by("sequence")
+        .iterator(chunk_size=2000)
+    )
     first = AuditEvent.objects.order_by("sequence").values_list("sequence", flat=True).first()
     if first is not None and first != 1:
         return ChainReport(False, 0, 1, f"{_span(1, first - 1)} missing (deleted) from the start")
@@ -211,6 +254,14 @@ def verify_audit_log(expected: tuple[int, str] | None = None) -> ChainReport:
     if not report.intact:
         return report
     last, last_hash = report.head_sequence, report.head_hash
+    if head is None:
+        return ChainReport(
+            False,
+            report.checked,
+            None,
+            f"its head row is missing (deleted): nothing records where the log should end "
+            f"(the events verified end at #{last})",
+        )
     if last < head.sequence:
         return ChainReport(
             False,
@@ -251,16 +302,24 @@ def _span(first: int, last: int) -> str:
 
 def checkpoint() -> AuditChainHead:
     """Publish the chain head outside the database: one log line (and the /metrics gauge
-    reads the same row). Scheduled with the sweeper."""
-    head = AuditChainHead.objects.get(pk=1)
+    reads the same row). Scheduled with the sweeper. A missing head is logged as an error and
+    published as #0, which no earlier checkpoint matches."""
+    head = AuditChainHead.objects.filter(pk=1).first()
+    if head is None:
+        logger.error("audit checkpoint: the chain head row is missing (manage.py verify_audit)")
+        return AuditChainHead(sequence=0)
     logger.info("audit checkpoint: head #%d %s", head.sequence, head.hash)
     return head
 
 
-# The database refuses UPDATE, DELETE and TRUNCATE of the log except in maintenance,
-# which only the test suite's flush enters (tests/conftest.py): a person who must
-# rewrite the log has to drop the triggers, and the chain still shows what changed.
+# The database refuses UPDATE, DELETE and TRUNCATE of the log (and DELETE of post-action
+# reviews) whatever a session sets. On PostgreSQL only the tables' owner may set the
+# triggers aside (ALTER TABLE ... DISABLE TRIGGER), and the application's role does not own
+# them in production (docs/operators.md); the test suite runs as the owner. On SQLite the
+# triggers ask warden_audit_maintenance(), a function this process registers on its own
+# connections (governance/apps.py): SQL cannot flip it.
 _maintenance = threading.local()
+KEPT_TABLES = ("governance_auditevent", "feedback_postactionreview")
 
 
 def audit_maintenance_active() -> int:
@@ -269,15 +328,24 @@ def audit_maintenance_active() -> int:
 
 @contextlib.contextmanager
 def audit_maintenance() -> Iterator[None]:
-    """Let this thread's connection delete the log (a test database being emptied)."""
+    """Let this thread's connection delete the log (a test database being emptied).
+
+    On PostgreSQL it disables the triggers inside one transaction, so they are back when it
+    ends however it ends; a role that does not own the tables is refused here."""
     _maintenance.active = True
-    if connection.vendor == "postgresql":
-        with connection.cursor() as cursor:
-            cursor.execute("SELECT set_config('warden.audit_maintenance', 'on', false)")
     try:
-        yield
+        if connection.vendor == "postgresql":
+            with transaction.atomic():
+                _set_triggers("DISABLE")
+                yield
+                _set_triggers("ENABLE")
+        else:
+            yield
     finally:
         _maintenance.active = False
-        if connection.vendor == "postgresql" and connection.connection is not None:
-            with connection.cursor() as cursor:
-                cursor.execute("SELECT set_config('warden.audit_maintenance', 'off', false)")
+
+
+def _set_triggers(switch: str) -> None:
+    with connection.cursor() as cursor:
+        for table in KEPT_TABLES:
+            cursor.execute(f"ALTER TABLE {connection.ops.quote_name(table)} {switch} TRIGGER USER")

@@ -150,6 +150,7 @@ def _parse(text: str, where: str) -> Any:
 def _event(item: Any, where: str) -> AuditEvent:
     if not isinstance(item, dict):
         raise ExportError(f"{where}: not a record")
+    item = {"object_state": "", **item}  # exports older than state digests have none
     missing = [column for column in COLUMNS if column not in item]
     if missing:
         raise ExportError(f"{where}: {', '.join(missing)} missing")

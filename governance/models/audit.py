@@ -26,6 +26,9 @@ class AuditEvent(models.Model):
     ticket_id = models.CharField(max_length=32, blank=True, db_index=True)
     summary = models.CharField(max_length=500)
     data = models.JSONField(default=dict, blank=True)
+    # The digest of the governed row's state as this change left it ("": the object is not a
+    # governed row, or the event is older than digests); governance/audit/state.py.
+    object_state = models.CharField(max_length=64, blank=True, default="")
     prev_hash = models.CharField(max_length=64)
     hash = models.CharField(max_length=64)
 

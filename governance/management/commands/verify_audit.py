@@ -1,13 +1,16 @@
 """manage.py verify_audit: the whole audit chain, up to its head, or an export file offline;
-exit 0 intact, 1 broken."""
+with --state, also that every governed row equals its last audited state. Exit 0 intact,
+1 broken."""
 
 import re
 from pathlib import Path
 from typing import Any
 
+from django.core.exceptions import ValidationError
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from governance.audit.log import verify_audit_log
+from governance.audit.state_checks import record_current_states, state_report
 from governance.exports.records import (
     FORMATS,
     ExportError,
@@ -40,6 +43,18 @@ class Command(BaseCommand):
         )
         parser.add_argument("--format", choices=list(FORMATS), help="the file's (default: suffix)")
         parser.add_argument(
+            "--state",
+            action="store_true",
+            help="also prove every policy, runbook, approval, execution, pause and access "
+            "right equals its last audited state, naming each row that differs",
+        )
+        parser.add_argument(
+            "--record-state",
+            metavar="REASON",
+            help="after --state named rows an operator has checked, record their present "
+            "state in the log (one audited event each, with this reason)",
+        )
+        parser.add_argument(
             "--records",
             action="store_true",
             help="a filtered export: check each record's HMAC (gaps between them are expected)",
@@ -62,6 +77,26 @@ class Command(BaseCommand):
             # One line, exit status 1: what a cron job or a compliance script reads.
             raise CommandError(report.line, returncode=1)
         self.stdout.write(report.line)
+        if options["record_state"] is not None:
+            try:
+                recorded = record_current_states(reason=options["record_state"])
+            except ValidationError as refused:
+                raise CommandError(
+                    "--record-state: say why (the reason goes into the log)"
+                ) from refused
+            self.stdout.write(f"Recorded the present state of {recorded} rows in the audit log.")
+        elif options["state"]:
+            differences = state_report()
+            if differences:
+                # One line per row, then the verdict: the rows to look at, exit status 1.
+                for line in differences:
+                    self.stderr.write(line)
+                raise CommandError(
+                    f"Governed state BROKEN: {len(differences)} rows differ from their last "
+                    "audited state.",
+                    returncode=1,
+                )
+            self.stdout.write("Governed state intact: every governed row is as last audited.")
 
     def verify_file(self, path: Path, fmt: str | None, expect: str | None, records: bool) -> None:
         fmt = fmt or SUFFIX_FORMAT.get(path.suffix.lower())
