@@ -25,7 +25,7 @@ def grant_whole_trail(apps, schema_editor):
 
 class Migration(migrations.Migration):
     dependencies = [
-        ("governance", "0017_notices_of_held_work_and_reviews"),
+        ("governance", "0019_audit_events_carry_state_digests"),
     ]
 
     operations = [

@@ -7,7 +7,7 @@ from django.db import migrations, models
 
 class Migration(migrations.Migration):
     dependencies = [
-        ("remediation", "0015_target_variables_under_prefix"),
+        ("remediation", "0016_host_clock_skew_and_what_verified_a_fix"),
         migrations.swappable_dependency(settings.AUTH_USER_MODEL),
     ]
 
