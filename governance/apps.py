@@ -9,6 +9,7 @@ class GovernanceConfig(AppConfig):
 
     def ready(self) -> None:
         from django.db.backends.signals import connection_created
+        from django.db.models.signals import post_migrate
 
         from config import checks  # noqa: F401  (registers the system checks)
         from governance.audit.subscribers import subscribe
@@ -23,6 +24,15 @@ class GovernanceConfig(AppConfig):
         subscribe(record_notices)
         # Every change to people is audited, however it is made.
         tracking.connect()
+        # A fresh install (or the upgrade that began state digests) records the state of
+        # the rows its migrations made, so `verify_audit --state` holds from the start.
+        post_migrate.connect(record_installed_state, sender=self)
+
+
+def record_installed_state(sender: object, **kwargs: Any) -> None:
+    from governance.audit.state_checks import record_installed_state as record
+
+    record()
 
 
 def register_audit_guard(sender: object, connection: Any, **kwargs: Any) -> None:

@@ -25,6 +25,7 @@ from django.utils.dateparse import parse_datetime
 from governance.audit.canonical import canonical_json
 
 # The digest an event carries when its object no longer exists (deleted by the change).
+NEVER_AUDITED = "never audited"
 DELETED = "deleted"
 
 
@@ -244,7 +245,7 @@ def state_differences(events: Any) -> Iterator[StateDifference]:
             name = str(getattr(obj, governed.name_field)) if governed.name_field else ""
             audited = last.get(object_id)
             if audited is None:
-                yield StateDifference(governed.label, object_id, name, "never audited")
+                yield StateDifference(governed.label, object_id, name, NEVER_AUDITED)
             elif audited[0] == DELETED:
                 yield StateDifference(
                     governed.label, object_id, name, "present, but deleted in the log", audited[1]
