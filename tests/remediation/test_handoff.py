@@ -1,6 +1,10 @@
 """Hand-off out: a runbook run by AWX, Rundeck or StackStorm instead of the agent, tested
 against a local HTTP receiver standing in for each: signed requests in each system's
-format, a signed callback with the fencing token, and the agent's exactly-once rules."""
+format, a signed callback with the fencing token, and the agent's exactly-once rules.
+
+The receivers listen on 127.0.0.1, which Warden refuses unless
+WARDEN_OUTBOUND_ALLOWED_NETWORKS allows it: the `receiver` fixture allows 127.0.0.0/8,
+as an operator would allow the network their AWX is on."""
 
 import json
 import threading
@@ -33,6 +37,7 @@ class Receiver:
         self.status = 201
         self.answer: dict[str, Any] = {"job": 42, "id": 42, "status": "pending"}
         self.delay = 0.0
+        self.headers: dict[str, str] = {}
         receiver = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -46,6 +51,8 @@ class Receiver:
                 self.send_response(receiver.status)
                 self.send_header("Content-Type", "application/json")
                 self.send_header("Content-Length", str(len(payload)))
+                for name, value in receiver.headers.items():
+                    self.send_header(name, value)
                 self.end_headers()
                 self.wfile.write(payload)
 
@@ -60,12 +67,22 @@ class Receiver:
         return json.loads(self.requests[index]["raw"])
 
 
+LOCAL = ["127.0.0.0/8"]  # where the receivers listen: allowed as an operator would
+
+
 @pytest.fixture
-def receiver() -> Iterator[Receiver]:
+def receiver(settings) -> Iterator[Receiver]:
+    settings.WARDEN_OUTBOUND_ALLOWED_NETWORKS = LOCAL
     server = Receiver()
     yield server
     server.server.shutdown()
     server.server.server_close()
+
+
+def signed_for(execution_id: int, raw: bytes, *, secret: str = SECRET, at: float | None = None):
+    """The signature an automation system makes for execution_id's callback URL."""
+    path = f"/api/v1/executions/{execution_id}/callback"
+    return handoff.sign(secret, "POST", path, raw, int(at if at is not None else time.time()))
 
 
 @pytest.fixture
@@ -102,9 +119,17 @@ def callback(django_capture_on_commit_callbacks) -> Any:
     """callback(execution_id, body): the automation system's signed answer, and what it
     starts after the commit (a rollback's hand-off) run as the server would."""
 
-    def post(execution_id: int, body: dict, *, secret: str = SECRET, at: float | None = None):
+    def post(
+        execution_id: int,
+        body: dict,
+        *,
+        secret: str = SECRET,
+        at: float | None = None,
+        signature: str | None = None,
+    ):
         raw = json.dumps(body).encode()
-        signature = handoff.sign(secret, raw, int(at if at is not None else time.time()))
+        if signature is None:
+            signature = signed_for(execution_id, raw, secret=secret, at=at)
         with django_capture_on_commit_callbacks(execute=True):
             return Client().post(
                 f"/api/v1/executions/{execution_id}/callback",
@@ -123,12 +148,19 @@ def test_an_automatic_fix_is_handed_to_awx_signed_and_in_its_format(agent, awx, 
     assert request["path"] == "/api/v2/job_templates/7/launch/"
     headers = request["headers"]
     assert headers["Authorization"] == "Bearer api-token-of-warden"
+    # signed over the method, the launch URL's path and the body
     assert handoff.signature_valid(
-        SECRET, headers["X-Warden-Signature"], request["raw"], time.time(), 60
+        SECRET,
+        headers["X-Warden-Signature"],
+        "POST",
+        request["path"],
+        request["raw"],
+        time.time(),
+        60,
     )
     warden = receiver.body()["extra_vars"]["warden"]
     execution = Execution.objects.get(ticket__ticket_id=result["ticket_id"])
-    assert warden["execution_id"] == execution.pk and warden["token"] == 1
+    assert warden["execution_id"] == execution.pk and warden["token"] == 2 * execution.pk - 1
     assert (warden["kind"], warden["action"], warden["host"]) == (
         "run",
         "clean_temp_and_rotate_logs",
