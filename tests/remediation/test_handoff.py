@@ -6,6 +6,8 @@ The receivers listen on 127.0.0.1, which Warden refuses unless
 WARDEN_OUTBOUND_ALLOWED_NETWORKS allows it: the `receiver` fixture allows 127.0.0.0/8,
 as an operator would allow the network their AWX is on."""
 
+import hashlib
+import hmac
 import json
 import threading
 import time
@@ -19,7 +21,8 @@ from django.core.exceptions import ValidationError
 from django.test import Client
 from django.utils import timezone
 
-from governance.models import ApprovalRequest, AuditEvent
+from governance.models import ApprovalRequest, AuditEvent, Policy
+from governance.policies.actions import save_policy
 from remediation import handoff
 from remediation.actions import save_automation_target, save_runbook
 from remediation.evidence import ticket_evidence
@@ -402,3 +405,191 @@ def test_editing_the_target_voids_approvals_of_what_runs_through_it(agent, alice
     pending.refresh_from_db()
     assert pending.status == "voided"
     assert "automation target awx changed (url" in pending.void_reason
+
+
+# -- the callback's signature names its execution (issue: a callback signed for one
+# execution was accepted for another) --------------------------------------------------
+
+
+@pytest.fixture
+def two_at_once(alice) -> None:
+    """The disk policy lets both test hosts be fixed at once (its blast radius)."""
+    policy = Policy.objects.get(category="disk", enabled=True)
+    policy.blast_radius_max_percent = 100.0
+    save_policy(policy, actor=alice, reason="two hosts at once is fine", now=timezone.now())
+
+
+def test_a_callback_captured_for_one_execution_is_refused_at_anothers(
+    agent, other_agent, two_at_once, awx, receiver, callback
+):
+    # two hosts' disk fixes handed off to AWX
+    agent.post_metrics(agent.sample("disk"))
+    other_agent.post_metrics(other_agent.sample("disk"))
+    first, second = (request["raw"] for request in receiver.requests)
+    a = json.loads(first)["extra_vars"]["warden"]
+    b = json.loads(second)["extra_vars"]["warden"]
+    # the failure report AWX sent for A, signed for A's callback URL
+    captured = {"token": a["token"], "ok": False}
+    signature = signed_for(a["execution_id"], json.dumps(captured).encode())
+    events = AuditEvent.objects.count()
+
+    # replayed within the signature's max age to B's callback URL
+    answer = callback(b["execution_id"], captured, signature=signature)
+
+    assert answer.status_code == 401
+    assert answer.json()["error"]["code"] == "bad_signature"
+    other = Execution.objects.get(pk=b["execution_id"])
+    assert other.state == "running" and len(receiver.requests) == 2  # no rollback sent
+    assert AuditEvent.objects.count() == events
+    assert not AuditEvent.objects.filter(action__in=["policy.demoted", "pattern.demoted"])
+
+
+def test_no_two_executions_share_a_fencing_token(
+    agent, other_agent, two_at_once, awx, receiver, callback
+):
+    agent.post_metrics(agent.sample("disk"))
+    other_agent.post_metrics(other_agent.sample("disk"))
+    a, b = (json.loads(r["raw"])["extra_vars"]["warden"] for r in receiver.requests)
+    assert a["token"] != b["token"]
+
+    # even signed for B's own URL, A's token is stale at B: B's fix is not failed
+    answer = callback(b["execution_id"], {"token": a["token"], "ok": False})
+
+    assert answer.status_code == 409 and answer.json()["error"]["code"] == "stale_token"
+    assert Execution.objects.get(pk=b["execution_id"]).state == "running"
+    # and each execution's rollback claims a token above its run's
+    callback(a["execution_id"], {"token": a["token"], "ok": False})
+    rollback = receiver.body()["extra_vars"]["warden"]
+    assert rollback["kind"] == "rollback" and rollback["token"] > a["token"]
+    assert rollback["token"] not in (a["token"], b["token"])
+
+
+def test_a_v1_signature_over_the_body_alone_is_refused(agent, awx, receiver, callback):
+    agent.post_metrics(agent.sample("disk"))
+    warden = receiver.body()["extra_vars"]["warden"]
+    body = {"token": warden["token"], "ok": True}
+    raw = json.dumps(body).encode()
+    now = int(time.time())
+    v1 = hmac.new(SECRET.encode(), f"{now}.".encode() + raw, hashlib.sha256).hexdigest()
+
+    answer = callback(warden["execution_id"], body, signature=f"t={now},v1={v1}")
+
+    assert answer.status_code == 401
+    assert Execution.objects.get(pk=warden["execution_id"]).state == "running"
+
+
+def test_the_launch_request_is_signed_over_its_own_path(agent, awx, receiver):
+    agent.post_metrics(agent.sample("disk"))
+    [request] = receiver.requests
+    header = request["headers"]["X-Warden-Signature"]
+
+    assert handoff.signature_valid(
+        SECRET, header, "POST", "/api/v2/job_templates/7/launch/", request["raw"], time.time(), 60
+    )
+    assert not handoff.signature_valid(
+        SECRET, header, "POST", "/api/v2/job_templates/8/launch/", request["raw"], time.time(), 60
+    )
+
+
+# -- requests out: no inside address unless allowed, no redirect followed (issue: launch
+# URLs to 169.254.169.254, 127.0.0.1:6379 or [::1] were accepted, a 302 was followed) ----
+
+
+@pytest.mark.parametrize(
+    ("host", "why"),
+    [
+        ("127.0.0.1", "127.0.0.1 is loopback"),
+        ("localhost", "localhost resolves to 127.0.0.1: 127.0.0.1 is loopback"),
+        ("[::1]", "::1 is loopback"),
+        ("169.254.169.254", "169.254.169.254 is link-local"),
+        ("10.0.0.7", "10.0.0.7 is private"),
+        ("[::ffff:127.0.0.1]", "is loopback (as 127.0.0.1)"),
+    ],
+)
+def test_an_inside_address_is_refused_by_default_and_nothing_is_sent(
+    agent, alice, receiver, secrets_set, settings, host, why
+):
+    settings.WARDEN_OUTBOUND_ALLOWED_NETWORKS = []  # the default
+    port = receiver.server.server_port
+    run_disk_fixes_by(alice, "awx", f"http://{host}:{port}/api/v2/job_templates/7/launch/")
+
+    [result] = agent.post_metrics(agent.sample("disk")).json()["results"]
+
+    execution = Execution.objects.get(ticket__ticket_id=result["ticket_id"])
+    assert execution.state == "cancelled"
+    assert why in execution.cancel_reason
+    assert "WARDEN_OUTBOUND_ALLOWED_NETWORKS does not allow it" in execution.cancel_reason
+    assert receiver.requests == []
+    assert not AuditEvent.objects.filter(action__in=["policy.demoted", "pattern.demoted"])
+
+
+def test_a_network_the_operator_allows_is_reached(agent, awx, receiver, settings):
+    settings.WARDEN_OUTBOUND_ALLOWED_NETWORKS = ["127.0.0.1/32"]
+
+    agent.post_metrics(agent.sample("disk"))
+
+    assert len(receiver.requests) == 1
+
+
+def test_a_redirect_from_the_target_is_not_followed(agent, awx, receiver, settings):
+    elsewhere = Receiver()
+    try:
+        receiver.status = 302
+        receiver.headers = {"Location": f"{elsewhere.url}/steal"}
+
+        [result] = agent.post_metrics(agent.sample("disk")).json()["results"]
+    finally:
+        elsewhere.server.shutdown()
+        elsewhere.server.server_close()
+
+    assert len(receiver.requests) == 1
+    assert elsewhere.requests == []  # neither the API token nor the signature went there
+    execution = Execution.objects.get(ticket__ticket_id=result["ticket_id"])
+    assert execution.state == "cancelled" and execution.remote_reference == ""
+    assert "redirected to" in execution.cancel_reason
+    assert "not followed" in execution.cancel_reason
+    assert not AuditEvent.objects.filter(action="execution.handed_off")
+
+
+@pytest.mark.parametrize(
+    ("url", "production", "error"),
+    [
+        ("ftp://awx.example.com/launch/", False, "http:// or https://"),
+        ("https://admin:pw@awx.example.com/launch/", False, "credentials"),
+        ("http://awx.example.com/launch/", True, "https://"),
+    ],
+)
+def test_saving_a_target_refuses_a_url_warden_would_not_send_to(
+    alice, settings, url, production, error
+):
+    settings.PRODUCTION = production
+    target = AutomationTarget(
+        name="bad-url", kind="awx", url=url, secret_env="WARDEN_TARGET_TEST_SECRET"
+    )
+
+    with pytest.raises(ValidationError) as refused:
+        save_automation_target(target, actor=alice, reason="try it", now=timezone.now())
+
+    assert error in " ".join(refused.value.message_dict["url"])
+    assert not AutomationTarget.objects.filter(name="bad-url").exists()
+
+
+def test_the_admin_names_the_launch_url_field_it_refuses(alice, client):
+    client.force_login(alice)
+
+    page = client.post(
+        "/admin/remediation/automationtarget/add/",
+        {
+            "name": "metadata",
+            "kind": "webhook",
+            "url": "http://user:pw@169.254.169.254/latest/meta-data/",
+            "secret_env": "WARDEN_TARGET_TEST_SECRET",
+            "lease_seconds": 600,
+            "enabled": "on",
+            "change_reason": "try it",
+        },
+    )
+
+    assert page.status_code == 200
+    assert "credentials" in " ".join(page.context["adminform"].form.errors["url"])
+    assert not AutomationTarget.objects.filter(name="metadata").exists()
