@@ -27,6 +27,7 @@ import urllib3
 from django.conf import settings
 from django.core.exceptions import ValidationError
 from urllib3.connection import HTTPConnection, HTTPSConnection
+from urllib3.util.ssl_match_hostname import CertificateError
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 ALLOW_SETTING = "WARDEN_OUTBOUND_ALLOWED_NETWORKS"
@@ -222,8 +223,8 @@ def post(url: str, body: bytes, headers: dict[str, str], *, timeout: float, limi
     for address in addresses:  # each checked; the first that takes a connection is used
         connection = _connection(parts, address, port, timeout)
         try:
-            connection.connect()
-        except (urllib3.exceptions.HTTPError, OSError) as error:
+            connection.connect()  # TCP, then TLS: the certificate must be the host name's
+        except (urllib3.exceptions.HTTPError, OSError, CertificateError) as error:
             connection.close()
             errors.append(f"{address}: {_why(error)}")
             continue

@@ -9,14 +9,20 @@ as an operator would allow the network their AWX is on."""
 import hashlib
 import hmac
 import json
+import socket
+import ssl
 import threading
 import time
 from collections.abc import Iterator
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
 from django.core.exceptions import ValidationError
 from django.test import Client
 from django.utils import timezone
@@ -35,7 +41,7 @@ SECRET = "s3cret-shared-with-the-automation-system"
 class Receiver:
     """A local HTTP server that records each request and answers as told."""
 
-    def __init__(self) -> None:
+    def __init__(self, tls: ssl.SSLContext | None = None) -> None:
         self.requests: list[dict[str, Any]] = []
         self.status = 201
         self.answer: dict[str, Any] = {"job": 42, "id": 42, "status": "pending"}
@@ -63,7 +69,10 @@ class Receiver:
                 pass
 
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.server.server_port}"
+        if tls is not None:
+            self.server.socket = tls.wrap_socket(self.server.socket, server_side=True)
+        scheme = "https" if tls else "http"
+        self.url = f"{scheme}://127.0.0.1:{self.server.server_port}"
         threading.Thread(target=self.server.serve_forever, daemon=True).start()
 
     def body(self, index: int = -1) -> dict[str, Any]:
@@ -593,3 +602,103 @@ def test_the_admin_names_the_launch_url_field_it_refuses(alice, client):
     assert page.status_code == 200
     assert "credentials" in " ".join(page.context["adminform"].form.errors["url"])
     assert not AutomationTarget.objects.filter(name="metadata").exists()
+
+
+def test_the_address_checked_is_the_one_connected_to(
+    agent, alice, receiver, secrets_set, monkeypatch
+):
+    # a name that resolves to an allowed address when checked, and to another one after
+    # (DNS rebinding): Warden connects to the address it checked, and asks once
+    real = socket.getaddrinfo
+    lookups: list[str] = []
+
+    def rebinding(host, port, *args, **kwargs):
+        if host != "awx.internal.test":
+            return real(host, port, *args, **kwargs)
+        lookups.append(host)
+        return real("127.0.0.1" if len(lookups) == 1 else "10.66.0.1", port, *args, **kwargs)
+
+    monkeypatch.setattr(socket, "getaddrinfo", rebinding)
+    port = receiver.server.server_port
+    url = f"http://awx.internal.test:{port}/api/v2/job_templates/7/launch/"
+    run_disk_fixes_by(alice, "awx", url)
+
+    agent.post_metrics(agent.sample("disk"))
+
+    [request] = receiver.requests
+    assert request["headers"]["Host"] == f"awx.internal.test:{port}"
+    assert lookups == ["awx.internal.test"]
+
+
+def certificate_authority(tmp_path, name: str) -> tuple[str, ssl.SSLContext]:
+    """A CA file to trust, and a server context with a certificate it signed for `name`."""
+    now = datetime.now(UTC)
+
+    def issue(subject: str, key, issuer: str, issuer_key, *, ca: bool) -> x509.Certificate:
+        builder = (
+            x509.CertificateBuilder()
+            .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, subject)]))
+            .issuer_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, issuer)]))
+            .public_key(key.public_key())
+            .serial_number(x509.random_serial_number())
+            .not_valid_before(now - timedelta(minutes=5))
+            .not_valid_after(now + timedelta(days=1))
+            .add_extension(x509.BasicConstraints(ca=ca, path_length=None), critical=True)
+        )
+        if not ca:
+            san = x509.SubjectAlternativeName([x509.DNSName(subject)])
+            builder = builder.add_extension(san, critical=False)
+        return builder.sign(issuer_key, hashes.SHA256())
+
+    ca_key = ec.generate_private_key(ec.SECP256R1())
+    ca = issue("Test CA", ca_key, "Test CA", ca_key, ca=True)
+    key = ec.generate_private_key(ec.SECP256R1())
+    leaf = issue(name, key, "Test CA", ca_key, ca=False)
+    ca_file, cert_file, key_file = (tmp_path / f for f in ("ca.pem", "cert.pem", "key.pem"))
+    ca_file.write_bytes(ca.public_bytes(serialization.Encoding.PEM))
+    cert_file.write_bytes(leaf.public_bytes(serialization.Encoding.PEM))
+    key_file.write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+    )
+    server = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    server.load_cert_chain(cert_file, key_file)
+    return str(ca_file), server
+
+
+@pytest.mark.parametrize(
+    ("certificate_for", "sent"), [("awx.internal.test", True), ("other.example", False)]
+)
+def test_tls_to_the_pinned_address_still_verifies_the_host_name(
+    agent, alice, secrets_set, settings, monkeypatch, tmp_path, certificate_for, sent
+):
+    settings.WARDEN_OUTBOUND_ALLOWED_NETWORKS = LOCAL
+    ca_file, server_context = certificate_authority(tmp_path, certificate_for)
+    monkeypatch.setenv("SSL_CERT_FILE", ca_file)  # the CA is trusted, as a site's would be
+    real = socket.getaddrinfo
+    monkeypatch.setattr(
+        socket,
+        "getaddrinfo",
+        lambda host, *a, **k: real("127.0.0.1" if host == "awx.internal.test" else host, *a, **k),
+    )
+    receiver = Receiver(tls=server_context)
+    try:
+        port = receiver.server.server_port
+        url = f"https://awx.internal.test:{port}/api/v2/job_templates/7/launch/"
+        run_disk_fixes_by(alice, "awx", url)
+
+        [result] = agent.post_metrics(agent.sample("disk")).json()["results"]
+    finally:
+        receiver.server.shutdown()
+        receiver.server.server_close()
+
+    execution = Execution.objects.get(ticket__ticket_id=result["ticket_id"])
+    if sent:
+        assert len(receiver.requests) == 1 and execution.state == "running"
+    else:
+        # the certificate is not the host name's: nothing is sent, the hand-off refused
+        assert receiver.requests == [] and execution.state == "cancelled"
+        assert "certificate" in execution.cancel_reason.lower()
