@@ -18,6 +18,7 @@ must not reach through it what only Warden's own network can reach. So every req
 Environment proxies (HTTPS_PROXY) are not used: the address checked is the one reached.
 """
 
+import http.client
 import ipaddress
 import socket
 from dataclasses import dataclass
@@ -239,7 +240,7 @@ def post(url: str, body: bytes, headers: dict[str, str], *, timeout: float, limi
             response = connection.getresponse()
             data = response.read(limit)
             return Answer(response.status, data, response.headers.get("Location", ""))
-        except (urllib3.exceptions.HTTPError, OSError) as error:
+        except (urllib3.exceptions.HTTPError, http.client.HTTPException, OSError) as error:
             raise MaybeSent(_why(error)) from error
         finally:
             connection.close()

@@ -393,8 +393,9 @@ def test_rundeck_stackstorm_and_webhooks_get_their_own_formats(
     if kind == "rundeck":
         options = body["options"]
         assert all(isinstance(value, str) for value in options.values())
-        assert options["warden_kind"] == "run" and options["warden_token"] == "1"
         execution = Execution.objects.get(pk=int(options["warden_execution_id"]))
+        assert options["warden_kind"] == "run"
+        assert options["warden_token"] == str(execution.fencing_token)
         assert execution.remote_reference == "812 http://rundeck/execution/show/812"
     else:
         assert body["warden"]["action"] == "clean_temp_and_rotate_logs"
