@@ -390,7 +390,7 @@ PATTERN_MIN_POSITIVE_RATE = _number("PATTERN_MIN_POSITIVE_RATE", float, 0, 1)
 # link-local, private or other non-global addresses, except to the networks listed here
 # (CIDRs, comma-separated, e.g. 10.20.0.0/16 for an AWX on the inside network).
 def _networks(name: str) -> list[str]:
-    networks = env.list(name, default=[])
+    networks = [network.strip() for network in env.list(name, default=[]) if network.strip()]
     for network in networks:
         try:
             ipaddress.ip_network(network, strict=True)
