@@ -3,6 +3,8 @@
 from django.conf import settings
 from django.core.checks import Error, Warning, register
 
+from config.outbound import url_problem
+
 
 @register()
 def check_queue_retry(app_configs, **kwargs) -> list:
@@ -17,6 +19,17 @@ def check_queue_retry(app_configs, **kwargs) -> list:
                 id="warden.E001",
             )
         ]
+    return []
+
+
+@register()
+def check_webhook_url(app_configs, **kwargs) -> list:
+    """The notices' webhook is requested by config.outbound: refuse at start-up a URL it
+    would refuse at every notice (credentials in it; plain http in production)."""
+    url = settings.WARDEN_SLACK_WEBHOOK_URL
+    problem = url_problem(url) if url else ""
+    if problem:
+        return [Error(f"WARDEN_SLACK_WEBHOOK_URL: {problem}", id="warden.E002")]
     return []
 
 

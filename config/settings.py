@@ -7,6 +7,7 @@ WARDEN_ENV=production refuses to start with unsafe values (see config/checks.py
 for the rest). The README's configuration table lists every variable.
 """
 
+import ipaddress
 import json
 import os
 import secrets
@@ -410,6 +411,22 @@ AUTO_REMEDIATION_MAX_ACTIONS_PER_HOUR = _number("AUTO_REMEDIATION_MAX_ACTIONS_PE
 AUTO_REMEDIATION_MIN_RELIABILITY = _number("AUTO_REMEDIATION_MIN_RELIABILITY", float, 0, 100)
 PATTERN_MIN_OCCURRENCES = _number("PATTERN_MIN_OCCURRENCES", int, 1)
 PATTERN_MIN_POSITIVE_RATE = _number("PATTERN_MIN_POSITIVE_RATE", float, 0, 1)
+
+
+# Requests out (config/outbound.py: hand-offs, the notices' webhook) never go to loopback,
+# link-local, private or other non-global addresses, except to the networks listed here
+# (CIDRs, comma-separated, e.g. 10.20.0.0/16 for an AWX on the inside network).
+def _networks(name: str) -> list[str]:
+    networks = [network.strip() for network in env.list(name, default=[]) if network.strip()]
+    for network in networks:
+        try:
+            ipaddress.ip_network(network, strict=True)
+        except ValueError as error:
+            raise ImproperlyConfigured(f"{name}: {network!r} is not a network: {error}") from None
+    return networks
+
+
+WARDEN_OUTBOUND_ALLOWED_NETWORKS = _networks("WARDEN_OUTBOUND_ALLOWED_NETWORKS")
 
 
 # Hand-off out (remediation/handoff.py): where automation systems call back, and how long

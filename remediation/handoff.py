@@ -16,8 +16,15 @@ given, signed with the same shared secret; the report is a compare-and-set on th
 (remediation.executions.reports.report_handoff_result), so a stale or replayed callback changes
 nothing.
 
-Signatures: `X-Warden-Signature: t=<unix time>,v1=<hex HMAC-SHA256 of "<t>." + body>`,
-the secret from the environment variable the target names.
+Signatures bind what they authorize: `X-Warden-Signature: t=<unix time>,v2=<hex
+HMAC-SHA256 of "<t>.<METHOD>.<path>." + body>`, the path being the request's (with its
+query, if any), so a callback signed for one execution's URL is no good at another's;
+the secret from the environment variable the target names. Warden's own launch request
+is signed the same way, over its launch URL's path. A v1 signature (over "<t>." + body
+alone) is refused.
+
+Requests out go through config.outbound: the launch URL's addresses are checked and
+pinned, and a redirect is an answer ("refused"), never followed.
 """
 
 import hashlib
@@ -25,18 +32,17 @@ import hmac
 import json
 import logging
 import os
-import socket
 import time
-import urllib.error
-import urllib.request
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
+from urllib.parse import urlsplit
 
 from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.urls import reverse
 
+from config import outbound
 from governance.audit.errors import NotFound, Refused
 from remediation.executions.claims import AgentAction, claim_handoff
 from remediation.executions.reports import record_handoff_delivery, report_handoff_result
@@ -64,23 +70,37 @@ class HandoffError(Refused):
 # -- signing (plain functions) ---------------------------------------------------------
 
 
-def sign(secret: str, body: bytes, timestamp: int) -> str:
-    """The signature header's value for `body` made at `timestamp`."""
-    digest = hmac.new(secret.encode(), f"{timestamp}.".encode() + body, hashlib.sha256)
-    return f"t={timestamp},v1={digest.hexdigest()}"
+def signed_path(url: str) -> str:
+    """The part of `url` a signature covers beside the method: its path and query."""
+    parts = urlsplit(url)
+    return (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
 
 
-def signature_valid(secret: str, header: str, body: bytes, now: float, max_age: int) -> bool:
-    """True if `header` signs `body` with `secret` and was made at most `max_age` s ago."""
-    parts = dict(part.split("=", 1) for part in header.split(",") if "=" in part)
+def _digest(secret: str, method: str, path: str, body: bytes, timestamp: int) -> str:
+    signed = f"{timestamp}.{method.upper()}.{path}.".encode() + body
+    return hmac.new(secret.encode(), signed, hashlib.sha256).hexdigest()
+
+
+def sign(secret: str, method: str, path: str, body: bytes, timestamp: int) -> str:
+    """The signature header's value for a `method` request to `path` with `body`, made at
+    `timestamp`."""
+    return f"t={timestamp},v2={_digest(secret, method, path, body, timestamp)}"
+
+
+def signature_valid(
+    secret: str, header: str, method: str, path: str, body: bytes, now: float, max_age: int
+) -> bool:
+    """True if `header` signs this method, path and body with `secret` and was made at
+    most `max_age` s ago. Only v2 counts: a v1 signature names no path, so no execution."""
+    parts = dict(part.strip().split("=", 1) for part in header.split(",") if "=" in part)
     try:
         timestamp = int(parts["t"])
     except (KeyError, ValueError):
         return False
     if abs(now - timestamp) > max_age:
         return False
-    expected = sign(secret, body, timestamp).split("v1=", 1)[1]
-    return hmac.compare_digest(expected, parts.get("v1", ""))
+    expected = _digest(secret, method, path, body, timestamp)
+    return hmac.compare_digest(expected, parts.get("v2", ""))
 
 
 def target_variable(name: str) -> str:
@@ -231,36 +251,45 @@ def callback_url(execution_id: int) -> str:
 def send(
     target: AutomationTarget, action: AgentAction, execution: Execution, secret: str
 ) -> Delivery:
-    """One signed POST to the target's launch URL."""
+    """One signed POST to the target's launch URL (config.outbound: checked addresses, no
+    redirect followed)."""
     warden = warden_payload(action, execution, callback_url(execution.pk))
     body = json.dumps(launch_body(target.kind, warden), separators=(",", ":")).encode()
+    signature = sign(secret, "POST", signed_path(target.url), body, int(time.time()))
     headers = {
         "Content-Type": "application/json",
         "Accept": "application/json",
         "User-Agent": "Warden hand-off",
         "Idempotency-Key": warden["idempotency_key"],
-        SIGNATURE_HEADER: sign(secret, body, int(time.time())),
+        SIGNATURE_HEADER: signature,
         **auth_headers(target.kind, target_variable(target.credential_env)),
     }
-    request = urllib.request.Request(target.url, data=body, headers=headers, method="POST")
-    timeout = settings.WARDEN_HANDOFF_TIMEOUT_SECONDS
     try:
-        with urllib.request.urlopen(request, timeout=timeout) as response:
-            status, raw = response.status, response.read(SEND_LIMIT)
-    except urllib.error.HTTPError as exc:
-        status, raw = exc.code, b""
-    except (urllib.error.URLError, OSError) as exc:
-        reason = getattr(exc, "reason", exc)
-        detail = f"{type(reason).__name__}: {reason}"
-        # No connection was made, so nothing was asked; a timeout or a reset may have been
-        # after the system took the request.
-        never_reached = isinstance(reason, ConnectionRefusedError | socket.gaierror)
-        return Delivery("refused" if never_reached else "uncertain", detail)
+        answer = outbound.post(
+            target.url,
+            body,
+            headers,
+            timeout=settings.WARDEN_HANDOFF_TIMEOUT_SECONDS,
+            limit=SEND_LIMIT,
+        )
+    except outbound.NotSent as refused:
+        return Delivery("refused", str(refused))
+    except outbound.MaybeSent as unsure:
+        # A timeout or a reset may have come after the system took the request.
+        return Delivery("uncertain", str(unsure))
+    if answer.redirected:
+        # Following it would carry the API token and the signature to wherever it points.
+        where = answer.location[:200] or "nowhere"
+        return Delivery(
+            "refused",
+            f"HTTP {answer.status}: the target redirected to {where}; redirects are not "
+            "followed, nothing was sent there",
+        )
     try:
-        answer = json.loads(raw) if raw else None
+        parsed = json.loads(answer.body) if answer.body else None
     except ValueError:
-        answer = None
-    return classify(status, target.kind, answer)
+        parsed = None
+    return classify(answer.status, target.kind, parsed)
 
 
 def accept_callback(
@@ -277,11 +306,17 @@ def accept_callback(
         raise HandoffError("not_found", f"execution {execution_id} is not handed off")
     secret = secret_of(execution.handoff_target)
     max_age = settings.WARDEN_HANDOFF_SIGNATURE_MAX_AGE_SECONDS
-    if not secret or not signature_valid(secret, signature, body, now.timestamp(), max_age):
+    # The path Warden gave this execution, not the one asked for: a signature made for
+    # another execution's callback URL does not sign this one.
+    path = signed_path(callback_url(execution.pk))
+    valid = secret and signature_valid(
+        secret, signature, "POST", path, body, now.timestamp(), max_age
+    )
+    if not valid:
         raise HandoffError(
             "bad_signature",
-            f"{SIGNATURE_HEADER} does not sign this body with "
-            f"{execution.handoff_target.name}'s secret (or is older than {max_age} s)",
+            f"{SIGNATURE_HEADER} does not sign POST {path} and this body with "
+            f"{execution.handoff_target.name}'s secret as v2 (or is older than {max_age} s)",
         )
     return report_handoff_result(
         execution, token=report["token"], ok=report["ok"], output=report["output"], now=now

@@ -15,6 +15,7 @@ from django.utils import timezone
 
 from config.db_checks import checked_in_database
 from config.history import PersonHistory
+from config.outbound import validate_outbound_url
 from remediation.choices import (
     EXECUTION_TRANSITIONS,
     TICKET_OPEN_STATUSES,
@@ -156,8 +157,11 @@ class AutomationTarget(models.Model):
     url = models.URLField(
         "launch URL",
         max_length=500,
+        validators=[validate_outbound_url],
         help_text="The launch URL: AWX …/api/v2/job_templates/ID/launch/, Rundeck "
-        "…/api/41/job/UUID/run, StackStorm …/api/v1/webhooks/NAME, or any URL for a webhook.",
+        "…/api/41/job/UUID/run, StackStorm …/api/v1/webhooks/NAME, or any URL for a webhook "
+        "(https in production; inside addresses only where WARDEN_OUTBOUND_ALLOWED_NETWORKS "
+        "allows them, checked at each hand-off).",
     )
     credential_env = models.CharField(
         "API token variable",

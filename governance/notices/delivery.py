@@ -9,8 +9,6 @@ what is left, after a back-off.
 
 import json
 import logging
-import urllib.error
-import urllib.request
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -19,6 +17,7 @@ from django.core.mail import get_connection
 from django.db.models import F, Q
 from django.utils import timezone
 
+from config import outbound
 from governance.models import DeliveryStatus, NoticeDelivery, NoticeKind, Verdict
 from governance.notices.batches import gather_due, wake_at
 from governance.notices.items import notice_item
@@ -31,6 +30,7 @@ logger = logging.getLogger("warden.notices")
 SEND_LEASE = timedelta(seconds=120)  # longer than one delivery's mail and webhook timeouts
 RETRY_BACKOFF = timedelta(seconds=30)  # times the attempts so far
 WEBHOOK_TIMEOUT_SECONDS = 10
+WEBHOOK_ANSWER_LIMIT = 4096  # bytes read of the receiver's answer; only its status counts
 
 
 class NoticeNotSent(Exception):
@@ -38,22 +38,27 @@ class NoticeNotSent(Exception):
 
 
 def post_webhook(url: str, payload: dict[str, Any]) -> None:
-    """POST `payload` as JSON; raises NoticeNotSent unless the receiver answers 2xx."""
-    request = urllib.request.Request(
-        url,
-        data=json.dumps(payload).encode(),
-        headers={"Content-Type": "application/json"},
-        method="POST",
-    )
+    """POST `payload` as JSON (config.outbound: checked addresses, no redirect followed);
+    raises NoticeNotSent unless the receiver answers 2xx."""
     try:
-        with urllib.request.urlopen(request, timeout=WEBHOOK_TIMEOUT_SECONDS) as response:
-            status = response.status
-    except urllib.error.HTTPError as error:
-        raise NoticeNotSent(f"the webhook answered HTTP {error.code}") from error
-    except (urllib.error.URLError, OSError) as error:
+        answer = outbound.post(
+            url,
+            json.dumps(payload).encode(),
+            {"Content-Type": "application/json"},
+            timeout=WEBHOOK_TIMEOUT_SECONDS,
+            limit=WEBHOOK_ANSWER_LIMIT,
+        )
+    except outbound.NotSent as error:
         raise NoticeNotSent(f"the webhook could not be reached: {error}") from error
-    if not 200 <= status < 300:
-        raise NoticeNotSent(f"the webhook answered HTTP {status}")
+    except outbound.MaybeSent as error:
+        raise NoticeNotSent(f"the webhook did not answer: {error}") from error
+    if answer.redirected:
+        raise NoticeNotSent(
+            f"the webhook answered HTTP {answer.status} (a redirect to "
+            f"{answer.location[:200] or 'nowhere'}): redirects are not followed"
+        )
+    if not 200 <= answer.status < 300:
+        raise NoticeNotSent(f"the webhook answered HTTP {answer.status}")
 
 
 def send_delivery(delivery: NoticeDelivery, now: datetime) -> list[str]:

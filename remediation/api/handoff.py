@@ -47,15 +47,18 @@ class ExecutionCallbackView(APIView):
                 str,
                 OpenApiParameter.HEADER,
                 required=True,
-                description='"t=<unix time>,v1=<hex HMAC-SHA256 of "<t>." + body>" with the '
-                "automation target's shared secret.",
+                description='"t=<unix time>,v2=<hex HMAC-SHA256 of "<t>.POST.<path>." + body>" '
+                "with the automation target's shared secret; <path> is this URL's path "
+                "(/api/v1/executions/{id}/callback), so the signature names the execution. "
+                "v1 signatures are refused.",
             ),
         ],
         responses={200: CallbackResultSerializer, **error_responses(400, 401, 404, 409)},
         auth=[],
         summary="An automation system reports how a handed-off action went",
         description=(
-            "401: the signature is missing, wrong or older than "
+            "401: the signature is missing, wrong, made for another execution's URL, "
+            "v1, or older than "
             "WARDEN_HANDOFF_SIGNATURE_MAX_AGE_SECONDS. 409: the token is stale or the "
             "execution is no longer running (a late report is kept on the record)."
         ),

@@ -98,12 +98,28 @@ def claim_handoff(execution_id: int, now: datetime) -> AgentAction | None:
         return action
 
 
+def claim_token(execution: Execution, *, rollback: bool) -> int:
+    """The fencing token of a claim: 2 * id - 1 for the run, 2 * id for its rollback.
+
+    An execution is claimed at most twice, its run and then its rollback (a claim never
+    returns it to a claimable state), so the tokens of all executions are distinct and
+    one execution's rise. A report made with another execution's token, replayed or
+    forged, is therefore stale here, and needs no table-wide counter to be so."""
+    token = 2 * execution.pk - (0 if rollback else 1)
+    if token <= execution.fencing_token:
+        raise AssertionError(
+            f"execution {execution.pk} is at token {execution.fencing_token}; "
+            f"its {'rollback' if rollback else 'run'} would claim {token}"
+        )
+    return token
+
+
 def _claim(
     execution: Execution, actor: str, lease: int, now: datetime, events: list[PendingEvent]
 ) -> AgentAction:
     rollback = execution.state == ExecutionState.ROLLBACK_PENDING
     execution.move_to(EXECUTION_AGENT_CLAIMABLE[execution.state], now)
-    execution.fencing_token += 1
+    execution.fencing_token = claim_token(execution, rollback=rollback)
     execution.lease_expires_at = now + timedelta(seconds=lease)
     if not rollback:
         execution.started_at = now

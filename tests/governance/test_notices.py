@@ -2,7 +2,8 @@
 them by email and a Slack-compatible webhook, with the context to act and links that
 approve or reject once, for their own person, before they expire.
 
-Mail is Django's locmem backend; the webhook is a real HTTP server on 127.0.0.1.
+Mail is Django's locmem backend; the webhook is a real HTTP server on 127.0.0.1, which
+the `webhook` fixture allows through WARDEN_OUTBOUND_ALLOWED_NETWORKS (refused by default).
 """
 
 import json
@@ -17,6 +18,8 @@ from typing import Any
 import pytest
 from django.contrib.auth.models import Group, User
 from django.core import signing
+from django.core.management import call_command
+from django.core.management.base import SystemCheckError
 from django.db import transaction
 from django.utils import timezone
 from django.utils.html import escape
@@ -50,6 +53,7 @@ class Receiver:
     def __init__(self) -> None:
         self.posts: list[tuple[int, dict]] = []
         self.answers: list[int] = []
+        self.headers: dict[str, str] = {}
         receiver = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -58,6 +62,8 @@ class Receiver:
                 status = receiver.answers.pop(0) if receiver.answers else 200
                 receiver.posts.append((status, json.loads(body)))
                 self.send_response(status)
+                for name, value in receiver.headers.items():
+                    self.send_header(name, value)
                 self.end_headers()
                 self.wfile.write(b"ok" if status == 200 else b"error")
 
@@ -87,6 +93,7 @@ def webhook(settings):
     receiver = Receiver()
     receiver.thread.start()
     settings.WARDEN_SLACK_WEBHOOK_URL = receiver.url
+    settings.WARDEN_OUTBOUND_ALLOWED_NETWORKS = ["127.0.0.0/8"]  # as an operator would
     yield receiver
     receiver.server.shutdown()
     receiver.server.server_close()
@@ -414,6 +421,57 @@ def test_a_failing_webhook_raises_so_the_task_is_retried_and_a_retry_sends_once(
     assert len(webhook.posts) == 4 - 1  # two failures and one success
     delivery.refresh_from_db()
     assert delivery.status == DeliveryStatus.SENT and delivery.attempts == 3
+
+
+def test_the_webhook_on_an_inside_address_is_refused_by_default_and_nothing_is_posted(
+    agent, webhook, mailoutbox, bob, carol, settings, caplog
+):
+    settings.WARDEN_OUTBOUND_ALLOWED_NETWORKS = []  # the default
+
+    with caplog.at_level(logging.ERROR):
+        firewall_request(agent)
+
+    assert webhook.posts == []
+    assert len(mailoutbox) == 2  # the mail still goes
+    delivery = NoticeDelivery.objects.get()
+    assert delivery.status == DeliveryStatus.PENDING and delivery.posted_at is None
+    assert "127.0.0.1 is loopback" in delivery.last_error
+    assert "WARDEN_OUTBOUND_ALLOWED_NETWORKS does not allow it" in delivery.last_error
+
+
+def test_a_redirect_from_the_webhook_is_not_followed(agent, webhook, bob, carol, caplog):
+    elsewhere = Receiver()
+    elsewhere.thread.start()
+    webhook.answers = [302]
+    webhook.headers = {"Location": elsewhere.url}
+    try:
+        with caplog.at_level(logging.ERROR):
+            firewall_request(agent)
+    finally:
+        elsewhere.server.shutdown()
+        elsewhere.server.server_close()
+
+    assert [status for status, _ in webhook.posts] == [302]
+    assert elsewhere.posts == []
+    delivery = NoticeDelivery.objects.get()
+    assert delivery.posted_at is None and "redirects are not followed" in delivery.last_error
+
+
+@pytest.mark.parametrize(
+    ("url", "production", "problem"),
+    [
+        ("https://user:pw@hooks.example.com/services/T", False, "credentials"),
+        ("http://hooks.example.com/services/T", True, "https://"),
+    ],
+)
+def test_a_webhook_url_warden_would_refuse_stops_it_at_start_up(settings, url, production, problem):
+    settings.PRODUCTION = production
+    settings.WARDEN_SLACK_WEBHOOK_URL = url
+
+    with pytest.raises(SystemCheckError, match=problem) as refused:
+        call_command("check")
+
+    assert "warden.E002" in str(refused.value)
 
 
 def test_nothing_is_told_when_the_change_rolls_back(agent, mailoutbox, bob):

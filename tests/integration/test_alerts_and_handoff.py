@@ -112,7 +112,13 @@ class AutomationSystem:
             def do_POST(self) -> None:
                 raw = self.rfile.read(int(self.headers["Content-Length"]))
                 valid = handoff.signature_valid(
-                    SECRET, self.headers["X-Warden-Signature"], raw, datetime.now().timestamp(), 60
+                    SECRET,
+                    self.headers["X-Warden-Signature"],
+                    "POST",
+                    self.path,
+                    raw,
+                    datetime.now().timestamp(),
+                    60,
                 )
                 launch = json.loads(raw)["extra_vars"]["warden"]
                 system.launches.append({"valid": valid, **launch})
@@ -134,7 +140,8 @@ class AutomationSystem:
         body = json.dumps(
             {"token": launch["token"], "ok": True, "output": f"{launch['action']}: changed=1"}
         ).encode()
-        signature = handoff.sign(SECRET, body, int(datetime.now().timestamp()))
+        path = urlsplit(launch["callback_url"]).path  # the signature names the execution
+        signature = handoff.sign(SECRET, "POST", path, body, int(datetime.now().timestamp()))
         request = urllib.request.Request(
             launch["callback_url"],
             data=body,
@@ -156,6 +163,8 @@ def test_a_fix_handed_to_an_automation_system_is_called_back_and_verified(
     # the shared secret, in the environment of every process: the worker signs with it,
     # the web server checks callbacks with it
     monkeypatch.setenv("WARDEN_TARGET_INTEGRATION_SECRET", SECRET)
+    # the system's stand-in listens on loopback, which Warden refuses unless allowed
+    monkeypatch.setenv("WARDEN_OUTBOUND_ALLOWED_NETWORKS", "127.0.0.0/8")
     url = start_web(processes)
     system = AutomationSystem()
     monkeypatch.setenv("WARDEN_CALLBACK_BASE_URL", url)  # the qcluster builds callback URLs

@@ -788,6 +788,8 @@ def hand_off(
     system; a full disk makes Warden hand the run off. Callbacks go to live_server."""
     monkeypatch.setenv(SECRET_ENV, SECRET)
     settings.WARDEN_CALLBACK_BASE_URL = live_server.url
+    # the systems' stand-ins listen on loopback, which Warden refuses unless allowed
+    settings.WARDEN_OUTBOUND_ALLOWED_NETWORKS = ["127.0.0.0/8"]
     receivers: list[Receiver] = []
 
     def start(system: str, job: str) -> Warden:
@@ -1121,7 +1123,13 @@ def test_the_callback_signs_the_exact_bytes_and_sends_the_end_of_a_long_output(t
     [request] = receiver.requests
     header = request["headers"]["X-Warden-Signature"]
     now = datetime.now(UTC).timestamp()
-    assert handoff.signature_valid(SECRET, header, request["raw"], now, 60)
+    # signed over the method, the callback URL's path (so the execution) and the body
+    assert request["path"] == "/api/v1/executions/9/callback"
+    assert handoff.signature_valid(SECRET, header, "POST", request["path"], request["raw"], now, 60)
+    assert header.startswith("t=") and ",v2=" in header
+    # the same signature is no good at another execution's callback
+    other = "/api/v1/executions/10/callback"
+    assert not handoff.signature_valid(SECRET, header, "POST", other, request["raw"], now, 60)
     body = json.loads(request["raw"])
     assert (body["token"], body["ok"]) == (3, True)
     assert len(body["output"]) == 10_000 and long_output.endswith(body["output"])

@@ -2,9 +2,11 @@
 """Report a handed-off job's result to Warden (deploy/handoff/README.md).
 
 POST <callback URL> with the body {"token": N, "ok": true|false, "output": "..."} and the
-header X-Warden-Signature: t=<unix time>,v1=<hex HMAC-SHA256 of "<t>." + body>, made with
-the shared secret over the exact bytes sent. The token is the one Warden's request carried;
-Warden refuses a report with another (409) or a signature that is wrong or too old (401).
+header X-Warden-Signature: t=<unix time>,v2=<hex HMAC-SHA256 of "<t>.POST.<path>." + body>,
+made with the shared secret over the URL's path (/api/v1/executions/<id>/callback: so the
+signature names the execution) and the exact bytes sent. The token is the one Warden's
+request carried; Warden refuses a report with another (409) or a signature that is wrong,
+made for another execution's URL, or too old (401).
 
     warden_callback.py --url URL --token N --ok true|false [--output TEXT]... \\
         [--output-file PATH|-] [--secret-env WARDEN_HANDOFF_SECRET]
@@ -31,6 +33,7 @@ import urllib.error
 import urllib.request
 from collections.abc import Callable, Sequence
 from typing import Any
+from urllib.parse import urlsplit
 
 SIGNATURE_HEADER = "X-Warden-Signature"
 OUTPUT_LIMIT = 10_000  # characters Warden keeps; a longer output would be refused
@@ -61,9 +64,16 @@ def callback_body(token: int, ok: bool, output: str) -> bytes:
     ).encode()
 
 
-def signature(secret: str, body: bytes, timestamp: int) -> str:
-    digest = hmac.new(secret.encode(), f"{timestamp}.".encode() + body, hashlib.sha256)
-    return f"t={timestamp},v1={digest.hexdigest()}"
+def signed_path(url: str) -> str:
+    """What of the URL the signature covers beside the method: its path and query."""
+    parts = urlsplit(url)
+    return (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
+
+
+def signature(secret: str, url: str, body: bytes, timestamp: int) -> str:
+    signed = f"{timestamp}.POST.{signed_path(url)}.".encode() + body
+    digest = hmac.new(secret.encode(), signed, hashlib.sha256)
+    return f"t={timestamp},v2={digest.hexdigest()}"
 
 
 def _refusal(error: urllib.error.HTTPError) -> str:
@@ -96,7 +106,7 @@ def post_report(
                 "Content-Type": "application/json",
                 "Accept": "application/json",
                 "User-Agent": "Warden hand-off callback",
-                SIGNATURE_HEADER: signature(secret, body, int(clock())),
+                SIGNATURE_HEADER: signature(secret, url, body, int(clock())),
             },
         )
         try:
