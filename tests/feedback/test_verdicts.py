@@ -62,10 +62,14 @@ def weigh_services(user: User, weight: float) -> None:
 
 
 def test_an_integrator_posting_one_positive_feedback_200_times_moves_nothing(
-    api, alice, integrator, healed
+    agent, api, alice, integrator, healed
 ):
-    # given a person's verdict that the fix did not hold
+    # given a person's verdict that the fix did not hold, and a policy that asks a person
+    # below reliability 60 (the next disk problem scores about 52 on that verdict)
     bad = post(api(alice), healed, NEGATIVE).json()
+    policy = disk_policy()
+    policy.min_reliability_score = 60.0
+    save_policy(policy, actor=alice, reason="a person below 60", now=timezone.now())
     token = api(integrator)
 
     # when one integrator token posts one positive feedback 200 times on that ticket
@@ -88,6 +92,10 @@ def test_an_integrator_posting_one_positive_feedback_200_times_moves_nothing(
     assert posted.count() == 200
     assert posted.filter(superseded_at__isnull=True).count() == 1
     assert AuditEvent.objects.filter(action="feedback.replaced").count() == 199
+    # and the next disk problem still needs a person (the flood once made it heal by itself)
+    [result] = agent.post_metrics(agent.sample("disk")).json()["results"]
+    assert result["ticket_id"] != healed.ticket_id
+    assert result["decision"] != "AUTO_HEAL", result
 
 
 def test_a_persons_later_verdict_replaces_the_earlier_and_200_posts_weigh_as_one(
