@@ -14,6 +14,7 @@ from feedback.models import Feedback, Pattern
 from governance.decisions.stats import statistics
 from governance.models import AuditEvent, Policy
 from governance.policies.actions import save_policy
+from remediation.actions import add_host
 from remediation.models import Ticket
 from tests.conftest import make_user
 from tests.governance.admin_pages import logged_in
@@ -180,3 +181,47 @@ def test_the_admin_shows_a_service_feedback_and_what_was_replaced(api, alice, in
     assert f"no: replaced by #{newest.pk}" in text
     current = logged_in(alice).get("/admin/feedback/feedback/?current=yes").content.decode()
     assert "no: replaced by" not in current
+
+
+@pytest.mark.django_db(transaction=True, serialized_rollback=True)
+def test_the_migration_keeps_each_persons_newest_verdict_current_and_loses_none():
+    from django.db import connection
+    from django.db.migrations.executor import MigrationExecutor
+
+    person = User.objects.create_user("pat")
+    service = User.objects.create_user("bridge")
+    service.groups.add(Group.objects.get(name="integrators"))
+    host, _ = add_host("web-09", now=timezone.now())
+    ticket = Ticket.objects.create(ticket_id="OPS-9", host=host, category="disk", title="full")
+    before = [("feedback", "0008_reviews_kept_and_reviewers")]
+    after = [("feedback", "0010_one_current_verdict_constraints")]
+    executor = MigrationExecutor(connection)
+    executor.migrate(before)
+    old = executor.loader.project_state(before).apps
+    Old = old.get_model("feedback", "Feedback")
+    now = timezone.now()
+    for n, kind in enumerate(["negative", "positive", "neutral"]):
+        Old.objects.create(
+            ticket_id=ticket.pk,
+            submitted_by_id=person.pk,
+            feedback_type=kind,
+            created_at=now + timedelta(n),
+        )
+    Old.objects.create(ticket_id=ticket.pk, submitted_by_id=service.pk, feedback_type="positive")
+
+    executor = MigrationExecutor(connection)
+    executor.loader.build_graph()
+    executor.migrate(after)
+
+    rows = Feedback.objects.filter(ticket__ticket_id="OPS-9")
+    assert rows.count() == 4  # nothing lost
+    current = rows.filter(superseded_at__isnull=True)
+    assert sorted(current.values_list("feedback_type", "from_service")) == [
+        ("neutral", False),
+        ("positive", True),
+    ]
+    newest = current.get(submitted_by__username="pat")
+    assert set(rows.filter(superseded_by=newest).values_list("feedback_type", flat=True)) == {
+        "negative",
+        "positive",
+    }
