@@ -375,6 +375,10 @@ WARDEN_DEMOTION_FAILURES = _int_at_least("WARDEN_DEMOTION_FAILURES", 2, 1)
 WARDEN_DEMOTION_WINDOW_HOURS = _number_between("WARDEN_DEMOTION_WINDOW_HOURS", 24.0, 0.01, 8760)
 WARDEN_SHADOW_MIN_AGREEMENT = _number_between("WARDEN_SHADOW_MIN_AGREEMENT", 0.9, 0, 1)
 WARDEN_SHADOW_MIN_CASES = _int_at_least("WARDEN_SHADOW_MIN_CASES", 20, 1)
+# People's verdicts count over this many days (one per person per ticket, all of them, not
+# the newest rows); a promotion proposal resting on fewer distinct people says so.
+WARDEN_FEEDBACK_WINDOW_DAYS = _int_at_least("WARDEN_FEEDBACK_WINDOW_DAYS", 90, 1)
+WARDEN_PROPOSAL_MIN_PEOPLE = _int_at_least("WARDEN_PROPOSAL_MIN_PEOPLE", 2, 1)
 
 
 # The seed's global ceilings over every policy (governance/rules/ceilings.py). They only ever

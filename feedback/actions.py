@@ -1,6 +1,8 @@
 """People's actions on feedback: give it on a ticket, or edit its words.
 
-Given feedback is stored, counted on the ticket's pattern and audited; feedback that
+One verdict per person per ticket: a later one replaces the earlier, which is kept, marked
+superseded (feedback.verdicts says what counts). Given feedback is stored, counted on the
+ticket's pattern (a person's, not a service's) and audited; feedback that
 takes the positive share below the policy's minimum lowers the policy or pattern to L1 in
 the same transaction (governance.promotions.demotions). Each action is
 `(feedback, *, actor, reason, now)`.
@@ -11,34 +13,25 @@ from typing import Any
 
 from django.db import transaction
 
-from feedback import patterns
 from feedback.models import Feedback
+from feedback.verdicts import store_verdict, verdict_event
 from governance.audit import permissions
 from governance.audit.changes import Change, record_change, require_permission
-from governance.audit.log import append_events, event, user_actor
+from governance.audit.log import append_events
 from governance.promotions.demotions import demote_after_feedback
 
 
 def give_feedback(feedback: Feedback, *, actor: Any, reason: str, now: datetime) -> Feedback:
-    """Save a new piece of feedback as `actor`'s, given at `now`; its verdict counts on the
-    pattern once. The feedback is its own reason: `reason` is not asked for (pass "")."""
+    """Save `actor`'s verdict on a ticket, given at `now`: their first ("feedback.given"),
+    or one that replaces their current verdict on that ticket ("feedback.replaced"; the
+    earlier row is kept, marked superseded, and its count on the pattern moved). One person
+    has one verdict per ticket however often they post. A service account's verdict is
+    marked as such and is not counted on the pattern. The feedback is its own reason:
+    `reason` is not asked for (pass "")."""
     require_permission(actor, permissions.GIVE_FEEDBACK, "give feedback")
-    feedback.submitted_by = actor
-    feedback.created_at = now
-    feedback._history_user = actor  # history names the person outside a request too
     with transaction.atomic():
-        feedback.save()
-        patterns.record_feedback(feedback.ticket, feedback.feedback_type)
-        events = [
-            event(
-                user_actor(actor),
-                "feedback.given",
-                feedback,
-                f"{feedback.feedback_type} feedback on {feedback.ticket.ticket_id}",
-                ticket_id=feedback.ticket.ticket_id,
-                data={"rating": feedback.rating},
-            )
-        ]
+        replaced = store_verdict(feedback, actor=actor, now=now)
+        events = [verdict_event(feedback, replaced, actor)]
         demote_after_feedback(feedback, now, events)
         append_events(events)
     return feedback

@@ -21,17 +21,53 @@ from governance.promotions.reviews import describe_action
 from remediation.choices import ExecutionState
 
 
+class CurrentFilter(admin.SimpleListFilter):
+    """Each person's current verdict per ticket (what counts), or the ones replaced since."""
+
+    title = "current"
+    parameter_name = "current"
+
+    def lookups(self, request, model_admin) -> list[tuple[str, str]]:
+        return [("yes", "Current (counts)"), ("no", "Replaced by a later verdict")]
+
+    def queryset(self, request, queryset):
+        if self.value() == "yes":
+            return queryset.filter(superseded_at__isnull=True)
+        if self.value() == "no":
+            return queryset.filter(superseded_at__isnull=False)
+        return queryset
+
+
 @admin.register(Feedback)
 class FeedbackAdmin(GovernedAdmin):
-    list_display = ["ticket", "feedback_type", "rating", "submitted_by", "created_at"]
-    list_filter = ["feedback_type", "rating"]
+    list_display = [
+        "ticket",
+        "feedback_type",
+        "rating",
+        "submitted_by",
+        "given_by",
+        "counts",
+        "created_at",
+    ]
+    list_filter = ["feedback_type", "rating", "from_service", CurrentFilter]
     search_fields = ["ticket__ticket_id", "comment"]
     list_select_related = ["ticket", "submitted_by"]
     reason_on_add = False  # the feedback is its own reason
 
     def get_readonly_fields(self, request, obj=None) -> list[str]:
         # A verdict counted on the pattern is not counted again, nor moved to another ticket.
-        return ["submitted_by"] + (["ticket", "feedback_type"] if obj is not None else [])
+        shown = ["submitted_by", "from_service", "superseded_at", "superseded_by"]
+        return shown + (["ticket", "feedback_type"] if obj is not None else [])
+
+    @admin.display(description="Given by", ordering="from_service")
+    def given_by(self, obj: Feedback) -> str:
+        return "a service account" if obj.from_service else "a person"
+
+    @admin.display(description="Counts")
+    def counts(self, obj: Feedback) -> str:
+        if obj.superseded_at is not None:
+            return f"no: replaced by #{obj.superseded_by_id}"
+        return "yes"
 
     def save_model(self, request, obj: Feedback, form, change) -> None:
         feedback, now = self.row_to_save(obj, form, change), timezone.now()

@@ -99,7 +99,11 @@ def reliability_stats(period: Period) -> dict[str, Any]:
 
 
 def feedback_stats(period: Period) -> dict[str, Any]:
-    given = Feedback.objects.filter(created_at__gte=period.since, created_at__lte=period.until)
+    """The current verdicts given in the period: one per person per ticket (a replaced one
+    is not counted twice), with how many came from service accounts."""
+    given = Feedback.objects.filter(
+        created_at__gte=period.since, created_at__lte=period.until, superseded_at__isnull=True
+    )
     kinds = dict(given.values_list("feedback_type").annotate(n=Count("pk")))
     total = sum(kinds.values())
     average = given.aggregate(avg=Avg("rating"))["avg"]
@@ -111,6 +115,7 @@ def feedback_stats(period: Period) -> dict[str, Any]:
         "positive_feedback_rate": rate(kinds.get(FeedbackType.POSITIVE, 0), total),
         "negative_feedback_rate": rate(kinds.get(FeedbackType.NEGATIVE, 0), total),
         "avg_rating": round(average, 2) if average is not None else None,
+        "from_services": given.filter(from_service=True).count(),
     }
 
 

@@ -48,12 +48,47 @@ class Feedback(models.Model):
     actual_actions_taken = models.JSONField(default=list, blank=True)
     time_to_resolve_minutes = models.FloatField(null=True, blank=True)
     created_at = models.DateTimeField(default=timezone.now, editable=False)
+    # Given by a service's account (an integrator's token, any account in a service role),
+    # not a person: it informs, and earns autonomy only as far as the policy weighs it
+    # (Policy.service_feedback_weight).
+    from_service = models.BooleanField(default=False, editable=False)
+    # One verdict per person per ticket: a later one replaces it. The replaced row is kept,
+    # marked, so nothing said is lost; only the current one (superseded_at empty) counts.
+    superseded_at = models.DateTimeField(null=True, blank=True, editable=False)
+    superseded_by = models.ForeignKey(
+        "self",
+        on_delete=models.PROTECT,
+        null=True,
+        blank=True,
+        editable=False,
+        related_name="replaces",
+    )
 
     history = PersonHistory()
 
     class Meta:
         verbose_name_plural = "feedback"
         ordering = ["-created_at"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["ticket", "submitted_by"],
+                condition=Q(superseded_at__isnull=True),
+                name="one_current_verdict_per_person_per_ticket",
+            ),
+            # Replaced by a later verdict means at a time.
+            models.CheckConstraint(
+                condition=Q(superseded_by__isnull=True) | Q(superseded_at__isnull=False),
+                name="feedback_superseded_at_a_time",
+            ),
+        ]
+        indexes = [
+            # Reliability's window: the category's current verdicts by time.
+            models.Index(
+                fields=["created_at"],
+                condition=Q(superseded_at__isnull=True),
+                name="feedback_current_by_time",
+            )
+        ]
 
     def __str__(self) -> str:
         return f"{self.feedback_type} feedback on ticket {self.ticket_id}"

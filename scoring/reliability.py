@@ -51,6 +51,9 @@ class FeedbackFact:
     age_days: float  # how old the feedback is at decision time
     resolution_accurate: bool | None = None  # None: not said
     actions_worked: bool | None = None
+    # How much this verdict counts beside a person's (1): a service's feedback weighs what
+    # its policy says, 0 by default (it informs, it earns nothing).
+    weight: float = 1.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -125,15 +128,20 @@ def feedback_score(feedback: tuple[FeedbackFact, ...]) -> float:
     when people also said whether the resolution was accurate and whether the
     actions worked, those rates (x 100) join the average. Each term is taken
     over the feedback that gives it; neutral feedback counts as not positive.
-    No feedback: NO_FEEDBACK_SCORE.
+    Each verdict also counts its own weight (a service's, as its policy says), and
+    verdicts of weight 0 are left out. No feedback that weighs: NO_FEEDBACK_SCORE.
     """
+    feedback = tuple(fact for fact in feedback if _unit(fact.weight) > 0)
     if not feedback:
         return NO_FEEDBACK_SCORE
     ages = [_age(fact) for fact in feedback]
     # Weights relative to the newest item: the ratios are the same as with absolute
     # weights, and the newest always weighs 1, so very old feedback cannot underflow to 0/0.
     newest = min(ages)
-    weights = [0.5 ** ((age - newest) / FEEDBACK_HALF_LIFE_DAYS) for age in ages]
+    weights = [
+        0.5 ** ((age - newest) / FEEDBACK_HALF_LIFE_DAYS) * _unit(fact.weight)
+        for age, fact in zip(ages, feedback, strict=True)
+    ]
 
     def weighted_mean(values: list[float | None]) -> float | None:
         given = [(w, v) for w, v in zip(weights, values, strict=True) if v is not None]

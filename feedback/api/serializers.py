@@ -155,6 +155,13 @@ class StoredFeedbackSerializer(serializers.ModelSerializer):
         slug_field="username", read_only=True, allow_null=True
     )
     time_to_resolve = serializers.FloatField(source="time_to_resolve_minutes", allow_null=True)
+    from_service = serializers.BooleanField(
+        read_only=True,
+        help_text="given by a service's account, not a person: weighed as the policy says",
+    )
+    superseded_by = serializers.PrimaryKeyRelatedField(
+        read_only=True, allow_null=True, help_text="the same giver's later verdict, if any"
+    )
 
     class Meta:
         model = Feedback
@@ -174,7 +181,10 @@ class StoredFeedbackSerializer(serializers.ModelSerializer):
             "actual_actions_taken",
             "time_to_resolve",
             "submitted_by",
+            "from_service",
             "created_at",
+            "superseded_at",
+            "superseded_by",
         ]
 
 
@@ -187,10 +197,16 @@ class FeedbackResultSerializer(StoredFeedbackSerializer):
     reliability_score_before = serializers.FloatField(allow_null=True)
     reliability_breakdown = ReliabilitySerializer(allow_null=True)
     pattern = PatternSerializer(allow_null=True, help_text="the ticket's pattern, counted")
+    replaced = StoredFeedbackSerializer(
+        allow_null=True,
+        help_text="the giver's earlier verdict on the ticket this one replaced (answered 200), "
+        "or null for their first (answered 201)",
+    )
 
     class Meta(StoredFeedbackSerializer.Meta):
         fields = [
             *StoredFeedbackSerializer.Meta.fields,
+            "replaced",
             "reliability_score",
             "reliability_score_before",
             "reliability_breakdown",
@@ -219,6 +235,9 @@ class FeedbackStatsSerializer(serializers.Serializer):
     positive_feedback_rate = serializers.FloatField(allow_null=True)
     negative_feedback_rate = serializers.FloatField(allow_null=True)
     avg_rating = serializers.FloatField(allow_null=True)
+    from_services = serializers.IntegerField(
+        help_text="of them, given by service accounts rather than people"
+    )
 
 
 class ReliabilityStatsSerializer(PeriodSerializer):

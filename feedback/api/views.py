@@ -1,6 +1,8 @@
 """The seed's feedback, pattern and stats endpoints.
 
-POST /api/v1/feedback                   people's verdict on a ticket (feedback.actions)
+POST /api/v1/feedback                   people's verdict on a ticket (feedback.actions):
+                                        201 for a giver's first on it, 200 when it
+                                        replaces their earlier one
 GET  /api/v1/patterns                   learned patterns (?category=&min_occurrences=)
 GET  /api/v1/stats/reliability          reliability, resolution and feedback (?days=)
 GET  /api/v1/stats/auto-remediation     automation, approvals and patterns (?days=)
@@ -72,8 +74,14 @@ class FeedbackView(APIView):
 
     @extend_schema(
         request=GiveFeedbackSerializer,
-        responses={201: FeedbackResultSerializer, **ERRORS},
+        responses={
+            201: FeedbackResultSerializer,
+            200: FeedbackResultSerializer,
+            **ERRORS,
+        },
         summary="Give feedback on a ticket: its reliability and pattern move at once",
+        description="One verdict per person (or service account) per ticket: a later one "
+        "replaces the earlier (200, with the replaced verdict under `replaced`).",
     )
     def post(self, request: Request) -> Response:
         body = GiveFeedbackSerializer(data=request.data)
@@ -91,15 +99,17 @@ class FeedbackView(APIView):
         ticket.refresh_from_db()
         after = current_reliability(ticket, timezone.now())
         pattern = ticket.pattern
+        replaced = feedback.replaces.first()
         return Response(
             {
                 **StoredFeedbackSerializer(feedback).data,
+                "replaced": StoredFeedbackSerializer(replaced).data if replaced else None,
                 "reliability_score": after.overall_score if after else None,
                 "reliability_score_before": before.overall_score if before else None,
                 "reliability_breakdown": reliability_json(after),
                 "pattern": PatternSerializer(pattern).data if pattern else None,
             },
-            status=status.HTTP_201_CREATED,
+            status=status.HTTP_200_OK if replaced else status.HTTP_201_CREATED,
         )
 
 

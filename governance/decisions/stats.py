@@ -9,10 +9,12 @@ reliability score it gives.
 from datetime import datetime, timedelta
 from typing import Any
 
+from django.conf import settings
 from django.db.models import Q
 
 from feedback import patterns
 from feedback.models import Feedback
+from feedback.verdicts import current_at, weight_of
 from governance.decisions.facts import enabled_policy
 from governance.models import PatternAutonomy, Policy
 from governance.rules.facts import Statistics
@@ -35,7 +37,53 @@ from scoring.samples import sample_shows_problem
 # The Counter row whose lock serialises what counts fleet-wide limits (lock_fleet_limits).
 FLEET_LIMITS_LOCK = "fleet-limits"
 HISTORY_WINDOW = timedelta(days=180)  # the seed's "last 6 months"
-RECENT_FEEDBACK_LIMIT = 200
+
+
+def feedback_window() -> timedelta:
+    """How far back people's verdicts count (WARDEN_FEEDBACK_WINDOW_DAYS): all of them in
+    the window, one per person per ticket, so a flood of posts pushes none out."""
+    return timedelta(days=settings.WARDEN_FEEDBACK_WINDOW_DAYS)
+
+
+def category_verdicts(
+    category: str, now: datetime, service_weight: float
+) -> tuple[FeedbackFact, ...]:
+    """The category's verdicts that count at `now`: each person's current one per ticket,
+    given in the feedback window, a service's weighed by `service_weight` (its policy's)."""
+    rows = current_at(
+        Feedback.objects.filter(ticket__category=category, created_at__gte=now - feedback_window()),
+        now,
+    ).values_list(
+        "feedback_type",
+        "rating",
+        "created_at",
+        "resolution_accurate",
+        "actions_worked",
+        "from_service",
+    )
+    return tuple(
+        FeedbackFact(
+            kind,
+            rating,
+            (now - created).total_seconds() / 86400,
+            accurate,
+            worked,
+            weight=weight_of(service, service_weight),
+        )
+        for kind, rating, created, accurate, worked, service in rows.iterator()
+    )
+
+
+def positive_share(verdicts: tuple[FeedbackFact, ...]) -> tuple[int | float, int | float]:
+    """(weight given, weight positive) of `verdicts`: a person's verdict counts 1, and the
+    sums stay whole numbers while they are ("3 of 4" as people read it)."""
+    given = sum(fact.weight for fact in verdicts)
+    positive = sum(fact.weight for fact in verdicts if fact.feedback_type == "positive")
+    return _whole(given), _whole(positive)
+
+
+def _whole(total: float) -> int | float:
+    return int(total) if float(total).is_integer() else round(total, 2)
 
 
 def lock_fleet_limits() -> None:
@@ -82,20 +130,10 @@ def statistics(
     active = Execution.objects.filter(state__in=EXECUTION_ACTIVE_STATES)
     scope = hosts_in_scope(policy.blast_radius_label if policy else "")
     since = now - HISTORY_WINDOW
-    feedback_rows = list(
-        Feedback.objects.filter(
-            ticket__category=category, created_at__gte=since, created_at__lte=now
-        )
-        .order_by("-created_at")
-        .values_list(
-            "feedback_type", "rating", "created_at", "resolution_accurate", "actions_worked"
-        )[:RECENT_FEEDBACK_LIMIT]
+    feedback = category_verdicts(
+        category, now, policy.service_feedback_weight if policy is not None else 0.0
     )
-    feedback = tuple(
-        FeedbackFact(kind, rating, (now - created).total_seconds() / 86400, accurate, worked)
-        for kind, rating, created, accurate, worked in feedback_rows
-    )
-    positives = sum(1 for fact in feedback if fact.feedback_type == "positive")
+    given, positives = positive_share(feedback)
     # Closed by `now`: resolved (the success) or closed unresolved (the failure). Open
     # tickets have no outcome yet and would only drag the success rate down. A closed
     # row without a close time is read as closed long ago.
@@ -121,7 +159,7 @@ def statistics(
         # The host is reporting: this decision is about the sample it just sent.
         system_healthy=ticket.host.enabled,
         similar_resolved_tickets=closed.filter(status=TicketStatus.RESOLVED).count(),
-        positive_feedback_rate=positives / len(feedback) if feedback else None,
+        positive_feedback_rate=positives / given if given > 0 else None,
         feedback=feedback,
         category_resolved=recent_closed.filter(status=TicketStatus.RESOLVED).count(),
         category_total=recent_closed.count(),

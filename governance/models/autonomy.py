@@ -78,6 +78,13 @@ class AutonomyProposal(models.Model):
     from_level = models.PositiveSmallIntegerField(choices=AutonomyLevel.choices)
     to_level = models.PositiveSmallIntegerField(choices=AutonomyLevel.choices)
     numbers = models.JSONField(default=dict, blank=True)
+    # Who stands behind the numbers: the people and service accounts whose feedback and
+    # approvals they rest on, how the fixes were verified, and what that lacks
+    # (governance.promotions.records.backing).
+    backing = models.JSONField(default=dict, blank=True)
+    # The version (history id) of the policy, or of the pattern's level, the numbers were
+    # computed on: accepting refuses if it changed since, even if it now looks the same.
+    target_version = models.PositiveBigIntegerField(null=True, blank=True)
     summary = models.CharField(max_length=500)
     status = models.CharField(
         max_length=12, choices=ProposalStatus.choices, default=ProposalStatus.PROPOSED

@@ -101,6 +101,13 @@ class Policy(models.Model):
     )
     blast_radius_label = models.CharField(max_length=100, blank=True)
     customer_impact_sla_minutes = models.FloatField(null=True, blank=True)
+    # How much a service's feedback (an integrator's token, not a person) weighs beside a
+    # person's verdict, 0-1: by default it informs but earns no autonomy.
+    service_feedback_weight = models.FloatField(
+        default=0.0,
+        validators=[MinValueValidator(0), MaxValueValidator(1)],
+        help_text="0: a service's feedback earns no autonomy; 1: it weighs as a person's",
+    )
     created_at = models.DateTimeField(default=now, editable=False)
 
     history = PersonHistory()

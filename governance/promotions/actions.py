@@ -20,8 +20,8 @@ from typing import Any
 from django.core.exceptions import PermissionDenied
 from django.db import transaction
 
-from feedback import patterns
 from feedback.models import Feedback, FeedbackType, PostActionReview, ReviewStatus
+from feedback.verdicts import store_verdict, verdict_event
 from governance.audit import permissions
 from governance.audit.changes import record_change, require_permission, require_reason
 from governance.audit.errors import Conflict
@@ -36,7 +36,7 @@ from governance.models import (
 from governance.policies.actions import save_policy
 from governance.promotions.demotions import demote_after_feedback
 from governance.promotions.proposals import close_proposal
-from governance.promotions.records import pattern_name, policy_rung
+from governance.promotions.records import pattern_name, policy_rung, target_version
 from governance.promotions.reviews import NOTE_LIMIT, describe_action, utc
 from governance.rules import autonomy
 
@@ -60,8 +60,8 @@ def accept_proposal(
 ) -> AutonomyProposal:
     """`actor` takes the step `proposal` offers: the policy (through save_policy) or the
     pattern moves one step up, audited with the numbers behind it; `reason` may be "".
-    Refused, with nothing changed, if it is no longer open or its target moved since it
-    was made."""
+    Refused, with nothing changed, if it is no longer open or its target was changed since
+    it was computed (even back to how it looked)."""
     require_permission(actor, permissions.DECIDE_PROPOSAL, "accept autonomy proposals")
     note = (reason or "").strip()
     with transaction.atomic():
@@ -122,6 +122,7 @@ def _promote_policy(
     proposal: AutonomyProposal, actor: Any, now: datetime, why: str, data: dict, events: list
 ) -> None:
     policy = Policy.objects.select_for_update().get(pk=proposal.policy_id)
+    _require_same_version(proposal, target_version(policy), f"Policy {policy.name}")
     rung = policy_rung(policy)
     step = autonomy.next_step(rung)
     if step is None or (step[0], rung.level, step[1].level) != (
@@ -152,10 +153,24 @@ def _promote_policy(
     )
 
 
+def _require_same_version(proposal: AutonomyProposal, version: int | None, what: str) -> None:
+    """Refuse a proposal computed on another version of its target: an edit since (even
+    one raised and lowered back by hand, which looks the same) restarted the record its
+    numbers came from. The next proposal run recomputes them."""
+    if proposal.target_version is None or proposal.target_version != version:
+        raise ProposalError(
+            f"{what} was changed since proposal #{proposal.pk} was computed (version "
+            f"{proposal.target_version or 'unknown'}, now {version}): nothing changed. Its "
+            "numbers no longer describe it; the next proposal run recomputes them."
+        )
+
+
 def _promote_pattern(
     proposal: AutonomyProposal, actor: Any, now: datetime, why: str, data: dict, events: list
 ) -> None:
     row = PatternAutonomy.objects.select_for_update().filter(pattern=proposal.pattern_id).first()
+    if row is not None:
+        _require_same_version(proposal, target_version(row), "The pattern's level")
     if row is None or row.autonomy_level != proposal.from_level:
         level = f"L{row.autonomy_level}" if row is not None else "its policy's level"
         raise ProposalError(
@@ -222,16 +237,13 @@ def flag_review(
         ticket = execution.ticket
         feedback = Feedback(
             ticket=ticket,
-            submitted_by=actor,
             feedback_type=FeedbackType.NEGATIVE,
             comment=f"Flagged in the review of execution #{execution.pk} "
             f"({execution.runbook.name}, at L{review.autonomy_level}): {why}",
             what_didnt_work=why,
-            created_at=now,
         )
-        feedback._history_user = actor
-        feedback.save()
-        patterns.record_feedback(ticket, feedback.feedback_type)
+        # The flag is the person's verdict on the ticket: it replaces any earlier one of theirs.
+        replaced = store_verdict(feedback, actor=actor, now=now)
         review.feedback = feedback
         _mark(review, ReviewStatus.FLAGGED, actor, why, now)
         events = [
@@ -248,14 +260,7 @@ def flag_review(
                     **_timing(review, now),
                 },
             ),
-            event(
-                user_actor(actor),
-                "feedback.given",
-                feedback,
-                f"negative feedback on {ticket.ticket_id} (a flagged review)",
-                ticket_id=ticket.ticket_id,
-                data={"rating": None, "review": review.pk},
-            ),
+            verdict_event(feedback, replaced, actor, review=review.pk),
         ]
         demote_after_feedback(feedback, now, events)
         append_events(events)

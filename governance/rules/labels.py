@@ -78,6 +78,7 @@ EVENT_LABELS = {
     "runbook.created": "Runbook created",
     "runbook.changed": "Runbook edited",
     "feedback.given": "Feedback given",
+    "feedback.replaced": "Feedback replaced by the same person's later verdict",
     "feedback.changed": "Feedback edited",
     "model.registered": "Model version registered",
     "model.approved": "Model version approved",

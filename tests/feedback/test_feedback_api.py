@@ -293,6 +293,7 @@ def test_reliability_stats_on_a_known_history(api, dave, history):
         "positive_feedback_rate": 0.6667,
         "negative_feedback_rate": 0.3333,
         "avg_rating": 3.33,
+        "from_services": 0,
     }
 
 
