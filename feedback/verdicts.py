@@ -15,20 +15,10 @@ from django.db.models import Q, QuerySet
 from feedback import patterns
 from feedback.models import Feedback, Pattern
 from governance.audit.log import PendingEvent, event, user_actor
+from governance.audit.permissions import is_service_account
 
-# The roles a service's account is given (governance.people.actions.SERVICE_ROLES, a layer
-# above): whatever such an account says is a service's, not a person's.
-SERVICE_ROLES = ("integrators", "alert senders")
 # The pattern's count of each verdict (feedback.patterns.record_feedback counts them up).
 PATTERN_COUNTS = {"positive": "positive_count", "negative": "negative_count"}
-
-
-def is_service_account(user: Any) -> bool:
-    """Does `user` act for a service rather than as a person? Any account in a service
-    role does, whatever other roles it also holds: its word is not a person's verdict."""
-    if user is None or not getattr(user, "pk", None):
-        return False
-    return user.groups.filter(name__in=SERVICE_ROLES).exists()
 
 
 def store_verdict(feedback: Feedback, *, actor: Any, now: datetime) -> Feedback | None:

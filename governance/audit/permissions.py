@@ -51,5 +51,6 @@ SERVICE_ROLES = ("integrators", "alert senders")
 
 def is_service_account(user: Any) -> bool:
     """Whether `user` is a service's (in a service role), not a person's."""
-    groups = getattr(user, "groups", None)
-    return groups is not None and groups.filter(name__in=SERVICE_ROLES).exists()
+    if user is None or not getattr(user, "pk", None):
+        return False
+    return user.groups.filter(name__in=SERVICE_ROLES).exists()

@@ -12,14 +12,15 @@ from typing import Any
 
 from django.conf import settings
 from django.contrib.auth import get_user_model
-from django.db.models import Avg, CharField, Count, FloatField, Q, QuerySet
+from django.db.models import Avg, Count, FloatField, Q, QuerySet
 from django.db.models.fields.json import KeyTextTransform
 from django.db.models.functions import Cast
 
 from feedback.models import Feedback, FeedbackType, Pattern
-from feedback.verdicts import SERVICE_ROLES, weight_of
+from feedback.verdicts import weight_of
+from governance.audit.permissions import SERVICE_ROLES
 from governance.decisions.stats import category_verdicts, positive_share
-from governance.models import Approval, AuditEvent, PatternAutonomy, Policy, Verdict
+from governance.models import Approval, PatternAutonomy, Policy, Verdict
 from governance.rules import autonomy
 from remediation.choices import ExecutionState
 from remediation.models import Execution
@@ -167,17 +168,11 @@ def backing(executions: QuerySet[Execution], since: datetime | None) -> dict[str
 
 
 def _how_verified(succeeded: QuerySet[Execution]) -> dict[str, int]:
-    """How many successes each kind of evidence verified: the host's own readings (the
-    success event names the sample), an alert's resolution (it names the alert), other."""
-    ids = succeeded.annotate(key=Cast("pk", CharField())).values("key")
+    """How many successes each kind of evidence verified: the host's own readings, an
+    alert's resolution, or something else (the deadline, a row from before it was kept)."""
     counts = {"readings": 0, "alert": 0, "other": 0}
-    events = AuditEvent.objects.filter(
-        action="execution.succeeded", object_type=Execution.__name__, object_id__in=ids
-    ).values_list("data", flat=True)
-    for data in events.iterator():
-        data = data or {}
-        kind = "readings" if "sample_id" in data else "alert" if "alert_id" in data else "other"
-        counts[kind] += 1
+    for verified_by in succeeded.values_list("verified_by", flat=True).iterator():
+        counts[verified_by if verified_by in ("readings", "alert") else "other"] += 1
     return counts
 
 

@@ -193,8 +193,8 @@ def test_the_migration_keeps_each_persons_newest_verdict_current_and_loses_none(
     service.groups.add(Group.objects.get(name="integrators"))
     host, _ = add_host("web-09", now=timezone.now())
     ticket = Ticket.objects.create(ticket_id="OPS-9", host=host, category="disk", title="full")
-    before = [("feedback", "0008_reviews_kept_and_reviewers")]
-    after = [("feedback", "0010_one_current_verdict_constraints")]
+    before = [("feedback", "0009_reviews_kept_whatever_the_session_says")]
+    after = [("feedback", "0011_one_current_verdict_constraints")]
     executor = MigrationExecutor(connection)
     executor.migrate(before)
     old = executor.loader.project_state(before).apps

@@ -30,7 +30,7 @@ def keep_the_newest_verdict(apps, schema_editor):
 
 class Migration(migrations.Migration):
     dependencies = [
-        ("feedback", "0008_reviews_kept_and_reviewers"),
+        ("feedback", "0009_reviews_kept_whatever_the_session_says"),
         ("remediation", "0015_target_variables_under_prefix"),
         migrations.swappable_dependency(settings.AUTH_USER_MODEL),
     ]

@@ -6,7 +6,7 @@ from django.db import migrations, models
 
 class Migration(migrations.Migration):
     dependencies = [
-        ("governance", "0017_notices_of_held_work_and_reviews"),
+        ("governance", "0020_whole_audit_trail_for_people_roles"),
     ]
 
     operations = [

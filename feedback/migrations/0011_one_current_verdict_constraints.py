@@ -6,7 +6,7 @@ from django.db import migrations, models
 
 class Migration(migrations.Migration):
     dependencies = [
-        ("feedback", "0009_one_current_verdict_per_person_and_service_feedback"),
+        ("feedback", "0010_one_current_verdict_per_person_and_service_feedback"),
     ]
 
     operations = [

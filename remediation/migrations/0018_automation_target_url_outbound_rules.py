@@ -7,7 +7,7 @@ import config.outbound
 
 class Migration(migrations.Migration):
     dependencies = [
-        ("remediation", "0015_target_variables_under_prefix"),
+        ("remediation", "0017_ticket_opened_by"),
     ]
 
     operations = [
