@@ -29,7 +29,10 @@ class GovernanceConfig(AppConfig):
         post_migrate.connect(record_installed_state, sender=self)
 
 
-def record_installed_state(sender: object, **kwargs: Any) -> None:
+def record_installed_state(sender: object, plan: Any = None, **kwargs: Any) -> None:
+    """After `migrate` (which passes its plan), not after `flush` (which passes none)."""
+    if plan is None:
+        return
     from governance.audit.state_checks import record_installed_state as record
 
     record()

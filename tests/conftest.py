@@ -52,6 +52,7 @@ def flush_may_empty_the_audit_log() -> Any:
     """Transactional tests empty the database after each test with `flush`; the audit log's
     triggers refuse that outside maintenance (governance/audit/log.py), so flush enters it."""
     from django.core.management.commands.flush import Command
+    from django.db.backends.base.creation import BaseDatabaseCreation
 
     original = Command.handle
 
@@ -59,9 +60,19 @@ def flush_may_empty_the_audit_log() -> Any:
         with audit_maintenance():
             return original(self, **options)
 
+    # serialized_rollback writes back every row the migrations made, the audit events of
+    # the state they installed among them (governance.audit.state_checks): also maintenance.
+    deserialize = BaseDatabaseCreation.deserialize_db_from_string
+
+    def deserialize_db_from_string(self: Any, data: str) -> None:
+        with audit_maintenance():
+            deserialize(self, data)
+
     Command.handle = handle
+    BaseDatabaseCreation.deserialize_db_from_string = deserialize_db_from_string
     yield
     Command.handle = original
+    BaseDatabaseCreation.deserialize_db_from_string = deserialize
 
 
 @pytest.fixture(autouse=True)
