@@ -161,6 +161,10 @@ def _close_unresolved(ticket: Ticket, user, note: str) -> str:
     return f"{ticket.ticket_id} closed unresolved."
 
 
+# What the pipeline records of a ticket: shown, never a form field.
+TICKET_RECORD = ["story", "ticket_id", "host", "category", "status", "severity_label", "opened_by"]
+
+
 @admin.register(Ticket)
 class TicketAdmin(GovernedAdmin):
     """A ticket's page tells its story (remediation/evidence.ticket_story); people change a
@@ -191,17 +195,7 @@ class TicketAdmin(GovernedAdmin):
     fieldsets = [
         (
             None,
-            {
-                "fields": [
-                    "story",
-                    "ticket_id",
-                    "host",
-                    "category",
-                    "status",
-                    "severity_label",
-                    "opened_by",
-                ]
-            },
+            {"fields": TICKET_RECORD},
         ),
         (
             "Facts people may edit",
@@ -219,15 +213,7 @@ class TicketAdmin(GovernedAdmin):
             },
         ),
     ]
-    readonly_fields = [
-        "story",
-        "ticket_id",
-        "host",
-        "category",
-        "status",
-        "severity_label",
-        "opened_by",
-    ]
+    readonly_fields = TICKET_RECORD
 
     def has_add_permission(self, request) -> bool:
         return False  # tickets come from the pipeline, with their decision and audit trail
