@@ -65,6 +65,9 @@ def human_labels(since: datetime) -> dict[int, int]:
     for ticket_id, kind in Feedback.objects.filter(
         created_at__gte=since,
         feedback_type__in=[FeedbackType.POSITIVE, FeedbackType.NEGATIVE],
+        # people's standing verdicts only: a service's word, or a replaced one, labels nothing
+        superseded_at__isnull=True,
+        from_service=False,
     ).values_list("ticket_id", "feedback_type"):
         opinions.setdefault(ticket_id, set()).add(kind)
     # Auto-healed: run on the engine's decision, with no approval request. The

@@ -37,7 +37,10 @@ def shadow_agreement_of(policy: Policy) -> autonomy.Agreement:
     verdicts = [
         autonomy.Verdict(ticket, given_at, autonomy.verdict_agrees(kind, accurate))
         for ticket, given_at, kind, accurate in Feedback.objects.filter(
-            ticket__in=shadow.values("ticket")
+            # people's standing verdicts: a replaced one, or a service's, agrees with nothing
+            ticket__in=shadow.values("ticket"),
+            superseded_at__isnull=True,
+            from_service=False,
         ).values_list("ticket_id", "created_at", "feedback_type", "resolution_accurate")
     ]
     return autonomy.shadow_agreement(decisions, verdicts)

@@ -12,10 +12,13 @@ from django.utils import timezone
 from feedback.actions import give_feedback
 from feedback.models import Feedback, Pattern
 from governance.decisions.stats import statistics
-from governance.models import AuditEvent, Policy
+from governance.models import AuditEvent, Decision, Policy
 from governance.policies.actions import save_policy
+from governance.policies.shadow import shadow_agreement_of
 from remediation.actions import add_host
 from remediation.models import Ticket
+from scoring.choices import Severity
+from scoring.history import human_labels
 from tests.conftest import make_user
 from tests.governance.admin_pages import logged_in
 
@@ -225,3 +228,20 @@ def test_the_migration_keeps_each_persons_newest_verdict_current_and_loses_none(
         "negative",
         "positive",
     }
+
+
+def test_neither_training_labels_nor_shadow_agreement_count_a_services_or_a_replaced_verdict(
+    healed, integrator, erin, api
+):
+    since = timezone.now() - timedelta(days=1)
+    decision = Decision.objects.filter(ticket=healed).first()
+    # a service says the automatic fix was wrong; a person first agreed, then said it was wrong
+    # and then changed their mind back: only the person's standing "it worked" may count
+    post(api(integrator), healed, NEGATIVE)
+    post(api(erin), healed, NEGATIVE)
+    post(api(erin), healed, POSITIVE)
+
+    assert human_labels(since)[decision.sample_id] == Severity.AUTO_HEAL  # the person's verdict
+    Decision.objects.filter(pk=decision.pk).update(shadow=True)
+    agreement = shadow_agreement_of(decision.policy)
+    assert (agreement.cases, agreement.agreed) == (1, 1)
