@@ -13,6 +13,7 @@ from typing import Any
 
 from django.core.cache import cache
 from django.db.models import Case, Count, IntegerField, Q, Value, When
+from django.db.models.functions import Coalesce, Least
 from django.utils.html import format_html, format_html_join
 from django.utils.safestring import SafeString
 
@@ -174,12 +175,18 @@ def fleet(now: datetime, limit: int = FLEET_LIMIT) -> tuple[list[HostRow], int]:
     hosts = list(Host.objects.filter(enabled=True).order_by("name"))
     start = now - SPARK_WINDOW
     samples: dict[int, list[tuple[datetime, int, tuple[float, ...]]]] = defaultdict(list)
-    # On the server's clock (when each reading arrived): a host whose clock is off is
-    # drawn where its readings are, not ten minutes aside or out of the hour.
+    # The readings that arrived in the hour, drawn when each was taken on the server's
+    # clock (scoring.samples.observed_at): a host whose clock is off is drawn where its
+    # readings are, not ten minutes aside, and a batch an agent held back where it belongs.
     rows_in_window = (
         MetricSample.objects.filter(received_at__gte=start, received_at__lte=now)
         .order_by("received_at", "taken_at")
-        .values_list("host_id", "received_at", "severity", *(name for name, _ in SPARK_SERIES))
+        .values_list(
+            "host_id",
+            Coalesce("observed_at", Least("taken_at", "received_at")),
+            "severity",
+            *(name for name, _ in SPARK_SERIES),
+        )
     )
     for host_id, taken_at, severity, *values in rows_in_window.iterator(chunk_size=5000):
         samples[host_id].append((taken_at, severity, tuple(values)))

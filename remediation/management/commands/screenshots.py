@@ -166,7 +166,7 @@ def stage_fleet(now: datetime) -> str:
     # A firewall change and a DNS slowdown wait for people; a memory leak heals itself.
     post(
         "web-02",
-        [{"host": "web-02", "taken_at": at(59), **reading(59, 1, firewall_change_requested=1)}],
+        [{"host": "web-02", "taken_at": at(59.5), **reading(59.5, 1, firewall_change_requested=1)}],
     )
     post(
         "cache-01",
