@@ -30,16 +30,6 @@ SEED_FEEDBACK = {
 }
 
 
-@pytest.fixture
-def healed(agent):
-    """A disk on web-01 that filled and was healed by itself: a ticket with a pattern."""
-    [result] = agent.post_metrics(agent.sample("disk")).json()["results"]
-    [action] = agent.take_actions()
-    agent.report(action)
-    agent.post_metrics(agent.sample())
-    return Ticket.objects.get(ticket_id=result["ticket_id"])
-
-
 def give(api, user, ticket, **changes):
     return api(user).post(
         "/api/v1/feedback", {**SEED_FEEDBACK, "ticket_id": ticket.ticket_id, **changes}

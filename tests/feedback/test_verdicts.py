@@ -27,16 +27,6 @@ NEGATIVE = {"feedback_type": "negative", "rating": 1, "actions_worked": False}
 
 
 @pytest.fixture
-def healed(agent):
-    """A disk on web-01 that filled and was healed by itself: a ticket with a pattern."""
-    [result] = agent.post_metrics(agent.sample("disk")).json()["results"]
-    [action] = agent.take_actions()
-    agent.report(action)
-    agent.post_metrics(agent.sample())
-    return Ticket.objects.get(ticket_id=result["ticket_id"])
-
-
-@pytest.fixture
 def integrator(db) -> User:
     """An integrator's service account, as `create_api_token --service` makes it."""
     service = User.objects.create_user("ticketing-bridge")

@@ -20,13 +20,6 @@ from tests.remediation.test_alerts import AM, WEBHOOK, am_alert, am_body
 
 
 @pytest.fixture
-def sender(db, api) -> Api:
-    service = User.objects.create_user("alertmanager")
-    service.groups.add(Group.objects.get(name="alert senders"))
-    return api(service)
-
-
-@pytest.fixture
 def integrator(db, api) -> Api:
     bridge = User.objects.create_user("bridge")
     bridge.groups.add(Group.objects.get(name="integrators"))

@@ -66,14 +66,6 @@ def am_body(*alerts: dict[str, Any]) -> dict[str, Any]:
 
 
 @pytest.fixture
-def sender(db, api) -> Api:
-    """Alertmanager's token, issued to a service user in the alert senders role."""
-    service = User.objects.create_user("alertmanager")
-    service.groups.add(Group.objects.get(name="alert senders"))
-    return api(service)
-
-
-@pytest.fixture
 def web(db):
     host, _ = add_host("web-01", now=timezone.now())
     return host
