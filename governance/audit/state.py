@@ -29,10 +29,15 @@ NEVER_AUDITED = "never audited"
 DELETED = "deleted"
 
 
+def permission_names(permissions: Any) -> list[str]:
+    """A user's or a role's permissions (its related manager), as sorted "app.codename"."""
+    rows = permissions.values_list("content_type__app_label", "codename")
+    return sorted(f"{app}.{codename}" for app, codename in rows)
+
+
 def _permissions(manager: str) -> Callable[[Model], list[str]]:
     def read(obj: Model) -> list[str]:
-        rows = getattr(obj, manager).values_list("content_type__app_label", "codename")
-        return sorted(f"{app}.{codename}" for app, codename in rows)
+        return permission_names(getattr(obj, manager))
 
     return read
 

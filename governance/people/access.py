@@ -12,6 +12,8 @@ from typing import Any
 from django.contrib.auth.hashers import is_password_usable
 from django.contrib.auth.models import Group
 
+from governance.audit.state import permission_names
+
 # The keys of a person's record, in the order a change is listed.
 PERSON_FIELDS = (
     "username",
@@ -37,12 +39,7 @@ def access_of(person: Any) -> dict[str, Any]:
     return {
         **columns_of(person),
         "groups": sorted(person.groups.values_list("name", flat=True)),
-        "permissions": sorted(
-            f"{app}.{codename}"
-            for app, codename in person.user_permissions.values_list(
-                "content_type__app_label", "codename"
-            )
-        ),
+        "permissions": permission_names(person.user_permissions),
     }
 
 
@@ -72,7 +69,4 @@ def public_access(access: dict[str, Any]) -> dict[str, Any]:
 
 
 def permissions_of(group: Group) -> list[str]:
-    return sorted(
-        f"{app}.{codename}"
-        for app, codename in group.permissions.values_list("content_type__app_label", "codename")
-    )
+    return permission_names(group.permissions)

@@ -13,7 +13,7 @@ audit's state check is what names those.
 """
 
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
 from typing import Any
@@ -149,34 +149,54 @@ def _people_links(
     if _quiet():
         return
     User = get_user_model()
-    if action in ("pre_add", "pre_remove", "pre_clear"):
+
+    def affected() -> list[Any]:
         if not reverse:
-            people = [instance]
-        elif pk_set is not None:
-            people = list(User.objects.filter(pk__in=pk_set))
-        else:  # clearing a role's or a permission's people
-            link = "groups" if sender is User.groups.through else "user_permissions"
-            people = list(User.objects.filter(**{link: instance}))
+            return [instance]
+        if pk_set is not None:
+            return list(User.objects.filter(pk__in=pk_set))
+        # clearing a role's or a permission's people
+        link = "groups" if sender is User.groups.through else "user_permissions"
+        return list(User.objects.filter(**{link: instance}))
+
+    for person, before, after in _link_changes(sender, instance, action, affected, access_of):
+        changed = changed_fields(before, after)
+        if changed:
+            _record(
+                "user.access_changed",
+                person,
+                f"access of {person.get_username()} changed: {', '.join(changed)}",
+                {
+                    "before": public_access(before),
+                    "after": public_access(after),
+                    "changed": changed,
+                },
+            )
+
+
+def _link_changes(
+    sender: Any,
+    instance: Any,
+    action: str,
+    affected: Callable[[], list[Any]],
+    state_of: Callable[[Any], Any],
+) -> list[tuple[Any, Any, Any]]:
+    """m2m_changed's bookkeeping, from either side of the link: before the change, the state
+    of each row it affects (kept on `instance`); after it, each of those rows whose state
+    changed, with its state before and after."""
+    if action.startswith("pre_"):
         befores = instance.__dict__.setdefault(LINKS_BEFORE, {})
-        for person in people:
-            befores[(sender, person.pk)] = (person, access_of(person))
-    elif action in ("post_add", "post_remove", "post_clear"):
-        befores = instance.__dict__.get(LINKS_BEFORE, {})
-        for key in [key for key in befores if key[0] is sender]:
-            person, before = befores.pop(key)
-            after = access_of(person)
-            changed = changed_fields(before, after)
-            if changed:
-                _record(
-                    "user.access_changed",
-                    person,
-                    f"access of {person.get_username()} changed: {', '.join(changed)}",
-                    {
-                        "before": public_access(before),
-                        "after": public_access(after),
-                        "changed": changed,
-                    },
-                )
+        for row in affected():
+            befores[(sender, row.pk)] = (row, state_of(row))
+        return []
+    befores = instance.__dict__.get(LINKS_BEFORE, {})
+    changes = []
+    for key in [key for key in befores if key[0] is sender]:
+        row, before = befores.pop(key)
+        after = state_of(row)
+        if after != before:
+            changes.append((row, before, after))
+    return changes
 
 
 # --- Roles -----------------------------------------------------------------------------
@@ -229,25 +249,18 @@ def _group_permissions(
 ) -> None:
     if _quiet():
         return
-    if action in ("pre_add", "pre_remove", "pre_clear"):
+
+    def affected() -> list[Group]:
         if not reverse:
-            groups = [instance]
-        elif pk_set is not None:
-            groups = list(Group.objects.filter(pk__in=pk_set))
-        else:
-            groups = list(Group.objects.filter(permissions=instance))
-        befores = instance.__dict__.setdefault(LINKS_BEFORE, {})
-        for group in groups:
-            befores[(sender, group.pk)] = (group, permissions_of(group))
-    elif action in ("post_add", "post_remove", "post_clear"):
-        befores = instance.__dict__.get(LINKS_BEFORE, {})
-        for key in [key for key in befores if key[0] is sender]:
-            group, before = befores.pop(key)
-            after = permissions_of(group)
-            if after != before:
-                _record(
-                    "group.permissions_changed",
-                    group,
-                    f"role {group.name} permissions changed",
-                    {"before": before, "after": after},
-                )
+            return [instance]
+        if pk_set is not None:
+            return list(Group.objects.filter(pk__in=pk_set))
+        return list(Group.objects.filter(permissions=instance))
+
+    for group, before, after in _link_changes(sender, instance, action, affected, permissions_of):
+        _record(
+            "group.permissions_changed",
+            group,
+            f"role {group.name} permissions changed",
+            {"before": before, "after": after},
+        )
