@@ -27,10 +27,9 @@ import hashlib
 import json
 import re
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Any
 
-from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.db import transaction
 from django.db.models import F
@@ -40,20 +39,17 @@ from governance.audit.changes import require_permission
 from governance.audit.errors import Conflict
 from governance.audit.log import PendingEvent, append_events, event, user_actor
 from remediation.alert_payloads import FINGERPRINT_LENGTH, AlertReport, runbook_parameters
-from remediation.choices import TICKET_OPEN_STATUSES, Category, ExecutionState
+from remediation.choices import TICKET_OPEN_STATUSES, Category
 from remediation.executions.verification import verify_with_resolved_alert
 from remediation.intake import ExternalTicket, TicketConflict, open_external_ticket
 from remediation.models import (
     ALERT_TICKET_PREFIXES,
     Alert,
     AlertStatus,
-    Execution,
     Host,
     Ticket,
     TicketSource,
 )
-from scoring.models import MetricSample
-from scoring.samples import sample_shows_problem
 
 # Alertmanager's own fingerprints (16 hex digits) stand in ticket ids as they are; any other
 # is a digest of 20 hex digits, so the two forms never meet.
@@ -221,9 +217,11 @@ def _resolve(
         )
     )
     verified = 0
-    if verifiable_by(known, report, now):
+    if verifiable_by(known, report):
         verified = verify_with_resolved_alert(
             ticket,
+            # when it began (when it was first received, if it says no start)
+            known.starts_at or known.first_received_at,
             known.ends_at,
             f"{user_actor(user)} reported {known.name} resolved",
             now,
@@ -234,36 +232,13 @@ def _resolve(
     return AlertOutcome(report.fingerprint, "resolved", message, ticket.ticket_id)
 
 
-def verifiable_by(alert: Alert, report: AlertReport, now: datetime) -> bool:
-    """May the resolved `alert` verify the fixes of its ticket that wait to be verified?
-
-    Only an alert about the same host and category as the ticket, that started before
-    each fix started (when it was first received, if it says no start), and ended after
-    it started and not ahead of Warden's clock; and only while the host's own newest
-    reading since the fix does not still show the problem: its readings outweigh an
-    alert's word.
-    """
+def verifiable_by(alert: Alert, report: AlertReport) -> bool:
+    """May the resolved `alert` vouch for its ticket's fixes at all? Only an alert about the
+    same host and category as the ticket, that says when it ended; whether it spans each
+    fix is judged under the executions' locks (verification.verify_with_resolved_alert)."""
     ticket = alert.ticket
-    if (ticket.host.name, ticket.category) != (report.host, report.category):
-        return False
-    ended = alert.ends_at
-    tolerance = timedelta(seconds=settings.WARDEN_ALERT_CLOCK_TOLERANCE_SECONDS)
-    if ended is None or ended > now + tolerance:
-        return False
-    started = alert.starts_at or alert.first_received_at
-    fixes = list(
-        Execution.objects.filter(
-            ticket=ticket, state=ExecutionState.VERIFYING, started_at__lte=ended
-        ).values_list("started_at", flat=True)
-    )
-    if not fixes or any(fix_started < started for fix_started in fixes):
-        return False
-    since_fix = (
-        MetricSample.objects.filter(host=ticket.host, received_at__gte=min(fixes))
-        .order_by("-taken_at")
-        .first()
-    )
-    return since_fix is None or not sample_shows_problem(since_fix, ticket.category)
+    same_problem = (ticket.host.name, ticket.category) == (report.host, report.category)
+    return same_problem and alert.ends_at is not None
 
 
 def alert_ticket_id(source: str, fingerprint: str, number: int) -> str:

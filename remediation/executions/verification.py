@@ -5,7 +5,7 @@ Fresh is on the server's clock (scoring.samples), never the agent's. The executi
 what judged it (verified_by). Each expects the caller's transaction."""
 
 from collections.abc import Sequence
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from django.conf import settings
@@ -17,6 +17,7 @@ from remediation.choices import ExecutionState, TicketStatus, VerifiedBy
 from remediation.executions.ending import after_ending, count_failed_attempt, start_rollback
 from remediation.executions.rows import audit_event
 from remediation.models import Execution, Host, Ticket
+from scoring.models import MetricSample
 from scoring.samples import (
     ClassifiedSample,
     clock_is_off,
@@ -102,22 +103,41 @@ def _clock_evidence(host: Host) -> dict[str, Any]:
 
 def verify_with_resolved_alert(
     ticket: Ticket,
+    started_at: datetime,
     ended_at: datetime,
     evidence: str,
     now: datetime,
     events: list[PendingEvent],
     **data: Any,
 ) -> int:
-    """A monitoring system says the ticket's problem ended at `ended_at`: the ticket's
-    executions waiting to be verified succeed on it, if it ended after they started.
-    Marked verified by the alert: it resolves the ticket, but earns the pattern's
-    automation no credit (only the host's own readings do). Returns how many. Expects
-    the caller's transaction."""
+    """A monitoring system says the ticket's problem, which began at `started_at`, ended at
+    `ended_at`: the ticket's executions waiting to be verified succeed on it, under their
+    locks, only when the alert spans every one of them (it began before each fix started,
+    ended after it started and not ahead of Warden's clock) and the host's newest reading
+    since the fixes does not still show the problem: its readings outweigh an alert's word.
+    The caller checked that the alert is about the ticket's host and category. Marked
+    verified by the alert: it resolves the ticket, but earns the pattern's automation no
+    credit (only the host's own readings do). Returns how many. Expects the caller's
+    transaction."""
+    tolerance = timedelta(seconds=settings.WARDEN_ALERT_CLOCK_TOLERANCE_SECONDS)
+    if ended_at > now + tolerance:
+        return 0
     executions = list(
         Execution.objects.select_for_update(of=("self",))
         .select_related("ticket", "runbook", "host")
         .filter(ticket=ticket, state=ExecutionState.VERIFYING, started_at__lte=ended_at)
     )
+    if not executions or any(e.started_at < started_at for e in executions):
+        return 0
+    since_fix = (
+        MetricSample.objects.filter(
+            host=ticket.host, received_at__gte=min(e.started_at for e in executions)
+        )
+        .order_by("-taken_at")
+        .first()
+    )
+    if since_fix is not None and sample_shows_problem(since_fix, ticket.category):
+        return 0
     for execution in executions:
         _succeed(
             execution, now, events, f"verified: {evidence}", verified_by=VerifiedBy.ALERT, **data
