@@ -17,7 +17,7 @@ from django.db import transaction
 from governance.audit.log import append_events, event
 from scoring.choices import ModelStatus
 from scoring.models import TriageModelVersion
-from scoring.triage.corpus import CORPUS_PATH, load_corpus
+from scoring.triage.corpus import CORPUS_PATH, Incident, load_corpus
 from scoring.triage.history import catalogue_risk, recent_tickets, resolved_tickets_since
 from scoring.triage.model import CV_FOLDS, label_of, risk_rank, train_triage_model
 from scoring.triage.registry import register_triage_result, serving_triage_from
@@ -34,7 +34,7 @@ class CorpusError(ValueError):
     """The corpus file cannot be read as incidents."""
 
 
-def read_corpus(path: Path) -> tuple[list[str], list[str]]:
+def read_corpus(path: Path) -> list[Incident]:
     try:
         incidents = load_corpus(path)
     except OSError as exc:
@@ -43,7 +43,7 @@ def read_corpus(path: Path) -> tuple[list[str], list[str]]:
         raise CorpusError(f"the corpus {path} is not JSON lines of incidents: {exc}") from exc
     if not incidents:
         raise CorpusError(f"the corpus {path} holds no incidents")
-    return [i.text for i in incidents], [label_of(i.category, i.runbook) for i in incidents]
+    return incidents
 
 
 def set_progress(version: TriageModelVersion, now: datetime, **progress: Any) -> None:
@@ -64,13 +64,14 @@ def train_candidate(
 ) -> TriageModelVersion:
     """Train on the corpus and people's resolved tickets; register the candidate."""
     say = progress or (lambda line: None)
-    texts, labels = read_corpus(corpus_path)
+    incidents = read_corpus(corpus_path)
     history = resolved_tickets_since(now - timedelta(days=history_days)) if history_days else []
-    say(f"{len(texts)} corpus incidents, {len(history)} resolved tickets from people")
+    say(f"{len(incidents)} corpus incidents, {len(history)} resolved tickets from people")
     result = train_triage_model(
-        texts,
-        labels,
+        [i.text for i in incidents],
+        [label_of(i.category, i.runbook) for i in incidents],
         catalogue_risk(),
+        groups=[i.phrasing for i in incidents],
         extra_texts=[t.text for t in history] * HISTORY_WEIGHT,
         extra_y=[t.label for t in history] * HISTORY_WEIGHT,
         seed=seed,

@@ -90,8 +90,11 @@ def triage_with(model: ServingTriageModel, texts: Sequence[str]) -> list[TextTri
 def triage_texts(texts: Sequence[str]) -> list[TextTriage]:
     """The approved model's triage of each text, in order; one batched predict.
 
-    Raises NoApprovedTriageModel (an Unavailable) when no version is approved.
+    Raises NoApprovedTriageModel (an Unavailable) when no version is approved (an empty
+    batch asks nothing).
     """
+    if not texts:
+        return []
     return triage_with(serving_triage_model(), texts)
 
 
