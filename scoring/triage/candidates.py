@@ -14,6 +14,7 @@ from typing import Any
 
 from django.db import transaction
 
+from governance.audit.errors import Conflict
 from governance.audit.log import append_events, event
 from scoring.choices import ModelStatus
 from scoring.models import TriageModelVersion
@@ -50,6 +51,31 @@ def set_progress(version: TriageModelVersion, now: datetime, **progress: Any) ->
     """Record how far a task has come (outside any transaction: others see it at once)."""
     version.progress = {**progress, "updated_at": now.isoformat()}
     TriageModelVersion.objects.filter(pk=version.pk).update(progress=version.progress)
+
+
+def request_comparison(version: TriageModelVersion, *, actor: str, now: datetime) -> None:
+    """Mark a version's comparison as queued, audited; the serving version is refused (it
+    would be compared with itself)."""
+    with transaction.atomic():
+        version = TriageModelVersion.objects.select_for_update().get(pk=version.pk)
+        if version.status == ModelStatus.APPROVED:
+            raise Conflict(
+                "serving",
+                f"triage model v{version.version} is the serving version: compare "
+                "a candidate with it instead",
+            )
+        set_progress(version, now, stage="queued")
+        append_events(
+            [
+                event(
+                    actor,
+                    "triage_model.comparison_requested",
+                    version,
+                    f"comparison of triage model v{version.version} with the serving version "
+                    "requested",
+                )
+            ]
+        )
 
 
 def train_candidate(

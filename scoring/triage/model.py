@@ -221,8 +221,9 @@ def choose_threshold(
     scan = []
     for threshold in THRESHOLD_GRID:
         rule = Rule(threshold, RIVAL_SHARE, CATEGORY_THRESHOLD, dict(risk))
-        suggested = [s.runbook for s in decide(proba, labels, rule)]
-        unsure = [s.unsure for s in decide(proba, labels, rule)]
+        suggestions = decide(proba, labels, rule)
+        suggested = [s.runbook for s in suggestions]
+        unsure = [s.unsure for s in suggestions]
         scan.append(
             {
                 "threshold": threshold,
@@ -354,6 +355,41 @@ def best_similarities(
     return product.max(axis=1)
 
 
+def similarity_reference(
+    pipeline: Pipeline,
+    texts: Sequence[str],
+    y: Sequence[str],
+    groups: Sequence[str],
+    reference: Sequence[str],
+    reference_y: Sequence[str],
+    reference_groups: Sequence[str],
+) -> dict[str, float]:
+    """Held-out texts' best similarity to the training texts of other phrasings: overall
+    (drift's reference), to a text of the same label, and to one of another label (where
+    a similar-incidents threshold would separate the two)."""
+    if not texts or not reference:
+        return {}
+    product = (tfidf_vectors(pipeline, texts) @ tfidf_vectors(pipeline, reference).T).toarray()
+    own = np.asarray(groups)[:, None]
+    product[(own == np.asarray(reference_groups)[None, :]) & (own != "")] = 0.0
+    same_label = np.asarray(y)[:, None] == np.asarray(reference_y)[None, :]
+    best = product.max(axis=1)
+    best_same = np.where(same_label, product, 0.0).max(axis=1)
+    best_other = np.where(same_label, 0.0, product).max(axis=1)
+
+    def q(values: np.ndarray, percent: float) -> float:
+        return round(float(np.percentile(values, percent)), 4)
+
+    return {
+        "mean_best_similarity": round(float(best.mean()), 4),
+        "best_similarity_p10": q(best, 10),
+        "same_label_best_p10": q(best_same, 10),
+        "same_label_best_p50": q(best_same, 50),
+        "other_label_best_p50": q(best_other, 50),
+        "other_label_best_p90": q(best_other, 90),
+    }
+
+
 def compact_vocabularies(pipeline: Pipeline) -> Pipeline:
     """The vectorizers' vocabularies with plain int indices, not numpy ones: skops writes
     each numpy scalar as a file of its own, which made the artifact 13,000 files and its
@@ -444,7 +480,9 @@ def train_triage_model(
         fit_seconds = time.perf_counter() - started
         labels = list(pipeline.classes_)
         metrics = evaluate(pipeline.predict_proba(eval_texts), labels, eval_y, rule)
-        eval_best = best_similarities(pipeline, eval_texts, train_texts, eval_groups, train_groups)
+        similarity = similarity_reference(
+            pipeline, eval_texts, eval_y, eval_groups, train_texts, train_y, train_groups
+        )
     metrics.update(
         {"n_train": len(train_y), "n_history": len(extra_y), "fit_seconds": round(fit_seconds, 3)}
     )
@@ -455,7 +493,6 @@ def train_triage_model(
         f"ECE {metrics['ece']:.4f}, unsafe {metrics['unsafe_suggestions']} "
         f"(threshold {threshold}, abstains on {metrics['abstention_rate']:.1%})"
     )
-    same = [float(s) for s in eval_best]
     return TriageTrainingResult(
         pipeline=pipeline,
         rule=rule,
@@ -472,7 +509,6 @@ def train_triage_model(
         },
         text_reference={
             "unknown_token_share": round(unknown_token_share(pipeline, eval_texts), 4),
-            "mean_best_similarity": round(float(np.mean(same)), 4) if same else 0.0,
-            "best_similarity_p10": round(float(np.percentile(same, 10)), 4) if same else 0.0,
+            **similarity,
         },
     )

@@ -105,6 +105,8 @@ def test_a_supervisor_queues_a_comparison_then_sees_it_before_approving(
         response = client.post(CHANGELIST, {**chosen, "confirmed": "yes", "note": ""})
 
     assert response.status_code == 302
+    [requested] = AuditEvent.objects.filter(action="triage_model.comparison_requested")
+    assert (requested.actor, requested.object_id) == ("user:alice", str(candidate.pk))
     page = client.get(f"{CHANGELIST}{candidate.pk}/change/").content.decode()
     assert f"agreement with v{triage_model.version}: 100.0%" in page
     assert "Unsafe suggestions (after abstaining)" in page
@@ -130,3 +132,14 @@ def test_the_admin_refuses_an_approval_without_a_comparison(
     assert "was not compared with the serving" in response.content.decode()
     candidate.refresh_from_db()
     assert candidate.status == "candidate"
+
+
+def test_the_serving_version_is_not_compared_with_itself(client, alice, triage_model):
+    client.force_login(alice)
+    chosen = {"action": "compare_action", "_selected_action": [triage_model.pk]}
+
+    response = client.post(CHANGELIST, {**chosen, "confirmed": "yes", "note": ""}, follow=True)
+
+    assert "is the serving version" in response.content.decode()
+    triage_model.refresh_from_db()
+    assert triage_model.progress == {}
