@@ -165,6 +165,7 @@ def statistics(
         category_total=recent_closed.count(),
         pattern=patterns.facts(found),
         pattern_level=pattern_level(found.pattern.pk if found.pattern else None),
+        feedback_formula=settings.WARDEN_FEEDBACK_FORMULA,
     )
 
 
@@ -203,6 +204,7 @@ def current_reliability(ticket: Ticket, now: datetime) -> ReliabilityBreakdown |
             category_resolved=stats.category_resolved,
             category_total=stats.category_total,
             pattern=stats.pattern,
+            feedback_formula=stats.feedback_formula,
         )
     )
 
