@@ -4,7 +4,6 @@ from django.conf import settings
 from django.core.checks import Error, Warning, register
 
 from config.outbound import url_problem
-from scoring.reliability import FEEDBACK_FORMULAS
 
 
 @register()
@@ -31,22 +30,6 @@ def check_webhook_url(app_configs, **kwargs) -> list:
     problem = url_problem(url) if url else ""
     if problem:
         return [Error(f"WARDEN_SLACK_WEBHOOK_URL: {problem}", id="warden.E002")]
-    return []
-
-
-@register()
-def check_feedback_formula(app_configs, **kwargs) -> list:
-    """The reliability score's feedback formula is named by a setting: refuse a typo at
-    start-up rather than at the first decision."""
-    formula = settings.WARDEN_FEEDBACK_FORMULA
-    if formula not in FEEDBACK_FORMULAS:
-        return [
-            Error(
-                f"WARDEN_FEEDBACK_FORMULA is {formula!r}: it must be one of "
-                f"{', '.join(repr(name) for name in FEEDBACK_FORMULAS)}.",
-                id="warden.E003",
-            )
-        ]
     return []
 
 
