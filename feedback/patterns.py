@@ -21,7 +21,7 @@ from django.conf import settings
 from feedback.models import Pattern
 from governance.rules.ceilings import ELIGIBLE_OCCURRENCES, ELIGIBLE_POSITIVE_RATE
 from remediation.choices import VerifiedBy
-from scoring.reliability import PatternFacts
+from scoring.reliability import MIN_PATTERN_OCCURRENCES, PatternFacts
 
 KEY_TERM_LIMIT = 3
 # A contribution below this barely moved the prediction: not a key term.
@@ -126,6 +126,7 @@ def facts(found: PatternMatch) -> PatternFacts | None:
         similarity=found.similarity,
         # Under today's thresholds: a global ceiling raised since the flag was stored counts.
         eligible=pattern.eligible_for_auto_remediation and is_eligible(pattern),
+        known_good=is_known_good(pattern),
     )
 
 
@@ -158,6 +159,20 @@ def is_eligible(pattern: Pattern) -> bool:
         and positive_feedback_rate(pattern) >= rate
         and pattern.avg_reliability >= ELIGIBLE_RELIABILITY
         and auto_remediation_success_rate(pattern) >= ELIGIBLE_AUTO_SUCCESS_RATE
+    )
+
+
+def is_known_good(pattern: Pattern) -> bool:
+    """The seed's step 6 "known good pattern": at least MIN_PATTERN_OCCURRENCES (3) of its
+    tickets resolved, and people's feedback on it at least the eligibility rate positive.
+
+    Full eligibility (is_eligible) also asks for automatic fixes that worked, which a
+    pattern cannot show before it may act; this is what lets it act the first time.
+    """
+    _, rate = eligibility_thresholds()
+    return (
+        pattern.success_count >= MIN_PATTERN_OCCURRENCES
+        and positive_feedback_rate(pattern) >= rate
     )
 
 

@@ -79,6 +79,9 @@ class PatternFacts:
     auto_remediation_success_rate: float  # 0-1
     similarity: float  # 0-1, how closely the ticket matches the pattern
     eligible: bool
+    # The seed's step 6 "known good pattern": at least MIN_PATTERN_OCCURRENCES of its
+    # tickets resolved and people's feedback on it positive enough (feedback/patterns.py).
+    known_good: bool = False
 
 
 @dataclass(frozen=True, slots=True)

@@ -158,7 +158,12 @@ def statistics(
         backup_available=has_backup(ticket.host),
         # The host is reporting: this decision is about the sample it just sent.
         system_healthy=ticket.host.enabled,
-        similar_resolved_tickets=closed.filter(status=TicketStatus.RESOLVED).count(),
+        # The seed's step 6: similar means of the same learned pattern; no pattern, none.
+        similar_resolved_tickets=(
+            closed.filter(status=TicketStatus.RESOLVED, pattern=found.pattern).count()
+            if found.pattern is not None
+            else 0
+        ),
         positive_feedback_rate=positives / given if given > 0 else None,
         feedback=feedback,
         category_resolved=recent_closed.filter(status=TicketStatus.RESOLVED).count(),
