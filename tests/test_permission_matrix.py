@@ -78,6 +78,9 @@ from scoring.models import MetricSample, ModelVersion
 from scoring.registry import forget_serving_model, register_training_result
 from tests.conftest import HEALTHY, AgentClient, make_user
 
+# Execution mechanics: self-healing trusts from the first ticket (tests/conftest.py).
+pytestmark = pytest.mark.usefixtures("trusting_policies")
+
 # The service roles: a user in these roles, with no password, sending its token.
 SERVICE_ROLES = {
     "integrator": ("integrators",),

@@ -9,6 +9,7 @@ from feedback.models import Feedback, Pattern
 from governance.approvals.actions import approve_request
 from governance.models import ApprovalRequest, Decision
 from remediation.actions import add_host
+from remediation.demo_history import record_track_record
 from remediation.models import Ticket
 from tests.conftest import AgentClient
 from tests.governance.admin_pages import logged_in
@@ -160,3 +161,19 @@ def test_the_pattern_page_lists_its_incidents_newest_first_with_links(agent, ali
     assert ticket.ticket_id in html and "Resolved" in html
     assert "Similar resolved tickets 1 of the policy&#x27;s 3" in html
     assert "Eligible for auto-remediation (the seed&#x27;s rule): not yet" in html
+
+
+def test_the_demos_track_record_lets_the_first_full_disk_heal_by_itself(agent, alice):
+    # given the demo's history: three past full disks people resolved and rated
+    made = record_track_record([agent.host], alice, timezone.now())
+
+    # when the fleet's first disk fills
+    [result] = agent.post_metrics(agent.sample("disk")).json()["results"]
+
+    # then it joins the earned pattern and heals without a person
+    decision = Decision.objects.get(ticket__ticket_id=result["ticket_id"])
+    assert made == 9
+    assert decision.outcome == "AUTO_HEAL", decision.reasons
+    ticket = Ticket.objects.get(ticket_id=result["ticket_id"])
+    assert patterns.is_known_good(ticket.pattern)
+    assert record_track_record([agent.host], alice, timezone.now()) == 0

@@ -1,8 +1,13 @@
 """Policies are versioned, and each decision records the version that decided it."""
 
+import pytest
+
 from governance.audit.log import GENESIS_HASH, verify_chain
 from governance.models import AuditEvent, Decision, Policy
 from tests.governance.admin_pages import form_data, logged_in
+
+# Execution mechanics: self-healing trusts from the first ticket (tests/conftest.py).
+pytestmark = pytest.mark.usefixtures("trusting_policies")
 
 DISK = "disk-self-healing"
 

@@ -19,6 +19,9 @@ from governance.rules.defaults import default_policy, model_fields, snapshot
 from governance.rules.facts import ModelOutput, RunbookFacts, Statistics, TicketFacts
 from remediation.models import Execution, Ticket
 
+# Execution mechanics: self-healing trusts from the first ticket (tests/conftest.py).
+pytestmark = pytest.mark.usefixtures("trusting_policies")
+
 ROWS = ("auto-healed", "sent to a person", "blocked", "recorded only")
 CHANGELIST = "/admin/governance/policy/"
 
