@@ -318,6 +318,10 @@ WARDEN_HELD_TIMEOUT_SECONDS = env.int("WARDEN_HELD_TIMEOUT_SECONDS", default=86_
 # rate limit) is given up on, and people told, after this long.
 WARDEN_HOLD_DEADLINE_SECONDS = env.int("WARDEN_HOLD_DEADLINE_SECONDS", default=4 * 3600)
 WARDEN_METRICS_TOKEN = env.str("WARDEN_METRICS_TOKEN", default="")
+# The reliability score's human feedback factor (scoring/reliability.py): "seed", the
+# seed's (positive rate + average stars) / 2, or "wide", which also averages in the rates of
+# "resolution accurate" and "actions worked". Checked at start-up (config/checks.py).
+WARDEN_FEEDBACK_FORMULA = env.str("WARDEN_FEEDBACK_FORMULA", default="seed")
 
 
 # Notices (governance/notices/): by email through Django's mail backend, and by a

@@ -11,14 +11,19 @@ from django.utils.html import format_html, format_html_join
 from django.utils.timesince import timesince
 
 from config.admin_actions import NeverDeleted
+from feedback import patterns
 from feedback.actions import edit_feedback, give_feedback
 from feedback.models import Feedback, Pattern, PostActionReview, ReviewStatus
 from governance.admin.base import GovernedAdmin, ReadOnlyHistoryAdmin, given_reason
 from governance.audit import permissions
 from governance.audit.changes import REASON_FIELD
+from governance.decisions.facts import enabled_policy
 from governance.promotions.actions import ReviewError, acknowledge_review, flag_review
 from governance.promotions.reviews import describe_action
-from remediation.choices import ExecutionState
+from remediation.choices import ExecutionState, TicketStatus
+
+# A pattern's page lists this many of its newest tickets.
+SIMILAR_INCIDENTS_SHOWN = 50
 
 
 class CurrentFilter(admin.SimpleListFilter):
@@ -91,6 +96,46 @@ class PatternAdmin(ReadOnlyHistoryAdmin):
     ]
     list_filter = ["category", "eligible_for_auto_remediation"]
     list_select_related = ["autonomy"]
+    exclude = ["centroid"]  # a sparse vector: the incidents below say what it learned
+    readonly_fields = ["eligibility", "similar_incidents"]
+
+    @admin.display(description="Eligible?")
+    def eligibility(self, obj: Pattern) -> str:
+        policy = enabled_policy(obj.category)
+        needed = policy.min_similar_tickets if policy is not None else 0
+        resolved = obj.tickets.filter(status=TicketStatus.RESOLVED).count()
+        return format_html_join(
+            "", "<p>{}</p>", ((line,) for line in patterns.eligibility_lines(obj, resolved, needed))
+        )
+
+    @admin.display(description="Similar incidents")
+    def similar_incidents(self, obj: Pattern) -> str:
+        """The pattern's tickets, newest first: each links to its own page."""
+        tickets = obj.tickets.order_by("-opened_at", "-pk")[:SIMILAR_INCIDENTS_SHOWN]
+        rows = format_html_join(
+            "",
+            '<tr><td><a href="{}">{}</a></td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>',
+            (
+                (
+                    reverse("admin:remediation_ticket_change", args=[ticket.pk]),
+                    ticket.ticket_id,
+                    ticket.title,
+                    ticket.get_status_display(),
+                    "-"
+                    if ticket.pattern_similarity is None
+                    else f"{ticket.pattern_similarity:.2f}",
+                    f"{ticket.opened_at:%Y-%m-%d %H:%M}",
+                )
+                for ticket in tickets
+            ),
+        )
+        if not rows:
+            return "No tickets yet."
+        return format_html(
+            "<table><thead><tr><th>Ticket</th><th>Title</th><th>Status</th>"
+            "<th>Similarity</th><th>Opened</th></tr></thead><tbody>{}</tbody></table>",
+            rows,
+        )
 
     @admin.display(description="Autonomy")
     def autonomy(self, obj: Pattern) -> str:

@@ -101,6 +101,10 @@ class Pattern(models.Model):
     signature = models.CharField(max_length=64, unique=True)
     category = models.CharField(max_length=20, choices=Category.choices)
     key_terms = models.JSONField(default=list)
+    # The mean of its tickets' text and readings vectors (feedback.patterns): side ->
+    # {feature: weight}, the heaviest entries only; and how many tickets it averages.
+    centroid = models.JSONField(default=dict, blank=True)
+    centroid_members = models.PositiveIntegerField(default=0)
     occurrence_count = models.PositiveIntegerField(default=0)
     success_count = models.PositiveIntegerField(default=0)
     failure_count = models.PositiveIntegerField(default=0)
@@ -119,7 +123,8 @@ class Pattern(models.Model):
     first_seen_at = models.DateTimeField(default=timezone.now)
     last_seen_at = models.DateTimeField(default=timezone.now)
 
-    history = PersonHistory()
+    # The centroid is bookkeeping recomputed at every ticket: kept out of the history.
+    history = PersonHistory(excluded_fields=["centroid"])
 
     class Meta:
         ordering = ["-occurrence_count"]

@@ -1,33 +1,65 @@
 """Pattern learning: recurring kinds of problem, and how remediating them has gone.
 
-A ticket's pattern is its category plus its key terms: the features that
-pushed its first sample to its class, strongest first (the model's
-explanation). A new ticket joins the closest pattern of its category when the
-key terms overlap enough (Jaccard similarity), or starts a new one. Outcomes
-and feedback accumulate on the pattern, and the seed's eligibility rule says
+A new ticket joins the pattern of its category whose words and readings it is
+closest to, or starts a new one. Each ticket is read as two unit vectors:
+
+- its text (title and description): a stateless scikit-learn HashingVectorizer over
+  words and word pairs and over character n-grams inside words, each l2-normalised,
+  so it needs no fitted model and works before any triage model exists;
+- its readings: the features that pushed its sample to its class (the model's
+  explanation), weighed by how much each did.
+
+A pattern keeps the mean of its members' vectors (its centroid, a compact sparse
+JSON map). The similarity of a ticket to a pattern is the cosine on each side both
+have, combined by TEXT_WEIGHT and READINGS_WEIGHT (one side only: that side's cosine);
+a ticket joins the closest pattern at or above MIN_SIMILARITY. Key terms (the
+strongest features, or the text's words) stay on the pattern for people to read.
+
+Outcomes and feedback accumulate on the pattern, and the seed's eligibility rule says
 when it has earned auto-remediation. The decision engine reads it as the
 reliability score's pattern-match factor.
 """
 
 import hashlib
+import math
 import re
-from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
 from datetime import datetime
+from functools import cache
 from typing import Any
 
 from django.conf import settings
+from sklearn.feature_extraction.text import HashingVectorizer
 
 from feedback.models import Pattern
 from governance.rules.ceilings import ELIGIBLE_OCCURRENCES, ELIGIBLE_POSITIVE_RATE
 from remediation.choices import VerifiedBy
-from scoring.reliability import PatternFacts
+from scoring.reliability import MIN_PATTERN_OCCURRENCES, PatternFacts
 
 KEY_TERM_LIMIT = 3
 # A contribution below this barely moved the prediction: not a key term.
 MIN_KEY_TERM_CONTRIBUTION = 0.01
-# Below this overlap two tickets are different problems.
-MIN_SIMILARITY = 0.5
+# Below this similarity a ticket is a different problem from every known pattern. Chosen
+# by bench/bench_patterns.py on the incident corpus (scoring/triage/incidents.jsonl):
+# split in half, tickets of each category joined one by one, "same pattern" judged by
+# "same runbook", best F0.5 on the tuning half (0.683, beside 0.681 at 0.10). Held
+# out, 0.15 gave pair precision 0.68 and recall 0.53 (49 patterns for 15 runbook
+# kinds); 0.30 gave 0.93 and 0.15, 0.50 gave 1.00 and 0.08 (docs/design.md's table).
+MIN_SIMILARITY = 0.15
+# A pattern learned before centroids were kept is matched by key-term overlap (Jaccard).
+MIN_TERM_OVERLAP = 0.5
+# How much each side counts when ticket and pattern both have it (they sum to 1). The
+# readings name the metric that is wrong; the words say why (logs or temp files, a leak
+# or a cache), which is what tells two runbooks of one category apart.
+TEXT_WEIGHT = 0.6
+READINGS_WEIGHT = 0.4
+# Hashed feature space of each text vectorizer; a centroid keeps its heaviest entries.
+TEXT_FEATURES = 2**18
+CENTROID_SIZE = 400
+TEXT_SIDE = "text"
+READINGS_SIDE = "readings"
+DIGITS = re.compile(r"[0-9]+")
 # The seed's eligibility rule for auto-remediation.
 ELIGIBLE_RELIABILITY = 85.0
 ELIGIBLE_AUTO_SUCCESS_RATE = 0.85
@@ -45,11 +77,117 @@ STOP_WORDS = frozenset(
 )  # fmt: skip
 
 
+Vector = dict[str, float]  # sparse: feature -> weight
+TicketVectors = dict[str, Vector]  # side (TEXT_SIDE, READINGS_SIDE) -> unit vector
+
+
 @dataclass(frozen=True)
 class PatternMatch:
     pattern: Pattern | None  # None: nothing close enough yet
     similarity: float
     key_terms: tuple[str, ...]
+    vectors: TicketVectors = field(default_factory=dict)  # the ticket's, to join the centroid
+
+
+@cache
+def _text_vectorizers() -> tuple[HashingVectorizer, HashingVectorizer]:
+    """Stateless: the same text always gives the same vector, with nothing to fit."""
+
+    def common(text: str) -> str:
+        # "97%" and "88%" are the same words about the same problem.
+        return DIGITS.sub("0", text.lower())
+
+    words = HashingVectorizer(
+        analyzer="word",
+        ngram_range=(1, 2),
+        preprocessor=common,
+        stop_words=sorted(STOP_WORDS),
+        n_features=TEXT_FEATURES,
+        alternate_sign=False,
+        norm="l2",
+    )
+    chars = HashingVectorizer(
+        analyzer="char_wb",
+        ngram_range=(3, 5),
+        preprocessor=common,
+        n_features=TEXT_FEATURES,
+        alternate_sign=False,
+        norm="l2",
+    )
+    return words, chars
+
+
+def text_vectors(texts: Sequence[str]) -> list[Vector]:
+    """Each text as one l2-normalised sparse vector: its words and its character n-grams,
+    each side normalised and weighed equally. An empty text gives an empty vector."""
+    words, chars = _text_vectorizers()
+    half = math.sqrt(0.5)
+    out: list[Vector] = []
+    for w_row, c_row in zip(words.transform(texts), chars.transform(texts), strict=True):
+        vector = {f"w{i}": v * half for i, v in zip(w_row.indices, w_row.data, strict=True)}
+        vector.update({f"c{i}": v * half for i, v in zip(c_row.indices, c_row.data, strict=True)})
+        out.append(_unit(vector))
+    return out
+
+
+def readings_vector(explanation: Iterable[Sequence]) -> Vector:
+    """The features that pushed the sample to its class, weighed by how much, as a unit
+    vector (empty when nothing did)."""
+    return _unit(
+        {
+            str(name): float(contribution)
+            for name, contribution in explanation
+            if float(contribution) >= MIN_KEY_TERM_CONTRIBUTION
+        }
+    )
+
+
+def ticket_vectors(text: str, explanation: Iterable[Sequence] = ()) -> TicketVectors:
+    """A ticket's sides: its words, and its readings when a sample explains it."""
+    vectors = {TEXT_SIDE: text_vectors([text])[0], READINGS_SIDE: readings_vector(explanation)}
+    return {side: vector for side, vector in vectors.items() if vector}
+
+
+def cosine(a: Mapping[str, float], b: Mapping[str, float]) -> float:
+    if len(b) < len(a):
+        a, b = b, a
+    dot = sum(value * b.get(key, 0.0) for key, value in a.items())
+    norms = math.sqrt(sum(v * v for v in a.values())) * math.sqrt(sum(v * v for v in b.values()))
+    return dot / norms if norms else 0.0
+
+
+def vector_similarity(ticket: Mapping[str, Vector], pattern: Mapping[str, Vector]) -> float | None:
+    """The weighted cosine over the sides both have, or None when they share no side."""
+    weights = {TEXT_SIDE: TEXT_WEIGHT, READINGS_SIDE: READINGS_WEIGHT}
+    shared = [side for side in weights if ticket.get(side) and pattern.get(side)]
+    if not shared:
+        return None
+    total = sum(weights[side] for side in shared)
+    return sum(weights[side] * cosine(ticket[side], pattern[side]) for side in shared) / total
+
+
+def joined_centroid(
+    centroid: Mapping[str, Vector], vectors: Mapping[str, Vector], members: int
+) -> dict[str, Vector]:
+    """The mean of `members` tickets' vectors with one more ticket's, per side; each side
+    keeps its CENTROID_SIZE heaviest entries, rounded, so the row stays small. `members`
+    counts the tickets already in `centroid`."""
+    out: dict[str, Vector] = {}
+    for side in {*centroid, *vectors}:
+        old, new = centroid.get(side, {}), vectors.get(side, {})
+        mean = {
+            key: (old.get(key, 0.0) * members + new.get(key, 0.0)) / (members + 1)
+            for key in {*old, *new}
+        }
+        # Ties broken by name: the same tickets give the same centroid in any process.
+        heaviest = sorted(mean.items(), key=lambda item: (-item[1], item[0]))[:CENTROID_SIZE]
+        out[side] = {key: round(value, 5) for key, value in heaviest if value > 0}
+    return out
+
+
+def _unit(vector: Mapping[str, float]) -> Vector:
+    norm = math.sqrt(sum(v * v for v in vector.values()))
+    return {key: v / norm for key, v in vector.items()} if norm else {}
 
 
 def key_terms(explanation: Iterable[Sequence]) -> tuple[str, ...]:
@@ -72,11 +210,23 @@ def similarity(a: Iterable[str], b: Iterable[str]) -> float:
     return len(a & b) / len(a | b)
 
 
-def closest(terms: Sequence[str], candidates: Iterable[Pattern]) -> tuple[Pattern | None, float]:
-    """The candidate most similar to `terms` (ties: the most seen), if similar enough."""
+def closest(
+    terms: Sequence[str],
+    candidates: Iterable[Pattern],
+    vectors: Mapping[str, Vector] | None = None,
+) -> tuple[Pattern | None, float]:
+    """The candidate most similar to the ticket (ties: the most seen), if similar enough.
+
+    By the ticket's `vectors` against each pattern's centroid; a pattern with no centroid
+    (learned before centroids were kept) or no side in common, by key-term overlap.
+    """
     best, best_score = None, 0.0
     for pattern in candidates:
-        score = similarity(terms, pattern.key_terms)
+        score = vector_similarity(vectors, pattern.centroid or {}) if vectors else None
+        if score is None:
+            overlap = similarity(terms, pattern.key_terms)
+            # Below the overlap a legacy pattern needs, no match at all.
+            score = overlap if overlap >= MIN_TERM_OVERLAP else 0.0
         if score > best_score or (
             best is not None
             and score == best_score
@@ -88,9 +238,11 @@ def closest(terms: Sequence[str], candidates: Iterable[Pattern]) -> tuple[Patter
     return best, best_score
 
 
-def match(category: str, explanation: Iterable[Sequence]) -> PatternMatch:
-    """The known pattern a new ticket of `category` with this explanation belongs to."""
-    return match_terms(category, key_terms(explanation))
+def match(category: str, explanation: Iterable[Sequence], text: str = "") -> PatternMatch:
+    """The known pattern a new ticket of `category` with this explanation (and `text`,
+    its title and description) belongs to."""
+    explanation = list(explanation)
+    return match_terms(category, key_terms(explanation), ticket_vectors(text, explanation))
 
 
 def text_terms(*texts: str) -> tuple[str, ...]:
@@ -107,10 +259,13 @@ def text_terms(*texts: str) -> tuple[str, ...]:
     return tuple(terms[:TEXT_TERM_LIMIT])
 
 
-def match_terms(category: str, terms: tuple[str, ...]) -> PatternMatch:
-    """The known pattern of `category` closest to these key terms, if similar enough."""
-    pattern, score = closest(terms, Pattern.objects.filter(category=category))
-    return PatternMatch(pattern, score, terms)
+def match_terms(
+    category: str, terms: tuple[str, ...], vectors: TicketVectors | None = None
+) -> PatternMatch:
+    """The known pattern of `category` closest to the ticket's vectors (or, without them,
+    its key terms), if similar enough."""
+    pattern, score = closest(terms, Pattern.objects.filter(category=category), vectors)
+    return PatternMatch(pattern, score, terms, vectors or {})
 
 
 def facts(found: PatternMatch) -> PatternFacts | None:
@@ -126,6 +281,7 @@ def facts(found: PatternMatch) -> PatternFacts | None:
         similarity=found.similarity,
         # Under today's thresholds: a global ceiling raised since the flag was stored counts.
         eligible=pattern.eligible_for_auto_remediation and is_eligible(pattern),
+        known_good=is_known_good(pattern),
     )
 
 
@@ -159,6 +315,40 @@ def is_eligible(pattern: Pattern) -> bool:
         and pattern.avg_reliability >= ELIGIBLE_RELIABILITY
         and auto_remediation_success_rate(pattern) >= ELIGIBLE_AUTO_SUCCESS_RATE
     )
+
+
+def is_known_good(pattern: Pattern) -> bool:
+    """The seed's step 6 "known good pattern": at least MIN_PATTERN_OCCURRENCES (3) of its
+    tickets resolved, and people's feedback on it at least the eligibility rate positive.
+
+    Full eligibility (is_eligible) also asks for automatic fixes that worked, which a
+    pattern cannot show before it may act; this is what lets it act the first time.
+    """
+    _, rate = eligibility_thresholds()
+    return (
+        pattern.success_count >= MIN_PATTERN_OCCURRENCES and positive_feedback_rate(pattern) >= rate
+    )
+
+
+def eligibility_lines(pattern: Pattern, similar_resolved: int, needed: int) -> list[str]:
+    """Whether `pattern` may act by itself and why, for people: step 6's known good
+    pattern (its resolved similar tickets against the policy's `needed`, its positive
+    feedback) and the seed's full eligibility rule, each number beside what it needs."""
+    occurrences, rate = eligibility_thresholds()
+    positive = positive_feedback_rate(pattern)
+    known = similar_resolved >= needed and is_known_good(pattern)
+    step_six = "yes" if known else "not yet"
+    eligible = "yes" if is_eligible(pattern) else "not yet"
+    return [
+        f"Known good pattern (the decision's step 6): {step_six}. Similar resolved tickets "
+        f"{similar_resolved} of the policy's {needed} (and at least "
+        f"{MIN_PATTERN_OCCURRENCES}); positive feedback {positive:.0%} of {rate:.0%} needed.",
+        f"Eligible for auto-remediation (the seed's rule): {eligible}. Occurrences "
+        f"{pattern.occurrence_count} of {occurrences}; positive feedback {positive:.0%} of "
+        f"{rate:.0%}; average reliability {pattern.avg_reliability:.1f} of "
+        f"{ELIGIBLE_RELIABILITY:g}; automatic fixes that worked "
+        f"{auto_remediation_success_rate(pattern):.0%} of {ELIGIBLE_AUTO_SUCCESS_RATE:.0%}.",
+    ]
 
 
 @dataclass(frozen=True)
@@ -210,6 +400,11 @@ def record_occurrence(
     else:
         pattern = Pattern.objects.select_for_update().get(pk=found.pattern.pk)
     n = pattern.occurrence_count + 1
+    if found.vectors:
+        pattern.centroid = joined_centroid(
+            pattern.centroid or {}, found.vectors, pattern.centroid_members
+        )
+        pattern.centroid_members += 1
     pattern.avg_confidence += (confidence - pattern.avg_confidence) / n
     pattern.avg_reliability += (reliability - pattern.avg_reliability) / n
     pattern.occurrence_count = n

@@ -34,8 +34,11 @@ def record_installed_state(sender: object, plan: Any = None, **kwargs: Any) -> N
     if plan is None:
         return
     from governance.audit.state_checks import record_installed_state as record
+    from governance.policies.upgrades import record_migrated_versions
 
     record()
+    # Then the policies a migration raised on an existing install, each in the log.
+    record_migrated_versions()
 
 
 def register_audit_guard(sender: object, connection: Any, **kwargs: Any) -> None:

@@ -14,6 +14,13 @@ that "we know nothing" neither earns nor loses trust:
 So a fresh install scores 0.25 x confidence + 27.5: a model at 0.9 confidence
 scores 50.0 ("low"), and trust grows as feedback and history come in (the
 seed's progressive automation).
+
+The human feedback factor follows one of two formulas (FEEDBACK_FORMULAS), chosen by
+the caller (Warden's setting WARDEN_FEEDBACK_FORMULA):
+
+- "seed" (the default): (positive rate x 100 + average rating / 5 x 100) / 2;
+- "wide": the same two terms averaged with the rates of "resolution accurate" and
+  "actions worked" (x 100), each over the feedback that gives it.
 """
 
 import math
@@ -37,6 +44,12 @@ NO_PATTERN_SCORE = 0.0
 MIN_PATTERN_OCCURRENCES = 3
 # A pattern whose feedback is all positive scores up to 20% above its bare similarity.
 PATTERN_FEEDBACK_BOOST = 0.20
+
+# The human feedback factor's formulas: the seed's two terms, or those and the two rates
+# people may also give (resolution accurate, actions worked).
+SEED_FORMULA = "seed"
+WIDE_FORMULA = "wide"
+FEEDBACK_FORMULAS = (SEED_FORMULA, WIDE_FORMULA)
 
 # The seed's confidence levels: (lowest score of the level, level), highest first.
 CONFIDENCE_LEVELS = ((90.0, "very_high"), (75.0, "high"), (60.0, "medium"), (0.0, "low"))
@@ -66,6 +79,9 @@ class PatternFacts:
     auto_remediation_success_rate: float  # 0-1
     similarity: float  # 0-1, how closely the ticket matches the pattern
     eligible: bool
+    # The seed's step 6 "known good pattern": at least MIN_PATTERN_OCCURRENCES of its
+    # tickets resolved and people's feedback on it positive enough (feedback/patterns.py).
+    known_good: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -75,6 +91,7 @@ class ReliabilityInputs:
     category_resolved: int  # tickets of the category resolved in the last six months
     category_total: int  # closed tickets of the category in the last six months
     pattern: PatternFacts | None
+    feedback_formula: str = SEED_FORMULA  # one of FEEDBACK_FORMULAS
 
 
 @dataclass(frozen=True, slots=True)
@@ -94,7 +111,7 @@ def reliability_score(inputs: ReliabilityInputs) -> ReliabilityBreakdown:
     a supervisor reads adds up to the score shown.
     """
     ai = _round(_unit(inputs.ai_confidence) * 100)
-    feedback = _round(feedback_score(inputs.feedback))
+    feedback = _round(feedback_score(inputs.feedback, inputs.feedback_formula))
     history = _round(success_history_score(inputs.category_resolved, inputs.category_total))
     pattern = _round(pattern_match_score(inputs.pattern))
     overall = _round(
@@ -121,16 +138,19 @@ def confidence_level(score: float) -> str:
     return "low"  # negative or NaN: no confidence at all
 
 
-def feedback_score(feedback: tuple[FeedbackFact, ...]) -> float:
+def feedback_score(feedback: tuple[FeedbackFact, ...], formula: str = SEED_FORMULA) -> float:
     """(positive rate x 100 + average rating / 5 x 100) / 2, both weighted by recency.
 
-    The seed's formula, widened to the other things it says feedback considers:
-    when people also said whether the resolution was accurate and whether the
-    actions worked, those rates (x 100) join the average. Each term is taken
-    over the feedback that gives it; neutral feedback counts as not positive.
+    The seed's formula. With formula "wide" it is widened to the other things the
+    seed says feedback considers: when people also said whether the resolution was
+    accurate and whether the actions worked, those rates (x 100) join the average.
+    Each term is taken over the feedback that gives it (no rating given: the positive
+    rate alone); neutral feedback counts as not positive.
     Each verdict also counts its own weight (a service's, as its policy says), and
     verdicts of weight 0 are left out. No feedback that weighs: NO_FEEDBACK_SCORE.
     """
+    if formula not in FEEDBACK_FORMULAS:
+        raise ValueError(f"feedback formula must be one of {FEEDBACK_FORMULAS}, not {formula!r}")
     feedback = tuple(fact for fact in feedback if _unit(fact.weight) > 0)
     if not feedback:
         return NO_FEEDBACK_SCORE
@@ -153,9 +173,12 @@ def feedback_score(feedback: tuple[FeedbackFact, ...]) -> float:
         weighted_mean(
             [None if f.rating is None else min(max(f.rating, 1), 5) / 5 * 100 for f in feedback]
         ),
-        weighted_mean([_percent(f.resolution_accurate) for f in feedback]),
-        weighted_mean([_percent(f.actions_worked) for f in feedback]),
     ]
+    if formula == WIDE_FORMULA:
+        terms += [
+            weighted_mean([_percent(f.resolution_accurate) for f in feedback]),
+            weighted_mean([_percent(f.actions_worked) for f in feedback]),
+        ]
     given = [term for term in terms if term is not None]
     return sum(given) / len(given)
 

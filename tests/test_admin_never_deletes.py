@@ -6,6 +6,9 @@ from django.contrib import admin
 from django.contrib.auth.models import User
 from django.urls import reverse
 
+# Execution mechanics: self-healing trusts from the first ticket (tests/conftest.py).
+pytestmark = pytest.mark.usefixtures("trusting_policies")
+
 GOVERNED_APPS = ("governance", "remediation", "scoring", "feedback")
 REGISTERED = sorted(
     (model for model in admin.site._registry if model._meta.app_label in GOVERNED_APPS),

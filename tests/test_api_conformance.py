@@ -45,6 +45,9 @@ from remediation.actions import close_ticket
 from remediation.intake import TICKET_ID, ExternalTicket, open_external_ticket
 from remediation.models import Ticket
 
+# Execution mechanics: self-healing trusts from the first ticket (tests/conftest.py).
+pytestmark = pytest.mark.usefixtures("trusting_policies")
+
 CHECKS = [
     not_a_server_error,
     status_code_conformance,

@@ -35,6 +35,9 @@ from remediation.alerts import receive_alert
 from remediation.models import AutomationTarget, Ticket
 from scoring.models import MetricSample
 
+# Execution mechanics: self-healing trusts from the first ticket (tests/conftest.py).
+pytestmark = pytest.mark.usefixtures("trusting_policies")
+
 PROJECT_APPS = ("governance", "remediation", "scoring", "feedback")
 
 

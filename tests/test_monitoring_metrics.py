@@ -16,6 +16,9 @@ from remediation.actions import cancel_execution, roll_back_execution
 from remediation.models import Execution, Ticket
 from tests.test_prometheus import samples, scrape
 
+# Execution mechanics: self-healing trusts from the first ticket (tests/conftest.py).
+pytestmark = pytest.mark.usefixtures("trusting_policies")
+
 TOKEN = "scrape-token-for-monitoring-tests-0123"
 
 

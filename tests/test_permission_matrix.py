@@ -80,6 +80,9 @@ from scoring.triage.actions import approve_triage_model_version
 from scoring.triage.registry import forget_serving_triage_model, register_triage_result
 from tests.conftest import HEALTHY, AgentClient, make_user
 
+# Execution mechanics: self-healing trusts from the first ticket (tests/conftest.py).
+pytestmark = pytest.mark.usefixtures("trusting_policies")
+
 # The service roles: a user in these roles, with no password, sending its token.
 SERVICE_ROLES = {
     "integrator": ("integrators",),

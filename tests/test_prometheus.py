@@ -3,6 +3,9 @@
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
+# Execution mechanics: self-healing trusts from the first ticket (tests/conftest.py).
+pytestmark = pytest.mark.usefixtures("trusting_policies")
+
 
 def scrape(client, **headers):
     return client.get("/metrics", **headers)

@@ -198,3 +198,21 @@ def test_production_warns_when_notice_links_would_point_at_localhost(settings):
     assert "warden.W003" not in [
         message.id for message in run_checks(include_deployment_checks=True)
     ]
+
+
+def test_an_unknown_feedback_formula_stops_start_up_naming_the_setting(settings):
+    from django.core.management import call_command
+    from django.core.management.base import SystemCheckError
+
+    settings.WARDEN_FEEDBACK_FORMULA = "mean"
+
+    with pytest.raises(SystemCheckError, match="WARDEN_FEEDBACK_FORMULA is 'mean'") as refused:
+        call_command("check")
+
+    assert "warden.E003" in str(refused.value)
+
+
+def test_both_feedback_formulas_pass_the_start_up_check(settings):
+    for formula in ("seed", "wide"):
+        settings.WARDEN_FEEDBACK_FORMULA = formula
+        assert not [m for m in run_checks() if m.id == "warden.E003"]

@@ -163,11 +163,14 @@ def _model_output(
 def _pattern_match(
     ticket: Ticket, explanation: list, pattern_terms: Sequence[str] | None
 ) -> patterns.PatternMatch:
-    """The learned pattern a new ticket matches: by the model's explanation, or by the key
-    terms of a ticket another system opened."""
+    """The learned pattern a new ticket matches, by its words and its readings (the model's
+    explanation); its key terms for people are the explanation's features, or the words
+    of a ticket another system opened."""
+    text = f"{ticket.title}\n{ticket.description}"
     if pattern_terms is None:
-        return patterns.match(ticket.category, explanation)
-    return patterns.match_terms(ticket.category, tuple(pattern_terms))
+        return patterns.match(ticket.category, explanation, text)
+    vectors = patterns.ticket_vectors(text, explanation)
+    return patterns.match_terms(ticket.category, tuple(pattern_terms), vectors)
 
 
 def _count_on_pattern(

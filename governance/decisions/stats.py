@@ -158,13 +158,19 @@ def statistics(
         backup_available=has_backup(ticket.host),
         # The host is reporting: this decision is about the sample it just sent.
         system_healthy=ticket.host.enabled,
-        similar_resolved_tickets=closed.filter(status=TicketStatus.RESOLVED).count(),
+        # The seed's step 6: similar means of the same learned pattern; no pattern, none.
+        similar_resolved_tickets=(
+            closed.filter(status=TicketStatus.RESOLVED, pattern=found.pattern).count()
+            if found.pattern is not None
+            else 0
+        ),
         positive_feedback_rate=positives / given if given > 0 else None,
         feedback=feedback,
         category_resolved=recent_closed.filter(status=TicketStatus.RESOLVED).count(),
         category_total=recent_closed.count(),
         pattern=patterns.facts(found),
         pattern_level=pattern_level(found.pattern.pk if found.pattern else None),
+        feedback_formula=settings.WARDEN_FEEDBACK_FORMULA,
     )
 
 
@@ -203,6 +209,7 @@ def current_reliability(ticket: Ticket, now: datetime) -> ReliabilityBreakdown |
             category_resolved=stats.category_resolved,
             category_total=stats.category_total,
             pattern=stats.pattern,
+            feedback_formula=stats.feedback_formula,
         )
     )
 

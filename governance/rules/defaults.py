@@ -6,11 +6,16 @@ CPU problems by itself and sends DNS and firewall changes to people; the seed's
 categories (cache, network, storage, security) follow its threshold table, and
 server problems stay with people (L1).
 
-Why the self-healing minimum reliability is 45: with no feedback and no
-history the reliability score is 0.25 x confidence + 27.5 (scoring/reliability.py),
-so a model at the policy's minimum confidence 0.8 scores 47.5 and at 0.9 scores
-50.0. A fresh install therefore acts on confident problems, and a category whose
-feedback or success rate turns bad drops below 45 and goes back to people.
+The seed's numbers: nothing seeded acts by itself below the seed's "medium"
+reliability band (SEED_MEDIUM_RELIABILITY, 60), and every policy that may act
+without a person asks for the seed's step 6, three similar resolved tickets of a
+known good pattern (SEED_SIMILAR_TICKETS). With no feedback and no history the
+reliability score is 0.25 x confidence + 27.5 (scoring/reliability.py): a model at
+0.9 scores 50.0, so a fresh install sends its first disk, memory and CPU problems
+to people. Once three tickets of the same pattern were resolved and people said
+so (positive, 5 stars), a fourth at 0.9 confidence with similarity 0.9 scores
+0.25 x 90 + 0.30 x 100 + 0.25 x 100 + 0.20 x 100 = 97.5 and heals by itself;
+even without the pattern factor it scores 77.5.
 """
 
 from collections.abc import Mapping
@@ -24,6 +29,10 @@ FORBIDDEN = ("delete", "format", "shutdown")
 # The self-healing runbooks move files to quarantine and restart services; anything
 # that reboots, removes or reformats is never theirs to run.
 SELF_HEALING_FORBIDDEN = (*FORBIDDEN, "reboot", "rm", "mkfs")
+# The seed's "medium" band: below it, "manual review required"; nothing seeded acts there.
+SEED_MEDIUM_RELIABILITY = 60.0
+# The seed's step 6: a pattern is known once this many similar tickets were resolved.
+SEED_SIMILAR_TICKETS = 3
 # Customer impact beyond half an hour is a person's call (PHASE-65's SLA rule).
 SLA_MINUTES = 30.0
 
@@ -34,15 +43,16 @@ def _self_healing(category: str, what: str) -> dict[str, Any]:
         "name": f"{category}-self-healing",
         "category": category,
         "description": (
-            f"{what} heal themselves at L3 when the model is at least 80% confident: "
-            "no approval, at most 10 actions an hour and 20% of the fleet at once."
+            f"{what} heal themselves at L3 when the model is at least 80% confident, "
+            "reliability is at least 60 and 3 similar tickets were resolved: no approval, "
+            "at most 10 actions an hour and 20% of the fleet at once."
         ),
         "enabled": True,
         "mode": "enforce",
         "autonomy_level": 3,
         "min_confidence_score": 0.8,
-        "min_reliability_score": 45.0,
-        "min_similar_tickets": 0,
+        "min_reliability_score": SEED_MEDIUM_RELIABILITY,
+        "min_similar_tickets": SEED_SIMILAR_TICKETS,
         "min_positive_feedback_rate": 0.0,
         "allowed_action_types": READ_AND_SAFE,
         "allowed_systems": frozenset({"linux"}),
@@ -135,6 +145,7 @@ DEFAULT_POLICIES: tuple[dict[str, Any], ...] = (
         auto_approve_threshold=85.0,
         max_actions_per_hour=10,
         blast_radius_max_percent=20.0,
+        min_similar_tickets=SEED_SIMILAR_TICKETS,
     ),
     _with_people(
         "network",
@@ -144,6 +155,7 @@ DEFAULT_POLICIES: tuple[dict[str, Any], ...] = (
         min_confidence_score=0.85,
         min_reliability_score=85.0,
         auto_approve_threshold=90.0,
+        min_similar_tickets=SEED_SIMILAR_TICKETS,
     ),
     _with_people(
         "storage",
@@ -152,6 +164,7 @@ DEFAULT_POLICIES: tuple[dict[str, Any], ...] = (
         min_reliability_score=90.0,
         auto_approve_threshold=95.0,
         requires_backup=True,
+        min_similar_tickets=SEED_SIMILAR_TICKETS,
     ),
     _with_people(
         "security",

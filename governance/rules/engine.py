@@ -132,6 +132,7 @@ def _open_case(
             category_resolved=stats.category_resolved,
             category_total=stats.category_total,
             pattern=stats.pattern,
+            feedback_formula=stats.feedback_formula,
         )
     )
     active = policy if policy is not None and policy.enabled else None

@@ -16,7 +16,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from governance.choices import AutonomyLevel
-from scoring.reliability import FeedbackFact, PatternFacts, ReliabilityBreakdown
+from scoring.reliability import SEED_FORMULA, FeedbackFact, PatternFacts, ReliabilityBreakdown
 
 NO_ACTION = "NO_ACTION"
 AUTO_HEAL = "AUTO_HEAL"
@@ -136,6 +136,9 @@ class Statistics:
     # The level the ticket's pattern was lowered to (governance.promotions.demotions), a cap on the
     # policy's level until it earns its way back; None: the pattern follows its policy.
     pattern_level: int | None = None
+    # How the human feedback factor is computed (scoring.reliability.FEEDBACK_FORMULAS):
+    # the setting WARDEN_FEEDBACK_FORMULA, read by whoever gathers the statistics.
+    feedback_formula: str = SEED_FORMULA
 
 
 @dataclass(frozen=True)

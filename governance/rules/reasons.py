@@ -222,7 +222,8 @@ def pattern_lines(policy: PolicySnapshot, stats: Statistics) -> list[str]:
     # A policy that asks for similar tickets asks for a known pattern too (the seed's step 6).
     if pattern is None and policy.min_similar_tickets > 0:
         lines.append("The ticket matches no known pattern yet, so a person approves it.")
-    if pattern is not None and not pattern.eligible and policy.min_similar_tickets > 0:
+    known_good = pattern is not None and (pattern.eligible or pattern.known_good)
+    if pattern is not None and not known_good and policy.min_similar_tickets > 0:
         lines.append(
             f"The ticket matches a known pattern ({pattern.occurrence_count} occurrences, "
             f"{pattern.positive_feedback_rate:.0%} positive) not yet eligible for "

@@ -9,7 +9,10 @@ from remediation.models import Ticket
 from tests.e2e.test_compliance import signed_in
 from warden_agent.argv import allowlist_digest
 
-pytestmark = pytest.mark.django_db(transaction=True, serialized_rollback=True)
+pytestmark = [
+    pytest.mark.django_db(transaction=True, serialized_rollback=True),
+    pytest.mark.usefixtures("trusting_policies"),
+]
 
 ROOT = Path(__file__).resolve().parents[2]
 EXAMPLE = json.loads((ROOT / "agent/examples/allowlist.json").read_text())

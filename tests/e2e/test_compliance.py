@@ -7,7 +7,10 @@ from django.core.management import call_command
 from django.core.management.base import CommandError
 from django.test import Client
 
-pytestmark = pytest.mark.django_db(transaction=True, serialized_rollback=True)
+pytestmark = [
+    pytest.mark.django_db(transaction=True, serialized_rollback=True),
+    pytest.mark.usefixtures("trusting_policies"),
+]
 
 
 def signed_in(browser, live_asgi, user):

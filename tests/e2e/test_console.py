@@ -7,7 +7,10 @@ from django.test import Client
 
 from governance.models import ApprovalRequest
 
-pytestmark = pytest.mark.django_db(transaction=True, serialized_rollback=True)
+pytestmark = [
+    pytest.mark.django_db(transaction=True, serialized_rollback=True),
+    pytest.mark.usefixtures("trusting_policies"),
+]
 
 
 def open_console(browser, live_asgi, user, before_load=None):

@@ -11,7 +11,10 @@ from remediation.models import Ticket
 from tests.conftest import token_for
 from tests.e2e.test_compliance import signed_in
 
-pytestmark = pytest.mark.django_db(transaction=True, serialized_rollback=True)
+pytestmark = [
+    pytest.mark.django_db(transaction=True, serialized_rollback=True),
+    pytest.mark.usefixtures("trusting_policies"),
+]
 
 # Installed before any page script runs: each violation the browser reports, as text.
 WATCH_VIOLATIONS = """

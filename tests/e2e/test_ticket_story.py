@@ -8,7 +8,10 @@ from governance.models import ApprovalRequest
 from remediation.models import Ticket
 from tests.e2e.test_compliance import signed_in
 
-pytestmark = pytest.mark.django_db(transaction=True, serialized_rollback=True)
+pytestmark = [
+    pytest.mark.django_db(transaction=True, serialized_rollback=True),
+    pytest.mark.usefixtures("trusting_policies"),
+]
 
 
 def test_the_story_of_an_approved_and_verified_fix_reads_in_order_with_links(

@@ -6,7 +6,7 @@ from remediation.models import Ticket
 
 
 @pytest.fixture
-def healed(agent) -> Ticket:
+def healed(agent, trusting_policies) -> Ticket:
     """A disk on web-01 that filled and was healed by itself: a ticket with a pattern."""
     [result] = agent.post_metrics(agent.sample("disk")).json()["results"]
     [action] = agent.take_actions()

@@ -10,6 +10,9 @@ from governance.models import ApprovalRequest, AuditEvent, Decision
 from remediation.actions import add_host
 from remediation.models import Execution, Runbook, Ticket
 
+# Execution mechanics: self-healing trusts from the first ticket (tests/conftest.py).
+pytestmark = pytest.mark.usefixtures("trusting_policies")
+
 # The seed's feedback body, every field of it.
 SEED_FEEDBACK = {
     "feedback_type": "negative",

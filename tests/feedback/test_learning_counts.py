@@ -1,10 +1,14 @@
 """Learning counts the truth: an automatic success only from an execution that passed
 verification; every other ending counted for what it was."""
 
+import pytest
 from django.utils import timezone
 
 from remediation.actions import close_ticket
 from remediation.models import Execution, Runbook, Ticket
+
+# Execution mechanics: self-healing trusts from the first ticket (tests/conftest.py).
+pytestmark = pytest.mark.usefixtures("trusting_policies")
 
 
 def counts(ticket: Ticket) -> dict[str, int]:

@@ -15,6 +15,9 @@ from tests.conftest import AgentClient
 from tests.governance.admin_pages import form_data, logged_in
 from tests.remediation.test_alerts import AM, am_alert, am_body
 
+# These tests count what automatic fixes earn their pattern: they start trusting.
+pytestmark = pytest.mark.usefixtures("trusting_policies")
+
 
 def test_key_terms_are_the_features_that_pushed_the_class_strongest_first():
     explanation = [("disk_usage", 0.61), ("disk_usage_change", 0.2), ("cpu_usage", 0.004)]

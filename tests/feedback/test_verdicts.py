@@ -22,6 +22,9 @@ from scoring.history import human_labels
 from tests.conftest import make_user
 from tests.governance.admin_pages import logged_in
 
+# Execution mechanics: self-healing trusts from the first ticket (tests/conftest.py).
+pytestmark = pytest.mark.usefixtures("trusting_policies")
+
 POSITIVE = {"feedback_type": "positive", "rating": 5, "actions_worked": True}
 NEGATIVE = {"feedback_type": "negative", "rating": 1, "actions_worked": False}
 

@@ -1,7 +1,12 @@
 """Approvers approve in the Django admin: a confirmation page with a note, then the execution."""
 
+import pytest
+
 from governance.models import ApprovalRequest, AuditEvent
 from remediation.models import Ticket
+
+# Execution mechanics: self-healing trusts from the first ticket (tests/conftest.py).
+pytestmark = pytest.mark.usefixtures("trusting_policies")
 
 CHANGELIST = "/admin/governance/approvalrequest/"
 

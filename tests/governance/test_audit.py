@@ -11,6 +11,9 @@ from django.db import DatabaseError, connection, transaction
 from governance.audit.log import GENESIS_HASH, audit_maintenance, chain_hash, verify_audit_log
 from governance.models import AuditChainHead, AuditEvent
 
+# Execution mechanics: self-healing trusts from the first ticket (tests/conftest.py).
+pytestmark = pytest.mark.usefixtures("trusting_policies")
+
 ATTACKERS_KEY = "a guess at the key, or none at all"
 
 

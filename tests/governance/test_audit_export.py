@@ -14,6 +14,9 @@ from django.core.management.base import CommandError
 from governance.models import AuditEvent
 from tests.governance.admin_pages import logged_in
 
+# Execution mechanics: self-healing trusts from the first ticket (tests/conftest.py).
+pytestmark = pytest.mark.usefixtures("trusting_policies")
+
 
 @pytest.fixture
 def trail(agent):

@@ -14,6 +14,9 @@ from django.db import DatabaseError, connection, transaction
 from governance.audit.log import audit_maintenance, verify_audit_log
 from governance.models import AuditChainHead, AuditEvent
 
+# Execution mechanics: self-healing trusts from the first ticket (tests/conftest.py).
+pytestmark = pytest.mark.usefixtures("trusting_policies")
+
 postgres_only = pytest.mark.skipif(
     "connection.vendor != 'postgresql'", reason="PostgreSQL's roles and session settings"
 )

@@ -12,6 +12,9 @@ from governance.models import ApprovalRequest, AuditEvent, Pause, PauseScope, Po
 from governance.pauses.actions import pause_automation
 from remediation.models import Execution, Runbook
 
+# Execution mechanics: self-healing trusts from the first ticket (tests/conftest.py).
+pytestmark = pytest.mark.usefixtures("trusting_policies")
+
 
 def verify_state(capsys) -> list[str]:
     """The rows `verify_audit --state` names ([] when intact)."""

@@ -51,6 +51,9 @@ from remediation.models import Execution, Ticket
 from tests.conftest import AgentClient
 from tests.governance.admin_pages import form_data, logged_in
 
+# Execution mechanics: self-healing trusts from the first ticket (tests/conftest.py).
+pytestmark = pytest.mark.usefixtures("trusting_policies")
+
 T0 = datetime(2026, 3, 2, 12, 0, tzinfo=UTC)
 SEED = Thresholds()  # the seed's numbers, the settings' defaults
 PROPOSALS = "/admin/governance/autonomyproposal/"

@@ -19,6 +19,9 @@ from remediation.models import Execution
 from tests.governance.test_engine_properties import EXAMPLES, inputs, policies
 from tests.test_settings import start
 
+# Execution mechanics: self-healing trusts from the first ticket (tests/conftest.py).
+pytestmark = pytest.mark.usefixtures("trusting_policies")
+
 SELF_HEALING = PolicySnapshot(
     name="disk-self-healing",
     category="disk",

@@ -14,6 +14,9 @@ from governance.rules.facts import AUTO_HEAL, ModelOutput, PolicySnapshot, Switc
 from remediation.models import Execution, Runbook
 from tests.governance.test_engine import CLEAN_TEMP, CONFIDENT, NOW, PROVEN, SELF_HEALING, TICKET
 
+# Execution mechanics: self-healing trusts from the first ticket (tests/conftest.py).
+pytestmark = pytest.mark.usefixtures("trusting_policies")
+
 REFUSED = {
     "rm -rf /": "removes the system's files",
     "sudo rm -r --force /etc/": "removes the system's files",

@@ -11,6 +11,9 @@ from governance.models import ApprovalRequest, Pause
 from governance.pauses.actions import pause_automation
 from remediation.actions import add_host
 
+# Execution mechanics: self-healing trusts from the first ticket (tests/conftest.py).
+pytestmark = pytest.mark.usefixtures("trusting_policies")
+
 T0 = datetime(2026, 12, 1, 12, 0, tzinfo=UTC)
 
 

@@ -13,6 +13,9 @@ from remediation.executions.queueing import dispatch_execution
 from remediation.executions.sweeps import sweep
 from remediation.models import Execution
 
+# Execution mechanics: self-healing trusts from the first ticket (tests/conftest.py).
+pytestmark = pytest.mark.usefixtures("trusting_policies")
+
 
 def queue_disk_clean_up(agent, django_capture_on_commit_callbacks) -> Execution:
     """A disk problem decided AUTO_HEAL, its execution queued but not yet dispatched."""

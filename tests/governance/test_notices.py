@@ -43,6 +43,9 @@ from governance.notices.plans import notice_plans
 from remediation.actions import add_host
 from tests.conftest import AgentClient
 
+# Execution mechanics: self-healing trusts from the first ticket (tests/conftest.py).
+pytestmark = pytest.mark.usefixtures("trusting_policies")
+
 BASE = "http://testserver"
 
 

@@ -14,6 +14,9 @@ from remediation import tasks
 from remediation.models import Execution
 from tests.governance.admin_pages import form_data, logged_in
 
+# Execution mechanics: self-healing trusts from the first ticket (tests/conftest.py).
+pytestmark = pytest.mark.usefixtures("trusting_policies")
+
 CHANGELIST = "/admin/governance/pause/"
 
 

@@ -11,6 +11,9 @@ from tests.conftest import make_user
 from tests.governance.admin_pages import logged_in
 from tests.governance.test_autonomy import PROPOSALS, disk_policy, feedback, heal, set_policy
 
+# Execution mechanics: self-healing trusts from the first ticket (tests/conftest.py).
+pytestmark = pytest.mark.usefixtures("trusting_policies")
+
 
 @pytest.fixture
 def few_fixes(settings):

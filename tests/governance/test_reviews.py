@@ -38,6 +38,9 @@ from remediation.actions import cancel_execution
 from remediation.models import Execution, Ticket
 from tests.conftest import AgentClient
 
+# Execution mechanics: self-healing trusts from the first ticket (tests/conftest.py).
+pytestmark = pytest.mark.usefixtures("trusting_policies")
+
 BASE = "http://testserver"
 
 

@@ -75,6 +75,9 @@ from scoring.features import METRIC_NAMES, Reading
 from scoring.models import MetricSample
 from tests.conftest import HEALTHY, PROBLEMS
 
+# Execution mechanics: self-healing trusts from the first ticket (tests/conftest.py).
+pytestmark = pytest.mark.usefixtures("trusting_policies")
+
 # About 50 s on SQLite and 130 s on PostgreSQL on a 2-core machine (3,200 steps a run;
 # each run draws new ones, so the runs add up).
 MAX_EXAMPLES = 40

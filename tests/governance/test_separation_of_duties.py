@@ -19,6 +19,9 @@ from remediation.models import Execution, Ticket
 from tests.conftest import Api, make_user, token_for
 from tests.governance.admin_pages import form_data, logged_in
 
+# Execution mechanics: self-healing trusts from the first ticket (tests/conftest.py).
+pytestmark = pytest.mark.usefixtures("trusting_policies")
+
 CHANGELIST = "/admin/governance/approvalrequest/"
 
 

@@ -18,14 +18,23 @@ from governance.models import AuditEvent, Decision, Policy
 from governance.rules.defaults import default_policy, model_fields, snapshot
 from governance.rules.facts import ModelOutput, RunbookFacts, Statistics, TicketFacts
 from remediation.models import Execution, Ticket
+from tests.conftest import TRUSTING
+
+# Execution mechanics: self-healing trusts from the first ticket (tests/conftest.py).
+pytestmark = pytest.mark.usefixtures("trusting_policies")
 
 ROWS = ("auto-healed", "sent to a person", "blocked", "recorded only")
 CHANGELIST = "/admin/governance/policy/"
 
 
 def draft_of_disk_policy(**changes) -> Policy:
-    """A disabled copy of the default disk policy with `changes`: a draft under review."""
-    fields = {**model_fields(default_policy("disk")), "name": "disk-draft", "enabled": False}
+    """A disabled copy of the disk policy in force (trusting) with `changes`: a draft."""
+    fields = {
+        **model_fields(default_policy("disk")),
+        **TRUSTING,
+        "name": "disk-draft",
+        "enabled": False,
+    }
     policy = Policy(**{**fields, **changes})
     policy.full_clean()
     policy.save()
@@ -263,7 +272,7 @@ def test_the_admin_simulation_names_the_hosts_the_blast_radius_holds(disk_histor
 
 def test_a_replayed_rate_limit_counts_actions_taken_at_the_same_instant():
     # given a draft allowing one action an hour, and two hosts breaking at the same second
-    draft = replace(snapshot(default_policy("disk")), max_actions_per_hour=1)
+    draft = replace(snapshot({**default_policy("disk"), **TRUSTING}), max_actions_per_hour=1)
     tickets = [replayed("INC-1", "web-01", NOON), replayed("INC-2", "web-02", NOON)]
 
     # when
@@ -276,7 +285,7 @@ def test_a_replayed_rate_limit_counts_actions_taken_at_the_same_instant():
 
 def test_a_replayed_rate_limit_forgets_actions_older_than_an_hour():
     # given
-    draft = replace(snapshot(default_policy("disk")), max_actions_per_hour=1)
+    draft = replace(snapshot({**default_policy("disk"), **TRUSTING}), max_actions_per_hour=1)
     tickets = [
         replayed("INC-1", "web-01", NOON),
         replayed("INC-2", "web-02", NOON + timedelta(minutes=61)),
@@ -289,7 +298,7 @@ def test_a_replayed_rate_limit_forgets_actions_older_than_an_hour():
 def test_a_labelled_blast_radius_ignores_hosts_outside_its_label():
     # given a draft allowing one production host at a time; a test host heals first
     draft = replace(
-        snapshot(default_policy("disk")),
+        snapshot({**default_policy("disk"), **TRUSTING}),
         blast_radius_label="env=prod",
         blast_radius_max_hosts=1,
         blast_radius_max_percent=None,
@@ -311,7 +320,9 @@ def test_a_labelled_blast_radius_ignores_hosts_outside_its_label():
 def test_a_host_is_held_only_while_a_simulated_action_runs_on_another():
     # given one host at a time; the second host breaks after the first action is over
     draft = replace(
-        snapshot(default_policy("disk")), blast_radius_max_hosts=1, blast_radius_max_percent=None
+        snapshot({**default_policy("disk"), **TRUSTING}),
+        blast_radius_max_hosts=1,
+        blast_radius_max_percent=None,
     )
     tickets = [
         replayed("INC-1", "web-01", NOON),

@@ -9,6 +9,7 @@ from datetime import datetime, timedelta
 import pytest
 from django.utils import timezone
 
+from feedback.models import Pattern
 from governance.decisions.deciding import decide_ticket
 from governance.decisions.stats import statistics
 from remediation.actions import add_host
@@ -107,6 +108,10 @@ def test_history_is_read_as_it_stood_when_the_decision_was_made(tickets):
     tickets.make(TicketStatus.RESOLVED, opened=timedelta(hours=2), closed=timedelta(hours=1))
     tickets.make(TicketStatus.CLOSED, opened=3 * DAY, closed=2 * DAY, category="cpu")
     replayed = tickets.make(TicketStatus.RESOLVED, opened=DAY, closed=timedelta(hours=12))
+    # all of the same learned pattern, so the resolved ones count as similar tickets
+    same = Pattern.objects.create(signature="disk-history", category="disk")
+    Ticket.objects.update(pattern=same)
+    replayed.refresh_from_db()
 
     # when a simulation replays the ticket at the moment it opened
     stats = statistics(replayed, None, replayed.opened_at)

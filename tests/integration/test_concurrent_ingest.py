@@ -15,6 +15,9 @@ from remediation.models import Execution, Host, Ticket
 from tests.conftest import HEALTHY, PROBLEMS
 from tests.integration.conftest import free_port, wait_until
 
+# Execution mechanics: self-healing trusts from the first ticket (tests/conftest.py).
+pytestmark = pytest.mark.usefixtures("trusting_policies")
+
 
 # Serialized rollback: the rows migrations seed (roles, the audit chain's head) come back.
 @pytest.mark.integration

@@ -15,6 +15,7 @@ from remediation.models import Execution, Ticket
 from tests.integration.conftest import start_web, wait_until
 
 pytestmark = [
+    pytest.mark.usefixtures("trusting_policies"),
     pytest.mark.integration,
     pytest.mark.django_db(transaction=True, serialized_rollback=True),
 ]

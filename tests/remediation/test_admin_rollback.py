@@ -5,6 +5,9 @@ import pytest
 from governance.models import AuditEvent
 from remediation.models import Execution
 
+# Execution mechanics: self-healing trusts from the first ticket (tests/conftest.py).
+pytestmark = pytest.mark.usefixtures("trusting_policies")
+
 CHANGELIST = "/admin/remediation/execution/"
 
 

@@ -18,6 +18,9 @@ from scoring.models import MetricSample
 from tests.conftest import Api
 from tests.remediation.test_alerts import AM, WEBHOOK, am_alert, am_body
 
+# Execution mechanics: self-healing trusts from the first ticket (tests/conftest.py).
+pytestmark = pytest.mark.usefixtures("trusting_policies")
+
 
 @pytest.fixture
 def integrator(db, api) -> Api:

@@ -14,6 +14,9 @@ from remediation.actions import add_host, close_ticket
 from remediation.models import Alert, Execution, Ticket
 from tests.conftest import Api
 
+# Execution mechanics: self-healing trusts from the first ticket (tests/conftest.py).
+pytestmark = pytest.mark.usefixtures("trusting_policies")
+
 # Alerts from a few days back, not a fixed date: intake refuses alerts older than a year.
 DAY = (datetime.now(UTC) - timedelta(days=4)).date().isoformat()
 STARTED = f"{DAY}T01:00:00Z"

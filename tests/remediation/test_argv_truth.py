@@ -12,6 +12,9 @@ from remediation.models import Execution, Runbook, Ticket
 from tests.conftest import Api
 from warden_agent.argv import allowlist_digest, argv_digest
 
+# Execution mechanics: self-healing trusts from the first ticket (tests/conftest.py).
+pytestmark = pytest.mark.usefixtures("trusting_policies")
+
 ROOT = Path(__file__).resolve().parents[2]
 EXAMPLE_ALLOWLIST = json.loads((ROOT / "agent/examples/allowlist.json").read_text())
 

@@ -1,8 +1,13 @@
 """People close tickets in the admin: resolved by hand or closed unresolved, never mid-action."""
 
+import pytest
+
 from feedback.models import Pattern
 from governance.models import ApprovalRequest, AuditEvent
 from remediation.models import Ticket
+
+# Execution mechanics: self-healing trusts from the first ticket (tests/conftest.py).
+pytestmark = pytest.mark.usefixtures("trusting_policies")
 
 CHANGELIST = "/admin/remediation/ticket/"
 

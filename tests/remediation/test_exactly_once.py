@@ -2,11 +2,15 @@
 
 from datetime import timedelta
 
+import pytest
 from django.utils import timezone
 
 from remediation.executions import queueing, rows
 from remediation.models import Execution
 from remediation.tasks import sweep
+
+# Execution mechanics: self-healing trusts from the first ticket (tests/conftest.py).
+pytestmark = pytest.mark.usefixtures("trusting_policies")
 
 
 def test_a_task_delivered_twice_dispatches_once(agent):

@@ -22,6 +22,9 @@ from remediation.models import Execution, Runbook, Ticket
 from warden_agent.agent import Agent
 from warden_agent.argv import argv_digest
 
+# Execution mechanics: self-healing trusts from the first ticket (tests/conftest.py).
+pytestmark = pytest.mark.usefixtures("trusting_policies")
+
 
 def pending_firewall_request(agent) -> ApprovalRequest:
     [result] = agent.post_metrics(agent.sample("firewall")).json()["results"]

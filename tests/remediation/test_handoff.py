@@ -35,6 +35,9 @@ from remediation.evidence import ticket_evidence
 from remediation.executions.sweeps import sweep
 from remediation.models import AutomationTarget, Execution, Runbook, Ticket
 
+# Execution mechanics: self-healing trusts from the first ticket (tests/conftest.py).
+pytestmark = pytest.mark.usefixtures("trusting_policies")
+
 SECRET = "s3cret-shared-with-the-automation-system"
 
 

@@ -532,6 +532,9 @@ stub, actions, entry_point = sys.argv[1:4]
 sys.path[:0] = [stub, actions]
 from st2common.runners.base_action import Action
 
+# Execution mechanics: self-healing trusts from the first ticket (tests/conftest.py).
+pytestmark = pytest.mark.usefixtures("trusting_policies")
+
 
 class ActionService:
     def __init__(self, values):

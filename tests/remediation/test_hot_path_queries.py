@@ -1,7 +1,11 @@
 """The statements an agent's post costs: what the work needs, and no fleet-wide lock."""
 
+import pytest
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
+
+# Execution mechanics: self-healing trusts from the first ticket (tests/conftest.py).
+pytestmark = pytest.mark.usefixtures("trusting_policies")
 
 
 def statements(agent, payload) -> list[str]:

@@ -16,7 +16,10 @@ from remediation.api import long_poll
 from remediation.models import Execution
 from remediation.wakeups import Waiters
 
-pytestmark = pytest.mark.django_db(transaction=True, serialized_rollback=True)
+pytestmark = [
+    pytest.mark.django_db(transaction=True, serialized_rollback=True),
+    pytest.mark.usefixtures("trusting_policies"),
+]
 
 
 @pytest.fixture(autouse=True)

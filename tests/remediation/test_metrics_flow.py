@@ -9,6 +9,9 @@ from governance.models import ApprovalRequest, AuditEvent, Decision
 from remediation.models import Execution, Ticket
 from scoring.models import MetricSample
 
+# Execution mechanics: self-healing trusts from the first ticket (tests/conftest.py).
+pytestmark = pytest.mark.usefixtures("trusting_policies")
+
 SAFE = [
     ("disk", "clean_temp_and_rotate_logs"),
     ("memory", "restart_leaking_service"),

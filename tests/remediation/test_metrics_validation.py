@@ -6,6 +6,9 @@ from governance.models import AuditEvent
 from remediation.models import Ticket
 from scoring.models import MetricSample
 
+# Execution mechanics: self-healing trusts from the first ticket (tests/conftest.py).
+pytestmark = pytest.mark.usefixtures("trusting_policies")
+
 
 def assert_nothing_stored():
     assert MetricSample.objects.count() == 0

@@ -1,8 +1,13 @@
 """An agent that resends (its answer was lost) learns what was decided; nothing counts twice."""
 
+import pytest
+
 from governance.models import AuditEvent, Decision
 from remediation.models import Execution, Ticket
 from scoring.models import MetricSample
+
+# Execution mechanics: self-healing trusts from the first ticket (tests/conftest.py).
+pytestmark = pytest.mark.usefixtures("trusting_policies")
 
 
 def test_a_resent_healthy_batch_is_stored_once_and_answered_the_same(agent):

@@ -21,6 +21,9 @@ from remediation.actions import add_host, close_ticket
 from remediation.models import Execution, Ticket
 from tests.conftest import Api, token_for
 
+# Execution mechanics: self-healing trusts from the first ticket (tests/conftest.py).
+pytestmark = pytest.mark.usefixtures("trusting_policies")
+
 # The seed's "Create Ticket with Auto-Remediation" body, with the host it is about.
 SEED_TICKET = {
     "ticket_id": "INC-12345",

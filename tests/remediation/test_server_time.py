@@ -19,6 +19,9 @@ from scoring.models import MetricSample
 from scoring.samples import assumed_skew, reading_is_fresh
 from tests.conftest import HEALTHY, PROBLEMS, AgentClient
 
+# Execution mechanics: self-healing trusts from the first ticket (tests/conftest.py).
+pytestmark = pytest.mark.usefixtures("trusting_policies")
+
 BEHIND = timedelta(minutes=-10)
 AHEAD = timedelta(minutes=10)
 

@@ -14,6 +14,9 @@ from governance.models import ApprovalRequest, AuditEvent, Decision
 from remediation.models import Ticket
 from tests.governance.admin_pages import logged_in
 
+# Execution mechanics: self-healing trusts from the first ticket (tests/conftest.py).
+pytestmark = pytest.mark.usefixtures("trusting_policies")
+
 
 class Page(HTMLParser):
     """What a person sees on a page: its text, and the names of the inputs they could edit."""

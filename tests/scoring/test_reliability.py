@@ -6,10 +6,12 @@ from hypothesis import strategies as st
 
 from scoring.reliability import (
     FEEDBACK_HALF_LIFE_DAYS,
+    WIDE_FORMULA,
     FeedbackFact,
     PatternFacts,
     ReliabilityInputs,
     confidence_level,
+    feedback_score,
     reliability_score,
 )
 
@@ -158,19 +160,49 @@ def test_unrated_feedback_counts_for_the_rate_but_not_the_stars():
     assert score.human_feedback == 75.0
 
 
-def test_accuracy_and_effectiveness_join_the_feedback_score_when_people_give_them():
+ACCURATE_BUT_FAILED = (
+    FeedbackFact("positive", 5, 1.0, resolution_accurate=True, actions_worked=False),
+    FeedbackFact("negative", None, 1.0),
+)
+
+
+def test_the_seed_formula_leaves_accuracy_and_effectiveness_out():
     # given a positive verdict rated 5 whose resolution was accurate but whose actions failed,
     # and a negative one that says nothing more
-    feedback = (
-        FeedbackFact("positive", 5, 1.0, resolution_accurate=True, actions_worked=False),
-        FeedbackFact("negative", None, 1.0),
-    )
+    # when scored by the default (the seed's) formula
+    score = reliability_score(inputs(feedback=ACCURATE_BUT_FAILED))
+
+    # then (positive 50 + stars 100) / 2
+    assert score.human_feedback == 75.0
+
+
+def test_the_wide_formula_averages_in_accuracy_and_effectiveness():
+    # given the same verdicts, scored by the wide formula
+    given = ReliabilityInputs(0.0, ACCURATE_BUT_FAILED, 0, 1, None, feedback_formula=WIDE_FORMULA)
 
     # when
-    score = reliability_score(inputs(feedback=feedback))
+    score = reliability_score(given)
 
     # then (positive 50 + stars 100 + accurate 100 + worked 0) / 4
     assert score.human_feedback == 62.5
+
+
+def test_the_issue_s_feedback_scores_80_by_the_seed_and_40_by_the_wide_formula():
+    # given four positive verdicts rated 3 of which people said the resolution was wrong
+    # and the actions did not work (the issue's example: 40 in Warden, 80 by the seed)
+    feedback = tuple(
+        FeedbackFact("positive", 3, 1.0, resolution_accurate=False, actions_worked=False)
+        for _ in range(4)
+    )
+
+    # when / then: (100 + 60) / 2, and (100 + 60 + 0 + 0) / 4
+    assert feedback_score(feedback) == 80.0
+    assert feedback_score(feedback, WIDE_FORMULA) == 40.0
+
+
+def test_an_unknown_formula_is_refused_by_name():
+    with pytest.raises(ValueError, match="'mean'"):
+        feedback_score((FeedbackFact("positive", 5, 1.0),), "mean")
 
 
 @pytest.mark.parametrize(("occurrences", "counts"), [(1, False), (2, False), (3, True), (20, True)])

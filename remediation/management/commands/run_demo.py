@@ -24,7 +24,10 @@ from django.db import transaction
 from django.utils import timezone
 
 from config.commands import WardenCommand
+from feedback.models import Pattern
+from feedback.patterns import is_known_good
 from remediation.actions import add_host, rotate_host_key
+from remediation.demo_history import PAST_PROBLEMS, record_track_record
 from remediation.models import Host
 from scoring.choices import ModelStatus
 from scoring.models import ModelVersion, TriageModelVersion
@@ -67,6 +70,7 @@ class Command(WardenCommand):
             call_command("train_triage_model", approve=True, stdout=self.stdout)
         self.ensure_accounts()
         keys_file = self.ensure_fleet(options["hosts"])
+        self.ensure_track_record()
         if options["setup_only"]:
             return
         self.run_processes(options, keys_file)
@@ -113,6 +117,20 @@ class Command(WardenCommand):
         keys_file.chmod(0o600)
         self.stdout.write(f"Demo fleet: {count} hosts (keys in {keys_file}).")
         return keys_file
+
+    def ensure_track_record(self) -> None:
+        """Past disk, memory and CPU problems people resolved and rated, once: the default
+        policies heal by themselves only what has earned it (remediation/demo_history.py)."""
+        hosts = list(Host.objects.filter(name__startswith="demo-").order_by("name"))
+        supervisor = User.objects.get(username="supervisor")
+        made = record_track_record(hosts, supervisor, timezone.now())
+        if made:
+            known = Pattern.objects.filter(category__in=PAST_PROBLEMS)
+            self.stdout.write(
+                f"Track record: {made} past tickets resolved and rated by people; "
+                f"{sum(is_known_good(pattern) for pattern in known)} patterns now "
+                "known good, so their next problems heal by themselves."
+            )
 
     def run_processes(self, options: dict, keys_file: Path) -> None:
         port = options["port"]
