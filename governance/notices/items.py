@@ -150,7 +150,7 @@ def describe(
         notice_id=notice_id,
         kind=kind,
         title=NoticeKind(kind).label,
-        host=ticket.host.name,
+        host=ticket.host_name,
         ticket_id=ticket.ticket_id,
         ticket_title=ticket.title,
         category=Category(ticket.category).label,

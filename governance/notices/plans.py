@@ -183,7 +183,7 @@ def record_notices(rows: Sequence[AuditEvent]) -> int:
                 ticket=tickets.get(plan.ticket_id),
                 approval_request_id=plan.approval_request_id,
                 execution_id=plan.execution_id,
-                host_name=tickets[plan.ticket_id].host.name if plan.ticket_id in tickets else "",
+                host_name=tickets[plan.ticket_id].host_name if plan.ticket_id in tickets else "",
                 summary="\n".join(plan.lines),
                 created_at=now,
             )

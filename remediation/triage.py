@@ -1,0 +1,278 @@
+"""Tickets in people's words: triaged in django-q2 tasks, then decided like any other.
+
+POST /api/v1/tickets stores a ticket `processing` (remediation.intake) and, once that
+commits, asks for remediation.tasks.triage_tickets. The task takes up to a batch of
+`processing` tickets, oldest first (rows another worker holds are skipped), asks the
+text triage model (scoring.triage.serving) once for the whole batch and once for the
+similar resolved incidents, and for each ticket records what it suggested, infers the
+host when the text names exactly one registered host, and then:
+
+- with a host, decides the ticket through intake's decide_reported_ticket, the path an
+  alert's ticket takes inline;
+- without one, escalates it ("no host named: a person names it"); it waits until a
+  person names the host (name_host: the admin's "Name the host" and
+  POST /api/v1/tickets/{id}/host), and is decided then.
+
+With no approved triage model the tickets are still decided, with no suggestion (the
+triage records "no model"). A task that was lost leaves tickets `processing`: the
+sweeper enqueues the task again for those older than WARDEN_TRIAGE_REQUEUE_SECONDS.
+"""
+
+import re
+from collections.abc import Sequence
+from datetime import datetime, timedelta
+from typing import Any
+
+from django.conf import settings
+from django.db import connection, transaction
+
+from governance.audit import permissions
+from governance.audit.changes import require_permission, require_reason
+from governance.audit.errors import Conflict, Invalid, Unavailable
+from governance.audit.log import PendingEvent, append_events, event, user_actor
+from governance.audit.tickets import escalate_ticket
+from governance.models import Decision
+from remediation.choices import TicketStatus
+from remediation.intake import (
+    confirming_reading,
+    decide_reported_ticket,
+    enqueue_triage,
+    open_ticket_of,
+)
+from remediation.models import Host, Ticket
+from scoring.triage.serving import SimilarIncident, TextTriage, similar_incidents, triage_texts
+
+NO_HOST_REASON = "no host named: a person names it"
+NO_MODEL = "no model"
+SIMILAR_LIMIT = 3
+
+
+def ticket_text(ticket: Ticket) -> str:
+    """What the triage model reads of a ticket: its title and description."""
+    return f"{ticket.title}\n{ticket.description}".strip()
+
+
+def triage_pending(now: datetime, *, batch_size: int | None = None) -> int:
+    """Triage up to `batch_size` `processing` tickets, oldest first, in one model call;
+    returns how many. Enqueues itself again after the commit when more are waiting."""
+    size = batch_size or settings.WARDEN_TRIAGE_BATCH_SIZE
+    with transaction.atomic():
+        waiting = Ticket.objects.filter(status=TicketStatus.PROCESSING).order_by("opened_at", "pk")
+        if connection.features.has_select_for_update_skip_locked:
+            # Two workers never triage the same ticket; each takes the rows nobody holds.
+            waiting = waiting.select_for_update(skip_locked=True, of=("self",))
+        tickets = list(waiting.select_related("host", "opened_by")[:size])
+        if not tickets:
+            return 0
+        texts = [ticket_text(ticket) for ticket in tickets]
+        suggestions, similar = suggest(texts)
+        find_host = host_finder()
+        for ticket, suggestion, alike in zip(tickets, suggestions, similar, strict=True):
+            # One ticket's refusal (its inferred host is busy, a runbook gone) is its own.
+            with transaction.atomic():
+                events: list[PendingEvent] = []
+                finish_triage(
+                    ticket, suggestion, alike, find_host(ticket_text(ticket)), now, events
+                )
+                append_events(events)
+        if len(tickets) == size:
+            transaction.on_commit(enqueue_triage, robust=True)
+    return len(tickets)
+
+
+def suggest(
+    texts: Sequence[str],
+) -> tuple[list[TextTriage | None], list[list[SimilarIncident]]]:
+    """The model's suggestion and the similar resolved incidents of each text: one call
+    each for the whole batch. Without an approved triage model, none (still decided)."""
+    try:
+        return list(triage_texts(texts)), list(similar_incidents(texts, limit=SIMILAR_LIMIT))
+    except Unavailable:
+        return [None] * len(texts), [[] for _ in texts]
+
+
+def host_finder() -> Any:
+    """A function from a text to the one registered host it names (None: none or several).
+
+    A host's name matches as a whole word, any case: "web-01" is not found in "web-012"
+    nor in "web-01.example.com", but is at a sentence's end ("down on web-01.")."""
+    names = {name.lower(): pk for pk, name in Host.objects.values_list("pk", "name")}
+    if not names:
+        return lambda text: None
+    alternatives = "|".join(re.escape(name) for name in sorted(names, key=len, reverse=True))
+    pattern = re.compile(rf"(?<![\w.-])({alternatives})(?![\w-]|\.\w)", re.IGNORECASE)
+
+    def find(text: str) -> Host | None:
+        found = {match.lower() for match in pattern.findall(text)}
+        if len(found) != 1:
+            return None
+        return Host.objects.get(pk=names[found.pop()])
+
+    return find
+
+
+def triage_record(
+    suggestion: TextTriage | None, alike: Sequence[SimilarIncident], host: Host | None
+) -> dict[str, Any]:
+    """What is kept of a triage on the ticket (Ticket.triage), read by the API and the story."""
+    incidents = [
+        {"ticket_id": s.ticket_id, "similarity": round(float(s.similarity), 4)} for s in alike
+    ]
+    inferred = host.name if host else None
+    if suggestion is None:
+        return {"model": NO_MODEL, "similar_incidents": incidents, "inferred_host": inferred}
+    return {
+        "model": f"v{suggestion.model_version}",
+        "model_version_id": suggestion.model_version_id,
+        "category": suggestion.category,
+        "category_confidence": round(float(suggestion.category_confidence), 4),
+        "runbook": suggestion.runbook,
+        "runbook_confidence": round(float(suggestion.runbook_confidence), 4),
+        "alternatives": [[name, round(float(p), 4)] for name, p in suggestion.alternatives],
+        "unsure": bool(suggestion.unsure),
+        "similar_incidents": incidents,
+        "inferred_host": inferred,
+    }
+
+
+def finish_triage(
+    ticket: Ticket,
+    suggestion: TextTriage | None,
+    alike: Sequence[SimilarIncident],
+    inferred: Host | None,
+    now: datetime,
+    events: list[PendingEvent],
+) -> Decision | None:
+    """Record the triage of a locked `processing` ticket, then decide it on its host, or
+    hand it to a person to name one. Returns its decision (None: it waits)."""
+    host = ticket.host
+    busy: Ticket | None = None
+    if host is None and inferred is not None:
+        # The same rule as opening: one open ticket per host and category.
+        busy = open_ticket_of(inferred, ticket.category)
+        if busy is None:
+            host = Host.objects.select_for_update().get(pk=inferred.pk)
+    ticket.triage = triage_record(suggestion, alike, inferred if busy is None else None)
+    ticket.triaged_at = now
+    ticket.host = host
+    events.append(_triaged_event(ticket, suggestion, inferred, busy))
+    if host is None:
+        why = NO_HOST_REASON
+        if busy is not None:
+            why = f"{inferred.name} has {busy.ticket_id} open in {ticket.category}: {why}"
+        ticket.save(update_fields=["triage", "triaged_at", "host"])
+        events += escalate_ticket(ticket, why)
+        return None
+    if ticket.status == TicketStatus.PROCESSING:
+        ticket.status = TicketStatus.OPEN  # decided from here on, like any open ticket
+    return _decide(ticket, now, events, also_saved=("triage", "triaged_at", "host"))
+
+
+def _decide(
+    ticket: Ticket, now: datetime, events: list[PendingEvent], also_saved: tuple[str, ...] = ()
+) -> Decision:
+    reading = confirming_reading(ticket.host, ticket.category, now)
+    fields = ["status", *also_saved]
+    if reading is not None:
+        ticket.severity, ticket.confidence = reading.severity, reading.confidence
+        fields += ["severity", "confidence"]
+    ticket.save(update_fields=fields)
+    opener = user_actor(ticket.opened_by) if ticket.opened_by_id else "system"
+    return decide_reported_ticket(ticket, reading, reported_by=opener, now=now, events=events)
+
+
+def _triaged_event(
+    ticket: Ticket, suggestion: TextTriage | None, inferred: Host | None, busy: Ticket | None
+) -> PendingEvent:
+    if suggestion is None:
+        said = "no triage model approved: no suggestion"
+    elif suggestion.unsure or not suggestion.runbook:
+        said = f"model v{suggestion.model_version} unsure: a person picks the runbook"
+    else:
+        said = (
+            f"model v{suggestion.model_version} suggests {suggestion.runbook} "
+            f"({suggestion.runbook_confidence:.0%})"
+        )
+    if ticket.host_id and inferred is None:
+        where = f"on {ticket.host.name} (named by the caller)"
+    elif ticket.host_id:
+        where = f"on {ticket.host.name} (named in its text)"
+    elif busy is not None:
+        where = f"names {inferred.name}, which has {busy.ticket_id} open in {ticket.category}"
+    else:
+        where = "names no registered host"
+    return event(
+        "system",
+        "ticket.triaged",
+        ticket,
+        f"{ticket.ticket_id} triaged: {said}; {where}",
+        ticket_id=ticket.ticket_id,
+        data=dict(ticket.triage),
+    )
+
+
+def name_host(
+    ticket: Ticket, host_name: str, *, actor: Any, reason: str, now: datetime
+) -> Decision | None:
+    """A person names the host of a ticket whose text named none; the ticket is decided
+    then. Needs remediation.change_ticket (as closing does) and a reason (audited
+    `ticket.host_named`). Raises Invalid (no such host), Conflict (it has a host already,
+    is not waiting for one, or the host has an open ticket in the category) or
+    PermissionDenied."""
+    require_permission(actor, permissions.CLOSE_TICKET, "name a ticket's host")
+    note = require_reason(reason)
+    who = user_actor(actor)
+    with transaction.atomic():
+        host = Host.objects.select_for_update().filter(name=host_name).first()
+        if host is None:
+            raise Invalid(
+                "unknown_host",
+                f"No registered host is named {host_name!r} (manage.py add_host).",
+                {"host": [f"No registered host is named {host_name!r}."]},
+            )
+        ticket = Ticket.objects.select_for_update().get(pk=ticket.pk)
+        if ticket.host_id is not None:
+            raise Conflict("has_host", f"{ticket.ticket_id} is already on {ticket.host.name}.")
+        if ticket.status not in (TicketStatus.ESCALATED, TicketStatus.PROCESSING):
+            raise Conflict(
+                "not_waiting", f"{ticket.ticket_id} is {ticket.status}: no host to name."
+            )
+        busy = open_ticket_of(host, ticket.category)
+        if busy is not None:
+            raise Conflict(
+                "open_ticket_exists",
+                f"{host.name} already has an open {ticket.category} ticket, {busy.ticket_id}: "
+                "one problem, one ticket.",
+                {"host": [f"{host.name} already has {busy.ticket_id} open."]},
+            )
+        ticket.host = host
+        events: list[PendingEvent] = [
+            event(
+                who,
+                "ticket.host_named",
+                ticket,
+                f"{ticket.ticket_id}'s host named {host.name} by {who}: {note}",
+                ticket_id=ticket.ticket_id,
+                data={"host": host.name, "reason": note},
+            )
+        ]
+        ticket._history_user = actor
+        ticket._change_reason = f"host named by {who}: {note}"
+        if ticket.status == TicketStatus.PROCESSING:
+            # Not triaged yet: the triage will decide it on this host.
+            ticket.save(update_fields=["host"])
+            decision = None
+        else:
+            decision = _decide(ticket, now, events, also_saved=("host",))
+        append_events(events)
+    return decision
+
+
+def requeue_lost_triage(now: datetime) -> int:
+    """`processing` tickets older than WARDEN_TRIAGE_REQUEUE_SECONDS lost their task (a
+    worker died, the queue was emptied): ask for the task again. Returns how many wait."""
+    stale = now - timedelta(seconds=settings.WARDEN_TRIAGE_REQUEUE_SECONDS)
+    waiting = Ticket.objects.filter(status=TicketStatus.PROCESSING, opened_at__lt=stale).count()
+    if waiting:
+        enqueue_triage()
+    return waiting
