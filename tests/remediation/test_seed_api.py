@@ -83,7 +83,7 @@ def test_a_revoked_token_stops_working_at_once(alice, capsys):
 @pytest.mark.parametrize(
     ("argv", "says"),
     [
-        (["create_api_token", "nobody"], "no user named nobody"),
+        (["create_api_token", "nobody", "--expiry-days", "-1"], "--expiry-days must be 0"),
         (["create_api_token", "alice", "--expiry-days", "-1"], "--expiry-days must be 0"),
         (["create_api_token", "alice", "--expiry-days", "4000"], "1 to 3650 days"),
         (["revoke_api_tokens", "nobody"], "no user named nobody"),
@@ -93,6 +93,17 @@ def test_the_token_commands_refuse_what_they_cannot_do(alice, argv, says):
     with pytest.raises(CommandError, match=says):
         call_command(*argv)
     assert not AuthToken.objects.exists()
+
+
+def test_a_new_name_is_created_as_an_integrator_and_told(db, capsys):
+    call_command("create_api_token", "alertbridge", "--expiry-days", "90")
+
+    out, err = capsys.readouterr()
+    assert "created alertbridge as a service user in the integrators role" in err
+    user = User.objects.get(username="alertbridge")
+    assert list(user.groups.values_list("name", flat=True)) == ["integrators"]
+    assert not user.has_usable_password()
+    assert Api(out.strip()).get("/api/v1/tickets").status_code == 200
 
 
 def test_a_token_until_revoked_has_no_expiry(alice, capsys):
