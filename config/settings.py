@@ -294,6 +294,9 @@ REST_KNOX = {"TOKEN_TTL": None, "AUTO_REFRESH": False, "TOKEN_PREFIX": "wdt_"}
 # Warden's own knobs (README: Configuration).
 WARDEN_MAX_BATCH = env.int("WARDEN_MAX_BATCH", default=1000)
 WARDEN_MODEL_REFRESH_SECONDS = env.float("WARDEN_MODEL_REFRESH_SECONDS", default=3.0)
+# How often a process re-reads which tickets are resolved, for similar incidents
+# (scoring.triage.serving): only new ones are vectorized.
+WARDEN_TRIAGE_INDEX_REFRESH_SECONDS = env.float("WARDEN_TRIAGE_INDEX_REFRESH_SECONDS", default=30.0)
 WARDEN_AGENT_LEASE_SECONDS = env.int("WARDEN_AGENT_LEASE_SECONDS", default=120)
 WARDEN_AGENT_POLL_MAX_SECONDS = env.float("WARDEN_AGENT_POLL_MAX_SECONDS", default=60.0)
 WARDEN_VERIFY_SAMPLES = env.int("WARDEN_VERIFY_SAMPLES", default=3)

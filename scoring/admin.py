@@ -10,8 +10,17 @@ from governance.audit import permissions
 from governance.rules import labels
 from scoring.actions import approve_model_version, retire_model_version
 from scoring.choices import ModelStatus, Severity
-from scoring.models import MetricSample, ModelVersion
-from scoring.monitoring import DRIFT_MIN_SAMPLES, DRIFT_WINDOW, DriftReport, model_drift
+from scoring.models import MetricSample, ModelVersion, TriageModelVersion
+from scoring.monitoring import (
+    DRIFT_MIN_SAMPLES,
+    DRIFT_WINDOW,
+    LEVEL_LABEL,
+    DriftReport,
+    model_drift,
+)
+from scoring.tasks import queue_triage_comparison, queue_triage_retraining
+from scoring.triage.actions import approve_triage_model_version, retire_triage_model_version
+from scoring.triage.drift import TEXT_DRIFT_MIN_TICKETS, TEXT_DRIFT_WINDOW, text_drift
 
 
 def _approve(version: ModelVersion, user, note: str) -> str:
@@ -180,3 +189,263 @@ class MetricSampleAdmin(NeverDeleted, admin.ModelAdmin):
 
     def has_change_permission(self, request, obj=None) -> bool:
         return False
+
+
+def _approve_triage(version: TriageModelVersion, user, note: str) -> str:
+    approve_triage_model_version(version, actor=user, reason=note, now=timezone.now())
+    return f"Triage model v{version.version} approved; every process serves it within seconds."
+
+
+def _retire_triage(version: TriageModelVersion, user, note: str) -> str:
+    retire_triage_model_version(version, actor=user, reason=note, now=timezone.now())
+    return f"Triage model v{version.version} retired."
+
+
+def _compare_triage(version: TriageModelVersion, user, note: str) -> str:
+    queue_triage_comparison(version, actor=f"user:{user.get_username()}")
+    return (
+        f"Triage model v{version.version}: re-scoring recent tickets with it and the serving "
+        "version; its page shows the progress and then the comparison."
+    )
+
+
+def _retrain_triage(version: TriageModelVersion, user, note: str) -> str:
+    queue_triage_retraining(actor=f"user:{user.get_username()}")
+    return "Training a new triage candidate; it appears in this list when registered."
+
+
+def _table(header: tuple[str, ...], rows) -> str:
+    head = format_html_join("", "<th>{}</th>", ((h,) for h in header))
+    body = format_html_join(
+        "",
+        "<tr>{}</tr>",
+        ((format_html_join("", "<td>{}</td>", ((cell,) for cell in row)),) for row in rows),
+    )
+    return format_html("<table><tr>{}</tr>{}</table>", head, body)
+
+
+HEADLINE_METRICS = (
+    ("category_accuracy", "Category accuracy"),
+    ("runbook_accuracy", "Runbook accuracy (top label)"),
+    ("macro_f1", "Macro-F1 over labels"),
+    ("ece", "Expected calibration error"),
+    ("brier", "Brier score"),
+    ("unsafe_without_abstention", "Unsafe suggestions without abstaining"),
+    ("unsafe_suggestions", "Unsafe suggestions (after abstaining)"),
+    ("abstention_rate", "Abstains (a person picks)"),
+    ("accuracy_when_answered", "Accuracy when it answers"),
+    ("n_eval", "Held-out tickets"),
+    ("n_train", "Training texts"),
+    ("n_history", "of which people's tickets"),
+)
+
+
+@admin.register(TriageModelVersion)
+class TriageModelVersionAdmin(ReadOnlyHistoryAdmin):
+    list_display = [
+        "version",
+        "status",
+        "runbook_accuracy",
+        "unsafe",
+        "abstains",
+        "compared",
+        "task_progress",
+        "created_at",
+        "approved_at",
+    ]
+    list_filter = ["status"]
+    readonly_fields = [
+        "version",
+        "status",
+        "algorithm",
+        "artifact",
+        "sha256",
+        "task_progress",
+        "comparison_table",
+        "held_out_figures",
+        "per_label_table",
+        "abstention_rule",
+        "threshold_scan",
+        "drift",
+        "params",
+        "approved_at",
+        "approved_by",
+        "retired_at",
+        "created_at",
+    ]
+    exclude = ["metrics", "thresholds", "comparison", "progress", "text_reference"]
+    actions = [
+        confirmed_action(
+            description="Compare with the serving version",
+            verb="compare",
+            perform=_compare_triage,
+            permissions=("serve",),
+        ),
+        confirmed_action(
+            description="Approve to serve",
+            verb="approve",
+            perform=_approve_triage,
+            permissions=("serve",),
+        ),
+        confirmed_action(
+            description="Retire", verb="retire", perform=_retire_triage, permissions=("serve",)
+        ),
+        confirmed_action(
+            description="Train a new candidate",
+            verb="train a new candidate",
+            perform=_retrain_triage,
+            permissions=("serve",),
+        ),
+    ]
+
+    def has_serve_permission(self, request) -> bool:
+        return request.user.has_perm(permissions.SERVE_MODEL)
+
+    def has_change_permission(self, request, obj=None) -> bool:
+        return False
+
+    def has_add_permission(self, request) -> bool:
+        return False
+
+    @admin.display(description="runbook accuracy")
+    def runbook_accuracy(self, obj: TriageModelVersion) -> str:
+        return f"{obj.metrics.get('runbook_accuracy', 0):.4f}"
+
+    @admin.display(description="unsafe (held out)")
+    def unsafe(self, obj: TriageModelVersion) -> int:
+        return obj.metrics.get("unsafe_suggestions", 0)
+
+    @admin.display(description="abstains")
+    def abstains(self, obj: TriageModelVersion) -> str:
+        return f"{obj.metrics.get('abstention_rate', 0):.1%}"
+
+    @admin.display(description="compared with")
+    def compared(self, obj: TriageModelVersion) -> str:
+        comparison = obj.comparison or {}
+        if not comparison.get("finished_at"):
+            return "-"
+        if comparison.get("serving_version") is None:
+            return f"nothing serving ({comparison.get('tickets', 0)} tickets)"
+        return (
+            f"v{comparison['serving_version']}: agreement {comparison.get('agreement', 0):.1%} "
+            f"on {comparison.get('tickets', 0)} tickets"
+        )
+
+    @admin.display(description="Task progress")
+    def task_progress(self, obj: TriageModelVersion) -> str:
+        progress = obj.progress or {}
+        if not progress:
+            return "-"
+        if "total" in progress:
+            return f"{progress['stage']}: {progress.get('done', 0)}/{progress['total']}"
+        return progress["stage"]
+
+    @admin.display(description="Comparison with the serving version on recent tickets")
+    def comparison_table(self, obj: TriageModelVersion) -> str:
+        comparison = obj.comparison or {}
+        if not comparison.get("finished_at"):
+            return "Not compared yet: use the action 'Compare with the serving version'."
+        names = [name for name in ("candidate", "serving") if name in comparison]
+        rows = [
+            (label, *[comparison[name].get(key, "-") for name in names])
+            for key, label in (
+                ("accuracy_on_known", "Accuracy on resolved tickets"),
+                ("unsafe_suggestions", "Unsafe suggestions"),
+                ("abstention_rate", "Abstains"),
+                ("known", "Resolved tickets (fix known)"),
+            )
+        ]
+        against = comparison.get("serving_version")
+        summary = format_html(
+            "<p>{} tickets of the last {} days, finished {}; {}</p>",
+            comparison.get("tickets", 0),
+            comparison.get("days", "?"),
+            comparison["finished_at"],
+            f"agreement with v{against}: {comparison.get('agreement', 0):.1%}"
+            if against is not None
+            else "no version was serving",
+        )
+        headers = ("", f"v{obj.version} (this)", *([f"v{against} (serving)"] if against else []))
+        disagreements = comparison.get("disagreements") or []
+        detail = (
+            _table(
+                ("ticket id", "this version suggests", "serving suggests"),
+                [
+                    (d["ticket"], d["candidate"] or "(a person)", d["serving"] or "(a person)")
+                    for d in disagreements
+                ],
+            )
+            if disagreements
+            else ""
+        )
+        return format_html("{}{}{}", summary, _table(headers, rows), detail)
+
+    @admin.display(description="Held-out figures")
+    def held_out_figures(self, obj: TriageModelVersion) -> str:
+        return _table(
+            ("figure", "value"),
+            [(label, obj.metrics.get(key, "-")) for key, label in HEADLINE_METRICS],
+        )
+
+    @admin.display(description="Per label (held out)")
+    def per_label_table(self, obj: TriageModelVersion) -> str:
+        per_label = obj.metrics.get("per_label", {})
+        return _table(
+            ("label (category:runbook)", "support", "accuracy", "abstains"),
+            [
+                (label, v["support"], v["accuracy"], v["abstained"])
+                for label, v in per_label.items()
+            ],
+        )
+
+    @admin.display(description="Abstention rule")
+    def abstention_rule(self, obj: TriageModelVersion) -> str:
+        rule = obj.thresholds or {}
+        return _table(
+            ("setting", "value"),
+            [
+                ("suggest only from this probability", rule.get("threshold", "-")),
+                ("riskier labels may hold less than", rule.get("rival_share", "-")),
+                ("name the category from", rule.get("category_threshold", "-")),
+            ],
+        )
+
+    @admin.display(description="Threshold chosen on out-of-fold predictions")
+    def threshold_scan(self, obj: TriageModelVersion) -> str:
+        scan = obj.metrics.get("threshold_scan") or []
+        if not scan:
+            return "-"
+        return _table(
+            ("threshold", "unsafe", "abstains"),
+            [(e["threshold"], e["unsafe"], e["abstention_rate"]) for e in scan],
+        )
+
+    @admin.display(description="Drift of recent tickets' words")
+    def drift(self, obj: TriageModelVersion) -> str:
+        report = text_drift(obj, timezone.now())
+        days = TEXT_DRIFT_WINDOW.days
+        if report.tickets < TEXT_DRIFT_MIN_TICKETS:
+            return (
+                f"{report.tickets} tickets in the last {days} days, {TEXT_DRIFT_MIN_TICKETS} needed"
+            )
+        return format_html(
+            "<p><strong>{}</strong> ({} tickets, last {} days)</p>{}",
+            LEVEL_LABEL[report.level],
+            report.tickets,
+            days,
+            _table(
+                ("figure", "recent", "at training"),
+                [
+                    (
+                        "words unknown to the model",
+                        report.unknown_token_share,
+                        report.reference_unknown_token_share,
+                    ),
+                    (
+                        "mean best similarity to the corpus",
+                        report.mean_best_similarity,
+                        report.reference_mean_best_similarity,
+                    ),
+                ],
+            ),
+        )

@@ -1,4 +1,4 @@
-"""Metric samples and the versioned severity model registry."""
+"""Metric samples and the versioned model registries (severity, and text triage)."""
 
 from django.conf import settings
 from django.core.validators import MaxValueValidator, MinValueValidator
@@ -14,9 +14,8 @@ from scoring.features import Reading
 PERCENT = [MinValueValidator(0), MaxValueValidator(100)]
 
 
-@checked_in_database
-class ModelVersion(models.Model):
-    """A trained severity model. Only the one approved version serves."""
+class RegisteredVersion(models.Model):
+    """What every versioned model records: its artifact, its figures, and who approved it."""
 
     version = models.PositiveIntegerField(unique=True)
     status = models.CharField(
@@ -25,13 +24,9 @@ class ModelVersion(models.Model):
     algorithm = models.CharField(max_length=100)
     artifact = models.CharField(max_length=255, help_text="File name in WARDEN_MODEL_DIR.")
     sha256 = models.CharField(max_length=64)
-    feature_names = models.JSONField(default=list)
     thresholds = models.JSONField(default=dict, blank=True)
-    class_weights = models.JSONField(default=dict, blank=True)
     params = models.JSONField(default=dict, blank=True)
     metrics = models.JSONField(default=dict, blank=True)
-    feature_distribution = models.JSONField(default=dict, blank=True)
-    confusion_matrix_svg = models.TextField(blank=True)
     created_at = models.DateTimeField(default=timezone.now, editable=False)
     approved_at = models.DateTimeField(null=True, blank=True)
     approved_by = models.ForeignKey(
@@ -39,10 +34,26 @@ class ModelVersion(models.Model):
     )
     retired_at = models.DateTimeField(null=True, blank=True)
 
+    class Meta:
+        abstract = True
+        ordering = ["-version"]
+
+    def __str__(self) -> str:
+        return f"v{self.version} ({self.status})"
+
+
+@checked_in_database
+class ModelVersion(RegisteredVersion):
+    """A trained severity model. Only the one approved version serves."""
+
+    feature_names = models.JSONField(default=list)
+    class_weights = models.JSONField(default=dict, blank=True)
+    feature_distribution = models.JSONField(default=dict, blank=True)
+    confusion_matrix_svg = models.TextField(blank=True)
+
     history = PersonHistory()
 
-    class Meta:
-        ordering = ["-version"]
+    class Meta(RegisteredVersion.Meta):
         constraints = [
             models.UniqueConstraint(
                 fields=["status"],
@@ -51,8 +62,31 @@ class ModelVersion(models.Model):
             )
         ]
 
-    def __str__(self) -> str:
-        return f"v{self.version} ({self.status})"
+
+@checked_in_database
+class TriageModelVersion(RegisteredVersion):
+    """A trained text triage model (scoring.triage). Only the one approved version serves.
+
+    `thresholds` holds its abstention rule (scoring.triage.model.Rule); `comparison` what
+    re-scoring recent tickets with it beside the serving version found, `progress` how far
+    its training or re-scoring task has come (scoring.triage.tasks).
+    """
+
+    # Drift's reference: the held-out texts' unknown-word share and best similarity.
+    text_reference = models.JSONField(default=dict, blank=True)
+    comparison = models.JSONField(default=dict, blank=True)
+    progress = models.JSONField(default=dict, blank=True)
+
+    history = PersonHistory()
+
+    class Meta(RegisteredVersion.Meta):
+        constraints = [
+            models.UniqueConstraint(
+                fields=["status"],
+                condition=Q(status=ModelStatus.APPROVED),
+                name="one_approved_triage_model_version",
+            )
+        ]
 
 
 @checked_in_database

@@ -68,13 +68,13 @@ def model_dir() -> Path:
     return path
 
 
-def save_artifact(estimator: Any, version: int) -> tuple[str, str]:
-    """Write the estimator as a skops file; returns (file name, sha256)."""
+def save_artifact(estimator: Any, version: int, kind: str = "severity") -> tuple[str, str]:
+    """Write the estimator as a skops file named after its `kind`; returns (file name, sha256)."""
     data = skops.io.dumps(estimator)
     sha256 = hashlib.sha256(data).hexdigest()
     # The hash in the name: two trainings racing for one version number cannot
     # overwrite each other's file (the loser's insert fails on the unique version).
-    name = f"severity-v{version}-{sha256[:12]}.skops"
+    name = f"{kind}-v{version}-{sha256[:12]}.skops"
     path = model_dir() / name
     # Written aside then renamed, so no process ever reads half a file.
     partial = path.with_suffix(".partial")
@@ -83,8 +83,11 @@ def save_artifact(estimator: Any, version: int) -> tuple[str, str]:
     return name, sha256
 
 
-def load_estimator(artifact: str, sha256: str) -> Any:
-    """Load an artifact after checking its hash and the types it holds."""
+def load_estimator(
+    artifact: str, sha256: str, trusted_types: frozenset[str] = TRUSTED_TYPES
+) -> Any:
+    """Load an artifact after checking its hash and that it holds no types beyond skops'
+    safe defaults and `trusted_types` (each model kind names its own)."""
     path = model_dir() / artifact
     try:
         data = path.read_bytes()
@@ -98,12 +101,12 @@ def load_estimator(artifact: str, sha256: str) -> Any:
         )
     untrusted = skops.io.get_untrusted_types(data=data)
     # Checked before loading: skops instantiates (and may call) types while it loads.
-    unexpected = sorted(set(untrusted) - TRUSTED_TYPES)
+    unexpected = sorted(set(untrusted) - trusted_types)
     if unexpected:
         raise ModelIntegrityError(
             f"model file {artifact} holds untrusted types, refused: {', '.join(unexpected)}"
         )
-    return skops.io.loads(data, trusted=sorted(TRUSTED_TYPES))
+    return skops.io.loads(data, trusted=sorted(trusted_types))
 
 
 def next_version_number() -> int:

@@ -1,4 +1,5 @@
-"""Shared fixtures: personas, an approved model, and an agent talking to the API.
+"""Shared fixtures: personas, approved models (severity; text triage on request), and an agent
+talking to the API.
 
 Personas: alice supervises, bob and carol approve, dave is compliance (read only).
 """
@@ -28,6 +29,11 @@ from scoring.training import (
     TRAIN_SEED,
     train_severity_model,
 )
+from scoring.triage.actions import approve_triage_model_version
+from scoring.triage.corpus import CATALOGUE, load_corpus
+from scoring.triage.model import TriageTrainingResult, label_of, train_triage_model
+from scoring.triage.registry import forget_serving_triage_model, register_triage_result
+from scoring.triage.serving import forget_incident_index
 from warden_agent.argv import argv_digest
 
 # Metrics of a healthy host, and of each seed scenario at its worst.
@@ -102,6 +108,41 @@ def approved_model(db: None, trained_model: Any, settings: Any, tmp_path: Any) -
     approve_model_version(version, actor=None, now=timezone.now(), reason="")
     yield version
     forget_serving_model()
+
+
+# What `train_triage_model` chooses on the shipped corpus (its out-of-fold scan); the quick
+# fixture takes it instead of scanning, which costs four more fits.
+TRIAGE_TEST_THRESHOLD = 0.5
+
+
+@pytest.fixture(scope="session")
+def trained_triage_model() -> TriageTrainingResult:
+    """The triage model fitted once per session on the shipped corpus (about a second)."""
+    incidents = load_corpus()
+    return train_triage_model(
+        [i.text for i in incidents],
+        [label_of(i.category, i.runbook) for i in incidents],
+        {name: risk for name, (_, risk) in CATALOGUE.items()},
+        threshold=TRIAGE_TEST_THRESHOLD,
+    )
+
+
+@pytest.fixture
+def triage_model(
+    db: None, trained_triage_model: TriageTrainingResult, settings: Any, tmp_path: Any
+) -> Any:
+    """An approved triage model version (opt in by name): triage_texts and similar_incidents
+    answer at once, and see resolved tickets without waiting for a refresh."""
+    settings.MODEL_DIR = tmp_path / "models"
+    settings.WARDEN_MODEL_REFRESH_SECONDS = 0
+    settings.WARDEN_TRIAGE_INDEX_REFRESH_SECONDS = 0
+    forget_serving_triage_model()
+    forget_incident_index()
+    version = register_triage_result(trained_triage_model, actor="system:test")
+    approve_triage_model_version(version, actor=None, now=timezone.now(), reason="")
+    yield version
+    forget_serving_triage_model()
+    forget_incident_index()
 
 
 def make_user(username: str, group: str) -> User:
