@@ -40,6 +40,7 @@ from remediation.intake import (
     open_ticket_of,
 )
 from remediation.models import Host, Ticket
+from scoring.triage import serving
 from scoring.triage.serving import SimilarIncident, TextTriage, similar_incidents, triage_texts
 
 NO_HOST_REASON = "no host named: a person names it"
@@ -49,7 +50,7 @@ SIMILAR_LIMIT = 3
 
 def ticket_text(ticket: Ticket) -> str:
     """What the triage model reads of a ticket: its title and description."""
-    return f"{ticket.title}\n{ticket.description}".strip()
+    return serving.ticket_text(ticket.title, ticket.description)
 
 
 def triage_pending(now: datetime, *, batch_size: int | None = None) -> int:

@@ -17,7 +17,7 @@ from django.utils import timezone
 from governance.console.panels import fleet_state, open_tickets
 from governance.models import AuditEvent, Decision
 from remediation import intake, tasks, triage
-from remediation.actions import add_host
+from remediation.actions import add_host, close_ticket
 from remediation.models import Ticket
 from scoring.triage.serving import SimilarIncident, TextTriage
 
@@ -384,3 +384,40 @@ def test_a_hostless_ticket_has_evidence_and_exports(api, client, dave, alice, ho
     call_command("export_audit", "--format", "csv", "--output", str(path))
     rows = list(csv.DictReader(io.StringIO(path.read_text())))
     assert "ticket.triaged" in {row["action"] for row in rows}
+
+
+# --- With the real triage model ----------------------------------------------------------------
+
+
+def test_the_seeds_ticket_with_the_real_triage_model(api, alice, fleet, triage_model):
+    # given a resolved incident told in other words on record
+    api(alice).post(
+        "/api/v1/tickets",
+        {
+            **SEED_BODY,
+            "ticket_id": "OPS-1",
+            "host": "prod-web-02",
+            "title": "Website down",
+            "description": "web service on port 8080 stopped responding, restarted it",
+        },
+    )
+    close_ticket(
+        Ticket.objects.get(ticket_id="OPS-1"),
+        actor=alice,
+        reason="restarted by hand",
+        now=timezone.now(),
+        resolved=True,
+    )
+
+    # when the seed's ticket arrives
+    api(alice).post("/api/v1/tickets", SEED_BODY)
+
+    # then the model's suggestion and the similar incident are on it, with the version
+    body = api(alice).get("/api/v1/tickets/INC-12345").json()
+    assert body["triage"]["model"] == f"v{triage_model.version}"
+    assert body["triage"]["category"] == "server"
+    assert [s["ticket_id"] for s in body["similar_incidents"]] == ["OPS-1"]
+    assert (body["triage"]["runbook"], body["triage"]["unsure"]) == ("restart-web-service", False)
+    [action] = body["suggested_actions"]
+    assert action["runbook"] == "restart-web-service"
+    assert action["confidence"] == body["triage"]["runbook_confidence"] > 0.5
