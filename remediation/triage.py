@@ -18,6 +18,7 @@ triage records "no model"). A task that was lost leaves tickets `processing`: th
 sweeper enqueues the task again for those older than WARDEN_TRIAGE_REQUEUE_SECONDS.
 """
 
+import logging
 import re
 from collections.abc import Sequence
 from datetime import datetime, timedelta
@@ -42,6 +43,8 @@ from remediation.intake import (
 from remediation.models import Host, Ticket
 from scoring.triage import serving
 from scoring.triage.serving import SimilarIncident, TextTriage, similar_incidents, triage_texts
+
+logger = logging.getLogger(__name__)
 
 NO_HOST_REASON = "no host named: a person names it"
 NO_MODEL = "no model"
@@ -69,13 +72,17 @@ def triage_pending(now: datetime, *, batch_size: int | None = None) -> int:
         suggestions, similar = suggest(texts)
         find_host = host_finder()
         for ticket, suggestion, alike in zip(tickets, suggestions, similar, strict=True):
-            # One ticket's refusal (its inferred host is busy, a runbook gone) is its own.
-            with transaction.atomic():
-                events: list[PendingEvent] = []
-                finish_triage(
-                    ticket, suggestion, alike, find_host(ticket_text(ticket)), now, events
-                )
-                append_events(events)
+            host = find_host(ticket_text(ticket))
+            try:
+                with transaction.atomic():  # one ticket's failure is its own
+                    events: list[PendingEvent] = []
+                    finish_triage(ticket, suggestion, alike, host, now, events)
+                    append_events(events)
+            except Exception as failed:
+                # Never left `processing` for the sweeper to try again for ever: a person
+                # has it, with why.
+                logger.exception("triage of %s failed", ticket.ticket_id)
+                _hand_to_people(ticket.pk, f"its triage failed ({failed}): a person decides")
         if len(tickets) == size:
             transaction.on_commit(enqueue_triage, robust=True)
     return len(tickets)
@@ -149,10 +156,11 @@ def finish_triage(
     host = ticket.host
     busy: Ticket | None = None
     if host is None and inferred is not None:
-        # The same rule as opening: one open ticket per host and category.
-        busy = open_ticket_of(inferred, ticket.category)
-        if busy is None:
-            host = Host.objects.select_for_update().get(pk=inferred.pk)
+        # The same rule as opening, under the host's lock as there: one open ticket per
+        # host and category.
+        locked = Host.objects.select_for_update().get(pk=inferred.pk)
+        busy = open_ticket_of(locked, ticket.category)
+        host = locked if busy is None else None
     ticket.triage = triage_record(suggestion, alike, inferred if busy is None else None)
     ticket.triaged_at = now
     ticket.host = host
@@ -167,6 +175,12 @@ def finish_triage(
     if ticket.status == TicketStatus.PROCESSING:
         ticket.status = TicketStatus.OPEN  # decided from here on, like any open ticket
     return _decide(ticket, now, events, also_saved=("triage", "triaged_at", "host"))
+
+
+def _hand_to_people(ticket_pk: int, why: str) -> None:
+    with transaction.atomic():
+        ticket = Ticket.objects.select_for_update().get(pk=ticket_pk)
+        append_events(escalate_ticket(ticket, why))
 
 
 def _decide(

@@ -329,6 +329,31 @@ def test_a_lost_triage_task_is_picked_up_by_the_sweeper(
     assert Decision.objects.filter(ticket=ticket).exists()
 
 
+def test_a_ticket_whose_triage_fails_goes_to_people_and_the_batch_goes_on(
+    api, alice, fleet, model, monkeypatch
+):
+    monkeypatch.setattr(intake, "enqueue_triage", lambda: None)
+    api(alice).post("/api/v1/tickets", {**SEED_BODY, "ticket_id": "INC-1", "host": "db-01"})
+    api(alice).post("/api/v1/tickets", {**SEED_BODY, "ticket_id": "INC-2"})
+    real = triage.decide_reported_ticket
+
+    def fails_on_db_01(ticket, *args, **kwargs):
+        if ticket.host.name == "db-01":
+            raise RuntimeError("runbook catalogue unreadable")
+        return real(ticket, *args, **kwargs)
+
+    monkeypatch.setattr(triage, "decide_reported_ticket", fails_on_db_01)
+
+    assert triage.triage_pending(timezone.now()) == 2
+
+    first, second = Ticket.objects.order_by("ticket_id")
+    assert (first.status, second.status) == ("escalated", "escalated")
+    why = AuditEvent.objects.get(action="ticket.escalated", ticket_id="INC-1").summary
+    assert "its triage failed (runbook catalogue unreadable): a person decides" in why
+    assert not Decision.objects.exists()
+    assert second.triaged_at is not None  # the other ticket was triaged all the same
+
+
 def test_without_an_approved_triage_model_tickets_are_still_decided(api, alice, fleet):
     # no stand-in: the serving interface has no approved model to answer with
     api(alice).post("/api/v1/tickets", {**SEED_BODY, "host": "prod-web-01"})
