@@ -31,7 +31,7 @@ from remediation.actions import (
     save_runbook,
     save_ticket,
 )
-from remediation.choices import TicketStatus
+from remediation.choices import Category, TicketStatus
 from remediation.evidence import ticket_story
 from remediation.models import Alert, AutomationTarget, Execution, Host, Runbook, Ticket, shown
 from remediation.triage import name_host
@@ -176,6 +176,11 @@ class NameHostForm(forms.Form):
         to_field_name="name",
         help_text="the registered host the ticket is about",
     )
+    category = forms.ChoiceField(
+        choices=[("", "---------"), *Category.choices],
+        required=False,
+        help_text="needed only when the ticket has no category yet",
+    )
     reason = forms.CharField(
         widget=forms.Textarea(attrs={"rows": 3, "cols": 80}),
         help_text="why this host (recorded in the audit trail)",
@@ -269,7 +274,7 @@ class TicketAdmin(GovernedAdmin):
             if may_change and ticket.is_open
             else [],
             "may_name_host": may_change
-            and ticket.host_id is None
+            and (ticket.host_id is None or not ticket.category)
             and ticket.status in WAITING_FOR_A_HOST,
             "edit_param": EDIT,
         }
@@ -301,6 +306,7 @@ class TicketAdmin(GovernedAdmin):
                     actor=request.user,
                     reason=form.cleaned_data["reason"],
                     now=timezone.now(),
+                    category=form.cleaned_data["category"],
                 )
             except REFUSALS as refused:
                 self.message_user(

@@ -86,7 +86,9 @@ class ExternalTicket:
     """A ticket as another system reports it (the seed's ticket body).
 
     `host` names a registered host, or is "" when the report names none (the seed's
-    body): the triage infers it from the text or a person names it; `source` says which
+    body): the triage infers it from the text or a person names it; `category` may be
+    "" only for a ticket triaged first (the triage reads one, or a person picks it);
+    `source` says which
     kind of system reported it (TicketSource.INTEGRATOR for the API, TicketSource.ALERT
     for an alert receiver).
     """
@@ -129,9 +131,10 @@ class TicketConflict(Conflict):
         self.ticket = ticket
 
 
-def check_external_ticket(report: ExternalTicket) -> Host | None:
+def check_external_ticket(report: ExternalTicket, *, triage_first: bool = False) -> Host | None:
     """The registered host the report names (None when it names none); raises
-    ValidationError naming each bad field."""
+    ValidationError naming each bad field. `triage_first`: the category may be left out,
+    for the triage to read from the text."""
     errors: dict[str, str] = {}
     if not TICKET_ID.match(report.ticket_id or ""):
         errors["ticket_id"] = (
@@ -147,7 +150,7 @@ def check_external_ticket(report: ExternalTicket) -> Host | None:
             f"{report.ticket_id}: ids starting {' or '.join(ALERT_TICKET_PREFIXES.values())} "
             "are kept for the tickets alerts open, and only those: use your system's own prefix."
         )
-    if report.category not in Category.values:
+    if report.category not in Category.values and not (triage_first and not report.category):
         errors["category"] = f"Unknown category {report.category!r} (known: {_known(Category)})."
     if report.priority not in Priority.values:
         errors["priority"] = f"Unknown priority {report.priority!r} (known: {_known(Priority)})."
@@ -193,7 +196,7 @@ def open_external_ticket(
     require_permission(
         user, PERMISSION_BY_SOURCE.get(report.source, permissions.OPEN_TICKET), "open tickets"
     )
-    host = check_external_ticket(report)
+    host = check_external_ticket(report, triage_first=triage_first)
     try:
         with transaction.atomic():
             # The host's row first, as a metrics batch takes it: the two cannot both open
@@ -238,11 +241,14 @@ def _refuse_conflicts(report: ExternalTicket, host: Host | None) -> None:
         )
 
 
-def open_ticket_of(host: Host, category: str) -> Ticket | None:
+def open_ticket_of(host: Host, category: str, excluding: Ticket | None = None) -> Ticket | None:
     """The host's open ticket in `category`, if any (one problem, one ticket)."""
-    return Ticket.objects.filter(
+    found = Ticket.objects.filter(
         host=host, category=category, status__in=list(TICKET_OPEN_STATUSES)
-    ).first()
+    ).select_related("host")
+    if excluding is not None:
+        found = found.exclude(pk=excluding.pk)
+    return found.first()
 
 
 def _store_for_triage(

@@ -328,7 +328,9 @@ class Ticket(models.Model):
     host = models.ForeignKey(
         Host, on_delete=models.PROTECT, null=True, blank=True, related_name="tickets"
     )
-    category = models.CharField(max_length=20, choices=Category.choices)
+    # Blank only while a ticket in people's words waits for its triage to read one from
+    # its text (or for a person to pick one); never decided without one.
+    category = models.CharField(max_length=20, choices=Category.choices, blank=True)
     source = models.CharField(
         max_length=20, choices=TicketSource.choices, default=TicketSource.METRICS
     )

@@ -33,7 +33,7 @@ from governance.audit.errors import Conflict, Invalid, Unavailable
 from governance.audit.log import PendingEvent, append_events, event, user_actor
 from governance.audit.tickets import escalate_ticket
 from governance.models import Decision
-from remediation.choices import TicketStatus
+from remediation.choices import Category, TicketStatus
 from remediation.intake import (
     confirming_reading,
     decide_reported_ticket,
@@ -47,6 +47,7 @@ from scoring.triage.serving import SimilarIncident, TextTriage, similar_incident
 logger = logging.getLogger(__name__)
 
 NO_HOST_REASON = "no host named: a person names it"
+NO_CATEGORY_REASON = "no category read from its text: a person picks one"
 NO_MODEL = "no model"
 SIMILAR_LIMIT = 3
 
@@ -151,30 +152,50 @@ def finish_triage(
     now: datetime,
     events: list[PendingEvent],
 ) -> Decision | None:
-    """Record the triage of a locked `processing` ticket, then decide it on its host, or
-    hand it to a person to name one. Returns its decision (None: it waits)."""
-    host = ticket.host
-    busy: Ticket | None = None
+    """Record the triage of a locked `processing` ticket, fill what the caller left out
+    (the host its text names, the category the model reads), then decide it, or hand it
+    to a person to name what is missing. Returns its decision (None: it waits)."""
+    caller_host = ticket.host
+    host = caller_host
     if host is None and inferred is not None:
+        host = inferred
+    category = ticket.category or category_read(suggestion)
+    busy: Ticket | None = None
+    if host is not None and (host != caller_host or category != ticket.category):
         # The same rule as opening, under the host's lock as there: one open ticket per
-        # host and category.
-        locked = Host.objects.select_for_update().get(pk=inferred.pk)
-        busy = open_ticket_of(locked, ticket.category)
-        host = locked if busy is None else None
-    ticket.triage = triage_record(suggestion, alike, inferred if busy is None else None)
+        # host and category. What the triage filled in gives way to a ticket already open.
+        Host.objects.select_for_update().get(pk=host.pk)
+        busy = open_ticket_of(host, category, excluding=ticket)
+        if busy is not None and host != caller_host:
+            host = None
+        elif busy is not None:
+            category = ticket.category
+    ticket.triage = triage_record(suggestion, alike, host if host != caller_host else None)
+    ticket.triage["category_from"] = "caller" if ticket.category else "triage" if category else ""
     ticket.triaged_at = now
-    ticket.host = host
+    ticket.host, ticket.category = host, category
     events.append(_triaged_event(ticket, suggestion, inferred, busy))
+    missing = ""
     if host is None:
-        why = NO_HOST_REASON
+        missing = NO_HOST_REASON
+    elif not category:
+        missing = NO_CATEGORY_REASON
+    if missing:
         if busy is not None:
-            why = f"{inferred.name} has {busy.ticket_id} open in {ticket.category}: {why}"
-        ticket.save(update_fields=["triage", "triaged_at", "host"])
-        events += escalate_ticket(ticket, why)
+            missing = f"{busy.host.name} has {busy.ticket_id} open in {busy.category}: {missing}"
+        ticket.save(update_fields=["triage", "triaged_at", "host", "category"])
+        events += escalate_ticket(ticket, missing)
         return None
     if ticket.status == TicketStatus.PROCESSING:
         ticket.status = TicketStatus.OPEN  # decided from here on, like any open ticket
-    return _decide(ticket, now, events, also_saved=("triage", "triaged_at", "host"))
+    return _decide(ticket, now, events, also_saved=("triage", "triaged_at", "host", "category"))
+
+
+def category_read(suggestion: TextTriage | None) -> str:
+    """The category the model read in the text, "" when it has none or is unsure of it."""
+    if suggestion is None or suggestion.category not in Category.values:
+        return ""
+    return suggestion.category
 
 
 def _hand_to_people(ticket_pk: int, why: str) -> None:
@@ -208,14 +229,16 @@ def _triaged_event(
             f"model v{suggestion.model_version} suggests {suggestion.runbook} "
             f"({suggestion.runbook_confidence:.0%})"
         )
-    if ticket.host_id and inferred is None:
+    if ticket.host_id and not ticket.triage["inferred_host"]:
         where = f"on {ticket.host.name} (named by the caller)"
     elif ticket.host_id:
         where = f"on {ticket.host.name} (named in its text)"
-    elif busy is not None:
-        where = f"names {inferred.name}, which has {busy.ticket_id} open in {ticket.category}"
+    elif busy is not None and inferred is not None:
+        where = f"names {inferred.name}, which has {busy.ticket_id} open in {busy.category}"
     else:
         where = "names no registered host"
+    if ticket.triage["category_from"] == "triage":
+        where += f"; category {ticket.category} read from its text"
     return event(
         "system",
         "ticket.triaged",
@@ -227,12 +250,19 @@ def _triaged_event(
 
 
 def name_host(
-    ticket: Ticket, host_name: str, *, actor: Any, reason: str, now: datetime
+    ticket: Ticket,
+    host_name: str,
+    *,
+    actor: Any,
+    reason: str,
+    now: datetime,
+    category: str = "",
 ) -> Decision | None:
-    """A person names the host of a ticket whose text named none; the ticket is decided
-    then. Needs remediation.change_ticket (as closing does) and a reason (audited
-    `ticket.host_named`). Raises Invalid (no such host), Conflict (it has a host already,
-    is not waiting for one, or the host has an open ticket in the category) or
+    """A person names the host (and the category, when the ticket has none) of a ticket
+    waiting for them; the ticket is decided then. Needs remediation.change_ticket (as
+    closing does) and a reason (audited `ticket.host_named`). Raises Invalid (no such
+    host or category, a category missing), Conflict (another host or category is already
+    named, it is not waiting, or the host has an open ticket in the category) or
     PermissionDenied."""
     require_permission(actor, permissions.CLOSE_TICKET, "name a ticket's host")
     note = require_reason(reason)
@@ -246,41 +276,74 @@ def name_host(
                 {"host": [f"No registered host is named {host_name!r}."]},
             )
         ticket = Ticket.objects.select_for_update().get(pk=ticket.pk)
-        if ticket.host_id is not None:
-            raise Conflict("has_host", f"{ticket.ticket_id} is already on {ticket.host.name}.")
-        if ticket.status not in (TicketStatus.ESCALATED, TicketStatus.PROCESSING):
-            raise Conflict(
-                "not_waiting", f"{ticket.ticket_id} is {ticket.status}: no host to name."
-            )
-        busy = open_ticket_of(host, ticket.category)
+        _refuse_naming(ticket, host, category)
+        category = ticket.category or category
+        busy = open_ticket_of(host, category, excluding=ticket)
         if busy is not None:
             raise Conflict(
                 "open_ticket_exists",
-                f"{host.name} already has an open {ticket.category} ticket, {busy.ticket_id}: "
+                f"{host.name} already has an open {category} ticket, {busy.ticket_id}: "
                 "one problem, one ticket.",
                 {"host": [f"{host.name} already has {busy.ticket_id} open."]},
             )
-        ticket.host = host
+        named = {"host": host.name, "reason": note}
+        if category != ticket.category:
+            named["category"] = category
+        ticket.host, ticket.category = host, category
         events: list[PendingEvent] = [
             event(
                 who,
                 "ticket.host_named",
                 ticket,
-                f"{ticket.ticket_id}'s host named {host.name} by {who}: {note}",
+                f"{ticket.ticket_id} is on {host.name}"
+                + (f" ({category})" if "category" in named else "")
+                + f", named by {who}: {note}",
                 ticket_id=ticket.ticket_id,
-                data={"host": host.name, "reason": note},
+                data=named,
             )
         ]
         ticket._history_user = actor
         ticket._change_reason = f"host named by {who}: {note}"
         if ticket.status == TicketStatus.PROCESSING:
             # Not triaged yet: the triage will decide it on this host.
-            ticket.save(update_fields=["host"])
+            ticket.save(update_fields=["host", "category"])
             decision = None
         else:
-            decision = _decide(ticket, now, events, also_saved=("host",))
+            decision = _decide(ticket, now, events, also_saved=("host", "category"))
         append_events(events)
     return decision
+
+
+def _refuse_naming(ticket: Ticket, host: Host, category: str) -> None:
+    """What a person may not name on `ticket` (locked): raises, naming the field."""
+    if ticket.status not in (TicketStatus.ESCALATED, TicketStatus.PROCESSING):
+        raise Conflict("not_waiting", f"{ticket.ticket_id} is {ticket.status}: nothing to name.")
+    if ticket.host_id is not None and ticket.host_id != host.pk:
+        raise Conflict(
+            "has_host",
+            f"{ticket.ticket_id} is already on {ticket.host.name}.",
+            {"host": [f"{ticket.ticket_id} is already on {ticket.host.name}."]},
+        )
+    if ticket.host_id is not None and ticket.category:
+        raise Conflict("has_host", f"{ticket.ticket_id} is already on {ticket.host.name}.")
+    if category and category not in Category.values:
+        raise Invalid(
+            "unknown_category",
+            f"Unknown category {category!r}.",
+            {"category": [f"Unknown category {category!r}."]},
+        )
+    if ticket.category and category and category != ticket.category:
+        raise Invalid(
+            "has_category",
+            f"{ticket.ticket_id} is a {ticket.category} ticket.",
+            {"category": [f"{ticket.ticket_id} is a {ticket.category} ticket already."]},
+        )
+    if not ticket.category and not category and ticket.status == TicketStatus.ESCALATED:
+        raise Invalid(
+            "category_required",
+            f"{ticket.ticket_id} has no category: pick one with its host.",
+            {"category": ["This ticket has no category yet: pick one."]},
+        )
 
 
 def requeue_lost_triage(now: datetime) -> int:

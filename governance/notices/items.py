@@ -153,7 +153,7 @@ def describe(
         host=ticket.host_name,
         ticket_id=ticket.ticket_id,
         ticket_title=ticket.title,
-        category=Category(ticket.category).label,
+        category=Category(ticket.category).label if ticket.category else "no category yet",
         severity=severity_label(ticket.severity),
         what_happened=lines,
         readings=readings_of(sample),

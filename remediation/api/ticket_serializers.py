@@ -147,6 +147,9 @@ class TriageSerializer(serializers.Serializer):
     alternatives = serializers.ListField(child=serializers.ListField(), required=False)
     unsure = serializers.BooleanField(required=False)
     inferred_host = serializers.CharField(allow_null=True)
+    category_from = serializers.CharField(
+        help_text='"caller", "triage" (read from the text) or "" (a person picks it)'
+    )
 
 
 class RemediationDecisionSerializer(serializers.Serializer):
@@ -376,7 +379,12 @@ class OpenTicketSerializer(serializers.Serializer):
         help_text="a registered host's name; without it the triage infers the host from "
         "the text, or the ticket waits for a person to name it",
     )
-    category = serializers.ChoiceField(choices=Category.choices)
+    category = serializers.ChoiceField(
+        choices=Category.choices,
+        required=False,
+        default="",
+        help_text="without it the triage reads one from the text (else a person picks it)",
+    )
     title = serializers.CharField(max_length=200, required=False, allow_blank=True, default="")
     description = serializers.CharField(
         max_length=10_000, required=False, allow_blank=True, default=""
@@ -415,6 +423,12 @@ class OpenedTicketSerializer(serializers.Serializer):
 
 class NameHostSerializer(serializers.Serializer):
     host = serializers.CharField(max_length=253, help_text="a registered host's name")
+    category = serializers.ChoiceField(
+        choices=Category.choices,
+        required=False,
+        default="",
+        help_text="needed when the ticket has none (its text told the triage none)",
+    )
     reason = serializers.CharField(
         max_length=500, help_text="why this host: kept in the audit trail"
     )

@@ -167,7 +167,7 @@ class TicketViewSet(viewsets.ReadOnlyModelViewSet):
         request=NameHostSerializer,
         parameters=[TICKET_ID_PARAMETER],
         responses={200: TicketDetailSerializer, **error_responses(400, 401, 403, 404, 409)},
-        summary="Name the host of a ticket whose text named none; it is decided then",
+        summary="Name the host (and category) of a ticket waiting for them; decided then",
     )
     @action(detail=True, methods=["post"])
     def host(self, request: Request, **kwargs: Any) -> Response:
@@ -180,6 +180,7 @@ class TicketViewSet(viewsets.ReadOnlyModelViewSet):
             actor=request.user,
             reason=body.validated_data["reason"],
             now=timezone.now(),
+            category=body.validated_data["category"],
         )
         ticket = self.get_queryset().get(pk=ticket.pk)
         return Response(TicketDetailSerializer(ticket, context=self.get_serializer_context()).data)

@@ -11,6 +11,7 @@ from datetime import timedelta
 from typing import Any
 
 import pytest
+from django.core.exceptions import ValidationError
 from django.core.management import call_command
 from django.utils import timezone
 
@@ -262,6 +263,55 @@ def test_a_person_names_the_host_in_the_admin(api, alice, client, fleet, model):
     named = AuditEvent.objects.get(action="ticket.host_named")
     assert named.data == {"host": "prod-web-02", "reason": "the load balancer's logs point at it"}
     assert Decision.objects.filter(ticket=ticket).exists()
+
+
+def test_a_category_left_out_is_read_from_the_text(api, alice, fleet, model):
+    body = {k: v for k, v in SEED_BODY.items() if k != "category"}
+    body["description"] = "prod-web-01 answers 502 on port 8080"
+
+    assert api(alice).post("/api/v1/tickets", body).status_code == 202
+
+    ticket = Ticket.objects.get()
+    assert (ticket.category, ticket.triage["category_from"]) == ("server", "triage")
+    assert Decision.objects.filter(ticket=ticket).exists()
+    assert "category server read from its text" in (
+        AuditEvent.objects.get(action="ticket.triaged").summary
+    )
+
+
+def test_without_a_category_a_person_picks_it_with_the_host(api, alice, fleet):
+    # no triage model: nothing reads a category from the text
+    body = {k: v for k, v in SEED_BODY.items() if k != "category"}
+    api(alice).post("/api/v1/tickets", {**body, "host": "prod-web-01"})
+    ticket = Ticket.objects.get()
+    assert (ticket.status, ticket.category) == ("escalated", "")
+    assert "a person picks one" in AuditEvent.objects.get(action="ticket.escalated").summary
+    assert api(alice).get("/api/v1/tickets").status_code == 200  # reads without one
+
+    missing = api(alice).post(
+        "/api/v1/tickets/INC-12345/host", {"host": "prod-web-01", "reason": "x"}
+    )
+    assert missing.status_code == 400 and "category" in missing.json()["error"]["fields"]
+
+    named = api(alice).post(
+        "/api/v1/tickets/INC-12345/host",
+        {"host": "prod-web-01", "category": "server", "reason": "the web tier"},
+    )
+
+    assert named.status_code == 200, named.content
+    assert (named.json()["category"], named.json()["status"]) == ("server", "awaiting_approval")
+    assert AuditEvent.objects.get(action="ticket.host_named").data["category"] == "server"
+
+
+def test_a_ticket_decided_at_once_still_needs_its_category(fleet):
+    # an alert's ticket is decided inline: no triage would read a category for it
+    report = intake.ExternalTicket(
+        ticket_id="AM-f1-1", host="db-01", category="", description="down", source="alert"
+    )
+    with pytest.raises(ValidationError) as refused:
+        intake.open_external_ticket(report, user=None, now=timezone.now())
+    assert "category" in refused.value.message_dict
+    assert not Ticket.objects.exists()
 
 
 def test_many_tickets_are_triaged_in_batches_one_model_call_each(
