@@ -48,6 +48,7 @@ EXPLAINING = frozenset(
         "approval.rejected",
         "approval.expired",
         "execution.succeeded",  # what the review of an automatic fix looks at
+        "ticket.partially_remediated",  # told with the failure or rollback that caused it
     }
 )
 # When one transaction tells several things about a ticket, its notice is the first kind.
