@@ -10,7 +10,7 @@ from django.utils import timezone
 from django_q.tasks import async_task
 
 from scoring.models import TriageModelVersion
-from scoring.triage.candidates import compare_with_serving, set_progress, train_candidate
+from scoring.triage.candidates import compare_with_serving, request_comparison, train_candidate
 
 RETRAIN_TASK = "scoring.tasks.retrain_triage_model"
 COMPARE_TASK = "scoring.tasks.compare_triage_candidate"
@@ -42,6 +42,7 @@ def queue_triage_retraining(actor: str) -> None:
 
 
 def queue_triage_comparison(version: TriageModelVersion, actor: str) -> None:
-    """Queue a comparison once the caller's transaction commits; the admin shows it queued."""
-    set_progress(version, timezone.now(), stage="queued")
+    """Queue a comparison once the caller's transaction commits; the admin shows it queued.
+    Refuses (Conflict) the serving version."""
+    request_comparison(version, actor=actor, now=timezone.now())
     transaction.on_commit(lambda: async_task(COMPARE_TASK, version.pk, actor), robust=True)

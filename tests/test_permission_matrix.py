@@ -74,8 +74,10 @@ from remediation.actions import add_host
 from remediation.choices import ExecutionState
 from remediation.models import Alert, AutomationTarget, Execution, Host, Ticket
 from scoring.actions import approve_model_version
-from scoring.models import MetricSample, ModelVersion
+from scoring.models import MetricSample, ModelVersion, TriageModelVersion
 from scoring.registry import forget_serving_model, register_training_result
+from scoring.triage.actions import approve_triage_model_version
+from scoring.triage.registry import forget_serving_triage_model, register_triage_result
 from tests.conftest import HEALTHY, AgentClient, make_user
 
 # The service roles: a user in these roles, with no password, sending its token.
@@ -458,7 +460,7 @@ def service_user(username: str, groups: tuple[str, ...]) -> User:
     return user
 
 
-def build_world(trained_model: Any) -> World:
+def build_world(trained_model: Any, trained_triage_model: Any) -> World:
     now = timezone.now()
     root = User.objects.create_superuser("root", "root@example.com", "pw")
     users = {role: make_user(role, group) for role, group in GROUPS.items()}
@@ -474,6 +476,9 @@ def build_world(trained_model: Any) -> World:
     serving = register_training_result(trained_model, actor="system:test")
     approve_model_version(serving, actor=None, now=now, reason="")
     register_training_result(trained_model, actor="system:test")  # a candidate, not serving
+    forget_serving_triage_model()
+    serving_triage = register_triage_result(trained_triage_model, actor="system:test")
+    approve_triage_model_version(serving_triage, actor=None, now=now, reason="")
 
     host, key = add_host("web-01", labels={"env": "test"}, now=timezone.now())
     agent = AgentClient(Client(), host, key, TestCase.captureOnCommitCallbacks)
@@ -546,6 +551,7 @@ def build_world(trained_model: Any) -> World:
         Pause: pause,
         Feedback: feedback,
         ModelVersion: serving,
+        TriageModelVersion: serving_triage,
         User: users["approver"],
         Group: Group.objects.get(name="compliance"),
         type(execution.runbook): execution.runbook,
@@ -579,7 +585,13 @@ def build_world(trained_model: Any) -> World:
 
 
 @pytest.fixture(scope="class")
-def world(django_db_setup: Any, django_db_blocker: Any, trained_model: Any, tmp_path_factory):
+def world(
+    django_db_setup: Any,
+    django_db_blocker: Any,
+    trained_model: Any,
+    trained_triage_model: Any,
+    tmp_path_factory: Any,
+):
     """Built once and kept in a transaction of its own; each case's transaction (the `db`
     fixture's) is a savepoint inside it, rolled back after the case."""
     with ExitStack() as stack:
@@ -592,10 +604,11 @@ def world(django_db_setup: Any, django_db_blocker: Any, trained_model: Any, tmp_
         sync, Conf.SYNC = Conf.SYNC, True
         stack.callback(setattr, Conf, "SYNC", sync)
         stack.callback(forget_serving_model)
+        stack.callback(forget_serving_triage_model)
         outer = transaction.atomic()
         outer.__enter__()
         try:
-            yield build_world(trained_model)
+            yield build_world(trained_model, trained_triage_model)
         finally:
             transaction.set_rollback(True)
             outer.__exit__(None, None, None)

@@ -89,6 +89,7 @@ EVENT_LABELS = {
     "triage_model.registered": "Triage model version registered",
     "triage_model.approved": "Triage model version approved",
     "triage_model.retired": "Triage model version retired",
+    "triage_model.comparison_requested": "Triage model comparison requested",
     "triage_model.compared": "Triage model compared with the serving version",
     "user.created": "Person added",
     "user.access_changed": "Access changed",

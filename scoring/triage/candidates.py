@@ -14,10 +14,11 @@ from typing import Any
 
 from django.db import transaction
 
+from governance.audit.errors import Conflict
 from governance.audit.log import append_events, event
 from scoring.choices import ModelStatus
 from scoring.models import TriageModelVersion
-from scoring.triage.corpus import CORPUS_PATH, load_corpus
+from scoring.triage.corpus import CORPUS_PATH, Incident, load_corpus
 from scoring.triage.history import catalogue_risk, recent_tickets, resolved_tickets_since
 from scoring.triage.model import CV_FOLDS, label_of, risk_rank, train_triage_model
 from scoring.triage.registry import register_triage_result, serving_triage_from
@@ -34,7 +35,7 @@ class CorpusError(ValueError):
     """The corpus file cannot be read as incidents."""
 
 
-def read_corpus(path: Path) -> tuple[list[str], list[str]]:
+def read_corpus(path: Path) -> list[Incident]:
     try:
         incidents = load_corpus(path)
     except OSError as exc:
@@ -43,13 +44,38 @@ def read_corpus(path: Path) -> tuple[list[str], list[str]]:
         raise CorpusError(f"the corpus {path} is not JSON lines of incidents: {exc}") from exc
     if not incidents:
         raise CorpusError(f"the corpus {path} holds no incidents")
-    return [i.text for i in incidents], [label_of(i.category, i.runbook) for i in incidents]
+    return incidents
 
 
 def set_progress(version: TriageModelVersion, now: datetime, **progress: Any) -> None:
     """Record how far a task has come (outside any transaction: others see it at once)."""
     version.progress = {**progress, "updated_at": now.isoformat()}
     TriageModelVersion.objects.filter(pk=version.pk).update(progress=version.progress)
+
+
+def request_comparison(version: TriageModelVersion, *, actor: str, now: datetime) -> None:
+    """Mark a version's comparison as queued, audited; the serving version is refused (it
+    would be compared with itself)."""
+    with transaction.atomic():
+        version = TriageModelVersion.objects.select_for_update().get(pk=version.pk)
+        if version.status == ModelStatus.APPROVED:
+            raise Conflict(
+                "serving",
+                f"triage model v{version.version} is the serving version: compare "
+                "a candidate with it instead",
+            )
+        set_progress(version, now, stage="queued")
+        append_events(
+            [
+                event(
+                    actor,
+                    "triage_model.comparison_requested",
+                    version,
+                    f"comparison of triage model v{version.version} with the serving version "
+                    "requested",
+                )
+            ]
+        )
 
 
 def train_candidate(
@@ -64,13 +90,14 @@ def train_candidate(
 ) -> TriageModelVersion:
     """Train on the corpus and people's resolved tickets; register the candidate."""
     say = progress or (lambda line: None)
-    texts, labels = read_corpus(corpus_path)
+    incidents = read_corpus(corpus_path)
     history = resolved_tickets_since(now - timedelta(days=history_days)) if history_days else []
-    say(f"{len(texts)} corpus incidents, {len(history)} resolved tickets from people")
+    say(f"{len(incidents)} corpus incidents, {len(history)} resolved tickets from people")
     result = train_triage_model(
-        texts,
-        labels,
+        [i.text for i in incidents],
+        [label_of(i.category, i.runbook) for i in incidents],
         catalogue_risk(),
+        groups=[i.phrasing for i in incidents],
         extra_texts=[t.text for t in history] * HISTORY_WEIGHT,
         extra_y=[t.label for t in history] * HISTORY_WEIGHT,
         seed=seed,

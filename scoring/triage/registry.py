@@ -23,9 +23,11 @@ from scoring.models import TriageModelVersion
 from scoring.registry import load_estimator, save_artifact
 from scoring.triage.model import Rule, TriageTrainingResult
 
-# A TF-IDF + LogisticRegression pipeline holds only types skops trusts by default
-# (skops.io.get_untrusted_types reports none): anything else in a file is refused.
-TRUSTED_TYPES: frozenset[str] = frozenset()
+# Exactly what skops.io.get_untrusted_types reports for the pipeline scoring.triage.model
+# builds (the calibrated LinearSVC's per-fold parts); anything else in a file is refused.
+TRUSTED_TYPES: frozenset[str] = frozenset(
+    {"sklearn.calibration._CalibratedClassifier", "sklearn.calibration._SigmoidCalibration"}
+)
 ARTIFACT_KIND = "triage"
 
 

@@ -27,7 +27,7 @@ from config.commands import WardenCommand
 from remediation.actions import add_host, rotate_host_key
 from remediation.models import Host
 from scoring.choices import ModelStatus
-from scoring.models import ModelVersion
+from scoring.models import ModelVersion, TriageModelVersion
 
 # The seed's scenarios across the demo fleet: mostly healthy, every problem present.
 FLEET_SCENARIOS = (
@@ -62,6 +62,9 @@ class Command(WardenCommand):
         if not ModelVersion.objects.filter(status=ModelStatus.APPROVED).exists():
             self.stdout.write("Training and approving a first severity model ...")
             call_command("train_severity_model", approve=True, stdout=self.stdout)
+        if not TriageModelVersion.objects.filter(status=ModelStatus.APPROVED).exists():
+            self.stdout.write("Training and approving a first text triage model ...")
+            call_command("train_triage_model", approve=True, stdout=self.stdout)
         self.ensure_accounts()
         keys_file = self.ensure_fleet(options["hosts"])
         if options["setup_only"]:

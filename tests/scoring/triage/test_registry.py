@@ -58,7 +58,7 @@ def test_a_registered_version_records_its_files_hash_and_rule(register, model_di
     assert version.artifact.startswith("triage-v1-")
     data = (model_dir / version.artifact).read_bytes()
     assert hashlib.sha256(data).hexdigest() == version.sha256
-    assert version.thresholds["threshold"] == 0.5
+    assert version.thresholds["threshold"] == 0.75
     assert version.metrics["unsafe_suggestions"] == 0
     [registered] = audited("triage_model.registered", version)
     assert registered.data["sha256"] == version.sha256
@@ -111,11 +111,10 @@ def test_a_file_holding_an_untrusted_type_is_refused(register, model_dir):
         load_pipeline(version)
 
 
-def test_the_trained_pipeline_needs_no_trusted_type(trained_triage_model):
+def test_the_trained_pipeline_holds_exactly_the_allow_listed_types(trained_triage_model):
     data = skops.io.dumps(trained_triage_model.pipeline)
 
-    assert skops.io.get_untrusted_types(data=data) == []
-    assert not registry.TRUSTED_TYPES
+    assert set(skops.io.get_untrusted_types(data=data)) == registry.TRUSTED_TYPES
 
 
 def test_a_new_version_is_approved_only_after_its_comparison_and_retires_the_old(register, alice):
