@@ -418,6 +418,7 @@ class OpenedTicketSerializer(serializers.Serializer):
     confidence_score = serializers.FloatField(help_text="0.0 until decided")
     reliability_score = serializers.FloatField(allow_null=True, help_text="null until decided")
     host = serializers.CharField(allow_null=True)
+    opened_by = serializers.CharField(allow_null=True)
     links = serializers.DictField(child=serializers.CharField())
 
 

@@ -159,6 +159,7 @@ class TicketViewSet(viewsets.ReadOnlyModelViewSet):
             "confidence_score": 0.0,
             "reliability_score": None,
             "host": ticket.host.name if ticket.host_id else None,
+            "opened_by": ticket.opened_by.get_username() if ticket.opened_by else None,
             "links": {"self": request.build_absolute_uri(location)},
         }
         return Response(data, status=status.HTTP_202_ACCEPTED, headers={"Location": location})
