@@ -310,6 +310,10 @@ WARDEN_CLOCK_SKEW_FLAG_SECONDS = env.int("WARDEN_CLOCK_SKEW_FLAG_SECONDS", defau
 WARDEN_CLOCK_AHEAD_LIMIT_SECONDS = env.int("WARDEN_CLOCK_AHEAD_LIMIT_SECONDS", default=86_400)
 WARDEN_APPROVAL_TTL_HOURS = env.float("WARDEN_APPROVAL_TTL_HOURS", default=24.0)
 WARDEN_REQUEUE_AFTER_SECONDS = env.int("WARDEN_REQUEUE_AFTER_SECONDS", default=180)
+# Tickets in people's words (remediation.triage): how many one task triages in one model
+# call, and how old a `processing` ticket is before the sweeper asks for its task again.
+WARDEN_TRIAGE_BATCH_SIZE = env.int("WARDEN_TRIAGE_BATCH_SIZE", default=32)
+WARDEN_TRIAGE_REQUEUE_SECONDS = env.int("WARDEN_TRIAGE_REQUEUE_SECONDS", default=60)
 # Nothing waits for ever: an action or rollback no agent took, or an execution no worker
 # dispatched, within this long is given up (audited); a pause holding one this long too.
 WARDEN_DISPATCH_TIMEOUT_SECONDS = env.int("WARDEN_DISPATCH_TIMEOUT_SECONDS", default=900)

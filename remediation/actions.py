@@ -109,7 +109,9 @@ def close_ticket(
     note = require_reason(reason)
     who = user_actor(actor)
     with transaction.atomic():
-        ticket = Ticket.objects.select_for_update().select_related("host").get(pk=ticket.pk)
+        ticket = (
+            Ticket.objects.select_for_update(of=("self",)).select_related("host").get(pk=ticket.pk)
+        )
         if not ticket.is_open:
             raise ExecutionError("closed", f"{ticket.ticket_id} is already {ticket.status}")
         events: list[PendingEvent] = []

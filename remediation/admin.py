@@ -1,15 +1,16 @@
+from django import forms
 from django.conf import settings
 from django.contrib import admin, messages
 from django.contrib.admin.utils import unquote
 from django.core.exceptions import PermissionDenied
 from django.db import models
-from django.http import HttpRequest, HttpResponse
+from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
 from django.template.response import TemplateResponse
-from django.urls import reverse
+from django.urls import path, reverse
 from django.utils import timezone
 from django.utils.html import format_html, format_html_join
 
-from config.admin_actions import confirmed_action
+from config.admin_actions import REFUSALS, confirmed_action
 from governance.admin.base import (
     GovernedAdmin,
     ReadOnlyAdmin,
@@ -30,8 +31,10 @@ from remediation.actions import (
     save_runbook,
     save_ticket,
 )
+from remediation.choices import Category, TicketStatus
 from remediation.evidence import ticket_story
 from remediation.models import Alert, AutomationTarget, Execution, Host, Runbook, Ticket, shown
+from remediation.triage import name_host
 
 EDIT = "edit"  # the ticket page's query parameter for the form that edits its facts
 
@@ -163,6 +166,25 @@ def _close_unresolved(ticket: Ticket, user, note: str) -> str:
 
 # What the pipeline records of a ticket: shown, never a form field.
 TICKET_RECORD = ["story", "ticket_id", "host", "category", "status", "severity_label", "opened_by"]
+# A ticket whose text named no registered host waits in these for a person to name one.
+WAITING_FOR_A_HOST = (TicketStatus.ESCALATED, TicketStatus.PROCESSING)
+
+
+class NameHostForm(forms.Form):
+    host = forms.ModelChoiceField(
+        Host.objects.filter(enabled=True).order_by("name"),
+        to_field_name="name",
+        help_text="the registered host the ticket is about",
+    )
+    category = forms.ChoiceField(
+        choices=[("", "---------"), *Category.choices],
+        required=False,
+        help_text="needed only when the ticket has no category yet",
+    )
+    reason = forms.CharField(
+        widget=forms.Textarea(attrs={"rows": 3, "cols": 80}),
+        help_text="why this host (recorded in the audit trail)",
+    )
 
 
 @admin.register(Ticket)
@@ -173,7 +195,7 @@ class TicketAdmin(GovernedAdmin):
     list_display = [
         "ticket_id",
         "title",
-        "host",
+        "host_shown",
         "category",
         "status",
         "severity_label",
@@ -251,9 +273,66 @@ class TicketAdmin(GovernedAdmin):
             "verbs": [("resolve", "Resolve by hand…"), ("close", "Close unresolved…")]
             if may_change and ticket.is_open
             else [],
+            "may_name_host": may_change
+            and (ticket.host_id is None or not ticket.category)
+            and ticket.status in WAITING_FOR_A_HOST,
             "edit_param": EDIT,
         }
         return TemplateResponse(request, "admin/remediation/ticket/story.html", context)
+
+    def get_urls(self) -> list:
+        name_host_url = path(
+            "<path:object_id>/name-host/",
+            self.admin_site.admin_view(self.name_host_view),
+            name="remediation_ticket_name_host",
+        )
+        return [name_host_url, *super().get_urls()]
+
+    def name_host_view(self, request: HttpRequest, object_id: str) -> HttpResponse:
+        """ "Name the host": a person names the registered host of a ticket whose text
+        named none, with a reason; the ticket is decided then (remediation.triage)."""
+        ticket = self.get_object(request, unquote(object_id))
+        if ticket is None:
+            return self._get_obj_does_not_exist_redirect(request, self.opts, object_id)
+        if not self.has_change_permission(request, ticket):
+            raise PermissionDenied
+        story = reverse("admin:remediation_ticket_change", args=[ticket.pk])
+        form = NameHostForm(request.POST or None)
+        if request.method == "POST" and form.is_valid():
+            try:
+                decision = name_host(
+                    ticket,
+                    form.cleaned_data["host"].name,
+                    actor=request.user,
+                    reason=form.cleaned_data["reason"],
+                    now=timezone.now(),
+                    category=form.cleaned_data["category"],
+                )
+            except REFUSALS as refused:
+                self.message_user(
+                    request, getattr(refused, "message", str(refused)), messages.ERROR
+                )
+            else:
+                decided = f": {decision.reasons[-1]}" if decision and decision.reasons else ""
+                self.message_user(
+                    request,
+                    f"{ticket.ticket_id} is on {form.cleaned_data['host'].name}{decided}",
+                    messages.SUCCESS,
+                )
+                return HttpResponseRedirect(story)
+        context = {
+            **self.admin_site.each_context(request),
+            "title": f"Name the host of {ticket.ticket_id}",
+            "opts": self.opts,
+            "ticket": ticket,
+            "form": form,
+            "story_url": story,
+        }
+        return TemplateResponse(request, "admin/remediation/ticket/name_host.html", context)
+
+    @admin.display(description="Host", ordering="host__name")
+    def host_shown(self, obj: Ticket) -> str:
+        return obj.host_name
 
     @admin.display(description="Severity", ordering="severity")
     def severity_label(self, obj: Ticket) -> str:

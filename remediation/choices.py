@@ -41,11 +41,19 @@ class Priority(models.TextChoices):
     CRITICAL = "critical", "Critical"
 
 
+# What people read where a ticket's host would be while it names none (remediation.triage).
+NO_HOST_YET = "no host yet"
+
+
 class TicketStatus(models.TextChoices):
+    # Stored, its text not triaged yet (remediation.triage): open, nothing decided.
+    PROCESSING = "processing", "Processing"
     OPEN = "open", "Open"
     AWAITING_APPROVAL = "awaiting_approval", "Awaiting approval"
     REMEDIATING = "remediating", "Remediating"
     ESCALATED = "escalated", "Escalated to a person"
+    # The seed's: a fix was tried and failed or was rolled back; a person finishes it.
+    PARTIALLY_REMEDIATED = "partially_remediated", "Partially remediated"
     RESOLVED = "resolved", "Resolved"
     CLOSED = "closed", "Closed"
 
@@ -53,14 +61,32 @@ class TicketStatus(models.TextChoices):
 # A host has at most one ticket per category in these states; repeats count on it.
 TICKET_OPEN_STATUSES = frozenset(
     {
+        TicketStatus.PROCESSING,
         TicketStatus.OPEN,
         TicketStatus.AWAITING_APPROVAL,
         TicketStatus.REMEDIATING,
         TicketStatus.ESCALATED,
+        TicketStatus.PARTIALLY_REMEDIATED,
+    }
+)
+# Waiting for a person (escalated, or a fix that did not hold): what the console lists first.
+TICKET_PEOPLE_STATUSES = frozenset({TicketStatus.ESCALATED, TicketStatus.PARTIALLY_REMEDIATED})
+
+# Escalated and partially remediated both wait for a person, with the same onward moves.
+_PEOPLE_MOVES = frozenset(
+    {
+        TicketStatus.AWAITING_APPROVAL,
+        TicketStatus.REMEDIATING,
+        TicketStatus.RESOLVED,
+        TicketStatus.CLOSED,
     }
 )
 
 TICKET_TRANSITIONS: dict[str, frozenset[str]] = {
+    # Triage opens it to be decided, or hands it to a person to name its host.
+    TicketStatus.PROCESSING: frozenset(
+        {TicketStatus.OPEN, TicketStatus.ESCALATED, TicketStatus.CLOSED}
+    ),
     TicketStatus.OPEN: frozenset(
         {
             TicketStatus.AWAITING_APPROVAL,
@@ -80,16 +106,15 @@ TICKET_TRANSITIONS: dict[str, frozenset[str]] = {
         }
     ),
     TicketStatus.REMEDIATING: frozenset(
-        {TicketStatus.RESOLVED, TicketStatus.ESCALATED, TicketStatus.CLOSED}
-    ),
-    TicketStatus.ESCALATED: frozenset(
         {
-            TicketStatus.AWAITING_APPROVAL,
-            TicketStatus.REMEDIATING,
             TicketStatus.RESOLVED,
+            TicketStatus.ESCALATED,
+            TicketStatus.PARTIALLY_REMEDIATED,
             TicketStatus.CLOSED,
         }
     ),
+    TicketStatus.ESCALATED: _PEOPLE_MOVES,
+    TicketStatus.PARTIALLY_REMEDIATED: _PEOPLE_MOVES,
     TicketStatus.RESOLVED: frozenset(),
     TicketStatus.CLOSED: frozenset(),
 }

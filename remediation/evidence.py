@@ -90,7 +90,7 @@ def ticket_section(ticket: Ticket) -> dict[str, Any]:
     return {
         "ticket_id": ticket.ticket_id,
         "title": ticket.title,
-        "host": ticket.host.name,
+        "host": ticket.host.name if ticket.host_id else None,
         "category": ticket.category,
         "source": ticket.get_source_display(),
         "status": ticket.get_status_display(),
@@ -99,6 +99,8 @@ def ticket_section(ticket: Ticket) -> dict[str, Any]:
         "opened_at": _when(ticket.opened_at),
         "closed_at": _when(ticket.resolved_at),
         "resolution": ticket.resolution,
+        # What the text triage suggested ({} for a ticket from metrics or an alert).
+        "triage": dict(ticket.triage),
         "escalation_facts": {
             "affects_billing": ticket.affects_billing,
             "data_integrity": ticket.data_integrity,

@@ -4,7 +4,10 @@ One way in for all of them: open_external_ticket checks the caller's permission 
 report, stores the ticket under the caller's own ticket_id and decides it through the
 same engine as a ticket opened from an agent's metrics (remediation.decision_outcomes'
 act_on_decision: recorded, queued, sent for approval or escalated), audited in one
-transaction.
+transaction. An alert's ticket is decided at once; an integrator's (the seed's API) is
+stored `processing` and decided after its text is triaged in a django-q2 task
+(remediation.triage), which calls decide_reported_ticket here: the one way both are
+decided.
 
 The seed's rule: automatic remediation is off for such a ticket unless its caller sets
 `enable_auto_remediation`. What stands in for the model's verdict is the host's own
@@ -22,6 +25,7 @@ from typing import Any
 
 from django.core.exceptions import ValidationError
 from django.db import IntegrityError, transaction
+from django_q.tasks import async_task
 
 from feedback import patterns
 from governance.audit import permissions
@@ -32,7 +36,7 @@ from governance.choices import SecuritySeverity
 from governance.decisions.deciding import decide_on_sample, decide_ticket
 from governance.decisions.stats import newest_sample
 from governance.models import Decision
-from remediation.choices import TICKET_OPEN_STATUSES, Category, Priority
+from remediation.choices import TICKET_OPEN_STATUSES, Category, Priority, TicketStatus
 from remediation.decision_outcomes import act_on_decision
 from remediation.models import (
     ALERT_TICKET_PREFIXES,
@@ -61,6 +65,8 @@ TITLE_LENGTH = Ticket._meta.get_field("title").max_length
 PARAMETER_NAME = re.compile(r"^[a-z][a-z0-9_]{0,49}$")
 MAX_PARAMETERS = 20
 PARAMETER_LENGTH = 200
+# The django-q2 task that triages `processing` tickets in batches (remediation.triage).
+TRIAGE_TASK = "remediation.tasks.triage_tickets"
 
 
 def parameter_problems(parameters: Any) -> str:
@@ -79,8 +85,12 @@ def parameter_problems(parameters: Any) -> str:
 class ExternalTicket:
     """A ticket as another system reports it (the seed's ticket body).
 
-    `host` names a registered host; `source` says which kind of system reported it
-    (TicketSource.INTEGRATOR for the API, TicketSource.ALERT for an alert receiver).
+    `host` names a registered host, or is "" when the report names none (the seed's
+    body): the triage infers it from the text or a person names it; `category` may be
+    "" only for a ticket triaged first (the triage reads one, or a person picks it);
+    `source` says which
+    kind of system reported it (TicketSource.INTEGRATOR for the API, TicketSource.ALERT
+    for an alert receiver).
     """
 
     ticket_id: str
@@ -105,7 +115,7 @@ class ExternalTicket:
 @dataclass(frozen=True)
 class OpenedTicket:
     ticket: Ticket
-    decision: Decision
+    decision: Decision | None  # None: stored `processing`, decided after its triage
 
 
 class TicketConflict(Conflict):
@@ -121,8 +131,10 @@ class TicketConflict(Conflict):
         self.ticket = ticket
 
 
-def check_external_ticket(report: ExternalTicket) -> Host:
-    """The registered host the report names; raises ValidationError naming each bad field."""
+def check_external_ticket(report: ExternalTicket, *, triage_first: bool = False) -> Host | None:
+    """The registered host the report names (None when it names none); raises
+    ValidationError naming each bad field. `triage_first`: the category may be left out,
+    for the triage to read from the text."""
     errors: dict[str, str] = {}
     if not TICKET_ID.match(report.ticket_id or ""):
         errors["ticket_id"] = (
@@ -138,7 +150,7 @@ def check_external_ticket(report: ExternalTicket) -> Host:
             f"{report.ticket_id}: ids starting {' or '.join(ALERT_TICKET_PREFIXES.values())} "
             "are kept for the tickets alerts open, and only those: use your system's own prefix."
         )
-    if report.category not in Category.values:
+    if report.category not in Category.values and not (triage_first and not report.category):
         errors["category"] = f"Unknown category {report.category!r} (known: {_known(Category)})."
     if report.priority not in Priority.values:
         errors["priority"] = f"Unknown priority {report.priority!r} (known: {_known(Priority)})."
@@ -158,19 +170,23 @@ def check_external_ticket(report: ExternalTicket) -> Host:
         errors["title"] = f"At most {TITLE_LENGTH} characters."
     if parameter_problems(report.parameters):
         errors["parameters"] = parameter_problems(report.parameters)
-    host = Host.objects.filter(name=report.host).first()
-    if host is None:
+    host = Host.objects.filter(name=report.host).first() if report.host else None
+    if report.host and host is None:
         errors["host"] = f"No registered host is named {report.host!r} (manage.py add_host)."
     if errors:
         raise ValidationError(errors)
     return host
 
 
-def open_external_ticket(report: ExternalTicket, *, user: Any, now: datetime) -> OpenedTicket:
+def open_external_ticket(
+    report: ExternalTicket, *, user: Any, now: datetime, triage_first: bool = False
+) -> OpenedTicket:
     """Open `report` as a ticket in `user`'s name and decide it; returns it and its decision.
 
     `user` needs remediation.add_ticket, or remediation.add_alert for a ticket an alert
-    opens (None: a local command or the system itself).
+    opens (None: a local command or the system itself). `triage_first`: store it
+    `processing` and decide it after a django-q2 task has triaged its text (the seed's
+    API); a report naming no host is always stored so.
     Raises PermissionDenied, ValidationError naming each bad field, or TicketConflict
     when the ticket_id is taken or the host already has an open ticket in the category
     (nothing is stored then). The ticket, its decision, what the decision started
@@ -180,22 +196,30 @@ def open_external_ticket(report: ExternalTicket, *, user: Any, now: datetime) ->
     require_permission(
         user, PERMISSION_BY_SOURCE.get(report.source, permissions.OPEN_TICKET), "open tickets"
     )
-    host = check_external_ticket(report)
+    host = check_external_ticket(report, triage_first=triage_first)
     try:
         with transaction.atomic():
             # The host's row first, as a metrics batch takes it: the two cannot both open
             # the host's ticket in one category.
-            host = Host.objects.select_for_update().get(pk=host.pk)
+            if host is not None:
+                host = Host.objects.select_for_update().get(pk=host.pk)
             _refuse_conflicts(report, host)
+            if triage_first or host is None:
+                return _store_for_triage(report, host, user, now)
             return _open(report, host, user, now)
     except IntegrityError:
         # Another request took the ticket_id (or the host's category) between our look and
         # our insert: name it as if we had seen it first.
-        _refuse_conflicts(report, Host.objects.get(pk=host.pk))
+        _refuse_conflicts(report, Host.objects.get(pk=host.pk) if host else None)
         raise
 
 
-def _refuse_conflicts(report: ExternalTicket, host: Host) -> None:
+def enqueue_triage() -> None:
+    """Ask a worker to triage the `processing` tickets (it takes them in batches)."""
+    async_task(TRIAGE_TASK)
+
+
+def _refuse_conflicts(report: ExternalTicket, host: Host | None) -> None:
     taken = Ticket.objects.filter(ticket_id=report.ticket_id).first()
     if taken is not None:
         raise TicketConflict(
@@ -204,9 +228,9 @@ def _refuse_conflicts(report: ExternalTicket, host: Host) -> None:
             ("ticket_id",),
             taken,
         )
-    open_one = Ticket.objects.filter(
-        host=host, category=report.category, status__in=list(TICKET_OPEN_STATUSES)
-    ).first()
+    if host is None:
+        return  # a host named later is checked then (remediation.triage)
+    open_one = open_ticket_of(host, report.category)
     if open_one is not None:
         raise TicketConflict(
             "open_ticket_exists",
@@ -217,22 +241,67 @@ def _refuse_conflicts(report: ExternalTicket, host: Host) -> None:
         )
 
 
+def open_ticket_of(host: Host, category: str, excluding: Ticket | None = None) -> Ticket | None:
+    """The host's open ticket in `category`, if any (one problem, one ticket)."""
+    found = Ticket.objects.filter(
+        host=host, category=category, status__in=list(TICKET_OPEN_STATUSES)
+    ).select_related("host")
+    if excluding is not None:
+        found = found.exclude(pk=excluding.pk)
+    return found.first()
+
+
+def _store_for_triage(
+    report: ExternalTicket, host: Host | None, user: Any, now: datetime
+) -> OpenedTicket:
+    """Store the ticket `processing` with its opening's event; a task triages it after
+    the commit (remediation.triage), then decides it."""
+    title = report.title.strip() or _title_from(report.description, host)
+    ticket = _store_ticket(report, host, title, None, user, now, status=TicketStatus.PROCESSING)
+    append_events([_opened_event(ticket, report, host, None, user_actor(user))])
+    transaction.on_commit(enqueue_triage, robust=True)
+    return OpenedTicket(ticket, None)
+
+
 def _open(report: ExternalTicket, host: Host, user: Any, now: datetime) -> OpenedTicket:
     title = report.title.strip() or _title_from(report.description, host)
+    reading = confirming_reading(host, report.category, now)
+    ticket = _store_ticket(report, host, title, reading, user, now)
+    events: list[PendingEvent] = [_opened_event(ticket, report, host, reading, user_actor(user))]
+    decision = decide_reported_ticket(
+        ticket, reading, reported_by=user_actor(user), now=now, events=events
+    )
+    append_events(events)
+    return OpenedTicket(ticket, decision)
+
+
+def confirming_reading(host: Host, category: str, now: datetime) -> MetricSample | None:
+    """The host's newest reading when it is fresh and shows a `category` problem: its
+    verdict stands in for the model's. None otherwise."""
     reading = newest_sample(host.pk)
     fresh = reading is not None and reading_is_fresh(reading, now)
-    confirmed = fresh and sample_shows_problem(reading, report.category)
-    confirmed_by = reading if confirmed else None
-    ticket = _store_ticket(report, host, title, confirmed_by, user, now)
-    actor = user_actor(user)
-    events: list[PendingEvent] = [_opened_event(ticket, report, host, confirmed_by, actor)]
+    return reading if fresh and sample_shows_problem(reading, category) else None
+
+
+def decide_reported_ticket(
+    ticket: Ticket,
+    confirmed_by: MetricSample | None,
+    *,
+    reported_by: str,
+    now: datetime,
+    events: list[PendingEvent],
+) -> Decision:
+    """Decide a stored ticket another system reported, on its host (the caller holds the
+    host's row): on `confirmed_by`'s verdict, or as needing a person without one; then act
+    on the decision. The caller appends `events`."""
+    host = ticket.host
     occurrences: list[patterns.Occurrence] = []
-    terms = patterns.text_terms(title, report.description)
-    if confirmed:
+    terms = patterns.text_terms(ticket.title, ticket.description)
+    if confirmed_by is not None:
         decision = decide_on_sample(
             ticket,
-            reading,
-            model_version_id=reading.model_version_id,
+            confirmed_by,
+            model_version_id=confirmed_by.model_version_id,
             now=now,
             occurrences=occurrences,
             pattern_terms=terms,
@@ -246,22 +315,23 @@ def _open(report: ExternalTicket, host: Host, user: Any, now: datetime) -> Opene
             now=now,
             occurrences=occurrences,
             pattern_terms=terms,
-            statement=_unconfirmed(report, host, reading, now, actor),
+            statement=_unconfirmed(ticket, host, newest_sample(host.pk), now, reported_by),
         )
     act_on_decision(ticket, decision, now, events)
     # Last, the rows every host shares: the pattern, then the audit chain's head.
     patterns.record_occurrences(occurrences)
-    append_events(events)
-    return OpenedTicket(ticket, decision)
+    return decision
 
 
 def _store_ticket(
     report: ExternalTicket,
-    host: Host,
+    host: Host | None,
     title: str,
     confirmed_by: MetricSample | None,
     user: Any,
     now: datetime,
+    *,
+    status: str = TicketStatus.OPEN,
 ) -> Ticket:
     """The reported ticket, saved with its history row; `confirmed_by` is the host's
     reading that shows the problem, whose verdict stands in for the model's."""
@@ -273,6 +343,7 @@ def _store_ticket(
         host=host,
         category=report.category,
         source=report.source,
+        status=status,
         severity=confirmed_by.severity if confirmed else Severity.HITL_REQUIRED,
         confidence=confirmed_by.confidence if confirmed else 0.0,
         occurrence_count=1,
@@ -297,7 +368,7 @@ def _store_ticket(
 def _opened_event(
     ticket: Ticket,
     report: ExternalTicket,
-    host: Host,
+    host: Host | None,
     confirmed_by: MetricSample | None,
     actor: str,
 ) -> PendingEvent:
@@ -310,7 +381,7 @@ def _opened_event(
         ticket_id=ticket.ticket_id,
         data={
             "source": report.source,
-            "host": host.name,
+            "host": host.name if host else None,
             "category": report.category,
             "priority": report.priority,
             "enable_auto_remediation": report.enable_auto_remediation,
@@ -329,23 +400,23 @@ def _opened_event(
 
 
 def _unconfirmed(
-    report: ExternalTicket, host: Host, reading: MetricSample | None, now: datetime, actor: str
+    ticket: Ticket, host: Host, reading: MetricSample | None, now: datetime, actor: str
 ) -> str:
     if reading is None:
         readings = f"Warden has no readings of {host.name}"
     elif not reading_is_fresh(reading, now):
         readings = f"{host.name}'s newest reading is too old to stand for it now"
     else:
-        readings = f"{host.name}'s newest reading does not show a {report.category} problem"
+        readings = f"{host.name}'s newest reading does not show a {ticket.category} problem"
     return (
-        f"Reported by {actor} as {report.ticket_id}; {readings}, so no model verdict stands "
+        f"Reported by {actor} as {ticket.ticket_id}; {readings}, so no model verdict stands "
         f"behind it and a person decides ({Severity.HITL_REQUIRED.name})."
     )
 
 
-def _title_from(description: str, host: Host) -> str:
+def _title_from(description: str, host: Host | None) -> str:
     first = description.strip().splitlines()[0] if description.strip() else "Problem"
-    suffix = f" on {host.name}"
+    suffix = f" on {host.name}" if host else ""
     return (first[: TITLE_LENGTH - len(suffix)] + suffix).strip()
 
 

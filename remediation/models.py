@@ -18,6 +18,7 @@ from config.history import PersonHistory
 from config.outbound import validate_outbound_url
 from remediation.choices import (
     EXECUTION_TRANSITIONS,
+    NO_HOST_YET,
     TICKET_OPEN_STATUSES,
     TICKET_TRANSITIONS,
     ActionType,
@@ -322,8 +323,14 @@ class Ticket(models.Model):
     ticket_id = models.CharField(max_length=32, unique=True, editable=False)
     title = models.CharField(max_length=200)
     description = models.TextField(blank=True)
-    host = models.ForeignKey(Host, on_delete=models.PROTECT, related_name="tickets")
-    category = models.CharField(max_length=20, choices=Category.choices)
+    # Null: a ticket in people's words that names no registered host yet; it waits
+    # (escalated) for a person to name one, and is never decided before that.
+    host = models.ForeignKey(
+        Host, on_delete=models.PROTECT, null=True, blank=True, related_name="tickets"
+    )
+    # Blank only while a ticket in people's words waits for its triage to read one from
+    # its text (or for a person to pick one); never decided without one.
+    category = models.CharField(max_length=20, choices=Category.choices, blank=True)
     source = models.CharField(
         max_length=20, choices=TicketSource.choices, default=TicketSource.METRICS
     )
@@ -370,6 +377,11 @@ class Ticket(models.Model):
     pattern_similarity = models.FloatField(
         null=True, blank=True, validators=[MinValueValidator(0), MaxValueValidator(1)]
     )
+    # What the text triage said (remediation.triage): the suggested category and runbook
+    # with their confidence, the alternatives, the model version ("no model" when none was
+    # approved), the similar incidents and the host the text named; {} until triaged.
+    triage = models.JSONField(default=dict, blank=True, editable=False)
+    triaged_at = models.DateTimeField(null=True, blank=True, editable=False)
 
     history = PersonHistory(excluded_fields=["last_seen_at", "confidence"])
 
@@ -386,6 +398,11 @@ class Ticket(models.Model):
 
     def __str__(self) -> str:
         return self.ticket_id
+
+    @property
+    def host_name(self) -> str:
+        """The host's name, or the words people read while none is named."""
+        return self.host.name if self.host_id else NO_HOST_YET
 
     @property
     def is_open(self) -> bool:

@@ -47,7 +47,11 @@ def void_decided_work(runbook: Runbook, *, cause: str, now: datetime) -> list[Pe
     for execution in executions:
         cancel_for_change(execution, now, events, cause)
         ticket_ids.add(execution.ticket_id)
-    tickets = Ticket.objects.select_for_update().select_related("host").filter(pk__in=ticket_ids)
+    tickets = (
+        Ticket.objects.select_for_update(of=("self",))
+        .select_related("host")
+        .filter(pk__in=ticket_ids)
+    )
     for ticket in tickets.order_by("pk"):
         if not ticket.is_open:
             continue

@@ -7,7 +7,7 @@ from django.utils import timezone
 from governance.approvals.requests import expire_approval_requests
 from governance.audit.log import checkpoint
 from governance.pauses.state import record_lapsed_pauses
-from remediation import handoff
+from remediation import handoff, triage
 from remediation.executions import holds, queueing, sweeps
 
 
@@ -23,11 +23,18 @@ def release_held_executions() -> int:
     return holds.release_held_executions(timezone.now())
 
 
+def triage_tickets() -> int:
+    """Enqueued after an integrator's ticket is stored: triages a batch of `processing`
+    tickets in one model call and decides them; returns how many."""
+    return triage.triage_pending(timezone.now())
+
+
 def sweep() -> dict:
     """Scheduled every minute: lost tasks, leases, every waiting state's deadline, approvals
     expiring and pauses lapsing, each audited; then the chain head is published."""
     now = timezone.now()
     report = asdict(sweeps.sweep(now))
+    report["triage_waiting"] = triage.requeue_lost_triage(now)
     report["approvals_expired"] = expire_approval_requests(now)
     report["pauses_lapsed"] = record_lapsed_pauses(now)
     head = checkpoint()  # the chain head, published in the worker's log every minute

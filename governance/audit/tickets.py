@@ -8,7 +8,7 @@ from datetime import datetime
 from typing import Any
 
 from governance.audit.log import PendingEvent, event
-from remediation.choices import TicketStatus
+from remediation.choices import TICKET_PEOPLE_STATUSES, TicketStatus
 from remediation.models import Ticket
 
 
@@ -34,7 +34,17 @@ def move_ticket(
 def escalate_ticket(ticket: Ticket, why: str, *, actor: str = "system") -> list[PendingEvent]:
     """Hand `ticket` to people, saying why: its event, or none when it is closed or
     escalated already."""
-    if ticket.status == TicketStatus.ESCALATED or not ticket.is_open:
+    if ticket.status in TICKET_PEOPLE_STATUSES or not ticket.is_open:
         return []
     summary = f"{ticket.ticket_id} escalated: {why}"
     return [move_ticket(ticket, TicketStatus.ESCALATED, actor=actor, summary=summary)]
+
+
+def fix_did_not_hold(ticket: Ticket, why: str, *, actor: str = "system") -> list[PendingEvent]:
+    """A fix was tried on `ticket` and failed or was rolled back: the seed's
+    partially_remediated, for a person to finish. A ticket not remediating (a person
+    already moved it) is escalated instead, or left as it is when people have it."""
+    if ticket.status != TicketStatus.REMEDIATING:
+        return escalate_ticket(ticket, why, actor=actor)
+    summary = f"{ticket.ticket_id} partially remediated: {why}; a person finishes it"
+    return [move_ticket(ticket, TicketStatus.PARTIALLY_REMEDIATED, actor=actor, summary=summary)]

@@ -21,7 +21,12 @@ from feedback.models import PostActionReview
 from governance.models import ApprovalRequest, ApprovalStatus, Pause
 from governance.pauses.state import active_pauses
 from governance.promotions.reviews import open_reviews, overdue_reviews
-from remediation.choices import TICKET_OPEN_STATUSES, ExecutionState, TicketStatus
+from remediation.choices import (
+    TICKET_OPEN_STATUSES,
+    TICKET_PEOPLE_STATUSES,
+    ExecutionState,
+    TicketStatus,
+)
 from remediation.models import Execution, Host, Ticket
 from scoring.choices import ModelStatus
 from scoring.features import Reading
@@ -76,13 +81,15 @@ class FleetState:
     failed_today: int
     drift: DriftReport | None
     serving_version: int | None
-    # Tickets handed to people (a failed fix, a rejection, a cancelled change): they wait
-    # for a person as surely as an approval does.
+    # Tickets handed to people (a failed fix left partially remediated, a rejection, a
+    # cancelled change, a text naming no host): they wait for a person as an approval does.
     escalated: int = 0
     escalated_tickets: list[Ticket] = field(default_factory=list)  # the most recent few
     reviews_open: int = 0
     reviews_overdue: int = 0
     overdue: list[PostActionReview] = field(default_factory=list)  # the longest overdue few
+    # Tickets in people's words stored and not triaged yet (remediation.triage).
+    processing: int = 0
 
     @property
     def level(self) -> str:
@@ -241,7 +248,7 @@ def fleet_state(now: datetime) -> FleetState:
         over_an_hour=Count("pk", filter=Q(created_at__lt=now - timedelta(hours=1))),
     )
     version, drift = _drift(now)
-    escalated = Ticket.objects.filter(status=TicketStatus.ESCALATED)
+    escalated = Ticket.objects.filter(status__in=list(TICKET_PEOPLE_STATUSES))
     reviews = open_reviews().aggregate(
         count=Count("pk"), overdue=Count("pk", filter=Q(due_at__lte=now))
     )
@@ -268,6 +275,7 @@ def fleet_state(now: datetime) -> FleetState:
         reviews_open=reviews["count"],
         reviews_overdue=reviews["overdue"],
         overdue=list(overdue_reviews(now)[:ATTENTION_LISTED]),
+        processing=Ticket.objects.filter(status=TicketStatus.PROCESSING).count(),
     )
 
 
@@ -285,9 +293,9 @@ def pending_approvals() -> list[ApprovalRequest]:
 
 
 def open_tickets(limit: int = OPEN_TICKETS_LIMIT) -> list[Ticket]:
-    """Open tickets, those escalated to people first, then the most recently seen."""
+    """Open tickets, those waiting for people first, then the most recently seen."""
     escalated_first = Case(
-        When(status=TicketStatus.ESCALATED, then=Value(0)),
+        When(status__in=list(TICKET_PEOPLE_STATUSES), then=Value(0)),
         default=Value(1),
         output_field=IntegerField(),
     )

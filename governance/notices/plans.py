@@ -48,6 +48,7 @@ EXPLAINING = frozenset(
         "approval.rejected",
         "approval.expired",
         "execution.succeeded",  # what the review of an automatic fix looks at
+        "ticket.partially_remediated",  # told with the failure or rollback that caused it
     }
 )
 # When one transaction tells several things about a ticket, its notice is the first kind.
@@ -183,7 +184,7 @@ def record_notices(rows: Sequence[AuditEvent]) -> int:
                 ticket=tickets.get(plan.ticket_id),
                 approval_request_id=plan.approval_request_id,
                 execution_id=plan.execution_id,
-                host_name=tickets[plan.ticket_id].host.name if plan.ticket_id in tickets else "",
+                host_name=tickets[plan.ticket_id].host_name if plan.ticket_id in tickets else "",
                 summary="\n".join(plan.lines),
                 created_at=now,
             )

@@ -14,7 +14,7 @@ from governance.decisions.stats import current_reliability
 from governance.models import AuditEvent, Decision
 from governance.rules.labels import event_label
 from remediation.choices import Category, ExecutionState, Priority
-from remediation.models import Execution, Ticket
+from remediation.models import Execution, Runbook, Ticket
 from scoring.reliability import ReliabilityBreakdown
 
 # An execution that ran to an end: its outcome is the remediation's result.
@@ -78,7 +78,12 @@ class ExecutionSerializer(serializers.ModelSerializer):
 
 
 class TicketSerializer(serializers.ModelSerializer):
-    host = serializers.SlugRelatedField(slug_field="name", read_only=True)
+    host = serializers.SlugRelatedField(
+        slug_field="name",
+        read_only=True,
+        allow_null=True,
+        help_text="null while no registered host is named (the ticket waits for a person)",
+    )
     opened_by = serializers.SlugRelatedField(
         slug_field="username",
         read_only=True,
@@ -120,6 +125,31 @@ class SuggestedActionSerializer(serializers.Serializer):
     )
     argv_digest = serializers.CharField(allow_blank=True)
     allowed = serializers.BooleanField(help_text="whether the rules let it run at all")
+    confidence = serializers.FloatField(
+        allow_null=True,
+        help_text="the text triage's confidence in this runbook (else the decision's model "
+        "confidence); null when neither said",
+    )
+
+
+class SimilarIncidentSerializer(serializers.Serializer):
+    ticket_id = serializers.CharField()
+    similarity = serializers.FloatField(help_text="cosine similarity of the texts, 0 to 1")
+    link = serializers.CharField(help_text="the incident in this API")
+
+
+class TriageSerializer(serializers.Serializer):
+    model = serializers.CharField(help_text='the triage model version, or "no model"')
+    category = serializers.CharField(required=False)
+    category_confidence = serializers.FloatField(required=False)
+    runbook = serializers.CharField(required=False, help_text='"" when unsure: a person picks')
+    runbook_confidence = serializers.FloatField(required=False)
+    alternatives = serializers.ListField(child=serializers.ListField(), required=False)
+    unsure = serializers.BooleanField(required=False)
+    inferred_host = serializers.CharField(allow_null=True)
+    category_from = serializers.CharField(
+        help_text='"caller", "triage" (read from the text) or "" (a person picks it)'
+    )
 
 
 class RemediationDecisionSerializer(serializers.Serializer):
@@ -170,6 +200,9 @@ class TicketDetailSerializer(TicketSerializer):
     auto_remediation_executed = serializers.SerializerMethodField()
     remediation_decision = serializers.SerializerMethodField()
     remediation_results = serializers.SerializerMethodField()
+    triage = serializers.SerializerMethodField()
+    triaged_at = serializers.DateTimeField(read_only=True, allow_null=True)
+    similar_incidents = serializers.SerializerMethodField()
 
     class Meta(TicketSerializer.Meta):
         fields = [
@@ -190,6 +223,9 @@ class TicketDetailSerializer(TicketSerializer):
             "auto_remediation_executed",
             "remediation_decision",
             "remediation_results",
+            "triage",
+            "triaged_at",
+            "similar_incidents",
         ]
 
     def _reliability(self, ticket: Ticket) -> ReliabilityBreakdown | None:
@@ -215,21 +251,63 @@ class TicketDetailSerializer(TicketSerializer):
     def get_reliability_breakdown(self, ticket: Ticket) -> dict | None:
         return reliability_json(self._reliability(ticket))
 
+    @extend_schema_field(TriageSerializer(allow_null=True))
+    def get_triage(self, ticket: Ticket) -> dict | None:
+        triage = dict(ticket.triage)
+        triage.pop("similar_incidents", None)  # listed, with links, in similar_incidents
+        return triage or None
+
+    @extend_schema_field(SimilarIncidentSerializer(many=True))
+    def get_similar_incidents(self, ticket: Ticket) -> list[dict]:
+        request = self.context.get("request")
+        found = []
+        for incident in ticket.triage.get("similar_incidents", []):
+            link = f"/api/v1/tickets/{incident['ticket_id']}"
+            found.append(
+                {
+                    "ticket_id": incident["ticket_id"],
+                    "similarity": incident["similarity"],
+                    "link": request.build_absolute_uri(link) if request else link,
+                }
+            )
+        return found
+
     @extend_schema_field(SuggestedActionSerializer(many=True))
     def get_suggested_actions(self, ticket: Ticket) -> list[dict]:
+        """The decided runbook, with exactly what would run; before a decision (or when
+        none named a runbook), the text triage's suggestion, when it was sure of one."""
         decision = self._latest_decision(ticket)
-        if decision is None or decision.runbook is None:
+        suggested = "" if ticket.triage.get("unsure") else ticket.triage.get("runbook", "")
+        triage_confidence = ticket.triage.get("runbook_confidence")
+        if decision is not None and decision.runbook is not None:
+            same = decision.runbook.name == suggested
+            return [
+                {
+                    "action": decision.runbook.title,
+                    "runbook": decision.runbook.name,
+                    "system": ticket.host_name,
+                    "action_type": decision.action_type,
+                    "commands": list(decision.commands),
+                    "argv": list(decision.argv),
+                    "argv_digest": decision.argv_digest,
+                    "allowed": decision.allowed,
+                    "confidence": triage_confidence if same else decision.confidence,
+                }
+            ]
+        runbook = Runbook.objects.filter(name=suggested).first() if suggested else None
+        if runbook is None:
             return []
         return [
             {
-                "action": decision.runbook.title,
-                "runbook": decision.runbook.name,
-                "system": ticket.host.name,
-                "action_type": decision.action_type,
-                "commands": list(decision.commands),
-                "argv": list(decision.argv),
-                "argv_digest": decision.argv_digest,
-                "allowed": decision.allowed,
+                "action": runbook.title,
+                "runbook": runbook.name,
+                "system": ticket.host_name,
+                "action_type": runbook.action_type,
+                "commands": [],
+                "argv": [],
+                "argv_digest": "",
+                "allowed": False,  # not decided yet: the rules have not judged it
+                "confidence": triage_confidence,
             }
         ]
 
@@ -293,8 +371,20 @@ class OpenTicketSerializer(serializers.Serializer):
     ticket_id = serializers.CharField(
         max_length=32, help_text="your system's id for it; the ticket is read back by it"
     )
-    host = serializers.CharField(max_length=253, help_text="a registered host's name")
-    category = serializers.ChoiceField(choices=Category.choices)
+    host = serializers.CharField(
+        max_length=253,
+        required=False,
+        allow_blank=True,
+        default="",
+        help_text="a registered host's name; without it the triage infers the host from "
+        "the text, or the ticket waits for a person to name it",
+    )
+    category = serializers.ChoiceField(
+        choices=Category.choices,
+        required=False,
+        default="",
+        help_text="without it the triage reads one from the text (else a person picks it)",
+    )
     title = serializers.CharField(max_length=200, required=False, allow_blank=True, default="")
     description = serializers.CharField(
         max_length=10_000, required=False, allow_blank=True, default=""
@@ -319,6 +409,32 @@ class OpenTicketSerializer(serializers.Serializer):
     )
 
 
+class OpenedTicketSerializer(serializers.Serializer):
+    """The 202 answer: the seed's five fields first, in its order; then where to look."""
+
+    ticket_id = serializers.CharField()
+    status = serializers.CharField(help_text='"processing" until its text is triaged')
+    auto_remediation_enabled = serializers.BooleanField()
+    confidence_score = serializers.FloatField(help_text="0.0 until decided")
+    reliability_score = serializers.FloatField(allow_null=True, help_text="null until decided")
+    host = serializers.CharField(allow_null=True)
+    opened_by = serializers.CharField(allow_null=True)
+    links = serializers.DictField(child=serializers.CharField())
+
+
+class NameHostSerializer(serializers.Serializer):
+    host = serializers.CharField(max_length=253, help_text="a registered host's name")
+    category = serializers.ChoiceField(
+        choices=Category.choices,
+        required=False,
+        default="",
+        help_text="needed when the ticket has none (its text told the triage none)",
+    )
+    reason = serializers.CharField(
+        max_length=500, help_text="why this host: kept in the audit trail"
+    )
+
+
 # --- Approving ------------------------------------------------------------------------------------
 
 
@@ -332,7 +448,8 @@ class ApproveRemediationSerializer(serializers.Serializer):
     )
     approver = serializers.CharField(
         required=False,
-        help_text="optional and never trusted: the approver is always the authenticated user",
+        help_text="optional: the token's own user by username or email; any other name is "
+        "refused (the approver is always the authenticated user)",
     )
 
     def validate(self, data: dict) -> dict:

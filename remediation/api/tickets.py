@@ -1,7 +1,9 @@
 """The ticket API for people and integrators (the seed's REST API).
 
 GET  /api/v1/tickets                              tickets with their decisions and executions
-POST /api/v1/tickets                              another system opens a ticket (remediation.intake)
+POST /api/v1/tickets                              another system opens a ticket: 202 processing,
+                                                  then triaged and decided in a task
+POST /api/v1/tickets/{id}/host                    a person names a waiting ticket's host
 GET  /api/v1/tickets/{id}                         one ticket, with the seed's fields
 GET  /api/v1/tickets/{id}/remediation-logs        what ran on it and every audit event of it
 POST /api/v1/tickets/{id}/approve-remediation     approve or reject what waits for people
@@ -34,6 +36,8 @@ from remediation.api.ticket_serializers import (
     ApproveRemediationSerializer,
     AuditLogSerializer,
     ExecutionLogSerializer,
+    NameHostSerializer,
+    OpenedTicketSerializer,
     OpenTicketSerializer,
     RemediationLogsSerializer,
     TicketDetailSerializer,
@@ -42,6 +46,7 @@ from remediation.api.ticket_serializers import (
 from remediation.evidence import ticket_evidence, ticket_rows
 from remediation.intake import TICKET_ID, ExternalTicket, open_external_ticket
 from remediation.models import Execution, Ticket, TicketSource
+from remediation.triage import name_host
 
 VIEW_TICKETS = "remediation.view_ticket"
 VIEW_AUDIT = "governance.view_auditevent"
@@ -53,6 +58,7 @@ ACTION_PERMISSIONS = {
     "remediation_logs": (VIEW_TICKETS, VIEW_AUDIT),
     "create": ("remediation.add_ticket",),
     "approve_remediation": (VIEW_TICKETS, warden_permissions.APPROVE),
+    "host": (VIEW_TICKETS, warden_permissions.CLOSE_TICKET),
 }
 ERRORS = error_responses(400, 401, 403, 404)
 # Every stored ticket_id has this form (Warden's INC-000123 and callers' ids alike), so the
@@ -86,6 +92,13 @@ def refuse_unless_may_read_trail(user: Any, ticket: Ticket) -> None:
         )
 
 
+def names_user(approver: str, user: Any) -> bool:
+    """Does the seed's `approver` name `user`: their username, or their email in any case?"""
+    given = approver.strip()
+    email = (user.email or "").strip()
+    return given == user.get_username() or (bool(email) and given.lower() == email.lower())
+
+
 class TicketViewSet(viewsets.ReadOnlyModelViewSet):
     serializer_class = TicketSerializer
     permission_classes = [TicketPermission]
@@ -116,23 +129,62 @@ class TicketViewSet(viewsets.ReadOnlyModelViewSet):
 
     @extend_schema(
         request=OpenTicketSerializer,
-        responses={201: TicketDetailSerializer, **error_responses(400, 401, 403, 409)},
-        summary="Open a ticket from another system (decided at once by the same engine)",
+        responses={202: OpenedTicketSerializer, **error_responses(400, 401, 403, 409)},
+        summary="Open a ticket from another system: stored, then triaged and decided in a task",
         description=(
-            "Automatic remediation stays off unless `enable_auto_remediation` is true. "
-            "A ticket_id already stored, or a host with an open ticket in the category, "
-            "is refused with 409 naming the field."
+            "Answers 202 with the seed's fields (`status` processing) and a Location to "
+            "read it back; a django-q2 task triages its text, infers the host when `host` "
+            "is not sent and the text names exactly one registered host, and decides it "
+            "with the same engine. Without a host it waits, escalated, for a person to "
+            "name one (POST .../host). Automatic remediation stays off unless "
+            "`enable_auto_remediation` is true. A ticket_id already stored, or a host with "
+            "an open ticket in the category, is refused with 409 naming the field."
         ),
     )
     def create(self, request: Request, *args: Any, **kwargs: Any) -> Response:
         body = OpenTicketSerializer(data=request.data)
         body.is_valid(raise_exception=True)
         report = ExternalTicket(**body.validated_data, source=TicketSource.INTEGRATOR)
-        opened = open_external_ticket(report, user=request.user, now=timezone.now())
-        ticket = self.get_queryset().get(pk=opened.ticket.pk)
-        data = TicketDetailSerializer(ticket, context=self.get_serializer_context()).data
+        opened = open_external_ticket(
+            report, user=request.user, now=timezone.now(), triage_first=True
+        )
+        ticket = opened.ticket
         location = f"{request.path.rstrip('/')}/{ticket.ticket_id}"
-        return Response(data, status=status.HTTP_201_CREATED, headers={"Location": location})
+        # The seed's five fields first, in its order, as stored (the task may already
+        # have moved on: the answer says what was accepted).
+        data = {
+            "ticket_id": ticket.ticket_id,
+            "status": ticket.status,
+            "auto_remediation_enabled": ticket.enable_auto_remediation,
+            "confidence_score": 0.0,
+            "reliability_score": None,
+            "host": ticket.host.name if ticket.host_id else None,
+            "opened_by": ticket.opened_by.get_username() if ticket.opened_by else None,
+            "links": {"self": request.build_absolute_uri(location)},
+        }
+        return Response(data, status=status.HTTP_202_ACCEPTED, headers={"Location": location})
+
+    @extend_schema(
+        request=NameHostSerializer,
+        parameters=[TICKET_ID_PARAMETER],
+        responses={200: TicketDetailSerializer, **error_responses(400, 401, 403, 404, 409)},
+        summary="Name the host (and category) of a ticket waiting for them; decided then",
+    )
+    @action(detail=True, methods=["post"])
+    def host(self, request: Request, **kwargs: Any) -> Response:
+        ticket = self.get_object()
+        body = NameHostSerializer(data=request.data)
+        body.is_valid(raise_exception=True)
+        name_host(
+            ticket,
+            body.validated_data["host"],
+            actor=request.user,
+            reason=body.validated_data["reason"],
+            now=timezone.now(),
+            category=body.validated_data["category"],
+        )
+        ticket = self.get_queryset().get(pk=ticket.pk)
+        return Response(TicketDetailSerializer(ticket, context=self.get_serializer_context()).data)
 
     @extend_schema(
         parameters=[TICKET_ID_PARAMETER],
@@ -174,12 +226,13 @@ class TicketViewSet(viewsets.ReadOnlyModelViewSet):
             raise exceptions.ValidationError(
                 {"ticket_id": [f"This is ticket {ticket.ticket_id}'s approval."]}
             )
-        if data.get("approver") not in (None, user.get_username(), user.email or None):
+        if "approver" in data and not names_user(data["approver"], user):
+            email = f" ({user.email})" if user.email else ""
             raise exceptions.ValidationError(
                 {
                     "approver": [
-                        f"You are {user.get_username()}: the approver is always the "
-                        "authenticated user."
+                        f"This token belongs to {user.get_username()}{email}; a token "
+                        f"approves only as its own user, not as {data['approver']}."
                     ]
                 }
             )

@@ -11,7 +11,7 @@ from django_q.tasks import async_task
 
 from feedback import patterns
 from governance.audit.log import PendingEvent
-from governance.audit.tickets import escalate_ticket
+from governance.audit.tickets import escalate_ticket, fix_did_not_hold
 from governance.promotions.demotions import demote_after_failure
 from governance.promotions.reviews import open_review
 from remediation.choices import ExecutionState
@@ -95,7 +95,8 @@ def count_failed_attempt(execution: Execution, now: datetime, events: list[Pendi
 
 
 def start_rollback(execution: Execution, events: list[PendingEvent], why: str) -> None:
-    """After a failure: dispatch the rollback if there is one, and hand the ticket to people."""
+    """After a failure: dispatch the rollback if there is one, and hand the ticket to people
+    as partially remediated (the seed's status for a fix that did not hold)."""
     runbook = execution.runbook
     if runbook.reversible and runbook.rollback_action:
         execution.move_to(ExecutionState.ROLLBACK_PENDING, execution.finished_at)
@@ -108,7 +109,7 @@ def start_rollback(execution: Execution, events: list[PendingEvent], why: str) -
                 f"rolling back with {runbook.rollback_action}: {why}",
             )
         )
-    events += escalate_ticket(execution.ticket, f"{runbook.name} failed: {why}")
+    events += fix_did_not_hold(execution.ticket, f"{runbook.name} failed: {why}")
     if execution.state == ExecutionState.FAILED:  # nothing to roll back: it ends failed
         after_ending(execution, execution.finished_at, events)
 
@@ -123,5 +124,5 @@ def fail_rollback(
     execution.lease_expires_at = None
     execution.save()
     events.append(audit_event(execution, actor, "execution.rollback_failed", summary))
-    events += escalate_ticket(execution.ticket, summary)
+    events += fix_did_not_hold(execution.ticket, summary)
     after_ending(execution, now, events)

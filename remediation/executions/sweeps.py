@@ -12,7 +12,7 @@ from django.db import transaction
 from django_q.tasks import async_task
 
 from governance.audit.log import PendingEvent, append_events
-from governance.audit.tickets import escalate_ticket
+from governance.audit.tickets import fix_did_not_hold
 from remediation.choices import ExecutionState, VerifiedBy
 from remediation.executions.ending import after_ending, cancel_locked, fail_rollback
 from remediation.executions.holds import release_held_executions
@@ -104,7 +104,7 @@ def _reconcile_expired_leases(now: datetime, events: list[PendingEvent]) -> int:
         execution.save()
         events.append(audit_event(execution, "system", f"execution.{execution.state}", summary))
         if execution.state == ExecutionState.ROLLBACK_FAILED:
-            events += escalate_ticket(execution.ticket, summary)
+            events += fix_did_not_hold(execution.ticket, summary)
             after_ending(execution, now, events)
     return leases
 

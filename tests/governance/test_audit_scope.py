@@ -39,7 +39,7 @@ def world(agent, api, alice, bob) -> dict[str, Any]:
     alice, people added and given roles."""
     integrator = service_user("ci-bot", "integrators")
     as_integrator = api(integrator)
-    assert as_integrator.post("/api/v1/tickets", OWN_TICKET).status_code == 201
+    assert as_integrator.post("/api/v1/tickets", OWN_TICKET).status_code == 202
 
     [result] = agent.post_metrics(agent.sample("dns")).json()["results"]
     rejected = api(bob).post(

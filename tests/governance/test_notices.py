@@ -534,12 +534,13 @@ def test_a_failed_verification_and_its_rollback_are_told(agent, mailoutbox, sett
     agent.report(action)
     assert mailoutbox == []
 
-    # when fresh metrics keep showing the problem: one notice, with the rollback and escalation
+    # when fresh metrics keep showing the problem: one notice, with the rollback and the
+    # ticket left partially remediated for people
     agent.post_metrics([agent.sample("disk"), agent.sample("disk")])
     [failed] = mailoutbox
     assert failed.subject.startswith("[Warden] Verification failed: ")
     assert "verification failed: 2 fresh samples still show it" in failed.body
-    assert "rolling back with" in failed.body and "escalated" in failed.body
+    assert "rolling back with" in failed.body and "partially remediated" in failed.body
 
     # and when the rollback is done, that is told too
     [rollback] = agent.take_actions()

@@ -279,7 +279,7 @@ def test_a_failed_fix_is_rolled_back_through_the_same_system(agent, awx, receive
     assert rollback["idempotency_key"].endswith(":rollback")
     answer = callback(run["execution_id"], {"token": rollback["token"], "ok": True})
     assert answer.json()["state"] == "rolled_back"
-    assert Ticket.objects.get(executions__pk=run["execution_id"]).status == "escalated"
+    assert Ticket.objects.get(executions__pk=run["execution_id"]).status == "partially_remediated"
 
 
 def test_a_refused_hand_off_cancels_and_tells_people_without_counting_a_failed_fix(

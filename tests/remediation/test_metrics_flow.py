@@ -157,7 +157,7 @@ def test_ticket_ids_read_like_incident_numbers(agent, other_agent):
     assert int(second[4:]) == int(first[4:]) + 1
 
 
-def test_failed_action_is_rolled_back_and_escalated(agent):
+def test_failed_action_is_rolled_back_and_left_partially_remediated(agent):
     # given an auto-healed disk problem
     [result] = agent.post_metrics(agent.sample("disk")).json()["results"]
     [queued] = agent.take_actions()
@@ -165,12 +165,16 @@ def test_failed_action_is_rolled_back_and_escalated(agent):
     # when the agent reports that the action failed
     assert agent.report(queued, ok=False, output="permission denied").status_code == 200
 
-    # then its rollback goes to the agent and the ticket goes to people
+    # then its rollback goes to the agent and the ticket goes to people: partially
+    # remediated (the seed's status for a fix that did not hold), audited
     [rollback] = agent.take_actions()
     assert rollback["kind"] == "rollback"
     assert rollback["action"] == "restore_quarantined_files"
     assert agent.report(rollback).json()["state"] == "rolled_back"
-    assert Ticket.objects.get(ticket_id=result["ticket_id"]).status == "escalated"
+    ticket = Ticket.objects.get(ticket_id=result["ticket_id"])
+    assert ticket.status == "partially_remediated" and ticket.is_open
+    moved = AuditEvent.objects.get(action="ticket.partially_remediated", ticket_id=ticket.ticket_id)
+    assert "a person finishes it" in moved.summary
 
 
 def test_unverified_action_is_rolled_back(agent, settings):

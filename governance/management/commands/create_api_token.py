@@ -1,4 +1,7 @@
-"""manage.py create_api_token USERNAME: issue an API token and print it once."""
+"""manage.py create_api_token USERNAME: issue an API token and print it once.
+
+A USERNAME nobody has yet is an integrator's: it is created in the integrators role (the
+seed's API needs nothing else), and the command says so."""
 
 from typing import Any
 
@@ -17,13 +20,16 @@ from governance.people.actions import (
 )
 
 DEFAULT_EXPIRY_DAYS = 90
+# Who a new name is: a system opening tickets through the seed's API.
+NEW_USERS_ROLE = "integrators"
 
 
 class Command(WardenCommand):
     help = (
         "Issue an API token to a user (a person, or a service user in the integrators role) "
         "and print it once: only its hash is stored. Send it as `Authorization: Token KEY`; "
-        "it may do what the user's roles allow."
+        "it may do what the user's roles allow. A name no user has yet is created as a "
+        "service user in the integrators role."
     )
 
     def add_arguments(self, parser: CommandParser) -> None:
@@ -62,14 +68,15 @@ class Command(WardenCommand):
             raise CommandError("--expiry-days must be 0 (until revoked) or more")
         now = timezone.now()
         try:
-            if service:
-                person = add_service_user(
-                    username, actor=None, reason=reason, now=now, role=service
-                )
-            else:
-                person = get_user_model().objects.filter(username=username).first()
+            person = get_user_model().objects.filter(username=username).first()
+            if service or person is None:
+                role = service or NEW_USERS_ROLE
                 if person is None:
-                    raise CommandError(f"no user named {username}")
+                    self.stderr.write(
+                        f"No user named {username}: created {username} as a service user in "
+                        f"the {role} role (it opens tickets; it never approves)."
+                    )
+                person = add_service_user(username, actor=None, reason=reason, now=now, role=role)
             token, key = issue_api_token(
                 person, actor=None, reason=reason, now=now, expiry_days=expiry_days or None
             )
