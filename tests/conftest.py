@@ -4,14 +4,17 @@ talking to the API.
 Personas: alice supervises, bob and carol approve, dave is compliance (read only).
 """
 
+import copy
 import json
 import os
+from collections.abc import Iterator
 from datetime import timedelta
 from typing import Any
 
 import pytest
+from django.conf import settings as django_settings
 from django.contrib.auth.models import Group, User
-from django.test import Client
+from django.test import Client, override_settings
 from django.utils import timezone
 from django_q.conf import Conf
 
@@ -79,6 +82,23 @@ def flush_may_empty_the_audit_log() -> Any:
     yield
     Command.handle = original
     BaseDatabaseCreation.deserialize_db_from_string = deserialize
+
+
+@pytest.fixture(scope="session", autouse=True)
+def channel_groups_of_this_worker() -> Iterator[None]:
+    """Under pytest-xdist (`make test`) each worker has its own test database but all share
+    REDIS_URL: each worker's channel groups get a prefix of their own, so a console opened
+    by one worker's test hears only that worker's events. tests/integration, run by one
+    worker at a time, go back to the default prefix the processes they start use."""
+    worker = os.environ.get("PYTEST_XDIST_WORKER")
+    layers = django_settings.CHANNEL_LAYERS
+    if not worker or "redis" not in layers["default"]["BACKEND"].lower():
+        yield
+        return
+    own = copy.deepcopy(layers)
+    own["default"]["CONFIG"]["prefix"] = f"asgi-{worker}"
+    with override_settings(CHANNEL_LAYERS=own):  # channels drops the layers it made
+        yield
 
 
 @pytest.fixture(autouse=True)

@@ -4,6 +4,7 @@ Without DATABASE_URL (postgres) and REDIS_URL they skip on a developer's
 machine and fail under CI, where .ci/run provides both.
 """
 
+import copy
 import os
 import socket
 import subprocess
@@ -13,6 +14,7 @@ import urllib.error
 import urllib.request
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from django.conf import settings
@@ -23,8 +25,17 @@ from bench.servers import front_command
 ROOT = Path(__file__).resolve().parents[2]
 
 
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Under pytest-xdist these tests run one at a time, on one worker: the qclusters they
+    start take tasks from the same Redis queue, and a test's task must reach its own."""
+    here = Path(__file__).parent
+    for item in items:
+        if item.path.is_relative_to(here):
+            item.add_marker(pytest.mark.xdist_group("servers"))
+
+
 @pytest.fixture
-def servers() -> None:
+def servers(settings: Any) -> None:
     missing = []
     if not os.environ.get("DATABASE_URL", "").startswith(("postgres://", "postgresql://")):
         missing.append("DATABASE_URL=postgres://...")
@@ -35,6 +46,11 @@ def servers() -> None:
         if os.environ.get("CI"):
             pytest.fail(message)
         pytest.skip(message)
+    # This process publishes to the processes' console: the default channel prefix, as
+    # theirs (tests/conftest.py gives each xdist worker its own outside these tests).
+    layers = copy.deepcopy(settings.CHANNEL_LAYERS)
+    layers["default"].get("CONFIG", {}).pop("prefix", None)
+    settings.CHANNEL_LAYERS = layers
 
 
 def free_port() -> int:
