@@ -33,7 +33,7 @@ from remediation.actions import save_automation_target
 from remediation.alert_payloads import AlertReport
 from remediation.alerts import receive_alert
 from remediation.models import AutomationTarget, Ticket
-from scoring.models import MetricSample
+from scoring.models import MetricSample, TriageModelVersion
 
 # Execution mechanics: self-healing trusts from the first ticket (tests/conftest.py).
 pytestmark = pytest.mark.usefixtures("trusting_policies")
@@ -94,7 +94,11 @@ def test_the_generated_list_covers_the_engines_inputs():
 @pytest.mark.parametrize(
     ("model", "field"), FIELDS, ids=[f"{m._meta.label}.{f.name}" for m, f in FIELDS]
 )
-def test_an_update_past_the_bounds_is_refused(model, field, agent, other_agent, alice, bob):
+def test_an_update_past_the_bounds_is_refused(
+    model, field, agent, other_agent, alice, bob, request
+):
+    if model is TriageModelVersion:
+        request.getfixturevalue("triage_model")  # a trained, approved version
     # rows of every kind, made the way people and agents make them
     agent.post_metrics(agent.sample("disk"))
     # the disk fix runs and fresh metrics verify it: Warden acted by itself, a review opens
