@@ -1,7 +1,8 @@
 """What Warden's own tickets teach the triage model: their words, and what fixed them.
 
 A resolved or closed ticket is labelled with the runbook that fixed it: the runbook a
-person named in their feedback's `actual_actions_taken` (by its name, as a text or as an
+person named in their current feedback's `actual_actions_taken` (a service's feedback is
+left out) (by its name, as a text or as an
 object's "action"), else the runbook of its last succeeded execution, else none (a
 person resolved it some other way: "a person picks", the cautious label). The category
 is the runbook's own when one is named (the model's labels pair each runbook with its
@@ -69,8 +70,12 @@ def fixing_runbooks(ticket_pks: list[int], known: Iterable[str]) -> dict[int, st
         .values_list("ticket_id", "runbook__name")
     ):
         fixed[ticket_pk] = name  # the last one wins
+    # People's current verdicts only: a service's word, or one its author took back,
+    # teaches the model nothing (what earns trust comes from people).
     for ticket_pk, actions in (
-        Feedback.objects.filter(ticket_id__in=ticket_pks)
+        Feedback.objects.filter(
+            ticket_id__in=ticket_pks, from_service=False, superseded_at__isnull=True
+        )
         .order_by("created_at", "pk")
         .values_list("ticket_id", "actual_actions_taken")
     ):
