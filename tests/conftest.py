@@ -117,8 +117,7 @@ def requires_servers() -> bool:
 TRUSTING = {"min_similar_tickets": 0, "min_reliability_score": 45.0}
 
 
-@pytest.fixture
-def trusting_policies(db: None) -> None:
+def trust_from_the_first_ticket() -> None:
     """Disk, memory and CPU heal from the first confident ticket: each self-healing policy
     saved as a new version by the normal policy change, audited like any operator's."""
     from governance.models import Policy
@@ -133,6 +132,12 @@ def trusting_policies(db: None) -> None:
             reason="trusting from the first ticket (tests of execution mechanics)",
             now=timezone.now(),
         )
+
+
+@pytest.fixture
+def trusting_policies(db: None) -> None:
+    """The self-healing policies trust from the first ticket (trust_from_the_first_ticket)."""
+    trust_from_the_first_ticket()
 
 
 @pytest.fixture(scope="session")

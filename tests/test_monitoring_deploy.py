@@ -75,7 +75,7 @@ def balanced(expr: str) -> bool:
 
 
 @pytest.fixture
-def exposed(agent, other_agent, alice, client, settings) -> set[str]:
+def exposed(trusting_policies, agent, other_agent, alice, client, settings) -> set[str]:
     """The metric names a scrape shows once there is something of everything: fixes that
     worked and failed, feedback, a pending approval, and a day's samples for drift."""
     heal(agent, "disk")

@@ -78,10 +78,9 @@ from scoring.models import MetricSample, ModelVersion, TriageModelVersion
 from scoring.registry import forget_serving_model, register_training_result
 from scoring.triage.actions import approve_triage_model_version
 from scoring.triage.registry import forget_serving_triage_model, register_triage_result
-from tests.conftest import HEALTHY, AgentClient, make_user
+from tests.conftest import HEALTHY, AgentClient, make_user, trust_from_the_first_ticket
 
 # Execution mechanics: self-healing trusts from the first ticket (tests/conftest.py).
-pytestmark = pytest.mark.usefixtures("trusting_policies")
 
 # The service roles: a user in these roles, with no password, sending its token.
 SERVICE_ROLES = {
@@ -467,6 +466,8 @@ def service_user(username: str, groups: tuple[str, ...]) -> User:
 
 def build_world(trained_model: Any, trained_triage_model: Any) -> World:
     now = timezone.now()
+    # Built once per class, before any function fixture: the disk fix below runs by itself.
+    trust_from_the_first_ticket()
     root = User.objects.create_superuser("root", "root@example.com", "pw")
     users = {role: make_user(role, group) for role, group in GROUPS.items()}
     users["staff_no_perms"] = User.objects.create_user("staff_no_perms", is_staff=True)

@@ -9,7 +9,10 @@ from governance.pauses.actions import pause_automation
 from tests.e2e.test_compliance import signed_in
 from tests.governance.test_reviews import heal, overdue, review_of
 
-pytestmark = pytest.mark.django_db(transaction=True, serialized_rollback=True)
+pytestmark = [
+    pytest.mark.django_db(transaction=True, serialized_rollback=True),
+    pytest.mark.usefixtures("trusting_policies"),
+]
 
 
 def test_the_dashboard_counts_what_waits_and_links_to_it(browser, live_asgi, agent, alice):

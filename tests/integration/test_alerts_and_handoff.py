@@ -30,6 +30,7 @@ STARTED = f"{DAY}T01:00:00Z"
 pytestmark = [
     pytest.mark.integration,
     pytest.mark.django_db(transaction=True, serialized_rollback=True),
+    pytest.mark.usefixtures("trusting_policies"),
 ]
 
 SECRET = "integration-shared-secret"

@@ -35,6 +35,7 @@ from warden_agent.argv import allowlist_digest, argv_digest
 pytestmark = [
     pytest.mark.integration,
     pytest.mark.django_db(transaction=True, serialized_rollback=True),
+    pytest.mark.usefixtures("trusting_policies"),
 ]
 
 MiB = 1024 * 1024

@@ -51,6 +51,9 @@ from remediation.actions import save_automation_target, save_runbook
 from remediation.models import AutomationTarget, Execution, Runbook
 from tests.remediation.test_handoff import Receiver
 
+# Execution mechanics: self-healing trusts from the first ticket (tests/conftest.py).
+pytestmark = pytest.mark.usefixtures("trusting_policies")
+
 ROOT = Path(__file__).resolve().parents[2]
 DEPLOY = ROOT / "deploy"
 AWX = DEPLOY / "awx"
@@ -531,10 +534,6 @@ import importlib.util, json, os, sys
 stub, actions, entry_point = sys.argv[1:4]
 sys.path[:0] = [stub, actions]
 from st2common.runners.base_action import Action
-
-# Execution mechanics: self-healing trusts from the first ticket (tests/conftest.py).
-pytestmark = pytest.mark.usefixtures("trusting_policies")
-
 
 class ActionService:
     def __init__(self, values):

@@ -16,6 +16,9 @@ from scoring.choices import Severity
 from scoring.features import FEATURE_NAMES
 from scoring.history import human_labels, labelled_history
 
+# Its subject is what an automatic fix teaches the model: disk heals from the first ticket.
+pytestmark = pytest.mark.usefixtures("trusting_policies")
+
 COLUMN = {name: i for i, name in enumerate(FEATURE_NAMES)}
 
 
