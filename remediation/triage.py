@@ -59,34 +59,56 @@ def ticket_text(ticket: Ticket) -> str:
 
 def triage_pending(now: datetime, *, batch_size: int | None = None) -> int:
     """Triage up to `batch_size` `processing` tickets, oldest first, in one model call;
-    returns how many. Enqueues itself again after the commit when more are waiting."""
+    returns how many it finished. Enqueues itself again when more are waiting.
+
+    The model runs outside any transaction, then each ticket is finished in a transaction
+    of its own: the audit chain's head (which every API request that writes also takes)
+    is held for one ticket at a time, never for a whole batch. A ticket another worker
+    holds or has finished meanwhile is skipped (its status is read again under its lock).
+    """
     size = batch_size or settings.WARDEN_TRIAGE_BATCH_SIZE
-    with transaction.atomic():
-        waiting = Ticket.objects.filter(status=TicketStatus.PROCESSING).order_by("opened_at", "pk")
-        if connection.features.has_select_for_update_skip_locked:
-            # Two workers never triage the same ticket; each takes the rows nobody holds.
-            waiting = waiting.select_for_update(skip_locked=True, of=("self",))
-        tickets = list(waiting.select_related("host", "opened_by")[:size])
-        if not tickets:
-            return 0
-        texts = [ticket_text(ticket) for ticket in tickets]
-        suggestions, similar = suggest(texts)
-        find_host = host_finder()
-        for ticket, suggestion, alike in zip(tickets, suggestions, similar, strict=True):
-            host = find_host(ticket_text(ticket))
-            try:
-                with transaction.atomic():  # one ticket's failure is its own
-                    events: list[PendingEvent] = []
-                    finish_triage(ticket, suggestion, alike, host, now, events)
-                    append_events(events)
-            except Exception as failed:
-                # Never left `processing` for the sweeper to try again for ever: a person
-                # has it, with why.
-                logger.exception("triage of %s failed", ticket.ticket_id)
-                _hand_to_people(ticket.pk, f"its triage failed ({failed}): a person decides")
-        if len(tickets) == size:
-            transaction.on_commit(enqueue_triage, robust=True)
-    return len(tickets)
+    batch = list(
+        Ticket.objects.filter(status=TicketStatus.PROCESSING)
+        .order_by("opened_at", "pk")
+        .values_list("pk", "title", "description")[:size]
+    )
+    if not batch:
+        return 0
+    texts = [serving.ticket_text(title, description) for _, title, description in batch]
+    suggestions, similar = suggest(texts)
+    find_host = host_finder()
+    finished = 0
+    for (pk, _, _), text, suggestion, alike in zip(batch, texts, suggestions, similar, strict=True):
+        host = find_host(text)
+        try:
+            with transaction.atomic():
+                ticket = _lock_processing(pk)
+                if ticket is None:
+                    continue  # another worker has it, or it moved on
+                events: list[PendingEvent] = []
+                finish_triage(ticket, suggestion, alike, host, now, events)
+                append_events(events)
+                finished += 1
+        except Exception as failed:
+            # Never left `processing` for the sweeper to try again for ever: a person
+            # has it, with why.
+            logger.exception("triage of ticket %s failed", pk)
+            _hand_to_people(pk, f"its triage failed ({failed}): a person decides")
+            finished += 1
+    if len(batch) == size:
+        # At once in a worker; after the caller's commit when one wraps this.
+        transaction.on_commit(enqueue_triage, robust=True)
+    return finished
+
+
+def _lock_processing(pk: int) -> Ticket | None:
+    """The ticket `pk`, locked, if it is still `processing` and no other worker holds it."""
+    waiting = Ticket.objects.filter(pk=pk, status=TicketStatus.PROCESSING)
+    if connection.features.has_select_for_update_skip_locked:
+        waiting = waiting.select_for_update(skip_locked=True, of=("self",))
+    else:
+        waiting = waiting.select_for_update()
+    return waiting.select_related("host", "opened_by").first()
 
 
 def suggest(
