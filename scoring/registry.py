@@ -14,7 +14,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Generic, TypeVar
 
 import skops.io
 from django.conf import settings
@@ -35,6 +35,9 @@ from scoring.training import TrainingResult, confusion_matrix_svg
 # builtins.eval, which a crafted schema calls at load. A new algorithm that needs
 # more types adds them here, deliberately.
 TRUSTED_TYPES = frozenset({"sklearn.ensemble._hist_gradient_boosting.predictor.TreePredictor"})
+
+
+Served = TypeVar("Served")
 
 
 class NoApprovedModel(Unavailable):
@@ -178,51 +181,76 @@ def register_training_result(
     )
 
 
-class _ServingCache:
-    def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
+class ApprovedModelCache(Generic[Served]):
+    """A process's copy of the one approved version of a kind of model.
+
+    At most every WARDEN_MODEL_REFRESH_SECONDS it asks the database which version is
+    approved (`find`: the row, or None), and loads it again (`build`) only when that
+    version or its file's hash changed. With none approved it raises `missing()`.
+    """
+
+    def __init__(
+        self,
+        find: Callable[[], Any],
+        build: Callable[[Any], Served],
+        missing: Callable[[], Exception],
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.find, self.build, self.missing = find, build, missing
         self.lock = threading.Lock()
         self.clock = clock  # replaceable, so tests can move time on
-        self.model: ServingModel | None = None
+        self.model: Served | None = None
+        self.key: tuple[int, str] | None = None
         self.checked_at = 0.0
 
-    def get(self) -> ServingModel:
+    def get(self) -> Served:
         now = self.clock()
         if self.model is not None and now - self.checked_at < settings.WARDEN_MODEL_REFRESH_SECONDS:
             return self.model
         with self.lock:
-            approved = (
-                ModelVersion.objects.filter(status=ModelStatus.APPROVED)
-                .only("id", "version", "artifact", "sha256", "thresholds", "feature_names")
-                .first()
-            )
+            approved = self.find()
             if approved is None:
-                self.model = None
-                raise NoApprovedModel(
-                    "no severity model is approved: run "
-                    "`python manage.py train_severity_model --approve` or approve one in the admin"
-                )
-            if self.model is None or (self.model.version_id, self.model.sha256) != (
-                approved.pk,
-                approved.sha256,
-            ):
-                self.model = ServingModel(
-                    version_id=approved.pk,
-                    version=approved.version,
-                    sha256=approved.sha256,
-                    estimator=ServingEstimator(load_estimator(approved.artifact, approved.sha256)),
-                    thresholds=dict(approved.thresholds),
-                    feature_names=tuple(approved.feature_names),
-                )
+                self.model, self.key = None, None
+                raise self.missing()
+            key = (approved.pk, approved.sha256)
+            if self.model is None or self.key != key:
+                self.model, self.key = self.build(approved), key
             self.checked_at = now
             return self.model
 
     def clear(self) -> None:
         with self.lock:
-            self.model = None
+            self.model, self.key = None, None
             self.checked_at = 0.0
 
 
-_cache = _ServingCache()
+def _approved_severity_version() -> ModelVersion | None:
+    return (
+        ModelVersion.objects.filter(status=ModelStatus.APPROVED)
+        .only("id", "version", "artifact", "sha256", "thresholds", "feature_names")
+        .first()
+    )
+
+
+def _serving_severity(approved: ModelVersion) -> ServingModel:
+    return ServingModel(
+        version_id=approved.pk,
+        version=approved.version,
+        sha256=approved.sha256,
+        estimator=ServingEstimator(load_estimator(approved.artifact, approved.sha256)),
+        thresholds=dict(approved.thresholds),
+        feature_names=tuple(approved.feature_names),
+    )
+
+
+def _no_severity_model() -> NoApprovedModel:
+    return NoApprovedModel(
+        "no severity model is approved: run "
+        "`python manage.py train_severity_model --approve` or approve one in the admin"
+    )
+
+
+_cache = ApprovedModelCache(_approved_severity_version, _serving_severity, _no_severity_model)
 
 
 def serving_model() -> ServingModel:

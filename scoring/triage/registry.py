@@ -6,13 +6,9 @@ defaults and TRUSTED_TYPES, and a per-process cache that asks the database at mo
 WARDEN_MODEL_REFRESH_SECONDS whether the approved version changed.
 """
 
-import threading
-import time
-from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from django.conf import settings
 from django.db import transaction
 from django.db.models import Max
 
@@ -20,7 +16,7 @@ from governance.audit.errors import Unavailable
 from governance.audit.log import append_events, event
 from scoring.choices import ModelStatus
 from scoring.models import TriageModelVersion
-from scoring.registry import load_estimator, save_artifact
+from scoring.registry import ApprovedModelCache, load_estimator, save_artifact
 from scoring.triage.model import Rule, TriageTrainingResult
 
 # Exactly what skops.io.get_untrusted_types reports for the pipeline scoring.triage.model
@@ -102,40 +98,18 @@ def serving_triage_from(version: TriageModelVersion) -> ServingTriageModel:
     )
 
 
-class _ServingCache:
-    def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
-        self.lock = threading.Lock()
-        self.clock = clock  # replaceable, so tests can move time on
-        self.model: ServingTriageModel | None = None
-        self.checked_at = 0.0
-
-    def get(self) -> ServingTriageModel:
-        now = self.clock()
-        if self.model is not None and now - self.checked_at < settings.WARDEN_MODEL_REFRESH_SECONDS:
-            return self.model
-        with self.lock:
-            approved = TriageModelVersion.objects.filter(status=ModelStatus.APPROVED).first()
-            if approved is None:
-                self.model = None
-                raise NoApprovedTriageModel(
-                    "no triage model is approved: run "
-                    "`python manage.py train_triage_model --approve` or approve one in the admin"
-                )
-            if self.model is None or (self.model.version_id, self.model.sha256) != (
-                approved.pk,
-                approved.sha256,
-            ):
-                self.model = serving_triage_from(approved)
-            self.checked_at = now
-            return self.model
-
-    def clear(self) -> None:
-        with self.lock:
-            self.model = None
-            self.checked_at = 0.0
+def _approved_triage_version() -> TriageModelVersion | None:
+    return TriageModelVersion.objects.filter(status=ModelStatus.APPROVED).first()
 
 
-_cache = _ServingCache()
+def _no_triage_model() -> NoApprovedTriageModel:
+    return NoApprovedTriageModel(
+        "no triage model is approved: run "
+        "`python manage.py train_triage_model --approve` or approve one in the admin"
+    )
+
+
+_cache = ApprovedModelCache(_approved_triage_version, serving_triage_from, _no_triage_model)
 
 
 def serving_triage_model() -> ServingTriageModel:
