@@ -19,12 +19,13 @@ $(VENV)/.dev: requirements.txt requirements-dev.txt | $(BIN)/python
 demo: $(VENV)/.runtime
 	$(BIN)/python manage.py run_demo
 
-# pytest-xdist: one worker per CPU (at most 4: each builds its own test database); the
+# pytest-xdist: one worker per CPU (at most 2, the arrangement measured: each builds its own
+# test database, and the real servers of one worker share the CPUs with the other); the
 # tests starting real servers stay on one worker (tests/integration/conftest.py). Each
 # worker keeps pytest-django's order (database tests that roll back, then those that empty
 # the database): xdist would otherwise send the largest group, those servers' tests, first.
 # PYTEST_XDIST="-n 0" runs everything in one process.
-PYTEST_XDIST ?= -n logical --maxprocesses 4 --dist loadgroup --no-loadscope-reorder
+PYTEST_XDIST ?= -n logical --maxprocesses 2 --dist loadgroup --no-loadscope-reorder
 
 test: $(VENV)/.dev lint
 	$(BIN)/python -m pytest $(PYTEST_XDIST) $(PYTEST_ARGS)

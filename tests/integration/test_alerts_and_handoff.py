@@ -204,7 +204,7 @@ def test_a_fix_handed_to_an_automation_system_is_called_back_and_verified(
     assert status == 201
 
     # then the worker hands it to the system, which runs it and calls back over HTTP
-    wait_until(lambda: bool(system.callbacks), 60, "the automation system's callback", logs)
+    wait_until(lambda: bool(system.callbacks), 120, "the automation system's callback", logs)
     [launch] = system.launches
     assert launch["valid"] and launch["host"] == host.name and launch["kind"] == "run"
     assert urlsplit(launch["callback_url"]).netloc == urlsplit(url).netloc
