@@ -13,7 +13,7 @@ from django.db import transaction
 
 from governance.audit import permissions
 from governance.audit.changes import require_permission, require_reason
-from governance.audit.log import append_events, event, user_actor
+from governance.audit.log import PendingEvent, append_events, event, user_actor
 from scoring.choices import ModelStatus
 from scoring.models import ModelVersion
 from scoring.registry import load_estimator
@@ -40,17 +40,9 @@ def approve_model_version(
         for previous in ModelVersion.objects.select_for_update().filter(
             status=ModelStatus.APPROVED
         ):
-            previous.status = ModelStatus.RETIRED
-            previous.retired_at = now
-            previous.save(update_fields=["status", "retired_at"])
+            why = f"v{model_version.version} approved"
             events.append(
-                event(
-                    user_actor(actor),
-                    "model.retired",
-                    previous,
-                    f"model v{previous.version} retired: v{model_version.version} approved",
-                    data={"note": note},
-                )
+                retire_locked(previous, actor=actor, note=note, now=now, kind="model", why=why)
             )
         model_version.status = ModelStatus.APPROVED
         model_version.approved_at = now
@@ -80,17 +72,22 @@ def retire_model_version(
         model_version = ModelVersion.objects.select_for_update().get(pk=model_version.pk)
         if model_version.status == ModelStatus.RETIRED:
             return
-        model_version.status = ModelStatus.RETIRED
-        model_version.retired_at = now
-        model_version.save(update_fields=["status", "retired_at"])
-        append_events(
-            [
-                event(
-                    user_actor(actor),
-                    "model.retired",
-                    model_version,
-                    f"model v{model_version.version} retired",
-                    data={"note": note},
-                )
-            ]
-        )
+        append_events([retire_locked(model_version, actor=actor, note=note, now=now, kind="model")])
+
+
+def retire_locked(
+    version: Any, *, actor: Any, note: str, now: datetime, kind: str, why: str = ""
+) -> PendingEvent:
+    """Retire `version` (a locked ModelVersion or TriageModelVersion) at `now`; its audit
+    event `<kind>.retired` ("model" or "triage_model"), saying `why` when given."""
+    version.status = ModelStatus.RETIRED
+    version.retired_at = now
+    version.save(update_fields=["status", "retired_at"])
+    name = kind.replace("_", " ")
+    return event(
+        user_actor(actor),
+        f"{kind}.retired",
+        version,
+        f"{name} v{version.version} retired" + (f": {why}" if why else ""),
+        data={"note": note},
+    )

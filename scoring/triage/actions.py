@@ -18,9 +18,12 @@ from governance.audit import permissions
 from governance.audit.changes import require_permission, require_reason
 from governance.audit.errors import Conflict
 from governance.audit.log import append_events, event, user_actor
+from scoring.actions import retire_locked
 from scoring.choices import ModelStatus
 from scoring.models import TriageModelVersion
 from scoring.triage.registry import load_pipeline
+
+KIND = "triage_model"  # its audit events: triage_model.approved, .retired
 
 
 class NotCompared(Conflict):
@@ -63,17 +66,9 @@ def approve_triage_model_version(
                 )
         events = []
         for previous in serving:
-            previous.status = ModelStatus.RETIRED
-            previous.retired_at = now
-            previous.save(update_fields=["status", "retired_at"])
+            why = f"v{version.version} approved"
             events.append(
-                event(
-                    user_actor(actor),
-                    "triage_model.retired",
-                    previous,
-                    f"triage model v{previous.version} retired: v{version.version} approved",
-                    data={"note": note},
-                )
+                retire_locked(previous, actor=actor, note=note, now=now, kind=KIND, why=why)
             )
         version.status = ModelStatus.APPROVED
         version.approved_at = now
@@ -103,17 +98,4 @@ def retire_triage_model_version(
         version = TriageModelVersion.objects.select_for_update().get(pk=version.pk)
         if version.status == ModelStatus.RETIRED:
             return
-        version.status = ModelStatus.RETIRED
-        version.retired_at = now
-        version.save(update_fields=["status", "retired_at"])
-        append_events(
-            [
-                event(
-                    user_actor(actor),
-                    "triage_model.retired",
-                    version,
-                    f"triage model v{version.version} retired",
-                    data={"note": note},
-                )
-            ]
-        )
+        append_events([retire_locked(version, actor=actor, note=note, now=now, kind=KIND)])
