@@ -328,6 +328,19 @@ def test_secrets_come_from_secret_objects_never_the_config_map():
                 assert "secretKeyRef" in variable["valueFrom"], variable["name"]
 
 
+def test_every_secret_warden_reads_is_a_key_of_the_secret():
+    """A new key, token or credential-bearing URL in settings needs its place in the Secret."""
+    secret_like = {
+        name
+        for name in variables_settings_read()
+        if re.search(r"KEY|TOKEN|SECRET|PASSWORD", name)
+        or (name.endswith("_URL") and not name.endswith("_BASE_URL"))  # base URLs are public
+    }
+    assert "WARDEN_AUDIT_KEY" in secret_like
+    assert secret_like <= SECRETS, f"not kept as secrets: {sorted(secret_like - SECRETS)}"
+    assert SECRET_KEYS["warden-secrets"] >= SECRETS
+
+
 def test_the_secret_example_is_never_applied():
     for directory in (KUBERNETES, MIGRATE):
         kustomization = yaml.safe_load((directory / "kustomization.yaml").read_text())
