@@ -271,6 +271,25 @@ def test_the_migrations_job_connects_as_the_schemas_owner():
     assert JOB["spec"]["template"]["spec"]["restartPolicy"] == "Never"
 
 
+def test_the_migrations_job_needs_only_the_secrets_beforehand():
+    """It runs first, on a fresh namespace too: migrate/ brings every object it uses but the
+    Secrets, and the same settings as the pods'."""
+    spec = JOB["spec"]["template"]["spec"]
+    config_maps = of_kind("ConfigMap", JOB_DOCUMENTS)
+    assert config_maps["warden-config"] == of_kind("ConfigMap")["warden-config"]
+    for container in spec["containers"]:
+        for source in container["envFrom"]:
+            if "configMapRef" in source:
+                assert source["configMapRef"]["name"] in config_maps
+            else:
+                assert source["secretRef"]["name"] in SECRET_KEYS
+        for variable in container.get("env", []):
+            if "valueFrom" in variable:
+                assert variable["valueFrom"]["secretKeyRef"]["name"] in SECRET_KEYS
+    for volume in spec["volumes"]:
+        assert set(volume) - {"name"} == {"emptyDir"}, f"{volume['name']} needs another object"
+
+
 def test_the_worker_is_one_qcluster():
     worker = by_component()["worker"]
     assert worker["spec"]["replicas"] == 1
