@@ -10,6 +10,7 @@ reference (Service, PDB, HPA, volume, Secret, Ingress) finds its object.
 """
 
 import ast
+import inspect
 import os
 import re
 import shutil
@@ -17,6 +18,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import gunicorn.config
 import kubernetes_validate
 import pytest
 import yaml
@@ -49,6 +51,8 @@ SECRETS = {
     "WARDEN_METRICS_TOKEN",
 }
 REQUIRED_SECRETS = {"SECRET_KEY", "WARDEN_AUDIT_KEY", "DATABASE_URL", "REDIS_URL"}
+# Variables other programs in the image read: name -> (module, what for).
+OTHER_PROGRAMS = {"XDG_RUNTIME_DIR": (gunicorn.config, "gunicorn's control socket")}
 NEEDS_PDB = {"web", "live", "front"}
 
 
@@ -315,7 +319,9 @@ def environment_of(container: dict) -> set[str]:
 
 
 def test_every_variable_the_pods_set_is_one_warden_reads():
-    read = variables_settings_read() | entrypoint_variables()
+    for name, (module, _) in OTHER_PROGRAMS.items():
+        assert name in inspect.getsource(module)
+    read = variables_settings_read() | entrypoint_variables() | set(OTHER_PROGRAMS)
     assert {"SECRET_KEY", "WARDEN_AUDIT_KEY", "ALLOWED_HOSTS"} <= read  # the parse works
     for container in warden_containers():
         unread = {
