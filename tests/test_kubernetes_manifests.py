@@ -109,7 +109,8 @@ def all_containers(documents: list[dict]) -> list[dict]:
 APPLIED = render(KUBERNETES)
 JOB_DOCUMENTS = render(MIGRATE)
 SECRET_DOCUMENTS = load_documents(SECRET_EXAMPLE)
-EVERY_DOCUMENT = APPLIED + JOB_DOCUMENTS + SECRET_DOCUMENTS
+# (migrate/ applies warden-config too: validated once)
+EVERY_DOCUMENT = APPLIED + [d for d in JOB_DOCUMENTS if d not in APPLIED] + SECRET_DOCUMENTS
 
 
 def of_kind(kind: str, documents: list[dict] = APPLIED) -> dict[str, dict]:
