@@ -344,3 +344,24 @@ def test_why_a_person_is_asked_does_not_repeat_what_the_model_says(alice, agent)
     policy_part = panels.split('data-testid="policy-reasons"')[1].split("</ul>")[0]
     assert "The model picks" not in policy_part
     assert "firewall" in policy_part.lower()
+
+
+def test_the_admin_runs_another_runbook_through_the_same_action(agent, alice, bob, waiting):
+    ticket = waiting.ticket
+    url = f"/admin/remediation/ticket/{ticket.pk}/run-another-runbook/"
+    client = Client()
+    client.force_login(bob)
+    assert client.get(url).status_code == 403  # an approver is not a supervisor
+    client.force_login(alice)
+    page = client.get(url).content.decode()
+    assert "restart-gently" in page and "drop-page-cache" not in page
+    before = last_sequence()
+
+    with agent.capture(execute=True):
+        response = client.post(url, {"runbook": "restart-gently", "reason": "drains first"})
+
+    assert response.status_code == 302
+    assert Execution.objects.get(ticket=ticket).runbook.name == "restart-gently"
+    actions = actions_since(before)
+    assert ("approval.voided", "user:alice") in actions
+    assert ("ticket.overridden", "user:alice") in actions
