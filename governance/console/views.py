@@ -182,7 +182,7 @@ def pause_preview(
 ) -> str:
     """What a pause will change, in one sentence: "Pauses automation for category disk on all 8
     hosts until 2026-12-07 15:00 UTC"."""
-    on_all = f"on all {hosts} host{'s' if hosts != 1 else ''}"
+    on_all = f"on all {hosts} hosts" if hosts != 1 else "on the one host"
     what = {
         PauseScope.ALL: f"Pauses all automation {on_all}",
         PauseScope.CATEGORY: f"Pauses automation for category {category} {on_all}",

@@ -32,7 +32,7 @@ def test_a_pause_and_its_resume_show_in_the_other_console(browser, live_asgi, ag
     first.select_option("#control-fields select[name=scope]", "category")
     first.select_option("#control-fields select[name=category]", "disk")
     preview = first.get_by_test_id("preview")
-    preview.filter(has_text="Pauses automation for category disk on all 1 host").wait_for()
+    preview.filter(has_text="Pauses automation for category disk on the one host").wait_for()
     assert "until someone resumes it" in preview.inner_text()
     first.click("#control-submit")
     dialog.wait_for(state="hidden")

@@ -145,7 +145,7 @@ def test_the_pause_dialog_says_what_it_will_change():
         "Pauses automation for category disk on all 8 hosts until 2026-12-07 15:00 UTC"
     )
     assert pause_preview("all", ends_at=None, hosts=1).startswith(
-        "Pauses all automation on all 1 host until someone resumes it"
+        "Pauses all automation on the one host until someone resumes it"
     )
     assert pause_preview("host", host_name="web-01", ends_at=None, hosts=8).startswith(
         "Pauses automation for every category on host web-01 until someone resumes it"
@@ -161,7 +161,7 @@ def test_the_pause_preview_names_the_hosts_and_the_end_in_utc(alice, agent):
 
     assert response.status_code == 200
     assert response.json()["preview"].startswith(
-        "Pauses automation for category disk on all 1 host until 2099-12-07 14:00 UTC"
+        "Pauses automation for category disk on the one host until 2099-12-07 14:00 UTC"
     )
     assert not Pause.objects.exists()
 
@@ -341,7 +341,7 @@ def test_why_a_person_is_asked_does_not_repeat_what_the_model_says(alice, agent)
     assert reasons and model_says not in reasons
     assert request.decision.reasons[0] not in reasons  # the engine's first line is the model's
     panels = csrf_client(alice).get("/console/panels").content.decode()
-    policy_part = panels.split('data-testid="policy-reasons"')[1].split("</ul>")[0]
+    policy_part = panels.split('data-testid="policy-reasons"')[1].split("</div>")[0]
     assert "The model picks" not in policy_part
     assert "firewall" in policy_part.lower()
 
