@@ -365,3 +365,43 @@ def test_the_admin_runs_another_runbook_through_the_same_action(agent, alice, bo
     actions = actions_since(before)
     assert ("approval.voided", "user:alice") in actions
     assert ("ticket.overridden", "user:alice") in actions
+
+
+def test_the_policys_reasons_leave_out_only_the_models_line():
+    model = "The model picks AUTO_HEAL (probabilities: ...)."
+    reasons = [model, "Reliability 52.0 is below the policy minimum 60.0.", "Decision: a person."]
+
+    assert policy_reasons(reasons, model) == reasons[1:]
+    # a stored line that differs from today's wording of the model is still the first line
+    assert policy_reasons(["The model said so.", *reasons[1:]], model) == reasons[1:]
+
+
+def test_a_ticket_escalated_to_people_is_decided_from_the_tickets_panel(agent, alice, bob, waiting):
+    from governance.approvals.actions import reject_request
+
+    reject_request(waiting, actor=bob, reason="not now", now=timezone.now())
+    client = csrf_client(alice)
+    ticket = Ticket.objects.get(pk=waiting.ticket_id)
+    assert ticket.status == "escalated"
+    panels = client.get("/console/panels").content.decode()
+    tickets_panel = panels.split('id="tickets"')[1]
+    assert f"/console/tickets/{ticket.ticket_id}/override" in tickets_panel
+    assert 'value="runbook:restart-leaking-service"' in tickets_panel  # nothing waits now
+
+    response = post(
+        client,
+        f"/console/tickets/{ticket.ticket_id}/override",
+        {"decide": "close", "reason": "will replace the host"},
+    )
+
+    assert response.status_code == 200
+    ticket.refresh_from_db()
+    assert ticket.status == "closed"
+    # and a closed ticket is no longer waiting: a second decision is refused with why
+    again = post(
+        client,
+        f"/console/tickets/{ticket.ticket_id}/override",
+        {"decide": "runbook", "runbook": "restart-gently", "reason": "x"},
+    )
+    assert again.status_code == 409 and "not waiting" in again.json()["error"]["message"]
+    assert not Execution.objects.filter(ticket=ticket).exists()
