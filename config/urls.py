@@ -92,6 +92,7 @@ urlpatterns = [
     path("admin/", admin.site.urls),
     path("console/", console, name="console"),
     path("console/panels", console_panels, name="console-panels"),
+    path("console/", include("governance.console.urls")),
     path("tickets/<str:ticket_id>/evidence", evidence_page, name="ticket-evidence-page"),
     path("notices/<str:token>", notice_verdict, name="notice-verdict"),
     path("api/v1/", include(api_v1)),

@@ -6,10 +6,12 @@ a runbook, an automation target) is dated by the history version it writes when 
 commits: those take `now` for the one shape, and only a runbook's re-decisions use it.
 """
 
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
+from django.conf import settings
 from django.db import transaction
+from django.db.models import QuerySet
 
 from feedback import patterns
 from governance.approvals.requests import void_request
@@ -18,11 +20,22 @@ from governance.audit.changes import Change, record_change, require_permission, 
 from governance.audit.errors import Invalid
 from governance.audit.log import PendingEvent, append_events, event, user_actor
 from governance.audit.tickets import move_ticket
-from governance.models import ApprovalRequest, ApprovalStatus
+from governance.decisions.facts import (
+    DecidedCommand,
+    decided_command,
+    enabled_policy,
+    policy_snapshot,
+    runbook_facts,
+    runbook_version,
+)
+from governance.models import Approval, ApprovalRequest, ApprovalStatus, Verdict
 from governance.promotions.demotions import demote_after_failure
+from governance.rules.checks import critical_traits, hard_limits
+from governance.rules.facts import NO_POLICY_LIMITS
 from remediation.choices import EXECUTION_ACTIVE_STATES, ExecutionState, TicketStatus
 from remediation.executions import ExecutionError
 from remediation.executions.ending import cancel_for_change, cancel_locked
+from remediation.executions.queueing import queue_execution
 from remediation.executions.rows import announce_after_commit, audit_event, locked_execution
 from remediation.models import HOST_NAME, AutomationTarget, Execution, Host, Runbook, Ticket
 from remediation.runbooks import void_decided_work
@@ -147,6 +160,135 @@ def close_ticket(
         patterns.record_outcome(ticket, resolved=resolved)
         append_events(events)
     return ticket
+
+
+# A ticket waits for people in these: for an approval, or handed to them. A supervisor may
+# decide it differently (override_with_runbook, or close_ticket by hand).
+TICKET_WAITING_STATUSES = frozenset(
+    {
+        TicketStatus.AWAITING_APPROVAL,
+        TicketStatus.ESCALATED,
+        TicketStatus.PARTIALLY_REMEDIATED,
+    }
+)
+
+
+def override_candidates(ticket: Ticket) -> QuerySet[Runbook]:
+    """The runbooks that apply to `ticket`: enabled, of its category, not the one already
+    waiting for approval, ordered by name."""
+    waiting = ApprovalRequest.objects.filter(ticket=ticket, status=ApprovalStatus.PENDING).values(
+        "runbook"
+    )
+    return (
+        Runbook.objects.filter(enabled=True, category=ticket.category)
+        .exclude(pk__in=waiting)
+        .order_by("name")
+    )
+
+
+def runbook_refusals_for(ticket: Ticket, runbook: Runbook) -> list[str]:
+    """Why `runbook` may not run by a supervisor's override for `ticket`, one line each: a
+    critical runbook needs approvers, and what may not run even with approval (the policy's
+    hard limits, the host's allow-list) is refused here rather than cancelled at dispatch."""
+    command = decided_command(runbook, ticket)
+    facts = runbook_facts(runbook, command)
+    traits = critical_traits(facts)
+    lines = [f"{runbook.name} {', '.join(traits)}: it needs approvers."] if traits else []
+    policy = enabled_policy(ticket.category)
+    return lines + hard_limits(facts, policy_snapshot(policy) if policy else NO_POLICY_LIMITS)
+
+
+def override_choices(ticket: Ticket) -> list[tuple[Runbook, DecidedCommand]]:
+    """The runbooks a supervisor may run instead for `ticket`, each with its exact command."""
+    if ticket.host_id is None:
+        return []
+    return [
+        (runbook, decided_command(runbook, ticket))
+        for runbook in override_candidates(ticket)
+        if not runbook_refusals_for(ticket, runbook)
+    ]
+
+
+def override_refusals(ticket: Ticket, runbook: Runbook) -> list[str]:
+    """Why `runbook` cannot be run by override for `ticket` now, one line each."""
+    if ticket.status not in TICKET_WAITING_STATUSES:
+        return [f"{ticket.ticket_id} is {ticket.get_status_display().lower()}, not waiting."]
+    if ticket.host_id is None:
+        return [f"{ticket.ticket_id} names no registered host yet."]
+    if not override_candidates(ticket).filter(pk=runbook.pk).exists():
+        return [f"{runbook.name} is not an enabled runbook for {ticket.category}."]
+    return runbook_refusals_for(ticket, runbook)
+
+
+def override_with_runbook(
+    ticket: Ticket, runbook: Runbook, *, actor: Any, reason: str, now: datetime
+) -> Execution:
+    """A supervisor decides a waiting ticket differently: `runbook` runs instead, saying why
+    (`reason`, required). What waited for approval is voided; the supervisor's override is
+    recorded as an approved request of its own (one approval: theirs), so the dispatch
+    rules, the pauses and the claim treat it as approved work. Raises ExecutionError
+    ("override_refused") naming why when it may not run."""
+    require_permission(actor, permissions.SUPERVISE, "override tickets")
+    why = require_reason(reason)
+    who = user_actor(actor)
+    with transaction.atomic():
+        ticket = (
+            Ticket.objects.select_for_update(of=("self",)).select_related("host").get(pk=ticket.pk)
+        )
+        runbook = Runbook.objects.get(pk=runbook.pk)
+        refusals = override_refusals(ticket, runbook)
+        if refusals:
+            raise ExecutionError("override_refused", " ".join(refusals))
+        cause = f"{ticket.ticket_id} overridden by {actor.get_username()}: {runbook.name} instead"
+        events: list[PendingEvent] = [
+            void_request(request, actor=who, reason=f"{cause}: {why}", now=now)
+            for request in ApprovalRequest.objects.select_for_update(of=("self",))
+            .select_related("runbook", "ticket")
+            .filter(ticket=ticket, status=ApprovalStatus.PENDING)
+        ]
+        command = decided_command(runbook, ticket)
+        request = ApprovalRequest.objects.create(
+            ticket=ticket,
+            runbook=runbook,
+            runbook_version=runbook_version(runbook),
+            argv_digest=command.digest,
+            status=ApprovalStatus.APPROVED,
+            required_approvals=1,
+            requested_by=actor,
+            created_at=now,
+            decided_at=now,
+            expires_at=now + timedelta(hours=settings.WARDEN_APPROVAL_TTL_HOURS),
+        )
+        Approval.objects.create(
+            request=request, approver=actor, verdict=Verdict.APPROVE, comment=why, created_at=now
+        )
+        events.append(
+            event(
+                who,
+                "ticket.overridden",
+                request,
+                f"{cause}: {why}",
+                ticket_id=ticket.ticket_id,
+                data={
+                    "runbook": runbook.name,
+                    "runbook_version": request.runbook_version,
+                    "argv": command.argv,
+                    "argv_digest": command.digest,
+                    "reason": why,
+                },
+            )
+        )
+        execution = queue_execution(
+            ticket=ticket,
+            runbook=runbook,
+            idempotency_key=f"override:{request.pk}",
+            now=now,
+            events=events,
+            approval_request=request,
+            requested_by=actor,
+        )
+        append_events(events)
+    return execution
 
 
 # --- Hosts -----------------------------------------------------------------------------

@@ -22,8 +22,11 @@ from governance.audit import permissions
 from governance.audit.changes import REASON_FIELD
 from governance.rules import labels
 from remediation.actions import (
+    TICKET_WAITING_STATUSES,
     cancel_execution,
     close_ticket,
+    override_choices,
+    override_with_runbook,
     register_host,
     roll_back_execution,
     save_automation_target,
@@ -187,6 +190,24 @@ class NameHostForm(forms.Form):
     )
 
 
+class OverrideForm(forms.Form):
+    runbook = forms.ModelChoiceField(
+        Runbook.objects.none(),
+        to_field_name="name",
+        help_text="an enabled runbook of the ticket's category that may run without approvers",
+    )
+    reason = forms.CharField(
+        widget=forms.Textarea(attrs={"rows": 3, "cols": 80}),
+        help_text="why this runbook instead (recorded in the audit trail)",
+    )
+
+    def __init__(self, *args, runbooks: list[Runbook], **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self.fields["runbook"].queryset = Runbook.objects.filter(
+            pk__in=[runbook.pk for runbook in runbooks]
+        ).order_by("name")
+
+
 @admin.register(Ticket)
 class TicketAdmin(GovernedAdmin):
     """A ticket's page tells its story (remediation/evidence.ticket_story); people change a
@@ -273,6 +294,9 @@ class TicketAdmin(GovernedAdmin):
             "verbs": [("resolve", "Resolve by hand…"), ("close", "Close unresolved…")]
             if may_change and ticket.is_open
             else [],
+            "may_override": request.user.has_perm(permissions.SUPERVISE)
+            and ticket.status in TICKET_WAITING_STATUSES
+            and ticket.host_id is not None,
             "may_name_host": may_change
             and (ticket.host_id is None or not ticket.category)
             and ticket.status in WAITING_FOR_A_HOST,
@@ -286,7 +310,54 @@ class TicketAdmin(GovernedAdmin):
             self.admin_site.admin_view(self.name_host_view),
             name="remediation_ticket_name_host",
         )
-        return [name_host_url, *super().get_urls()]
+        override_url = path(
+            "<path:object_id>/run-another-runbook/",
+            self.admin_site.admin_view(self.override_view),
+            name="remediation_ticket_override",
+        )
+        return [name_host_url, override_url, *super().get_urls()]
+
+    def override_view(self, request: HttpRequest, object_id: str) -> HttpResponse:
+        """ "Run another runbook": a supervisor decides a waiting ticket differently, with a
+        reason (remediation.actions.override_with_runbook, as the console's control)."""
+        ticket = self.get_object(request, unquote(object_id))
+        if ticket is None:
+            return self._get_obj_does_not_exist_redirect(request, self.opts, object_id)
+        if not request.user.has_perm(permissions.SUPERVISE):
+            raise PermissionDenied
+        story = reverse("admin:remediation_ticket_change", args=[ticket.pk])
+        choices = override_choices(ticket)
+        form = OverrideForm(request.POST or None, runbooks=[runbook for runbook, _ in choices])
+        if request.method == "POST" and form.is_valid():
+            try:
+                override_with_runbook(
+                    ticket,
+                    form.cleaned_data["runbook"],
+                    actor=request.user,
+                    reason=form.cleaned_data["reason"],
+                    now=timezone.now(),
+                )
+            except REFUSALS as refused:
+                self.message_user(
+                    request, getattr(refused, "message", str(refused)), messages.ERROR
+                )
+            else:
+                self.message_user(
+                    request,
+                    f"{ticket.ticket_id}: {form.cleaned_data['runbook'].name} queued instead.",
+                    messages.SUCCESS,
+                )
+                return HttpResponseRedirect(story)
+        context = {
+            **self.admin_site.each_context(request),
+            "title": f"Run another runbook for {ticket.ticket_id}",
+            "opts": self.opts,
+            "ticket": ticket,
+            "choices": choices,
+            "form": form,
+            "story_url": story,
+        }
+        return TemplateResponse(request, "admin/remediation/ticket/override.html", context)
 
     def name_host_view(self, request: HttpRequest, object_id: str) -> HttpResponse:
         """ "Name the host": a person names the registered host of a ticket whose text

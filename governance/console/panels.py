@@ -289,7 +289,53 @@ def pending_approvals() -> list[ApprovalRequest]:
     )
     for request in requests:
         request.readings = request.ticket.host.newest_reading()
+        request.model_says = request.decision.model_statement() if request.decision else ""
+        request.policy_reasons = (
+            policy_reasons(request.decision.reasons, request.model_says) if request.decision else []
+        )
     return requests
+
+
+# A fix a supervisor may undo, and those undone lately (shown so every console sees it go).
+RECENT_FIXES = timedelta(hours=24)
+RECENT_FIXES_LIMIT = 20
+FIX_STATES = (
+    ExecutionState.SUCCEEDED,
+    ExecutionState.ROLLBACK_PENDING,
+    ExecutionState.ROLLING_BACK,
+    ExecutionState.ROLLED_BACK,
+    ExecutionState.ROLLBACK_FAILED,
+)
+
+
+def recent_fixes(now: datetime, limit: int = RECENT_FIXES_LIMIT) -> list[Execution]:
+    """Fixes verified in the last day, newest first, and what became of their rollbacks;
+    `can_roll_back` on each: verified, and its runbook has a rollback."""
+    rows = list(
+        Execution.objects.filter(state__in=FIX_STATES, finished_at__gte=now - RECENT_FIXES)
+        .select_related("ticket", "host", "runbook")
+        .order_by("-finished_at")[:limit]
+    )
+    for row in rows:
+        row.can_roll_back = (
+            row.state == ExecutionState.SUCCEEDED
+            and row.runbook.reversible
+            and bool(row.runbook.rollback_action)
+        )
+    return rows
+
+
+def policy_reasons(reasons: Sequence[str], model_says: str) -> list[str]:
+    """Why a person is asked, without what the model said (shown on its own): the engine's
+    first line is always the model's (governance.rules.engine), and no line repeats it."""
+    return [line for line in reasons[1:] if line != model_says]
+
+
+def waiting_tickets(shown: Mapping[str, Any]) -> list[Ticket]:
+    """The tickets in `shown` (panels()) a supervisor may decide differently: those waiting
+    for approval, and those handed to people."""
+    tickets = [request.ticket for request in shown["pending_approvals"]]
+    return tickets + [ticket for ticket in shown["open_tickets"] if ticket.decided_here]
 
 
 def open_tickets(limit: int = OPEN_TICKETS_LIMIT) -> list[Ticket]:
@@ -299,11 +345,16 @@ def open_tickets(limit: int = OPEN_TICKETS_LIMIT) -> list[Ticket]:
         default=Value(1),
         output_field=IntegerField(),
     )
-    return list(
+    tickets = list(
         Ticket.objects.filter(status__in=list(TICKET_OPEN_STATUSES))
         .select_related("host")
         .order_by(escalated_first, "-last_seen_at")[:limit]
     )
+    # Those waiting for approval are decided from the approvals panel; those handed to
+    # people, here.
+    for ticket in tickets:
+        ticket.decided_here = ticket.status in TICKET_PEOPLE_STATUSES
+    return tickets
 
 
 def panels(now: datetime) -> dict[str, Any]:
@@ -314,6 +365,7 @@ def panels(now: datetime) -> dict[str, Any]:
         "pending_approvals": pending_approvals(),
         "overdue_reviews": list(overdue_reviews(now)[:OVERDUE_REVIEWS_LIMIT]),
         "open_tickets": open_tickets(),
+        "recent_fixes": recent_fixes(now),
         "fleet": rows,
         "fleet_total": total,
         "now": now,

@@ -101,6 +101,7 @@ EVENT_LABELS = {
     "schedule.created": "Task schedule added",
     "schedule.changed": "Task schedule edited",
     "schedule.deleted": "Task schedule deleted",
+    "ticket.overridden": "Decided differently by a supervisor",
 }
 
 # checks.safety_checks' names, as a supervisor reads them when they pass.

@@ -126,4 +126,90 @@
     }
     submit.disabled = false;
   });
+  // The controls (pause, resume, roll back, decide differently): one dialog, filled from the
+  // clicked button's <template> (what it will change), posting the form with the CSRF token.
+  // The server answers 400 naming the field, 403 or 409 with why; all shown here.
+  const controlDialog = document.getElementById("control-dialog");
+  const controlForm = document.getElementById("control-form");
+  const controlFields = document.getElementById("control-fields");
+  const controlError = document.getElementById("control-error");
+  const controlSubmit = document.getElementById("control-submit");
+  const controlPreview = document.getElementById("control-preview");
+  const reason = document.getElementById("control-reason");
+  const SUBMIT_LABELS = {pause: "Pause", resume: "Resume", rollback: "Roll back", override: "Decide"};
+  let control = null;
+
+  function cloned(id) {
+    const template = id && document.getElementById(id);
+    return template ? template.content.cloneNode(true) : document.createDocumentFragment();
+  }
+  function pauseForm() {
+    const fields = controlFields.querySelector(".fields");
+    const data = new URLSearchParams();
+    for (const name of ["scope", "category", "host"]) data.set(name, fields.querySelector(`[name=${name}]`).value);
+    const local = fields.querySelector("[name=ends_at_local]").value;
+    if (local) data.set("ends_at", new Date(local).toISOString());  // the browser's zone, sent as UTC
+    return data;
+  }
+  async function showPausePreview() {
+    const fields = controlFields.querySelector(".fields");
+    const scope = fields.querySelector("[name=scope]").value;
+    fields.querySelectorAll("[data-for-scope]").forEach((label) => { label.hidden = label.dataset.forScope !== scope; });
+    try {
+      const response = await fetch(`${fields.dataset.previewUrl}?${pauseForm()}`);
+      const body = await response.json();
+      controlPreview.textContent = body.preview || (body.error && body.error.message) || "";
+    } catch (failure) { controlPreview.textContent = ""; }
+  }
+  panels.addEventListener("click", (click) => {
+    const button = click.target.closest("button[data-control]");
+    if (!button) return;
+    control = {kind: button.dataset.control, url: button.dataset.url};
+    const context = button.dataset.context || `${control.kind}-context`;
+    document.getElementById("control-context").replaceChildren(cloned(context));
+    controlFields.replaceChildren(cloned(`${control.kind}-fields`));
+    controlPreview.hidden = control.kind !== "pause";
+    controlPreview.textContent = "";
+    reason.value = "";
+    controlError.textContent = "";
+    controlSubmit.textContent = SUBMIT_LABELS[control.kind] || "Confirm";
+    controlSubmit.disabled = false;
+    controlDialog.showModal();
+    if (control.kind === "pause") {
+      controlFields.addEventListener("change", showPausePreview);
+      showPausePreview();
+    }
+    reason.focus();
+  });
+  document.getElementById("control-cancel").addEventListener("click", () => controlDialog.close());
+  controlDialog.addEventListener("close", () => controlFields.removeEventListener("change", showPausePreview));
+  controlForm.addEventListener("submit", async (submission) => {
+    submission.preventDefault();
+    controlError.textContent = "";
+    const data = control.kind === "pause" ? pauseForm() : new URLSearchParams();
+    data.set("reason", reason.value);
+    if (control.kind === "override") {
+      const pick = document.querySelector("#control-context input[name=pick]:checked");
+      if (!pick) { controlError.textContent = "Choose what to do."; return; }
+      if (pick.value.startsWith("runbook:")) { data.set("decide", "runbook"); data.set("runbook", pick.value.slice(8)); }
+      else data.set("decide", pick.value);
+    }
+    if (!reason.value.trim()) { controlError.textContent = "reason: say why; it goes into the audit trail."; return; }
+    controlSubmit.disabled = true;
+    try {
+      const response = await fetch(control.url, {
+        method: "POST",
+        headers: {"X-CSRFToken": csrf, "X-Requested-With": "fetch"},
+        body: data,
+      });
+      const body = await response.json();
+      if (response.ok) { controlDialog.close(); refresh(); controlSubmit.disabled = false; return; }
+      const fields = (body.error && body.error.fields) || {};
+      const named = Object.entries(fields).map(([name, messages]) => `${name}: ${messages.join(" ")}`);
+      controlError.textContent = named.length ? named.join("; ") : ((body.error && body.error.message) || `Refused (HTTP ${response.status}).`);
+    } catch (failure) {
+      controlError.textContent = "Could not reach Warden; nothing was recorded. Try again.";
+    }
+    controlSubmit.disabled = false;
+  });
 })();
