@@ -119,22 +119,26 @@ def recent_features(now: datetime) -> tuple[np.ndarray, list[str]]:
     """The feature matrix of the last DRIFT_WINDOW's samples, newest DRIFT_MAX_SAMPLES (and
     at least the newest DRIFT_MIN_SAMPLES of DRIFT_LOOKBACK), and each row's host (a host's
     samples move together: see scoring.drift)."""
-    recent = MetricSample.objects.order_by("-received_at")
-    window = recent.filter(received_at__gte=now - DRIFT_WINDOW)
-    if window[DRIFT_MIN_SAMPLES - 1 : DRIFT_MIN_SAMPLES].exists():
-        samples, limit = window, DRIFT_MAX_SAMPLES
-    else:  # a quiet day: the newest samples, so the window never shrinks to a handful
-        samples, limit = recent.filter(received_at__gte=now - DRIFT_LOOKBACK), DRIFT_MIN_SAMPLES
+    # One query (a scrape's cost does not grow with the data): the newest of the lookback,
+    # then the day's, or the newest DRIFT_MIN_SAMPLES if the day has fewer.
     # Plain tuples, not model instances: a scrape reads up to 20,000 rows.
-    rows = samples.values_list(
-        "host_id",
-        "taken_at",
-        "disk_usage",
-        "memory_usage",
-        "cpu_usage",
-        "dns_latency_ms",
-        "firewall_change_requested",
-    )[:limit]
+    rows = list(
+        MetricSample.objects.filter(received_at__gte=now - DRIFT_LOOKBACK)
+        .order_by("-received_at")
+        .values_list(
+            "received_at",
+            "host_id",
+            "taken_at",
+            "disk_usage",
+            "memory_usage",
+            "cpu_usage",
+            "dns_latency_ms",
+            "firewall_change_requested",
+        )[:DRIFT_MAX_SAMPLES]
+    )
+    since = now - DRIFT_WINDOW
+    in_window = sum(1 for row in rows if row[0] >= since)
+    rows = rows[: max(in_window, DRIFT_MIN_SAMPLES)]  # a quiet day: never only a handful
     readings = [
         Reading(
             host=str(host_id),
@@ -145,7 +149,7 @@ def recent_features(now: datetime) -> tuple[np.ndarray, list[str]]:
             dns_latency_ms=dns,
             firewall_change_requested=int(firewall),
         )
-        for host_id, taken_at, disk, memory, cpu, dns, firewall in rows
+        for _, host_id, taken_at, disk, memory, cpu, dns, firewall in rows
     ]
     return build_features(readings), [reading.host for reading in readings]
 
