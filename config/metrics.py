@@ -107,7 +107,8 @@ class WardenCollector:
         )
         excess = GaugeMetricFamily(
             "warden_model_drift_psi_excess",
-            "PSI beyond what sampling noise alone reaches, per feature (alert on this)",
+            "PSI of the samples moved where training data was thin, beyond sampling noise, "
+            "per feature (alert on this)",
             labels=["version", "feature"],
         )
         level = GaugeMetricFamily(

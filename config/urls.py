@@ -1,6 +1,7 @@
 from csp.constants import SELF
 from csp.decorators import csp_update
 from django.contrib import admin
+from django.contrib.auth import views as auth_views
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.urls import include, path
 from django.views.defaults import page_not_found
@@ -89,6 +90,18 @@ urlpatterns = [
     path("", RedirectView.as_view(url="/admin/", permanent=False)),
     path("healthz", healthz, name="healthz"),
     path("metrics", metrics, name="metrics"),
+    # A new person's set-password link (governance.people.onboarding), Django's own
+    # password-reset pages: the link works until the password is set.
+    path(
+        "password/set/<uidb64>/<token>/",
+        auth_views.PasswordResetConfirmView.as_view(),
+        name="set-password",
+    ),
+    path(
+        "password/set/done/",
+        auth_views.PasswordResetCompleteView.as_view(),
+        name="password_reset_complete",
+    ),
     path("admin/", admin.site.urls),
     path("console/", console, name="console"),
     path("console/panels", console_panels, name="console-panels"),

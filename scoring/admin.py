@@ -12,6 +12,7 @@ from scoring.actions import approve_model_version, retire_model_version
 from scoring.choices import ModelStatus, Severity
 from scoring.models import MetricSample, ModelVersion, TriageModelVersion
 from scoring.monitoring import (
+    DRIFT_LOOKBACK,
     DRIFT_MIN_SAMPLES,
     DRIFT_WINDOW,
     LEVEL_LABEL,
@@ -36,7 +37,10 @@ def _retire(version: ModelVersion, user, note: str) -> str:
 def _drift_summary(report: DriftReport) -> str:
     hours = int(DRIFT_WINDOW.total_seconds() // 3600)
     if not report.psi:
-        return f"{report.label}: {report.samples} in the last {hours} h, {DRIFT_MIN_SAMPLES} needed"
+        return (
+            f"{report.label}: judged on the last {hours} h, or the newest "
+            f"{DRIFT_MIN_SAMPLES} samples of {DRIFT_LOOKBACK.days} days"
+        )
     feature, psi = report.worst
     return (
         f"{report.label} (worst: {feature} PSI {psi:.3f}, sampling noise "

@@ -84,6 +84,31 @@ def population_stability_index(
     return psi
 
 
+def population_surplus(
+    reference: dict, X: np.ndarray, feature_names: Sequence[str]
+) -> dict[str, float]:
+    """The one-sided PSI per feature: only the bins X fills more than the training data did.
+
+    A model is out of its depth where live samples fall in places its training data was
+    thin, not where they are missing: a quiet fleet (every host healthy, no firewall change
+    requested) fills fewer bins than the training data, whose full PSI is large for that
+    alone (an emptied bin adds expected * ln(expected / EPSILON)), though the model has seen
+    all of it. A real shift moves samples into bins the training data filled less: the
+    surplus sees it. Same features and zeros as population_stability_index.
+    """
+    surplus: dict[str, float] = {}
+    for name, expected, index, _ in _binned(reference, X, feature_names):
+        if index is None:
+            surplus[name] = 0.0
+            continue
+        actual = np.clip(np.bincount(index, minlength=expected.size) / index.size, EPSILON, None)
+        more = actual > expected
+        surplus[name] = float(
+            np.sum((actual[more] - expected[more]) * np.log(actual[more] / expected[more]))
+        )
+    return surplus
+
+
 def sampling_noise(
     reference: dict,
     X: np.ndarray,

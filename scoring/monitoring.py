@@ -1,6 +1,20 @@
 """Is a model out of its depth? Drift of recent samples against its training data.
 
-Read by the ModelVersion admin and exported at /metrics (config/metrics.py).
+Read by the ModelVersion admin, the console and /metrics (config/metrics.py).
+
+A verdict people can trust does not change by itself on a quiet fleet:
+
+- it is judged only on enough samples (DRIFT_MIN_SAMPLES): before that it says "not
+  enough samples yet (N of M)". A few minutes of a fleet show each host at one moment of
+  its life, where the training data saw whole lives;
+- the window is the last day, and never fewer than the newest DRIFT_MIN_SAMPLES samples
+  (within DRIFT_LOOKBACK): a fleet that sends little is judged on as much as a busy one,
+  not on the handful of its last day;
+- it is judged on the samples that moved where the training data was thin (scoring.drift's
+  surplus) beyond sampling noise: a fleet quieter than the training data (all healthy) is
+  within the model's depth;
+- a level once reached is left only when the excess falls clearly below its threshold
+  (LEAVE_FACTOR): a reading hovering at a threshold does not flap between two levels.
 """
 
 from collections.abc import Sequence
@@ -8,20 +22,30 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 
 import numpy as np
+from django.core.cache import cache
 
 from scoring.choices import ModelStatus
 from scoring.drift import (
     DRIFT_ALERT,
     DRIFT_WARNING,
     population_stability_index,
+    population_surplus,
     sampling_noise,
 )
 from scoring.features import FEATURE_NAMES, Reading, build_features
 from scoring.models import MetricSample, ModelVersion
 
 DRIFT_WINDOW = timedelta(hours=24)
+# Too little in the last day: the newest DRIFT_MIN_SAMPLES samples, back this far at most.
+DRIFT_LOOKBACK = timedelta(days=7)
 DRIFT_MAX_SAMPLES = 20_000
-DRIFT_MIN_SAMPLES = 200  # fewer than this says nothing reliable
+# Fewer than this says nothing reliable: about 4 minutes of the demo's 20 hosts at 5 s.
+DRIFT_MIN_SAMPLES = 1000
+# A level is left when the excess falls under this share of its threshold.
+LEAVE_FACTOR = 0.7
+# The last verdict per version (per process, or shared with a shared cache), for hysteresis.
+LEVEL_CACHE_KEY = "scoring:drift-level:{version}"
+LEVEL_CACHE_SECONDS = 7 * 24 * 3600
 
 # Levels, in rising order of concern; their rank is the Prometheus gauge's value.
 OK = "ok"
@@ -33,8 +57,9 @@ LEVEL_LABEL = {
     OK: "ok",
     WATCH: "watch",
     OUT_OF_DEPTH: "out of its depth",
-    TOO_FEW_SAMPLES: "too few samples",
+    TOO_FEW_SAMPLES: "not enough samples yet",
 }
+THRESHOLDS = {WATCH: DRIFT_WARNING, OUT_OF_DEPTH: DRIFT_ALERT}
 
 
 @dataclass(frozen=True)
@@ -46,11 +71,19 @@ class DriftReport:
     # feature -> PSI that sampling noise alone reaches (scoring.drift.sampling_noise)
     noise: dict[str, float] = field(default_factory=dict)
     hosts: int = 0
+    # feature -> one-sided PSI: the bins filled more than in training (population_surplus)
+    surplus: dict[str, float] = field(default_factory=dict)
 
     @property
     def excess(self) -> dict[str, float]:
-        """PSI beyond sampling noise: what the level is judged on."""
-        return {name: max(psi - self.noise.get(name, 0.0), 0.0) for name, psi in self.psi.items()}
+        """The surplus beyond sampling noise: what the level is judged on. The surplus
+        counts one side of each bin's deviation, so about half of the noise (which bounds
+        the two-sided PSI) is its share."""
+        surplus = self.surplus or self.psi
+        return {
+            name: round(max(value - self.noise.get(name, 0.0) / 2, 0.0), 4)
+            for name, value in surplus.items()
+        }
 
     @property
     def worst(self) -> tuple[str, float]:
@@ -61,27 +94,39 @@ class DriftReport:
 
     @property
     def label(self) -> str:
+        if self.level == TOO_FEW_SAMPLES:
+            return f"{LEVEL_LABEL[self.level]} ({self.samples} of {DRIFT_MIN_SAMPLES})"
         return LEVEL_LABEL[self.level]
 
 
-def drift_level(psi: dict[str, float]) -> str:
-    """The level of the worst feature (PSI beyond noise): one far off is enough to distrust."""
+def drift_level(psi: dict[str, float], previous: str | None = None) -> str:
+    """The level of the worst feature (PSI beyond noise): one far off is enough to distrust.
+
+    With the `previous` level, a level reached is kept until the worst falls under
+    LEAVE_FACTOR of its threshold (hysteresis), and a higher one is entered at its threshold.
+    """
     worst = max(psi.values(), default=0.0)
-    if worst >= DRIFT_ALERT:
-        return OUT_OF_DEPTH
-    if worst >= DRIFT_WARNING:
-        return WATCH
-    return OK
+    level = OK
+    for candidate in (WATCH, OUT_OF_DEPTH):
+        threshold = THRESHOLDS[candidate]
+        held = previous is not None and LEVEL_RANK.get(previous, 0) >= LEVEL_RANK[candidate]
+        if worst >= (threshold * LEAVE_FACTOR if held else threshold):
+            level = candidate
+    return level
 
 
 def recent_features(now: datetime) -> tuple[np.ndarray, list[str]]:
-    """The feature matrix of the last DRIFT_WINDOW's samples, newest DRIFT_MAX_SAMPLES,
-    and each row's host (a host's samples move together: see scoring.drift)."""
+    """The feature matrix of the last DRIFT_WINDOW's samples, newest DRIFT_MAX_SAMPLES (and
+    at least the newest DRIFT_MIN_SAMPLES of DRIFT_LOOKBACK), and each row's host (a host's
+    samples move together: see scoring.drift)."""
+    # One query (a scrape's cost does not grow with the data): the newest of the lookback,
+    # then the day's, or the newest DRIFT_MIN_SAMPLES if the day has fewer.
     # Plain tuples, not model instances: a scrape reads up to 20,000 rows.
-    rows = (
-        MetricSample.objects.filter(received_at__gte=now - DRIFT_WINDOW)
+    rows = list(
+        MetricSample.objects.filter(received_at__gte=now - DRIFT_LOOKBACK)
         .order_by("-received_at")
         .values_list(
+            "received_at",
             "host_id",
             "taken_at",
             "disk_usage",
@@ -91,6 +136,9 @@ def recent_features(now: datetime) -> tuple[np.ndarray, list[str]]:
             "firewall_change_requested",
         )[:DRIFT_MAX_SAMPLES]
     )
+    since = now - DRIFT_WINDOW
+    in_window = sum(1 for row in rows if row[0] >= since)
+    rows = rows[: max(in_window, DRIFT_MIN_SAMPLES)]  # a quiet day: never only a handful
     readings = [
         Reading(
             host=str(host_id),
@@ -101,20 +149,26 @@ def recent_features(now: datetime) -> tuple[np.ndarray, list[str]]:
             dns_latency_ms=dns,
             firewall_change_requested=int(firewall),
         )
-        for host_id, taken_at, disk, memory, cpu, dns, firewall in rows
+        for _, host_id, taken_at, disk, memory, cpu, dns, firewall in rows
     ]
     return build_features(readings), [reading.host for reading in readings]
 
 
 def drift_report(
-    version: int, reference: dict, X: np.ndarray, hosts: Sequence[str] | None = None
+    version: int,
+    reference: dict,
+    X: np.ndarray,
+    hosts: Sequence[str] | None = None,
+    previous: str | None = None,
 ) -> DriftReport:
     """PSI per feature of X against a training `reference` (scoring.drift), its sampling
-    noise given each row's host (`hosts`; None: rows independent), and the level."""
+    noise given each row's host (`hosts`; None: rows independent), and the level (held
+    from `previous`, the last verdict, until clearly left: see drift_level)."""
     n_hosts = len(set(hosts)) if hosts is not None else len(X)
     if len(X) < DRIFT_MIN_SAMPLES or not reference:
         return DriftReport(version, len(X), {}, TOO_FEW_SAMPLES, hosts=n_hosts)
     psi = population_stability_index(reference, X, FEATURE_NAMES)
+    surplus = population_surplus(reference, X, FEATURE_NAMES)
     noise = sampling_noise(reference, X, FEATURE_NAMES, hosts)
     report = DriftReport(
         version,
@@ -123,15 +177,23 @@ def drift_report(
         OK,
         {name: round(value, 4) for name, value in noise.items()},
         n_hosts,
+        {name: round(value, 4) for name, value in surplus.items()},
     )
     # Thresholds apply beyond noise: few hosts make PSI large without any shift.
-    return replace(report, level=drift_level(report.excess))
+    return replace(report, level=drift_level(report.excess, previous))
 
 
 def model_drift(version: ModelVersion, now: datetime) -> DriftReport:
-    """PSI per feature of the last day's samples against `version`'s training distribution."""
+    """PSI per feature of the last day's samples against `version`'s training distribution,
+    its level held from this version's last verdict (hysteresis)."""
     X, hosts = recent_features(now)
-    return drift_report(version.version, version.feature_distribution, X, hosts)
+    key = LEVEL_CACHE_KEY.format(version=version.version)
+    report = drift_report(
+        version.version, version.feature_distribution, X, hosts, previous=cache.get(key)
+    )
+    if report.level in LEVEL_RANK:  # "not enough samples" keeps the last verdict for later
+        cache.set(key, report.level, LEVEL_CACHE_SECONDS)
+    return report
 
 
 def serving_drift(now: datetime) -> DriftReport | None:

@@ -56,7 +56,13 @@ def test_a_second_setup_reuses_the_model_accounts_and_fleet(data_dir):
     second = setup()
 
     assert "Training and approving a first severity model" in first
-    assert "Created supervisor (supervisors) with password: " in first
+    # ordinary people in their roles, each with the email their notices go to
+    for line in (
+        "Created supervisor (supervisors, supervisor@example.com) with password: ",
+        "Created approver (approvers, approver@example.com) with password: ",
+        "Created compliance (compliance, compliance@example.com) with password: ",
+    ):
+        assert line in first
     assert "Training" not in second and "with password:" not in second
     assert "Account supervisor exists" in second
     # the demo's track record makes disk, memory and CPU patterns known good, once

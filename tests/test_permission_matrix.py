@@ -47,12 +47,15 @@ from django.conf import settings
 from django.contrib import admin
 from django.contrib.admin.models import LogEntry
 from django.contrib.auth.models import Group, User
+from django.contrib.auth.tokens import default_token_generator
 from django.contrib.contenttypes.models import ContentType
 from django.contrib.sessions.models import Session
 from django.db import connection, models, transaction
 from django.test import Client, TestCase, override_settings
 from django.urls import Resolver404, URLPattern, URLResolver, get_resolver, resolve, reverse
 from django.utils import timezone
+from django.utils.encoding import force_bytes
+from django.utils.http import urlsafe_base64_encode
 from django.utils.regex_helper import normalize
 from django_q.conf import Conf
 from django_q.models import OrmQ, Schedule, Task
@@ -66,6 +69,10 @@ from governance.models import (
     AuditChainHead,
     AuditEvent,
     AutonomyProposal,
+    DeliveryStatus,
+    NoticeDelivery,
+    NoticeKind,
+    NoticeLinkUse,
     Pause,
 )
 from governance.notices.links import sign_link
@@ -548,6 +555,15 @@ def build_world(trained_model: Any, trained_triage_model: Any) -> World:
     issue_api_token(
         users["supervisor"], actor=None, expiry_days=30, reason="matrix", now=timezone.now()
     )
+    # The outbox: a delivery sent to the approver, and a notice link they used.
+    NoticeDelivery.objects.create(
+        kind=NoticeKind.APPROVAL_REQUESTED, status=DeliveryStatus.SENT,
+        emailed=[users["approver"].email], attempts=1, finished_at=now,
+    )  # fmt: skip
+    NoticeLinkUse.objects.create(
+        nonce="0" * 32, user=users["approver"], approval_request=pending, verdict="approve",
+        outcome="refused: the matrix's own",
+    )  # fmt: skip
 
     preferred: dict[type[models.Model], models.Model] = {
         Host: host,
@@ -793,6 +809,10 @@ def api_path(world: World, endpoint: Endpoint) -> str:
             values[name] = world.subjects[Ticket].ticket_id
         elif name == "pk" and pk_subject(world, endpoint) is not None:
             values[name] = pk_subject(world, endpoint).pk
+        elif name == "uidb64":  # a set-password link (manage.py add_person), the approver's
+            values[name] = urlsafe_base64_encode(force_bytes(world.users["approver"].pk))
+        elif name == "token" and "uidb64" in names:
+            values[name] = default_token_generator.make_token(world.users["approver"])
         elif name == "token":  # a notice's approve link, sent to the approver
             approver = world.users["approver"].pk
             values[name] = sign_link(world.subjects[ApprovalRequest].pk, "approve", approver)

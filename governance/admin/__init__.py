@@ -11,6 +11,7 @@ from governance.admin import (  # noqa: F401  (each registers its pages)
     approvals,
     audit,
     decisions,
+    notices,
     pauses,
     people,
     policies,

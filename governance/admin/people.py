@@ -5,7 +5,7 @@ and revoked here or with `manage.py revoke_api_tokens`, each audited."""
 from typing import Any
 
 from django import forms
-from django.contrib import admin
+from django.contrib import admin, messages
 from django.contrib.auth.admin import GroupAdmin, UserAdmin
 from django.contrib.auth.forms import AdminUserCreationForm, UserChangeForm
 from django.contrib.auth.models import Group, User
@@ -18,6 +18,7 @@ from governance.audit import permissions
 from governance.audit.changes import REASON_FIELD
 from governance.people.access import access_of, permissions_of
 from governance.people.actions import record_access_change, record_group_change, revoke_api_token
+from governance.people.onboarding import staff_missing
 from governance.people.tracking import recorded_by_caller
 
 
@@ -69,6 +70,15 @@ class AuditedUserAdmin(NeverDeleted, UserAdmin):
             now=timezone.now(),
             before=person._access_before,
         )
+        # Said, not fixed: staff status is access too, and the page records only what was
+        # ticked (an admin may untick it on purpose, to keep someone out for a while).
+        if staff_missing(person):
+            messages.warning(
+                request,
+                f"{person.get_username()} is in a role but cannot sign in: the admin lets in "
+                'staff only. Tick "Staff status" to let them in '
+                "(manage.py add_person does it for you).",
+            )
 
 
 @admin.register(Group)

@@ -10,7 +10,13 @@ from remediation.actions import add_host
 from scoring.drift import DRIFT_ALERT, DRIFT_WARNING
 from scoring.features import FEATURE_NAMES, Reading
 from scoring.models import MetricSample, ModelVersion
-from scoring.monitoring import DRIFT_MIN_SAMPLES, drift_level, model_drift
+from scoring.monitoring import (
+    DRIFT_LOOKBACK,
+    DRIFT_MIN_SAMPLES,
+    LEVEL_RANK,
+    drift_level,
+    model_drift,
+)
 from scoring.synthetic import generate_dataset
 
 # The demo's fleet size, drawn with another seed than the training data: what the
@@ -116,15 +122,38 @@ def test_the_further_disks_move_from_the_training_data_the_higher_the_level(stor
     assert report.label == "out of its depth"
 
 
-def test_only_the_last_days_samples_count(store, version):
-    # given plenty of samples, but older than a day, and a few recent ones
-    store(list(FLEET.readings), received_at=timezone.now() - timedelta(hours=25))
+def test_samples_older_than_the_lookback_do_not_count(store, version):
+    # given plenty of samples, but older than a week, and a few recent ones
+    store(list(FLEET.readings), received_at=timezone.now() - DRIFT_LOOKBACK - timedelta(hours=1))
     store(full_disks(5))
 
     report = model_drift(version, timezone.now())
 
     assert report.samples == 100 < DRIFT_MIN_SAMPLES
     assert (report.level, report.psi) == ("too_few_samples", {})
+
+
+def test_a_quiet_day_is_judged_on_the_newest_samples_not_a_handful(store, version):
+    # given a fleet that sent plenty two days ago and little since
+    store(list(FLEET.readings), received_at=timezone.now() - timedelta(hours=48))
+    store(full_disks(1))
+
+    report = model_drift(version, timezone.now())
+
+    assert report.samples == DRIFT_MIN_SAMPLES
+    assert report.level == "ok"
+
+
+def test_a_verdict_is_held_until_clearly_left(store, version):
+    store(fuller_disks(30))
+    assert model_drift(version, timezone.now()).level == "out_of_depth"
+    MetricSample.objects.all().delete()
+    store(fuller_disks(12))  # a smaller shift: alone it would read as "watch" or less
+
+    report = model_drift(version, timezone.now())
+
+    alone = drift_level(report.excess)
+    assert LEVEL_RANK[report.level] >= LEVEL_RANK[alone]
 
 
 def test_the_admin_shows_a_version_out_of_its_depth(client, alice, store, version):
@@ -150,7 +179,7 @@ def test_the_admin_says_when_there_is_too_little_to_judge(client, alice, store, 
 
     page = client.get(f"/admin/scoring/modelversion/{version.pk}/change/").content.decode()
 
-    assert "too few samples: 100 in the last 24 h, 200 needed" in page
+    assert f"not enough samples yet (100 of {DRIFT_MIN_SAMPLES})" in page
 
 
 def test_prometheus_reads_the_serving_models_drift(client, settings, store, version):

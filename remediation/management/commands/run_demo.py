@@ -8,7 +8,6 @@ it started on Ctrl-C. A second run reuses the database, model, accounts and keys
 import contextlib
 import json
 import os
-import secrets
 import signal
 import subprocess
 import sys
@@ -17,7 +16,7 @@ import urllib.request
 from pathlib import Path
 
 from django.conf import settings
-from django.contrib.auth.models import Group, User
+from django.contrib.auth.models import User
 from django.core.management import call_command
 from django.core.management.base import CommandError
 from django.db import transaction
@@ -26,6 +25,7 @@ from django.utils import timezone
 from config.commands import WardenCommand
 from feedback.models import Pattern
 from feedback.patterns import is_known_good
+from governance.people.onboarding import ROLES, add_person
 from remediation.actions import add_host, rotate_host_key
 from remediation.demo_history import PAST_PROBLEMS, record_track_record
 from remediation.models import Host
@@ -40,7 +40,14 @@ FLEET_SCENARIOS = (
     + ["dns_latency_spike"] * 2
     + ["firewall_change_request"] * 2
 )
-ACCOUNTS = (("supervisor", "supervisors", True), ("approver", "approvers", False))
+# Ordinary people in their roles (no superuser), each with an email so they hear of what
+# concerns them; the demo's mail is written to files under the data folder (MAIL_FOLDER).
+ACCOUNTS = (
+    ("supervisor", "supervisor", "supervisor@example.com"),
+    ("approver", "approver", "approver@example.com"),
+    ("compliance", "compliance", "compliance@example.com"),
+)
+MAIL_FOLDER = "mail"
 
 
 class Command(WardenCommand):
@@ -76,20 +83,26 @@ class Command(WardenCommand):
         self.run_processes(options, keys_file)
 
     def ensure_accounts(self) -> None:
-        for username, group_name, superuser in ACCOUNTS:
+        """The demo's people, added as an operator adds anyone (manage.py add_person)."""
+        for username, role, email in ACCOUNTS:
             if User.objects.filter(username=username).exists():
                 self.stdout.write(
                     f"Account {username} exists (new password: "
                     f"python manage.py changepassword {username})."
                 )
                 continue
-            password = secrets.token_urlsafe(12)
-            user = User.objects.create_user(
-                username, password=password, is_staff=True, is_superuser=superuser
+            added = add_person(
+                username,
+                role=role,
+                email=email,
+                actor=None,
+                reason="the demo's people (manage.py run_demo)",
+                now=timezone.now(),
             )
-            user.groups.add(Group.objects.get(name=group_name))
             self.stdout.write(
-                self.style.SUCCESS(f"Created {username} ({group_name}) with password: {password}")
+                self.style.SUCCESS(
+                    f"Created {username} ({ROLES[role]}, {email}) with password: {added.password}"
+                )
             )
 
     def ensure_fleet(self, count: int) -> Path:
@@ -136,6 +149,12 @@ class Command(WardenCommand):
         port = options["port"]
         url = f"http://127.0.0.1:{port}"
         python = sys.executable
+        # Notices become files to read (and the admin's outbox lists them), unless an
+        # operator set a mail server.
+        mail = Path(settings.DATA_DIR) / MAIL_FOLDER
+        environment = dict(os.environ)
+        # django-environ reads the path after "filemail://" without its first slash.
+        environment.setdefault("EMAIL_URL", f"filemail:///{mail.resolve()}")
         commands = {
             "web": [
                 python,
@@ -160,7 +179,9 @@ class Command(WardenCommand):
         def start(command: list[str]) -> subprocess.Popen:
             # A session of its own: the terminal's Ctrl-C reaches this command only, which
             # then stops each process in order instead of all of them at once.
-            return subprocess.Popen(command, cwd=settings.BASE_DIR, start_new_session=True)
+            return subprocess.Popen(
+                command, cwd=settings.BASE_DIR, env=environment, start_new_session=True
+            )
 
         def stop(*_: object) -> None:
             raise KeyboardInterrupt
@@ -191,6 +212,10 @@ class Command(WardenCommand):
                     f"  Admin:        {url}/admin/\n"
                     f"  Live console: {url}/console/\n"
                     f"  API docs:     {url}/api/docs\n"
+                    f"  Outbox:       {url}/admin/governance/noticedelivery/ "
+                    f"(the mail itself: {mail})\n"
+                    f"Sign in as {', '.join(name for name, _, _ in ACCOUNTS)} with the "
+                    "passwords printed when each was created.\n"
                     f"Press Ctrl-C to stop everything.\n"
                 )
             )
