@@ -31,7 +31,7 @@ from remediation.models import Execution, Host, Ticket
 from scoring.choices import ModelStatus
 from scoring.features import Reading
 from scoring.models import MetricSample, ModelVersion
-from scoring.monitoring import DriftReport, model_drift
+from scoring.monitoring import OUT_OF_DEPTH, DriftReport, model_drift
 
 SPARK_WINDOW = timedelta(hours=1)
 SPARK_BUCKETS = 60  # one point a minute
@@ -101,7 +101,7 @@ class FleetState:
             or self.held
             or self.escalated
             or self.reviews_overdue
-            or (self.drift and self.drift.level == "OUT_OF_DEPTH")
+            or (self.drift and self.drift.level == OUT_OF_DEPTH)
         ):
             return "attention"
         return "running"

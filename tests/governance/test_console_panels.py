@@ -109,6 +109,20 @@ def test_the_banner_says_when_automation_is_stopped_and_who_waits(agent, alice):
 
 
 @pytest.mark.django_db
+def test_a_model_out_of_its_depth_asks_for_attention(agent, monkeypatch):
+    from governance.console import panels
+    from scoring.monitoring import OK, OUT_OF_DEPTH, DriftReport
+
+    def drift_at(level):
+        return lambda now: (1, DriftReport(version=1, samples=5000, psi={}, level=level))
+
+    monkeypatch.setattr(panels, "_drift", drift_at(OK))
+    assert fleet_state(timezone.now()).level == "running"
+    monkeypatch.setattr(panels, "_drift", drift_at(OUT_OF_DEPTH))
+    assert fleet_state(timezone.now()).level == "attention"
+
+
+@pytest.mark.django_db
 def test_without_a_serving_model_the_banner_says_classification_is_stopped(client, alice):
     client.force_login(alice)
     response = client.get("/console/panels")
