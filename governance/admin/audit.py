@@ -7,11 +7,11 @@ from django.http import HttpResponse, HttpResponseBadRequest, StreamingHttpRespo
 from django.urls import path
 
 from governance.admin.base import ReadOnlyAdmin, labelled, labelled_filter
-from governance.audit import permissions
+from governance.audit import permissions, signing
 from governance.audit.checkpoints import CheckpointRefused
 from governance.audit.log import verify_audit_log
 from governance.exports.records import FORMATS, prepare
-from governance.models import AuditEvent
+from governance.models import AuditCheckpoint, AuditEvent
 from governance.rules import labels
 
 
@@ -72,6 +72,8 @@ class AuditEventAdmin(ReadOnlyAdmin):
             "may_export": request.user.has_perm(permissions.EXPORT_AUDIT),
             "export_formats": list(FORMATS),
             "export_query": request.GET.urlencode(),
+            "signing_key_id": signing.current_key_id(),
+            "last_checkpoint": AuditCheckpoint.objects.order_by("-tree_size").first(),
         }
         return super().changelist_view(request, {**(extra_context or {}), **extra})
 

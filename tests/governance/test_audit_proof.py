@@ -417,3 +417,40 @@ def test_the_tree_is_rfc_6962s_and_every_inclusion_proof_verifies(size):
         if size > 1:
             other = (index + 1) % size
             assert not verifier.verify_inclusion(other, size, leaves[index], path, mth(leaves))
+
+
+@pytest.mark.usefixtures("trusting_policies")
+def test_a_tickets_evidence_json_is_proven_and_its_sections_checked(
+    agent, dave, tmp_path, public_key
+):
+    [result] = agent.post_metrics(agent.sample("disk")).json()["results"]
+    ticket = result["ticket_id"]
+    response = logged_in(dave).get(f"/api/v1/tickets/{ticket}/evidence")
+    path = tmp_path / f"evidence-{ticket}.json"
+    path.write_bytes(response.content)
+    events = AuditEvent.objects.filter(ticket_id=ticket).count()
+    size = response.json()["audit_proof"]["checkpoint"]["size"]
+
+    verified = run_verifier(path, public_key, tmp_path)
+    assert verified.returncode == 0, verified.stderr
+    assert f"Evidence of ticket {ticket} verified: its {events} audit records of {size}" in (
+        verified.stdout
+    )
+    assert f"The export's filter: ticket {ticket}." in verified.stdout
+
+    document = json.loads(path.read_text())
+    document["decisions"][0]["reasons"] = ["a person said so"]
+    path.write_text(json.dumps(document))
+    tampered = run_verifier(path, public_key, tmp_path)
+    assert tampered.returncode == 1
+    assert "The evidence's section 'decisions' was edited after Warden signed it" in (
+        tampered.stderr
+    )
+
+    document = response.json()
+    first = document["audit_proof"]["records"][0]
+    first["summary"] = "nothing happened"
+    path.write_text(json.dumps(document))
+    tampered = run_verifier(path, public_key, tmp_path)
+    assert tampered.returncode == 1
+    assert f"#{first['sequence']}: its content is not what Warden wrote" in tampered.stderr
