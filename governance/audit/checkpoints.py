@@ -69,7 +69,16 @@ def sign_checkpoint() -> AuditCheckpoint:
             "The audit log's chain head is missing: nothing is signed (manage.py verify_audit).",
         )
     last = AuditCheckpoint.objects.order_by("-tree_size").first()
-    if last is not None and last.tree_size >= head.sequence:
+    if last is not None and last.tree_size > head.sequence:
+        # The log no longer reaches what was signed: its tail was cut, head and all.
+        raise _refused(
+            head.sequence,
+            f"its head is at #{head.sequence}, before the checkpoint signed at "
+            f"#{last.tree_size}: records were deleted",
+        )
+    if last is not None and last.tree_size == head.sequence:
+        if last.head_hash != head.hash:
+            raise _refused(head.sequence, "its head differs from the checkpoint signed there")
         return last
     frontier = Frontier.from_json(last.frontier) if last else Frontier()
     start, prev_hash = (last.tree_size, last.head_hash) if last else (0, GENESIS_HASH)
@@ -80,11 +89,9 @@ def sign_checkpoint() -> AuditCheckpoint:
     )
     report = verify_chain(_adding(rows.iterator(chunk_size=CHUNK), frontier, start), prev_hash)
     if not report.intact or report.head_sequence != head.sequence:
-        line = report.line if not report.intact else f"the log ends at #{report.head_sequence}"
-        logger.error("audit checkpoint refused at #%d: %s", head.sequence, line)
-        raise CheckpointRefused(
-            "audit_chain_broken",
-            f"The audit log does not verify, so Warden signs nothing: {line}",
+        raise _refused(
+            head.sequence,
+            report.line if not report.intact else f"the log ends at #{report.head_sequence}",
         )
     values = {
         "size": head.sequence,
@@ -116,6 +123,13 @@ def sign_checkpoint() -> AuditCheckpoint:
         checkpoint.key_id,
     )
     return checkpoint
+
+
+def _refused(sequence: int, line: str) -> CheckpointRefused:
+    logger.error("audit checkpoint refused at #%d: %s", sequence, line)
+    return CheckpointRefused(
+        "audit_chain_broken", f"The audit log does not verify, so Warden signs nothing: {line}"
+    )
 
 
 def _adding(rows: Iterable[AuditEvent], frontier: Frontier, start: int) -> Iterable[AuditEvent]:

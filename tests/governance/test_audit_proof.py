@@ -454,3 +454,17 @@ def test_a_tickets_evidence_json_is_proven_and_its_sections_checked(
     tampered = run_verifier(path, public_key, tmp_path)
     assert tampered.returncode == 1
     assert f"#{first['sequence']}: its content is not what Warden wrote" in tampered.stderr
+
+
+def test_a_tail_cut_with_its_head_after_a_checkpoint_is_not_signed_again(log):
+    from governance.audit.checkpoints import CheckpointRefused
+    from governance.audit.log import audit_maintenance
+    from governance.models import AuditChainHead
+
+    sign_checkpoint()
+    cut = AuditEvent.objects.get(sequence=log + 28)
+    with audit_maintenance():
+        AuditEvent.objects.filter(sequence__gt=log + 28).delete()
+        AuditChainHead.objects.filter(pk=1).update(sequence=cut.sequence, hash=cut.hash)
+    with pytest.raises(CheckpointRefused, match=f"before the checkpoint signed at #{log + 30}"):
+        sign_checkpoint()
