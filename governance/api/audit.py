@@ -44,6 +44,15 @@ class AuditEventPageSerializer(serializers.Serializer):
     results = AuditEventSerializer(many=True)
 
 
+class AuditExportSerializer(serializers.Serializer):
+    """format=json: the filtered trail, then Warden's signed proof (docs/compliance.md)."""
+
+    records = AuditEventSerializer(many=True)
+    warden_audit_proof = serializers.DictField(
+        help_text="the signed checkpoint and the signed statement of what was exported"
+    )
+
+
 class BySequence(CursorPagination):
     """Cursor pages: constant cost on a million events, and stable while events arrive."""
 
@@ -92,18 +101,18 @@ class AuditEventList(APIView):
             ),
         ],
         responses={
-            # Without `format` a page; with format=json the whole trail as one array.
+            # Without `format` a page; with format=json the whole trail and its proof.
             (200, "application/json"): PolymorphicProxySerializer(
                 component_name="AuditEventsPageOrExport",
-                serializers=[AuditEventPageSerializer, AuditEventSerializer(many=True)],
+                serializers=[AuditEventPageSerializer, AuditExportSerializer],
                 resource_type_field_name=None,
                 many=False,
             ),
             (200, "text/csv"): OpenApiResponse(
-                OpenApiTypes.STR, description="format=csv: a header row, then one row per event"
+                OpenApiTypes.STR, description="format=csv: a header row, one row per event, the signed proof"
             ),
             (200, "application/x-ndjson"): OpenApiResponse(
-                OpenApiTypes.STR, description="format=ndjson: one JSON event per line"
+                OpenApiTypes.STR, description="format=ndjson: one JSON event per line, the signed proof last"
             ),
             **error_responses(400, 401, 403),
             404: OpenApiResponse(ErrorSerializer, description="not_found: an unknown `cursor`"),
