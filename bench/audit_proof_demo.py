@@ -57,9 +57,11 @@ def main() -> None:
     ticket = manage(
         env,
         "shell",
+        "--no-imports",
         "-c",
-        "from remediation.models import Ticket; "
-        "print(Ticket.objects.exclude(decisions=None).order_by('pk').first().ticket_id)",
+        "from django.db.models import Count; from governance.models import AuditEvent; "
+        "print(AuditEvent.objects.exclude(ticket_id='').values('ticket_id')"
+        ".annotate(n=Count('pk')).order_by('-n', 'ticket_id')[0]['ticket_id'])",
     ).strip()
     files = work / "auditor"
     files.mkdir()
@@ -72,6 +74,7 @@ def main() -> None:
         manage(
             env,
             "shell",
+            "--no-imports",
             "-c",
             "import json, sys; from remediation.evidence import ticket_evidence; "
             "from remediation.models import Ticket; sys.stdout.write(json.dumps("
@@ -83,6 +86,7 @@ def main() -> None:
         manage(
             env,
             "shell",
+            "--no-imports",
             "-c",
             "import sys; from governance.audit.signing import public_key_pem; "
             "sys.stdout.write(public_key_pem())",
@@ -121,6 +125,7 @@ def main() -> None:
         manage(
             env,
             "shell",
+            "--no-imports",
             "-c",
             "import sys; from cryptography.hazmat.primitives.asymmetric.ed25519 import "
             "Ed25519PrivateKey; from governance.audit.signing import public_key_pem; "
