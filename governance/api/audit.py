@@ -109,10 +109,12 @@ class AuditEventList(APIView):
                 many=False,
             ),
             (200, "text/csv"): OpenApiResponse(
-                OpenApiTypes.STR, description="format=csv: a header row, one row per event, the signed proof"
+                OpenApiTypes.STR,
+                description="format=csv: a header row, one row per event, the signed proof",
             ),
             (200, "application/x-ndjson"): OpenApiResponse(
-                OpenApiTypes.STR, description="format=ndjson: one JSON event per line, the signed proof last"
+                OpenApiTypes.STR,
+                description="format=ndjson: one JSON event per line, the signed proof last",
             ),
             **error_responses(400, 401, 403),
             404: OpenApiResponse(ErrorSerializer, description="not_found: an unknown `cursor`"),

@@ -419,6 +419,11 @@ class Report:
         return self.status == OK
 
 
+def problems(report: Report) -> str:
+    count = len(report.problems)
+    return f"{count} problem{'s' if count != 1 else ''}"
+
+
 def load_public_key(path: Path) -> Ed25519PublicKey:
     """An Ed25519 public key from a PEM file; raises Unreadable naming the problem."""
     try:
@@ -457,7 +462,10 @@ def verify(parsed: Parsed, public_keys: Sequence[Ed25519PublicKey]) -> Report:
     try:
         size, root = int(checkpoint["size"]), bytes.fromhex(checkpoint["root"])
         signed_cp = _signed(checkpoint, checkpoint_note(checkpoint), keys, "checkpoint", report)
-        signed_st = _signed(statement, statement_note(statement), keys, "statement", report)
+        # The statement's key, when the checkpoint's was already named unknown, says nothing new.
+        signed_st = (signed_cp or statement["key_id"] in keys) and _signed(
+            statement, statement_note(statement), keys, "statement", report
+        )
     except (KeyError, TypeError, ValueError) as exc:
         report.problem(f"The proof is malformed ({exc.__class__.__name__}: {exc})")
         return report
@@ -519,11 +527,13 @@ def verify(parsed: Parsed, public_keys: Sequence[Ed25519PublicKey]) -> Report:
             f"Filtered export verified: {len(records)} records of {size}, each proven to be "
             f"in the audit log Warden signed at #{size} on {when} ({signer})."
         )
-    report.lines.append(f"The export's filter: {described}.")
+    what = "evidence" if parsed.kind == "evidence" else "export"
+    report.lines.append(f"The {what}'s filter: {described}.")
     if left_out:
         report.lines.append(
             f"Records {left_out} are not included because of the filter, not removed: "
-            f"Warden's signed statement lists the {len(records)} records it exported."
+            f"Warden's signed statement lists the {len(records)} records "
+            f"{'it exported' if what == 'export' else 'the evidence holds'}."
         )
     return report
 
@@ -630,19 +640,20 @@ def _check_records(
             tail = [n for n in removed if n > (present[-1] if present else 0)]
             if tail:
                 report.problem(
-                    f"Records {_spans(tail)} missing: the log Warden signed at #{size} held "
+                    f"{_records(tail)} missing: the log Warden signed at #{size} held "
                     f"{size} records and the export ends at #{present[-1] if present else 0} "
                     "(the last records were cut off)"
                 )
                 removed = [n for n in removed if n not in tail]
         if removed:
             report.problem(
-                f"Records {_spans(removed)} missing: Warden's signed statement lists them "
-                "(records removed)"
+                f"{_records(removed)} missing: Warden's signed statement lists "
+                f"{'it (a record' if len(removed) == 1 else 'them (records'} removed)"
             )
         if added:
             report.problem(
-                f"Records {_spans(added)} are not among those Warden exported (records added)"
+                f"{_records(added)} not among those Warden exported "
+                f"({'a record' if len(added) == 1 else 'records'} added)"
             )
         if not removed and not added and report.ok:
             report.problem("The records are not in the order Warden exported them (reordered)")
@@ -684,6 +695,11 @@ def _left_out(sequences: str, size: int) -> str:
     shown = [f"#{a}" if a == b else f"#{a}-#{b}" for a, b in gaps[:6]]
     more = f" and {len(gaps) - 6} more ranges" if len(gaps) > 6 else ""
     return ", ".join(shown) + more
+
+
+def _records(numbers: Sequence[int]) -> str:
+    """ "Record #7" or "Records #7, #9-#12"."""
+    return f"Record{'s' if len(numbers) > 1 else ''} {_spans(numbers)}"
 
 
 def _spans(numbers: Sequence[int]) -> str:
@@ -732,7 +748,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     for line in report.problems:
         print(f"{args.file.name}: {line}", file=sys.stderr)
     if report.status == TAMPERED:
-        print(f"{args.file.name}: NOT VERIFIED: {len(report.problems)} problems", file=sys.stderr)
+        print(f"{args.file.name}: NOT VERIFIED: {problems(report)}", file=sys.stderr)
     return report.status
 
 

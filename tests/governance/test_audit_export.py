@@ -75,8 +75,8 @@ def rewrite(path: str, change) -> None:
     ("tampering", "named"),
     [
         (lambda lines: [lines[0], edited(lines[1]), *lines[2:]], "#2"),
-        (lambda lines: [lines[0], *lines[2:]], "Records #2 missing"),
-        (lambda lines: lines[1:], "Records #1 missing"),
+        (lambda lines: [lines[0], *lines[2:]], "Record #2 missing"),
+        (lambda lines: lines[1:], "Record #1 missing"),
     ],
     ids=["edited", "second-removed", "first-removed"],
 )
@@ -98,7 +98,8 @@ def test_a_cut_tail_fails_without_a_published_head(trail, tmp_path):
     with pytest.raises(CommandError) as error:
         call_command("verify_audit", "--file", path, stderr=errors)
     assert error.value.returncode == 1
-    assert f"Records #{last.sequence} missing" in errors.getvalue()
+    assert f"Record #{last.sequence} missing" in errors.getvalue()
+    assert "the last records were cut off" in errors.getvalue()
 
 
 def test_a_filtered_export_holds_only_the_ticket_and_its_records_are_authentic(trail, tmp_path):

@@ -157,7 +157,7 @@ def test_a_record_removed_in_the_middle_is_named(log, tmp_path, public_key):
     rewrite(path, lines[: log + 14] + lines[log + 15 :])
     result = run_verifier(path, public_key, tmp_path)
     assert result.returncode == 1
-    assert f"Records #{log + 15} missing" in result.stderr and "records removed" in result.stderr
+    assert f"Record #{log + 15} missing" in result.stderr and "a record removed" in result.stderr
 
 
 def test_the_last_records_cut_off_are_caught_without_any_option(log, tmp_path, public_key):
@@ -196,7 +196,7 @@ def test_a_record_removed_from_a_filtered_export_is_named(log, tmp_path, public_
     rewrite(path, lines[:2] + lines[3:])  # the third of B+3, B+6, B+9, ...
     result = run_verifier(path, public_key, tmp_path)
     assert result.returncode == 1
-    assert f"Records #{log + 9} missing: Warden's signed statement lists them" in result.stderr
+    assert f"Record #{log + 9} missing: Warden's signed statement lists it" in result.stderr
 
 
 def test_a_wrong_public_key_is_named(log, tmp_path):
@@ -436,7 +436,7 @@ def test_a_tickets_evidence_json_is_proven_and_its_sections_checked(
     assert f"Evidence of ticket {ticket} verified: its {events} audit records of {size}" in (
         verified.stdout
     )
-    assert f"The export's filter: ticket {ticket}." in verified.stdout
+    assert f"The evidence's filter: ticket {ticket}." in verified.stdout
 
     document = json.loads(path.read_text())
     document["decisions"][0]["reasons"] = ["a person said so"]

@@ -109,7 +109,7 @@ class Command(BaseCommand):
             self.stderr.write(f"{path.name}: {line}")
         if not report.ok:
             raise CommandError(
-                f"{path.name}: NOT VERIFIED: {len(report.problems)} problems",
+                f"{path.name}: NOT VERIFIED: {verifier.problems(report)}",
                 returncode=report.status,
             )
         for line in report.lines:
