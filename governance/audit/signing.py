@@ -18,8 +18,10 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import (
 )
 from django.conf import settings
 from django.core.checks import Error, register
+from django.db.models import Max, Min
 
 from governance.audit.verifier import key_id
+from governance.models import AuditCheckpoint
 
 
 class SigningKeyProblem(ValueError):
@@ -98,10 +100,6 @@ def current_key_id() -> str:
 def published_keys() -> list[dict[str, Any]]:
     """Every key that signed a checkpoint (keys rotate), newest last, with the span of
     checkpoints it signed; the present key even before it signed any."""
-    from django.db.models import Max, Min
-
-    from governance.models import AuditCheckpoint
-
     spans = (
         AuditCheckpoint.objects.values("key_id", "public_key")
         .annotate(first=Min("tree_size"), last=Max("tree_size"))
