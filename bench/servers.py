@@ -24,6 +24,9 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
 ROOT = Path(__file__).resolve().parents[1]
 PYTHON = sys.executable
 
@@ -135,11 +138,22 @@ def throwaway_servers(name: str = "warden_bench") -> Iterator[Databases]:
 
 def warden_env(databases: Databases, data_dir: Path, **extra: str) -> dict[str, str]:
     """The environment of a production Warden process for the benchmark."""
+    signing_key = data_dir / "bench-audit-signing-key.pem"
+    if not signing_key.exists():
+        data_dir.mkdir(parents=True, exist_ok=True)
+        signing_key.write_bytes(
+            Ed25519PrivateKey.generate().private_bytes(
+                serialization.Encoding.PEM,
+                serialization.PrivateFormat.PKCS8,
+                serialization.NoEncryption(),
+            )
+        )
     return {
         **os.environ,
         "WARDEN_ENV": "production",
         "SECRET_KEY": "bench-only-secret-key-" + "x" * 32,
         "WARDEN_AUDIT_KEY": "bench-only-audit-key-" + "y" * 32,
+        "WARDEN_AUDIT_SIGNING_KEY": str(signing_key),
         "ALLOWED_HOSTS": "localhost,127.0.0.1",
         "DATABASE_URL": databases.database_url,
         "REDIS_URL": databases.redis_url,

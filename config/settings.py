@@ -72,6 +72,30 @@ if PRODUCTION:
 else:
     WARDEN_AUDIT_KEY = env.str("WARDEN_AUDIT_KEY", default="") or _generated_key("audit_key")
 
+# The Ed25519 key that signs audit checkpoints, so an auditor holding only its public key
+# can check an export (governance/audit/signing.py): PEM text, or the path of a PEM file.
+# Embedded Warden generates one into the data folder; production must be given one (the
+# system check warden.E004 names what is wrong with it).
+WARDEN_AUDIT_SIGNING_KEY = env.str("WARDEN_AUDIT_SIGNING_KEY", default="")
+if not WARDEN_AUDIT_SIGNING_KEY and not PRODUCTION:
+    WARDEN_AUDIT_SIGNING_KEY = str(DATA_DIR / "audit_signing_key.pem")
+    if not Path(WARDEN_AUDIT_SIGNING_KEY).exists():
+        from cryptography.hazmat.primitives import serialization
+        from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+        _pem = Ed25519PrivateKey.generate().private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+        try:  # exclusively: processes starting together keep the first one written
+            with os.fdopen(
+                os.open(WARDEN_AUDIT_SIGNING_KEY, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600), "wb"
+            ) as _file:
+                _file.write(_pem)
+        except FileExistsError:
+            pass
+
 DEBUG = env.bool("DEBUG", default=False)
 if PRODUCTION and DEBUG:
     raise ImproperlyConfigured("DEBUG must be off in production")

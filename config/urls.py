@@ -11,7 +11,12 @@ from rest_framework.routers import DefaultRouter
 
 from config.metrics import metrics
 from feedback.api.views import AutoRemediationStats, FeedbackView, PatternList, ReliabilityStats
-from governance.api.audit import AuditEventList
+from governance.api.audit import (
+    AuditEventList,
+    AuditPublicKey,
+    AuditPublicKeyPem,
+    AuditVerifierScript,
+)
 from governance.api.views import ApprovalVerdictView
 from governance.console.views import console, console_panels
 from governance.notices.views import notice_verdict
@@ -73,6 +78,9 @@ api_v1 = [
     path("alerts/alertmanager", AlertmanagerView.as_view(), name="alerts-alertmanager"),
     path("alerts/webhook", AlertWebhookView.as_view(), name="alerts-webhook"),
     path("audit-events", AuditEventList.as_view(), name="audit-events"),
+    path("audit/public-key", AuditPublicKey.as_view(), name="audit-public-key"),
+    path("audit/public-key.pem", AuditPublicKeyPem.as_view(), name="audit-public-key-pem"),
+    path("audit/verifier.py", AuditVerifierScript.as_view(), name="audit-verifier"),
     path(
         "executions/<int:execution_id>/callback",
         ExecutionCallbackView.as_view(),

@@ -12,6 +12,7 @@ class GovernanceConfig(AppConfig):
         from django.db.models.signals import post_migrate
 
         from config import checks  # noqa: F401  (registers the system checks)
+        from governance.audit import signing  # noqa: F401  (the signing key's check)
         from governance.audit.subscribers import subscribe
         from governance.console.live import publish_events
         from governance.notices.plans import record_notices

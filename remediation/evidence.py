@@ -9,6 +9,8 @@ from typing import Any
 
 from django.db.models import Count, Q, QuerySet
 
+from governance.audit.verifier import evidence_sections
+from governance.exports.records import proven_records
 from governance.models import ApprovalRequest, AuditEvent, Decision
 from governance.rules.labels import event_label, outcome_label
 from remediation.models import Alert, Execution, Ticket
@@ -72,17 +74,24 @@ def _when(value: Any) -> str | None:
 
 
 def ticket_evidence(ticket: Ticket) -> dict[str, Any]:
-    """The evidence document of `ticket` (plain JSON types only)."""
+    """The evidence document of `ticket` (plain JSON types only), with its audit proof: the
+    ticket's audit records with their inclusion proofs to a checkpoint Warden signs now, and
+    a statement Warden signs of them and of a digest of every other section, so the offline
+    verifier (governance/audit/verifier.py) proves the document without Warden."""
     rows = ticket_rows(ticket)
-    return {
+    records, statement = proven_records(rows.events, {"ticket": ticket.ticket_id})
+    document = {
         "ticket": ticket_section(ticket),
         "opening_samples": [sample_entry(s) for s in rows.samples],
         "decisions": [decision_entry(d) for d in rows.decisions],
         "approvals": [approval_entry(r) for r in rows.requests],
         "executions": [execution_entry(e) for e in rows.executions],
         "alerts": [alert_entry(a) for a in rows.alerts],
-        "audit_events": [audit_entry(ev) for ev in rows.events],
+        "audit_events": [audit_entry(record) for record in records],
     }
+    proof = statement.signed(evidence_sections(document))
+    document["audit_proof"] = {**proof, "records": records}
+    return document
 
 
 def ticket_section(ticket: Ticket) -> dict[str, Any]:
@@ -224,14 +233,14 @@ def alert_entry(a: Alert) -> dict[str, Any]:
     }
 
 
-def audit_entry(ev: AuditEvent) -> dict[str, Any]:
-    """One audit event of the ticket, with its hash in the chain."""
+def audit_entry(record: dict[str, Any]) -> dict[str, Any]:
+    """One audit event of the ticket (an exported record), with its hash in the chain."""
     return {
-        "sequence": ev.sequence,
-        "at": _when(ev.created_at),
-        "actor": ev.actor,
-        "action": ev.action,
-        "label": event_label(ev.action),
-        "summary": ev.summary,
-        "hash": ev.hash,
+        "sequence": record["sequence"],
+        "at": record["created_at"],
+        "actor": record["actor"],
+        "action": record["action"],
+        "label": event_label(record["action"]),
+        "summary": record["summary"],
+        "hash": record["hash"],
     }

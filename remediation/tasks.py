@@ -5,6 +5,7 @@ from dataclasses import asdict
 from django.utils import timezone
 
 from governance.approvals.requests import expire_approval_requests
+from governance.audit.checkpoints import CheckpointRefused, sign_checkpoint
 from governance.audit.log import checkpoint
 from governance.pauses.state import record_lapsed_pauses
 from remediation import handoff, triage
@@ -39,4 +40,8 @@ def sweep() -> dict:
     report["pauses_lapsed"] = record_lapsed_pauses(now)
     head = checkpoint()  # the chain head, published in the worker's log every minute
     report["audit_head"] = f"{head.sequence}:{head.hash}"
+    try:  # and signed, when the log has grown (a refusal is logged by sign_checkpoint)
+        report["audit_checkpoint"] = sign_checkpoint().tree_size
+    except CheckpointRefused:
+        report["audit_checkpoint"] = None
     return report

@@ -44,13 +44,20 @@ KUSTOMIZE_KEYS = {"apiVersion", "kind", "resources", "images", "configMapGenerat
 SECRETS = {
     "SECRET_KEY",
     "WARDEN_AUDIT_KEY",
+    "WARDEN_AUDIT_SIGNING_KEY",
     "DATABASE_URL",
     "REDIS_URL",
     "EMAIL_URL",
     "WARDEN_SLACK_WEBHOOK_URL",
     "WARDEN_METRICS_TOKEN",
 }
-REQUIRED_SECRETS = {"SECRET_KEY", "WARDEN_AUDIT_KEY", "DATABASE_URL", "REDIS_URL"}
+REQUIRED_SECRETS = {
+    "SECRET_KEY",
+    "WARDEN_AUDIT_KEY",
+    "WARDEN_AUDIT_SIGNING_KEY",
+    "DATABASE_URL",
+    "REDIS_URL",
+}
 # Variables other programs in the image read: name -> (module, what for).
 OTHER_PROGRAMS = {"XDG_RUNTIME_DIR": (gunicorn.config, "gunicorn's control socket")}
 NEEDS_PDB = {"web", "live", "front"}

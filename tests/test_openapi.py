@@ -19,6 +19,9 @@ def test_the_schema_validates_without_warnings(db, tmp_path):
         "/api/v1/patterns",
         "/api/v1/stats/reliability",
         "/api/v1/stats/auto-remediation",
+        "/api/v1/audit/public-key",
+        "/api/v1/audit/public-key.pem",
+        "/api/v1/audit/verifier.py",
     ):
         assert f"{path}:" in schema
     assert "hostKey" in schema  # agents' bearer key is documented

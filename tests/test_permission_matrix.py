@@ -67,6 +67,7 @@ from governance.models import (
     ApprovalRequest,
     ApprovalStatus,
     AuditChainHead,
+    AuditCheckpoint,
     AuditEvent,
     AutonomyProposal,
     DeliveryStatus,
@@ -279,10 +280,19 @@ OUTCOMES: collections.Counter = collections.Counter()
 
 # --- The database's fingerprint ------------------------------------------------------------
 
-# The log itself, and bookkeeping. A metric sample is telemetry, not governed state: the
-# stored row is its own record (host, time taken, time received, verdict), and whatever
-# it causes (a ticket opened, a decision, an execution) is audited and fingerprinted.
-NOT_FINGERPRINTED = (AuditEvent, AuditChainHead, Session, LogEntry, MetricSample)
+# The log itself, its signed checkpoints (an export or evidence signs the log first: a
+# publication of the log, not a change of governed state), and bookkeeping. A metric
+# sample is telemetry, not governed state: the stored row is its own record (host, time
+# taken, time received, verdict), and whatever it causes (a ticket opened, a decision, an
+# execution) is audited and fingerprinted.
+NOT_FINGERPRINTED = (
+    AuditEvent,
+    AuditChainHead,
+    AuditCheckpoint,
+    Session,
+    LogEntry,
+    MetricSample,
+)
 
 
 def _in_project(app_config: Any) -> bool:

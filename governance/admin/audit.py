@@ -3,14 +3,15 @@ the changelist's filters."""
 
 from django.contrib import admin, messages
 from django.core.exceptions import PermissionDenied
-from django.http import HttpResponseBadRequest, StreamingHttpResponse
+from django.http import HttpResponse, HttpResponseBadRequest, StreamingHttpResponse
 from django.urls import path
 
 from governance.admin.base import ReadOnlyAdmin, labelled, labelled_filter
-from governance.audit import permissions
+from governance.audit import permissions, signing
+from governance.audit.checkpoints import CheckpointRefused
 from governance.audit.log import verify_audit_log
-from governance.exports.records import FORMATS, stream
-from governance.models import AuditEvent
+from governance.exports.records import FORMATS, prepare
+from governance.models import AuditCheckpoint, AuditEvent
 from governance.rules import labels
 
 
@@ -71,6 +72,8 @@ class AuditEventAdmin(ReadOnlyAdmin):
             "may_export": request.user.has_perm(permissions.EXPORT_AUDIT),
             "export_formats": list(FORMATS),
             "export_query": request.GET.urlencode(),
+            "signing_key_id": signing.current_key_id(),
+            "last_checkpoint": AuditCheckpoint.objects.order_by("-tree_size").first(),
         }
         return super().changelist_view(request, {**(extra_context or {}), **extra})
 
@@ -85,6 +88,35 @@ class AuditEventAdmin(ReadOnlyAdmin):
         request.GET = query
         changelist = self.get_changelist_instance(request)
         events = changelist.get_queryset(request)
-        response = StreamingHttpResponse(stream(events, fmt), content_type=FORMATS[fmt])
-        response["Content-Disposition"] = f'attachment; filename="warden-audit.{fmt}"'
+        try:
+            export = prepare(events, fmt, changelist_filter(query))
+        except CheckpointRefused as refused:
+            return HttpResponse(refused.message, status=503, content_type="text/plain")
+        response = StreamingHttpResponse(export.chunks(), content_type=FORMATS[fmt])
+        response["Content-Disposition"] = f'attachment; filename="{export.filename}"'
         return response
+
+
+# The changelist's query parameters as the export's signed statement says its filter.
+ADMIN_FILTER_NAMES = {
+    "action__exact": "action",
+    "object_type__exact": "object type",
+    "created_at__gte": "since",
+    "created_at__lt": "until",
+    "created_at__year": "year",
+    "created_at__month": "month",
+    "created_at__day": "day",
+    "q": "search",
+}
+
+
+def changelist_filter(query) -> dict[str, str]:
+    """{"action": "ticket.opened", "since": "2026-12-01"}: what narrowed the list (the
+    sort order and the page do not)."""
+    described = {}
+    for name, value in query.items():
+        if name in ("o", "p", "all", "_changelist_filters") or not value:
+            continue
+        label = ADMIN_FILTER_NAMES.get(name, name.removesuffix("__exact"))
+        described[label] = value[:10] if label in ("since", "until") else value
+    return described

@@ -4,7 +4,9 @@ ndjson) the whole filtered trail streamed as a download for those who may export
 Reading is scoped like writing (governance.exports.scope): a role that may not read the
 whole trail (integrators) sees its own doings and the events of the tickets it opened."""
 
-from django.http import StreamingHttpResponse
+from pathlib import Path
+
+from django.http import HttpResponse, StreamingHttpResponse
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import (
     OpenApiParameter,
@@ -20,10 +22,11 @@ from rest_framework.views import APIView
 
 from config.api_errors import ErrorSerializer, error_responses
 from governance.audit import permissions as warden_permissions
-from governance.audit.log import RECORD_FIELDS
+from governance.audit import signing, verifier
+from governance.audit.log import RECORD_FIELDS, user_actor
 from governance.exports.filters import FILTER_FIELDS, audit_filter, export_format
-from governance.exports.records import FORMATS, stream
-from governance.exports.scope import readable_events
+from governance.exports.records import FORMATS, prepare
+from governance.exports.scope import readable_events, reads_whole_trail
 from governance.models import AuditEvent
 
 
@@ -39,6 +42,15 @@ class AuditEventPageSerializer(serializers.Serializer):
     next = serializers.URLField(allow_null=True)
     previous = serializers.URLField(allow_null=True)
     results = AuditEventSerializer(many=True)
+
+
+class AuditExportSerializer(serializers.Serializer):
+    """format=json: the filtered trail, then Warden's signed proof (docs/compliance.md)."""
+
+    records = AuditEventSerializer(many=True)
+    warden_audit_proof = serializers.DictField(
+        help_text="the signed checkpoint and the signed statement of what was exported"
+    )
 
 
 class BySequence(CursorPagination):
@@ -89,18 +101,20 @@ class AuditEventList(APIView):
             ),
         ],
         responses={
-            # Without `format` a page; with format=json the whole trail as one array.
+            # Without `format` a page; with format=json the whole trail and its proof.
             (200, "application/json"): PolymorphicProxySerializer(
                 component_name="AuditEventsPageOrExport",
-                serializers=[AuditEventPageSerializer, AuditEventSerializer(many=True)],
+                serializers=[AuditEventPageSerializer, AuditExportSerializer],
                 resource_type_field_name=None,
                 many=False,
             ),
             (200, "text/csv"): OpenApiResponse(
-                OpenApiTypes.STR, description="format=csv: a header row, then one row per event"
+                OpenApiTypes.STR,
+                description="format=csv: a header row, one row per event, the signed proof",
             ),
             (200, "application/x-ndjson"): OpenApiResponse(
-                OpenApiTypes.STR, description="format=ndjson: one JSON event per line"
+                OpenApiTypes.STR,
+                description="format=ndjson: one JSON event per line, the signed proof last",
             ),
             **error_responses(400, 401, 403),
             404: OpenApiResponse(ErrorSerializer, description="not_found: an unknown `cursor`"),
@@ -119,9 +133,78 @@ class AuditEventList(APIView):
         if fmt is not None:
             if not request.user.has_perm(warden_permissions.EXPORT_AUDIT):
                 raise exceptions.PermissionDenied("Exporting needs the export audit permission.")
-            response = StreamingHttpResponse(stream(events, fmt), content_type=FORMATS[fmt])
-            response["Content-Disposition"] = f'attachment; filename="warden-audit.{fmt}"'
+            described = chosen.described()
+            if not reads_whole_trail(request.user):  # the statement says what narrowed it
+                described["scope"] = f"readable by {user_actor(request.user)}"
+            export = prepare(events, fmt, described)
+            response = StreamingHttpResponse(export.chunks(), content_type=FORMATS[fmt])
+            response["Content-Disposition"] = f'attachment; filename="{export.filename}"'
             return response
         paginator = self.pagination_class()
         page = paginator.paginate_queryset(events, request, view=self)
         return paginator.get_paginated_response(AuditEventSerializer(page, many=True).data)
+
+
+class AuditPublicKeySerializer(serializers.Serializer):
+    algorithm = serializers.CharField()
+    key_id = serializers.CharField()
+    public_key_pem = serializers.CharField()
+    keys = serializers.ListField(
+        child=serializers.DictField(),
+        help_text="every key that signed a checkpoint: key_id, public_key_pem, first and "
+        "last checkpoint it signed",
+    )
+
+
+class PublishedView(APIView):
+    """Open to anyone: a public key gives no power, an auditor outside Warden needs it without
+    an account, and the more places hold a copy the harder it is to swap it unseen."""
+
+    permission_classes = [permissions.AllowAny]
+    authentication_classes: list = []
+
+
+class AuditPublicKey(PublishedView):
+    @extend_schema(
+        operation_id="v1_audit_public_key",
+        responses={200: AuditPublicKeySerializer},
+        summary="Warden's public key for the audit's signed checkpoints (no sign-in)",
+        description="Verify an export or a ticket's evidence with it: "
+        "`python verifier.py FILE --public-key warden-audit.pem` "
+        "(GET /api/v1/audit/verifier.py). The PEM alone: GET /api/v1/audit/public-key.pem.",
+    )
+    def get(self, request: Request) -> Response:
+        return Response(
+            {
+                "algorithm": "Ed25519",
+                "key_id": signing.current_key_id(),
+                "public_key_pem": signing.public_key_pem(),
+                "keys": signing.published_keys(),
+            }
+        )
+
+
+class AuditPublicKeyPem(PublishedView):
+    @extend_schema(
+        operation_id="v1_audit_public_key_pem",
+        responses={(200, "application/x-pem-file"): OpenApiTypes.STR},
+        summary="Warden's audit public key as a PEM file (no sign-in)",
+    )
+    def get(self, request: Request) -> HttpResponse:
+        response = HttpResponse(signing.public_key_pem(), content_type="application/x-pem-file")
+        response["Content-Disposition"] = 'attachment; filename="warden-audit.pem"'
+        return response
+
+
+class AuditVerifierScript(PublishedView):
+    @extend_schema(
+        operation_id="v1_audit_verifier",
+        responses={(200, "text/x-python"): OpenApiTypes.STR},
+        summary="The offline audit verifier: one Python file, needing only `cryptography`",
+    )
+    def get(self, request: Request) -> HttpResponse:
+        response = HttpResponse(
+            Path(verifier.__file__).read_bytes(), content_type="text/x-python; charset=utf-8"
+        )
+        response["Content-Disposition"] = 'attachment; filename="verifier.py"'
+        return response

@@ -41,25 +41,13 @@ from governance.audit.canonical import NotCanonical, strict_json
 from governance.audit.errors import Unavailable
 from governance.audit.state import current_digest
 from governance.audit.subscribers import subscribers
+from governance.audit.verifier import CONTENT_FIELDS, RECORD_FIELDS, leaf_hash
 from governance.models import AuditChainHead, AuditEvent
 
 GENESIS_HASH = "0" * 64
-# An audit record's fields, defined once: what the chain's HMAC covers (in this order in the
-# exports), then the two links. The console, the API and the exports show the same record.
-CONTENT_FIELDS = (
-    "sequence",
-    "created_at",
-    "actor",
-    "action",
-    "object_type",
-    "object_id",
-    "ticket_id",
-    "summary",
-    "data",
-    "object_state",
-)
-LINK_FIELDS = ("prev_hash", "hash")
-RECORD_FIELDS = CONTENT_FIELDS + LINK_FIELDS
+# An audit record's fields are defined once, in the offline verifier (what the chain's HMAC
+# covers, in this order in the exports, then the two links): the console, the API, the
+# exports and the verifier show and hash the same record.
 logger = logging.getLogger("warden.audit")
 
 
@@ -161,6 +149,8 @@ def append_events(events: Sequence[PendingEvent]) -> list[AuditEvent]:
             **asdict(pending),
         )
         row.hash = prev_hash = chain_hash(prev_hash, row)
+        # The record's leaf in the signed Merkle tree, computed once, here.
+        row.leaf_hash = leaf_hash(event_record(row, RECORD_FIELDS)).hex()
         rows.append(row)
     AuditEvent.objects.bulk_create(rows)
     head.sequence = rows[-1].sequence

@@ -1,3 +1,3 @@
-"""The audit trail taken away: filtered, streamed as CSV, JSON or NDJSON, and verified
-offline against WARDEN_AUDIT_KEY (records.py), with the filters people give (filters.py).
+"""The audit trail taken away: filtered, streamed as CSV, JSON or NDJSON, each export ending
+with Warden's signed proof (records.py), with the filters people give (filters.py).
 """

@@ -1,26 +1,42 @@
-"""The audit trail taken away: filtered, streamed as CSV, JSON or NDJSON, verifiable offline.
+"""The audit trail taken away: filtered, streamed as CSV, JSON or NDJSON, with its proof.
 
-Every record carries its sequence, hash and previous hash, so an auditor holding
-WARDEN_AUDIT_KEY proves a file complete and unaltered between its first and last
-sequence (`manage.py verify_audit --file EXPORT`) without the database. Rows are
-read in chunks and written as they are read: memory stays flat however long the
-trail (a million events is one pass over a server-side cursor).
+Every export first has Warden sign the log up to its present head (a checkpoint,
+governance/audit/checkpoints.py) and holds the records up to it. It ends with its proof:
+that checkpoint, and a statement Warden signs of what was exported (the filter, how many
+records and which, a digest of their leaves, the words used for the codes). A filtered
+export carries, with each record, its inclusion proof to the signed root. Whoever holds
+Warden's public key checks the file alone with governance/audit/verifier.py (one file,
+Python and `cryptography`), which `manage.py verify_audit --file` runs too.
+
+Rows are read in chunks and written as they are read: memory stays flat however long the
+trail (a filtered export also holds the tree's leaves, 32 bytes a record, for the proofs).
 """
 
 import csv
-import hmac
+import hashlib
 import json
-from collections.abc import Iterable, Iterator
+import re
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
-from datetime import datetime
-from typing import IO, Any
+from datetime import UTC, datetime
+from typing import Any
 
 from django.core.serializers.json import DjangoJSONEncoder
 from django.db.models import Q, QuerySet
 
+from governance.audit.checkpoints import ProofTree, checkpoint_json, sign_checkpoint
 from governance.audit.errors import Invalid
-from governance.audit.log import RECORD_FIELDS, ChainReport, chain_hash, verify_chain
-from governance.models import AuditEvent
+from governance.audit.log import RECORD_FIELDS
+from governance.audit.signing import current_key_id, sign
+from governance.audit.verifier import (
+    CSV_COLUMNS,
+    PROOF_KEY,
+    readable_data,
+    sequence_ranges,
+    statement_note,
+)
+from governance.models import AuditCheckpoint, AuditEvent
+from governance.rules.labels import event_label
 from remediation.models import Host, Ticket
 
 FORMATS = {
@@ -74,11 +90,24 @@ class AuditFilter:
             events = events.filter(sequence__gt=self.after)
         return events
 
+    def described(self) -> dict[str, str]:
+        """The filter as the export's signed statement and its file name say it."""
+        values = {
+            "ticket": self.ticket,
+            "host": self.host,
+            "actor": self.actor,
+            "action": self.action,
+            "after": str(self.after) if self.after is not None else "",
+            "since": self.since.isoformat() if self.since else "",
+            "until": self.until.isoformat() if self.until else "",
+        }
+        return {name: value for name, value in values.items() if value}
+
 
 def record(values: tuple) -> dict[str, Any]:
-    """One exported record from a row of COLUMNS: everything the chain's HMAC covers, and
-    both links (created_at written exactly as the HMAC read it)."""
-    item = dict(zip(COLUMNS, values, strict=True))
+    """One exported record from a row of COLUMNS + leaf_hash: everything the chain's HMAC
+    covers, both links, and its leaf (created_at written exactly as the HMAC read it)."""
+    item = dict(zip((*COLUMNS, "leaf_hash"), values, strict=True))
     item["created_at"] = item["created_at"].isoformat()
     return item
 
@@ -94,108 +123,171 @@ class _Line:
         return text
 
 
-def stream(events: QuerySet[AuditEvent], fmt: str) -> Iterator[str]:
-    """The export of `events` in `fmt`, in sequence order, as chunks of text."""
+class Statement:
+    """What an export holds, gathered record by record, then signed by Warden."""
+
+    def __init__(self, checkpoint: AuditCheckpoint, described: Mapping[str, str]) -> None:
+        self.checkpoint = checkpoint
+        self.filter = dict(described)
+        self.count = 0
+        self.digest = hashlib.sha256()
+        self.ranges: list[list[int]] = []
+        self.labels: dict[str, str] = {}
+
+    def add(self, item: Mapping[str, Any]) -> None:
+        self.count += 1
+        self.digest.update(bytes.fromhex(item["leaf_hash"]))
+        sequence = item["sequence"]
+        if self.ranges and self.ranges[-1][1] == sequence - 1:
+            self.ranges[-1][1] = sequence
+        else:
+            self.ranges.append([sequence, sequence])
+        if item["action"] not in self.labels:
+            self.labels[item["action"]] = event_label(item["action"])
+
+    def signed(self, document: Mapping[str, str] | None = None) -> dict[str, Any]:
+        """The proof an export ends with: the checkpoint and this statement, signed."""
+        statement = {
+            "size": self.checkpoint.tree_size,
+            "root": self.checkpoint.root_hash,
+            "filter": self.filter,
+            "count": self.count,
+            "sequences": ",".join(
+                sequence_ranges(range(first, last + 1)) for first, last in self.ranges
+            ),
+            "digest": self.digest.hexdigest(),
+            "labels": dict(sorted(self.labels.items())),
+            "document": dict(document) if document else None,
+            "time": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
+            "key_id": current_key_id(),
+        }
+        statement["signature"] = sign(statement_note(statement))
+        return {"checkpoint": checkpoint_json(self.checkpoint), "statement": statement}
+
+
+@dataclass(frozen=True)
+class Export:
+    """An export about to be streamed: the log signed up to its end, and its file name."""
+
+    events: QuerySet[AuditEvent]
+    fmt: str
+    described: dict[str, str]
+    checkpoint: AuditCheckpoint
+
+    @property
+    def filename(self) -> str:
+        return export_filename(self.described, self.checkpoint, self.fmt)
+
+    def chunks(self) -> Iterator[str]:
+        return stream(self.events, self.fmt, self.described, self.checkpoint)
+
+
+def prepare(events: QuerySet[AuditEvent], fmt: str, described: Mapping[str, str]) -> Export:
+    """Sign the log up to its head and bound `events` to it. `described` says the filter
+    (empty: the whole log); it is signed, so it must say what narrowed `events`."""
     if fmt not in FORMATS:
         raise ExportError(f"format: choose one of {', '.join(FORMATS)}, not {fmt!r}")
-    # Plain tuples from a server-side cursor: no model instances, constant memory.
-    rows = events.order_by("sequence").values_list(*COLUMNS).iterator(chunk_size=CHUNK)
-    if fmt == "csv":
-        writer = csv.writer(_Line())
-        yield writer.writerow(COLUMNS)
+    checkpoint = sign_checkpoint()
+    return Export(events, fmt, dict(described), checkpoint)
+
+
+def stream(
+    events: QuerySet[AuditEvent],
+    fmt: str,
+    described: Mapping[str, str],
+    checkpoint: AuditCheckpoint,
+) -> Iterator[str]:
+    """The export of `events` up to `checkpoint` in `fmt`, in sequence order, as text."""
+    statement = Statement(checkpoint, described)
+    # A filtered export proves each record; the whole log proves itself by its root.
+    tree = ProofTree(checkpoint.tree_size) if described else None
+    rows = (
+        events.filter(sequence__lte=checkpoint.tree_size)
+        .order_by("sequence")
+        .values_list(*COLUMNS, "leaf_hash")
+        .iterator(chunk_size=CHUNK)
+    )
+
+    def items() -> Iterator[dict[str, Any]]:
         for values in rows:
             item = record(values)
-            item["data"] = _json(item["data"])
-            yield writer.writerow([item[column] for column in COLUMNS])
-    elif fmt == "ndjson":
-        for values in rows:
-            yield _json(record(values)) + "\n"
-    else:
-        yield "["
-        for n, values in enumerate(rows):
-            yield ("," if n else "") + "\n" + _json(record(values))
-        yield "\n]\n"
+            statement.add(item)
+            if tree is not None:
+                item["proof"] = tree.proof(item["sequence"])
+            yield item
 
-
-def read_export(handle: IO[str], fmt: str) -> Iterator[AuditEvent]:
-    """The records of an export file as (unsaved) events, in file order."""
     if fmt == "csv":
-        for line, row in enumerate(csv.DictReader(handle), start=2):
-            try:
-                row["data"] = json.loads(row["data"])
-            except (KeyError, TypeError, json.JSONDecodeError) as exc:
-                raise ExportError(f"line {line}: data is not JSON ({exc})") from exc
-            yield _event(row, f"line {line}")
+        writer = csv.writer(_Line())
+        yield writer.writerow([header for header, _ in CSV_COLUMNS])
+        for item in items():
+            yield writer.writerow(csv_row(item))
+        yield writer.writerow([PROOF_KEY, _json(statement.signed())])
     elif fmt == "ndjson":
-        for line, text in enumerate(handle, start=1):
-            if text.strip():
-                yield _event(_parse(text, f"line {line}"), f"line {line}")
-    elif fmt == "json":
-        items = _parse(handle.read(), "the file")
-        if not isinstance(items, list):
-            raise ExportError("the file: a JSON export is a list of records")
-        for n, item in enumerate(items, start=1):
-            yield _event(item, f"record {n}")
+        for item in items():
+            yield _json(item) + "\n"
+        yield _json({PROOF_KEY: statement.signed()}) + "\n"
     else:
-        raise ExportError(f"format: choose one of {', '.join(FORMATS)}, not {fmt!r}")
+        yield '{"records": ['
+        for n, item in enumerate(items()):
+            yield ("," if n else "") + "\n" + _json(item)
+        yield f"\n], {json.dumps(PROOF_KEY)}: {_json(statement.signed())}}}\n"
 
 
-def _parse(text: str, where: str) -> Any:
-    try:
-        return json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise ExportError(f"{where}: not JSON ({exc.msg})") from exc
+def csv_row(item: Mapping[str, Any]) -> list[Any]:
+    """One CSV row: the event and its details in words beside the code and the data."""
+    words = {
+        "event": event_label(item["action"]),
+        "details": readable_data(item["data"]),
+        "data": _json(item["data"]),
+        "proof": " ".join(item.get("proof", [])),
+    }
+    return [
+        words[header.split()[0]] if field is None else words.get(field, item.get(field, ""))
+        for header, field in CSV_COLUMNS
+    ]
 
 
-def _event(item: Any, where: str) -> AuditEvent:
-    if not isinstance(item, dict):
-        raise ExportError(f"{where}: not a record")
-    item = {"object_state": "", **item}  # exports older than state digests have none
-    missing = [column for column in COLUMNS if column not in item]
-    if missing:
-        raise ExportError(f"{where}: {', '.join(missing)} missing")
-    try:
-        values = {name: item[name] for name in COLUMNS}
-        values["sequence"] = int(item["sequence"])
-        values["created_at"] = datetime.fromisoformat(item["created_at"])
-        return AuditEvent(**values)
-    except (TypeError, ValueError) as exc:
-        raise ExportError(f"{where}: {exc}") from exc
+_UNSAFE = re.compile(r"[^A-Za-z0-9._+-]+")
 
 
-def verify_export(events: Iterable[AuditEvent]) -> tuple[ChainReport, int | None]:
-    """Verify an export's records link and match their HMACs from its first record's
-    previous hash on; returns the report and the first sequence (None when empty).
+def export_filename(described: Mapping[str, str], checkpoint: AuditCheckpoint, fmt: str) -> str:
+    """warden-audit_ticket-INC-000042_2026-12-01_2026-12-06.csv, or for the whole log
+    warden-audit_all_until-2026-12-06T14-54Z.csv: what it holds, and up to when."""
+    parts = [
+        f"{name}-{_UNSAFE.sub('-', value).strip('-')}"
+        for name, value in described.items()
+        if name not in ("since", "until")
+    ]
+    signed = checkpoint.signed_at.astimezone(UTC).strftime("%Y-%m-%dT%H-%MZ")
+    since, until = described.get("since", "")[:10], described.get("until", "")[:10]
+    if since and until:
+        period = f"{since}_{until}"
+    elif since:
+        period = f"{since}_until-{signed}"
+    elif until:
+        period = f"until-{until}"
+    else:
+        period = f"until-{signed}"
+    return "_".join(["warden-audit", *(parts or ["all"]), period]) + f".{fmt}"
 
-    A filtered export holds gaps by design: verify an unfiltered range to prove it whole.
-    """
-    iterator = iter(events)
-    first = next(iterator, None)
-    if first is None:
-        return ChainReport(True, 0), None
 
-    def chained() -> Iterator[AuditEvent]:
-        yield first
-        yield from iterator
-
-    return verify_chain(chained(), first.prev_hash), first.sequence
-
-
-def verify_records(events: Iterable[AuditEvent]) -> ChainReport:
-    """Each record's own HMAC, for a filtered export (which has gaps by design): proves
-    every record is as Warden wrote it, not that none is missing between them."""
-    checked = 0
-    last = None
-    for event in events:
-        if not hmac.compare_digest(chain_hash(event.prev_hash, event), event.hash):
-            return ChainReport(
-                False,
-                checked,
-                event.sequence,
-                "its content does not match its HMAC (edited, or written without Warden's key)",
-            )
-        checked += 1
-        last = event
-    if last is None:
-        return ChainReport(True, 0)
-    return ChainReport(True, checked, head_sequence=last.sequence, head_hash=last.hash)
+def proven_records(
+    events: QuerySet[AuditEvent], described: Mapping[str, str]
+) -> tuple[list[dict[str, Any]], Statement]:
+    """`events` (a few: a ticket's) as exported records with their inclusion proofs to a
+    checkpoint signed now, and the statement to sign once the document is complete."""
+    checkpoint = sign_checkpoint()
+    statement = Statement(checkpoint, described)
+    rows = list(
+        events.filter(sequence__lte=checkpoint.tree_size)
+        .order_by("sequence")
+        .values_list(*COLUMNS, "leaf_hash")
+    )
+    tree = ProofTree(checkpoint.tree_size) if rows else None
+    items = []
+    for values in rows:
+        item = record(values)
+        statement.add(item)
+        item["proof"] = tree.proof(item["sequence"]) if tree else []
+        items.append(item)
+    return items, statement

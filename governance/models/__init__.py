@@ -6,7 +6,7 @@ is the way the rest of the project names them.
 """
 
 from governance.models.approvals import Approval, ApprovalRequest, ApprovalStatus, Verdict
-from governance.models.audit import AuditChainHead, AuditEvent
+from governance.models.audit import AuditChainHead, AuditCheckpoint, AuditEvent
 from governance.models.autonomy import (
     AutonomyProposal,
     PatternAutonomy,
@@ -36,6 +36,7 @@ __all__ = [
     "ApprovalRequest",
     "ApprovalStatus",
     "AuditChainHead",
+    "AuditCheckpoint",
     "AuditEvent",
     "AutonomyProposal",
     "Decision",

@@ -31,6 +31,9 @@ class AuditEvent(models.Model):
     object_state = models.CharField(max_length=64, blank=True, default="")
     prev_hash = models.CharField(max_length=64)
     hash = models.CharField(max_length=64)
+    # SHA-256 of the record's canonical bytes (governance/audit/verifier.py), written with
+    # it: checkpoints and inclusion proofs read these instead of re-reading every record.
+    leaf_hash = models.CharField(max_length=64, blank=True, default="")
 
     class Meta:
         ordering = ["sequence"]
@@ -42,3 +45,25 @@ class AuditEvent(models.Model):
 
     def __str__(self) -> str:
         return f"#{self.sequence} {self.action}"
+
+
+class AuditCheckpoint(models.Model):
+    """The audit log signed at a size: the Merkle root of its first `tree_size` records,
+    the chain's hash there, the time, signed with Warden's Ed25519 key (its id and public
+    key kept, so keys can rotate and every key that ever signed is published)."""
+
+    tree_size = models.PositiveBigIntegerField(unique=True)
+    root_hash = models.CharField(max_length=64)
+    head_hash = models.CharField(max_length=64)
+    signed_at = models.DateTimeField()
+    key_id = models.CharField(max_length=32)
+    public_key = models.CharField(max_length=64)  # raw Ed25519 public key, hex
+    signature = models.CharField(max_length=100)
+    # The tree's perfect subtrees' roots: the next checkpoint reads only the newer records.
+    frontier = models.JSONField(default=list)
+
+    class Meta:
+        ordering = ["-tree_size"]
+
+    def __str__(self) -> str:
+        return f"audit checkpoint #{self.tree_size}"

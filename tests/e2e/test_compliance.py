@@ -39,24 +39,31 @@ def test_a_compliance_officer_exports_one_tickets_trail_as_csv_and_it_verifies(
     assert page.locator("#result_list tbody tr").count() >= 3
     with page.expect_download() as download:
         page.get_by_role("link", name="Export CSV").click()
-    path = tmp_path / "trail.csv"
+    # named by what it holds
+    name = download.value.suggested_filename
+    assert name.startswith(f"warden-audit_search-{wanted['ticket_id']}_until-")
+    path = tmp_path / name
     download.value.save_as(path)
 
-    # then the file holds that ticket's events only, each with its sequence and hashes
+    # then the file holds that ticket's events only, each with its sequence and hashes,
+    # and ends with Warden's signed proof
     with path.open(newline="") as handle:
-        rows = list(csv.DictReader(handle))
-    assert rows and {row["ticket_id"] for row in rows} == {wanted["ticket_id"]}
+        *rows, proof = csv.DictReader(handle)
+    assert rows and {row["ticket"] for row in rows} == {wanted["ticket_id"]}
     assert all(row["sequence"] and len(row["hash"]) == 64 for row in rows)
+    assert proof["sequence"] == "warden_audit_proof"
 
-    # and it verifies offline, record by record (a filtered export has gaps by design)
-    call_command("verify_audit", file=str(path), records=True)
-    assert f"authentic: {len(rows)} records" in capsys.readouterr().out
+    # and it verifies offline, each record proven in the signed log, the gaps explained
+    call_command("verify_audit", file=str(path))
+    out = capsys.readouterr().out
+    assert f"Filtered export verified: {len(rows)} records of" in out
+    assert f"The export's filter: search {wanted['ticket_id']}." in out
 
     # while a copy with one summary changed does not
     tampered = tmp_path / "tampered.csv"
     tampered.write_text(path.read_text().replace("opened", "0pened", 1))
     with pytest.raises(CommandError):
-        call_command("verify_audit", file=str(tampered), records=True)
+        call_command("verify_audit", file=str(tampered))
 
     # and the officer, view-only, is offered no way to change anything
     page.goto(f"{live_asgi}/admin/governance/auditevent/")

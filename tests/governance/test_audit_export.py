@@ -1,5 +1,6 @@
 """Compliance takes the record away: the audit trail exported (command, API, admin), each
-record with its links, and an export verified offline, catching what was cut or edited."""
+record with its links and Warden's signed proof, and an export verified offline, catching
+what was cut or edited (tests/governance/test_audit_proof.py has the verifier's cases)."""
 
 import csv
 import io
@@ -43,17 +44,18 @@ def verify(path: str, *options: str) -> str:
 def test_an_export_verifies_offline_in_every_format(trail, tmp_path, fmt):
     path = export(tmp_path, fmt)
     last = trail.last()
-    assert f"#1-#{last.sequence}" in verify(path)
-    assert "Export intact" in verify(path, "--expect", f"{last.sequence}:{last.hash}")
+    assert f"all {last.sequence} records #1-#{last.sequence} are complete" in verify(path)
 
 
 def test_every_record_carries_its_sequence_and_both_links(trail, tmp_path):
     text = Path(export(tmp_path, "csv")).read_text()
-    rows = list(csv.DictReader(io.StringIO(text, newline="")))
+    *rows, proof = list(csv.DictReader(io.StringIO(text, newline="")))
     assert [int(row["sequence"]) for row in rows] == list(trail.values_list("sequence", flat=True))
     for row, event in zip(rows, trail, strict=True):
-        assert (row["prev_hash"], row["hash"]) == (event.prev_hash, event.hash)
-        assert json.loads(row["data"]) == event.data
+        assert (row["previous hash"], row["hash"]) == (event.prev_hash, event.hash)
+        assert json.loads(row["data (JSON)"]) == event.data
+        assert row["leaf hash"] == event.leaf_hash
+    assert proof["sequence"] == "warden_audit_proof"  # the last row: the signed proof
 
 
 def edited(line: str) -> str:
@@ -73,36 +75,40 @@ def rewrite(path: str, change) -> None:
     ("tampering", "named"),
     [
         (lambda lines: [lines[0], edited(lines[1]), *lines[2:]], "#2"),
-        (lambda lines: [lines[0], *lines[2:]], "#2"),  # a middle record removed
-        (lambda lines: lines[:2] + lines[3:], "#3"),
+        (lambda lines: [lines[0], *lines[2:]], "Record #2 missing"),
+        (lambda lines: lines[1:], "Record #1 missing"),
     ],
-    ids=["edited", "first-removed", "middle-removed"],
+    ids=["edited", "second-removed", "first-removed"],
 )
 def test_a_tampered_export_fails_naming_the_first_bad_sequence(trail, tmp_path, tampering, named):
     path = export(tmp_path, "ndjson")
     rewrite(path, tampering)
+    errors = io.StringIO()
     with pytest.raises(CommandError) as error:
-        verify(path)
+        call_command("verify_audit", "--file", path, stderr=errors)
     assert error.value.returncode == 1
-    assert named in str(error.value)
+    assert named in errors.getvalue()
 
 
-def test_a_cut_tail_fails_against_the_published_head(trail, tmp_path):
+def test_a_cut_tail_fails_without_a_published_head(trail, tmp_path):
     path = export(tmp_path, "ndjson")
-    rewrite(path, lambda lines: lines[:-2])
+    rewrite(path, lambda lines: [*lines[:-2], lines[-1]])  # the last record cut, the proof kept
     last = trail.last()
-    assert "Export intact" in verify(path)  # what is left still links...
-    with pytest.raises(CommandError) as error:  # ...but no longer reaches the head
-        verify(path, "--expect", f"{last.sequence}:{last.hash}")
+    errors = io.StringIO()
+    with pytest.raises(CommandError) as error:
+        call_command("verify_audit", "--file", path, stderr=errors)
     assert error.value.returncode == 1
+    assert f"Record #{last.sequence} missing" in errors.getvalue()
+    assert "the last records were cut off" in errors.getvalue()
 
 
 def test_a_filtered_export_holds_only_the_ticket_and_its_records_are_authentic(trail, tmp_path):
     ticket = trail.exclude(ticket_id="").first().ticket_id
     path = export(tmp_path, "ndjson", "--ticket", ticket)
-    records = [json.loads(line) for line in Path(path).read_text().splitlines()]
+    *records, _proof = [json.loads(line) for line in Path(path).read_text().splitlines()]
     assert records and {r["ticket_id"] for r in records} == {ticket}
-    assert "authentic" in verify(path, "--records")
+    assert all(r["proof"] for r in records)  # each with its inclusion proof
+    assert "Filtered export verified" in verify(path)
 
 
 def test_bad_filters_exit_with_one_line_naming_the_field(db, tmp_path):
@@ -122,8 +128,9 @@ def test_compliance_pages_through_the_trail_and_downloads_it(trail, dave):
 
     download = browser.get("/api/v1/audit-events", {"format": "ndjson", "action": "ticket"})
     assert download.status_code == 200
-    lines = b"".join(download.streaming_content).decode().splitlines()
+    *lines, proof = b"".join(download.streaming_content).decode().splitlines()
     assert lines and all(json.loads(line)["action"].startswith("ticket.") for line in lines)
+    assert json.loads(proof)["warden_audit_proof"]["statement"]["filter"] == {"action": "ticket"}
 
 
 def test_a_bad_filter_is_a_400_naming_it(trail, dave):
@@ -149,7 +156,8 @@ def test_the_admin_exports_the_filtered_list(trail, dave, bob):
         {"action__exact": "ticket.opened", "export_format": "csv"},
     )
     assert response.status_code == 200
-    rows = list(csv.DictReader(io.StringIO(b"".join(response.streaming_content).decode())))
+    *rows, _proof = csv.DictReader(io.StringIO(b"".join(response.streaming_content).decode()))
     assert len(rows) == trail.filter(action="ticket.opened").count() >= 2
+    assert {row["event"] for row in rows} == {"Ticket opened"}
     assert logged_in(bob).get("/admin/governance/auditevent/export/").status_code == 403
     assert b"Export CSV" not in logged_in(bob).get("/admin/governance/auditevent/").content

@@ -72,6 +72,7 @@ def process_env(tmp_path: Path) -> dict[str, str]:
         "WARDEN_DATA_DIR": str(tmp_path / "data"),
         "SECRET_KEY": settings.SECRET_KEY,  # so a session made here is valid there
         "WARDEN_AUDIT_KEY": settings.WARDEN_AUDIT_KEY,  # one chain, whoever writes it
+        "WARDEN_AUDIT_SIGNING_KEY": settings.WARDEN_AUDIT_SIGNING_KEY,  # and one signer
         "WARDEN_MODEL_DIR": str(settings.MODEL_DIR),
         "WARDEN_MODEL_REFRESH_SECONDS": "0.5",
         "PYTHONPATH": str(ROOT),

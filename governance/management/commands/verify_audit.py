@@ -1,6 +1,7 @@
-"""manage.py verify_audit: the whole audit chain, up to its head, or an export file offline;
-with --state, also that every governed row equals its last audited state. Exit 0 intact,
-1 broken."""
+"""manage.py verify_audit: the whole audit chain, up to its head, or an export file or a
+ticket's evidence JSON with the offline verifier (the same code auditors run); with --state,
+also that every governed row equals its last audited state. Exit 0 intact, 1 broken, 2 a
+file that cannot be verified."""
 
 import re
 from pathlib import Path
@@ -9,17 +10,11 @@ from typing import Any
 from django.core.exceptions import ValidationError
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
+from governance.audit import verifier
 from governance.audit.log import verify_audit_log
+from governance.audit.signing import public_key, public_key_from_raw_hex
 from governance.audit.state_checks import record_current_states, state_report
-from governance.exports.records import (
-    FORMATS,
-    ExportError,
-    read_export,
-    verify_export,
-    verify_records,
-)
-
-SUFFIX_FORMAT = {".csv": "csv", ".json": "json", ".ndjson": "ndjson", ".jsonl": "ndjson"}
+from governance.models import AuditCheckpoint
 
 PUBLISHED_HEAD = re.compile(r"^(\d+):([0-9a-f]{64})$")
 
@@ -39,9 +34,10 @@ class Command(BaseCommand):
         parser.add_argument(
             "--file",
             metavar="EXPORT",
-            help="verify an export (export_audit, the admin or the API) instead of the database",
+            help="verify an export (export_audit, the admin or the API) or a ticket's evidence "
+            "JSON instead of the database, as the offline verifier does: a full export proven "
+            "complete up to its signed checkpoint, a filtered one record by record",
         )
-        parser.add_argument("--format", choices=list(FORMATS), help="the file's (default: suffix)")
         parser.add_argument(
             "--state",
             action="store_true",
@@ -55,16 +51,16 @@ class Command(BaseCommand):
             "state in the log (one audited event each, with this reason)",
         )
         parser.add_argument(
-            "--records",
-            action="store_true",
-            help="a filtered export: check each record's HMAC (gaps between them are expected)",
+            "--public-key",
+            action="append",
+            metavar="KEY.pem",
+            help="with --file: check against this public key (repeat for older keys) instead "
+            "of the keys this Warden signs with",
         )
 
     def handle(self, *args: Any, **options: Any) -> None:
         if options["file"]:
-            self.verify_file(
-                Path(options["file"]), options["format"], options["expect"], options["records"]
-            )
+            self.verify_file(Path(options["file"]), options["public_key"])
             return
         expected = None
         if options["expect"]:
@@ -98,39 +94,32 @@ class Command(BaseCommand):
                 )
             self.stdout.write("Governed state intact: every governed row is as last audited.")
 
-    def verify_file(self, path: Path, fmt: str | None, expect: str | None, records: bool) -> None:
-        fmt = fmt or SUFFIX_FORMAT.get(path.suffix.lower())
-        if fmt is None:
-            raise CommandError(f"{path}: say --format (csv, json or ndjson)")
+    def verify_file(self, path: Path, given_keys: list[str] | None) -> None:
+        """The offline verifier's check (governance/audit/verifier.py, the file auditors
+        run), with Warden's public keys, or the ones given."""
         try:
-            with path.open(encoding="utf-8", newline="") as handle:
-                if records:
-                    report = verify_records(read_export(handle, fmt))
-                    if report.intact:
-                        self.stdout.write(
-                            f"Export records authentic: {report.checked} records carry "
-                            "Warden's HMAC (a filtered export: completeness not checked)."
-                        )
-                        return
-                    first = None
-                else:
-                    report, first = verify_export(read_export(handle, fmt))
-        except (ExportError, OSError, UnicodeDecodeError) as exc:
-            raise CommandError(f"{path}: {exc}") from exc
-        if not report.intact:
+            if given_keys:
+                keys = [verifier.load_public_key(Path(name)) for name in given_keys]
+            else:
+                keys = warden_public_keys()
+        except verifier.Unreadable as exc:
+            raise CommandError(str(exc), returncode=verifier.UNVERIFIABLE) from exc
+        report = verifier.verify_path(path, keys)
+        for line in report.problems:
+            self.stderr.write(f"{path.name}: {line}")
+        if not report.ok:
             raise CommandError(
-                f"Export BROKEN at #{report.first_broken_sequence}: {report.problem}", returncode=1
+                f"{path.name}: NOT VERIFIED: {verifier.problems(report)}",
+                returncode=report.status,
             )
-        if expect:
-            match = PUBLISHED_HEAD.match(expect.strip())
-            if not match or (int(match[1]), match[2]) != (report.head_sequence, report.head_hash):
-                raise CommandError(
-                    f"Export ends at #{report.head_sequence} {report.head_hash[:16]}, "
-                    f"not at the expected {expect.strip()[:24]}",
-                    returncode=1,
-                )
-        span = f"#{first}-#{report.head_sequence}" if first is not None else "empty"
-        self.stdout.write(
-            f"Export intact: {report.checked} events {span} link and carry Warden's HMAC; "
-            f"last hash {report.head_hash[:16]}."
-        )
+        for line in report.lines:
+            self.stdout.write(line)
+
+
+def warden_public_keys() -> list:
+    """The key Warden signs with now, and every key that signed a checkpoint before."""
+    keys = {verifier.key_id(public_key()): public_key()}
+    for raw in AuditCheckpoint.objects.values_list("public_key", flat=True).distinct():
+        key = public_key_from_raw_hex(raw)
+        keys.setdefault(verifier.key_id(key), key)
+    return list(keys.values())
