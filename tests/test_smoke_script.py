@@ -111,7 +111,8 @@ def test_a_venv_without_packages_holds_none(tmp_path):
 def test_the_password_is_read_from_a_terminals_coloured_output():
     output = (
         "Migrating the database ...\n"
-        "\x1b[32;1mCreated supervisor (supervisors, supervisor@example.com) with password: aB3-x_Yz9\x1b[0m\n"
+        "\x1b[32;1mCreated supervisor (supervisors, supervisor@example.com)"
+        " with password: aB3-x_Yz9\x1b[0m\n"
         "\x1b[32;1mCreated approver (approvers, approver@example.com) with password: other\x1b[0m\n"
     )
     assert smoke.printed_password(output, "supervisor") == "aB3-x_Yz9"
