@@ -11,6 +11,7 @@ from governance.admin.base import ReadOnlyHistoryAdmin
 from governance.approvals.actions import approve_request, reject_request
 from governance.audit import permissions
 from governance.models import Approval, ApprovalRequest, ApprovalStatus
+from governance.rules import labels
 
 
 class ApprovalInline(admin.TabularInline):
@@ -132,8 +133,10 @@ class ApprovalRequestAdmin(ReadOnlyHistoryAdmin):
 
     @admin.display(description="What drove the model")
     def model_drivers(self, obj: ApprovalRequest) -> str:
-        pairs = obj.decision.explanation[:3] if obj.decision else []
-        return ", ".join(f"{name} {weight:+.2f}" for name, weight in pairs) or "-"
+        if obj.decision is None:
+            return "-"
+        severity = labels.SEVERITY_BY_OUTCOME.get(obj.decision.model_outcome)
+        return labels.driver_list(obj.decision.explanation, severity) or "-"
 
     def has_add_permission(self, request) -> bool:
         return False
