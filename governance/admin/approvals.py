@@ -7,7 +7,7 @@ from django.utils import timezone
 from django.utils.html import format_html_join
 
 from config.admin_actions import confirmed_action
-from governance.admin.base import ReadOnlyHistoryAdmin
+from governance.admin.base import ReadOnlyHistoryAdmin, cut
 from governance.approvals.actions import approve_request, reject_request
 from governance.audit import permissions
 from governance.models import Approval, ApprovalRequest, ApprovalStatus
@@ -30,6 +30,14 @@ def _approve(request_obj: ApprovalRequest, user, note: str) -> str:
     if result.status == ApprovalStatus.APPROVED:
         return f"Approved {result}: execution queued."
     return f"Approval recorded for {result}; {result.required_approvals} needed in all."
+
+
+def with_what_it_will_do(request_obj: ApprovalRequest) -> ApprovalRequest:
+    """The request with what the confirmation page shows as the console's dialog does: its
+    host's newest readings and its approvals so far."""
+    request_obj.readings = request_obj.ticket.host.newest_reading()
+    request_obj.approval_count = request_obj.approvals.filter(verdict="approve").count()
+    return request_obj
 
 
 def _reject(request_obj: ApprovalRequest, user, note: str) -> str:
@@ -79,7 +87,7 @@ class ApprovalRequestAdmin(ReadOnlyHistoryAdmin):
     @admin.display(description="Why a person is needed")
     def why_a_person(self, obj: ApprovalRequest) -> str:
         reasons = obj.decision.reasons if obj.decision else []
-        return reasons[-1] if reasons else "-"
+        return cut(reasons[-1], 80) if reasons else "-"
 
     @admin.display(description="Time left", ordering="expires_at")
     def time_left(self, obj: ApprovalRequest) -> str:
@@ -113,12 +121,16 @@ class ApprovalRequestAdmin(ReadOnlyHistoryAdmin):
             verb="approve",
             perform=_approve,
             permissions=("decide",),
+            details_template="approvals/what_it_will_do.html",
+            prepare=with_what_it_will_do,
         ),
         confirmed_action(
             description="Reject selected remediations",
             verb="reject",
             perform=_reject,
             permissions=("decide",),
+            details_template="approvals/what_it_will_do.html",
+            prepare=with_what_it_will_do,
         ),
     ]
 

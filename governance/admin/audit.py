@@ -6,7 +6,7 @@ from django.core.exceptions import PermissionDenied
 from django.http import HttpResponseBadRequest, StreamingHttpResponse
 from django.urls import path
 
-from governance.admin.base import ReadOnlyAdmin, labelled, labelled_filter
+from governance.admin.base import ReadOnlyAdmin, cut, labelled, labelled_filter
 from governance.audit import permissions
 from governance.audit.log import verify_audit_log
 from governance.exports.records import FORMATS, stream
@@ -49,7 +49,7 @@ class AuditEventAdmin(ReadOnlyAdmin):
 
     @admin.display(description="Summary")
     def short_summary(self, obj: AuditEvent) -> str:
-        return obj.summary if len(obj.summary) <= 140 else obj.summary[:139] + "\u2026"
+        return cut(obj.summary, 110)
 
     @admin.action(description="Verify the whole audit chain")
     def verify_whole_chain(self, request, queryset) -> None:

@@ -6,6 +6,7 @@ from django.contrib import admin
 from django.utils import timezone
 
 from governance.admin.base import GovernedAdmin, ReasonForm, given_reason
+from governance.choices import PolicyMode
 from governance.decisions.simulation import AUTO_HEALED, BLOCKED, TO_A_PERSON, simulate_policy
 from governance.models import AUTONOMY_LEVEL_REFUSED, WEEKDAYS, Policy
 from governance.policies.actions import OVERRIDE_FIELD, save_policy
@@ -98,10 +99,17 @@ class PolicyAdmin(GovernedAdmin):
             return "-"
         limits = thresholds()
         return (
-            f"{shadow_agreement_of(obj).line()} of its shadow decisions, by people's later "
-            f"feedback. Switching to enforce needs {limits.shadow_min_agreement:.0%} over "
+            f"People's later feedback on its shadow decisions: {shadow_agreement_of(obj).line()}. "
+            f"Switching to enforce needs {limits.shadow_min_agreement:.0%} agreement over "
             f"{limits.shadow_min_cases} cases (or an override with a reason)."
         )
+
+    def get_readonly_fields(self, request, obj=None):
+        # The agreement is a shadow policy's track record: an enforcing policy has none.
+        fields = list(super().get_readonly_fields(request, obj))
+        if obj is None or obj.mode != PolicyMode.SHADOW:
+            fields.remove("shadow_agreement")
+        return fields
 
     def save_model(self, request, obj, form, change) -> None:
         save_policy(
