@@ -48,14 +48,12 @@ def _reject(request_obj: ApprovalRequest, user, note: str) -> str:
 @admin.register(ApprovalRequest)
 class ApprovalRequestAdmin(ReadOnlyHistoryAdmin):
     list_display = [
-        "ticket",
-        "host",
+        "ticket_on_host",
         "runbook",
         "status",
         "approvals_so_far",
         "why_a_person",
         "time_left",
-        "created_at",
     ]
     list_filter = ["status", "runbook__category"]
     search_fields = ["ticket__ticket_id", "ticket__host__name"]
@@ -76,9 +74,9 @@ class ApprovalRequestAdmin(ReadOnlyHistoryAdmin):
         }
         return super().change_view(request, object_id, form_url, {**(extra_context or {}), **extra})
 
-    @admin.display(description="Host", ordering="ticket__host__name")
-    def host(self, obj: ApprovalRequest) -> str:
-        return obj.ticket.host.name
+    @admin.display(description="Ticket", ordering="ticket__ticket_id")
+    def ticket_on_host(self, obj: ApprovalRequest) -> str:
+        return f"{obj.ticket.ticket_id} on {obj.ticket.host.name}"
 
     @admin.display(description="Approvals")
     def approvals_so_far(self, obj: ApprovalRequest) -> str:
@@ -87,7 +85,7 @@ class ApprovalRequestAdmin(ReadOnlyHistoryAdmin):
     @admin.display(description="Why a person is needed")
     def why_a_person(self, obj: ApprovalRequest) -> str:
         reasons = obj.decision.reasons if obj.decision else []
-        return cut(reasons[-1], 80) if reasons else "-"
+        return cut(reasons[-1], 70) if reasons else "-"
 
     @admin.display(description="Time left", ordering="expires_at")
     def time_left(self, obj: ApprovalRequest) -> str:

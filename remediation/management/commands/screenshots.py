@@ -56,13 +56,19 @@ class Command(WardenCommand):
             default=str(settings.BASE_DIR / "docs" / "screenshots"),
             help="folder for the PNG files (default: docs/screenshots)",
         )
+        parser.add_argument(
+            "--only",
+            nargs="*",
+            default=[],
+            help="photograph only these pages (their file names' first part, e.g. tickets)",
+        )
 
     def handle(self, *args: Any, **options: Any) -> None:
         out = Path(options["out"]).resolve()
         if not os.path.exists(CHROMIUM):
             raise CommandError("screenshots need Debian's chromium (apt-get install chromium)")
         if os.environ.get(SCENE_ENV) != "1":
-            self.run_in_scratch_database(out)
+            self.run_in_scratch_database(out, options["only"])
             return
         out.mkdir(parents=True, exist_ok=True)
         self.stdout.write("Setting up a scratch Warden ...")
@@ -74,10 +80,10 @@ class Command(WardenCommand):
         story = stage_fleet(timezone.now())
         pause_one_host(user, timezone.now())
         self.stdout.write("Photographing ...")
-        for name in photograph(user, story, out):
+        for name in photograph(user, story, out, set(options["only"])):
             self.stdout.write(f"  {out / name}")
 
-    def run_in_scratch_database(self, out: Path) -> None:
+    def run_in_scratch_database(self, out: Path, only: list[str]) -> None:
         with tempfile.TemporaryDirectory(prefix="warden-screenshots-") as scratch:
             keep = {
                 key: value
@@ -93,6 +99,7 @@ class Command(WardenCommand):
                 "DJANGO_ALLOW_ASYNC_UNSAFE": "true",
             }
             command = [sys.executable, "manage.py", "screenshots", "--out", str(out)]
+            command += ["--only", *only] if only else []
             result = subprocess.run(command, cwd=settings.BASE_DIR, env=env, check=False)
         if result.returncode:
             raise CommandError(f"taking the screenshots failed (exit {result.returncode})")
@@ -255,7 +262,7 @@ def pause_one_host(user: User, now: datetime) -> None:
     pause_automation(pause, actor=user, reason="Kernel patching until 16:00", now=now)
 
 
-def photograph(user: User, ticket_id: str, out: Path) -> list[str]:
+def photograph(user: User, ticket_id: str, out: Path, only: set[str]) -> list[str]:
     import uvicorn
     from playwright.sync_api import sync_playwright
 
@@ -283,6 +290,8 @@ def photograph(user: User, ticket_id: str, out: Path) -> list[str]:
                 executable_path=CHROMIUM, args=["--no-sandbox", "--disable-gpu"]
             )
             for name, path in pages(ticket_id).items():
+                if only and name not in only:
+                    continue
                 for width in WIDTHS:
                     whole = name in TALL and width == WIDTHS[0]
                     for scheme in SCHEMES:
