@@ -20,7 +20,7 @@ class AuditEventAdmin(ReadOnlyAdmin):
     list_display = ["number", "created_at", "event", "ticket_id", "short_summary", "actor"]
     list_filter = [
         labelled_filter("action", "event", labels.event_label),
-        "object_type",
+        labelled_filter("object_type", "object", labels.object_type_label),
         ("created_at", admin.DateFieldListFilter),
     ]
     search_fields = ["ticket_id", "summary", "actor"]

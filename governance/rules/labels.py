@@ -5,6 +5,7 @@ Plain functions over values (no ORM): the engine's reason lines, the admin, the 
 page and the console all say the same words.
 """
 
+import re
 from collections.abc import Mapping, Sequence
 
 from governance.choices import RiskLevel
@@ -197,6 +198,12 @@ def event_label(action: str) -> str:
     if action in EVENT_LABELS:
         return EVENT_LABELS[action]
     words = action.replace(".", " ").replace("_", " ").strip()
+    return words[:1].upper() + words[1:]
+
+
+def object_type_label(object_type: str) -> str:
+    """'Approval request' for "ApprovalRequest": an audited object's model as words."""
+    words = re.sub(r"(?<=[a-z])(?=[A-Z])", " ", object_type or "-").lower()
     return words[:1].upper() + words[1:]
 
 

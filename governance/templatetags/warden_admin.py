@@ -84,8 +84,10 @@ def probability(value: float | None) -> str:
 
 
 @register.filter
-def class_with_probability(severity: int | None, probability: float | None) -> SafeString:
-    """2, 0.03 -> 'Needs a person, only 3% probable: picked as the cautious class'."""
+def class_with_probability(severity: int | str | None, probability: float | None) -> SafeString:
+    """2 (or "HITL_REQUIRED"), 0.03 -> 'Needs a person, only 3% probable: picked as the
+    cautious class'."""
+    severity = labels.SEVERITY_BY_OUTCOME.get(severity, severity)  # type: ignore[arg-type]
     code = labels.OUTCOME_BY_SEVERITY.get(severity, severity)
     return _coded(labels.class_with_probability(severity, probability), code)
 

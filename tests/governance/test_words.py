@@ -136,3 +136,17 @@ def test_the_favicon_is_served_and_linked(client, alice):
     client.force_login(alice)
     page = client.get("/admin/").content.decode()
     assert re.search(r'<link rel="icon"[^>]+favicon\.svg', page)
+
+
+def test_an_audited_object_type_reads_as_words():
+    assert labels.object_type_label("ApprovalRequest") == "Approval request"
+    assert labels.object_type_label("ModelVersion") == "Model version"
+
+
+def test_the_pages_filter_reads_a_class_code_or_number_with_its_probability():
+    from governance.templatetags.warden_admin import class_with_probability
+
+    for severity in (2, "HITL_REQUIRED"):
+        shown = class_with_probability(severity, 0.03)
+        assert "Needs a person, only 3% probable: picked as the cautious class" in shown
+        assert 'title="HITL_REQUIRED"' in shown

@@ -77,7 +77,7 @@ class Command(WardenCommand):
         call_command("train_severity_model", approve=True, stdout=io.StringIO())
         user = User.objects.create_user("supervisor", email="ops@example.com", is_staff=True)
         user.groups.add(Group.objects.get(name="supervisors"))
-        story = stage_fleet(timezone.now())
+        story = stage_fleet(timezone.now(), user)
         pause_one_host(user, timezone.now())
         self.stdout.write("Photographing ...")
         for name in photograph(user, story, out, set(options["only"])):
@@ -116,8 +116,10 @@ def reading(minute: int, phase: float, **overrides: float) -> dict[str, float]:
     }
 
 
-def stage_fleet(now: datetime) -> str:
-    """An hour of the fleet through the real API; returns the healed ticket's id."""
+def stage_fleet(now: datetime, supervisor: User) -> str:
+    """An hour of the fleet through the real API; returns the healed ticket's id. A fleet
+    without a track record earns no autonomy yet: the disk fix waits for a person, and
+    `supervisor` approves it."""
     from django_q.conf import Conf
 
     Conf.SYNC = True  # queued work runs at once: no qcluster in a scratch run
@@ -157,13 +159,21 @@ def stage_fleet(now: datetime) -> str:
     [opened] = post(
         "db-01", [{"host": "db-01", "taken_at": at(58), **reading(58, 4, disk_usage=96.5)}]
     )["results"]
+    approve_waiting(opened["ticket_id"], supervisor)
     actions = client.get(
         "/api/v1/agent/actions?wait=0", HTTP_AUTHORIZATION=f"Bearer {keys['db-01']}"
     ).json()["actions"]
     for action in actions:
         client.post(
             f"/api/v1/agent/actions/{action['execution_id']}/result",
-            {"token": action["token"], "ok": True, "output": "removed 14.2 GiB of rotated logs"},
+            {
+                "token": action["token"],
+                "ok": True,
+                "output": "removed 14.2 GiB of rotated logs",
+                "argv": action["argv"],
+                "argv_digest": action["argv_digest"],
+                "exit_code": 0,
+            },
             content_type="application/json",
             HTTP_AUTHORIZATION=f"Bearer {keys['db-01']}",
         )
@@ -246,6 +256,18 @@ def open_approve_confirmation(page: Any) -> None:
     page.select_option("select[name=action]", "approve_action")
     page.locator("button[name=index]").click()
     page.wait_for_load_state()
+
+
+def approve_waiting(ticket_id: str, supervisor: User) -> None:
+    """The supervisor approves the ticket's waiting request, if it waits for one."""
+    from governance.approvals.actions import approve_request
+    from governance.models import ApprovalRequest
+
+    waiting = ApprovalRequest.objects.filter(ticket__ticket_id=ticket_id, status="pending")
+    for request in waiting:
+        approve_request(
+            request, actor=supervisor, reason="disk nearly full: clean up", now=timezone.now()
+        )
 
 
 def pause_one_host(user: User, now: datetime) -> None:
