@@ -1,3 +1,5 @@
+import shlex
+
 from django import forms
 from django.conf import settings
 from django.contrib import admin, messages
@@ -385,6 +387,22 @@ class ExecutionAdmin(ReadOnlyAdmin):
     list_filter = ["state", "runbook"]
     search_fields = ["ticket__ticket_id", "host__name", "idempotency_key"]
     list_select_related = ["ticket", "host", "runbook"]
+    # The argv lists as the command lines they are, not as JSON.
+    exclude = ["argv", "rollback_argv"]
+    readonly_fields = ["command", "rollback_command"]
+
+    @admin.display(description="Command it runs")
+    def command(self, obj: Execution) -> str:
+        return format_html("<code>{}</code>", shlex.join(obj.argv)) if obj.argv else "-"
+
+    @admin.display(description="Rollback command")
+    def rollback_command(self, obj: Execution) -> str:
+        return (
+            format_html("<code>{}</code>", shlex.join(obj.rollback_argv))
+            if obj.rollback_argv
+            else "-"
+        )
+
     actions = [
         confirmed_action(
             description="Cancel selected executions",
