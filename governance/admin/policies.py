@@ -62,6 +62,17 @@ class PolicyForm(ReasonForm):
     class Meta:
         model = Policy
         fields = "__all__"
+        # Probabilities and shares are stored from 0 to 1, scores from 0 to 100: each field
+        # says its scale, so 0.8 beside 75.0 reads as 80% beside 75 of 100.
+        help_texts = {
+            "min_confidence_score": "A probability from 0 to 1: 0.8 is 80%.",
+            "min_reliability_score": "A score from 0 to 100.",
+            "min_positive_feedback_rate": "A share from 0 to 1: 0.9 is 90%.",
+            "min_auto_confidence_escalation": (
+                "A probability from 0 to 1: below it a person decides (0.6 is 60%)."
+            ),
+            "auto_approve_threshold": "A reliability score from 0 to 100.",
+        }
 
     def clean(self) -> dict:
         cleaned = super().clean()

@@ -150,3 +150,14 @@ def test_the_pages_filter_reads_a_class_code_or_number_with_its_probability():
         shown = class_with_probability(severity, 0.03)
         assert "Needs a person, only 3% probable: picked as the cautious class" in shown
         assert 'title="HITL_REQUIRED"' in shown
+
+
+def test_the_policy_form_says_each_thresholds_scale(client, alice):
+    from governance.models import Policy
+
+    client.force_login(alice)
+
+    page = client.get(f"/admin/governance/policy/{Policy.objects.first().pk}/change/")
+
+    assert b"A probability from 0 to 1: 0.8 is 80%." in page.content
+    assert b"A score from 0 to 100." in page.content
