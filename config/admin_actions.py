@@ -20,9 +20,18 @@ REFUSALS = (Refused, ValidationError, PermissionDenied)
 
 
 def confirmed_action(
-    *, description: str, verb: str, perform: Perform, permissions: tuple[str, ...] = ()
+    *,
+    description: str,
+    verb: str,
+    perform: Perform,
+    permissions: tuple[str, ...] = (),
+    details_template: str = "",
+    prepare: Callable[[Any], Any] | None = None,
 ) -> Callable:
-    """Build an admin action: first a page listing the objects with a note box, then `perform`."""
+    """Build an admin action: first a page listing the objects with a note box, then `perform`.
+
+    With `details_template` the page shows each object through it (as `item`, after
+    `prepare(obj)` when given): what the verb will do, not only the object's name."""
 
     @admin.action(description=description, permissions=list(permissions) or None)
     def action(
@@ -44,7 +53,8 @@ def confirmed_action(
             **modeladmin.admin_site.each_context(request),
             "title": description,
             "verb": verb,
-            "objects": list(queryset),
+            "objects": [prepare(obj) if prepare else obj for obj in queryset],
+            "details_template": details_template,
             "action_name": request.POST.get("action"),
             "opts": modeladmin.model._meta,
             "selected": request.POST.getlist(admin.helpers.ACTION_CHECKBOX_NAME),

@@ -1,3 +1,5 @@
+import shlex
+
 from django import forms
 from django.conf import settings
 from django.contrib import admin, messages
@@ -14,6 +16,7 @@ from config.admin_actions import REFUSALS, confirmed_action
 from governance.admin.base import (
     GovernedAdmin,
     ReadOnlyAdmin,
+    cut,
     given_reason,
     labelled,
     labelled_filter,
@@ -213,17 +216,26 @@ class TicketAdmin(GovernedAdmin):
     """A ticket's page tells its story (remediation/evidence.ticket_story); people change a
     ticket through its verbs (resolve, close) and may edit its facts with a reason (?edit)."""
 
+    # Fits 1280 px beside the menu and the filter: the source is a filter, not a column.
     list_display = [
         "ticket_id",
-        "title",
+        "short_title",
         "host_shown",
         "category",
         "status",
         "severity_label",
-        "occurrence_count",
+        "seen",
         "opened_at",
-        "opened_by",
     ]
+
+    @admin.display(description="Title", ordering="title")
+    def short_title(self, obj: Ticket) -> str:
+        return cut(obj.title, 60)
+
+    @admin.display(description="Seen", ordering="occurrence_count")
+    def seen(self, obj: Ticket) -> str:
+        return f"{obj.occurrence_count}\u00d7"
+
     list_filter = [
         "status",
         "category",
@@ -446,6 +458,22 @@ class ExecutionAdmin(ReadOnlyAdmin):
     list_filter = ["state", "runbook"]
     search_fields = ["ticket__ticket_id", "host__name", "idempotency_key"]
     list_select_related = ["ticket", "host", "runbook"]
+    # The argv lists as the command lines they are, not as JSON.
+    exclude = ["argv", "rollback_argv"]
+    readonly_fields = ["command", "rollback_command"]
+
+    @admin.display(description="Command it runs")
+    def command(self, obj: Execution) -> str:
+        return format_html("<code>{}</code>", shlex.join(obj.argv)) if obj.argv else "-"
+
+    @admin.display(description="Rollback command")
+    def rollback_command(self, obj: Execution) -> str:
+        return (
+            format_html("<code>{}</code>", shlex.join(obj.rollback_argv))
+            if obj.rollback_argv
+            else "-"
+        )
+
     actions = [
         confirmed_action(
             description="Cancel selected executions",

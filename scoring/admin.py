@@ -1,7 +1,9 @@
-import base64
+import json
+from collections.abc import Iterable
 
 from django.contrib import admin
 from django.utils import timezone
+from django.utils.formats import date_format
 from django.utils.html import format_html, format_html_join
 
 from config.admin_actions import NeverDeleted, confirmed_action
@@ -34,6 +36,27 @@ def _retire(version: ModelVersion, user, note: str) -> str:
     return f"Model v{version.version} retired."
 
 
+def approval_line(version: ModelVersion) -> str:
+    """Who approved the version and when, or that nobody has yet. A version approved by a
+    command (`train_severity_model --approve`) has no user: the audit trail's actor says
+    who ran it."""
+    if version.approved_at is None:
+        return "not approved yet"
+    when = date_format(timezone.localtime(version.approved_at), "DATETIME_FORMAT")
+    if version.approved_by is not None:
+        return f"by {version.approved_by} at {when}"
+    from governance.models import AuditEvent
+
+    approved = (
+        AuditEvent.objects.filter(
+            action="model.approved", object_type="ModelVersion", object_id=str(version.pk)
+        )
+        .order_by("-sequence")
+        .first()
+    )
+    return f"by {approved.actor if approved else 'a command'} at {when}"
+
+
 def _drift_summary(report: DriftReport) -> str:
     hours = int(DRIFT_WINDOW.total_seconds() // 3600)
     if not report.psi:
@@ -46,6 +69,118 @@ def _drift_summary(report: DriftReport) -> str:
         f"{report.label} (worst: {feature} PSI {psi:.3f}, sampling noise "
         f"{report.noise.get(feature, 0.0):.3f}; {report.samples} samples, {report.hosts} hosts)"
     )
+
+
+CLASS_ORDER = (Severity.NO_ACTION, Severity.AUTO_HEAL, Severity.HITL_REQUIRED)
+METRIC_ROWS = (  # the summary metrics a training run records, as people read them
+    ("macro_f1", "Macro-F1 (all classes alike)", "percent"),
+    ("mean_cost", "Mean cost of its mistakes per sample", "number"),
+    ("n_eval", "Held-out samples it was scored on", "count"),
+    ("n_train", "Training samples", "count"),
+    ("fit_seconds", "Seconds to train", "number"),
+)
+
+
+def _class_heading(severity: Severity) -> str:
+    return labels.with_code(labels.severity_label(severity.value), severity.name)
+
+
+def _shown(value: object, kind: str = "") -> str:
+    if kind == "percent" and isinstance(value, int | float):
+        return labels.percent(value)
+    if kind == "count" and isinstance(value, int | float):
+        return f"{value:,.0f}"
+    if isinstance(value, float):
+        return f"{value:.4g}"
+    if isinstance(value, list | tuple | dict):
+        return json.dumps(value)
+    return str(value)
+
+
+def key_value_table(rows: Iterable[tuple[str, str]]) -> str:
+    """Name and value rows as a small table."""
+    body = format_html_join("", "<tr><th scope='row'>{}</th><td>{}</td></tr>", rows)
+    return format_html('<table class="facts">{}</table>', body)
+
+
+def class_matrix_table(matrix: list[list[float]], corner: str, percent_rows: bool) -> str:
+    """A 3 x 3 matrix by class: rows are the truth, columns what the model picked. With
+    `percent_rows` each cell adds its share of the row (of the samples truly in that class)."""
+    head = format_html_join(
+        "", "<th scope='col'>{}</th>", ((_class_heading(s),) for s in CLASS_ORDER)
+    )
+    body = []
+    for severity, row in zip(CLASS_ORDER, matrix, strict=False):
+        total = sum(row) or 1
+        cells = format_html_join(
+            "",
+            "<td>{}</td>",
+            (
+                (f"{value:,.0f} ({value / total:.1%})" if percent_rows else f"{value:g}",)
+                for value in row
+            ),
+        )
+        body.append(
+            format_html("<tr><th scope='row'>{}</th>{}</tr>", _class_heading(severity), cells)
+        )
+    return format_html(
+        '<table class="matrix"><tr><th scope="col">{}</th>{}</tr>{}</table>',
+        corner,
+        head,
+        format_html_join("", "{}", ((row,) for row in body)),
+    )
+
+
+def metrics_tables(metrics: dict) -> str:
+    """A training run's metrics: the summary, then precision, recall and F1 by class."""
+    summary = key_value_table(
+        (label, _shown(metrics[key], kind)) for key, label, kind in METRIC_ROWS if key in metrics
+    )
+    per_class = metrics.get("per_class", {})
+    rows = format_html_join(
+        "",
+        "<tr><th scope='row'>{}</th><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+        (
+            (
+                _class_heading(severity),
+                _shown(per_class[severity.name].get("precision"), "percent"),
+                _shown(per_class[severity.name].get("recall"), "percent"),
+                _shown(per_class[severity.name].get("f1"), "percent"),
+                _shown(per_class[severity.name].get("support"), "count"),
+            )
+            for severity in CLASS_ORDER
+            if severity.name in per_class
+        ),
+    )
+    by_class = format_html(
+        '<table class="matrix"><tr><th scope="col">Class</th><th scope="col">Precision</th>'
+        '<th scope="col">Recall</th><th scope="col">F1</th><th scope="col">Samples</th></tr>'
+        "{}</table>",
+        rows,
+    )
+    return format_html("{}{}", summary, by_class)
+
+
+def thresholds_table(thresholds: dict) -> str:
+    """The decision rule: the cost of each mistake (rows: truth, columns: picked), and the
+    probability floor."""
+    parts = []
+    cost = thresholds.get("misclassification_cost")
+    if cost:
+        parts.append(
+            format_html(
+                "<p>Cost of each mistake (the model picks the class of least expected cost):</p>{}",
+                class_matrix_table(cost, "truth \u2193 / picked \u2192", percent_rows=False),
+            )
+        )
+    rest = [
+        (key.replace("_", " ").capitalize(), _shown(v))
+        for key, v in thresholds.items()
+        if key != "misclassification_cost"
+    ]
+    if rest:
+        parts.append(key_value_table(rest))
+    return format_html_join("", "{}", ((part,) for part in parts)) if parts else "-"
 
 
 @admin.register(ModelVersion)
@@ -67,18 +202,28 @@ class ModelVersionAdmin(ReadOnlyHistoryAdmin):
         "algorithm",
         "artifact",
         "sha256",
+        "thresholds_shown",
+        "class_weights_shown",
+        "metrics_shown",
+        "params_shown",
+        "confusion_matrix",
+        "drift",
+        "approval",
+        "retired_at",
+        "created_at",
+    ]
+    # The stored JSON is shown as tables by the *_shown fields above.
+    exclude = [
+        "confusion_matrix_svg",
+        "feature_distribution",
+        "feature_names",
         "thresholds",
         "class_weights",
         "metrics",
         "params",
-        "confusion_matrix",
-        "drift",
         "approved_at",
         "approved_by",
-        "retired_at",
-        "created_at",
     ]
-    exclude = ["confusion_matrix_svg", "feature_distribution", "feature_names"]
     # Changing what serves is a supervisor's call: approvers and compliance only look.
     actions = [
         confirmed_action(
@@ -99,24 +244,52 @@ class ModelVersionAdmin(ReadOnlyHistoryAdmin):
         # Every field is the training run's record; only approve and retire change a version.
         return False
 
-    @admin.display(description="macro-F1")
+    @admin.display(description="Macro-F1")
     def macro_f1(self, obj: ModelVersion) -> str:
-        return f"{obj.metrics.get('macro_f1', 0):.4f}"
+        return labels.percent(obj.metrics.get("macro_f1", 0))
 
-    @admin.display(description="HITL recall")
+    @admin.display(description="Recall of needs a person")
     def hitl_recall(self, obj: ModelVersion) -> str:
         per_class = obj.metrics.get("per_class", {})
-        return f"{per_class.get('HITL_REQUIRED', {}).get('recall', 0):.4f}"
+        return labels.percent(per_class.get("HITL_REQUIRED", {}).get("recall", 0))
+
+    @admin.display(description="Decision rule")
+    def thresholds_shown(self, obj: ModelVersion) -> str:
+        return thresholds_table(obj.thresholds or {})
+
+    @admin.display(description="Class weights")
+    def class_weights_shown(self, obj: ModelVersion) -> str:
+        weights = obj.class_weights or {}
+        return key_value_table(
+            (_class_heading(s), _shown(weights[str(s.value)]))
+            for s in CLASS_ORDER
+            if str(s.value) in weights
+        )
+
+    @admin.display(description="Metrics (held-out set)")
+    def metrics_shown(self, obj: ModelVersion) -> str:
+        return metrics_tables(obj.metrics or {})
+
+    @admin.display(description="Training parameters")
+    def params_shown(self, obj: ModelVersion) -> str:
+        return key_value_table(
+            (key.replace("_", " "), _shown(v)) for key, v in (obj.params or {}).items()
+        )
 
     @admin.display(description="Confusion matrix (held-out set)")
     def confusion_matrix(self, obj: ModelVersion) -> str:
-        # As an image, not inline markup: whatever the stored SVG holds, it cannot run script.
-        if not obj.confusion_matrix_svg:
+        matrix = (obj.metrics or {}).get("confusion_matrix")
+        if not matrix:
             return "-"
-        encoded = base64.b64encode(obj.confusion_matrix_svg.encode()).decode()
         return format_html(
-            '<img alt="Confusion matrix" src="data:image/svg+xml;base64,{}">', encoded
+            "{}<p class='help'>Rows: the true class; columns: the class the model picked; "
+            "each cell's share is of its row.</p>",
+            class_matrix_table(matrix, "truth \u2193 / picked \u2192", percent_rows=True),
         )
+
+    @admin.display(description="Approved")
+    def approval(self, obj: ModelVersion) -> str:
+        return approval_line(obj)
 
     @admin.display(description="Drift (last day)")
     def serving_drift(self, obj: ModelVersion) -> str:

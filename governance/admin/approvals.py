@@ -7,10 +7,11 @@ from django.utils import timezone
 from django.utils.html import format_html_join
 
 from config.admin_actions import confirmed_action
-from governance.admin.base import ReadOnlyHistoryAdmin
+from governance.admin.base import ReadOnlyHistoryAdmin, cut
 from governance.approvals.actions import approve_request, reject_request
 from governance.audit import permissions
 from governance.models import Approval, ApprovalRequest, ApprovalStatus
+from governance.rules import labels
 
 
 class ApprovalInline(admin.TabularInline):
@@ -31,6 +32,14 @@ def _approve(request_obj: ApprovalRequest, user, note: str) -> str:
     return f"Approval recorded for {result}; {result.required_approvals} needed in all."
 
 
+def with_what_it_will_do(request_obj: ApprovalRequest) -> ApprovalRequest:
+    """The request with what the confirmation page shows as the console's dialog does: its
+    host's newest readings and its approvals so far."""
+    request_obj.readings = request_obj.ticket.host.newest_reading()
+    request_obj.approval_count = request_obj.approvals.filter(verdict="approve").count()
+    return request_obj
+
+
 def _reject(request_obj: ApprovalRequest, user, note: str) -> str:
     reject_request(request_obj, actor=user, reason=note, now=timezone.now())
     return f"Rejected {request_obj}: nothing will run."
@@ -39,14 +48,12 @@ def _reject(request_obj: ApprovalRequest, user, note: str) -> str:
 @admin.register(ApprovalRequest)
 class ApprovalRequestAdmin(ReadOnlyHistoryAdmin):
     list_display = [
-        "ticket",
-        "host",
+        "ticket_on_host",
         "runbook",
         "status",
         "approvals_so_far",
         "why_a_person",
         "time_left",
-        "created_at",
     ]
     list_filter = ["status", "runbook__category"]
     search_fields = ["ticket__ticket_id", "ticket__host__name"]
@@ -67,9 +74,9 @@ class ApprovalRequestAdmin(ReadOnlyHistoryAdmin):
         }
         return super().change_view(request, object_id, form_url, {**(extra_context or {}), **extra})
 
-    @admin.display(description="Host", ordering="ticket__host__name")
-    def host(self, obj: ApprovalRequest) -> str:
-        return obj.ticket.host.name
+    @admin.display(description="Ticket", ordering="ticket__ticket_id")
+    def ticket_on_host(self, obj: ApprovalRequest) -> str:
+        return f"{obj.ticket.ticket_id} on {obj.ticket.host.name}"
 
     @admin.display(description="Approvals")
     def approvals_so_far(self, obj: ApprovalRequest) -> str:
@@ -78,7 +85,7 @@ class ApprovalRequestAdmin(ReadOnlyHistoryAdmin):
     @admin.display(description="Why a person is needed")
     def why_a_person(self, obj: ApprovalRequest) -> str:
         reasons = obj.decision.reasons if obj.decision else []
-        return reasons[-1] if reasons else "-"
+        return cut(reasons[-1], 70) if reasons else "-"
 
     @admin.display(description="Time left", ordering="expires_at")
     def time_left(self, obj: ApprovalRequest) -> str:
@@ -112,12 +119,16 @@ class ApprovalRequestAdmin(ReadOnlyHistoryAdmin):
             verb="approve",
             perform=_approve,
             permissions=("decide",),
+            details_template="approvals/what_it_will_do.html",
+            prepare=with_what_it_will_do,
         ),
         confirmed_action(
             description="Reject selected remediations",
             verb="reject",
             perform=_reject,
             permissions=("decide",),
+            details_template="approvals/what_it_will_do.html",
+            prepare=with_what_it_will_do,
         ),
     ]
 
@@ -132,8 +143,10 @@ class ApprovalRequestAdmin(ReadOnlyHistoryAdmin):
 
     @admin.display(description="What drove the model")
     def model_drivers(self, obj: ApprovalRequest) -> str:
-        pairs = obj.decision.explanation[:3] if obj.decision else []
-        return ", ".join(f"{name} {weight:+.2f}" for name, weight in pairs) or "-"
+        if obj.decision is None:
+            return "-"
+        severity = labels.SEVERITY_BY_OUTCOME.get(obj.decision.model_outcome)
+        return labels.driver_list(obj.decision.explanation, severity) or "-"
 
     def has_add_permission(self, request) -> bool:
         return False

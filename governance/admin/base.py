@@ -33,6 +33,13 @@ def labelled(label: str, code: Any) -> SafeString:
     return format_html('<span title="{}">{}</span>', code, label)
 
 
+def cut(text: str, length: int = 90) -> SafeString:
+    """`text` cut to `length` characters for a list's cell, the whole of it on hover."""
+    if len(text) <= length:
+        return format_html("{}", text)
+    return format_html('<span title="{}">{}\u2026</span>', text, text[: length - 1].rstrip())
+
+
 def labelled_filter(
     field: str, title: str, label: Callable[[Any], str]
 ) -> type[admin.SimpleListFilter]:

@@ -87,7 +87,7 @@ class DecisionAdmin(ReadOnlyAdmin):
 
     @admin.display(description="Probability of its class", ordering="confidence")
     def probability(self, obj: Decision) -> str:
-        return f"{obj.confidence:.2f}"
+        return labels.percent(obj.confidence)
 
     @admin.display(description="Risk", ordering="risk_level")
     def risk(self, obj: Decision) -> str:
@@ -125,4 +125,5 @@ class DecisionAdmin(ReadOnlyAdmin):
     @admin.display(description="What drove the model")
     def model_drivers(self, obj: Decision) -> str:
         # explanation: [[feature, drop in the class's probability at its healthy value], ...]
-        return ", ".join(f"{name} {weight:+.2f}" for name, weight in obj.explanation[:3]) or "-"
+        severity = labels.SEVERITY_BY_OUTCOME.get(obj.model_outcome)
+        return labels.driver_list(obj.explanation, severity) or "-"

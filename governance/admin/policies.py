@@ -6,6 +6,7 @@ from django.contrib import admin
 from django.utils import timezone
 
 from governance.admin.base import GovernedAdmin, ReasonForm, given_reason
+from governance.choices import PolicyMode
 from governance.decisions.simulation import AUTO_HEALED, BLOCKED, TO_A_PERSON, simulate_policy
 from governance.models import AUTONOMY_LEVEL_REFUSED, WEEKDAYS, Policy
 from governance.policies.actions import OVERRIDE_FIELD, save_policy
@@ -61,6 +62,17 @@ class PolicyForm(ReasonForm):
     class Meta:
         model = Policy
         fields = "__all__"
+        # Probabilities and shares are stored from 0 to 1, scores from 0 to 100: each field
+        # says its scale, so 0.8 beside 75.0 reads as 80% beside 75 of 100.
+        help_texts = {
+            "min_confidence_score": "A probability from 0 to 1: 0.8 is 80%.",
+            "min_reliability_score": "A score from 0 to 100.",
+            "min_positive_feedback_rate": "A share from 0 to 1: 0.9 is 90%.",
+            "min_auto_confidence_escalation": (
+                "A probability from 0 to 1: below it a person decides (0.6 is 60%)."
+            ),
+            "auto_approve_threshold": "A reliability score from 0 to 100.",
+        }
 
     def clean(self) -> dict:
         cleaned = super().clean()
@@ -98,10 +110,17 @@ class PolicyAdmin(GovernedAdmin):
             return "-"
         limits = thresholds()
         return (
-            f"{shadow_agreement_of(obj).line()} of its shadow decisions, by people's later "
-            f"feedback. Switching to enforce needs {limits.shadow_min_agreement:.0%} over "
+            f"People's later feedback on its shadow decisions: {shadow_agreement_of(obj).line()}. "
+            f"Switching to enforce needs {limits.shadow_min_agreement:.0%} agreement over "
             f"{limits.shadow_min_cases} cases (or an override with a reason)."
         )
+
+    def get_readonly_fields(self, request, obj=None):
+        # The agreement is a shadow policy's track record: an enforcing policy has none.
+        fields = list(super().get_readonly_fields(request, obj))
+        if obj is None or obj.mode != PolicyMode.SHADOW:
+            fields.remove("shadow_agreement")
+        return fields
 
     def save_model(self, request, obj, form, change) -> None:
         save_policy(

@@ -316,7 +316,7 @@ class Agreement:
     def line(self) -> str:
         """'14 of 16 cases agreed (88%)', or 'no cases yet'."""
         if not self.cases:
-            return "no cases yet: nobody has given feedback on its decisions"
+            return "no cases yet (no shadow decision has had people's feedback)"
         return f"{self.agreed} of {self.cases} cases agreed ({self.share:.0%})"
 
 

@@ -5,10 +5,13 @@ Plain functions over values (no ORM): the engine's reason lines, the admin, the 
 page and the console all say the same words.
 """
 
+import re
 from collections.abc import Mapping, Sequence
 
 from governance.choices import RiskLevel
+from remediation.choices import ActionType
 from scoring.choices import Severity
+from scoring.features import FEATURE_NAMES
 
 SEVERITY_LABELS = {
     Severity.NO_ACTION.value: "No action",
@@ -17,7 +20,29 @@ SEVERITY_LABELS = {
 }
 # The engine's outcomes are the severity classes' names (NO_ACTION, AUTO_HEAL, HITL_REQUIRED).
 OUTCOME_BY_SEVERITY = {value: Severity(value).name for value in SEVERITY_LABELS}
+SEVERITY_BY_OUTCOME = {code: value for value, code in OUTCOME_BY_SEVERITY.items()}
 OUTCOME_LABELS = {OUTCOME_BY_SEVERITY[value]: label for value, label in SEVERITY_LABELS.items()}
+
+# A runbook's action type as a reason line says it ("is a safe write").
+ACTION_TYPE_LABELS = {
+    ActionType.READ_ONLY.value: "read only",
+    ActionType.SAFE_WRITE.value: "safe write",
+    ActionType.CRITICAL_WRITE.value: "critical write",
+}
+
+# The model's features (metrics and their change since the host's previous reading).
+FEATURE_LABELS = {
+    "disk_usage": "disk usage",
+    "memory_usage": "memory usage",
+    "cpu_usage": "CPU usage",
+    "dns_latency_ms": "DNS latency",
+    "firewall_change_requested": "firewall change requested",
+    "disk_usage_delta": "change in disk usage",
+    "memory_usage_delta": "change in memory usage",
+    "cpu_usage_delta": "change in CPU usage",
+    "dns_latency_ms_delta": "change in DNS latency",
+}
+assert set(FEATURE_LABELS) == set(FEATURE_NAMES), "every feature needs its label"
 
 EVENT_LABELS = {
     "ticket.opened": "Ticket opened",
@@ -114,6 +139,45 @@ CHECK_LABELS = {
 }
 
 
+def with_code(label: str, code: object) -> str:
+    """'Needs a person [HITL_REQUIRED]': the words to read, the code to search for."""
+    return f"{label} [{code}]"
+
+
+def action_type_label(action_type: str) -> str:
+    """'safe write' for "safe_write"; an unknown type is shown as itself."""
+    return ACTION_TYPE_LABELS.get(action_type, action_type or "-")
+
+
+def feature_label(feature: str) -> str:
+    """'disk usage' for "disk_usage"; an unknown feature is shown as itself."""
+    return FEATURE_LABELS.get(feature, feature)
+
+
+def percent(share: float) -> str:
+    """A probability or share on the one scale people read: 0.983 -> '98%'."""
+    return f"{share:.0%}"
+
+
+def pull(weight: float) -> str:
+    """How strongly a feature pulled the model towards its class, in words."""
+    size = abs(weight)
+    strength = "strongly" if size >= 0.5 else "moderately" if size >= 0.2 else "slightly"
+    return f"{strength} {'towards' if weight >= 0 else 'away from'}"
+
+
+def driver_list(explanation: Sequence[Sequence], severity: int | None, limit: int = 3) -> str:
+    """The model's drivers as words: 'disk usage [disk_usage], strongly towards auto-heal
+    (+98 points)'. Each weight is how much the class's probability drops when that metric
+    is put back to healthy."""
+    target = class_name(severity) if severity is not None else "its class"
+    return "; ".join(
+        f"{with_code(feature_label(str(name)), name)}, {pull(float(weight))} {target} "
+        f"({float(weight) * 100:+.0f} points)"
+        for name, weight, *_ in explanation[:limit]
+    )
+
+
 def severity_label(severity: int | None) -> str:
     """'Needs a person' for 2; an unknown number is shown as itself."""
     return SEVERITY_LABELS.get(severity, str(severity)) if severity is not None else "-"
@@ -138,6 +202,12 @@ def event_label(action: str) -> str:
     return words[:1].upper() + words[1:]
 
 
+def object_type_label(object_type: str) -> str:
+    """'Approval request' for "ApprovalRequest": an audited object's model as words."""
+    words = re.sub(r"(?<=[a-z])(?=[A-Z])", " ", object_type or "-").lower()
+    return words[:1].upper() + words[1:]
+
+
 def check_list(checks: Mapping[str, bool]) -> list[tuple[str, bool]]:
     """A decision's safety checks as (label, passed), in the engine's order; the
     "all_passed" summary is left out (the list says it)."""
@@ -154,8 +224,20 @@ def class_name(severity: int) -> str:
 
 
 def probability_list(probabilities: Sequence[float]) -> str:
-    """'no action 0.02, auto-heal 0.95, needs a person 0.03' (severity order)."""
-    return ", ".join(f"{class_name(i)} {p:.2f}" for i, p in enumerate(probabilities))
+    """'no action 2%, auto-heal 95%, needs a person 3%' (severity order)."""
+    return ", ".join(f"{class_name(i)} {percent(p)}" for i, p in enumerate(probabilities))
+
+
+def class_with_probability(severity: int | None, probability: float | None) -> str:
+    """A class the model picked, with the probability it gave that class: 'Auto-heal, 98%
+    probable'. The model picks the class of least expected cost, so a cautious class may be
+    picked at a low probability: the words then say so instead of reading as a confidence."""
+    label = severity_label(severity)
+    if probability is None:
+        return label
+    if probability < 0.5:
+        return f"{label}, only {percent(probability)} probable: picked as the cautious class"
+    return f"{label}, {percent(probability)} probable"
 
 
 def model_statement(
@@ -173,12 +255,12 @@ def model_statement(
     """
     if severity not in SEVERITY_LABELS:
         return f"The model returned an unknown severity {severity}."
-    code = OUTCOME_BY_SEVERITY[severity]
-    drivers = ", ".join(str(pair[0]) for pair in explanation[:2])
+    code = with_code(class_name(severity), OUTCOME_BY_SEVERITY[severity])
+    drivers = " and ".join(feature_label(str(pair[0])) for pair in explanation[:2])
     because = f", mostly from {drivers}" if drivers else ""
     if len(probabilities) != len(SEVERITY_LABELS):
         return (
-            f"The model picks {code} (probability {confidence:.2f} for that class; "
+            f"The model picks {code} (probability {percent(confidence)} for that class; "
             f"the other classes' were not recorded){because}."
         )
     likeliest = probabilities[severity] >= max(probabilities)

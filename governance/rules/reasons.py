@@ -23,7 +23,14 @@ from governance.rules.facts import (
     Statistics,
     TicketFacts,
 )
-from governance.rules.labels import OUTCOME_LABELS, class_name, model_statement
+from governance.rules.labels import (
+    OUTCOME_LABELS,
+    action_type_label,
+    class_name,
+    model_statement,
+    percent,
+    with_code,
+)
 from scoring.reliability import ReliabilityBreakdown
 
 SECURITY_RANK = {
@@ -99,7 +106,8 @@ def runbook_lines(runbook: RunbookFacts | None, hard_limits: list[str]) -> list[
     if runbook is None:
         return ["No runbook: manual handling."]
     risk = risk_level(runbook)
-    return [f"Runbook {runbook.name} is {runbook.action_type}: {risk} risk.", *hard_limits]
+    kind = with_code(action_type_label(runbook.action_type), runbook.action_type)
+    return [f"Runbook {runbook.name} is a {kind} action: {risk} risk.", *hard_limits]
 
 
 def reliability_line(reliability: ReliabilityBreakdown) -> str:
@@ -120,18 +128,19 @@ def threshold_lines(
     """Step 4: each threshold the ticket misses, including PHASE-65's confidence floor."""
     lines = []
     if runbook.action_type not in policy.allowed_action_types:
-        runs = ", ".join(sorted(policy.allowed_action_types)) or "none"
+        runs = ", ".join(action_type_label(kind) for kind in sorted(policy.allowed_action_types))
+        runs = runs or "none"
+        kind = with_code(action_type_label(runbook.action_type), runbook.action_type)
         lines.append(
-            f"Policy {policy.name} does not run {runbook.action_type} actions automatically "
-            f"(it runs: {runs})."
+            f"Policy {policy.name} does not run {kind} actions automatically (it runs: {runs})."
         )
     confidence = model.confidence if math.isfinite(model.confidence) else 0.0
     # What is compared is the probability of the class the model picked.
-    probability = f"probability for {class_name(model.severity)}, {confidence:.2f},"
+    probability = f"probability for {class_name(model.severity)}, {percent(confidence)},"
     if confidence < policy.min_confidence_score:
         lines.append(
             f"The model's {probability} is below the policy minimum "
-            f"{policy.min_confidence_score:.2f}."
+            f"{percent(policy.min_confidence_score)}."
         )
     if reliability.overall_score < policy.min_reliability_score:
         lines.append(
@@ -141,7 +150,7 @@ def threshold_lines(
     if confidence < policy.min_auto_confidence_escalation:
         lines.append(
             f"Escalation: the model's {probability} is below "
-            f"{policy.min_auto_confidence_escalation:.2f}, so a person decides."
+            f"{percent(policy.min_auto_confidence_escalation)}, so a person decides."
         )
     return lines
 
@@ -245,7 +254,7 @@ def conclusion_line(
     """The last reason line: the outcome and what happens next."""
     # The label people read, the code beside it for those who search the trail.
     model_label = OUTCOME_LABELS.get(model_outcome, model_outcome).lower()
-    raised = f"; raised from the model's {model_label}" if outcome != model_outcome else ""
+    raised = f", raised from the model's {model_label}" if outcome != model_outcome else ""
     if outcome == NO_ACTION:
         what = "nothing to do"
     elif outcome == AUTO_HEAL and runbook is not None:
@@ -262,4 +271,4 @@ def conclusion_line(
         what = "no runbook may run; a person handles the ticket by hand"
     recorded = " (shadow mode: not executed)" if shadow else ""
     label = OUTCOME_LABELS.get(outcome, outcome).lower()
-    return f"Decision: {label} ({outcome}{raised}): {what}{recorded}."
+    return f"Decision: {with_code(label, outcome)}{raised}: {what}{recorded}."

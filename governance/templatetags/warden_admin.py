@@ -79,8 +79,25 @@ def check_list(checks: Mapping[str, bool] | None) -> list[tuple[str, bool]]:
 
 @register.filter
 def probability(value: float | None) -> str:
-    """0.9832277 -> '0.98'."""
-    return "-" if value is None else f"{value:.2f}"
+    """0.9832277 -> '98%': probabilities on the same scale as every other share."""
+    return "-" if value is None else labels.percent(value)
+
+
+@register.filter
+def class_with_probability(severity: int | str | None, probability: float | None) -> SafeString:
+    """2 (or "HITL_REQUIRED"), 0.03 -> 'Needs a person, only 3% probable: picked as the
+    cautious class'."""
+    severity = labels.SEVERITY_BY_OUTCOME.get(severity, severity)  # type: ignore[arg-type]
+    code = labels.OUTCOME_BY_SEVERITY.get(severity, severity)
+    return _coded(labels.class_with_probability(severity, probability), code)
+
+
+@register.filter
+def drivers(explanation: Any, model_outcome: str | int | None = None) -> str:
+    """A decision's explanation as words: 'disk usage [disk_usage], strongly towards
+    auto-heal (+98 points)'. `model_outcome` is the model's class (code or number)."""
+    severity = labels.SEVERITY_BY_OUTCOME.get(model_outcome, model_outcome)
+    return labels.driver_list(explanation or (), severity if isinstance(severity, int) else None)
 
 
 @register.filter

@@ -1,6 +1,7 @@
 """`manage.py screenshots` regenerates the README's pictures from a scratch Warden."""
 
 import os
+import re
 import struct
 import subprocess
 import sys
@@ -19,7 +20,14 @@ def png_size(path: Path) -> tuple[int, int]:
     return struct.unpack(">II", header[16:24])
 
 
-def test_the_command_photographs_the_console_ticket_story_and_dashboard(tmp_path):
+def test_the_readme_shows_pictures_that_exist():
+    readme = (ROOT / "README.md").read_text()
+    pictures = re.findall(r"\((docs/screenshots/[^)]+\.png)\)", readme)
+    assert pictures
+    assert [p for p in pictures if not (ROOT / p).exists()] == []
+
+
+def test_the_command_photographs_each_page_at_two_widths_light_and_dark(tmp_path):
     if not os.path.exists(CHROMIUM):
         if os.environ.get("CI"):
             pytest.fail("screenshots need Debian's chromium")
@@ -27,7 +35,16 @@ def test_the_command_photographs_the_console_ticket_story_and_dashboard(tmp_path
     data = tmp_path / "data"  # the command must not touch the caller's data
     env = {**os.environ, "WARDEN_DATA_DIR": str(data)}
     result = subprocess.run(
-        [sys.executable, "manage.py", "screenshots", "--out", str(tmp_path / "shots")],
+        [
+            sys.executable,
+            "manage.py",
+            "screenshots",
+            "--out",
+            str(tmp_path / "shots"),
+            "--only",
+            "console",
+            "ticket-story",
+        ],
         cwd=ROOT,
         env=env,
         capture_output=True,
@@ -35,6 +52,12 @@ def test_the_command_photographs_the_console_ticket_story_and_dashboard(tmp_path
         timeout=300,
     )
     assert result.returncode == 0, result.stderr[-2000:]
-    for name in ("console.png", "console-dark.png", "ticket-story.png", "dashboard.png"):
-        assert png_size(tmp_path / "shots" / name) == (1400, 1000)
+    shots = tmp_path / "shots"
+    for scheme in ("light", "dark"):
+        assert png_size(shots / f"console-1280-{scheme}.png") == (1280, 900)
+        assert png_size(shots / f"console-1920-{scheme}.png") == (1920, 900)
+        # The story is taken whole at 1280 px: taller than one screen.
+        width, height = png_size(shots / f"ticket-story-1280-{scheme}.png")
+        assert width == 1280 and height > 900
+    assert len(list(shots.glob("*.png"))) == 8
     assert not list(data.glob("*.sqlite3*")), "the caller's database was created or used"

@@ -1,6 +1,7 @@
 """Approvers approve in the Django admin: a confirmation page with a note, then the execution."""
 
 import pytest
+from django.utils.html import escape
 
 from governance.models import ApprovalRequest, AuditEvent
 from remediation.models import Ticket
@@ -31,8 +32,26 @@ def test_the_admin_asks_for_a_note_before_approving(agent, client, bob):
 
     assert page.status_code == 200
     assert b'name="note"' in page.content
-    assert str(request).encode() in page.content
     assert not request.approvals.exists()
+
+
+def test_the_approve_page_shows_what_will_run_as_the_console_does(agent, client, bob):
+    # given a DNS change waiting for people
+    request = waiting_dns_request(agent)
+    decision = request.decision
+
+    # when bob chooses Approve... in the admin
+    page = admin_verdict(client, bob, request.pk, "approve", confirmed=False)
+
+    # then before his note he sees what will run, the readings, the risk and the reasons
+    html = page.content.decode()
+    assert f"{request.ticket.ticket_id} on {request.ticket.host.name}" in html
+    assert "Current readings" in html and "DNS latency" in html
+    assert decision.commands and all(escape(command) in html for command in decision.commands)
+    assert "High risk" in html
+    assert escape(decision.model_statement()) in html
+    assert escape(decision.reasons[-1]) in html
+    assert "HITL_REQUIRED]" in html and "(HITL_REQUIRED" not in html
 
 
 def test_two_admin_approvals_queue_the_execution(agent, client, bob, carol):
@@ -73,7 +92,7 @@ def test_the_ticket_page_shows_what_drove_the_model(agent, client, alice):
 
     assert page.status_code == 200
     assert b"What drove the model" in page.content
-    assert b"disk_usage +" in page.content
+    assert b"disk usage [disk_usage], strongly towards" in page.content
 
 
 def test_the_approval_page_shows_why_and_what_drove_the_model(agent, client, bob):
@@ -84,7 +103,7 @@ def test_the_approval_page_shows_why_and_what_drove_the_model(agent, client, bob
 
     assert page.status_code == 200
     assert b"Why a person is needed" in page.content
-    assert b"dns_latency_ms +" in page.content
+    assert b"DNS latency [dns_latency_ms], strongly towards needs a person" in page.content
 
 
 def test_the_approve_action_is_not_offered_to_compliance(agent, client, dave):

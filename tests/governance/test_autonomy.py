@@ -684,6 +684,21 @@ def test_the_policy_page_shows_its_shadow_agreement_and_asks_for_the_override(
     assert disk_policy().mode == "enforce"
     assert AuditEvent.objects.get(action="policy.enforced").data["override"] is True
 
+    # an enforcing policy has no shadow record to show
+    assert b"Shadow agreement" not in browser.get(url).content
+
+
+def test_the_shadow_agreement_reads_as_one_sentence_before_any_case(agent, alice):
+    policy = disk_policy()
+    Policy.objects.filter(pk=policy.pk).update(mode="shadow")
+
+    page = logged_in(alice).get(f"/admin/governance/policy/{policy.pk}/change/")
+
+    assert (
+        b"People&#x27;s later feedback on its shadow decisions: no cases yet (no shadow "
+        b"decision has had people&#x27;s feedback)." in page.content
+    )
+
 
 def test_open_proposals_are_listed_for_those_who_may_see_them_and_on_the_admin_index(
     agent, alice, dave, settings

@@ -111,7 +111,7 @@ def test_a_confident_safe_problem_heals_itself():
     assert (decision.action_type, decision.risk_level) == ("safe_write", "medium")
     assert (decision.policy_name, decision.policy_version) == ("disk-self-healing", 7)
     assert decision.reasons[-1] == (
-        "Decision: auto-heal (AUTO_HEAL): run clean-temp-and-rotate-logs on web-01 automatically; "
+        "Decision: auto-heal [AUTO_HEAL]: run clean-temp-and-rotate-logs on web-01 automatically; "
         "a supervisor can override."
     )
 
@@ -153,7 +153,7 @@ def test_a_model_no_action_stays_no_action(change):
     assert decision.outcome == NO_ACTION
     assert not decision.allowed
     assert (decision.requires_approval, decision.required_approvals) == (False, 0)
-    assert decision.reasons[-1] == "Decision: no action (NO_ACTION): nothing to do."
+    assert decision.reasons[-1] == "Decision: no action [NO_ACTION]: nothing to do."
 
 
 @pytest.mark.parametrize(
@@ -358,11 +358,11 @@ def test_no_rollback_plan_is_fine_when_the_policy_does_not_ask_for_one():
     [
         (
             {"policy": replace(SELF_HEALING, allowed_action_types=frozenset({"read_only"}))},
-            "does not run safe_write actions automatically",
+            "does not run safe write [safe_write] actions automatically",
         ),
         (
             {"model": ModelOutput(1, 0.75)},
-            "The model's probability for auto-heal, 0.75, is below the policy minimum 0.80",
+            "The model's probability for auto-heal, 75%, is below the policy minimum 80%",
         ),
         (
             {"policy": replace(SELF_HEALING, min_reliability_score=60.0)},
@@ -373,7 +373,7 @@ def test_no_rollback_plan_is_fine_when_the_policy_does_not_ask_for_one():
                 "model": ModelOutput(1, 0.55),
                 "policy": replace(SELF_HEALING, min_confidence_score=0),
             },
-            "Escalation: the model's probability for auto-heal, 0.55, is below 0.60",
+            "Escalation: the model's probability for auto-heal, 55%, is below 60%",
         ),
         (
             {"policy": replace(SELF_HEALING, min_similar_tickets=5)},
@@ -826,17 +826,17 @@ def test_reasons_read_in_flow_order_and_end_with_the_conclusion():
 
     # then each step's line comes after the previous step's
     steps = [
-        "The model picks AUTO_HEAL (probability 0.95 for that class; the other classes' "
-        "were not recorded), mostly from disk_usage.",
+        "The model picks auto-heal [AUTO_HEAL] (probability 95% for that class; the other "
+        "classes' were not recorded), mostly from disk usage.",
         "Policy disk-self-healing (version 7) applies at L3",
-        "Runbook clean-temp-and-rotate-logs is safe_write: medium risk.",
+        "Runbook clean-temp-and-rotate-logs is a safe write [safe_write] action: medium risk.",
         "Reliability 51.2 (low)",
         "Reliability 51.2 is below the policy minimum 60.0.",
         "Outside policy disk-self-healing's time window",
         "Rate limit reached: 12 actions in the last hour",
         "Only 0 similar resolved tickets",
         "Category disk paused by bob: vendor bug.",
-        "Decision: needs a person (HITL_REQUIRED; raised from the model's auto-heal): "
+        "Decision: needs a person [HITL_REQUIRED], raised from the model's auto-heal: "
         "runbook clean-temp-and-rotate-logs waits for 1 approval.",
     ]
     positions = [
@@ -883,9 +883,9 @@ def test_the_model_statement_names_the_rule_when_the_class_is_not_the_likeliest(
 
     # then the first line gives every probability and the rule, never a "confidence"
     assert decision.reasons[0] == (
-        "The model picks HITL_REQUIRED, the class of least expected cost (probabilities: "
-        "no action 0.02, auto-heal 0.95, needs a person 0.03), mostly from cpu_usage, "
-        "memory_usage."
+        "The model picks needs a person [HITL_REQUIRED], the class of least expected cost "
+        "(probabilities: no action 2%, auto-heal 95%, needs a person 3%), mostly from CPU "
+        "usage and memory usage."
     )
     assert "confidence" not in decision.reasons[0].lower()
     assert decision.outcome == HITL_REQUIRED
@@ -897,8 +897,8 @@ def test_the_model_statement_says_when_its_class_is_also_the_likeliest():
     decision = decide_with(model=model)
 
     assert decision.reasons[0].startswith(
-        "The model picks AUTO_HEAL, the most probable class and the class of least expected "
-        "cost (probabilities: no action 0.03, auto-heal 0.95, needs a person 0.02)"
+        "The model picks auto-heal [AUTO_HEAL], the most probable class and the class of least "
+        "expected cost (probabilities: no action 3%, auto-heal 95%, needs a person 2%)"
     )
 
 

@@ -337,7 +337,7 @@ def test_the_last_reason_states_the_conclusion(given_inputs):
 
     # then
     assert decision.reasons[-1].startswith("Decision: ")
-    assert f"({decision.outcome}" in decision.reasons[-1]
+    assert f"[{decision.outcome}]" in decision.reasons[-1]
     assert sum(line.startswith("Decision: ") for line in decision.reasons) == 1
 
 

@@ -210,9 +210,9 @@ def test_the_model_statement_gives_the_probabilities_and_the_rule(agent, alice):
     # then the statement lists every probability and names the rule, never a "confidence"
     statement = decision.model_statement()
     assert statement == (
-        "The model picks HITL_REQUIRED, the class of least expected cost (probabilities: "
-        "no action 0.02, auto-heal 0.95, needs a person 0.03), mostly from cpu_usage, "
-        "memory_usage."
+        "The model picks needs a person [HITL_REQUIRED], the class of least expected cost "
+        "(probabilities: no action 2%, auto-heal 95%, needs a person 3%), mostly from CPU "
+        "usage and memory usage."
     )
     assert decision.reasons[0] == statement
     assert "confidence" not in statement.lower()
