@@ -103,6 +103,16 @@ def channel_groups_of_this_worker() -> Iterator[None]:
         yield
 
 
+@pytest.fixture(scope="session", autouse=True)
+def passwords_hashed_fast() -> Iterator[None]:
+    """A password set or checked in a test is hashed with MD5, not 1,000,000 rounds of
+    PBKDF2 (half a second each); production's hashers stay next in the list, so what a
+    test asserts about hashing (a hash, never the password, in the audit) still holds."""
+    fast = ["django.contrib.auth.hashers.MD5PasswordHasher", *django_settings.PASSWORD_HASHERS]
+    with override_settings(PASSWORD_HASHERS=fast):
+        yield
+
+
 @pytest.fixture(autouse=True)
 def tasks_run_inline(monkeypatch: pytest.MonkeyPatch) -> None:
     """django-q2 runs each task at once, in-process, when it is enqueued (after commit)."""
