@@ -5,8 +5,10 @@ Personas: alice supervises, bob and carol approve, dave is compliance (read only
 """
 
 import copy
+import hashlib
 import json
 import os
+import pickle
 from collections.abc import Iterator
 from datetime import timedelta
 from typing import Any
@@ -101,6 +103,16 @@ def channel_groups_of_this_worker() -> Iterator[None]:
         yield
 
 
+@pytest.fixture(scope="session", autouse=True)
+def passwords_hashed_fast() -> Iterator[None]:
+    """A password set or checked in a test is hashed with MD5, not 1,000,000 rounds of
+    PBKDF2 (half a second each); production's hashers stay next in the list, so what a
+    test asserts about hashing (a hash, never the password, in the audit) still holds."""
+    fast = ["django.contrib.auth.hashers.MD5PasswordHasher", *django_settings.PASSWORD_HASHERS]
+    with override_settings(PASSWORD_HASHERS=fast):
+        yield
+
+
 @pytest.fixture(autouse=True)
 def tasks_run_inline(monkeypatch: pytest.MonkeyPatch) -> None:
     """django-q2 runs each task at once, in-process, when it is enqueued (after commit)."""
@@ -138,6 +150,85 @@ def trust_from_the_first_ticket() -> None:
 def trusting_policies(db: None) -> None:
     """The self-healing policies trust from the first ticket (trust_from_the_first_ticket)."""
     trust_from_the_first_ticket()
+
+
+class SkopsOnce:
+    """skops' work on identical content done once per test process.
+
+    Each test with an approved model saves the session's estimator as a new version and
+    loads it back (approval checks the file, serving loads it): about half a second of
+    skops each time, the same bytes every time. Here dumping an estimator already dumped
+    (equal by its pickle) returns the same bytes, listing the types of bytes already
+    listed returns the same list, and loading bytes this process dumped returns a copy of
+    what skops loaded from them the first time. Everything else (a tampered or hand-made
+    file, a type outside the allow-list) goes through skops as in production.
+    """
+
+    KEEP = 16  # distinct contents remembered: a test training its own model adds one
+
+    def __init__(self) -> None:
+        import skops.io
+
+        self.dumps, self.loads = skops.io.dumps, skops.io.loads
+        self.untrusted = skops.io.get_untrusted_types
+        self.dumped: dict[bytes, bytes] = {}  # sha256 of the pickle -> skops bytes
+        self.ours: set[bytes] = set()  # sha256 of bytes dumped here
+        self.listed: dict[bytes, list[str]] = {}
+        self.loaded: dict[tuple[bytes, tuple[str, ...]], Any] = {}
+
+    @staticmethod
+    def digest(data: bytes) -> bytes:
+        return hashlib.sha256(data).digest()
+
+    def remember(self, cache: dict, key: Any, value: Any) -> Any:
+        if len(cache) >= self.KEEP:
+            cache.pop(next(iter(cache)))
+        cache[key] = value
+        return value
+
+    def cached_dumps(self, obj: Any, *args: Any, **kwargs: Any) -> bytes:
+        try:
+            key = self.digest(pickle.dumps(obj))
+        except Exception:  # not picklable: no key to know it by
+            return self.dumps(obj, *args, **kwargs)
+        if args or kwargs or key not in self.dumped:
+            data = self.dumps(obj, *args, **kwargs)
+            if args or kwargs:
+                return data
+            self.remember(self.dumped, key, data)
+            self.ours.add(self.digest(data))
+        return self.dumped[key]
+
+    def cached_untrusted(self, *, data: Any = None, file: Any = None) -> list[str]:
+        if data is None or file is not None:
+            return self.untrusted(data=data, file=file)
+        key = self.digest(data)
+        if key not in self.listed:
+            self.remember(self.listed, key, self.untrusted(data=data))
+        return list(self.listed[key])
+
+    def cached_loads(self, data: bytes, trusted: Any = None) -> Any:
+        digest = self.digest(data)
+        key = (digest, tuple(trusted or ()))
+        if key in self.loaded:
+            return copy.deepcopy(self.loaded[key])
+        obj = self.loads(data, trusted=trusted)
+        if digest in self.ours:
+            self.remember(self.loaded, key, copy.deepcopy(obj))
+        return obj
+
+
+@pytest.fixture(scope="session", autouse=True)
+def skops_once() -> Iterator[None]:
+    """SkopsOnce for the whole session (its saving is most of an approved model's set-up)."""
+    import skops.io
+
+    once = SkopsOnce()
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(skops.io, "dumps", once.cached_dumps)
+        patch.setattr(skops.io, "loads", once.cached_loads)
+        patch.setattr(skops.io, "get_untrusted_types", once.cached_untrusted)
+        yield
 
 
 @pytest.fixture(scope="session")

@@ -4,6 +4,7 @@ The admin edits a Policy through governance.policies.actions; the engine reads i
 governance.rules.facts.PolicySnapshot (governance.decisions.facts.policy_snapshot).
 """
 
+from functools import cache
 from zoneinfo import available_timezones
 
 from django.core.exceptions import ValidationError
@@ -16,6 +17,10 @@ from config.db_checks import checked_in_database
 from config.history import PersonHistory
 from governance.choices import AutonomyLevel, PolicyMode
 from remediation.choices import ActionType, Category
+
+# available_timezones() walks the whole time-zone database on each call (tens of ms, more on
+# a busy disk); the zones installed do not change while a process runs.
+known_timezones = cache(available_timezones)
 
 WEEKDAYS = ("monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday")
 # One message for every way an autonomy level can be refused: the field's choice check
@@ -144,7 +149,7 @@ class Policy(models.Model):
                     f"Unknown action types: {', '.join(unknown)} "
                     f"(known: {', '.join(ActionType.values)})."
                 )
-        if self.timezone not in available_timezones():
+        if self.timezone not in known_timezones():
             errors["timezone"] = f"Unknown time zone {self.timezone!r}."
         if "allowed_days" not in errors:
             unknown_days = sorted(set(self.allowed_days) - set(WEEKDAYS))

@@ -25,6 +25,9 @@ def open_console(browser, live_asgi, user, before_load=None):
         before_load(page)
     page.goto(f"{live_asgi}/console/")
     page.get_by_test_id("status").filter(has_text="live").wait_for(timeout=10_000)
+    # The console's first fetches read the tables the test writes next: on SQLite's shared
+    # in-memory test database a write beside an unfinished read fails as "table is locked".
+    page.wait_for_load_state("networkidle")
     return page
 
 
