@@ -10,6 +10,7 @@ from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
 from django.template.response import TemplateResponse
 from django.urls import path, reverse
 from django.utils import timezone
+from django.utils.formats import date_format
 from django.utils.html import format_html, format_html_join
 
 from config.admin_actions import REFUSALS, confirmed_action
@@ -225,8 +226,14 @@ class TicketAdmin(GovernedAdmin):
         "status",
         "severity_label",
         "seen",
-        "opened_at",
+        "opened",
     ]
+
+    @admin.display(description="Opened", ordering="opened_at")
+    def opened(self, obj: Ticket) -> str:
+        # Who opened it matters for separation of duties; one column keeps the list at 1280 px.
+        when = date_format(timezone.localtime(obj.opened_at), "DATETIME_FORMAT")
+        return f"{when} by {obj.opened_by.get_username()}" if obj.opened_by_id else when
 
     @admin.display(description="Title", ordering="title")
     def short_title(self, obj: Ticket) -> str:

@@ -75,9 +75,12 @@ def balanced(expr: str) -> bool:
 
 
 @pytest.fixture
-def exposed(trusting_policies, agent, other_agent, alice, client, settings) -> set[str]:
+def exposed(
+    trusting_policies, agent, other_agent, alice, client, settings, monkeypatch
+) -> set[str]:
     """The metric names a scrape shows once there is something of everything: fixes that
-    worked and failed, feedback, a pending approval, and a day's samples for drift."""
+    worked and failed, feedback, a pending approval, and enough samples to judge drift."""
+    monkeypatch.setattr("scoring.monitoring.DRIFT_MIN_SAMPLES", 200)
     heal(agent, "disk")
     execution = heal(agent, "memory", ok=False)
     give_feedback(

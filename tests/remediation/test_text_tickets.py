@@ -459,7 +459,7 @@ def test_a_hostless_ticket_has_evidence_and_exports(api, client, dave, alice, ho
     path = tmp_path / "audit.csv"
     call_command("export_audit", "--format", "csv", "--output", str(path))
     rows = list(csv.DictReader(io.StringIO(path.read_text())))
-    assert "ticket.triaged" in {row["action"] for row in rows}
+    assert "ticket.triaged" in {row["event code"] for row in rows}
 
 
 # --- With the real triage model ----------------------------------------------------------------

@@ -28,7 +28,8 @@
     item.value = event.sequence;
     const time = document.createElement("time");
     time.dateTime = event.created_at;
-    time.textContent = event.created_at.slice(11, 19) + " ";
+    // The one format people read everywhere: 2026-12-07 05:26:27 UTC.
+    time.textContent = new Date(event.created_at).toISOString().slice(0, 19).replace("T", " ") + " UTC ";
     const what = document.createElement("strong");
     what.textContent = label(event.action);
     item.append(time, what, ` · ${event.actor}: ${event.summary}`);
