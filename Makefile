@@ -19,13 +19,16 @@ $(VENV)/.dev: requirements.txt requirements-dev.txt | $(BIN)/python
 demo: $(VENV)/.runtime
 	$(BIN)/python manage.py run_demo
 
-# pytest-xdist: one worker per CPU (at most 2, the arrangement measured: each builds its own
-# test database). Each worker keeps pytest-django's order (database tests that roll back,
-# then those that empty the database). The integration tests, which start real servers
-# (gunicorn, uvicorn, qcluster, nginx, an agent), run afterwards in one process with the
-# machine to themselves: beside a second worker their timings were not their own.
+# pytest-xdist: three workers, measured best on a 2-core machine (tests that wait on a
+# browser, a subprocess or a server leave a core idle that a third worker fills), each with
+# its own test database and pytest-django's order (tests that roll back, then those that
+# empty the database). A transactional test writes back the rows migrate made when it ends
+# (tests/conftest.py), so a test that follows it on a worker still finds them. The
+# integration tests, which start real servers (gunicorn, uvicorn, qcluster, nginx, an
+# agent), run afterwards in one process with the machine to themselves: beside other
+# workers their timings were not their own.
 # PYTEST_XDIST="-n 0" runs the rest in one process too. Exit 5 is "none selected".
-PYTEST_XDIST ?= -n logical --maxprocesses 2 --dist loadgroup --no-loadscope-reorder
+PYTEST_XDIST ?= -n 3 --dist loadgroup --no-loadscope-reorder
 
 test: $(VENV)/.dev lint
 	$(BIN)/python -m pytest $(PYTEST_XDIST) -m "not integration" $(PYTEST_ARGS); \
