@@ -22,8 +22,7 @@ demo: $(VENV)/.runtime
 # pytest-xdist: three workers, measured best on a 2-core machine (tests that wait on a
 # browser, a subprocess or a server leave a core idle that a third worker fills), each with
 # its own test database and pytest-django's order (tests that roll back, then those that
-# empty the database). A transactional test writes back the rows migrate made when it ends
-# (tests/conftest.py), so a test that follows it on a worker still finds them. The
+# empty the database: loadgroup keeps it on each worker, worksteal would not). The
 # integration tests, which start real servers (gunicorn, uvicorn, qcluster, nginx, an
 # agent), run afterwards in one process with the machine to themselves: beside other
 # workers their timings were not their own.

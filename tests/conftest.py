@@ -86,28 +86,6 @@ def flush_may_empty_the_audit_log() -> Any:
     BaseDatabaseCreation.deserialize_db_from_string = deserialize
 
 
-@pytest.hookimpl(hookwrapper=True)
-def pytest_runtest_teardown(item: pytest.Item, nextitem: pytest.Item | None) -> Iterator[None]:
-    """After a transactional test has emptied the database, the rows the migrations made
-    are written back at once, so whichever test a worker runs next (pytest-xdist's
-    worksteal moves tests between workers) finds the database as migrate left it: the
-    runbooks, roles, policies, schedules and the audit log's head."""
-    yield
-    marker = item.get_closest_marker("django_db")
-    if marker is None or not (
-        marker.kwargs.get("transaction") and marker.kwargs.get("serialized_rollback")
-    ):
-        return
-    from django.db import connections
-    from pytest_django.plugin import blocking_manager_key
-
-    with item.config.stash[blocking_manager_key].unblock():
-        for connection in connections.all(initialized_only=True):
-            contents = getattr(connection, "_test_serialized_contents", None)
-            if contents:
-                connection.creation.deserialize_db_from_string(contents)
-
-
 @pytest.fixture(scope="session", autouse=True)
 def channel_groups_of_this_worker() -> Iterator[None]:
     """Under pytest-xdist (`make test`) each worker has its own test database but all share
