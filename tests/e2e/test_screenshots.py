@@ -61,3 +61,22 @@ def test_the_command_photographs_each_page_at_two_widths_light_and_dark(tmp_path
         assert width == 1280 and height > 900
     assert len(list(shots.glob("*.png"))) == 8
     assert not list(data.glob("*.sqlite3*")), "the caller's database was created or used"
+
+
+def test_without_playwright_the_command_says_what_to_install(monkeypatch):
+    import importlib.util
+
+    from django.core.management import call_command
+    from django.core.management.base import CommandError
+
+    from remediation.management.commands import screenshots
+
+    monkeypatch.setattr(screenshots, "CHROMIUM", sys.executable)  # a file that exists
+    real_find_spec = importlib.util.find_spec
+    monkeypatch.setattr(
+        importlib.util,
+        "find_spec",
+        lambda name, *a: None if name == "playwright" else real_find_spec(name, *a),
+    )
+    with pytest.raises(CommandError, match="need playwright"):
+        call_command("screenshots")

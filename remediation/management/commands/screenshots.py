@@ -7,6 +7,7 @@ DNS slowdown waiting for people), serves the real ASGI application and photograp
 Debian's Chromium.
 """
 
+import importlib.util
 import io
 import logging
 import math
@@ -67,6 +68,9 @@ class Command(WardenCommand):
         out = Path(options["out"]).resolve()
         if not os.path.exists(CHROMIUM):
             raise CommandError("screenshots need Debian's chromium (apt-get install chromium)")
+        # Playwright is a development requirement, not a runtime one.
+        if importlib.util.find_spec("playwright") is None:
+            raise CommandError("screenshots need playwright (pip install -r requirements-dev.txt)")
         if os.environ.get(SCENE_ENV) != "1":
             self.run_in_scratch_database(out, options["only"])
             return
