@@ -39,6 +39,7 @@ from scoring.triage.corpus import CATALOGUE, load_corpus
 from scoring.triage.model import TriageTrainingResult, label_of, train_triage_model
 from scoring.triage.registry import forget_serving_triage_model, register_triage_result
 from scoring.triage.serving import forget_incident_index
+from tests.template_database import drop_templates, setup_from_template, uses_template
 from warden_agent.argv import argv_digest
 
 # Metrics of a healthy host, and of each seed scenario at its worst.
@@ -56,6 +57,46 @@ PROBLEMS = {
     "dns": {"dns_latency_ms": 650.0},
     "firewall": {"firewall_change_requested": 1},
 }
+
+
+@pytest.fixture(scope="session")
+def django_db_setup(
+    request: pytest.FixtureRequest,
+    django_test_environment: None,
+    django_db_blocker: Any,
+    django_db_modify_db_settings: None,
+) -> Iterator[None]:
+    """pytest-django's set-up, but on PostgreSQL under xdist each worker copies the run's
+    one migrated template instead of migrating its own (tests/template_database.py)."""
+    from django.test.utils import setup_databases, teardown_databases
+    from pytest_django.fixtures import _get_databases_for_setup
+
+    aliases, serialized_aliases = _get_databases_for_setup(request.session.items)
+    verbosity = request.config.option.verbose
+    with django_db_blocker.unblock():
+        if uses_template():
+            db_cfg = setup_from_template(verbosity, serialized_aliases)
+        else:
+            db_cfg = setup_databases(
+                verbosity=verbosity,
+                interactive=False,
+                aliases=aliases,
+                serialized_aliases=serialized_aliases,
+            )
+    yield
+    with django_db_blocker.unblock():
+        teardown_databases(db_cfg, verbosity=verbosity)
+
+
+def pytest_sessionfinish(session: pytest.Session) -> None:
+    """The controller of an xdist run drops the workers' template (on PostgreSQL)."""
+    from pytest_django.plugin import blocking_manager_key
+
+    config = session.config
+    if hasattr(config, "workerinput") or not config.pluginmanager.has_plugin("dsession"):
+        return
+    with config.stash[blocking_manager_key].unblock():
+        drop_templates(django_settings.DATABASES["default"]["NAME"])
 
 
 @pytest.fixture(scope="session", autouse=True)

@@ -9,11 +9,14 @@ from datetime import timedelta
 
 import pytest
 from django.apps import apps
+from django.core.exceptions import ValidationError
 from django.core.management import call_command
 from django.core.validators import MaxValueValidator, MinValueValidator
-from django.db import IntegrityError, transaction
+from django.db import IntegrityError, connection, transaction
+from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
+from config.db_checks import FieldCheck
 from feedback.actions import give_feedback
 from feedback.models import Feedback
 from governance.models import (
@@ -75,6 +78,28 @@ def test_every_bounded_field_has_its_check_in_the_database(model, field):
     names = {constraint.name for constraint in model._meta.constraints}
     expected = f"{model._meta.app_label}_{model.__name__.lower()}_{field.attname}_allowed"
     assert expected in names, f"{model.__name__} needs @checked_in_database"
+
+
+@pytest.mark.parametrize(
+    ("model", "field"), FIELDS, ids=[f"{m._meta.label}.{f.name}" for m, f in FIELDS]
+)
+def test_full_clean_refuses_a_value_past_the_bounds_naming_the_field(model, field, db):
+    # Forms, serializers and record_change validate this way before the database sees it.
+    instance = model(**{field.attname: out_of_bounds(field)})
+    with pytest.raises(ValidationError) as refused:
+        instance.full_clean(validate_unique=False)
+    assert field.name in refused.value.message_dict
+
+
+def test_validating_a_policy_does_not_ask_the_database_once_per_field(db):
+    # The generated checks repeat clean_fields' rules: asking PostgreSQL for each (a
+    # query and a savepoint apiece) was most of the cost of saving a policy.
+    policy = Policy.objects.get(name="disk-self-healing")
+    checks = sum(isinstance(c, FieldCheck) for c in Policy._meta.constraints)
+    with CaptureQueriesContext(connection) as queries:
+        policy.full_clean()
+    assert checks >= 10
+    assert len(queries) < 5, [query["sql"] for query in queries]
 
 
 def test_the_generated_list_covers_the_engines_inputs():

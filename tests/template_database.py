@@ -1,0 +1,111 @@
+"""One migrated test database per run on PostgreSQL, copied for each pytest-xdist worker.
+
+Migrating Warden's schema costs each worker 15-20 s of CPU; under `make test` the workers
+share two cores, so three migrations side by side cost most of a minute. On PostgreSQL the
+first worker migrates a template database, under a file lock, and every worker (the first
+included) takes its own copy with CREATE DATABASE ... TEMPLATE, as Django's own parallel
+runner clones its test database. SQLite, and a run without workers, set up as pytest-django
+does. The controller drops the template when the run ends.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import os
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from django.db import connections
+
+
+def run_id() -> str | None:
+    """The xdist run's id, shared by its workers and its controller (None without xdist)."""
+    return os.environ.get("PYTEST_XDIST_TESTRUNUID")
+
+
+def uses_template(alias: str = "default") -> bool:
+    return bool(run_id()) and connections[alias].vendor == "postgresql"
+
+
+def template_prefix(base_name: str) -> str:
+    return f"test_{base_name}"[:40] + "_tpl_"
+
+
+def template_name(base_name: str, run: str) -> str:
+    """The run's template database: a name PostgreSQL keeps whole (63 bytes at most)."""
+    return template_prefix(base_name) + run[:12]
+
+
+def lock_path(template: str) -> Path:
+    return Path(tempfile.gettempdir()) / f"warden-{template}.lock"
+
+
+@contextmanager
+def run_lock(template: str) -> Iterator[None]:
+    with lock_path(template).open("w") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def _exists(connection: Any, name: str) -> bool:
+    with connection._nodb_cursor() as cursor:
+        cursor.execute("SELECT 1 FROM pg_database WHERE datname = %s", [name])
+        return cursor.fetchone() is not None
+
+
+def setup_from_template(
+    verbosity: int, serialized_aliases: set[str], alias: str = "default"
+) -> list[tuple[Any, str, bool]]:
+    """This worker's test database, a copy of the run's migrated template; what Django's
+    teardown_databases takes to drop it afterwards."""
+    connection = connections[alias]
+    creation = connection.creation
+    run = run_id()
+    assert run is not None
+    base_name = connection.settings_dict["NAME"]
+    own_name = creation._get_test_db_name()  # test_<name>_gwN: pytest-django's suffix
+    template = template_name(base_name, run)
+    test_settings = connection.settings_dict["TEST"]
+    with run_lock(template):
+        if not _exists(connection, template):
+            test_settings["NAME"] = template
+            creation.create_test_db(verbosity=verbosity, autoclobber=True, serialize=False)
+            # Back to the real database's settings, so the copy is made from outside it.
+            connection.settings_dict["NAME"] = base_name
+            test_settings["NAME"] = own_name
+        connection.close()
+        connection.close_pool()  # CREATE DATABASE ... TEMPLATE needs the template unused
+        quote = connection.ops.quote_name
+        with connection._nodb_cursor() as cursor:
+            cursor.execute(f"DROP DATABASE IF EXISTS {quote(own_name)}")
+            cursor.execute(f"CREATE DATABASE {quote(own_name)} WITH TEMPLATE {quote(template)}")
+    from django.conf import settings
+
+    settings.DATABASES[alias]["NAME"] = own_name
+    connection.settings_dict["NAME"] = own_name
+    if alias in serialized_aliases:
+        # What serialized_rollback writes back after a transactional test.
+        connection._test_serialized_contents = creation.serialize_db_to_string()
+    return [(connection, base_name, True)]
+
+
+def drop_templates(base_name: str) -> None:
+    """At an xdist run's end, in its controller (which never opens them): drop the
+    templates of runs on this database (the controller is not told its run's id)."""
+    connection = connections["default"]
+    if connection.vendor != "postgresql":
+        return
+    prefix = template_prefix(base_name)
+    with connection._nodb_cursor() as cursor:
+        cursor.execute("SELECT datname FROM pg_database WHERE starts_with(datname, %s)", [prefix])
+        for (name,) in cursor.fetchall():
+            cursor.execute(
+                f"DROP DATABASE IF EXISTS {connection.ops.quote_name(name)} WITH (FORCE)"
+            )
+            lock_path(name).unlink(missing_ok=True)
