@@ -36,7 +36,7 @@ from remediation.actions import save_automation_target
 from remediation.alert_payloads import AlertReport
 from remediation.alerts import receive_alert
 from remediation.models import AutomationTarget, Ticket
-from scoring.models import MetricSample, TriageModelVersion
+from scoring.models import MetricSample
 
 # Execution mechanics: self-healing trusts from the first ticket (tests/conftest.py).
 pytestmark = pytest.mark.usefixtures("trusting_policies")
@@ -116,14 +116,7 @@ def test_the_generated_list_covers_the_engines_inputs():
     } <= covered
 
 
-@pytest.mark.parametrize(
-    ("model", "field"), FIELDS, ids=[f"{m._meta.label}.{f.name}" for m, f in FIELDS]
-)
-def test_an_update_past_the_bounds_is_refused(
-    model, field, agent, other_agent, alice, bob, request
-):
-    if model is TriageModelVersion:
-        request.getfixturevalue("triage_model")  # a trained, approved version
+def test_an_update_past_the_bounds_is_refused(agent, other_agent, alice, bob, triage_model):
     # rows of every kind, made the way people and agents make them
     agent.post_metrics(agent.sample("disk"))
     # the disk fix runs and fresh metrics verify it: Warden acted by itself, a review opens
@@ -161,10 +154,21 @@ def test_an_update_past_the_bounds_is_refused(
         secret_env="WARDEN_TARGET_AWX_SECRET",
     )  # fmt: skip
     save_automation_target(target, actor=alice, reason="AWX runs disk fixes", now=now)
-    rows = model.objects.all()
-    assert rows.exists(), f"the setup makes no {model.__name__}: add one"
-    with pytest.raises(IntegrityError), transaction.atomic():
-        rows.update(**{field.attname: out_of_bounds(field)})
+    # One set-up for every field (it is most of the cost), each update in its own savepoint.
+    missing, accepted = set(), []
+    for model, field in FIELDS:
+        rows = model.objects.all()
+        if not rows.exists():
+            missing.add(model.__name__)
+            continue
+        try:
+            with transaction.atomic():
+                rows.update(**{field.attname: out_of_bounds(field)})
+        except IntegrityError:
+            continue
+        accepted.append(f"{model.__name__}.{field.name}")
+    assert not missing, f"the setup makes no {', '.join(sorted(missing))}: add one"
+    assert accepted == [], "the database took values past these fields' bounds"
 
 
 def test_autonomy_level_4_is_refused_by_save_update_and_loaddata(db, tmp_path):
