@@ -308,6 +308,7 @@ class Table:
     sql: str  # every row, the compared columns, the primary key first
     columns: tuple[str, ...]
     parents: tuple[tuple[int, str], ...]  # (column index, model name) of each foreign key
+    digest: str  # PostgreSQL: an md5 of the same rows, as a scalar subquery
 
 
 def fingerprinted_tables() -> list[Table]:
@@ -334,11 +335,17 @@ def fingerprinted_tables() -> list[Table]:
         kept = [pk, *(f for f in model._meta.concrete_fields if f.name not in skipped | {pk.name})]
         columns = tuple(f.column for f in kept)
         parents = tuple((i, f.related_model.__name__) for i, f in enumerate(kept) if f.is_relation)
-        sql = (
-            f"SELECT {', '.join(quote(c) for c in columns)} "
-            f"FROM {quote(model._meta.db_table)} ORDER BY {quote(pk.column)}"
+        listed, table, order = (
+            ", ".join(quote(c) for c in columns),
+            quote(model._meta.db_table),
+            quote(pk.column),
         )
-        tables[model] = Table(model, sql, columns, parents)
+        sql = f"SELECT {listed} FROM {table} ORDER BY {order}"
+        digest = (
+            f"(SELECT md5(coalesce(string_agg(ROW({listed})::text, E'\\n' ORDER BY {order}), '')) "
+            f"FROM {table})"
+        )
+        tables[model] = Table(model, sql, columns, parents, digest)
     return list(tables.values())
 
 
@@ -355,11 +362,28 @@ def history_excluded(model: type[models.Model]) -> list[str]:
 Fingerprint = dict[Table, dict[Any, tuple]]
 
 
-def fingerprint(tables: list[Table]) -> Fingerprint:
-    """Every row as the database stores it (raw SQL: no decoding of large JSON columns)."""
+def digests(tables: list[Table]) -> tuple[str, ...] | None:
+    """On PostgreSQL, each table's md5 over the rows it compares, in one round trip."""
+    if connection.vendor != "postgresql":
+        return None
+    with connection.cursor() as cursor:
+        cursor.execute(f"SELECT {', '.join(table.digest for table in tables)}")
+        return cursor.fetchone()
+
+
+def fingerprint(
+    tables: list[Table], known: Fingerprint | None = None, known_digests: Any = None
+) -> Fingerprint:
+    """Every row as the database stores it (raw SQL: no decoding of large JSON columns).
+    With a fingerprint `known` and its digests, a table whose digest has not moved is not
+    read again: a case on PostgreSQL then reads only the tables it changed."""
+    now = digests(tables) if known is not None and known_digests is not None else None
     with connection.cursor() as cursor:
         result = {}
-        for table in tables:
+        for index, table in enumerate(tables):
+            if now is not None and now[index] == known_digests[index]:
+                result[table] = known[table]  # type: ignore[index]
+                continue
             cursor.execute(table.sql)
             result[table] = {row[0]: row for row in cursor.fetchall()}
         return result
@@ -416,6 +440,7 @@ class World:
     tokens: dict[str, str] = field(default_factory=dict)  # a service role's API token
     # The world's rows as built: every case starts from them (its changes are rolled back).
     as_built: Fingerprint = field(default_factory=dict)
+    as_built_digests: tuple[str, ...] | None = None
 
     def client(self, role: str) -> Client:
         """A browser logged in as `role` (its session made with the world, so it outlives
@@ -614,6 +639,7 @@ def build_world(trained_model: Any, trained_triage_model: Any) -> World:
     )
     world.log_in_everyone()
     world.as_built = fingerprint(world.tables)
+    world.as_built_digests = digests(world.tables)
     return world
 
 
@@ -907,13 +933,14 @@ class TestPermissionMatrix:
         path, data = request_for(world, case)
         # A case starts from the world as built; only preparing a request the first time
         # (a superuser reading the page's form) runs queries of its own before it is sent.
-        before = world.as_built if prepared else fingerprint(world.tables)
+        as_built = world.as_built, world.as_built_digests
+        before = world.as_built if prepared else fingerprint(world.tables, *as_built)
         last = AuditEvent.objects.order_by("-sequence").values_list("sequence", flat=True)
         last_sequence = last.first() or 0
 
         response = send(browser, case, path, data)
 
-        changed = differences(before, fingerprint(world.tables))
+        changed = differences(before, fingerprint(world.tables, *as_built))
         events = list(AuditEvent.objects.filter(sequence__gt=last_sequence))
         named = {(event.object_type, event.object_id) for event in events}
         problems = []
