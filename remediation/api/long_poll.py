@@ -44,7 +44,7 @@ from remediation.api.authentication import (
     host_for_authorization,
 )
 from remediation.api.serializers import AgentActionSerializer
-from remediation.choices import EXECUTION_AGENT_CLAIMABLE
+from remediation.choices import ready_for_agents
 from remediation.executions.claims import AgentAction, claim_agent_actions
 from remediation.models import Execution, Host, hash_api_key
 from remediation.wakeups import in_thread, waiters
@@ -66,9 +66,7 @@ def parse_wait(raw: str | None) -> float:
 
 def ready_executions() -> Any:
     # An automation system, not the agent, runs a handed-off execution (remediation.handoff).
-    return Execution.objects.filter(
-        state__in=list(EXECUTION_AGENT_CLAIMABLE), handoff_target__isnull=True
-    )
+    return Execution.objects.filter(ready_for_agents(timezone.now()), handoff_target__isnull=True)
 
 
 def start_poll(authorization: bytes) -> tuple[Host, list[AgentAction]]:
