@@ -207,8 +207,8 @@ async def long_poll_app(scope: dict, receive: Callable, send: Callable) -> None:
             status, body, extra = error_body(exc)
         else:
             if actions is None:
-                # The agent went away. An action claimed that very instant runs out
-                # its lease and is reconciled like any other.
+                # The agent went away. An action claimed that very instant is never
+                # said started, so it is offered again once its start window passes.
                 return
             body = actions_body(actions)
     payload = json.dumps(body, cls=DjangoJSONEncoder).encode()

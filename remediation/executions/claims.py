@@ -92,7 +92,7 @@ def claim_agent_actions(host: Host, now: datetime) -> list[AgentAction]:
         actions: list[AgentAction] = []
         for execution in executions:
             if execution.state in EXECUTION_STARTS:
-                release_unacknowledged(execution, now, events)
+                release_unacknowledged(execution, now, events, announce=False)
                 if execution.state not in EXECUTION_AGENT_CLAIMABLE:
                     continue  # offered often enough: cancelled
             rollback = execution.state == ExecutionState.ROLLBACK_PENDING
@@ -198,11 +198,14 @@ def claim_token(execution: Execution, *, rollback: bool) -> int:
     return token
 
 
-def release_unacknowledged(execution: Execution, now: datetime, events: list[PendingEvent]) -> None:
+def release_unacknowledged(
+    execution: Execution, now: datetime, events: list[PendingEvent], *, announce: bool = True
+) -> None:
     """A claim whose agent has not said it started within its window (the caller holds the
     lock): offered again, the same token, or after WARDEN_AGENT_OFFERS offers cancelled (a
     rollback: failed, a person checks the host). Nothing ran: never verified, rolled back
-    or counted against its automation."""
+    or counted against its automation. `announce`: wake the agent's poll (not when the
+    caller is that poll, claiming it again)."""
     rollback = execution.state == ExecutionState.ROLLBACK_CLAIMED
     what = "the rollback" if rollback else "it"
     if execution.offers >= settings.WARDEN_AGENT_OFFERS:
@@ -217,7 +220,8 @@ def release_unacknowledged(execution: Execution, now: datetime, events: list[Pen
     execution.move_to(EXECUTION_OFFERED_AGAIN[execution.state], now)
     execution.lease_expires_at = None
     execution.save(update_fields=["state", "state_changed_at", "lease_expires_at"])
-    announce_after_commit(execution)
+    if announce:
+        announce_after_commit(execution)
     events.append(
         audit_event(
             execution,
