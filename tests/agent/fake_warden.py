@@ -29,6 +29,7 @@ class FakeWarden:
         self.metrics_status = 201
         self.result_status = 200
         self.started_status = 200  # 409: the claim was offered again or cancelled; 503: busy
+        self.lose_started_answers = 0  # starts taken whose answer is lost (connection closed)
         # While set, a post of metrics is taken and never answered (a server that hangs);
         # such posts are not recorded as received.
         self.hang_metrics = threading.Event()
@@ -149,6 +150,10 @@ class FakeWarden:
         return self.send(handler, 200, {"execution_id": execution_id, "state": "succeeded"})
 
     def started(self, handler: BaseHTTPRequestHandler, path: str) -> None:
+        if self.lose_started_answers:
+            self.lose_started_answers -= 1
+            handler.close_connection = True
+            return  # taken, answer lost: the agent sees the connection close
         if self.started_status == 409:
             return self.send(handler, 409, error("not_claimed", "Offered again: do not start."))
         if self.started_status == 503:

@@ -81,6 +81,18 @@ def test_a_start_unanswered_is_said_again_and_the_order_runs_once(fake, start):
     assert {r["body"]["token"] for r in fake.made("POST", "/api/v1/agent/actions/7/started")} == {3}
 
 
+def test_a_start_taken_whose_answer_was_lost_is_said_again_and_runs_once(fake, start):
+    fake.lose_started_answers = 2
+    executor = RecordingExecutor()
+    start(fake.url, executor)
+    fake.give(acked(execution_id=7, token=3))
+
+    wait_until(lambda: "result" in calls(fake))
+
+    assert calls(fake) == ["started", "started", "started", "result"]
+    assert len(executor.ran) == 1
+
+
 def test_a_start_never_answered_within_the_lease_is_not_run(fake, start):
     fake.started_status = 503
     executor = RecordingExecutor()
