@@ -107,7 +107,7 @@ def _report(
         if report.not_started and current:
             return _not_started(execution, actor, report, now)
         late = execution.state not in AWAITING_REPORT
-        if late and current and not report.not_started:
+        if late and current:
             # Cancelled, or its lease ran out, while the agent was still at it: what the
             # agent says happened on the host is kept and audited, never lost; the state
             # stays as the sweeper or the person left it.
