@@ -60,3 +60,21 @@ def check_production(app_configs, **kwargs) -> list:
             )
         )
     return problems
+
+
+@register()
+def check_agent_start(app_configs, **kwargs) -> list:
+    """An agent says it started within WARDEN_AGENT_ACK_SECONDS of its claim, which is offered
+    at most WARDEN_AGENT_OFFERS times: both at least 1, and the window shorter than the lease
+    the agent then runs under."""
+    ack, offers = settings.WARDEN_AGENT_ACK_SECONDS, settings.WARDEN_AGENT_OFFERS
+    lease = settings.WARDEN_AGENT_LEASE_SECONDS
+    if ack < 1 or offers < 1 or ack >= lease:
+        return [
+            Error(
+                f"WARDEN_AGENT_ACK_SECONDS ({ack}) and WARDEN_AGENT_OFFERS ({offers}) must be at "
+                f"least 1, and the window shorter than WARDEN_AGENT_LEASE_SECONDS ({lease}).",
+                id="warden.E005",
+            )
+        ]
+    return []

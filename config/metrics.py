@@ -52,7 +52,7 @@ FAILED_EVENTS = Q(
 ) | Q(
     action=f"execution.{ExecutionState.CANCELLED.value}",
     data__was__in=[ExecutionState.RUNNING.value, ExecutionState.VERIFYING.value],
-)
+) & Q(data__ran__isnull=True)  # cancelled with "ran": false never started
 
 
 class WardenCollector:

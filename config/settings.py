@@ -324,6 +324,10 @@ WARDEN_MODEL_REFRESH_SECONDS = env.float("WARDEN_MODEL_REFRESH_SECONDS", default
 # (scoring.triage.serving): only new ones are vectorized.
 WARDEN_TRIAGE_INDEX_REFRESH_SECONDS = env.float("WARDEN_TRIAGE_INDEX_REFRESH_SECONDS", default=30.0)
 WARDEN_AGENT_LEASE_SECONDS = env.int("WARDEN_AGENT_LEASE_SECONDS", default=120)
+# An agent says it started an action it took (POST .../started) within this many seconds,
+# or the action is offered to it again; after this many offers unacknowledged, cancelled.
+WARDEN_AGENT_ACK_SECONDS = env.int("WARDEN_AGENT_ACK_SECONDS", default=20)
+WARDEN_AGENT_OFFERS = env.int("WARDEN_AGENT_OFFERS", default=3)
 WARDEN_AGENT_POLL_MAX_SECONDS = env.float("WARDEN_AGENT_POLL_MAX_SECONDS", default=60.0)
 WARDEN_VERIFY_SAMPLES = env.int("WARDEN_VERIFY_SAMPLES", default=3)
 WARDEN_VERIFY_TIMEOUT_SECONDS = env.int("WARDEN_VERIFY_TIMEOUT_SECONDS", default=300)

@@ -26,7 +26,12 @@ from remediation.api.executions import ExecutionCancelView
 from remediation.api.handoff import ExecutionCallbackView
 from remediation.api.long_poll import agent_actions
 from remediation.api.tickets import TicketViewSet
-from remediation.api.views import AgentAllowlistView, AgentResultView, MetricsView
+from remediation.api.views import (
+    AgentAllowlistView,
+    AgentResultView,
+    AgentStartView,
+    MetricsView,
+)
 from remediation.views import evidence_page
 
 router = DefaultRouter(trailing_slash=False)
@@ -66,6 +71,11 @@ api_v1 = [
     path("metrics", MetricsView.as_view(), name="metrics"),
     path("agent/actions", agent_actions, name="agent-actions"),
     path("agent/allowlist", AgentAllowlistView.as_view(), name="agent-allowlist"),
+    path(
+        "agent/actions/<int:execution_id>/started",
+        AgentStartView.as_view(),
+        name="agent-started",
+    ),
     path(
         "agent/actions/<int:execution_id>/result",
         AgentResultView.as_view(),

@@ -85,8 +85,9 @@ def roll_back_execution(
 def cancel_execution(execution: Execution, *, actor: Any, reason: str, now: datetime) -> Execution:
     """A person stops an unfinished execution, saying why; its ticket goes to people.
 
-    Queued, held or dispatched: it never reaches the agent. Running or rolling back:
-    the agent may finish, and its late report is recorded but changes nothing.
+    Queued, held or dispatched: it never reaches the agent. Claimed: the agent is told
+    not to start it. Running or rolling back: the agent may finish, and its late report
+    is recorded but changes nothing.
     """
     require_permission(actor, permissions.SUPERVISE, "cancel executions")
     why = require_reason(reason)

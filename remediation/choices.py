@@ -1,6 +1,9 @@
 """Runbook risk classes, ticket and execution states, and the allowed moves between them."""
 
+from datetime import datetime
+
 from django.db import models
+from django.db.models import Q
 
 
 class ActionType(models.TextChoices):
@@ -124,11 +127,13 @@ class ExecutionState(models.TextChoices):
     QUEUED = "queued", "Queued"
     HELD = "held", "Held (a pause, or a check time can pass)"
     DISPATCHED = "dispatched", "Waiting for the agent"
+    CLAIMED = "claimed", "Taken by the agent, not started yet"
     RUNNING = "running", "Running on the agent"
     VERIFYING = "verifying", "Verifying with fresh metrics"
     SUCCEEDED = "succeeded", "Succeeded"
     FAILED = "failed", "Failed"
     ROLLBACK_PENDING = "rollback_pending", "Rollback waiting for the agent"
+    ROLLBACK_CLAIMED = "rollback_claimed", "Rollback taken by the agent, not started yet"
     ROLLING_BACK = "rolling_back", "Rolling back on the agent"
     ROLLED_BACK = "rolled_back", "Rolled back"
     ROLLBACK_FAILED = "rollback_failed", "Rollback failed"
@@ -149,7 +154,19 @@ EXECUTION_TRANSITIONS: dict[str, frozenset[str]] = {
     ),
     ExecutionState.HELD: frozenset({ExecutionState.QUEUED, ExecutionState.CANCELLED}),
     ExecutionState.DISPATCHED: frozenset(
-        {ExecutionState.RUNNING, ExecutionState.HELD, ExecutionState.CANCELLED}
+        {ExecutionState.CLAIMED, ExecutionState.HELD, ExecutionState.CANCELLED}
+    ),
+    # Claimed: the agent has it but has not said it started. It starts (running) only when
+    # the agent says so; unacknowledged, it is offered again (dispatched) or cancelled, and
+    # the dispatch check at the start may still hold or cancel it. Never verified, never
+    # rolled back, never counted: nothing ran.
+    ExecutionState.CLAIMED: frozenset(
+        {
+            ExecutionState.RUNNING,
+            ExecutionState.DISPATCHED,
+            ExecutionState.HELD,
+            ExecutionState.CANCELLED,
+        }
     ),
     # An expired lease goes to VERIFYING: the host's metrics say what happened,
     # the action is never blindly run again.
@@ -164,7 +181,19 @@ EXECUTION_TRANSITIONS: dict[str, frozenset[str]] = {
     ExecutionState.FAILED: frozenset({ExecutionState.ROLLBACK_PENDING}),
     ExecutionState.SUCCEEDED: frozenset({ExecutionState.ROLLBACK_PENDING}),
     ExecutionState.ROLLBACK_PENDING: frozenset(
-        {ExecutionState.ROLLING_BACK, ExecutionState.ROLLBACK_FAILED, ExecutionState.CANCELLED}
+        {
+            ExecutionState.ROLLBACK_CLAIMED,
+            ExecutionState.ROLLBACK_FAILED,
+            ExecutionState.CANCELLED,
+        }
+    ),
+    ExecutionState.ROLLBACK_CLAIMED: frozenset(
+        {
+            ExecutionState.ROLLING_BACK,
+            ExecutionState.ROLLBACK_PENDING,
+            ExecutionState.ROLLBACK_FAILED,
+            ExecutionState.CANCELLED,
+        }
     ),
     ExecutionState.ROLLING_BACK: frozenset(
         {ExecutionState.ROLLED_BACK, ExecutionState.ROLLBACK_FAILED, ExecutionState.CANCELLED}
@@ -181,17 +210,35 @@ EXECUTION_ACTIVE_STATES = frozenset(
         ExecutionState.QUEUED,
         ExecutionState.HELD,
         ExecutionState.DISPATCHED,
+        ExecutionState.CLAIMED,
         ExecutionState.RUNNING,
         ExecutionState.VERIFYING,
         ExecutionState.ROLLBACK_PENDING,
+        ExecutionState.ROLLBACK_CLAIMED,
         ExecutionState.ROLLING_BACK,
     }
 )
-# What an agent picks up: the action, or its rollback.
+# What a runner picks up, the action or its rollback, and the state its claim moves it to.
 EXECUTION_AGENT_CLAIMABLE = {
-    ExecutionState.DISPATCHED: ExecutionState.RUNNING,
-    ExecutionState.ROLLBACK_PENDING: ExecutionState.ROLLING_BACK,
+    ExecutionState.DISPATCHED: ExecutionState.CLAIMED,
+    ExecutionState.ROLLBACK_PENDING: ExecutionState.ROLLBACK_CLAIMED,
 }
+# A claim starts when its runner says so (an agent) or at once (a hand-off's task, which
+# sends it there and then).
+EXECUTION_STARTS = {
+    ExecutionState.CLAIMED: ExecutionState.RUNNING,
+    ExecutionState.ROLLBACK_CLAIMED: ExecutionState.ROLLING_BACK,
+}
+# A claim its agent never said it started is offered again from where it was taken.
+EXECUTION_OFFERED_AGAIN = {claimed: ready for ready, claimed in EXECUTION_AGENT_CLAIMABLE.items()}
+
+
+def ready_for_agents(now: datetime) -> Q:
+    """Executions an agent's poll takes: waiting for it, or claimed by it without its saying
+    it started within the ack window (lease_expires_at), to be offered again."""
+    return Q(state__in=list(EXECUTION_AGENT_CLAIMABLE)) | Q(
+        state__in=list(EXECUTION_STARTS), lease_expires_at__lt=now
+    )
 
 
 class IllegalTransition(Exception):

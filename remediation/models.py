@@ -456,10 +456,16 @@ class Execution(models.Model):
     hold_reason = models.CharField(max_length=500, blank=True)
     hold_until = models.DateTimeField(null=True, blank=True)
     fencing_token = models.PositiveBigIntegerField(default=0)
+    # Claimed: when the agent must have said it started (the ack window); started: when the
+    # runner's lease runs out.
     lease_expires_at = models.DateTimeField(null=True, blank=True)
+    # How often its agent took the current run (or rollback) without saying it started.
+    offers = models.PositiveSmallIntegerField(default=0)
     created_at = models.DateTimeField(default=timezone.now, editable=False)
     enqueued_at = models.DateTimeField(null=True, blank=True)
     dispatched_at = models.DateTimeField(null=True, blank=True)
+    # When the runner said it started (the agent's start, a hand-off's claim); None while
+    # nothing ran. Only readings after it verify the fix.
     started_at = models.DateTimeField(null=True, blank=True)
     finished_at = models.DateTimeField(null=True, blank=True)
     verify_deadline = models.DateTimeField(null=True, blank=True)

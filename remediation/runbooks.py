@@ -21,7 +21,12 @@ from remediation.models import Execution, Runbook, Ticket
 
 # Not yet on a host: these are cancelled by an edit. One already running finishes
 # (the agent has it) and is verified as usual.
-NOT_STARTED = (ExecutionState.QUEUED, ExecutionState.HELD, ExecutionState.DISPATCHED)
+NOT_STARTED = (
+    ExecutionState.QUEUED,
+    ExecutionState.HELD,
+    ExecutionState.DISPATCHED,
+    ExecutionState.CLAIMED,  # the agent has it, but has not said it started
+)
 
 
 def void_decided_work(runbook: Runbook, *, cause: str, now: datetime) -> list[PendingEvent]:

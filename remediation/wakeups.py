@@ -30,8 +30,9 @@ import redis.asyncio
 from asgiref.sync import sync_to_async
 from django.conf import settings
 from django.db import connection
+from django.utils import timezone
 
-from remediation.choices import EXECUTION_AGENT_CLAIMABLE
+from remediation.choices import ready_for_agents
 
 logger = logging.getLogger(__name__)
 
@@ -83,9 +84,7 @@ def hosts_with_ready_actions() -> set[int]:
     from remediation.models import Execution
 
     return set(
-        Execution.objects.filter(
-            state__in=list(EXECUTION_AGENT_CLAIMABLE), handoff_target__isnull=True
-        )
+        Execution.objects.filter(ready_for_agents(timezone.now()), handoff_target__isnull=True)
         .values_list("host_id", flat=True)
         .distinct()
     )

@@ -382,13 +382,26 @@ class AgentClient:
     def post_metrics(self, payload: Any, key: str | None = None) -> Any:
         return self.post("/api/v1/metrics", payload, key)
 
-    def take_actions(self) -> list[dict]:
+    def take_actions(self, *, start: bool = True) -> list[dict]:
+        """Poll for actions and, as a faithful agent does before it runs one, say each
+        started (unless `start` is False: an agent that took them and went away)."""
         with self.capture(execute=True):
             response = self.client.get(
                 "/api/v1/agent/actions", HTTP_AUTHORIZATION=f"Bearer {self.key}"
             )
         assert response.status_code == 200, response.content
-        return response.json()["actions"]
+        actions = response.json()["actions"]
+        if start:
+            for action in actions:
+                started = self.start(action)
+                assert started.status_code == 200, started.content
+        return actions
+
+    def start(self, action: dict) -> Any:
+        """Say the action taken is starting now (POST .../started with its token)."""
+        return self.post(
+            f"/api/v1/agent/actions/{action['execution_id']}/started", {"token": action["token"]}
+        )
 
     def report(
         self,
@@ -398,18 +411,21 @@ class AgentClient:
         *,
         argv: list[str] | None = None,
         exit_code: int | None = None,
+        not_started: bool = False,
     ) -> Any:
-        """Report as a faithful agent does: the argv it was sent, unless told otherwise."""
-        ran = list(action.get("argv", [])) if argv is None else argv
+        """Report as a faithful agent does: the argv it was sent, unless told otherwise (or
+        nothing, `not_started`)."""
+        ran = [] if not_started else list(action.get("argv", [])) if argv is None else argv
         return self.post(
             f"/api/v1/agent/actions/{action['execution_id']}/result",
             {
                 "token": action["token"],
-                "ok": ok,
+                "ok": ok and not not_started,
                 "output": output,
                 "argv": ran,
                 "argv_digest": argv_digest(ran) if ran else "",
                 "exit_code": (0 if ok else 1) if exit_code is None and ran else exit_code,
+                **({"not_started": True} if not_started else {}),
             },
         )
 

@@ -190,6 +190,17 @@ def test_queue_retry_must_outlast_its_timeout(settings):
     assert "warden.E001" in ids
 
 
+@pytest.mark.parametrize(
+    ("ack", "offers", "refused"), [(20, 3, False), (0, 3, True), (20, 0, True), (120, 3, True)]
+)
+def test_an_agent_has_a_start_window_shorter_than_its_lease_and_at_least_one_offer(
+    settings, ack, offers, refused
+):
+    settings.WARDEN_AGENT_ACK_SECONDS, settings.WARDEN_AGENT_OFFERS = ack, offers
+    settings.WARDEN_AGENT_LEASE_SECONDS = 120
+    assert ("warden.E005" in [message.id for message in run_checks()]) is refused
+
+
 def test_production_warns_when_notice_links_would_point_at_localhost(settings):
     settings.PRODUCTION = True
     settings.WARDEN_NOTICE_BASE_URL = "http://localhost:8000"

@@ -4,7 +4,7 @@
 Everything else needs psutil and never Django.
 """
 
-__version__ = "1.0.0"
+__version__ = "1.1.0"
 
 # Agent is imported lazily, so `import warden_agent.argv` stays free of psutil.
 __all__ = ["Agent", "__version__"]

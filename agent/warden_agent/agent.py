@@ -1,13 +1,17 @@
-"""One host's agent: readings to Warden in one thread, Warden's actions in another.
+"""One host's agent: readings taken in one thread, posted in another, Warden's actions
+taken in a third.
 
-The readings thread takes a reading every `interval` seconds into the spool and posts
-what the spool holds every `post_every` seconds (oldest first, in batches the server
-takes), removing readings only once the server has acknowledged them. The actions
-thread sends the allow-list (PUT /api/v1/agent/allowlist), then holds a long poll on
-GET /api/v1/agent/actions, runs or refuses each order, and reports each result with the
-order's fencing token; a result stays spooled until the server has it. The first post
-and the first poll wait a random part of the interval, so a fleet restarting together
-does not arrive at once.
+The readings thread takes a reading every `interval` seconds into the spool, whatever
+the server is doing: a post that hangs or a server that is away delays no reading. The
+posting thread posts what the spool holds every `post_every` seconds (oldest first, in
+batches the server takes), removing readings only once the server has acknowledged them
+and retrying with back-off, so a reading is sent again until it is acknowledged (the
+server stores a resent reading once). The actions thread sends the allow-list (PUT
+/api/v1/agent/allowlist), then holds a long poll on GET /api/v1/agent/actions; for each
+order it says it is starting (POST .../started) and runs it only once Warden answers that
+it may, then reports the result with the order's fencing token; a result stays spooled
+until the server has it. The first post and the first poll wait a random part of the
+interval, so a fleet restarting together does not arrive at once.
 """
 
 from __future__ import annotations
@@ -27,7 +31,7 @@ from warden_agent import __version__
 from warden_agent.argv import allowlist_digest
 from warden_agent.backoff import Backoff, next_tick
 from warden_agent.client import ApiError, Client, Misconfigured, Unavailable
-from warden_agent.executor import Executor, Order, Outcome, report_body
+from warden_agent.executor import Executor, Order, Outcome, not_started_body, report_body
 from warden_agent.metrics import MetricsSource, summarize
 from warden_agent.spool import DEFAULT_LIMIT, ReadingSpool, ResultSpool
 
@@ -44,6 +48,7 @@ LEASE_MARGIN_SECONDS = 5.0
 # The first post and poll wait up to min(interval, this) seconds.
 MAX_START_JITTER = 30.0
 INTERRUPTED = "the agent stopped while this action ran (a restart or a crash); outcome unknown"
+NEVER_STARTED = "the agent stopped before it started this action (a restart or a crash)"
 
 
 class Agent:
@@ -92,10 +97,11 @@ class Agent:
         # Orders already taken, so a repeated delivery cannot run one twice.
         self.done: deque[str] = deque((key for key, _ in self.results.items()), maxlen=200)
         self.error: str | None = None  # why the agent stopped by itself (401/403)
-        self.halted = threading.Event()  # set with `error`: both threads stop
+        self.halted = threading.Event()  # set with `error`: every thread stops
         self.busy = threading.Lock()  # held while an action runs and is reported
         self.posted = 0
         self.dropped = 0  # readings dropped from a full spool in this outage
+        self._dropping = threading.Lock()  # `dropped`: counted by one thread, logged by another
         self._warned: set[str] = set()  # problems already logged in this outage
 
     # --- the two threads ---------------------------------------------------------------
@@ -103,32 +109,43 @@ class Agent:
     def run(self, stop: threading.Event) -> None:
         """Work until `stop` is set or the server rejects the key.
 
-        Readings are taken and posted in this thread, actions taken in another; on stop
-        an action already running finishes and is reported, a poll still waiting is left.
+        Readings are taken in this thread, posted in another and actions taken in a third;
+        on stop an action already running finishes and is reported, a poll still waiting
+        and a post still hanging are left (what it carried stays spooled).
         """
-        actions = threading.Thread(
-            target=self.take_actions, args=(stop,), name=f"{self.host}-actions", daemon=True
-        )
-        actions.start()
+        workers = [
+            threading.Thread(target=work, args=(stop,), name=f"{self.host}-{name}", daemon=True)
+            for name, work in (("posts", self.post_readings), ("actions", self.take_actions))
+        ]
+        for worker in workers:
+            worker.start()
         try:
-            self.report_readings(stop)
+            self.take_readings(stop)
         finally:
-            actions.join(timeout=1.0)
+            for worker in workers:
+                worker.join(timeout=1.0)
             with self.busy:  # wait for a running action, not for a waiting poll
                 pass
             self.readings.close()
             self._log_dropped()
 
-    def report_readings(self, stop: threading.Event) -> None:
-        """Take a reading every `interval`, post the spool every `post_every`."""
-        backoff = Backoff(self.backoff_start, self.backoff_max)
+    def take_readings(self, stop: threading.Event) -> None:
+        """Take a reading every `interval`, whatever the server is doing."""
         next_reading = time.monotonic()
-        next_post = next_reading + random.uniform(0.0, self.start_jitter)
         while not (stop.is_set() or self.halted.is_set()):
             now = time.monotonic()
             if now >= next_reading:
                 self.collect()
                 next_reading = next_tick(next_reading, self.interval, now)
+            stop.wait(max(next_reading - time.monotonic(), 0.0))
+
+    def post_readings(self, stop: threading.Event) -> None:
+        """Post the spool every `post_every`; while the server is away, back off and keep
+        everything for the next try."""
+        backoff = Backoff(self.backoff_start, self.backoff_max)
+        next_post = time.monotonic() + random.uniform(0.0, self.start_jitter)
+        while not (stop.is_set() or self.halted.is_set()):
+            now = time.monotonic()
             if now >= next_post and now >= backoff.retry_at:
                 next_post = next_tick(next_post, self.post_every, now)
                 try:
@@ -142,8 +159,7 @@ class Agent:
                         log.info("%s: server reachable again", self.host)
                         self._warned.clear()
                     self._log_dropped()
-            wake = min(next_reading, max(next_post, backoff.retry_at))
-            stop.wait(max(wake - time.monotonic(), 0.0))
+            stop.wait(max(max(next_post, backoff.retry_at) - time.monotonic(), 0.0))
 
     def take_actions(self, stop: threading.Event) -> None:
         """Send the allow-list, then long-poll for actions, run each and report it at once."""
@@ -163,11 +179,11 @@ class Agent:
                 received = time.monotonic()
                 for action in actions:
                     if stop.is_set():
-                        break  # not started: its lease runs out and the server reconciles
+                        break  # not started: the server offers it again
                     if not self.within_lease(action, received):
                         continue
                     with self.busy:
-                        self.handle(action)
+                        self.handle(action, received, stop)
                         self.report_pending()
                 backoff.reset()
             except Unavailable as exc:
@@ -191,21 +207,27 @@ class Agent:
             log.warning("%s: cannot take a reading: %s: %s", self.host, type(exc).__name__, exc)
             return
         dropped = self.readings.append(sample)
-        if dropped and not self.dropped:
-            log.warning(
-                "%s: spool full (%d readings): dropping the oldest until the server is back",
-                self.host,
-                self.readings.limit,
-            )
-        self.dropped += dropped
+        if not dropped:
+            return
+        with self._dropping:
+            if not self.dropped:
+                log.warning(
+                    "%s: spool full (%d readings): dropping the oldest until the server is back",
+                    self.host,
+                    self.readings.limit,
+                )
+            self.dropped += dropped
 
     def flush(self, stop: threading.Event | None = None) -> None:
         """Post the spooled readings, oldest first, one sample alone or in batches;
-        each batch leaves the spool once the server has answered it."""
-        while len(self.readings) and not (stop and stop.is_set()):
-            batch = self.readings.oldest(self.batch_size)
+        each batch leaves the spool once the server has answered it (readings taken
+        meanwhile, or dropped from a full spool, change nothing of that)."""
+        while not (stop and stop.is_set()):
+            last, batch = self.readings.oldest_batch(self.batch_size)
+            if not batch:
+                return
             self.post(batch)
-            self.readings.remove_oldest(len(batch))
+            self.readings.remove_through(last)
 
     def post(self, batch: list[dict[str, Any]]) -> None:
         try:
@@ -226,15 +248,16 @@ class Agent:
         self.posted += len(batch)
 
     def _log_dropped(self) -> None:
-        if self.dropped:
+        with self._dropping:
+            dropped, self.dropped = self.dropped, 0
+        if dropped:
             log.warning(
                 "%s: dropped the %d oldest reading(s) while the server was unreachable "
                 "(the spool keeps at most %d)",
                 self.host,
-                self.dropped,
+                dropped,
                 self.readings.limit,
             )
-            self.dropped = 0
 
     # --- actions -----------------------------------------------------------------------
 
@@ -286,20 +309,32 @@ class Agent:
         lease = action.get("lease_seconds")
         if not isinstance(lease, (int, float)) or isinstance(lease, bool):
             return True  # a server that sends no lease length
+        return self.lease_left(lease, received, action.get("execution_id"))
+
+    def lease_left(self, lease: float | None, received: float, execution_id: Any) -> bool:
+        if lease is None:
+            return True
         elapsed = time.monotonic() - received
         if elapsed < lease - LEASE_MARGIN_SECONDS:
             return True
         log.warning(
-            "%s: execution %s not started: its %ss lease ran out %.0fs after it arrived",
+            "%s: execution %s not started: its %gs lease ran out %.0fs after it arrived",
             self.host,
-            action.get("execution_id"),
+            execution_id,
             lease,
             elapsed,
         )
         return False
 
-    def handle(self, message: Mapping[str, Any]) -> None:
-        """Run (or refuse) one order and spool its result for reporting."""
+    def handle(
+        self,
+        message: Mapping[str, Any],
+        received: float | None = None,
+        stop: threading.Event | None = None,
+    ) -> None:
+        """Run (or refuse) one order and spool its result for reporting. An order Warden
+        waits to hear started runs only once Warden has answered that it may: one it does
+        not start is reported not started, so Warden may offer it again."""
         try:
             order = Order.from_message(message)
         except ValueError as exc:
@@ -311,20 +346,62 @@ class Agent:
                 "%s: execution %s delivered again; not run twice", self.host, order.execution_id
             )
             return
-        self.done.append(key)
         record = {"execution_id": order.execution_id, "token": order.token, "action": order.action}
         refused = self.executor.refusal(order)
         if refused:
+            self.done.append(key)
             log.warning("%s: refused %s: %s", self.host, order.action, refused)
-            outcome = Outcome(ok=False, output=refused)
-        else:
-            # On disk before it runs: if the agent dies meanwhile, the next start reports it.
-            self.results.put(key, {**record, "state": "started", "argv": list(order.argv or ())})
-            outcome = self.executor.execute(order)
-            log.info("%s: ran %s -> %s", self.host, order.action, "ok" if outcome.ok else "failed")
+            body = report_body(order.token, Outcome(ok=False, output=refused))
+            self.results.put(key, {**record, "state": "finished", "body": body})
+            return
+        if order.start_within_seconds is not None:
+            # On disk before Warden hears of it: if the agent dies before it starts, the
+            # next start says it never did.
+            self.results.put(key, {**record, "state": "starting"})
+            received = time.monotonic() if received is None else received
+            why_not = self.say_started(order, received, stop)
+            if why_not:
+                log.warning(
+                    "%s: execution %s (%s) not started: %s",
+                    self.host,
+                    order.execution_id,
+                    order.action,
+                    why_not,
+                )
+                body = not_started_body(order.token, why_not)
+                self.results.put(key, {**record, "state": "finished", "body": body})
+                return
+        self.done.append(key)
+        # On disk before it runs: if the agent dies meanwhile, the next start reports it.
+        self.results.put(key, {**record, "state": "started", "argv": list(order.argv or ())})
+        outcome = self.executor.execute(order)
+        log.info("%s: ran %s -> %s", self.host, order.action, "ok" if outcome.ok else "failed")
         self.results.put(
             key, {**record, "state": "finished", "body": report_body(order.token, outcome)}
         )
+
+    def say_started(self, order: Order, received: float, stop: threading.Event | None) -> str:
+        """Tell Warden the order is starting; "" once it answers that it may, else why not.
+
+        Warden unreachable: try again with back-off while the order's lease lasts (a start
+        Warden took whose answer was lost is answered the same again). Warden refusing it
+        (offered again, cancelled, held meanwhile): not started. Raises Misconfigured."""
+        backoff = Backoff(self.backoff_start, self.backoff_max)
+        path = f"/api/v1/agent/actions/{order.execution_id}/started"
+        stop = stop or threading.Event()
+        while True:
+            if not self.lease_left(order.lease_seconds, received, order.execution_id):
+                return "its lease ran out before Warden answered that it may start"
+            try:
+                self.client.call("POST", path, {"token": order.token})
+            except ApiError as exc:
+                return f"Warden answered not to start it: {exc}"
+            except Unavailable as exc:
+                self.warn(backoff.failed(exc))
+                if stop.wait(max(backoff.retry_at - time.monotonic(), 0)):
+                    return "the agent is stopping"
+                continue
+            return ""
 
     def report_pending(self) -> None:
         """Report spooled results in order; a failure to reach the server keeps them."""
@@ -344,8 +421,9 @@ class Agent:
             self.results.remove(key)
 
     def _recover_interrupted(self) -> None:
-        """An action started before a restart and never finished is reported as failed;
-        a record that cannot be reported (edited by hand?) is dropped."""
+        """An action started before a restart and never finished is reported as failed, one
+        taken but not started yet as not started; a record that cannot be reported (edited
+        by hand?) is dropped."""
         for key, record in self.results.items():
             ids = (record.get("execution_id"), record.get("token"))
             if not all(isinstance(i, int) and not isinstance(i, bool) for i in ids):
@@ -355,6 +433,17 @@ class Agent:
                 self.results.remove(key)
                 continue
             if record.get("state") == "finished" and isinstance(record.get("body"), dict):
+                continue
+            if record.get("state") == "starting":
+                log.warning(
+                    "%s: execution %s (%s) was taken but not started when the agent stopped; "
+                    "reporting it not started",
+                    self.host,
+                    record["execution_id"],
+                    record.get("action"),
+                )
+                body = not_started_body(record["token"], NEVER_STARTED)
+                self.results.put(key, {**record, "state": "finished", "body": body})
                 continue
             log.warning(
                 "%s: execution %s (%s) was running when the agent stopped; reporting it failed",

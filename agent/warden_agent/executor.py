@@ -88,6 +88,12 @@ def _int(value: Any) -> int | None:
     return value if isinstance(value, int) and not isinstance(value, bool) else None
 
 
+def _seconds(value: Any) -> float | None:
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return None
+    return float(value)
+
+
 @dataclass(frozen=True)
 class Order:
     """One action as the server sends it on GET /api/v1/agent/actions."""
@@ -99,6 +105,10 @@ class Order:
     argv_digest: str
     kind: str = "run"
     ticket_id: str = ""
+    lease_seconds: float | None = None  # start it only within this long of receiving it
+    # Say it started within this long, and run it only once Warden answers that it may;
+    # None: a Warden older than the start, which is not told.
+    start_within_seconds: float | None = None
 
     @classmethod
     def from_message(cls, message: Mapping[str, Any]) -> Order:
@@ -117,6 +127,8 @@ class Order:
             argv_digest=str(message.get("argv_digest") or ""),
             kind=str(message.get("kind") or "run"),
             ticket_id=str(message.get("ticket_id") or ""),
+            lease_seconds=_seconds(message.get("lease_seconds")),
+            start_within_seconds=_seconds(message.get("start_within_seconds")),
         )
 
 
@@ -140,6 +152,12 @@ def report_body(token: int, outcome: Outcome) -> dict[str, Any]:
         "argv_digest": argv_digest(outcome.argv) if outcome.argv else "",
         "exit_code": outcome.exit_code,
     }
+
+
+def not_started_body(token: int, why: str) -> dict[str, Any]:
+    """The body of POST /api/v1/agent/actions/{id}/result for an order the agent did not
+    start: nothing ran, so Warden may offer it again."""
+    return {**report_body(token, Outcome(False, why)), "not_started": True}
 
 
 class Executor:

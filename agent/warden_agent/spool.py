@@ -14,6 +14,10 @@ A disk that refuses a write (full, most likely) costs durability, not data: the 
 logs it once, keeps the item in memory, and carries on.
 
 Without a directory both keep everything in memory only (the simulated fleet).
+
+The reading spool is shared by the thread that takes readings and the one that posts
+them: each call holds its lock, and the poster removes what it posted by sequence number,
+so readings taken (or dropped) while a post is in flight are never confused with it.
 """
 
 from __future__ import annotations
@@ -22,6 +26,7 @@ import contextlib
 import json
 import logging
 import os
+import threading
 from collections import deque
 from itertools import islice
 from pathlib import Path
@@ -73,6 +78,7 @@ class ReadingSpool:
             raise ValueError("a spool's limit and segment size must be at least 1")
         self.limit = limit
         self.segment_size = segment_size
+        self._lock = threading.RLock()
         self.directory = _make_dir(Path(directory) / "readings") if directory else None
         self._items: deque[tuple[int, str]] = deque()  # (sequence number, JSON line)
         self._segments: deque[tuple[Path, int]] = deque()  # (file, its last sequence number)
@@ -101,6 +107,10 @@ class ReadingSpool:
     def append(self, sample: dict[str, Any]) -> int:
         """Keep `sample` (on disk before this returns); the number of oldest readings
         dropped to stay within the limit."""
+        with self._lock:
+            return self._append(sample)
+
+    def _append(self, sample: dict[str, Any]) -> int:
         seq, self._next = self._next, self._next + 1
         line = json.dumps({"seq": seq, "sample": sample}, separators=(",", ":"))
         if self.directory:
@@ -118,10 +128,32 @@ class ReadingSpool:
 
     def oldest(self, count: int) -> list[dict[str, Any]]:
         """Up to `count` of the oldest readings, oldest first; they stay until removed."""
-        return [json.loads(line)["sample"] for _, line in islice(self._items, count)]
+        return self.oldest_batch(count)[1]
+
+    def oldest_batch(self, count: int) -> tuple[int, list[dict[str, Any]]]:
+        """Up to `count` of the oldest readings, oldest first, and the sequence number of
+        the last (0 if none) to remove them by; they stay until removed."""
+        with self._lock:
+            items = list(islice(self._items, count))
+        last = items[-1][0] if items else 0
+        return last, [json.loads(line)["sample"] for _, line in items]
+
+    def remove_through(self, seq: int) -> None:
+        """Forget the readings up to sequence number `seq` (acknowledged by the server)."""
+        with self._lock:
+            count = 0
+            for item_seq, _ in self._items:
+                if item_seq > seq:
+                    break
+                count += 1
+            self.remove_oldest(count)
 
     def remove_oldest(self, count: int) -> None:
         """Forget the `count` oldest readings: acknowledged by the server, or dropped."""
+        with self._lock:
+            self._remove_oldest(count)
+
+    def _remove_oldest(self, count: int) -> None:
         count = min(count, len(self._items))
         if not count:
             return
@@ -137,6 +169,10 @@ class ReadingSpool:
                 self._disk_trouble(f"cannot record acknowledged readings ({exc})")
 
     def close(self) -> None:
+        with self._lock:
+            self._close()
+
+    def _close(self) -> None:
         if self._file:
             with contextlib.suppress(OSError):  # what it failed to write is already known
                 self._file.close()
@@ -150,7 +186,7 @@ class ReadingSpool:
 
     def _write(self, directory: Path, seq: int, line: str) -> None:
         if self._file is None or self._in_file >= self.segment_size:
-            self.close()
+            self._close()
             path = directory / f"{seq:016d}.jsonl"
             self._file = open(path, "ab")  # noqa: SIM115 - kept open across appends
             self._in_file = 0
@@ -161,7 +197,7 @@ class ReadingSpool:
             self._file.flush()
             os.fsync(self._file.fileno())
         except OSError:
-            self.close()  # a torn line ends this segment: the next reading starts another
+            self._close()  # a torn line ends this segment: the next reading starts another
             raise
         self._in_file += 1
         path, _ = self._segments[-1]

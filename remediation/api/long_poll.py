@@ -44,7 +44,7 @@ from remediation.api.authentication import (
     host_for_authorization,
 )
 from remediation.api.serializers import AgentActionSerializer
-from remediation.choices import EXECUTION_AGENT_CLAIMABLE
+from remediation.choices import ready_for_agents
 from remediation.executions.claims import AgentAction, claim_agent_actions
 from remediation.models import Execution, Host, hash_api_key
 from remediation.wakeups import in_thread, waiters
@@ -66,9 +66,7 @@ def parse_wait(raw: str | None) -> float:
 
 def ready_executions() -> Any:
     # An automation system, not the agent, runs a handed-off execution (remediation.handoff).
-    return Execution.objects.filter(
-        state__in=list(EXECUTION_AGENT_CLAIMABLE), handoff_target__isnull=True
-    )
+    return Execution.objects.filter(ready_for_agents(timezone.now()), handoff_target__isnull=True)
 
 
 def start_poll(authorization: bytes) -> tuple[Host, list[AgentAction]]:
@@ -209,8 +207,8 @@ async def long_poll_app(scope: dict, receive: Callable, send: Callable) -> None:
             status, body, extra = error_body(exc)
         else:
             if actions is None:
-                # The agent went away. An action claimed that very instant runs out
-                # its lease and is reconciled like any other.
+                # The agent went away. An action claimed that very instant is never
+                # said started, so it is offered again once its start window passes.
                 return
             body = actions_body(actions)
     payload = json.dumps(body, cls=DjangoJSONEncoder).encode()

@@ -49,6 +49,11 @@ class AgentActionSerializer(serializers.Serializer):
     lease_seconds = serializers.IntegerField(
         help_text="Start the action only within this many seconds of receiving it."
     )
+    start_within_seconds = serializers.IntegerField(
+        help_text="Say it started (POST /api/v1/agent/actions/{execution_id}/started with the "
+        "token) within this many seconds, and run it only once that answers 200: a claim "
+        "not said started is offered again, with the same token."
+    )
 
 
 class AgentResultSerializer(serializers.Serializer):
@@ -67,6 +72,25 @@ class AgentResultSerializer(serializers.Serializer):
     )
     exit_code = serializers.IntegerField(
         min_value=-32768, max_value=32767, allow_null=True, default=None
+    )
+    not_started = serializers.BooleanField(
+        default=False,
+        help_text="The agent did not start it (it could not say it started in time, or "
+        "stopped first): nothing ran. A claim is offered again; one Warden believed started "
+        "is cancelled as never run.",
+    )
+
+
+class AgentStartSerializer(serializers.Serializer):
+    token = serializers.IntegerField(min_value=1, help_text="The token the action came with.")
+
+
+class AgentStartResponseSerializer(serializers.Serializer):
+    execution_id = serializers.IntegerField()
+    state = serializers.CharField(help_text="running, or rolling_back: start it now.")
+    lease_expires_at = serializers.DateTimeField()
+    lease_seconds = serializers.IntegerField(
+        help_text="Report within this many seconds; past it the host's readings decide."
     )
 
 

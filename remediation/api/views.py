@@ -1,4 +1,5 @@
-"""The agent API: post metrics, report results (long polls: remediation/api/long_poll.py)."""
+"""The agent API: post metrics, say an action started, report results (long polls:
+remediation/api/long_poll.py)."""
 
 from datetime import UTC
 
@@ -15,10 +16,13 @@ from remediation.api.batches import PostedBatch, parse_batch
 from remediation.api.serializers import (
     AgentResultResponseSerializer,
     AgentResultSerializer,
+    AgentStartResponseSerializer,
+    AgentStartSerializer,
     AllowlistResponseSerializer,
     AllowlistSerializer,
     MetricsResponseSerializer,
 )
+from remediation.executions.claims import start_agent_action
 from remediation.executions.reports import RunReport, report_agent_result
 from remediation.hosts import allowlist_problems, record_allowlist
 from remediation.models import Host
@@ -113,11 +117,38 @@ class AgentResultView(APIView):
             argv=list(data["argv"]),
             argv_digest=data["argv_digest"],
             exit_code=data["exit_code"],
+            not_started=data["not_started"],
         )
         execution = report_agent_result(
             request.auth, execution_id, report, token=data["token"], now=timezone.now()
         )
         return Response({"execution_id": execution.pk, "state": execution.state})
+
+
+class AgentStartView(APIView):
+    authentication_classes = [HostKeyAuthentication]
+    permission_classes = [IsAgent]
+
+    @extend_schema(
+        request=AgentStartSerializer,
+        parameters=[EXECUTION_ID],
+        responses={200: AgentStartResponseSerializer, **error_responses(400, 401, 404, 409)},
+        summary="Say an action taken is starting now",
+        description="Before it runs anything, the agent says it is starting the action (or "
+        "rollback) it took; it runs it only on a 200. Saying it again answers the same. "
+        "409 stale_token: another claim holds it; 409 not_claimed: it was offered again, "
+        "cancelled or held meanwhile (a pause, a check that no longer passes): do not run it.",
+    )
+    def post(self, request: Request, execution_id: int) -> Response:
+        serializer = AgentStartSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        started = start_agent_action(
+            request.auth,
+            execution_id,
+            token=serializer.validated_data["token"],
+            now=timezone.now(),
+        )
+        return Response(AgentStartResponseSerializer(started).data)
 
 
 def allowlist_json(host: Host) -> dict:

@@ -45,13 +45,17 @@ def cancel_locked(
 ) -> None:
     """Cancel an unfinished execution and hand its ticket to people (caller holds the lock).
 
-    `ran`: False when a running execution is known never to have started anywhere (its
-    hand-off was refused), so it does not count as a failed fix."""
+    `ran`: False when it is known never to have started anywhere (the agent refused it or
+    never started it, its hand-off was refused): it has no start, and counts as no failed
+    fix, in the track records as here."""
     was = execution.state
     execution.move_to(ExecutionState.CANCELLED, now)
     execution.finished_at = now
     execution.lease_expires_at = None
     execution.cancel_reason = reason[:500]
+    if not ran:
+        execution.started_at = None
+        data = {**data, "ran": False}
     execution.save(
         update_fields=[
             "state",
@@ -59,6 +63,7 @@ def cancel_locked(
             "finished_at",
             "lease_expires_at",
             "cancel_reason",
+            "started_at",
         ]
     )
     events.append(

@@ -2,7 +2,13 @@
 fencing token (compare-and-set), so a stale or duplicate report changes nothing. An agent
 must name the exact argv decided; a report that comes after the execution stopped waiting
 is kept and audited, never lost; a hand-off's delivery to its automation system is
-recorded under the claim's token too."""
+recorded under the claim's token too.
+
+An agent that did not start what it claimed says so (RunReport.not_started): a claim is
+offered again, and one Warden believed started (the answer to its start was lost) ends
+cancelled as never run, so nothing is verified, rolled back or counted. A report of what
+ran on a claim the agent never said it started (an agent older than the start) starts it
+as it is recorded."""
 
 import shlex
 from dataclasses import dataclass
@@ -13,8 +19,9 @@ from django.conf import settings
 from django.db import transaction
 
 from governance.audit.log import PendingEvent, append_events
-from remediation.choices import ExecutionState
+from remediation.choices import EXECUTION_STARTS, ExecutionState
 from remediation.executions import ExecutionError
+from remediation.executions.claims import release_unacknowledged, start_claimed
 from remediation.executions.ending import (
     after_ending,
     cancel_locked,
@@ -37,6 +44,14 @@ class RunReport:
     argv: list[str] | None = None
     argv_digest: str = ""
     exit_code: int | None = None
+    # The agent did not start it (it could not say it started, or it stopped first): nothing
+    # ran, and it may be offered again.
+    not_started: bool = False
+
+    @property
+    def refused(self) -> bool:
+        """The runner ran nothing: it refused, or never started."""
+        return self.not_started or (self.argv == [] and not self.ok)
 
 
 def report_agent_result(
@@ -70,6 +85,11 @@ def report_handoff_result(
     )
 
 
+# Where a report is awaited: claimed (the agent may not have said it started yet) or running.
+AWAITING_REPORT = (*EXECUTION_STARTS, ExecutionState.RUNNING, ExecutionState.ROLLING_BACK)
+RUNS = (ExecutionState.CLAIMED, ExecutionState.RUNNING)
+
+
 def _report(
     executions: Any, actor: str, not_found: str, report: RunReport, *, token: int, now: datetime
 ) -> Execution:
@@ -78,13 +98,16 @@ def _report(
     with transaction.atomic():
         execution = (
             executions.select_for_update(of=("self",))
-            .select_related("ticket", "runbook", "host")
+            .select_related("ticket", "runbook", "host", "approval_request", "decision")
             .first()
         )
         if execution is None:
             raise ExecutionError("not_found", not_found)
-        late = execution.state not in (ExecutionState.RUNNING, ExecutionState.ROLLING_BACK)
-        if late and execution.fencing_token == token:
+        current = execution.fencing_token == token
+        if report.not_started and current:
+            return _not_started(execution, actor, report, now)
+        late = execution.state not in AWAITING_REPORT
+        if late and current:
             # Cancelled, or its lease ran out, while the agent was still at it: what the
             # agent says happened on the host is kept and audited, never lost; the state
             # stays as the sweeper or the person left it.
@@ -93,12 +116,18 @@ def _report(
             refused = ExecutionError(
                 "not_running", f"execution {execution.pk} is {execution.state}, not running"
             )
-        elif execution.fencing_token != token:
+        elif not current:
             refused = ExecutionError(
                 "stale_token",
                 f"token {token} is stale: execution {execution.pk} is at {execution.fencing_token}",
             )
         else:
+            if execution.state in EXECUTION_STARTS and not report.refused:
+                # What ran, from an agent that never said it started (one older than the
+                # start): it started, as far as Warden can know, now.
+                events: list[PendingEvent] = []
+                start_claimed(execution, actor, now, events)
+                append_events(events)
             refused = _refuse_another_command(execution, actor, report, now)
             if refused is None:
                 _record_report(execution, actor, report, now=now)
@@ -107,8 +136,29 @@ def _report(
     return execution
 
 
+def _not_started(execution: Execution, actor: str, report: RunReport, now: datetime) -> Execution:
+    """The holder of the current token did not start it (the caller holds the lock). Claimed:
+    offered again (or cancelled after enough offers). Believed started, because the answer
+    to the agent's start was lost: cancelled as never run, or its rollback failed and a
+    person checks. Anything else has moved on already, and nothing ran to record."""
+    events: list[PendingEvent] = []
+    why = f"the agent did not start it: {report.output}"[:500]
+    if execution.state in EXECUTION_STARTS:
+        release_unacknowledged(execution, now, events)
+    elif execution.state in (ExecutionState.RUNNING, ExecutionState.VERIFYING):
+        cancel_locked(execution, now, events, actor, why, ran=False)
+    elif execution.state == ExecutionState.ROLLING_BACK:
+        fail_rollback(execution, now, events, actor, f"{why}; a person must check the host")
+    else:
+        raise ExecutionError(
+            "not_running", f"execution {execution.pk} is {execution.state}, not running"
+        )
+    append_events(events)
+    return execution
+
+
 def _expected_argv(execution: Execution) -> list[str]:
-    return execution.argv if execution.state == ExecutionState.RUNNING else execution.rollback_argv
+    return execution.argv if execution.state in RUNS else execution.rollback_argv
 
 
 def _refuse_another_command(
@@ -118,7 +168,7 @@ def _refuse_another_command(
     since something not decided may have run, the execution ends and people are told."""
     if report.argv is None:  # an automation system runs a job, not an argv
         return None
-    if not report.argv and not report.ok:  # the agent refused it: nothing ran
+    if report.refused:  # nothing ran
         return None
     expected = _expected_argv(execution)
     if report.argv == expected and report.argv_digest == argv_digest(expected):
@@ -141,7 +191,7 @@ def _refuse_another_command(
             output=report.output[:10_000],
         )
     )
-    if execution.state == ExecutionState.RUNNING:
+    if execution.state in RUNS:
         execution.output = f"[refused report: {ran}]\n{report.output}"[:10_000]
         execution.save(update_fields=["output"])
         cancel_locked(execution, now, events, "system", why)
@@ -213,10 +263,10 @@ def _record_report(execution: Execution, actor: str, report: RunReport, *, now: 
     action = execution.action or execution.runbook.action
     ran = {"argv": report.argv, "exit_code": report.exit_code} if report.argv is not None else {}
     execution.lease_expires_at = None
-    if execution.state == ExecutionState.RUNNING:
+    if execution.state in RUNS:
         execution.output = output
         execution.exit_code = report.exit_code
-        if report.argv == [] and not ok:
+        if report.refused:
             # The agent refused it (not on its allow-list, or not as decided): nothing ran,
             # so nothing to roll back and no failed fix to count. People decide.
             execution.save(update_fields=["output", "exit_code", "lease_expires_at"])

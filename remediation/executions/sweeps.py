@@ -13,7 +13,8 @@ from django_q.tasks import async_task
 
 from governance.audit.log import PendingEvent, append_events
 from governance.audit.tickets import fix_did_not_hold
-from remediation.choices import ExecutionState, VerifiedBy
+from remediation.choices import EXECUTION_STARTS, ExecutionState, VerifiedBy
+from remediation.executions.claims import release_unacknowledged
 from remediation.executions.ending import after_ending, cancel_locked, fail_rollback
 from remediation.executions.holds import release_held_executions
 from remediation.executions.rows import audit_event
@@ -77,20 +78,26 @@ def _requeue_lost(now: datetime) -> int:
 
 
 def _reconcile_expired_leases(now: datetime, events: list[PendingEvent]) -> int:
-    """A run whose lease ran out is verified by the host's metrics, never run again; a
-    rollback whose lease ran out failed, and a person must check the host."""
+    """A claim whose agent never said it started is offered again (or cancelled after
+    enough offers): nothing ran. A run whose lease ran out is verified by the host's
+    metrics, never run again; a rollback whose lease ran out failed, and a person must
+    check the host."""
     leases = 0
     for execution in (
         Execution.objects.select_for_update(of=("self",))
         .select_related("ticket", "runbook", "host")
         .filter(
-            state__in=[ExecutionState.RUNNING, ExecutionState.ROLLING_BACK],
+            state__in=[*EXECUTION_STARTS, ExecutionState.RUNNING, ExecutionState.ROLLING_BACK],
             lease_expires_at__lt=now,
         )
     ):
         leases += 1
+        if execution.state in EXECUTION_STARTS:
+            release_unacknowledged(execution, now, events)
+            continue
         if execution.state == ExecutionState.RUNNING:
-            # The agent may or may not have acted: let the host's metrics say.
+            # The agent said it started, and may or may not have finished: let the host's
+            # metrics say.
             execution.move_to(ExecutionState.VERIFYING, now)
             execution.verify_deadline = now + timedelta(
                 seconds=settings.WARDEN_VERIFY_TIMEOUT_SECONDS

@@ -6,6 +6,7 @@ result reports) and records every request it gets.
 
 import json
 import threading
+import time
 import urllib.parse
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
@@ -27,9 +28,16 @@ class FakeWarden:
         self.actions: list[dict[str, Any]] = []
         self.metrics_status = 201
         self.result_status = 200
+        self.started_status = 200  # 409: the claim was offered again or cancelled; 503: busy
+        self.lose_started_answers = 0  # starts taken whose answer is lost (connection closed)
+        # While set, a post of metrics is taken and never answered (a server that hangs);
+        # such posts are not recorded as received.
+        self.hang_metrics = threading.Event()
         self.allowlist_status = 200  # 404: a server older than the allow-list
         self.held: dict[str, Any] = {"entries": {}, "digest": ""}
         self.changed = threading.Condition()
+        self.hung: list[Any] = []  # bodies of posts taken and never answered
+        self.closing = threading.Event()
         fake = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -62,6 +70,7 @@ class FakeWarden:
         self.thread.start()
 
     def close(self) -> None:
+        self.closing.set()
         if self.thread:
             self.server.shutdown()
         self.server.server_close()
@@ -88,6 +97,11 @@ class FakeWarden:
         url = urllib.parse.urlsplit(handler.path)
         length = int(handler.headers.get("Content-Length") or 0)
         body = json.loads(handler.rfile.read(length)) if length else None
+        if url.path == "/api/v1/metrics" and self.hang_metrics.is_set():
+            self.hung.append(body)
+            while self.hang_metrics.is_set() and not self.closing.is_set():
+                time.sleep(0.02)
+            return  # never answered: the client gave up long ago
         with self.changed:
             self.requests.append(
                 {
@@ -113,6 +127,8 @@ class FakeWarden:
             return self.send(handler, 200, {"actions": actions})
         if handler.command == "POST" and url.path.endswith("/result"):
             return self.result(handler, url.path)
+        if handler.command == "POST" and url.path.endswith("/started"):
+            return self.started(handler, url.path)
         return self.send(handler, 404, error("not_found", "Not found."))
 
     def allowlist(self, handler: BaseHTTPRequestHandler, body: Any) -> None:
@@ -132,6 +148,24 @@ class FakeWarden:
             return self.send(handler, 503, error("unavailable", "Database down."))
         execution_id = int(path.split("/")[-2])
         return self.send(handler, 200, {"execution_id": execution_id, "state": "succeeded"})
+
+    def started(self, handler: BaseHTTPRequestHandler, path: str) -> None:
+        if self.lose_started_answers:
+            self.lose_started_answers -= 1
+            handler.close_connection = True
+            return  # taken, answer lost: the agent sees the connection close
+        if self.started_status == 409:
+            return self.send(handler, 409, error("not_claimed", "Offered again: do not start."))
+        if self.started_status == 503:
+            return self.send(handler, 503, error("unavailable", "Database down."))
+        execution_id = int(path.split("/")[-2])
+        answer = {
+            "execution_id": execution_id,
+            "state": "running",
+            "lease_expires_at": "2030-01-01T00:00:00+00:00",
+            "lease_seconds": 120,
+        }
+        return self.send(handler, 200, answer)
 
     def metrics(self, handler: BaseHTTPRequestHandler, body: Any) -> None:
         if self.metrics_status == 400:

@@ -66,6 +66,25 @@ def test_keeps_readings_while_the_server_is_down_and_sends_them_as_one_batch(sta
         fake.close()
 
 
+def test_readings_go_on_while_a_post_hangs_and_each_arrives_once_afterwards(fake, start):
+    # given a server that takes a post of readings and never answers it
+    fake.hang_metrics.set()
+    agent, _ = start(fake.url, interval=0.05, timeout=0.5)
+    wait_until(lambda: fake.hung)
+
+    # then readings go on being taken on schedule meanwhile, kept until acknowledged
+    wait_until(lambda: len(agent.readings) >= 20)
+    assert len(fake.hung) <= 3  # the hanging posts, retried with back-off
+
+    # when the server answers again, every reading kept arrives, oldest first, none twice
+    held = [sample["taken_at"] for sample in agent.readings.oldest(len(agent.readings))]
+    fake.hang_metrics.clear()
+    wait_until(lambda: set(held) <= {sample["taken_at"] for sample in fake.samples()})
+    arrived = [sample["taken_at"] for sample in fake.samples()]
+    assert arrived[: len(held)] == held
+    assert len(arrived) == len(set(arrived))
+
+
 def test_keeps_readings_while_the_server_has_no_model_and_drops_a_refused_batch(fake):
     agent = Agent(fake.url, KEY, "web-01", HealthyMetrics(), RecordingExecutor())
     fake.metrics_status = 503

@@ -184,7 +184,7 @@ def test_run_refuses_a_key_file_others_can_read(fake, tmp_path, capsys):
 
 def test_version():
     done = subprocess.run([WARDEN_AGENT, "--version"], capture_output=True, text=True, timeout=30)
-    assert done.returncode == 0 and done.stdout.strip() == "warden-agent 1.0.0"
+    assert done.returncode == 0 and done.stdout.strip() == "warden-agent 1.1.0"
 
 
 def test_the_installed_agent_runs_from_its_config_and_stops_on_sigterm(fake, tmp_path):
@@ -208,7 +208,7 @@ def test_the_installed_agent_runs_from_its_config_and_stops_on_sigterm(fake, tmp
     assert fake.made("PUT", "/api/v1/agent/allowlist")[0]["body"]["entries"] == json.loads(
         CATALOGUE.read_text()
     )
-    assert "warden-agent 1.0.0: host web-01 reporting to" in stderr
+    assert "warden-agent 1.1.0: host web-01 reporting to" in stderr
     assert (tmp_path / "spool" / "readings").is_dir()
 
 

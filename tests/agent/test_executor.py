@@ -166,7 +166,7 @@ def test_a_bare_program_name_resolves_in_the_agents_own_bin_first(monkeypatch):
     monkeypatch.setenv("PATH", "/usr/bin:/bin")
     outcome = run_real(["warden-agent", "--version"])
     assert outcome.ok, outcome.output
-    assert outcome.output.strip() == "warden-agent 1.0.0"
+    assert outcome.output.strip() == "warden-agent 1.1.0"
 
 
 def test_a_program_that_does_not_exist_fails_and_nothing_ran():

@@ -64,7 +64,7 @@ from remediation.actions import add_host, cancel_execution, close_ticket, save_r
 from remediation.choices import EXECUTION_TRANSITIONS, TICKET_TRANSITIONS
 from remediation.executions import ExecutionError
 from remediation.executions import sweeps as sweeps_module
-from remediation.executions.claims import AgentAction, claim_agent_actions
+from remediation.executions.claims import AgentAction, claim_agent_actions, start_agent_action
 from remediation.executions.holds import release_held_executions
 from remediation.executions.queueing import dispatch_execution
 from remediation.executions.reports import RunReport, report_agent_result
@@ -204,7 +204,7 @@ class GovernanceMachine(RuleBasedStateMachine):
         self.now = START
         self.claimed: list[tuple[int, AgentAction]] = []  # (host index, action), in order
         self.reported: set[AgentAction] = set()
-        self.ran: set[int] = set()  # executions whose action an agent received
+        self.ran: set[int] = set()  # executions whose action an agent started
         self.step_name = "start"
         self.last_audit = self.audit_sequence()
         self.before = self.snapshot()
@@ -324,6 +324,25 @@ class GovernanceMachine(RuleBasedStateMachine):
             else:
                 self.check_rollback(action, states.get(action.execution_id))
             self.claimed.append((index, action))
+            # A faithful agent says it started before it runs anything; one that went away
+            # (or is older than the start) does not.
+            if data.draw(st.sampled_from([True, True, False]), label="says it started"):
+                self.say_started(host, action)
+
+    def say_started(self, host: Host, action: AgentAction) -> None:
+        try:
+            started = start_agent_action(
+                host, action.execution_id, token=action.token, now=self.now
+            )
+        except ExecutionError as error:
+            self.world.seen[f"start refused: {error.code}"] += 1
+            state = Execution.objects.values_list("state", flat=True).get(pk=action.execution_id)
+            assert state not in ("running", "rolling_back"), f"a refused start left it {state}"
+            return
+        self.world.seen[f"agent started a {action.kind}"] += 1
+        assert started.state == {"run": "running", "rollback": "rolling_back"}[action.kind]
+        if action.kind == "run":
+            self.ran.add(action.execution_id)
 
     def report(self, data: st.DataObject, late: bool = False) -> None:
         """An agent reports on its oldest action not reported yet; or, late, on any action
@@ -364,7 +383,12 @@ class GovernanceMachine(RuleBasedStateMachine):
                 # whoever holds the claim says it ran another command, so something not
                 # decided may have run: the execution ends (cancelled, or its rollback
                 # failed) and people are told, never left as it was.
-                ended = {"running": "cancelled", "rolling_back": "rollback_failed"}
+                ended = {
+                    "running": "cancelled",
+                    "claimed": "cancelled",
+                    "rolling_back": "rollback_failed",
+                    "rollback_claimed": "rollback_failed",
+                }
                 assert state == ended[before.state], f"{before.state} became {state}"
             else:
                 assert state == before.state, f"a refused report moved {before.state} to {state}"
@@ -385,11 +409,17 @@ class GovernanceMachine(RuleBasedStateMachine):
             f"a report with token {action.token + token} was accepted at token "
             f"{before.fencing_token}"
         )
+        # A report on a claim its agent never said it started (an agent older than the
+        # start) starts it as it is recorded.
         expected = {
             "running": {"verifying", "failed", "rollback_pending"},
+            "claimed": {"verifying", "failed", "rollback_pending"},
             "rolling_back": {"rolled_back", "rollback_failed"},
+            "rollback_claimed": {"rolled_back", "rollback_failed"},
         }.get(before.state, set())
         assert after.state in expected, f"a report moved {before.state} to {after.state}"
+        if before.state == "claimed":
+            self.ran.add(action.execution_id)
 
     # ---- a worker and the scheduled tasks --------------------------------------------------
 
@@ -547,11 +577,12 @@ class GovernanceMachine(RuleBasedStateMachine):
         runbook, category = execution.runbook, execution.runbook.category
         decision, request = execution.decision, execution.approval_request
         problems = []
-        if state_before != "dispatched":
+        # A claim its agent never said it started is offered again, the same token; one
+        # its agent started never is.
+        if state_before not in ("dispatched", "claimed"):
             problems.append(f"it was {state_before}, not dispatched")
         if execution.pk in self.ran:
-            problems.append("its action was already sent once")
-        self.ran.add(execution.pk)
+            problems.append("offered again after its agent started it")
 
         covering = [
             pause.describe()
@@ -619,7 +650,9 @@ class GovernanceMachine(RuleBasedStateMachine):
 
     def check_rollback(self, action: AgentAction, state_before: str | None) -> None:
         execution = Execution.objects.select_related("runbook").get(pk=action.execution_id)
-        assert state_before == "rollback_pending", f"rollback handed out from {state_before}"
+        assert state_before in ("rollback_pending", "rollback_claimed"), (
+            f"rollback handed out from {state_before}"
+        )
         expected = execution.rollback_action or execution.runbook.rollback_action
         assert action.action == expected, f"rollback sent {action.action}, recorded {expected}"
 

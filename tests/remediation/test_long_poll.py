@@ -69,7 +69,7 @@ def test_a_ready_action_is_answered_at_once(agent):
     assert status == 200
     [action] = body["actions"]
     assert action["action"] == "clean_temp_and_rotate_logs"
-    assert Execution.objects.get().state == "running"  # claimed for this agent
+    assert Execution.objects.get().state == "claimed"  # for this agent, to say it started
 
 
 def test_a_waiting_poll_is_woken_by_a_decision(agent):

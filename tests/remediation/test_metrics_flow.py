@@ -76,6 +76,7 @@ def test_safe_problem_heals_itself_and_is_verified(agent, problem, action):
         "decision.made",
         "execution.queued",
         "execution.dispatched",
+        "execution.claimed",
         "execution.started",
         "execution.verifying",
         "execution.succeeded",
