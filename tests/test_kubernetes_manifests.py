@@ -438,7 +438,7 @@ def test_the_front_routes_long_polls_and_websockets_to_live_with_deploy_nginxs_f
         where[location] = component(DEPLOYMENTS[deployment])
     websocket_paths = {f"/{pattern.pattern}" for pattern in websocket_urlpatterns}
     assert all(p.startswith("/ws/") for p in websocket_paths)
-    assert where == {f"= {LONG_POLL_PATH}": "live", "/ws/": "live", "/": "web"}
+    assert where == {f"= {LONG_POLL_PATH}": "live", "/ws/": "live", "/api/": "web", "/": "web"}
     listen = int(environment["LISTEN"])
     assert [p["containerPort"] for p in nginx["ports"]] == [listen]
 
