@@ -23,9 +23,7 @@ def fail_with(monkeypatch, exc: Exception) -> None:
     monkeypatch.setattr(long_poll, "start_poll", failing)
 
 
-def test_an_unavailable_database_under_a_plain_view_is_a_json_503(
-    unanswered_client, monkeypatch
-):
+def test_an_unavailable_database_under_a_plain_view_is_a_json_503(unanswered_client, monkeypatch):
     # given the agents' poll, a plain Django view, meeting a database that went away
     fail_with(monkeypatch, OperationalError("connection failed: Connection refused"))
 
