@@ -180,6 +180,9 @@ else:
     # hold: at most DB_POOL_MAX_SIZE, whatever its concurrency (README: Running in
     # production has the arithmetic against max_connections).
     DATABASES["default"]["CONN_MAX_AGE"] = 0
+    # Django's backend, not waiting again at once for a PostgreSQL it just found unreachable
+    # (config/postgresql/base.py).
+    DATABASES["default"]["ENGINE"] = "config.postgresql"
     # Server-side parameters let psycopg prepare a statement run five times on a
     # connection: the hot path's statements are then planned once per pooled
     # connection, not once per request (planning cost more than running them).

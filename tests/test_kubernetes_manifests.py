@@ -404,7 +404,7 @@ def test_production_settings_accept_the_pods_environment(tmp_path):
         timeout=120,
     )
     assert finished.returncode == 0, finished.stderr
-    assert finished.stdout.split() == ["True", "django.db.backends.postgresql", "True"]
+    assert finished.stdout.split() == ["True", "config.postgresql", "True"]
 
 
 # -- routing ------------------------------------------------------------------------------------
