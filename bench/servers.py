@@ -55,10 +55,49 @@ def as_postgres(args: Sequence[str]) -> list[str]:
     return ["runuser", "-u", "postgres", "--", *args] if os.geteuid() == 0 else list(args)
 
 
+class Control:
+    """Stopping and starting a throwaway PostgreSQL and Redis (bench/bench_faults.py)."""
+
+    def __init__(self, pg_bin: Path, work: Path, pg_port: int, redis_port: int) -> None:
+        self.pg_bin, self.work, self.pg_port, self.redis_port = pg_bin, work, pg_port, redis_port
+        self.redis: subprocess.Popen | None = None
+
+    def pg_ctl(self, *args: str) -> None:
+        command = [str(self.pg_bin / "pg_ctl"), "-D", str(self.work / "pg"), "-w", *args]
+        subprocess.run(as_postgres(command), check=True, stdout=subprocess.DEVNULL)
+
+    def start_postgres(self) -> None:
+        options = f"-c listen_addresses=127.0.0.1 -p {self.pg_port} -k {self.work}"
+        self.pg_ctl("-l", str(self.work / "pg.log"), "-o", options, "start")
+
+    def stop_postgres(self, mode: str = "fast") -> None:
+        self.pg_ctl("-m", mode, "stop")
+
+    def start_redis(self) -> None:
+        self.redis = subprocess.Popen(
+            ["redis-server", "--bind", "127.0.0.1", "--port", str(self.redis_port), "--save", ""],
+            stdout=subprocess.DEVNULL,
+        )
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            with (
+                contextlib.suppress(OSError),
+                socket.create_connection(("127.0.0.1", self.redis_port), timeout=1),
+            ):
+                return
+            time.sleep(0.05)
+
+    def stop_redis(self) -> None:
+        if self.redis is not None and self.redis.poll() is None:
+            self.redis.terminate()
+            self.redis.wait(timeout=10)
+
+
 @dataclass
 class Databases:
     database_url: str
     redis_url: str
+    control: Control | None = None  # None for servers BENCH_*_URL name
 
 
 @contextlib.contextmanager
@@ -76,34 +115,16 @@ def throwaway_servers(name: str = "warden_bench") -> Iterator[Databases]:
     pg_bin = bins[-1]
     work = Path(tempfile.mkdtemp(prefix="warden-bench-"))
     os.chmod(work, 0o777)
-    pg_port, redis_port = free_port(), free_port()
-    data = work / "pg"
-    subprocess.run(
-        as_postgres([str(pg_bin / "initdb"), "-D", str(data), "-A", "trust", "-U", "postgres"]),
-        check=True,
-        stdout=subprocess.DEVNULL,
-    )
+    control = Control(pg_bin, work, free_port(), free_port())
     subprocess.run(
         as_postgres(
-            [
-                str(pg_bin / "pg_ctl"),
-                "-D",
-                str(data),
-                "-l",
-                str(work / "pg.log"),
-                "-w",
-                "-o",
-                f"-c listen_addresses=127.0.0.1 -p {pg_port} -k {work}",
-                "start",
-            ]
+            [str(pg_bin / "initdb"), "-D", str(work / "pg"), "-A", "trust", "-U", "postgres"]
         ),
         check=True,
         stdout=subprocess.DEVNULL,
     )
-    redis = subprocess.Popen(
-        ["redis-server", "--bind", "127.0.0.1", "--port", str(redis_port), "--save", ""],
-        stdout=subprocess.DEVNULL,
-    )
+    control.start_postgres()
+    control.start_redis()
     try:
         subprocess.run(
             as_postgres(
@@ -112,7 +133,7 @@ def throwaway_servers(name: str = "warden_bench") -> Iterator[Databases]:
                     "-h",
                     "127.0.0.1",
                     "-p",
-                    str(pg_port),
+                    str(control.pg_port),
                     "-U",
                     "postgres",
                     name,
@@ -121,18 +142,16 @@ def throwaway_servers(name: str = "warden_bench") -> Iterator[Databases]:
             check=True,
         )
         yield Databases(
-            f"postgres://postgres@127.0.0.1:{pg_port}/{name}", f"redis://127.0.0.1:{redis_port}/0"
+            f"postgres://postgres@127.0.0.1:{control.pg_port}/{name}",
+            f"redis://127.0.0.1:{control.redis_port}/0",
+            control,
         )
     finally:
         if os.environ.get("BENCH_POSTGRES_LOG"):
             shutil.copy(work / "pg.log", os.environ["BENCH_POSTGRES_LOG"])
-        redis.terminate()
-        subprocess.run(
-            as_postgres([str(pg_bin / "pg_ctl"), "-D", str(data), "-m", "fast", "stop"]),
-            stdout=subprocess.DEVNULL,
-            check=False,
-        )
-        redis.wait(timeout=10)
+        control.stop_redis()
+        with contextlib.suppress(subprocess.CalledProcessError):
+            control.stop_postgres()
         shutil.rmtree(work, ignore_errors=True)
 
 

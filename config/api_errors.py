@@ -9,6 +9,9 @@ as a validation error naming its fields; Django's ValidationError and Permission
 which the actions' shared checks raise, answer 400 and 403. The API views let them
 propagate. A view whose request names a field otherwise than the action does (the
 action's "change_reason" is the request's "comment") says so in `request_fields`.
+What no view answered (the long poll's own errors, an exception under a plain Django
+view) gets the same shape through `error_answer`: a database that is unavailable is a 503
+with Retry-After wherever it is noticed, anything else a 500.
 """
 
 import logging
@@ -17,7 +20,7 @@ from typing import Any
 from django.conf import settings
 from django.core.exceptions import PermissionDenied, RequestDataTooBig
 from django.core.exceptions import ValidationError as DjangoValidationError
-from django.db import OperationalError
+from django.db import InterfaceError, OperationalError
 from django.http import Http404
 from drf_spectacular.utils import OpenApiResponse
 from rest_framework import exceptions, serializers
@@ -127,7 +130,9 @@ def as_api_exception(exc: Refused | DjangoValidationError, view: Any) -> excepti
 
 
 def warden_exception_handler(exc: Exception, context: dict) -> Response | None:
-    if isinstance(exc, OperationalError):
+    # OperationalError: down, out of connections, the pool's wait over, SQLite locked;
+    # InterfaceError: a connection that closed under the request.
+    if isinstance(exc, OperationalError | InterfaceError):
         logger.warning("API request refused, database unavailable: %s", exc)
         exc = DatabaseUnavailable()
         exc.wait = RETRY_AFTER_SECONDS  # DRF sends it as Retry-After
@@ -164,3 +169,15 @@ def warden_exception_handler(exc: Exception, context: dict) -> Response | None:
         body = {"error": {"code": code, "message": str(detail), "fields": fields}}
     response.data = body
     return response
+
+
+def error_answer(exc: BaseException | None) -> tuple[int, dict[str, Any], dict[str, str]]:
+    """(status, body, headers) of any exception, in the API's shape: as the handler answers
+    it (a database unavailable: 503 with Retry-After), else a 500 that is logged."""
+    response = warden_exception_handler(exc, {}) if isinstance(exc, Exception) else None
+    if response is None:
+        logger.error("API request failed", exc_info=exc)
+        message = "Warden failed to answer this request; it was logged. Retry later."
+        return 500, {"error": {"code": "server_error", "message": message, "fields": {}}}, {}
+    headers = {name: response[name] for name in ("Retry-After",) if response.has_header(name)}
+    return response.status_code, response.data, headers

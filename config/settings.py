@@ -119,11 +119,13 @@ INSTALLED_APPS = [
     "django_filters",
     "drf_spectacular",
     "drf_spectacular_sidecar",
+    # Before django_q: its qcluster command, the worker role's, takes the place of django-q2's
+    # (remediation/management/commands/qcluster.py).
+    "remediation",
     "django_q",
     "simple_history",
     "channels",
     "scoring",
-    "remediation",
     "governance",
     "feedback",
 ]
@@ -178,15 +180,31 @@ else:
     # hold: at most DB_POOL_MAX_SIZE, whatever its concurrency (README: Running in
     # production has the arithmetic against max_connections).
     DATABASES["default"]["CONN_MAX_AGE"] = 0
+    # Django's backend, not waiting again at once for a PostgreSQL it just found unreachable
+    # (config/postgresql/base.py).
+    DATABASES["default"]["ENGINE"] = "config.postgresql"
     # Server-side parameters let psycopg prepare a statement run five times on a
     # connection: the hot path's statements are then planned once per pooled
     # connection, not once per request (planning cost more than running them).
     DATABASES["default"].setdefault("OPTIONS", {})["server_side_binding"] = True
+    # A server that does not answer the connection is given up on in seconds (libpq's
+    # default is to wait for ever), so the pool's attempts do not pile up behind it.
+    DATABASES["default"]["OPTIONS"].setdefault("connect_timeout", 3)
+    # Each connection the pool hands out is checked first (a round trip of an empty
+    # query, psycopg_pool's check_connection): after PostgreSQL restarts, a pooled
+    # connection it closed is replaced instead of failing the request or task.
+    DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
     DATABASES["default"]["OPTIONS"]["pool"] = {
         "min_size": env.int("DB_POOL_MIN_SIZE", default=1),
         "max_size": env.int("DB_POOL_MAX_SIZE", default=4),
-        # A request waits this long for a free connection, then gets a 503.
-        "timeout": env.float("DB_POOL_TIMEOUT", default=10.0),
+        # A request waits this long for a connection, then answers 503 with Retry-After:
+        # with PostgreSQL down or out of connections an agent hears so at once, instead of
+        # its own timeout running out first.
+        "timeout": env.float("DB_POOL_TIMEOUT", default=0.8),
+        # A failed connection attempt is retried a second later, then left to the next
+        # request that needs one (psycopg_pool's back-off would otherwise double to 8 or 16 s
+        # while PostgreSQL is away, and be that late to see it back).
+        "reconnect_timeout": 1.0,
     }
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
@@ -339,7 +357,11 @@ WARDEN_READING_MAX_AGE_SECONDS = env.int("WARDEN_READING_MAX_AGE_SECONDS", defau
 WARDEN_CLOCK_SKEW_FLAG_SECONDS = env.int("WARDEN_CLOCK_SKEW_FLAG_SECONDS", default=60)
 WARDEN_CLOCK_AHEAD_LIMIT_SECONDS = env.int("WARDEN_CLOCK_AHEAD_LIMIT_SECONDS", default=86_400)
 WARDEN_APPROVAL_TTL_HOURS = env.float("WARDEN_APPROVAL_TTL_HOURS", default=24.0)
-WARDEN_REQUEUE_AFTER_SECONDS = env.int("WARDEN_REQUEUE_AFTER_SECONDS", default=180)
+# A queued execution whose dispatch task has not run this long after the broker took it is
+# taken for lost and enqueued again (a second delivery does nothing); the worker's main
+# process looks every WARDEN_REQUEUE_CHECK_SECONDS.
+WARDEN_REQUEUE_AFTER_SECONDS = env.int("WARDEN_REQUEUE_AFTER_SECONDS", default=10)
+WARDEN_REQUEUE_CHECK_SECONDS = env.float("WARDEN_REQUEUE_CHECK_SECONDS", default=2.0)
 # Tickets in people's words (remediation.triage): how many one task triages in one model
 # call, and how old a `processing` ticket is before the sweeper asks for its task again.
 WARDEN_TRIAGE_BATCH_SIZE = env.int("WARDEN_TRIAGE_BATCH_SIZE", default=32)

@@ -1,3 +1,5 @@
+import sys
+
 from csp.constants import SELF
 from csp.decorators import csp_update
 from django.contrib import admin
@@ -5,11 +7,12 @@ from django.contrib.auth import views as auth_views
 from django.http import HttpRequest, HttpResponse, HttpResponsePermanentRedirect, JsonResponse
 from django.templatetags.static import static
 from django.urls import include, path
-from django.views.defaults import page_not_found
+from django.views import defaults
 from django.views.generic import RedirectView
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerSplitView
 from rest_framework.routers import DefaultRouter
 
+from config.api_errors import error_answer
 from config.metrics import metrics
 from feedback.api.views import AutoRemediationStats, FeedbackView, PatternList, ReliabilityStats
 from governance.api.audit import (
@@ -61,10 +64,21 @@ def not_found(request: HttpRequest, exception: Exception | None = None) -> HttpR
         message = f"Nothing at {request.path}: see /api/docs for the API's paths."
         error = {"code": "not_found", "message": message, "fields": {}}
         return JsonResponse({"error": error}, status=404)
-    return page_not_found(request, exception)
+    return defaults.page_not_found(request, exception)
+
+
+def server_error(request: HttpRequest) -> HttpResponse:
+    """An exception no view answered: under /api/ in the API's one error shape (a database
+    that went away: 503 with Retry-After, so an agent keeps its samples and sends them
+    again), elsewhere Django's page."""
+    if request.path.startswith("/api/"):
+        status, body, headers = error_answer(sys.exc_info()[1])
+        return JsonResponse(body, status=status, headers=headers)
+    return defaults.server_error(request)
 
 
 handler404 = not_found
+handler500 = server_error
 
 
 api_v1 = [

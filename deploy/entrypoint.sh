@@ -2,7 +2,8 @@
 # One image, three roles (README: Running in production):
 #   web     the API, admin and console pages: gunicorn sync workers (WSGI)
 #   live    websockets and agents' long polls: one uvicorn worker (ASGI) holds thousands
-#   worker  the django-q2 cluster: dispatch, sweeper, notices
+#   worker  the django-q2 cluster: dispatch, sweeper, notices (Warden's qcluster: its
+#           processes die with it, and it finds lost dispatch tasks within seconds)
 # Behind a front that routes /ws/ and /api/v1/agent/actions to live (deploy/nginx/).
 set -eu
 role=${1:-web}

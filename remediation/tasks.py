@@ -1,7 +1,10 @@
 """django-q2 tasks: thin wake-up calls that take ids and tolerate rows that are gone."""
 
+import logging
+import time
 from dataclasses import asdict
 
+from django.db import InterfaceError, OperationalError, connection
 from django.utils import timezone
 
 from governance.approvals.requests import expire_approval_requests
@@ -11,9 +14,26 @@ from governance.pauses.state import record_lapsed_pauses
 from remediation import handoff, triage
 from remediation.executions import holds, queueing, sweeps
 
+logger = logging.getLogger("warden.tasks")
+
+
+# Seconds between attempts of a dispatch that met a connection error: about 16 s in all,
+# within Q_TIMEOUT, enough for PostgreSQL to restart or free a connection.
+DISPATCH_RETRY_DELAYS = (0.2, 0.5, 1.0, 2.0, 4.0, 8.0)
+
 
 def dispatch_execution(execution_id: int) -> str:
-    return queueing.dispatch_execution(execution_id, timezone.now())
+    """Dispatch, tried again on a connection error (PostgreSQL restarting or out of
+    connections, a pooled connection it closed): the failed attempt's transaction rolled
+    back, and a dispatch runs once however often it is tried."""
+    for delay in DISPATCH_RETRY_DELAYS:
+        try:
+            return queueing.dispatch_execution(execution_id, timezone.now())
+        except (OperationalError, InterfaceError) as exc:
+            logger.warning("dispatch of execution %s: %s; again in %g s", execution_id, exc, delay)
+            connection.close()  # the pool replaces a broken connection
+            time.sleep(delay)
+    return queueing.dispatch_execution(execution_id, timezone.now())  # the last try raises
 
 
 def hand_off_execution(execution_id: int) -> str:

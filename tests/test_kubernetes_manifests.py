@@ -404,7 +404,7 @@ def test_production_settings_accept_the_pods_environment(tmp_path):
         timeout=120,
     )
     assert finished.returncode == 0, finished.stderr
-    assert finished.stdout.split() == ["True", "django.db.backends.postgresql", "True"]
+    assert finished.stdout.split() == ["True", "config.postgresql", "True"]
 
 
 # -- routing ------------------------------------------------------------------------------------
@@ -438,7 +438,7 @@ def test_the_front_routes_long_polls_and_websockets_to_live_with_deploy_nginxs_f
         where[location] = component(DEPLOYMENTS[deployment])
     websocket_paths = {f"/{pattern.pattern}" for pattern in websocket_urlpatterns}
     assert all(p.startswith("/ws/") for p in websocket_paths)
-    assert where == {f"= {LONG_POLL_PATH}": "live", "/ws/": "live", "/": "web"}
+    assert where == {f"= {LONG_POLL_PATH}": "live", "/ws/": "live", "/api/": "web", "/": "web"}
     listen = int(environment["LISTEN"])
     assert [p["containerPort"] for p in nginx["ports"]] == [listen]
 

@@ -101,7 +101,7 @@ def test_production_refuses_unsafe_settings(tmp_path, env, message):
 def test_database_url_selects_postgresql_through_psycopg(tmp_path):
     result = start(tmp_path, DATABASE_URL="postgres://warden@db.example:5432/warden")
     assert result.returncode == 0, result.stderr
-    assert result.stdout.split()[0] == "django.db.backends.postgresql"
+    assert result.stdout.split()[0] == "config.postgresql"
 
 
 PRINT_POOL = """

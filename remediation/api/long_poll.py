@@ -37,7 +37,7 @@ from drf_spectacular.utils import OpenApiParameter, extend_schema, inline_serial
 from rest_framework import exceptions
 from rest_framework.views import APIView
 
-from config.api_errors import error_responses, warden_exception_handler
+from config.api_errors import error_answer, error_responses
 from remediation.api.authentication import (
     HostKeyAuthentication,
     IsAgent,
@@ -130,14 +130,13 @@ def actions_body(actions: list[AgentAction]) -> dict[str, Any]:
     return {"actions": AgentActionSerializer(actions, many=True).data}
 
 
-def error_body(exc: exceptions.APIException) -> tuple[int, dict[str, Any], dict[str, str]]:
-    """(status, body, headers) of an error, as the rest of the API answers it."""
-    response = warden_exception_handler(exc, {})
-    assert response is not None  # an APIException always has one
-    headers = {}
+def error_body(exc: Exception) -> tuple[int, dict[str, Any], dict[str, str]]:
+    """(status, body, headers) of an error, as the rest of the API answers it: a database
+    that went away is a 503 with Retry-After, not a plain-text 500 from the server."""
+    status, body, headers = error_answer(exc)
     if isinstance(exc, exceptions.NotAuthenticated | exceptions.AuthenticationFailed):
         headers["WWW-Authenticate"] = HostKeyAuthentication().authenticate_header(None)
-    return response.status_code, response.data, headers
+    return status, body, headers
 
 
 async def poll(authorization: bytes, wait: float) -> list[AgentAction]:
@@ -203,7 +202,7 @@ async def long_poll_app(scope: dict, receive: Callable, send: Callable) -> None:
             actions = await _until_disconnected(
                 receive, poll(headers.get("authorization", b""), wait)
             )
-        except exceptions.APIException as exc:
+        except Exception as exc:  # every error in the API's shape, a database gone too
             status, body, extra = error_body(exc)
         else:
             if actions is None:

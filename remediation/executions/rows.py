@@ -42,13 +42,16 @@ def locked_execution(execution_id: int) -> Execution | None:
 def enqueue_after_commit(execution_id: int) -> None:
     """Once this commits, a worker is asked to dispatch the execution."""
 
-    def enqueue() -> None:
-        Execution.objects.filter(pk=execution_id).update(enqueued_at=timezone.now())
-        async_task("remediation.tasks.dispatch_execution", execution_id)
+    # robust: a broker that is down must not turn the committed request into a 500. The
+    # row is marked enqueued only once the broker took the task, so one it refused is
+    # found seconds later (remediation.executions.sweeps.requeue_lost).
+    transaction.on_commit(lambda: enqueue_dispatch(execution_id), robust=True)
 
-    # robust: a broker that is down must not turn the committed request into a 500; the
-    # sweeper re-enqueues what was never delivered.
-    transaction.on_commit(enqueue, robust=True)
+
+def enqueue_dispatch(execution_id: int) -> None:
+    """Ask a worker to dispatch the execution, and note when the broker took the task."""
+    async_task("remediation.tasks.dispatch_execution", execution_id)
+    Execution.objects.filter(pk=execution_id).update(enqueued_at=timezone.now())
 
 
 def announce_after_commit(execution: Execution) -> None:

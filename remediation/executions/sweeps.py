@@ -9,7 +9,7 @@ from datetime import datetime, timedelta
 
 from django.conf import settings
 from django.db import transaction
-from django_q.tasks import async_task
+from django.db.models import Q
 
 from governance.audit.log import PendingEvent, append_events
 from governance.audit.tickets import fix_did_not_hold
@@ -17,7 +17,7 @@ from remediation.choices import EXECUTION_STARTS, ExecutionState, VerifiedBy
 from remediation.executions.claims import release_unacknowledged
 from remediation.executions.ending import after_ending, cancel_locked, fail_rollback
 from remediation.executions.holds import release_held_executions
-from remediation.executions.rows import audit_event
+from remediation.executions.rows import audit_event, enqueue_dispatch
 from remediation.executions.verification import fail_verification
 from remediation.models import Execution
 
@@ -35,7 +35,7 @@ class SweepReport:
 
 def sweep(now: datetime) -> SweepReport:
     """Repair what crashes and lost tasks leave behind. Safe to run any number of times."""
-    requeued = _requeue_lost(now)
+    requeued = requeue_lost(now)
     with transaction.atomic():
         events: list[PendingEvent] = []
         leases = _reconcile_expired_leases(now, events)
@@ -60,19 +60,33 @@ def sweep(now: datetime) -> SweepReport:
     return SweepReport(requeued, leases, verifications, released, timed_out)
 
 
-def _requeue_lost(now: datetime) -> int:
-    """Enqueue again the queued executions whose dispatch task was lost or never sent."""
-    requeued = 0
-    stale_enqueue = now - timedelta(seconds=settings.WARDEN_REQUEUE_AFTER_SECONDS)
-    lost = Execution.objects.filter(state=ExecutionState.QUEUED, enqueued_at__lt=stale_enqueue)
-    never = Execution.objects.filter(
-        state=ExecutionState.QUEUED, enqueued_at__isnull=True, created_at__lt=stale_enqueue
+# An execution whose enqueue has not been noted this long after it was queued was never
+# taken by the broker (it was down when the change committed): the note follows the commit
+# by milliseconds.
+NEVER_ENQUEUED_AFTER = timedelta(seconds=2)
+
+
+def requeue_lost(now: datetime, lost_after: timedelta | None = None) -> int:
+    """Enqueue again the queued executions whose dispatch task was lost; how many.
+
+    Lost: never taken by the broker (down when the change committed), or taken longer than
+    `lost_after` ago (WARDEN_REQUEUE_AFTER_SECONDS) and still not dispatched: a cluster
+    killed with the task in flight, a task that failed on its connection. A dispatch takes
+    milliseconds, so a task that slow is taken for lost; if it was only waiting, the second
+    delivery finds the row no longer queued and does nothing. The worker's main process
+    runs this every few seconds (remediation/management/commands/qcluster.py), the sweeper
+    every minute. A broker that refuses a task raises: the rest wait for the next look.
+    """
+    if lost_after is None:
+        lost_after = timedelta(seconds=settings.WARDEN_REQUEUE_AFTER_SECONDS)
+    queued = Execution.objects.filter(state=ExecutionState.QUEUED)
+    lost = queued.filter(
+        Q(enqueued_at__lte=now - lost_after)
+        | Q(enqueued_at__isnull=True, created_at__lte=now - NEVER_ENQUEUED_AFTER)
     )
-    for execution_id in list(lost.values_list("pk", flat=True)) + list(
-        never.values_list("pk", flat=True)
-    ):
-        Execution.objects.filter(pk=execution_id).update(enqueued_at=now)
-        async_task("remediation.tasks.dispatch_execution", execution_id)
+    requeued = 0
+    for execution_id in lost.order_by("pk").values_list("pk", flat=True):
+        enqueue_dispatch(execution_id)
         requeued += 1
     return requeued
 

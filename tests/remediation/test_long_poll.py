@@ -159,3 +159,23 @@ def test_bad_polls_get_a_clear_error(agent, scope_changes, status, code):
         assert headers["allow"] == "GET"
     if status == 401:
         assert "www-authenticate" in headers
+
+
+def test_a_database_gone_mid_poll_is_a_json_503_with_retry_after(agent, monkeypatch):
+    # given the database refusing connections when the poll looks (PostgreSQL restarting)
+    from django.db import OperationalError
+
+    def refused(*args, **kwargs):
+        raise OperationalError("connection failed: Connection refused")
+
+    monkeypatch.setattr(long_poll, "start_poll", refused)
+
+    async def scenario():
+        return await answer(start_poll(poll_scope(agent.key, "wait=5")), timeout=3)
+
+    # when the agent polls, then it hears to come back, in the API's shape
+    status, body, headers = run(scenario())
+    assert status == 503
+    assert body["error"]["code"] == "database_unavailable"
+    assert headers["content-type"] == "application/json"
+    assert int(headers["retry-after"]) > 0

@@ -1,0 +1,1 @@
+"""Django's PostgreSQL backend, answering at once while PostgreSQL is known unreachable."""
