@@ -24,6 +24,7 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+import psutil
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
@@ -59,6 +60,30 @@ def as_postgres(args: Sequence[str]) -> list[str]:
 class Databases:
     database_url: str
     redis_url: str
+    # The servers' main processes when bench/ started them (for their CPU: tree_cpu).
+    postgres_pid: int | None = None
+    redis_pid: int | None = None
+
+
+def tree_cpu(pid: int | None) -> float:
+    """CPU seconds so far of a process and its children, the ones that ended included
+    (a PostgreSQL backend, a gunicorn worker): 0 when there is no such process."""
+    if pid is None:
+        return 0.0
+    try:
+        parent = psutil.Process(pid)
+        times = parent.cpu_times()
+        total = times.user + times.system + times.children_user + times.children_system
+        children = parent.children(recursive=True)
+    except psutil.NoSuchProcess:
+        return 0.0
+    for child in children:
+        try:
+            times = child.cpu_times()
+            total += times.user + times.system
+        except psutil.NoSuchProcess:
+            pass
+    return total
 
 
 @contextlib.contextmanager
@@ -121,7 +146,10 @@ def throwaway_servers(name: str = "warden_bench") -> Iterator[Databases]:
             check=True,
         )
         yield Databases(
-            f"postgres://postgres@127.0.0.1:{pg_port}/{name}", f"redis://127.0.0.1:{redis_port}/0"
+            f"postgres://postgres@127.0.0.1:{pg_port}/{name}",
+            f"redis://127.0.0.1:{redis_port}/0",
+            postgres_pid=int((data / "postmaster.pid").read_text().split()[0]),
+            redis_pid=redis.pid,
         )
     finally:
         if os.environ.get("BENCH_POSTGRES_LOG"):
