@@ -23,6 +23,11 @@ under the same wrk load, and prints where each millisecond goes beside the floor
     .venv/bin/python bench/bench_serving.py            # ~12 minutes
     .venv/bin/python bench/bench_serving.py --quick    # one 5-second repetition, ~4 minutes
     .venv/bin/python bench/bench_serving.py --profile  # the 1-sample path, stage by stage
+    .venv/bin/python bench/bench_serving.py --scaling  # one web group on a core, then two
+
+With --scaling it shows what a second machine adds: a group of web workers limited to
+one core (taskset), then two such groups on the two cores, sharing one PostgreSQL and
+Redis, each driven by its own wrk with a fleet agent's post (6 samples).
 """
 
 from __future__ import annotations
@@ -49,6 +54,7 @@ from bench.servers import (
     ARRANGEMENTS,
     PYTHON,
     ROOT,
+    ConstantFront,
     Databases,
     Server,
     free_port,
@@ -159,37 +165,6 @@ def wrk(
         "wrk_cpu_ms": 1000 * wrk_cpu / requests,
         "wrk_cores": wrk_cpu / elapsed,
     }
-
-
-class ConstantFront:
-    """nginx answering every request with a constant: what wrk alone can drive here."""
-
-    def __init__(self, work: Path) -> None:
-        nginx = shutil.which("nginx") or "/usr/sbin/nginx"
-        root = work / "nginx-constant"
-        root.mkdir(parents=True, exist_ok=True)
-        self.port = free_port()
-        temp = " ".join(
-            f"{sub}_temp_path {root / sub};"
-            for sub in ("client_body", "proxy", "fastcgi", "uwsgi", "scgi")
-        )
-        (root / "nginx.conf").write_text(
-            f"daemon off; worker_processes 1; pid {root / 'nginx.pid'};\n"
-            f"error_log {root / 'error.log'} warn; events {{ worker_connections 1024; }}\n"
-            f"http {{ access_log off; {temp}\n"
-            f"  server {{ listen 127.0.0.1:{self.port}; client_max_body_size 3m;\n"
-            '    location / { default_type application/json; return 200 \'{"status":"ok"}\'; }\n'
-            "  } }\n"
-        )
-        self.process = subprocess.Popen(
-            [nginx, "-c", str(root / "nginx.conf"), "-p", str(root)],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.STDOUT,
-        )
-
-    def stop(self) -> None:
-        self.process.terminate()
-        self.process.wait(timeout=20)
 
 
 def median_of(runs: list[dict[str, Any]], key: str) -> float:
@@ -470,6 +445,93 @@ def profile(setup: Setup, workers: int, duration: float) -> None:
     print("(PostgreSQL's CPU per request, which the two share here: the main table's pg column)")
 
 
+# --- what a second machine adds (--scaling) ----------------------------------------------
+
+# A fleet agent's post: readings every 10 s, sent once a minute (bench/fleet_simulation.py).
+SCALING_SAMPLES = 6
+
+
+def split_fleet(fleet: Fleet, parts: int) -> list[Fleet]:
+    """The fleet's hosts in `parts` fleets of their own (no host posts through two groups)."""
+    fleets = []
+    for part in range(parts):
+        hosts = fleet.hosts[part::parts]
+        path = fleet.path.with_suffix(f".part{part}")
+        path.write_text("".join(f"{name} {key}\n" for name, key in hosts))
+        fleets.append(Fleet(path, hosts))
+    return fleets
+
+
+def scaling(setup: Setup, reps: int, duration: float) -> None:
+    """One group of web workers on one core, then two groups on a core each, sharing one
+    PostgreSQL and Redis (unpinned): the posts per second each serves, so what a second
+    machine adds, and PostgreSQL's CPU per post, where adding machines stops adding."""
+    if (psutil.cpu_count() or 1) < 2:
+        raise SystemExit("--scaling needs two cores")
+    command = ARRANGEMENTS["sync"].format(workers=2)
+    groups = [
+        Server(f"web-core{core}", command, setup.env, free_port(), cpus=str(core))
+        for core in (0, 1)
+    ]
+    fleets = split_fleet(setup.fleets["warden-healthy"], 2)
+    pg = setup.dbs.postgres_pid
+    results: dict[int, list[dict[str, float]]] = {1: [], 2: []}
+    try:
+        for group in groups:
+            group.wait_ready()
+        for group, fleet in zip(groups, fleets, strict=True):
+            wrk(group.port, fleet, setup.stamps, samples=SCALING_SAMPLES, duration=3)
+        for _ in range(reps):
+            for n_groups in (1, 2):
+                pg_before = tree_cpu(pg)
+                with ThreadPoolExecutor(n_groups) as pool:
+                    runs = [
+                        pool.submit(
+                            wrk,
+                            group.port,
+                            fleet,
+                            setup.stamps,
+                            samples=SCALING_SAMPLES,
+                            duration=duration,
+                            measured=(group.process.pid,),
+                        )
+                        for group, fleet in list(zip(groups, fleets, strict=True))[:n_groups]
+                    ]
+                    outcomes = [run.result() for run in runs]
+                posts = sum(outcome["requests"] for outcome in outcomes) or 1
+                results[n_groups].append(
+                    {
+                        "posts_per_s": sum(outcome["requests_per_s"] for outcome in outcomes),
+                        "errors": sum(outcome["errors"] for outcome in outcomes),
+                        "p99_ms": max(outcome["p99_ms"] for outcome in outcomes),
+                        "web_cpu_ms": sum(o["server_cpu_ms"] * o["requests"] for o in outcomes)
+                        / posts,
+                        "postgres_cpu_ms": 1000 * (tree_cpu(pg) - pg_before) / posts,
+                    }
+                )
+    finally:
+        for group in groups:
+            group.stop()
+    print(
+        f"\nWhat a second machine adds: groups of web workers ({command}), each on one core "
+        f"(taskset), one PostgreSQL and Redis unpinned; {SCALING_SAMPLES} samples a post (a "
+        f"minute of 10-second readings), wrk -t{THREADS} -c{CONNECTIONS} per group, "
+        f"{reps} x {duration:g} s, medians:"
+    )
+    one = statistics.median(r["posts_per_s"] for r in results[1])
+    for n_groups, label in ((1, "one group, core 0"), (2, "two groups, cores 0 and 1")):
+        runs = results[n_groups]
+        rate = statistics.median(r["posts_per_s"] for r in runs)
+        pg_ms = statistics.median(r["postgres_cpu_ms"] for r in runs)
+        print(
+            f"  {label:<26} {rate:>7,.0f} posts/s ({rate * 60:>9,.0f} hosts posting once a "
+            f"minute; x{rate / one:.2f}), errors {sum(r['errors'] for r in runs)}, p99 "
+            f"{statistics.median(r['p99_ms'] for r in runs):.0f} ms; CPU a post: web "
+            f"{statistics.median(r['web_cpu_ms'] for r in runs):.2f} ms, PostgreSQL "
+            f"{pg_ms:.2f} ms (one core of it serves {1000 / pg_ms:,.0f} posts/s)"
+        )
+
+
 def judge(rows: list[dict], ceiling: dict) -> None:
     """Print each goal of issue 23 met or not, and whether wrk was above both servers."""
     by_case = {r["case"]: r for r in rows}
@@ -494,6 +556,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="one 5-second repetition per case")
     parser.add_argument("--profile", action="store_true", help="profile the 1-sample path")
+    parser.add_argument(
+        "--scaling", action="store_true", help="one web group on a core, then two on two"
+    )
     parser.add_argument("--arrangements", default="sync", help="sync, uvicorn or sync,uvicorn")
     parser.add_argument("--sync-workers", type=int, default=4)
     parser.add_argument("--uvicorn-workers", type=int, default=2)
@@ -504,9 +569,12 @@ def main() -> None:
     reps, duration = (1, 5.0) if args.quick else (3, 10.0)
     report: dict[str, Any] = {"machine": {"cpus": psutil.cpu_count()}, "arrangements": {}}
     with throwaway_servers() as dbs, tempfile.TemporaryDirectory() as tmp:
-        setup = prepare(dbs, Path(tmp), problem_hosts=not args.profile)
+        setup = prepare(dbs, Path(tmp), problem_hosts=not (args.profile or args.scaling))
         if args.profile:
             profile(setup, args.sync_workers, 10.0 if args.quick else 30.0)
+            return
+        if args.scaling:
+            scaling(setup, reps, duration)
             return
         qcluster = Server("qcluster", "manage.py qcluster", setup.env, None)
         try:
