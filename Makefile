@@ -41,11 +41,12 @@ lint: $(VENV)/.dev
 	$(BIN)/lint-imports --no-cache --no-logo
 
 # The in-process ones first, then through real servers (PostgreSQL, Redis and nginx
-# from Debian's packages, as .ci/run installs them): about 30 minutes in all.
+# from Debian's packages, as .ci/run installs them, and wrk): about 45 minutes in all.
 bench: $(VENV)/.dev
 	$(BIN)/python bench/bench_classification.py
 	$(BIN)/python bench/bench_decision.py
 	$(BIN)/python bench/bench_serving.py
+	$(BIN)/python bench/bench_serving.py --scaling
 	$(BIN)/python bench/bench_long_poll.py
 	$(BIN)/python bench/bench_classification_placement.py
 	$(BIN)/python bench/fleet_simulation.py

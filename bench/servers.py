@@ -24,6 +24,7 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+import psutil
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
@@ -98,6 +99,40 @@ class Databases:
     database_url: str
     redis_url: str
     control: Control | None = None  # None for servers BENCH_*_URL name
+
+    # The servers' main processes when bench/ started them (for their CPU: tree_cpu).
+    @property
+    def postgres_pid(self) -> int | None:
+        if self.control is None:
+            return None
+        pid_file = self.control.work / "pg" / "postmaster.pid"
+        return int(pid_file.read_text().split()[0]) if pid_file.exists() else None
+
+    @property
+    def redis_pid(self) -> int | None:
+        redis = self.control.redis if self.control is not None else None
+        return redis.pid if redis is not None else None
+
+
+def tree_cpu(pid: int | None) -> float:
+    """CPU seconds so far of a process and its children, the ones that ended included
+    (a PostgreSQL backend, a gunicorn worker): 0 when there is no such process."""
+    if pid is None:
+        return 0.0
+    try:
+        parent = psutil.Process(pid)
+        times = parent.cpu_times()
+        total = times.user + times.system + times.children_user + times.children_system
+        children = parent.children(recursive=True)
+    except psutil.NoSuchProcess:
+        return 0.0
+    for child in children:
+        try:
+            times = child.cpu_times()
+            total += times.user + times.system
+        except psutil.NoSuchProcess:
+            pass
+    return total
 
 
 @contextlib.contextmanager
@@ -263,10 +298,49 @@ class Front:
             self.process.wait(timeout=20)
 
 
+class ConstantFront:
+    """nginx answering every request with a constant: what wrk alone can drive here."""
+
+    def __init__(self, work: Path) -> None:
+        nginx = shutil.which("nginx") or "/usr/sbin/nginx"
+        root = work / "nginx-constant"
+        root.mkdir(parents=True, exist_ok=True)
+        self.port = free_port()
+        temp = " ".join(
+            f"{sub}_temp_path {root / sub};"
+            for sub in ("client_body", "proxy", "fastcgi", "uwsgi", "scgi")
+        )
+        (root / "nginx.conf").write_text(
+            f"daemon off; worker_processes 1; pid {root / 'nginx.pid'};\n"
+            f"error_log {root / 'error.log'} warn; events {{ worker_connections 1024; }}\n"
+            f"http {{ access_log off; {temp}\n"
+            f"  server {{ listen 127.0.0.1:{self.port}; client_max_body_size 3m;\n"
+            '    location / { default_type application/json; return 200 \'{"status":"ok"}\'; }\n'
+            "  } }\n"
+        )
+        self.process = subprocess.Popen(
+            [nginx, "-c", str(root / "nginx.conf"), "-p", str(root)],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.STDOUT,
+        )
+
+    def stop(self) -> None:
+        self.process.terminate()
+        self.process.wait(timeout=20)
+
+
 class Server:
     """One server command (gunicorn, qcluster ...) running until stopped."""
 
-    def __init__(self, name: str, command: str, env: dict[str, str], port: int | None) -> None:
+    def __init__(
+        self,
+        name: str,
+        command: str,
+        env: dict[str, str],
+        port: int | None,
+        cpus: str | None = None,
+    ) -> None:
+        """`cpus` (taskset's list, e.g. "0"): the cores the command may run on."""
         self.name, self.port = name, port
         self.log = Path(env["WARDEN_DATA_DIR"]) / f"{name}.log"
         args = command.split()
@@ -275,6 +349,8 @@ class Server:
             args += ["--backlog", "4096"]
         elif args[0] == "manage.py":
             args = [PYTHON, *args]
+        if cpus is not None:
+            args = ["taskset", "-c", cpus, *args]
         self.process = subprocess.Popen(
             args,
             cwd=ROOT,

@@ -11,7 +11,7 @@ server stores a resent reading once). The actions thread sends the allow-list (P
 order it says it is starting (POST .../started) and runs it only once Warden answers that
 it may, then reports the result with the order's fencing token; a result stays spooled
 until the server has it. The first post and the first poll wait a random part of the
-interval, so a fleet restarting together does not arrive at once.
+time between posts, so a fleet restarting together does not arrive at once.
 """
 
 from __future__ import annotations
@@ -45,8 +45,9 @@ BATCH_SIZE = 500
 POLL_WAIT = 50.0
 # An action is started only if this much of its lease is left, to run it and report.
 LEASE_MARGIN_SECONDS = 5.0
-# The first post and poll wait up to min(interval, this) seconds.
-MAX_START_JITTER = 30.0
+# The first post and poll wait up to min(the time between posts, this) seconds: a fleet
+# (re)starting together arrives at the rate it runs at, not all in its first second.
+MAX_START_JITTER = 60.0
 INTERRUPTED = "the agent stopped while this action ran (a restart or a crash); outcome unknown"
 NEVER_STARTED = "the agent stopped before it started this action (a restart or a crash)"
 
@@ -87,7 +88,7 @@ class Agent:
         self.batch_size = batch_size
         # Upper bound of the random wait before the first post and the first poll.
         self.start_jitter = (
-            min(interval, MAX_START_JITTER) if start_jitter is None else start_jitter
+            min(self.post_every, MAX_START_JITTER) if start_jitter is None else start_jitter
         )
         self.readings = ReadingSpool(spool_dir, spool_limit)
         # Results the server has not acknowledged: an action runs once, its report may

@@ -41,7 +41,9 @@ from config.api_errors import error_answer, error_responses
 from remediation.api.authentication import (
     HostKeyAuthentication,
     IsAgent,
-    host_for_authorization,
+    bearer_key,
+    enabled_host,
+    hosts_by_key_hashes,
 )
 from remediation.api.serializers import AgentActionSerializer
 from remediation.choices import ready_for_agents
@@ -71,12 +73,15 @@ def ready_executions() -> Any:
 
 def start_poll(authorization: bytes) -> tuple[Host, list[AgentAction]]:
     """Authenticate and take what is ready: one query when nothing is (a poll's usual start)."""
-    host = host_for_authorization(
-        authorization,
-        Host.objects.annotate(ready=Exists(ready_executions().filter(host=OuterRef("pk")))),
-    )
-    if host is None:
+    key = bearer_key(authorization)
+    if key is None:
         raise exceptions.NotAuthenticated("This endpoint is for host agents: send its key.")
+    host = enabled_host(
+        Host.objects.defer("allowlist")
+        .annotate(ready=Exists(ready_executions().filter(host=OuterRef("pk"))))
+        .filter(api_key_hash=hash_api_key(key))
+        .first()
+    )
     return host, claim_agent_actions(host, timezone.now()) if host.ready else []
 
 
@@ -100,27 +105,87 @@ class KnownKeys:
     needs no database look: a renewal lets in a key it knows and waits; anything it
     claims checks the key in the database again (claim_ready_actions). A key revoked or
     a host disabled meanwhile keeps an empty poll open at most KNOWN_KEY_SECONDS, but
-    receives nothing."""
+    receives nothing.
+
+    Keys it does not know (every agent's first poll, a fleet reconnecting after a
+    restart) are looked up together: a poll that brings one waits up to KEY_LOOKUP_WAIT
+    seconds for others, and one query (at most KEY_LOOKUP_BATCH keys) answers them all,
+    instead of a thread and a query each.
+    """
 
     def __init__(self) -> None:
         self.keys: dict[str, KnownKey] = {}
+        self.unknown: dict[str, asyncio.Future] = {}  # key hash: its pending lookup
+        self.lookup: asyncio.Task | None = None
+        self.loop: asyncio.AbstractEventLoop | None = None
 
-    def host_id(self, authorization: bytes, now: float) -> int | None:
-        known = self.keys.get(hash_api_key(authorization.decode("latin-1")))
-        return known.host_id if known is not None and known.until > now else None
+    async def host_id(self, authorization: bytes) -> int:
+        """The id of the enabled host whose key `authorization` carries; raises
+        NotAuthenticated or AuthenticationFailed as host_for_authorization does."""
+        key = bearer_key(authorization)
+        if key is None:
+            raise exceptions.NotAuthenticated("This endpoint is for host agents: send its key.")
+        key_hash = hash_api_key(key)
+        loop = asyncio.get_running_loop()
+        known = self.keys.get(key_hash)
+        if known is not None and known.until > loop.time():
+            return known.host_id
+        if self.loop is not loop:  # one lookup per event loop: a test suite starts several
+            self.loop, self.unknown, self.lookup = loop, {}, None
+        future = self.unknown.get(key_hash)
+        if future is None:
+            future = self.unknown[key_hash] = loop.create_future()
+        if self.lookup is None or self.lookup.done():
+            self.lookup = loop.create_task(self._look_up())
+        # shield: one poll going away must not cancel the answer others wait for
+        host_id, name, enabled = await asyncio.shield(future)
+        if host_id is None:
+            raise exceptions.AuthenticationFailed("Unknown API key.")
+        if not enabled:
+            raise exceptions.AuthenticationFailed(f"Host {name} is disabled.")
+        return host_id
 
-    def remember(self, authorization: bytes, host_id: int, now: float) -> None:
-        if len(self.keys) > KNOWN_KEYS_KEPT:
-            self.keys = {h: k for h, k in self.keys.items() if k.until > now}
-        self.keys[hash_api_key(authorization.decode("latin-1"))] = KnownKey(
-            host_id, now + KNOWN_KEY_SECONDS
-        )
+    def forget(self, authorization: bytes) -> None:
+        """Forget a key whose host the database no longer gives it (claim_ready_actions)."""
+        with contextlib.suppress(exceptions.APIException):
+            key = bearer_key(authorization)
+            if key is not None:
+                self.keys.pop(hash_api_key(key), None)
+
+    async def _look_up(self) -> None:
+        """Answer the waiting keys, KEY_LOOKUP_BATCH at a time, until none waits."""
+        loop = asyncio.get_running_loop()
+        await asyncio.sleep(KEY_LOOKUP_WAIT)
+        while self.unknown:
+            batch = dict(list(self.unknown.items())[:KEY_LOOKUP_BATCH])
+            for key_hash in batch:
+                del self.unknown[key_hash]
+            try:
+                found = await in_thread(hosts_by_key_hashes)(batch)
+            except Exception as exc:  # the database is away: each poll answers its error
+                for future in batch.values():
+                    future.set_exception(exc)
+                    future.exception()  # retrieved here if no poll waits any more
+                continue
+            now = loop.time()
+            if len(self.keys) > KNOWN_KEYS_KEPT:
+                self.keys = {h: k for h, k in self.keys.items() if k.until > now}
+            for key_hash, future in batch.items():
+                host_id, name, enabled = found.get(key_hash, (None, None, False))
+                if host_id is not None and enabled:
+                    self.keys[key_hash] = KnownKey(host_id, now + KNOWN_KEY_SECONDS)
+                future.set_result((host_id, name, enabled))
 
 
 # Several of an agent's renewals (its poll's wait, at most WARDEN_AGENT_POLL_MAX_SECONDS),
 # so an idle agent's key is looked up every few minutes, not at every renewal.
 KNOWN_KEY_SECONDS = 300.0
 KNOWN_KEYS_KEPT = 50_000
+# A first poll waits this long for others to look up with it (a poll waits seconds for an
+# action anyway): 200 agents starting a second cost 20 queries, not 200; a fleet
+# reconnecting at once costs one query per KEY_LOOKUP_BATCH agents.
+KEY_LOOKUP_WAIT = 0.05
+KEY_LOOKUP_BATCH = 1000
 known_keys = KnownKeys()
 
 
@@ -149,16 +214,18 @@ async def poll(authorization: bytes, wait: float) -> list[AgentAction]:
     """
     loop = asyncio.get_running_loop()
     started = loop.time()
-    host_id = known_keys.host_id(authorization, started)
+    host_id = await known_keys.host_id(authorization)
     actions: list[AgentAction] = []
-    if host_id is None or not waiters.nothing_ready(host_id):
-        host, actions = await in_thread(start_poll)(authorization)
-        host_id = host.pk
-        known_keys.remember(authorization, host_id, started)
+    claim = in_thread(claim_ready_actions)
+    if not waiters.nothing_ready(host_id):
+        try:
+            actions = await claim(host_id, authorization)
+        except exceptions.AuthenticationFailed:
+            known_keys.forget(authorization)
+            raise
         waiters.claimed(host_id)
     if actions or wait <= 0:
         return actions
-    claim = in_thread(claim_ready_actions)
     # Set already if the host was announced while start_poll looked.
     with waiters.waiting(host_id, since=started) as woken:
         while not actions:

@@ -136,7 +136,7 @@ def test_a_full_spool_drops_the_oldest_with_one_warning_naming_how_many(fake, ca
     assert len(fake.samples()) == 3
 
 
-def test_the_first_post_and_poll_wait_a_random_part_of_the_interval(fake, start, monkeypatch):
+def test_the_first_post_and_poll_wait_a_random_part_of_the_start_jitter(fake, start, monkeypatch):
     bounds: list[tuple[float, float]] = []
 
     def longest(low: float, high: float) -> float:
@@ -153,12 +153,22 @@ def test_the_first_post_and_poll_wait_a_random_part_of_the_interval(fake, start,
     assert bounds[:2] == [(0.0, 0.6), (0.0, 0.6)]
 
 
-def test_the_start_jitter_is_at_most_the_interval_and_at_most_30_seconds(fake):
-    def jitter(interval: float) -> float:
-        return Agent(fake.url, KEY, "h", HealthyMetrics(), RecordingExecutor(), interval=interval)
+def test_the_start_jitter_spans_the_time_between_posts_up_to_a_minute(fake):
+    def jitter(interval: float, post_every: float | None = None) -> float:
+        return Agent(
+            fake.url,
+            KEY,
+            "h",
+            HealthyMetrics(),
+            RecordingExecutor(),
+            interval=interval,
+            post_every=post_every,
+        ).start_jitter
 
-    assert jitter(5.0).start_jitter == 5.0
-    assert jitter(60.0).start_jitter == 30.0
+    assert jitter(5.0) == 5.0  # each reading posted at once
+    # readings every 10 s posted once a minute: 10,000 hosts start over the minute
+    assert jitter(10.0, post_every=60.0) == 60.0
+    assert jitter(10.0, post_every=300.0) == 60.0
 
 
 # --- the allow-list --------------------------------------------------------------------

@@ -13,7 +13,7 @@ import pytest
 from asgiref.testing import ApplicationCommunicator
 
 from remediation.api import long_poll
-from remediation.models import Execution
+from remediation.models import Execution, Host
 from remediation.wakeups import Waiters
 
 pytestmark = [
@@ -179,3 +179,49 @@ def test_a_database_gone_mid_poll_is_a_json_503_with_retry_after(agent, monkeypa
     assert body["error"]["code"] == "database_unavailable"
     assert headers["content-type"] == "application/json"
     assert int(headers["retry-after"]) > 0
+
+
+def test_first_polls_arriving_together_are_authenticated_in_one_query(
+    agent, other_agent, monkeypatch
+):
+    # given a fresh live process (no key known) and two agents polling at once, twice each
+    lookups = []
+    look_up = long_poll.hosts_by_key_hashes
+
+    def counted(key_hashes):
+        lookups.append(len(key_hashes))
+        return look_up(key_hashes)
+
+    monkeypatch.setattr(long_poll, "hosts_by_key_hashes", counted)
+    keys = [agent.key, other_agent.key] * 2
+
+    async def scenario():
+        first = [start_poll(poll_scope(key, "wait=0")) for key in keys]
+        answers = [await answer(c, timeout=5) for c in first]
+        # renewals of known keys look nothing up
+        again = [start_poll(poll_scope(key, "wait=0")) for key in keys]
+        return answers + [await answer(c, timeout=5) for c in again]
+
+    # when
+    answers = run(scenario())
+
+    # then
+    assert [status for status, _, _ in answers] == [200] * 8
+    assert lookups == [2]
+
+
+def test_a_disabled_host_or_replaced_key_is_refused_at_its_first_poll(agent, other_agent):
+    # given one host disabled and the other's key replaced since the keys were issued
+    Host.objects.filter(pk=agent.host.pk).update(enabled=False)
+    Host.objects.filter(pk=other_agent.host.pk).update(api_key_hash="0" * 64)
+
+    async def scenario():
+        polls = [start_poll(poll_scope(key, "wait=0")) for key in (agent.key, other_agent.key)]
+        return [await answer(c, timeout=5) for c in polls]
+
+    # when
+    [(disabled, disabled_body, _), (replaced, replaced_body, _)] = run(scenario())
+
+    # then
+    assert (disabled, disabled_body["error"]["message"]) == (401, "Host web-01 is disabled.")
+    assert (replaced, replaced_body["error"]["message"]) == (401, "Unknown API key.")
