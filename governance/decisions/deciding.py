@@ -117,7 +117,7 @@ def decide_ticket(
         _pattern_match(ticket, explanation, pattern_terms) if ticket.pattern_id is None else None
     )
     command = decided_command(runbook, ticket) if runbook else None
-    facts = (
+    inputs = (
         ticket_facts(ticket),
         _model_output(severity, confidence, explanation, probabilities, statement),
         snapshot,
@@ -125,7 +125,7 @@ def decide_ticket(
         switches,
     )
     stats = statistics(ticket, policy, now, found)
-    result = decide(*facts, stats, now)
+    result = decide(*inputs, stats, now)
     if result.executes_automatically:
         # The rate limit and the blast radius are fleet-wide counts: two decisions counting
         # at once would both see room for one more. Only a decision that acts by itself
@@ -133,7 +133,7 @@ def decide_ticket(
         # execution commits); the rest of a storm never waits for that lock.
         lock_fleet_limits()
         stats = replace(stats, **asdict(fleet_counts(ticket, policy, now)))
-        result = decide(*facts, stats, now)
+        result = decide(*inputs, stats, now)
     if found is not None:
         _count_on_pattern(ticket, found, result, confidence, now, occurrences)
     return Decision.objects.create(
