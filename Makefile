@@ -53,6 +53,7 @@ bench: $(VENV)/.dev
 	$(BIN)/python bench/bench_audit_export.py
 	$(BIN)/python bench/bench_console_latency.py
 	$(BIN)/python bench/bench_faults.py
+	$(BIN)/python bench/bench_storm.py
 
 clean:
 	rm -rf $(VENV) data

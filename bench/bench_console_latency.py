@@ -121,8 +121,10 @@ SOCKETS = """(() => {
     const socket = new Native(...args);
     socket.addEventListener("message", (message) => {
       try {
-        const sequence = JSON.parse(message.data).event?.sequence;
-        if (sequence !== undefined && !(sequence in times)) times[sequence] = Date.now();
+        const data = JSON.parse(message.data);
+        for (const event of data.events || (data.event ? [data.event] : [])) {
+          if (!(event.sequence in times)) times[event.sequence] = Date.now();
+        }
       } catch (error) { /* not an event */ }
     });
     return socket;

@@ -415,6 +415,9 @@ WARDEN_NOTICE_LINK_MAX_AGE_SECONDS = _int_at_least("WARDEN_NOTICE_LINK_MAX_AGE_S
 # wait go out as one digest instead of a message each.
 WARDEN_NOTICE_GROUP_WAIT_SECONDS = _int_at_least("WARDEN_NOTICE_GROUP_WAIT_SECONDS", 30, 0)
 WARDEN_NOTICE_DIGEST_THRESHOLD = _int_at_least("WARDEN_NOTICE_DIGEST_THRESHOLD", 3, 1)
+# A storm's tail: for this long after a digest, later notices of its kind go out as one
+# follow-up digest after the same wait, however few, never as a message each.
+WARDEN_NOTICE_FOLLOW_UP_MINUTES = _int_at_least("WARDEN_NOTICE_FOLLOW_UP_MINUTES", 10, 0)
 WARDEN_NOTICE_MAX_ATTEMPTS = _int_at_least("WARDEN_NOTICE_MAX_ATTEMPTS", 5, 1)
 
 

@@ -1,7 +1,8 @@
 """The live console's websocket: catch up by sequence, then live events, for as long as
-its user may read the whole audit trail.
+its user may read the whole audit trail. Events go to the browser in frames of several,
+{"type": "events", "events": [...]}, in sequence order within a frame.
 
-The permission is checked when the socket opens and again before every event it is sent
+The permission is checked when the socket opens and again before every frame it is sent
 and every catch-up it asks for, against the user as stored now: a user deactivated, who
 loses the permission or their staff status, or whose password changed (which signs out
 every session) gets nothing more, and the socket is closed with ACCESS_REFUSED.
@@ -44,12 +45,19 @@ class ConsoleConsumer(AsyncJsonWebsocketConsumer):
                 }
             )
             return
-        for item in await database_sync_to_async(events_after)(after):
-            await self.send_json({"type": "event", "event": item})
+        backlog = await database_sync_to_async(events_after)(after)
+        if backlog:
+            await self.send_json({"type": "events", "events": backlog})
+
+    async def audit_events(self, message: dict) -> None:
+        """A process's committed events, gathered (governance.console.live): one check of
+        the user and one frame for all of them, however many a storm brings."""
+        if await self._still_allowed():
+            await self.send_json({"type": "events", "events": message["events"]})
 
     async def audit_event(self, message: dict) -> None:
-        if await self._still_allowed():
-            await self.send_json({"type": "event", "event": message["event"]})
+        """One event, as a process of the previous release publishes it during an upgrade."""
+        await self.audit_events({"events": [message["event"]]})
 
     async def _allowed(self) -> bool:
         return await database_sync_to_async(may_watch)(

@@ -7,7 +7,7 @@ decide_on_sample() is the usual way in: a decision on the model's verdict on a s
 """
 
 from collections.abc import Sequence
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from datetime import datetime
 from typing import Any, Protocol
 
@@ -22,7 +22,7 @@ from governance.decisions.facts import (
     runbook_version,
     ticket_facts,
 )
-from governance.decisions.stats import lock_fleet_limits, statistics
+from governance.decisions.stats import fleet_counts, lock_fleet_limits, statistics
 from governance.models import Decision
 from governance.pauses.state import pauses_for
 from governance.rules.engine import decide
@@ -117,16 +117,23 @@ def decide_ticket(
         _pattern_match(ticket, explanation, pattern_terms) if ticket.pattern_id is None else None
     )
     command = decided_command(runbook, ticket) if runbook else None
-    lock_fleet_limits()  # before statistics() counts the blast radius and the rate limit
-    result = decide(
+    inputs = (
         ticket_facts(ticket),
         _model_output(severity, confidence, explanation, probabilities, statement),
         snapshot,
         runbook_facts(runbook, command) if runbook else None,
         switches,
-        statistics(ticket, policy, now, found),
-        now,
     )
+    stats = statistics(ticket, policy, now, found)
+    result = decide(*inputs, stats, now)
+    if result.executes_automatically:
+        # The rate limit and the blast radius are fleet-wide counts: two decisions counting
+        # at once would both see room for one more. Only a decision that acts by itself
+        # spends them, so only it counts again under the fleet-limits lock (held until its
+        # execution commits); the rest of a storm never waits for that lock.
+        lock_fleet_limits()
+        stats = replace(stats, **asdict(fleet_counts(ticket, policy, now)))
+        result = decide(*inputs, stats, now)
     if found is not None:
         _count_on_pattern(ticket, found, result, confidence, now, occurrences)
     return Decision.objects.create(

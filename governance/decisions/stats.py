@@ -6,11 +6,12 @@ was lowered to, and the host's newest readings: governance.rules.facts.Statistic
 reliability score it gives.
 """
 
+from dataclasses import asdict, dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
 from django.conf import settings
-from django.db.models import Q
+from django.db.models import Count, Q
 
 from feedback import patterns
 from feedback.models import Feedback
@@ -92,7 +93,9 @@ def lock_fleet_limits() -> None:
     Those limits are fleet-wide counts (hosts under remediation, actions in the last hour):
     two decisions counting at once would both see room for one more. One row lock, taken
     last (after the host's and the execution's), makes each decision and dispatch see the
-    executions the others created. SQLite's immediate transactions serialise anyway.
+    executions the others created. A decision takes it only when it would act by itself
+    (governance.decisions.deciding), a dispatch always. SQLite's immediate transactions
+    serialise anyway.
     """
     list(Counter.objects.select_for_update().filter(name=FLEET_LIMITS_LOCK))
 
@@ -127,50 +130,83 @@ def statistics(
     not see its own outcome or anything later.
     """
     category = ticket.category
-    active = Execution.objects.filter(state__in=EXECUTION_ACTIVE_STATES)
-    scope = hosts_in_scope(policy.blast_radius_label if policy else "")
     since = now - HISTORY_WINDOW
     feedback = category_verdicts(
         category, now, policy.service_feedback_weight if policy is not None else 0.0
     )
     given, positives = positive_share(feedback)
+    found = pattern or _counted_pattern(ticket)
     # Closed by `now`: resolved (the success) or closed unresolved (the failure). Open
     # tickets have no outcome yet and would only drag the success rate down. A closed
-    # row without a close time is read as closed long ago.
-    closed = (
+    # row without a close time is read as closed long ago. One statement for the three.
+    recent = Q(opened_at__gte=since)
+    resolved = Q(status=TicketStatus.RESOLVED)
+    similar = (
+        {"similar": Count("pk", filter=resolved & Q(pattern=found.pattern))}
+        if found.pattern is not None
+        else {}
+    )
+    history = (
         Ticket.objects.filter(category=category)
         .filter(Q(resolved_at__lte=now) | Q(resolved_at__isnull=True))
         .exclude(status__in=TICKET_OPEN_STATUSES)
         .exclude(pk=ticket.pk)
-    )
-    recent_closed = closed.filter(opened_at__gte=since)
-    found = pattern or _counted_pattern(ticket)
-    return Statistics(
-        actions_last_hour=Execution.objects.filter(
-            runbook__category=category, created_at__gte=now - timedelta(hours=1)
+        .aggregate(
+            total=Count("pk", filter=recent),
+            resolved=Count("pk", filter=recent & resolved),
+            **similar,
         )
-        .exclude(state=ExecutionState.CANCELLED)
-        .count(),
-        hosts_under_remediation=active.filter(host__in=scope).values("host").distinct().count(),
-        hosts_in_scope=max(scope.count(), 1),
-        host_in_scope=scope.filter(pk=ticket.host_id).exists(),
-        host_under_remediation=active.filter(host_id=ticket.host_id).exists(),
+    )
+    return Statistics(
+        **asdict(fleet_counts(ticket, policy, now)),
         backup_available=has_backup(ticket.host),
         # The host is reporting: this decision is about the sample it just sent.
         system_healthy=ticket.host.enabled,
         # The seed's step 6: similar means of the same learned pattern; no pattern, none.
-        similar_resolved_tickets=(
-            closed.filter(status=TicketStatus.RESOLVED, pattern=found.pattern).count()
-            if found.pattern is not None
-            else 0
-        ),
+        similar_resolved_tickets=history.get("similar", 0),
         positive_feedback_rate=positives / given if given > 0 else None,
         feedback=feedback,
-        category_resolved=recent_closed.filter(status=TicketStatus.RESOLVED).count(),
-        category_total=recent_closed.count(),
+        category_resolved=history["resolved"],
+        category_total=history["total"],
         pattern=patterns.facts(found),
         pattern_level=pattern_level(found.pattern.pk if found.pattern else None),
         feedback_formula=settings.WARDEN_FEEDBACK_FORMULA,
+    )
+
+
+@dataclass(frozen=True)
+class FleetCounts:
+    """The counts the rate limit and the blast radius bind (Statistics' fields of the same
+    names): read again under the fleet-limits lock before anything acts by itself."""
+
+    actions_last_hour: int
+    hosts_under_remediation: int
+    hosts_in_scope: int
+    host_in_scope: bool
+    host_under_remediation: bool
+
+
+def fleet_counts(ticket: Ticket, policy: Policy | None, now: datetime) -> FleetCounts:
+    """The fleet's counts for a decision on `ticket` at `now`, in two statements."""
+    hour_ago = now - timedelta(hours=1)
+    active = Q(state__in=EXECUTION_ACTIVE_STATES)
+    scope = hosts_in_scope(policy.blast_radius_label if policy else "")
+    executions = Execution.objects.filter(active | Q(created_at__gte=hour_ago)).aggregate(
+        actions=Count(
+            "pk",
+            filter=Q(runbook__category=ticket.category, created_at__gte=hour_ago)
+            & ~Q(state=ExecutionState.CANCELLED),
+        ),
+        hosts=Count("host", distinct=True, filter=active & Q(host__in=scope)),
+        on_host=Count("pk", filter=active & Q(host_id=ticket.host_id)),
+    )
+    hosts = scope.aggregate(total=Count("pk"), this=Count("pk", filter=Q(pk=ticket.host_id)))
+    return FleetCounts(
+        actions_last_hour=executions["actions"],
+        hosts_under_remediation=executions["hosts"],
+        hosts_in_scope=max(hosts["total"], 1),
+        host_in_scope=hosts["this"] > 0,
+        host_under_remediation=executions["on_host"] > 0,
     )
 
 

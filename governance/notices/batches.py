@@ -3,9 +3,11 @@
 A notice waits WARDEN_NOTICE_GROUP_WAIT_SECONDS for others of its kind; plan_batches (pure)
 groups the waiting ones by kind, and a group on more hosts than
 WARDEN_NOTICE_DIGEST_THRESHOLD goes out as one digest, a smaller one as a message each.
+For WARDEN_NOTICE_FOLLOW_UP_MINUTES after a digest, its kind's later notices (a storm's
+tail) go out as one follow-up digest after the same wait, however few.
 L3's reviews wait WARDEN_REVIEW_DIGEST_MINUTES and always go out as one digest.
-gather_due turns the groups that are due into NoticeDelivery rows; wake_at has django-q2
-run the sender again when the next group falls due.
+gather_due turns the groups that are due into NoticeDelivery rows; plans.wake_at has
+django-q2 run the sender again when the next group falls due.
 """
 
 from collections.abc import Mapping, Sequence
@@ -14,15 +16,13 @@ from datetime import datetime, timedelta
 
 from django.conf import settings
 from django.db import transaction
-from django_q.models import Schedule
 
 from governance.choices import AutonomyLevel
 from governance.models import Notice, NoticeDelivery
-from governance.notices.plans import DELIVER_TASK, REVIEW_KINDS
+from governance.notices.plans import REVIEW_KINDS
 
 # Kinds always sent as one digest, after their own wait (gather_due).
 ALWAYS_DIGEST = frozenset({REVIEW_KINDS[AutonomyLevel.L3_BOUNDED]})
-WAKE_SCHEDULE = "warden-notices-wake"
 
 
 @dataclass(frozen=True)
@@ -55,8 +55,9 @@ def plan_batches(
 ) -> tuple[list[Batch], datetime | None]:
     """Group waiting notices by kind. A kind's group goes out once its oldest notice has
     waited `wait` (or the kind's own in `waits`): as one digest if it spans more than
-    `threshold` hosts or its kind is in `always_digest`, else a message each. Returns the
-    batches due now and when the next group falls due (or None)."""
+    `threshold` hosts or its kind is in `always_digest` (the kinds of a storm still
+    blowing among them: gather_due), else a message each. Returns the batches due now and
+    when the next group falls due (or None)."""
     by_kind: dict[str, list[Waiting]] = {}
     for notice in sorted(waiting, key=lambda n: (n.created_at, n.notice_id)):
         by_kind.setdefault(notice.kind, []).append(notice)
@@ -82,6 +83,8 @@ def gather_due(now: datetime) -> datetime | None:
             Waiting(n.pk, n.kind, n.host_name, n.created_at)
             for n in Notice.objects.select_for_update().filter(delivery__isnull=True)
         ]
+        if not waiting:
+            return None
         batches, next_due = plan_batches(
             waiting,
             now,
@@ -91,7 +94,7 @@ def gather_due(now: datetime) -> datetime | None:
                 kind: timedelta(minutes=settings.WARDEN_REVIEW_DIGEST_MINUTES)
                 for kind in ALWAYS_DIGEST
             },
-            always_digest=ALWAYS_DIGEST,
+            always_digest=ALWAYS_DIGEST | storming(now),
         )
         for batch in batches:
             delivery = NoticeDelivery.objects.create(
@@ -103,14 +106,9 @@ def gather_due(now: datetime) -> datetime | None:
     return next_due
 
 
-def wake_at(due: datetime) -> None:
-    """Have django-q2's scheduler run deliver_due when a waiting group falls due (it looks
-    every ~15 s); the warden-notices schedule is the every-minute backstop."""
-    if not Schedule.objects.filter(name=WAKE_SCHEDULE, next_run__lte=due).exists():
-        Schedule.objects.create(
-            name=WAKE_SCHEDULE,
-            func=DELIVER_TASK,
-            schedule_type=Schedule.ONCE,
-            repeats=-1,  # a ONCE schedule with negative repeats is deleted after it runs
-            next_run=due,
-        )
+def storming(now: datetime) -> frozenset[str]:
+    """The kinds that went out as a digest in the last WARDEN_NOTICE_FOLLOW_UP_MINUTES: a
+    storm's later notices of those kinds follow it as one more digest, however few."""
+    since = now - timedelta(minutes=settings.WARDEN_NOTICE_FOLLOW_UP_MINUTES)
+    recent = NoticeDelivery.objects.filter(digest=True, created_at__gt=since, created_at__lte=now)
+    return frozenset(recent.values_list("kind", flat=True).distinct())

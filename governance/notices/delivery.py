@@ -19,10 +19,11 @@ from django.utils import timezone
 
 from config import outbound
 from governance.models import DeliveryStatus, NoticeDelivery, NoticeKind, Verdict
-from governance.notices.batches import gather_due, wake_at
-from governance.notices.items import notice_item
+from governance.notices.batches import gather_due
+from governance.notices.items import brief_item, notice_item
 from governance.notices.links import link_url
-from governance.notices.messages import email_for, slack_message
+from governance.notices.messages import DIGEST_LISTED, email_for, slack_message, storm_summary
+from governance.notices.plans import wake_at
 from governance.notices.recipients import recipients_of
 
 logger = logging.getLogger("warden.notices")
@@ -67,6 +68,7 @@ def send_delivery(delivery: NoticeDelivery, now: datetime) -> list[str]:
     notices = list(
         delivery.notices.select_related(
             "ticket__host",
+            "approval_request__ticket",
             "approval_request__runbook",
             "approval_request__decision__policy",
             "approval_request__decision__sample",
@@ -75,11 +77,19 @@ def send_delivery(delivery: NoticeDelivery, now: datetime) -> list[str]:
             "execution__review",
         )
     )
-    items = [item for item in (notice_item(n, now) for n in notices) if item is not None]
+    # A digest shows its first notices whole and the rest one line each (a storm's
+    # thousand would otherwise be a thousand full reads and a message nobody reads).
+    whole = DIGEST_LISTED if delivery.digest else len(notices)
+    items = [
+        item
+        for i, notice in enumerate(notices)
+        if (item := notice_item(notice, now) if i < whole else brief_item(notice, now))
+    ]
     if delivery.kind == NoticeKind.APPROVAL_REQUESTED:
         items = [item for item in items if item.pending]  # decided meanwhile: nothing to ask
     if not items:
         return []
+    summary = storm_summary(delivery.kind, items, followed(delivery)) if delivery.digest else None
     requests = {n.approval_request_id: n.approval_request for n in notices if n.approval_request}
     problems = []
     emailed = list(delivery.emailed)
@@ -92,7 +102,7 @@ def send_delivery(delivery: NoticeDelivery, now: datetime) -> list[str]:
         try:
             with get_connection() as connection:
                 for person, told in left:
-                    email = email_for(person, delivery.kind, told, delivery.digest, now)
+                    email = email_for(person, delivery.kind, told, delivery.digest, now, summary)
                     connection.send_messages([email])
                     emailed.append(person.address)
                     NoticeDelivery.objects.filter(pk=delivery.pk).update(emailed=emailed)
@@ -109,11 +119,23 @@ def send_delivery(delivery: NoticeDelivery, now: datetime) -> list[str]:
             if item.pending
         }
         try:
-            post_webhook(url, slack_message(delivery.kind, items, delivery.digest, shared))
+            post_webhook(url, slack_message(delivery.kind, items, delivery.digest, shared, summary))
             NoticeDelivery.objects.filter(pk=delivery.pk).update(posted_at=now)
         except NoticeNotSent as error:
             problems.append(f"webhook: {error}"[:200])
     return problems
+
+
+def followed(delivery: NoticeDelivery) -> datetime | None:
+    """When the digest `delivery` follows was made (a storm's tail), or None."""
+    window = timedelta(minutes=settings.WARDEN_NOTICE_FOLLOW_UP_MINUTES)
+    earlier = NoticeDelivery.objects.filter(
+        kind=delivery.kind,
+        digest=True,
+        created_at__lt=delivery.created_at,
+        created_at__gte=delivery.created_at - window,
+    ).exclude(pk=delivery.pk)
+    return earlier.order_by("-created_at").values_list("created_at", flat=True).first()
 
 
 def send_unfinished(now: datetime) -> list[str]:

@@ -64,6 +64,9 @@ class NoticeItem:
     output: str = ""
     # ticket, evidence, request, execution, review
     links: dict[str, str] = field(default_factory=dict)
+    # One line in a digest, past the ones it shows whole (messages.DIGEST_LISTED): read
+    # from the notice and its ticket alone, so a storm's digest costs no query per item.
+    brief: bool = False
 
 
 def time_left(expires_at: datetime, now: datetime) -> str:
@@ -103,6 +106,38 @@ def notice_item(notice: Notice, now: datetime) -> NoticeItem | None:
             reverse("admin:feedback_postactionreview_change", args=[review.pk])
         )
     return item
+
+
+def brief_item(notice: Notice, now: datetime) -> NoticeItem | None:
+    """What `notice` tells in one line of a digest: its ticket, host and request, read with
+    the notice (the sender selects them together); None if its ticket is gone."""
+    ticket, request = notice.ticket, notice.approval_request
+    if ticket is None:
+        return None
+    links = {"ticket": absolute(reverse("admin:remediation_ticket_change", args=[ticket.pk]))}
+    values: dict[str, Any] = {}
+    if request is not None:
+        values = {
+            "approval_request_id": request.pk,
+            "pending": request.status == ApprovalStatus.PENDING and request.expires_at > now,
+            "request_status": request.get_status_display(),
+        }
+    return NoticeItem(
+        notice_id=notice.pk,
+        kind=notice.kind,
+        title=NoticeKind(notice.kind).label,
+        host=ticket.host_name,
+        ticket_id=ticket.ticket_id,
+        ticket_title=ticket.title,
+        category=Category(ticket.category).label if ticket.category else "no category yet",
+        severity=severity_label(ticket.severity),
+        what_happened=tuple(line for line in notice.summary.splitlines() if line)[:1],
+        readings=(),
+        readings_at=None,
+        links=links,
+        brief=True,
+        **values,
+    )
 
 
 def describe(

@@ -5,9 +5,12 @@ within Slack's limits. email_for renders the notices/email.txt and notices/email
 templates for one recipient, with approve and reject links signed for them.
 """
 
+from collections import Counter
 from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
+from urllib.parse import urlencode
 
 from django.conf import settings
 from django.core.mail import EmailMultiAlternatives
@@ -18,15 +21,21 @@ from governance.notices.items import NoticeItem
 from governance.notices.links import absolute, link_url
 from governance.notices.plans import REVIEW_KINDS
 from governance.notices.recipients import Recipient
+from remediation.choices import Category
 
-DIGEST_LISTED = 25  # items a digest lists; the rest by count
+DIGEST_LISTED = 25  # items a digest shows whole (Slack: lists); the rest one line each
+TICKET_LIST = "/admin/remediation/ticket/"
+REQUEST_LIST = "/admin/governance/approvalrequest/"
 # Slack's limits: 3,000 characters a section, 50 blocks, 40,000 characters of text.
 SLACK_SECTION_LIMIT = 2900
 SLACK_TEXT_LIMIT = 39_000
 
 
-def subject_of(kind: str, items: Sequence[NoticeItem], digest: bool) -> str:
-    """The email's subject (and the webhook's title): the one item, or the hosts of many."""
+def subject_of(
+    kind: str, items: Sequence[NoticeItem], digest: bool, follow_up: bool = False
+) -> str:
+    """The email's subject (and the webhook's title): the one item, or the hosts of many
+    with their categories (a storm's follow-up says so)."""
     label = NoticeKind(kind).label
     if not digest and len(items) == 1:
         item = items[0]
@@ -34,7 +43,76 @@ def subject_of(kind: str, items: Sequence[NoticeItem], digest: bool) -> str:
         return f"[Warden] {label}: {what} ({item.ticket_id})"
     hosts = sorted({item.host for item in items})
     named = ", ".join(hosts[:3]) + (f" and {len(hosts) - 3} more" if len(hosts) > 3 else "")
-    return f"[Warden] {label} on {len(hosts)} host{'s' if len(hosts) > 1 else ''}: {named}"
+    categories = ", ".join(sorted({item.category for item in items}))
+    more = " more" if follow_up else ""
+    return (
+        f"[Warden] {label} on {len(hosts):,}{more} host{'s' if len(hosts) > 1 else ''} "
+        f"({categories}{', follow-up' if follow_up else ''}): {named}"
+    )
+
+
+@dataclass(frozen=True)
+class StormSummary:
+    """What a digest is about, before its items: how many tickets on how many hosts, of
+    which categories, and where to see them all in Warden."""
+
+    tickets: int
+    hosts: int
+    categories: tuple[tuple[str, int], ...]  # (label, tickets), the most first
+    first_ticket: str
+    last_ticket: str
+    follow_up_of: datetime | None  # the digest this one follows, in a storm's tail
+    links: tuple[tuple[str, str], ...]  # (what, url)
+
+    @property
+    def lines(self) -> tuple[str, ...]:
+        categories = ", ".join(f"{label} ({n:,})" for label, n in self.categories)
+        span = (
+            self.first_ticket
+            if self.first_ticket == self.last_ticket
+            else f"{self.first_ticket} to {self.last_ticket}"
+        )
+        lines = [f"{self.tickets:,} tickets on {self.hosts:,} hosts; {categories}; {span}."]
+        if self.follow_up_of is not None:
+            lines.append(
+                f"More of the storm told at {self.follow_up_of:%Y-%m-%d %H:%M:%S %Z}: "
+                "these came after it."
+            )
+        if self.tickets > DIGEST_LISTED:
+            lines.append(
+                f"The first {DIGEST_LISTED} are shown whole, the rest one line each; "
+                "all of them are in Warden."
+            )
+        return tuple(lines)
+
+
+def storm_summary(
+    kind: str, items: Sequence[NoticeItem], follow_up_of: datetime | None = None
+) -> StormSummary:
+    """The summary of a digest's `items` (pure), with links to the admin's lists of the
+    tickets (and pending approval requests) of their categories."""
+    by_category = Counter(item.category for item in items)
+    tickets = sorted(item.ticket_id for item in items)
+    codes = {str(label): code for code, label in Category.choices}
+    links = []
+    for label, _ in by_category.most_common():
+        code = codes.get(label)
+        if code is None:
+            continue
+        query = urlencode({"category__exact": code})
+        links.append((f"{label} tickets", absolute(f"{TICKET_LIST}?{query}")))
+        if kind == NoticeKind.APPROVAL_REQUESTED:
+            query = urlencode({"status__exact": "pending", "runbook__category__exact": code})
+            links.append((f"{label} approvals pending", absolute(f"{REQUEST_LIST}?{query}")))
+    return StormSummary(
+        tickets=len(items),
+        hosts=len({item.host for item in items}),
+        categories=tuple(by_category.most_common()),
+        first_ticket=tickets[0] if tickets else "",
+        last_ticket=tickets[-1] if tickets else "",
+        follow_up_of=follow_up_of,
+        links=tuple(links),
+    )
 
 
 def slack_text(text: object) -> str:
@@ -51,16 +129,27 @@ def _mrkdwn(text: str) -> dict[str, Any]:
 
 
 def slack_message(
-    kind: str, items: Sequence[NoticeItem], digest: bool, links: dict[int, dict[str, str]]
+    kind: str,
+    items: Sequence[NoticeItem],
+    digest: bool,
+    links: dict[int, dict[str, str]],
+    summary: StormSummary | None = None,
 ) -> dict[str, Any]:
     """An incoming-webhook payload: `text` for any Slack-compatible receiver, `blocks` for
-    Slack. `links` maps a notice to its approve and reject URLs (shared-channel links).
-    Every piece of text is escaped (slack_text); only the links Warden builds are links."""
-    title = subject_of(kind, items, digest).removeprefix("[Warden] ")
+    Slack. `links` maps a notice to its approve and reject URLs (shared-channel links);
+    a digest's `summary` comes first. Every piece of text is escaped (slack_text); only
+    the links Warden builds are links."""
+    follow_up = summary is not None and summary.follow_up_of is not None
+    title = subject_of(kind, items, digest, follow_up).removeprefix("[Warden] ")
     blocks: list[dict[str, Any]] = [
         {"type": "header", "text": {"type": "plain_text", "text": title[:150]}}
     ]
     text_lines = [slack_text(title)]
+    if summary is not None:
+        about = [slack_text(line) for line in summary.lines]
+        about += [f"<{url}|{slack_text(what)}>" for what, url in summary.links]
+        blocks.append({"type": "section", "text": _mrkdwn("\n".join(about))})
+        text_lines.append("\n".join(about))
     listed = items[:DIGEST_LISTED] if digest else items
     for item in listed:
         ticket = f"<{item.links['ticket']}|{slack_text(item.ticket_id)}>"
@@ -106,21 +195,30 @@ def slack_message(
 
 
 def email_for(
-    recipient: Recipient, kind: str, items: Sequence[NoticeItem], digest: bool, now: datetime
+    recipient: Recipient,
+    kind: str,
+    items: Sequence[NoticeItem],
+    digest: bool,
+    now: datetime,
+    summary: StormSummary | None = None,
 ) -> EmailMultiAlternatives:
     """One person's message: their items, with approve and reject links of their own on
-    each pending approval (none for an address that is not a user)."""
+    each pending approval shown whole (none for an address that is not a user); a
+    digest's `summary` comes first."""
     entries = []
     for item in items:
         verdicts = {}
-        if item.pending and recipient.user_id is not None:
+        if item.pending and not item.brief and recipient.user_id is not None:
             verdicts = {
                 verdict: link_url(item.approval_request_id, verdict, recipient.user_id)
                 for verdict in Verdict.values
             }
         entries.append({"item": item, "links": verdicts})
     context = {
-        "subject": subject_of(kind, items, digest),
+        "subject": subject_of(
+            kind, items, digest, summary is not None and summary.follow_up_of is not None
+        ),
+        "summary": summary,
         "kind": NoticeKind(kind).label,
         "digest": digest,
         "review": kind in REVIEW_KINDS.values(),  # what Warden did by itself, to review

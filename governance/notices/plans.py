@@ -3,14 +3,18 @@
 The audit log calls record_notices with each transaction's committed events
 (governance.apps subscribes it): notice_plans picks what people must hear about, one
 notice per ticket and transaction, of its most pressing kind, listing the events that say
-why; the Notice rows are written and the sender (delivery.deliver_due) is woken. Acting at
+why; the Notice rows are written and the sender (delivery.deliver_due) is woken when they
+fall due (wake_sender). Acting at
 L2 is told, acting at L3 is not: levels_acted_at reads the level each execution acted at.
 """
 
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from datetime import datetime, timedelta
 
+from django.conf import settings
 from django.utils import timezone
+from django_q.models import Schedule
 from django_q.tasks import async_task
 
 from governance.choices import AutonomyLevel
@@ -18,8 +22,9 @@ from governance.models import AuditEvent, Notice, NoticeKind, Policy
 from remediation.models import Execution, Ticket
 
 # The django-q2 task that gathers and sends notices (governance.notices.delivery). Its
-# dotted path is stored in Schedule rows (migration 0012, batches.wake_at): keep it there.
+# dotted path is stored in Schedule rows (migration 0012, wake_at): keep it there.
 DELIVER_TASK = "governance.notices.delivery.deliver_due"
+WAKE_SCHEDULE = "warden-notices-wake"
 # The notices of post-action reviews, by the level Warden acted at: one each at L2, a
 # digest at L3.
 REVIEW_KINDS = {
@@ -192,6 +197,30 @@ def record_notices(rows: Sequence[AuditEvent]) -> int:
         ],
         ignore_conflicts=True,  # the same events told again: already recorded
     )
+    wake_sender(now)
+    return len(plans)
+
+
+def wake_sender(now: datetime) -> None:
+    """Have the sender run when notices written at `now` fall due: at once when they wait
+    for nothing, else at the end of their wait, through the one wake-up schedule
+    (wake_at), so a storm's thousand commits ask for one run, not a thousand."""
+    wait = timedelta(seconds=settings.WARDEN_NOTICE_GROUP_WAIT_SECONDS)
+    if wait:
+        wake_at(now + wait)
+        return
     # ack_failure=False: a failed send stays on the ORM broker, which delivers it again.
     async_task(DELIVER_TASK, ack_failure=False)
-    return len(plans)
+
+
+def wake_at(due: datetime) -> None:
+    """Have django-q2's scheduler run deliver_due when a waiting group falls due (it looks
+    every ~15 s); the warden-notices schedule is the every-minute backstop."""
+    if not Schedule.objects.filter(name=WAKE_SCHEDULE, next_run__lte=due).exists():
+        Schedule.objects.create(
+            name=WAKE_SCHEDULE,
+            func=DELIVER_TASK,
+            schedule_type=Schedule.ONCE,
+            repeats=-1,  # a ONCE schedule with negative repeats is deleted after it runs
+            next_run=due,
+        )

@@ -37,9 +37,10 @@ from governance.models import (
     NoticeLinkUse,
     Policy,
 )
-from governance.notices.batches import WAKE_SCHEDULE, Batch, Waiting, plan_batches
+from governance.notices.batches import Batch, Waiting, plan_batches
 from governance.notices.delivery import NoticeNotSent, deliver_due
-from governance.notices.plans import notice_plans
+from governance.notices.messages import DIGEST_LISTED
+from governance.notices.plans import WAKE_SCHEDULE, notice_plans
 from remediation.actions import add_host
 from tests.conftest import AgentClient
 
@@ -380,17 +381,82 @@ def test_a_storm_of_approval_requests_on_many_hosts_sends_one_digest(
     # and when it wakes, one digest each, listing every host with its own links
     deliver_due(timezone.now() + timedelta(seconds=61))
     [message] = mail_to(mailoutbox, bob)
-    assert message.subject.startswith("[Warden] Approval needed on 6 hosts: edge-00, edge-01")
+    assert message.subject.startswith(
+        "[Warden] Approval needed on 6 hosts (Firewall): edge-00, edge-01, edge-02 and 3 more"
+    )
     for name in hosts:
         assert name in message.body
     assert len(re.findall(r"^Approve: ", message.body, flags=re.M)) == 6
+    # with what the storm is: how many tickets, where, and where to see them all
+    assert "6 tickets on 6 hosts; Firewall (6); INC-" in message.body
+    assert f"{BASE}/admin/remediation/ticket/?category__exact=firewall" in message.body
     [payload] = webhook.delivered
     assert all(name in payload["text"] for name in hosts)
+    assert "6 tickets on 6 hosts" in payload["text"]
     assert NoticeDelivery.objects.get().digest is True
 
     # and nothing is sent twice
     deliver_due(timezone.now() + timedelta(seconds=120))
     assert len(mail_to(mailoutbox, bob)) == 1 and len(webhook.delivered) == 1
+
+
+def test_a_storms_tail_follows_its_digest_as_one_more_digest(
+    db, client, approved_model, django_capture_on_commit_callbacks, settings, mailoutbox, bob
+):
+    # given a storm of firewall requests told as one digest
+    settings.WARDEN_NOTICE_GROUP_WAIT_SECONDS = 60
+    settings.WARDEN_NOTICE_FOLLOW_UP_MINUTES = 10
+    for n in range(5):
+        host, key = add_host(f"edge-{n:02d}", now=timezone.now())
+        firewall_request(AgentClient(client, host, key, django_capture_on_commit_callbacks))
+    deliver_due(timezone.now() + timedelta(seconds=61))
+    assert len(mail_to(mailoutbox, bob)) == 1
+
+    # when two more hosts join the storm after the digest went out
+    for n in range(5, 7):
+        host, key = add_host(f"edge-{n:02d}", now=timezone.now())
+        firewall_request(AgentClient(client, host, key, django_capture_on_commit_callbacks))
+    deliver_due(timezone.now() + timedelta(seconds=122))
+
+    # then people get one follow-up digest of the two, not a message each
+    _, follow_up = mail_to(mailoutbox, bob)
+    assert follow_up.subject.startswith(
+        "[Warden] Approval needed on 2 more hosts (Firewall, follow-up): edge-05, edge-06"
+    )
+    assert "More of the storm told at" in follow_up.body
+    assert list(NoticeDelivery.objects.order_by("created_at").values_list("digest", flat=True)) == [
+        True,
+        True,
+    ]
+
+    # and once the storm is over, a lone notice is a message of its own again
+    settings.WARDEN_NOTICE_FOLLOW_UP_MINUTES = 0
+    host, key = add_host("edge-99", now=timezone.now())
+    firewall_request(AgentClient(client, host, key, django_capture_on_commit_callbacks))
+    deliver_due(timezone.now() + timedelta(seconds=183))
+    assert mail_to(mailoutbox, bob)[-1].subject.startswith("[Warden] Approval needed: ")
+
+
+def test_a_big_storm_shows_its_first_notices_whole_and_the_rest_one_line_each(
+    db, client, approved_model, django_capture_on_commit_callbacks, settings, mailoutbox, bob
+):
+    # given a storm past what a digest shows whole
+    settings.WARDEN_NOTICE_GROUP_WAIT_SECONDS = 60
+    count = DIGEST_LISTED + 5
+    for n in range(count):
+        host, key = add_host(f"edge-{n:02d}", now=timezone.now())
+        firewall_request(AgentClient(client, host, key, django_capture_on_commit_callbacks))
+
+    # when it goes out
+    deliver_due(timezone.now() + timedelta(seconds=61))
+
+    # then one message tells all of them: the first whole, with their links, the rest a line
+    [message] = mail_to(mailoutbox, bob)
+    assert f"{count} tickets on {count} hosts" in message.body
+    assert len(re.findall(r"^== Approval needed: ", message.body, flags=re.M)) == DIGEST_LISTED
+    assert len(re.findall(r"^Approve: ", message.body, flags=re.M)) == DIGEST_LISTED
+    assert len(re.findall(r"^- INC-\d+ on edge-\d+: ", message.body, flags=re.M)) == 5
+    assert f"{BASE}/admin/governance/approvalrequest/?status__exact=pending" in message.body
 
 
 def test_a_failing_webhook_raises_so_the_task_is_retried_and_a_retry_sends_once(

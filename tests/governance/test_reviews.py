@@ -151,7 +151,9 @@ def test_l3_fixes_go_out_as_one_digest_after_the_digest_wait(agent, other_agent,
     # and when the digest's hour is over, one message lists both, each with its review
     deliver_due(timezone.now() + timedelta(minutes=61))
     [digest] = reviews_told(mailoutbox, alice, NoticeKind.L3_REVIEW)
-    assert digest.subject == f"[Warden] {NoticeKind.L3_REVIEW.label} on 2 hosts: web-01, web-02"
+    assert digest.subject == (
+        f"[Warden] {NoticeKind.L3_REVIEW.label} on 2 hosts (Disk): web-01, web-02"
+    )
     assert "What Warden did by itself (2): review each" in digest.body
     for review in reviews:
         assert f"{BASE}{review_path(review)}" in digest.body

@@ -10,6 +10,7 @@ from django.test import Client
 from django.utils import timezone
 
 from governance.models import Decision, Policy
+from governance.policies.actions import save_policy
 from remediation.actions import add_host
 from remediation.models import Execution, Host, Ticket
 from tests.conftest import HEALTHY, PROBLEMS
@@ -60,14 +61,10 @@ def test_simultaneous_batches_showing_a_new_problem_share_one_ticket(servers, ap
     assert ticket.occurrence_count == 6
 
 
-@pytest.mark.integration
-@pytest.mark.django_db(transaction=True, serialized_rollback=True)
-def test_a_storm_on_thirty_hosts_decides_no_more_than_the_blast_radius(processes, approved_model):
-    # given 30 hosts under the disk policy's 20% blast radius (6 may be fixed at once), and
-    # the web command's sync workers, several processes deciding at the same time
-    hosts = [add_host(f"storm-{i:02d}", now=timezone.now()) for i in range(30)]
-    policy = Policy.objects.get(category="disk")
-    assert policy.blast_radius_max_percent == 20.0 and policy.max_actions_per_hour >= 6
+def storm_through_web(processes, hosts: list[tuple[Host, str]], problem: dict) -> list[str]:
+    """Every host posts a healthy reading, then all of them `problem` at the same instant,
+    through the web command's sync workers (several processes deciding at once); returns
+    each problem's decision."""
     port = free_port()
     processes.start(
         "web",
@@ -95,7 +92,7 @@ def test_a_storm_on_thirty_hosts_decides_no_more_than_the_blast_radius(processes
                 answers.append((response.status, json.load(response)["results"][0]["decision"]))
 
     def all_at_once(problem: dict) -> None:
-        start = threading.Barrier(len(hosts))
+        start = threading.Barrier(len(hosts), timeout=60)
         threads = [threading.Thread(target=post, args=(*pair, start, problem)) for pair in hosts]
         for thread in threads:
             thread.start()
@@ -104,18 +101,53 @@ def test_a_storm_on_thirty_hosts_decides_no_more_than_the_blast_radius(processes
 
     # (a healthy reading each first: every worker has loaded the model before the storm)
     all_at_once({})
+    all_at_once(problem)
+    assert [status for status, _ in answers] == [201] * len(hosts), processes.log("web")
+    return [decision for _, decision in answers]
+
+
+@pytest.mark.integration
+@pytest.mark.django_db(transaction=True, serialized_rollback=True)
+def test_a_storm_on_thirty_hosts_decides_no_more_than_the_blast_radius(processes, approved_model):
+    # given 30 hosts under the disk policy's 20% blast radius (6 may be fixed at once)
+    hosts = [add_host(f"storm-{i:02d}", now=timezone.now()) for i in range(30)]
+    policy = Policy.objects.get(category="disk")
+    assert policy.blast_radius_max_percent == 20.0 and policy.max_actions_per_hour >= 6
+
     # when every host reports a full disk at the same instant
-    all_at_once(PROBLEMS["disk"])
+    storm_through_web(processes, hosts, PROBLEMS["disk"])
 
     # then exactly the limit heal by themselves, and the rest wait for people with the
     # blast radius named: the decisions counted under one lock, not each on its own
-    assert [status for status, _ in answers] == [201] * 30, processes.log("web")
     automatic = [d for d in Decision.objects.filter(outcome="AUTO_HEAL") if d.allowed]
     assert len(automatic) == 6
     assert Execution.objects.count() == 6
     others = Decision.objects.exclude(pk__in=[d.pk for d in automatic])
     assert others.count() == 24
     assert all(any("Blast radius" in line for line in d.reasons) for d in others)
+
+
+@pytest.mark.integration
+@pytest.mark.django_db(transaction=True, serialized_rollback=True)
+def test_a_storm_starts_exactly_the_rate_limit_however_many_decide_at_once(
+    processes, approved_model
+):
+    # given a disk policy that may act four times an hour, on any share of the fleet
+    policy = Policy.objects.get(category="disk", enabled=True)
+    policy.max_actions_per_hour, policy.blast_radius_max_percent = 4, 100.0
+    save_policy(policy, actor=None, reason="a storm under a rate limit", now=timezone.now())
+    hosts = [add_host(f"rate-{i:02d}", now=timezone.now()) for i in range(24)]
+
+    # when every host's disk fills at the same instant
+    decisions = storm_through_web(processes, hosts, PROBLEMS["disk"])
+
+    # then exactly four heal by themselves, never a fifth, and the rest wait for people
+    # with the rate limit named
+    assert sorted(decisions) == ["AUTO_HEAL"] * 4 + ["HITL_REQUIRED"] * 20
+    assert Execution.objects.exclude(state="cancelled").count() == 4
+    held = Decision.objects.exclude(outcome="AUTO_HEAL")
+    assert held.count() == 20
+    assert all(d.safety_checks["rate_limit_ok"] is False for d in held)
 
 
 def _answers(url: str) -> bool:

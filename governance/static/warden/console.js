@@ -78,8 +78,10 @@
       soon();  // anything missed while away
     };
     socket.onmessage = (message) => {
+      // Events come several to a frame: a storm is a few frames, and one panel refresh.
       const data = JSON.parse(message.data);
-      if (data.event) { show(data.event); soon(); }
+      const events = data.events || (data.event ? [data.event] : []);
+      if (events.length) { events.forEach(show); soon(); }
     };
     socket.onclose = () => { status.textContent = "reconnecting"; status.className = "down"; setTimeout(connect, 1000); };
   }
