@@ -51,6 +51,7 @@ bench: $(VENV)/.dev
 	$(BIN)/python bench/fleet_simulation.py
 	$(BIN)/python bench/bench_audit_export.py
 	$(BIN)/python bench/bench_console_latency.py
+	$(BIN)/python bench/bench_months.py
 
 clean:
 	rm -rf $(VENV) data

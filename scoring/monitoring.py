@@ -10,6 +10,8 @@ A verdict people can trust does not change by itself on a quiet fleet:
 - the window is the last day, and never fewer than the newest DRIFT_MIN_SAMPLES samples
   (within DRIFT_LOOKBACK): a fleet that sends little is judged on as much as a busy one,
   not on the handful of its last day;
+- it reads each host's minute summaries (one row a host a minute, its newest reading as
+  the model saw it), never the raw samples, so its cost does not grow with what is kept;
 - it is judged on the samples that moved where the training data was thin (scoring.drift's
   surplus) beyond sampling noise: a fleet quieter than the training data (all healthy) is
   within the model's depth;
@@ -38,7 +40,9 @@ from scoring.models import ModelVersion, SampleMinute
 DRIFT_WINDOW = timedelta(hours=24)
 # Too little in the last day: the newest DRIFT_MIN_SAMPLES samples, back this far at most.
 DRIFT_LOOKBACK = timedelta(days=7)
-DRIFT_MAX_SAMPLES = 20_000
+# Rows read at most: a host's minute each (recent_features), so a scrape costs the same
+# however many samples are kept.
+DRIFT_MAX_SAMPLES = 10_000
 # Fewer than this says nothing reliable: about 4 minutes of the demo's 20 hosts at 5 s.
 DRIFT_MIN_SAMPLES = 1000
 # A level is left when the excess falls under this share of its threshold.

@@ -54,8 +54,13 @@ def kept_days(table: PartitionedTable) -> int:
 
 
 def cutoff(table: PartitionedTable, now: datetime) -> datetime:
-    """Rows of `table` older than this are past their keeping period."""
-    return now - timedelta(days=kept_days(table))
+    """Rows of `table` older than this are past their keeping period. A minute summary is
+    kept at least as long as a sample that could still be merged into it: a kept sample's
+    minute is its stamp corrected by its host's clock, up to a clock's ahead limit earlier."""
+    if table is SAMPLES:
+        return now - timedelta(days=kept_days(table))
+    ahead = timedelta(seconds=settings.WARDEN_CLOCK_AHEAD_LIMIT_SECONDS)
+    return min(now - timedelta(days=kept_days(table)), cutoff(SAMPLES, now) - ahead)
 
 
 def oldest_accepted(now: datetime) -> datetime:
