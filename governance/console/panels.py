@@ -12,7 +12,8 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from django.core.cache import cache
-from django.db.models import Case, Count, IntegerField, Q, Value, When
+from django.db.models import Case, Count, IntegerField, Max, Q, Value, When
+from django.db.models.functions import TruncHour
 from django.utils.html import format_html, format_html_join
 from django.utils.safestring import SafeString
 
@@ -235,24 +236,28 @@ def fleet(now: datetime, limit: int = FLEET_LIMIT) -> tuple[list[HostRow], int]:
 
 
 HOST_WINDOW = timedelta(hours=24)
-HOST_BUCKETS = 96  # a point each quarter of an hour
 
 
 def host_sparkline(host_id: int, now: datetime) -> SafeString:
-    """A host's last day drawn as the console draws its hour (each slice's highest), from
-    its minute summaries: one indexed read of at most 1,440 rows, however many samples are
-    kept. For the host's page."""
-    end = now.replace(second=0, microsecond=0) + timedelta(minutes=1)
+    """A host's last day drawn as the console draws its hour (each hour's highest), from
+    its minute summaries, grouped by hour in the database: 24 rows come back however many
+    minutes the day holds or samples are kept. For the host's page."""
+    end = now.replace(minute=0, second=0, microsecond=0) + timedelta(hours=1)
     start = end - HOST_WINDOW
-    history = list(
+    columns = {name: Max(SPARK_COLUMNS[name]) for name, _ in SPARK_SERIES}
+    hours = list(
         SampleMinute.objects.filter(host_id=host_id, minute__gte=start, minute__lte=now)
+        .annotate(hour=TruncHour("minute"))
         .order_by()
-        .values_list("minute", *(SPARK_COLUMNS[name] for name, _ in SPARK_SERIES))
+        .values("hour")
+        .annotate(**columns)
+        .values_list("hour", *columns)
     )
-    if not history:
+    if not hours:
         return SafeString("")
+    buckets = round(HOST_WINDOW / timedelta(hours=1))
     series = {
-        name: bucketed(((row[0], row[i + 1]) for row in history), start, end, HOST_BUCKETS)
+        name: bucketed(((row[0], row[i + 1]) for row in hours), start, end, buckets)
         for i, (name, _) in enumerate(SPARK_SERIES)
     }
     return sparkline_svg(series, labels=dict(SPARK_SERIES), width=480, height=48, period="Last day")
