@@ -54,6 +54,7 @@ bench: $(VENV)/.dev
 	$(BIN)/python bench/bench_console_latency.py
 	$(BIN)/python bench/bench_faults.py
 	$(BIN)/python bench/bench_storm.py
+	$(BIN)/python bench/bench_months.py
 
 clean:
 	rm -rf $(VENV) data

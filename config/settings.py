@@ -445,6 +445,17 @@ WARDEN_SHADOW_MIN_CASES = _int_at_least("WARDEN_SHADOW_MIN_CASES", 20, 1)
 # the newest rows); a promotion proposal resting on fewer distinct people says so.
 WARDEN_FEEDBACK_WINDOW_DAYS = _int_at_least("WARDEN_FEEDBACK_WINDOW_DAYS", 90, 1)
 WARDEN_PROPOSAL_MIN_PEOPLE = _int_at_least("WARDEN_PROPOSAL_MIN_PEOPLE", 2, 1)
+# How long readings are kept (scoring/retention.py): raw samples for this many days (on
+# PostgreSQL a day's partition is dropped whole once all of it is older; on SQLite they are
+# deleted in batches), their per-minute summaries per host (what the console, drift and a
+# host's page read) for longer. A reading older than the samples' period is refused.
+WARDEN_SAMPLE_RETENTION_DAYS = _int_at_least("WARDEN_SAMPLE_RETENTION_DAYS", 30, 1)
+WARDEN_MINUTE_RETENTION_DAYS = _int_at_least("WARDEN_MINUTE_RETENTION_DAYS", 400, 1)
+if WARDEN_MINUTE_RETENTION_DAYS < WARDEN_SAMPLE_RETENTION_DAYS:
+    raise ImproperlyConfigured(
+        "WARDEN_MINUTE_RETENTION_DAYS must be at least WARDEN_SAMPLE_RETENTION_DAYS "
+        f"({WARDEN_SAMPLE_RETENTION_DAYS}), not {WARDEN_MINUTE_RETENTION_DAYS}"
+    )
 
 
 # The seed's global ceilings over every policy (governance/rules/ceilings.py). They only ever

@@ -24,6 +24,7 @@ from governance.admin.base import (
 )
 from governance.audit import permissions
 from governance.audit.changes import REASON_FIELD
+from governance.console.panels import host_sparkline
 from governance.rules import labels
 from remediation.actions import (
     TICKET_WAITING_STATUSES,
@@ -59,6 +60,7 @@ class HostAdmin(GovernedAdmin):
         "allowlist_reported_at",
         "clock",
         "agent_allows",
+        "last_day",
     ]
 
     @admin.display(description="Clock")
@@ -80,6 +82,20 @@ class HostAdmin(GovernedAdmin):
             f"Right: within {settings.WARDEN_CLOCK_SKEW_FLAG_SECONDS} s of the server's clock "
             f"({obj.clock_skew}, measured {obj.clock_checked_at})."
         )
+
+    @admin.display(description="Last day")
+    def last_day(self, obj: Host) -> str:
+        """Its readings of the last 24 hours (from the minute summaries, so the page costs
+        the same with a month of samples kept), and a link to the samples themselves."""
+        if obj.pk is None:
+            return "-"
+        link = format_html(
+            '<a href="{}?host={}">Its samples</a>',
+            reverse("admin:scoring_metricsample_changelist"),
+            obj.pk,
+        )
+        drawn = host_sparkline(obj.pk, timezone.now())
+        return format_html("{} {}", drawn, link) if drawn else format_html("No readings. {}", link)
 
     @admin.display(description="What its agent allows")
     def agent_allows(self, obj: Host) -> str:

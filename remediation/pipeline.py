@@ -14,6 +14,7 @@ from collections import defaultdict
 from collections.abc import Mapping, Sequence
 from datetime import datetime
 
+import numpy as np
 from django.db import transaction
 
 from feedback import patterns
@@ -63,7 +64,7 @@ def ingest_samples(host: Host, readings: Sequence[Reading], now: datetime) -> li
 
     with transaction.atomic():
         samples, answers = store_and_act(
-            host, readings, verdicts, first_copies, model.version_id, now
+            host, readings, verdicts, first_copies, model.version_id, now, features
         )
 
     duplicates = (
@@ -86,9 +87,11 @@ def store_and_act(
     first_copies: Mapping[datetime, int],
     model_version_id: int,
     now: datetime,
+    features: np.ndarray,
 ) -> tuple[dict[int, StoredSample], Answers]:
-    """Store the batch's new samples and act on the problems they show, in the caller's
-    transaction; returns the stored samples and their answers, by the reading's index."""
+    """Store the batch's new samples (with `features`, the rows the model classified) and
+    act on the problems they show, in the caller's transaction; returns the stored samples
+    and their answers, by the reading's index."""
     # Time is the server's: the batch measures the host's clock skew, and each reading's
     # time on the server's clock is its stamp corrected by it (scoring.samples).
     known_skew = host.clock_skew_seconds
@@ -124,6 +127,7 @@ def store_and_act(
         now,
         [ticket_of.get(i) for i in new],
         [observed[i] for i in new],
+        features[new],
     )
     samples = {
         i: StoredSample(pk, readings[i], verdicts[i], now, observed[i])
@@ -186,8 +190,12 @@ def ticket_problems(
             events,
             occurrences,
         )
+        pointed = [samples[i] for i in indexes if primary(samples[i].verdict, category)]
+        # By instant too: on PostgreSQL that names the partitions to look in.
         MetricSample.objects.filter(
-            pk__in=[samples[i].pk for i in indexes if primary(samples[i].verdict, category)]
+            host=host,
+            taken_at__in=[sample.taken_at for sample in pointed],
+            pk__in=[sample.pk for sample in pointed],
         ).update(ticket=ticket)
         for i in indexes:
             answers[i].append((category, outcome, ticket.ticket_id))

@@ -93,7 +93,13 @@ class TriageModelVersion(RegisteredVersion):
 class MetricSample(models.Model):
     """One reading from an agent, with the model's verdict on it."""
 
-    host = models.ForeignKey("remediation.Host", on_delete=models.CASCADE, related_name="samples")
+    # No index of its own: the unique host and instant serves a host's samples.
+    host = models.ForeignKey(
+        "remediation.Host", on_delete=models.CASCADE, related_name="samples", db_index=False
+    )
+    # On PostgreSQL the table is partitioned by day of taken_at (scoring/partitions.py):
+    # the unique host and instant includes it, so a resent sample is refused in any
+    # partition, and old days are dropped whole.
     taken_at = models.DateTimeField()
     # The server's clock: when the batch arrived, and when the reading was taken (the stamp
     # corrected by the host's measured skew; scoring.samples). Null: stored before that.
@@ -131,8 +137,8 @@ class MetricSample(models.Model):
             models.UniqueConstraint(fields=["host", "taken_at"], name="one_sample_per_host_instant")
         ]
         indexes = [
-            # Drift over recent samples and the audit export by period.
-            models.Index(fields=["received_at"]),
+            # The admin's list, newest first, and pruning by age on SQLite.
+            models.Index(fields=["taken_at"], name="scoring_sample_taken_at"),
         ]
 
     def __str__(self) -> str:
@@ -149,3 +155,56 @@ class MetricSample(models.Model):
             dns_latency_ms=self.dns_latency_ms,
             firewall_change_requested=int(self.firewall_change_requested),
         )
+
+
+@checked_in_database
+class SampleMinute(models.Model):
+    """A host's readings in one minute on the server's clock (scoring.samples.observed_at),
+    kept longer than the samples: what the console's sparklines, drift and a host's page
+    read. Written with the samples, in their transaction (scoring.minutes).
+
+    Lowest, highest and sum (the mean is sum / samples) of each measured metric; the
+    worst class; and the minute's newest reading as the model saw it (`last_features`,
+    in scoring.features.FEATURE_NAMES order, deltas included), which drift reads.
+    """
+
+    host = models.ForeignKey(
+        "remediation.Host", on_delete=models.CASCADE, related_name="+", db_index=False
+    )
+    # On PostgreSQL the table is partitioned by week of minute (scoring/partitions.py).
+    minute = models.DateTimeField()
+    samples = models.PositiveIntegerField()
+    disk_min = models.FloatField()
+    disk_max = models.FloatField()
+    disk_sum = models.FloatField()
+    memory_min = models.FloatField()
+    memory_max = models.FloatField()
+    memory_sum = models.FloatField()
+    cpu_min = models.FloatField()
+    cpu_max = models.FloatField()
+    cpu_sum = models.FloatField()
+    dns_min = models.FloatField()
+    dns_max = models.FloatField()
+    dns_sum = models.FloatField()
+    worst_severity = models.PositiveSmallIntegerField(choices=Severity.choices)
+    last_at = models.DateTimeField()
+    last_severity = models.PositiveSmallIntegerField(choices=Severity.choices)
+    last_features = models.JSONField(default=list)
+
+    class Meta:
+        ordering = ["-minute"]
+        constraints = [
+            # One row per host and minute, merged into by every batch; also a host's page.
+            models.UniqueConstraint(fields=["host", "minute"], name="one_summary_per_host_minute")
+        ]
+        indexes = [
+            # The console's last hour and drift's newest minutes, across hosts.
+            models.Index(fields=["minute"], name="scoring_minute_minute"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.host_id} @ {self.minute:%Y-%m-%d %H:%M}"
+
+    def mean(self, metric: str) -> float:
+        """The minute's mean of `metric` ("disk", "memory", "cpu" or "dns")."""
+        return getattr(self, f"{metric}_sum") / self.samples

@@ -10,6 +10,8 @@ A verdict people can trust does not change by itself on a quiet fleet:
 - the window is the last day, and never fewer than the newest DRIFT_MIN_SAMPLES samples
   (within DRIFT_LOOKBACK): a fleet that sends little is judged on as much as a busy one,
   not on the handful of its last day;
+- it reads each host's minute summaries (one row a host a minute, its newest reading as
+  the model saw it), never the raw samples, so its cost does not grow with what is kept;
 - it is judged on the samples that moved where the training data was thin (scoring.drift's
   surplus) beyond sampling noise: a fleet quieter than the training data (all healthy) is
   within the model's depth;
@@ -32,13 +34,15 @@ from scoring.drift import (
     population_surplus,
     sampling_noise,
 )
-from scoring.features import FEATURE_NAMES, Reading, build_features
-from scoring.models import MetricSample, ModelVersion
+from scoring.features import FEATURE_NAMES
+from scoring.models import ModelVersion, SampleMinute
 
 DRIFT_WINDOW = timedelta(hours=24)
 # Too little in the last day: the newest DRIFT_MIN_SAMPLES samples, back this far at most.
 DRIFT_LOOKBACK = timedelta(days=7)
-DRIFT_MAX_SAMPLES = 20_000
+# Rows read at most: a host's minute each (recent_features), so a scrape costs the same
+# however many samples are kept.
+DRIFT_MAX_SAMPLES = 10_000
 # Fewer than this says nothing reliable: about 4 minutes of the demo's 20 hosts at 5 s.
 DRIFT_MIN_SAMPLES = 1000
 # A level is left when the excess falls under this share of its threshold.
@@ -115,43 +119,33 @@ def drift_level(psi: dict[str, float], previous: str | None = None) -> str:
     return level
 
 
-def recent_features(now: datetime) -> tuple[np.ndarray, list[str]]:
-    """The feature matrix of the last DRIFT_WINDOW's samples, newest DRIFT_MAX_SAMPLES (and
-    at least the newest DRIFT_MIN_SAMPLES of DRIFT_LOOKBACK), and each row's host (a host's
-    samples move together: see scoring.drift)."""
-    # One query (a scrape's cost does not grow with the data): the newest of the lookback,
-    # then the day's, or the newest DRIFT_MIN_SAMPLES if the day has fewer.
-    # Plain tuples, not model instances: a scrape reads up to 20,000 rows.
+def recent_features(now: datetime) -> tuple[np.ndarray, list[str], int]:
+    """The feature rows drift judges: each host's newest reading of each minute, as the
+    model saw it (scoring.models.SampleMinute.last_features, deltas included), for the last
+    DRIFT_WINDOW's minutes, newest DRIFT_MAX_SAMPLES (and back into DRIFT_LOOKBACK until
+    they stand for at least DRIFT_MIN_SAMPLES readings); each row's host (a host's readings
+    move together: see scoring.drift); and how many readings the rows stand for.
+
+    A minute's newest reading stands for the minute (a systematic sample, which leaves each
+    bin's share as it was), so the cost is one indexed read of at most DRIFT_MAX_SAMPLES
+    rows, however many samples are kept, and a chatty host weighs no more than a quiet one.
+    """
     rows = list(
-        MetricSample.objects.filter(received_at__gte=now - DRIFT_LOOKBACK)
-        .order_by("-received_at")
-        .values_list(
-            "received_at",
-            "host_id",
-            "taken_at",
-            "disk_usage",
-            "memory_usage",
-            "cpu_usage",
-            "dns_latency_ms",
-            "firewall_change_requested",
-        )[:DRIFT_MAX_SAMPLES]
+        SampleMinute.objects.filter(minute__gte=now - DRIFT_LOOKBACK, minute__lte=now)
+        .order_by("-minute")
+        .values_list("minute", "host_id", "samples", "last_features")[:DRIFT_MAX_SAMPLES]
     )
     since = now - DRIFT_WINDOW
-    in_window = sum(1 for row in rows if row[0] >= since)
-    rows = rows[: max(in_window, DRIFT_MIN_SAMPLES)]  # a quiet day: never only a handful
-    readings = [
-        Reading(
-            host=str(host_id),
-            taken_at=taken_at,
-            disk_usage=disk,
-            memory_usage=memory,
-            cpu_usage=cpu,
-            dns_latency_ms=dns,
-            firewall_change_requested=int(firewall),
-        )
-        for _, host_id, taken_at, disk, memory, cpu, dns, firewall in rows
-    ]
-    return build_features(readings), [reading.host for reading in readings]
+    taken = 0
+    readings = 0
+    for minute, _, samples, _ in rows:  # the day's, or enough for a quiet day
+        if minute < since and readings >= DRIFT_MIN_SAMPLES:
+            break
+        taken += 1
+        readings += samples
+    rows = rows[:taken]
+    X = np.asarray([features for *_, features in rows], dtype=np.float64)
+    return X.reshape(len(rows), len(FEATURE_NAMES)), [str(row[1]) for row in rows], readings
 
 
 def drift_report(
@@ -160,19 +154,23 @@ def drift_report(
     X: np.ndarray,
     hosts: Sequence[str] | None = None,
     previous: str | None = None,
+    readings: int | None = None,
 ) -> DriftReport:
     """PSI per feature of X against a training `reference` (scoring.drift), its sampling
     noise given each row's host (`hosts`; None: rows independent), and the level (held
-    from `previous`, the last verdict, until clearly left: see drift_level)."""
+    from `previous`, the last verdict, until clearly left: see drift_level). `readings`:
+    how many readings the rows stand for (recent_features; by default one a row), which
+    must reach DRIFT_MIN_SAMPLES before anything is judged."""
     n_hosts = len(set(hosts)) if hosts is not None else len(X)
-    if len(X) < DRIFT_MIN_SAMPLES or not reference:
-        return DriftReport(version, len(X), {}, TOO_FEW_SAMPLES, hosts=n_hosts)
+    readings = len(X) if readings is None else readings
+    if readings < DRIFT_MIN_SAMPLES or not len(X) or not reference:
+        return DriftReport(version, readings, {}, TOO_FEW_SAMPLES, hosts=n_hosts)
     psi = population_stability_index(reference, X, FEATURE_NAMES)
     surplus = population_surplus(reference, X, FEATURE_NAMES)
     noise = sampling_noise(reference, X, FEATURE_NAMES, hosts)
     report = DriftReport(
         version,
-        len(X),
+        readings,
         {name: round(value, 4) for name, value in psi.items()},
         OK,
         {name: round(value, 4) for name, value in noise.items()},
@@ -186,10 +184,15 @@ def drift_report(
 def model_drift(version: ModelVersion, now: datetime) -> DriftReport:
     """PSI per feature of the last day's samples against `version`'s training distribution,
     its level held from this version's last verdict (hysteresis)."""
-    X, hosts = recent_features(now)
+    X, hosts, readings = recent_features(now)
     key = LEVEL_CACHE_KEY.format(version=version.version)
     report = drift_report(
-        version.version, version.feature_distribution, X, hosts, previous=cache.get(key)
+        version.version,
+        version.feature_distribution,
+        X,
+        hosts,
+        previous=cache.get(key),
+        readings=readings,
     )
     if report.level in LEVEL_RANK:  # "not enough samples" keeps the last verdict for later
         cache.set(key, report.level, LEVEL_CACHE_SECONDS)

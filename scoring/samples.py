@@ -1,4 +1,5 @@
-"""Storing a batch of classified samples: one INSERT, whatever the batch's size.
+"""Storing a batch of classified samples: one INSERT, whatever the batch's size, with the
+host's minute summaries merged in the same statement (scoring.minutes).
 
 On PostgreSQL the rows go as one JSON document through json_to_recordset(), ids
 returned: Django's bulk_create spends ~90 microseconds of Python per row building the
@@ -8,16 +9,18 @@ row in one C call (bench/bench_serving.py). SQLite (the embedded mode) uses bulk
 """
 
 import json
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import datetime, timedelta
-from typing import Protocol
+from typing import Any, Protocol
 
+import numpy as np
 from django.conf import settings
 from django.db import connection
 
-from scoring.features import Reading
+from scoring.features import Reading, build_features
 from scoring.inference import Classification
-from scoring.models import MetricSample
+from scoring.minutes import SUMMARISED, MinuteSummary, summarise
+from scoring.models import MetricSample, SampleMinute
 
 
 class ClassifiedSample(Protocol):
@@ -72,6 +75,63 @@ _JSON_FIELDS = (
     "ticket_id",
 )
 
+# A minute row per host and minute (scoring.minutes), merged into by every batch.
+_MINUTE_COLUMNS = (
+    "minute",
+    "samples",
+    *(f"{name}_{kind}" for name, _ in SUMMARISED for kind in ("min", "max", "sum")),
+    "worst_severity",
+    "last_at",
+    "last_severity",
+    "last_features",
+)
+_MINUTE_TYPES = (
+    "timestamptz",
+    "int4",
+    *("float8" for _ in SUMMARISED for _kind in range(3)),
+    "int2",
+    "timestamptz",
+    "int2",
+    "jsonb",
+)
+
+
+def _minute_merge(least: str, greatest: str) -> str:
+    """ON CONFLICT's merge of a minute's new summary into its stored row: lowest of lows,
+    highest of highs, sums added, and the newest reading's fields from whichever is newer
+    (a tie: the one written now)."""
+    table = SampleMinute._meta.db_table
+    merges = [f"samples = {table}.samples + excluded.samples"]
+    for name, _ in SUMMARISED:
+        merges += [
+            f"{name}_min = {least}({table}.{name}_min, excluded.{name}_min)",
+            f"{name}_max = {greatest}({table}.{name}_max, excluded.{name}_max)",
+            f"{name}_sum = {table}.{name}_sum + excluded.{name}_sum",
+        ]
+    merges.append(f"worst_severity = {greatest}({table}.worst_severity, excluded.worst_severity)")
+    newer = f"excluded.last_at >= {table}.last_at"
+    for name in ("last_severity", "last_features", "last_at"):
+        merges.append(f"{name} = CASE WHEN {newer} THEN excluded.{name} ELSE {table}.{name} END")
+    return f"ON CONFLICT (host_id, minute) DO UPDATE SET {', '.join(merges)}"
+
+
+_UPSERT_MINUTES = f"""
+INSERT INTO {SampleMinute._meta.db_table} (host_id, {", ".join(_MINUTE_COLUMNS)})
+SELECT %s, m.* FROM unnest({", ".join(f"%s::{kind}[]" for kind in _MINUTE_TYPES)}) AS m
+{_minute_merge("LEAST", "GREATEST")}
+"""
+# PostgreSQL: the samples and their minutes in one statement, one round trip.
+_INSERT_WITH_MINUTES = f"""
+WITH inserted AS ({_INSERT_FROM_JSON}), summarised AS ({_UPSERT_MINUTES})
+SELECT id, taken_at FROM inserted
+"""
+# SQLite: a row of values a minute; its MIN and MAX of two values are LEAST and GREATEST.
+_UPSERT_MINUTES_SQLITE = f"""
+INSERT INTO {SampleMinute._meta.db_table} (host_id, {", ".join(_MINUTE_COLUMNS)})
+VALUES (%s, {", ".join("%s" for _ in _MINUTE_COLUMNS)})
+{_minute_merge("MIN", "MAX")}
+"""
+
 
 def insert_samples(
     host_id: int,
@@ -81,19 +141,24 @@ def insert_samples(
     received_at: datetime,
     ticket_ids: Sequence[int | None] | None = None,
     observed: Sequence[datetime] | None = None,
+    features: np.ndarray | None = None,
 ) -> list[int]:
     """Store one host's readings with the model's verdicts (and the tickets they count on,
-    when known, and when each was taken on the server's clock: observed_times); returns
-    their ids, in order.
+    when known, and when each was taken on the server's clock: observed_times), and merge
+    them into the host's minute summaries (scoring.minutes); returns their ids, in order.
 
-    Expects the caller's transaction, and readings not stored before (the unique
-    host and instant would refuse them).
+    `features` are the rows the model classified (scoring.features; by default built from
+    `readings` alone, deltas from zero). Expects the caller's transaction, and readings not
+    stored before (the unique host and instant would refuse them).
     """
     if not readings:
         return []
     ticket_ids = list(ticket_ids) if ticket_ids is not None else [None] * len(readings)
     if observed is None:
         observed = [min(reading.taken_at, received_at) for reading in readings]
+    if features is None:
+        features = build_features(readings)
+    minutes = summarise(observed, features, [verdict.severity for verdict in verdicts])
     if connection.vendor != "postgresql":
         rows = MetricSample.objects.bulk_create(
             MetricSample(
@@ -118,6 +183,17 @@ def insert_samples(
                 readings, verdicts, ticket_ids, observed, strict=True
             )
         )
+        ops = connection.ops
+        with connection.cursor() as cursor:
+            cursor.executemany(
+                _UPSERT_MINUTES_SQLITE,
+                [
+                    [host_id, *values]
+                    for values in _minute_columns(
+                        minutes, ops.adapt_datetimefield_value, json.dumps
+                    )
+                ],
+            )
         return [row.pk for row in rows]
     # Times as ISO 8601 with their offset and floats as repr: PostgreSQL reads back exactly
     # the values given. Readings are finite numbers (JSON has no NaN; the API refuses it).
@@ -148,10 +224,32 @@ def insert_samples(
         )
     ]
     document = json.dumps(rows, allow_nan=False)
+    by_column = list(zip(*_minute_columns(minutes, lambda v: v, json.dumps), strict=True))
     with connection.cursor() as cursor:
-        cursor.execute(_INSERT_FROM_JSON, [host_id, model_version_id, received_at, document])
+        cursor.execute(
+            _INSERT_WITH_MINUTES,
+            [host_id, model_version_id, received_at, document, host_id, *map(list, by_column)],
+        )
         ids = {taken_at: pk for pk, taken_at in cursor.fetchall()}
     return [ids[reading.taken_at] for reading in readings]
+
+
+def _minute_columns(
+    minutes: Sequence[MinuteSummary], when: Callable[[datetime], Any], as_json: Callable
+) -> list[list]:
+    """Each summary's values in _MINUTE_COLUMNS order."""
+    return [
+        [
+            when(m.minute),
+            m.samples,
+            *(v for trio in zip(m.lowest, m.highest, m.sums, strict=True) for v in trio),
+            m.worst_severity,
+            when(m.last_at),
+            m.last_severity,
+            as_json(list(m.last_features)),
+        ]
+        for m in minutes
+    ]
 
 
 # --- Time is the server's ----------------------------------------------------------------

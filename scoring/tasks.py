@@ -10,6 +10,7 @@ from django.utils import timezone
 from django_q.tasks import async_task
 
 from scoring.models import TriageModelVersion
+from scoring.retention import apply_retention
 from scoring.triage.candidates import compare_with_serving, request_comparison, train_candidate
 
 RETRAIN_TASK = "scoring.tasks.retrain_triage_model"
@@ -34,6 +35,14 @@ def compare_triage_candidate(version_id: int, actor: str = "system") -> dict | N
         return compare_with_serving(version, now=timezone.now(), actor=actor)
     except ValueError:
         return None
+
+
+def keep_readings() -> dict:
+    """The hourly `warden-retention` schedule: make the coming partitions, remove readings
+    past their keeping period (scoring.retention); returns what it did, for the task's
+    result in the admin."""
+    run = apply_retention(timezone.now())
+    return {"made": run.made, "removed": run.removed}
 
 
 def queue_triage_retraining(actor: str) -> None:

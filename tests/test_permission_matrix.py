@@ -82,7 +82,7 @@ from remediation.actions import add_host
 from remediation.choices import ExecutionState
 from remediation.models import Alert, AutomationTarget, Execution, Host, Ticket
 from scoring.actions import approve_model_version
-from scoring.models import MetricSample, ModelVersion, TriageModelVersion
+from scoring.models import MetricSample, ModelVersion, SampleMinute, TriageModelVersion
 from scoring.registry import forget_serving_model, register_training_result
 from scoring.triage.actions import approve_triage_model_version
 from scoring.triage.registry import forget_serving_triage_model, register_triage_result
@@ -284,7 +284,7 @@ OUTCOMES: collections.Counter = collections.Counter()
 # publication of the log, not a change of governed state), and bookkeeping. A metric
 # sample is telemetry, not governed state: the stored row is its own record (host, time
 # taken, time received, verdict), and whatever it causes (a ticket opened, a decision, an
-# execution) is audited and fingerprinted.
+# execution) is audited and fingerprinted. So are its minute summaries, merged into with it.
 NOT_FINGERPRINTED = (
     AuditEvent,
     AuditChainHead,
@@ -292,6 +292,7 @@ NOT_FINGERPRINTED = (
     Session,
     LogEntry,
     MetricSample,
+    SampleMinute,
 )
 
 

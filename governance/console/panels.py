@@ -12,8 +12,8 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from django.core.cache import cache
-from django.db.models import Case, Count, IntegerField, Q, Value, When
-from django.db.models.functions import Coalesce, Least
+from django.db.models import Case, Count, IntegerField, Max, Q, Value, When
+from django.db.models.functions import TruncHour
 from django.utils.html import format_html, format_html_join
 from django.utils.safestring import SafeString
 
@@ -30,7 +30,7 @@ from remediation.choices import (
 from remediation.models import Execution, Host, Ticket
 from scoring.choices import ModelStatus
 from scoring.features import Reading
-from scoring.models import MetricSample, ModelVersion
+from scoring.models import ModelVersion, SampleMinute
 from scoring.monitoring import OUT_OF_DEPTH, DriftReport, model_drift
 
 SPARK_WINDOW = timedelta(hours=1)
@@ -43,8 +43,10 @@ OVERDUE_REVIEWS_LIMIT = 50
 # The drift report reads a day of samples: computed at most once a minute per process,
 # not on every panel refresh.
 DRIFT_CACHE_SECONDS = 60
-# Percent readings drawn in the sparkline, with the colour class of each line.
+# Percent readings drawn in the sparkline, with the colour class of each line, and the
+# minute summaries' column drawn for each (its highest: a spike is what people look for).
 SPARK_SERIES = (("cpu_usage", "CPU"), ("memory_usage", "memory"), ("disk_usage", "disk"))
+SPARK_COLUMNS = {"cpu_usage": "cpu_max", "memory_usage": "memory_max", "disk_usage": "disk_max"}
 SEVERITY_LABELS = {0: "Healthy", 1: "Auto-heal", 2: "Needs a person"}
 SEVERITY_CLASSES = {0: "ok", 1: "heal", 2: "person"}
 # Fleet order: what needs a person, what heals itself, hosts gone silent, then the healthy.
@@ -132,6 +134,7 @@ def sparkline_svg(
     width: int = 160,
     height: int = 32,
     top: float = 100.0,
+    period: str = "Last hour",
 ) -> SafeString:
     """An inline SVG with one polyline per series on a 0-`top` scale; gaps break the line.
 
@@ -160,7 +163,7 @@ def sparkline_svg(
         present = [value for value in values if value is not None]
         if present:
             summary.append(f"{labels[name]} {min(present):.0f}-{max(present):.0f}%")
-    title = "Last hour: " + (", ".join(summary) if summary else "no readings")
+    title = f"{period}: " + (", ".join(summary) if summary else "no readings")
     return format_html(
         '<svg class="spark" viewBox="0 0 {} {}" width="{}" height="{}" role="img" '
         'aria-label="{}"><title>{}</title>{}</svg>',
@@ -177,56 +180,87 @@ def sparkline_svg(
 def fleet(now: datetime, limit: int = FLEET_LIMIT) -> tuple[list[HostRow], int]:
     """Enabled hosts, those that need people first, with the last hour drawn; and the total.
 
-    Three queries whatever the fleet's size: hosts, the window's samples, open tickets.
+    Three queries whatever the fleet's size and however many samples are kept: hosts, the
+    hour's minute summaries (scoring.models.SampleMinute, one row a host a minute, by when
+    each reading was taken on the server's clock: a host whose clock is off is drawn where
+    its readings are, and a batch an agent held back where it belongs), open tickets.
     """
     hosts = list(Host.objects.filter(enabled=True).order_by("name"))
-    start = now - SPARK_WINDOW
-    samples: dict[int, list[tuple[datetime, int, tuple[float, ...]]]] = defaultdict(list)
-    # The readings that arrived in the hour, drawn when each was taken on the server's
-    # clock (scoring.samples.observed_at): a host whose clock is off is drawn where its
-    # readings are, not ten minutes aside, and a batch an agent held back where it belongs.
+    # The hour as 60 whole minutes, the current one last: one summary row per bucket.
+    end = now.replace(second=0, microsecond=0) + timedelta(minutes=1)
+    start = end - SPARK_WINDOW
+    minutes: dict[int, list[tuple[datetime, int, tuple[float, ...]]]] = defaultdict(list)
     rows_in_window = (
-        MetricSample.objects.filter(received_at__gte=start, received_at__lte=now)
-        .order_by("received_at", "taken_at")
+        SampleMinute.objects.filter(minute__gte=start, minute__lte=now)
+        .order_by("last_at")
         .values_list(
-            "host_id",
-            Coalesce("observed_at", Least("taken_at", "received_at")),
-            "severity",
-            *(name for name, _ in SPARK_SERIES),
+            "host_id", "minute", "last_severity", *(SPARK_COLUMNS[name] for name, _ in SPARK_SERIES)
         )
     )
-    for host_id, taken_at, severity, *values in rows_in_window.iterator(chunk_size=5000):
-        samples[host_id].append((taken_at, severity, tuple(values)))
+    for host_id, minute, severity, *values in rows_in_window.iterator(chunk_size=5000):
+        minutes[host_id].append((minute, severity, tuple(values)))
     tickets: dict[int, list[Ticket]] = defaultdict(list)
     for ticket in Ticket.objects.filter(status__in=list(TICKET_OPEN_STATUSES)).order_by(
         "-last_seen_at"
     ):
         tickets[ticket.host_id].append(ticket)
 
-    labels = dict(SPARK_SERIES)
-    rows = []
-    for host in hosts:
-        history = samples.get(host.pk, [])
-        series = {
-            name: bucketed(
-                ((taken_at, values[i]) for taken_at, _, values in history),
-                start,
-                now + timedelta(microseconds=1),
-                SPARK_BUCKETS,
-            )
-            for i, (name, _) in enumerate(SPARK_SERIES)
-        }
-        rows.append(
-            HostRow(
-                host=host,
-                readings=host.newest_reading(),
-                severity=history[-1][1] if history else None,
-                sparkline=sparkline_svg(series, labels=labels) if history else SafeString(""),
-                open_tickets=tickets.get(host.pk, []),
-            )
+    rows = [
+        HostRow(
+            host=host,
+            readings=host.newest_reading(),
+            # the class of the newest reading in the hour
+            severity=minutes[host.pk][-1][1] if minutes.get(host.pk) else None,
+            sparkline=SafeString(""),
+            open_tickets=tickets.get(host.pk, []),
         )
+        for host in hosts
+    ]
     rows.sort(key=lambda row: (FLEET_ORDER[row.severity], -len(row.open_tickets), row.host.name))
-    return rows[:limit], len(rows)
+    shown = rows[:limit]
+    labels = dict(SPARK_SERIES)
+    for row in shown:  # drawn only for the hosts on the page
+        history = minutes.get(row.host.pk)
+        if history:
+            series = {
+                name: bucketed(
+                    ((minute, values[i]) for minute, _, values in history),
+                    start,
+                    end,
+                    SPARK_BUCKETS,
+                )
+                for i, (name, _) in enumerate(SPARK_SERIES)
+            }
+            row.sparkline = sparkline_svg(series, labels=labels)
+    return shown, len(rows)
+
+
+HOST_WINDOW = timedelta(hours=24)
+
+
+def host_sparkline(host_id: int, now: datetime) -> SafeString:
+    """A host's last day drawn as the console draws its hour (each hour's highest), from
+    its minute summaries, grouped by hour in the database: 24 rows come back however many
+    minutes the day holds or samples are kept. For the host's page."""
+    end = now.replace(minute=0, second=0, microsecond=0) + timedelta(hours=1)
+    start = end - HOST_WINDOW
+    columns = {name: Max(SPARK_COLUMNS[name]) for name, _ in SPARK_SERIES}
+    hours = list(
+        SampleMinute.objects.filter(host_id=host_id, minute__gte=start, minute__lte=now)
+        .annotate(hour=TruncHour("minute"))
+        .order_by()
+        .values("hour")
+        .annotate(**columns)
+        .values_list("hour", *columns)
+    )
+    if not hours:
+        return SafeString("")
+    buckets = round(HOST_WINDOW / timedelta(hours=1))
+    series = {
+        name: bucketed(((row[0], row[i + 1]) for row in hours), start, end, buckets)
+        for i, (name, _) in enumerate(SPARK_SERIES)
+    }
+    return sparkline_svg(series, labels=dict(SPARK_SERIES), width=480, height=48, period="Last day")
 
 
 def _drift(now: datetime) -> tuple[int | None, DriftReport | None]:

@@ -20,8 +20,16 @@ class Decision(models.Model):
     ticket = models.ForeignKey(
         "remediation.Ticket", on_delete=models.CASCADE, related_name="decisions"
     )
+    # The reading decided on. No foreign key in the database: samples are partitioned by
+    # time on PostgreSQL (a key would have to name the partition's day too), and dropped
+    # whole when kept long enough; retention empties this first (scoring.retention).
     sample = models.ForeignKey(
-        "scoring.MetricSample", on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
+        "scoring.MetricSample",
+        on_delete=models.SET_NULL,
+        null=True,
+        blank=True,
+        related_name="+",
+        db_constraint=False,
     )
     model_version = models.ForeignKey(
         "scoring.ModelVersion", on_delete=models.PROTECT, null=True, blank=True, related_name="+"

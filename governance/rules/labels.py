@@ -129,6 +129,8 @@ EVENT_LABELS = {
     "schedule.created": "Task schedule added",
     "schedule.changed": "Task schedule edited",
     "schedule.deleted": "Task schedule deleted",
+    "retention.dropped": "Readings past their keeping period dropped",
+    "retention.pruned": "Readings past their keeping period deleted",
     "ticket.overridden": "Decided differently by a supervisor",
 }
 

@@ -21,8 +21,15 @@ from scoring.features import Reading
 # Agents' clocks drift: a sample stamped ahead of the server is kept and judged on the
 # server's clock (scoring.samples); one further ahead than WARDEN_CLOCK_AHEAD_LIMIT_SECONDS
 # comes from a broken clock, and is refused.
-# An agent buffers while it cannot reach Warden; older than this, a clock is wrong.
+# An agent buffers while it cannot reach Warden; older than this, a clock is wrong. Never
+# older than samples are kept (WARDEN_SAMPLE_RETENTION_DAYS): such a reading would be
+# removed at once, and on PostgreSQL its day's partition is gone (scoring.partitions).
 MAX_SAMPLE_AGE = timedelta(days=30)
+
+
+def max_sample_age() -> timedelta:
+    return min(MAX_SAMPLE_AGE, timedelta(days=settings.WARDEN_SAMPLE_RETENTION_DAYS))
+
 
 # strict: a JSON number only ("95" and true are type errors); no NaN or infinity.
 Percent = Annotated[float, Field(ge=0, le=100, strict=True, allow_inf_nan=False)]
@@ -81,6 +88,7 @@ def parse_batch(body: bytes) -> tuple[list[Reading], bool]:
         )
     now = timezone.now()
     ahead_limit = timedelta(seconds=settings.WARDEN_CLOCK_AHEAD_LIMIT_SECONDS)
+    max_age = max_sample_age()
     readings, errors = [], {}
     for i, sample in enumerate(parsed):
         taken_at = sample.taken_at
@@ -93,9 +101,9 @@ def parse_batch(body: bytes) -> tuple[list[Reading], bool]:
                 f"taken_at is more than {_duration(ahead_limit)} ahead of the server's clock; "
                 "set the host's clock right."
             ]
-        elif taken_at < now - MAX_SAMPLE_AGE:
+        elif taken_at < now - max_age:
             errors[_path(i, "taken_at", many)] = [
-                f"taken_at is more than {MAX_SAMPLE_AGE.days} days in the past."
+                f"taken_at is more than {max_age.days} days in the past."
             ]
         readings.append(
             Reading(

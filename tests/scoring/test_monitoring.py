@@ -8,8 +8,9 @@ from django.utils import timezone
 
 from remediation.actions import add_host
 from scoring.drift import DRIFT_ALERT, DRIFT_WARNING
-from scoring.features import FEATURE_NAMES, Reading
-from scoring.models import MetricSample, ModelVersion
+from scoring.features import FEATURE_NAMES, Reading, build_features
+from scoring.inference import Classification
+from scoring.models import MetricSample, ModelVersion, SampleMinute
 from scoring.monitoring import (
     DRIFT_LOOKBACK,
     DRIFT_MIN_SAMPLES,
@@ -17,6 +18,7 @@ from scoring.monitoring import (
     drift_level,
     model_drift,
 )
+from scoring.samples import insert_samples
 from scoring.synthetic import generate_dataset
 
 # The demo's fleet size, drawn with another seed than the training data: what the
@@ -38,6 +40,9 @@ def version(db, trained_model) -> ModelVersion:
     )
 
 
+HEALTHY = Classification(0, 1.0, (1.0, 0.0, 0.0), (), None)
+
+
 @pytest.fixture
 def store(version):
     hosts = {
@@ -46,24 +51,30 @@ def store(version):
     }
 
     def store(readings: list[Reading], received_at=None) -> None:
-        MetricSample.objects.bulk_create(
-            MetricSample(
-                host=hosts[r.host],
-                taken_at=r.taken_at,
-                received_at=received_at or timezone.now(),
-                disk_usage=r.disk_usage,
-                memory_usage=r.memory_usage,
-                cpu_usage=r.cpu_usage,
-                dns_latency_ms=r.dns_latency_ms,
-                firewall_change_requested=bool(r.firewall_change_requested),
-                severity=0,
-                confidence=1.0,
-                model_version=version,
+        """Store `readings` as their agents would have posted them, the newest at
+        `received_at` (now by default), with their minute summaries."""
+        received_at = received_at or timezone.now()
+        shift = received_at - max(r.taken_at for r in readings)
+        for name in {r.host for r in readings}:
+            own = sorted(
+                (replace(r, taken_at=r.taken_at + shift) for r in readings if r.host == name),
+                key=lambda r: r.taken_at,
             )
-            for r in readings
-        )
+            insert_samples(
+                hosts[name].pk,
+                own,
+                [HEALTHY] * len(own),
+                version.pk,
+                received_at,
+                features=build_features(own),
+            )
 
     return store
+
+
+def forget() -> None:
+    MetricSample.objects.all().delete()
+    SampleMinute.objects.all().delete()
 
 
 def fuller_disks(points: float) -> list[Reading]:
@@ -109,7 +120,7 @@ def test_a_fresh_fleet_like_the_training_data_is_ok(store, version):
 def test_the_further_disks_move_from_the_training_data_the_higher_the_level(store, version):
     levels = []
     for points in (0, 30):
-        MetricSample.objects.all().delete()
+        forget()
         store(fuller_disks(points))
         report = model_drift(version, timezone.now())
         levels.append(report.level)
@@ -140,14 +151,15 @@ def test_a_quiet_day_is_judged_on_the_newest_samples_not_a_handful(store, versio
 
     report = model_drift(version, timezone.now())
 
-    assert report.samples == DRIFT_MIN_SAMPLES
+    # the newest minutes until they stand for enough readings (six a minute here), no more
+    assert DRIFT_MIN_SAMPLES <= report.samples < DRIFT_MIN_SAMPLES + 6
     assert report.level == "ok"
 
 
 def test_a_verdict_is_held_until_clearly_left(store, version):
     store(fuller_disks(30))
     assert model_drift(version, timezone.now()).level == "out_of_depth"
-    MetricSample.objects.all().delete()
+    forget()
     store(fuller_disks(12))  # a smaller shift: alone it would read as "watch" or less
 
     report = model_drift(version, timezone.now())

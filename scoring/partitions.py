@@ -1,0 +1,182 @@
+"""Samples and their minute summaries partitioned by time on PostgreSQL.
+
+Each table is a declarative range partition set in UTC: samples one partition a day of
+`taken_at`, minute summaries one a week (from Monday) of `minute`. Partitions are made
+ahead by the worker (scoring.retention) and dropped whole once all of their period is
+older than the table's keeping period: no row-by-row DELETE, no vacuum of the gap.
+
+Why `taken_at` (the agent's stamp) and not when the server received the sample: a
+partitioned table's unique keys must include the partition key, and the rule that a
+resent sample is stored once is the unique host and `taken_at`. By `received_at` that key
+would have to name the receipt too, and a resend (received later) would slip through. The
+API keeps `taken_at` in bounds, so a partition always waits for it: no later than
+WARDEN_CLOCK_AHEAD_LIMIT_SECONDS ahead (partitions are made further ahead than that), and
+no older than the keeping period (remediation.api.batches).
+
+SQLite (the embedded mode) keeps plain tables; retention deletes there in batches.
+"""
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, time, timedelta
+
+from django.db import connection
+
+# A drop or a creation waits this long for the parent table's lock, then gives up until
+# the next run: ingest queues behind a waiting lock, so it must not wait long.
+LOCK_TIMEOUT = "1s"
+
+
+@dataclass(frozen=True)
+class PartitionedTable:
+    table: str
+    column: str
+    span_days: int  # 1: a partition a day; 7: a week from Monday
+
+    def period_start(self, instant: datetime) -> datetime:
+        """The start (UTC midnight) of the partition period holding `instant`."""
+        day = instant.astimezone(UTC).date()
+        first = day.toordinal() - (day.toordinal() - 1) % self.span_days  # ordinal 1: a Monday
+        return datetime.combine(date.fromordinal(first), time(), UTC)
+
+    def partition(self, instant: datetime) -> "Partition":
+        """The partition that holds `instant`."""
+        start = self.period_start(instant)
+        return Partition(
+            f"{self.table}_p{start:%Y%m%d}", start, start + timedelta(days=self.span_days)
+        )
+
+    def partitions(self, since: datetime, until: datetime) -> list["Partition"]:
+        """The partitions covering [since, until], oldest first."""
+        found, start = [], self.period_start(since)
+        while start <= until:
+            found.append(self.partition(start))
+            start += timedelta(days=self.span_days)
+        return found
+
+
+@dataclass(frozen=True, order=True)
+class Partition:
+    name: str
+    start: datetime  # inclusive
+    end: datetime  # exclusive
+
+    @property
+    def bounds(self) -> str:
+        """Its FOR VALUES clause (DDL takes no parameters; both are UTC datetimes)."""
+        return f"FOR VALUES FROM ('{self.start.isoformat()}') TO ('{self.end.isoformat()}')"
+
+
+SAMPLES = PartitionedTable("scoring_metricsample", "taken_at", 1)
+MINUTES = PartitionedTable("scoring_sampleminute", "minute", 7)
+TABLES = (SAMPLES, MINUTES)
+
+
+def partitioned() -> bool:
+    """Are the tables partitioned here (PostgreSQL), or plain (SQLite)?"""
+    return connection.vendor == "postgresql"
+
+
+def expired(partitions: Iterable[Partition], cutoff: datetime) -> list[Partition]:
+    """Those whose whole period is older than `cutoff`, oldest first."""
+    return sorted(p for p in partitions if p.end <= cutoff)
+
+
+def attached(table: PartitionedTable) -> list[Partition]:
+    """The table's partitions in the database, oldest first (read from their names)."""
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT c.relname FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid "
+            "WHERE i.inhparent = %s::regclass",
+            [table.table],
+        )
+        names = [name for (name,) in cursor.fetchall()]
+    return sorted(
+        table.partition(datetime.strptime(name.rsplit("_p", 1)[1], "%Y%m%d").replace(tzinfo=UTC))
+        for name in names
+    )
+
+
+def create_partitions(table: PartitionedTable, wanted: Sequence[Partition]) -> list[Partition]:
+    """Make those of `wanted` the table lacks; returns them. Each is made empty beside the
+    table and attached to it, which locks the table only against other changes of its
+    structure, not against reads and inserts (CREATE TABLE ... PARTITION OF would)."""
+    present = set(attached(table))
+    made = []
+    for partition in wanted:
+        if partition in present:
+            continue
+        quoted = connection.ops.quote_name(partition.name)
+        with connection.cursor() as cursor:
+            cursor.execute(f"SET LOCAL lock_timeout = '{LOCK_TIMEOUT}'")
+            cursor.execute(
+                f"CREATE TABLE {quoted} (LIKE {table.table} INCLUDING DEFAULTS "
+                "INCLUDING CONSTRAINTS INCLUDING STORAGE)"
+            )
+            cursor.execute(
+                f"ALTER TABLE {table.table} ATTACH PARTITION {quoted} {partition.bounds}"
+            )
+        made.append(partition)
+    return made
+
+
+def drop_partition(table: PartitionedTable, partition: Partition) -> int:
+    """Drop `partition` (in the caller's transaction); returns how many rows it held."""
+    quoted = connection.ops.quote_name(partition.name)
+    with connection.cursor() as cursor:
+        cursor.execute(f"SELECT count(*) FROM ONLY {quoted}")
+        (rows,) = cursor.fetchone()
+        cursor.execute(f"SET LOCAL lock_timeout = '{LOCK_TIMEOUT}'")
+        # A drop is refused while rows this transaction wrote wait for their deferred
+        # foreign-key checks (the worker's own transaction has none): check them now.
+        cursor.execute("SET CONSTRAINTS ALL IMMEDIATE")
+        cursor.execute(f"DROP TABLE {quoted}")
+    return rows
+
+
+def partition_table(table: PartitionedTable, since: datetime, until: datetime) -> None:
+    """Turn the plain `table` into one partitioned by its column, keeping every row, id,
+    index, constraint and name: a migration's step (PostgreSQL only).
+
+    The primary key becomes (id, column), as a partitioned table's keys must include the
+    column; its ids keep coming from a sequence (PostgreSQL 15 has no identity column on a
+    partitioned table). Partitions cover [since, until] and every stored row's period.
+    """
+    name, column = table.table, table.column
+    old = f"{name}_unpartitioned"
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT conname, contype, pg_get_constraintdef(oid) FROM pg_constraint "
+            "WHERE conrelid = %s::regclass ORDER BY contype, conname",
+            [name],
+        )
+        constraints = cursor.fetchall()
+        cursor.execute(
+            "SELECT pg_get_indexdef(indexrelid) FROM pg_index WHERE indrelid = %s::regclass "
+            "AND indexrelid NOT IN (SELECT conindid FROM pg_constraint WHERE conrelid = "
+            "%s::regclass)",
+            [name, name],
+        )
+        indexes = [definition for (definition,) in cursor.fetchall()]
+        cursor.execute(f"SELECT min({column}), max({column}), max(id) FROM {name}")
+        first, last, last_id = cursor.fetchone()
+        cursor.execute(f"ALTER TABLE {name} RENAME TO {old}")
+        cursor.execute(f"CREATE TABLE {name} (LIKE {old}) PARTITION BY RANGE ({column})")
+        cursor.execute(f"ALTER TABLE {name} ALTER COLUMN id DROP IDENTITY IF EXISTS")
+        for partition in table.partitions(min(first or since, since), max(last or until, until)):
+            cursor.execute(f"CREATE TABLE {partition.name} PARTITION OF {name} {partition.bounds}")
+        cursor.execute(f"INSERT INTO {name} SELECT * FROM {old}")
+        cursor.execute(f"DROP TABLE {old}")
+        cursor.execute(f"CREATE SEQUENCE {name}_id_seq OWNED BY {name}.id")
+        cursor.execute(f"ALTER TABLE {name} ALTER COLUMN id SET DEFAULT nextval('{name}_id_seq')")
+        cursor.execute(
+            f"SELECT setval('{name}_id_seq', %s, %s)", [last_id or 1, last_id is not None]
+        )
+        for constraint, kind, definition in constraints:
+            if kind == "p":
+                definition = f"PRIMARY KEY (id, {column})"
+            elif kind == "u" and column not in definition:
+                raise ValueError(f"{constraint} must include {column} to be kept on {name}")
+            cursor.execute(f"ALTER TABLE {name} ADD CONSTRAINT {constraint} {definition}")
+        for definition in indexes:
+            cursor.execute(definition)
