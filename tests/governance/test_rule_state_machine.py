@@ -63,7 +63,7 @@ from governance.policies.actions import save_policy
 from remediation.actions import add_host, cancel_execution, close_ticket, save_runbook
 from remediation.choices import EXECUTION_TRANSITIONS, TICKET_TRANSITIONS
 from remediation.executions import ExecutionError
-from remediation.executions import sweeps as sweeps_module
+from remediation.executions import rows as rows_module
 from remediation.executions.claims import AgentAction, claim_agent_actions, start_agent_action
 from remediation.executions.holds import release_held_executions
 from remediation.executions.queueing import dispatch_execution
@@ -757,7 +757,7 @@ def world(db, approved_model, settings, monkeypatch, alice, bob, carol) -> World
     # The sweeper's requeue enqueues a dispatch task at once (not on commit), and tasks
     # run inline in tests (tests/conftest.py), on the real clock: the machine dispatches
     # by itself, on its own. (What is enqueued on commit never runs: nothing commits.)
-    monkeypatch.setattr(sweeps_module, "async_task", lambda *args, **kwargs: None)
+    monkeypatch.setattr(rows_module, "async_task", lambda *args, **kwargs: None)
     return World(hosts=hosts, supervisor=alice, approvers=[alice, bob, carol])
 
 
