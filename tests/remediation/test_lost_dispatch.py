@@ -63,6 +63,8 @@ def test_a_task_taken_but_never_run_is_enqueued_again(agent, settings, monkeypat
     assert settings.WARDEN_REQUEUE_AFTER_SECONDS <= 15
 
 
+# As in a worker: no test transaction around the task (its retry closes the connection).
+@pytest.mark.django_db(transaction=True, serialized_rollback=True)
 def test_a_dispatch_that_meets_a_connection_error_is_tried_again(agent, monkeypatch):
     # given an execution waiting for its dispatch, and a first attempt that meets a
     # connection PostgreSQL closed when it restarted
@@ -86,6 +88,8 @@ def test_a_dispatch_that_meets_a_connection_error_is_tried_again(agent, monkeypa
     assert len(attempts) == 2
 
 
+# As in a worker: no test transaction around the task (its retry closes the connection).
+@pytest.mark.django_db(transaction=True, serialized_rollback=True)
 def test_a_dispatch_that_keeps_failing_raises_and_leaves_the_row_for_the_sweeper(
     agent, monkeypatch
 ):
