@@ -24,9 +24,6 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-import psutil
-from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 ROOT = Path(__file__).resolve().parents[1]
 PYTHON = sys.executable
@@ -117,6 +114,8 @@ class Databases:
 def tree_cpu(pid: int | None) -> float:
     """CPU seconds so far of a process and its children, the ones that ended included
     (a PostgreSQL backend, a gunicorn worker): 0 when there is no such process."""
+    import psutil  # here: .ci/smoke loads this module with a Python that may lack it
+
     if pid is None:
         return 0.0
     try:
@@ -192,6 +191,10 @@ def throwaway_servers(name: str = "warden_bench") -> Iterator[Databases]:
 
 def warden_env(databases: Databases, data_dir: Path, **extra: str) -> dict[str, str]:
     """The environment of a production Warden process for the benchmark."""
+    # Imported here, as psutil is: .ci/smoke loads this module with its own Python.
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
     signing_key = data_dir / "bench-audit-signing-key.pem"
     if not signing_key.exists():
         data_dir.mkdir(parents=True, exist_ok=True)
