@@ -21,6 +21,7 @@ from scoring.features import Reading, build_features
 from scoring.inference import Classification
 from scoring.minutes import SUMMARISED, MinuteSummary, summarise
 from scoring.models import MetricSample, SampleMinute
+from scoring.partitions import MINUTES, SAMPLES, ensure_partitions
 
 
 class ClassifiedSample(Protocol):
@@ -224,6 +225,8 @@ def insert_samples(
         )
     ]
     document = json.dumps(rows, allow_nan=False)
+    ensure_partitions(SAMPLES, [reading.taken_at for reading in readings])
+    ensure_partitions(MINUTES, [m.minute for m in minutes])
     by_column = list(zip(*_minute_columns(minutes, lambda v: v, json.dumps), strict=True))
     with connection.cursor() as cursor:
         cursor.execute(

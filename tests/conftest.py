@@ -39,7 +39,7 @@ from scoring.triage.corpus import CATALOGUE, load_corpus
 from scoring.triage.model import TriageTrainingResult, label_of, train_triage_model
 from scoring.triage.registry import forget_serving_triage_model, register_triage_result
 from scoring.triage.serving import forget_incident_index
-from tests.template_database import drop_templates, setup_from_template, uses_template
+from tests.template_database import drop_own, drop_templates, setup_from_template, uses_template
 from warden_agent.argv import argv_digest
 
 # Metrics of a healthy host, and of each seed scenario at its worst.
@@ -85,7 +85,22 @@ def django_db_setup(
             )
     yield
     with django_db_blocker.unblock():
-        teardown_databases(db_cfg, verbosity=verbosity)
+        if uses_template():
+            drop_own(db_cfg)
+        else:
+            teardown_databases(db_cfg, verbosity=verbosity)
+
+
+@pytest.fixture(autouse=True)
+def _partitions_known_as_the_database_has_them() -> Iterator[None]:
+    """Ingest caches the partitions it saw made (scoring.partitions). A test rolls back the
+    ones it made, after running their on-commit callbacks as if they had committed."""
+    from scoring import partitions
+
+    before = {database: set(known) for database, known in partitions._known.items()}
+    yield
+    partitions._known.clear()
+    partitions._known.update(before)
 
 
 def pytest_sessionfinish(session: pytest.Session) -> None:

@@ -95,6 +95,20 @@ def setup_from_template(
     return [(connection, base_name, True)]
 
 
+def drop_own(db_cfg: list[tuple[Any, str, bool]]) -> None:
+    """This worker's copy dropped at its end, even if a session a test left open (a thread's
+    connection, a pool's) still holds it: Django's plain DROP DATABASE would fail there."""
+    for connection, base_name, _ in db_cfg:
+        own_name = connection.settings_dict["NAME"]
+        connection.close()
+        connection.close_pool()
+        connection.settings_dict["NAME"] = base_name
+        with connection._nodb_cursor() as cursor:
+            cursor.execute(
+                f"DROP DATABASE IF EXISTS {connection.ops.quote_name(own_name)} WITH (FORCE)"
+            )
+
+
 def drop_templates(base_name: str) -> None:
     """At an xdist run's end, in its controller (which never opens them): drop the
     templates of runs on this database (the controller is not told its run's id)."""

@@ -59,6 +59,37 @@ def test_a_pause_and_its_resume_show_in_the_other_console(browser, live_asgi, ag
     second.context.close()
 
 
+def test_a_late_answer_to_an_earlier_choice_does_not_overwrite_the_preview(
+    browser, live_asgi, agent, alice
+):
+    page = open_console(browser, live_asgi, alice)
+    held = []  # the preview of "category, none chosen yet", answered only when the test says
+
+    def hold_the_unchosen_category(route):
+        if "scope=category&category=&" in route.request.url:
+            held.append(route)
+        else:
+            route.continue_()
+
+    page.route("**/console/pauses/preview*", hold_the_unchosen_category)
+    control_dialog(page, "button[data-control='pause']", "vendor incident on disks")
+    page.select_option("#control-fields select[name=scope]", "category")
+    page.select_option("#control-fields select[name=category]", "disk")
+    preview = page.get_by_test_id("preview")
+    preview.filter(has_text="category disk").wait_for()
+
+    # when the answer to the earlier choice comes back last
+    assert len(held) == 1
+    with page.expect_response(lambda response: response.url == held[0].request.url) as late:
+        held[0].continue_()
+    late.value.finished()
+    page.wait_for_timeout(200)
+
+    # then the preview still says what the dialog will do now
+    assert "Pauses automation for category disk" in preview.inner_text()
+    page.context.close()
+
+
 def test_a_pause_without_a_category_is_refused_in_the_dialog(browser, live_asgi, alice):
     page = open_console(browser, live_asgi, alice)
     control_dialog(page, "button[data-control='pause']", "freeze")

@@ -10,7 +10,7 @@ from django.utils import timezone
 from governance.models import AuditEvent, Decision
 from scoring import retention
 from scoring.models import MetricSample, SampleMinute
-from scoring.partitions import SAMPLES, attached
+from scoring.partitions import MINUTES, SAMPLES, TABLES, attached, drop_partition
 from scoring.retention import apply_retention
 
 postgres_only = pytest.mark.skipif(
@@ -52,6 +52,43 @@ def test_partitions_are_made_ahead_by_the_worker(db):
     assert {p.name for p in wanted} & set(run.made)
     # and a second run finds nothing to make
     assert apply_retention(later).made == []
+
+
+@postgres_only
+def test_a_reading_waits_for_no_worker_to_make_its_partition(agent):
+    # given a worker stopped so long that today's partitions were never made
+    now = timezone.now()
+    for table in TABLES:
+        for partition in attached(table):
+            if partition.end > now - timedelta(days=1):
+                drop_partition(table, partition)
+
+    # readings of now, and of a clock a little ahead, are stored all the same
+    response = agent.post_metrics(with_now(agent, at(agent, now + timedelta(minutes=2))))
+
+    assert response.status_code == 201, response.content
+    assert MetricSample.objects.count() == 2
+    assert SampleMinute.objects.count() >= 1
+    assert SAMPLES.partition(now) in attached(SAMPLES)
+    assert MINUTES.partition(now) in attached(MINUTES)
+
+
+@postgres_only
+def test_a_partition_made_by_a_request_that_failed_is_made_again(agent):
+    from django.db import transaction
+
+    from scoring.partitions import ensure_partitions
+
+    later = timezone.now() + timedelta(days=60)  # past any the worker made
+    with pytest.raises(RuntimeError), transaction.atomic():
+        assert ensure_partitions(SAMPLES, [later]) == [SAMPLES.partition(later)]
+        raise RuntimeError("the request fails after making it")
+    assert SAMPLES.partition(later) not in attached(SAMPLES)
+
+    # the next request needing it makes it again, rather than trust what rolled back
+    with transaction.atomic():
+        assert ensure_partitions(SAMPLES, [later]) == [SAMPLES.partition(later)]
+    assert ensure_partitions(SAMPLES, [later]) == []
 
 
 @postgres_only
@@ -302,6 +339,33 @@ def test_migrating_a_plain_table_into_partitions_keeps_every_row_id_and_rule(db)
             name for (name,) in cursor.fetchall()
         }
         for values in ([1, new, 5], [4, new, -1]):  # resent; out of bounds
+            with pytest.raises(IntegrityError), transaction.atomic():
+                cursor.execute(
+                    "INSERT INTO scratch_readings (host_id, taken_at, value) VALUES (%s, %s, %s)",
+                    values,
+                )
+
+        # and a step back makes it one plain table again, every row, id and rule kept
+        from scoring.partitions import unpartition_table
+
+        unpartition_table(table)
+
+        cursor.execute("SELECT relkind FROM pg_class WHERE relname = 'scratch_readings'")
+        assert cursor.fetchone() == ("r",)
+        assert attached(table) == []
+        cursor.execute("SELECT id, host_id FROM scratch_readings ORDER BY id")
+        assert cursor.fetchall() == [(1, 1), (2, 1), (3, 2), (4, 3)]
+        cursor.execute(
+            "INSERT INTO scratch_readings (host_id, taken_at, value) VALUES (5, %s, 1) "
+            "RETURNING id",
+            [old],
+        )
+        assert cursor.fetchone() == (5,)
+        cursor.execute("SELECT indexname FROM pg_indexes WHERE tablename = 'scratch_readings'")
+        assert {"scratch_taken", "scratch_once", "scratch_readings_pkey"} <= {
+            name for (name,) in cursor.fetchall()
+        }
+        for values in ([1, new, 5], [4, new, -1]):
             with pytest.raises(IntegrityError), transaction.atomic():
                 cursor.execute(
                     "INSERT INTO scratch_readings (host_id, taken_at, value) VALUES (%s, %s, %s)",

@@ -154,16 +154,21 @@
     if (local) data.set("ends_at", new Date(local).toISOString());  // the browser's zone, sent as UTC
     return data;
   }
+  let previewAsked = 0;  // answers can come back out of order: only the last question's shows
   async function showPausePreview() {
     const fields = controlFields.querySelector(".fields");
     const scope = fields.querySelector("[name=scope]").value;
     fields.querySelectorAll("[data-for-scope]").forEach((label) => { label.hidden = label.dataset.forScope !== scope; });
+    const asked = ++previewAsked;
+    let text = "";
     try {
       const response = await fetch(`${fields.dataset.previewUrl}?${pauseForm()}`);
       const body = await response.json();
-      controlPreview.textContent = body.preview || (body.error && body.error.message) || "";
-    } catch (failure) { controlPreview.textContent = ""; }
+      text = body.preview || (body.error && body.error.message) || "";
+    } catch (failure) { text = ""; }
+    if (asked === previewAsked) controlPreview.textContent = text;
   }
+  controlFields.addEventListener("change", () => { if (control && control.kind === "pause") showPausePreview(); });
   panels.addEventListener("click", (click) => {
     const button = click.target.closest("button[data-control]");
     if (!button) return;
@@ -173,15 +178,13 @@
     controlFields.replaceChildren(cloned(`${control.kind}-fields`));
     controlPreview.hidden = control.kind !== "pause";
     controlPreview.textContent = "";
+    previewAsked++;  // a preview still on its way belongs to the last dialog
     reason.value = "";
     controlError.textContent = "";
     controlSubmit.textContent = SUBMIT_LABELS[control.kind] || "Confirm";
     controlSubmit.disabled = false;
     controlDialog.showModal();
-    if (control.kind === "pause") {
-      controlFields.addEventListener("change", showPausePreview);
-      showPausePreview();
-    }
+    if (control.kind === "pause") showPausePreview();
     reason.focus();
   });
   document.getElementById("control-cancel").addEventListener("click", () => controlDialog.close());
