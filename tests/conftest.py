@@ -159,6 +159,18 @@ def channel_groups_of_this_worker() -> Iterator[None]:
         yield
 
 
+@pytest.fixture(autouse=True)
+def channel_layers_of_this_test() -> Iterator[None]:
+    """Each test's sockets on channel layers of their own. A test runs its event loop with
+    asyncio.run, and a channels-redis layer keeps its receiving state across loops: a
+    receive the last test's loop left behind kept a later test's loop from closing."""
+    from channels.layers import channel_layers
+
+    channel_layers.backends = {}
+    yield
+    channel_layers.backends = {}
+
+
 @pytest.fixture(scope="session", autouse=True)
 def passwords_hashed_fast() -> Iterator[None]:
     """A password set or checked in a test is hashed with MD5, not 1,000,000 rounds of
