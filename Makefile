@@ -29,10 +29,14 @@ demo: $(VENV)/.runtime
 # PYTEST_XDIST="-n 0" runs the rest in one process too. Exit 5 is "none selected".
 PYTEST_XDIST ?= -n 3 --dist loadgroup --no-loadscope-reorder
 
+# On PostgreSQL both runs copy one migrated template database (tests/template_database.py):
+# the first keeps it for the second, which drops it.
 test: $(VENV)/.dev lint
-	$(BIN)/python -m pytest $(PYTEST_XDIST) -m "not integration" $(PYTEST_ARGS); \
+	run=make$$$$; \
+	  WARDEN_TEST_RUN=$$run WARDEN_TEST_KEEP_TEMPLATE=1 \
+	  $(BIN)/python -m pytest $(PYTEST_XDIST) -m "not integration" $(PYTEST_ARGS); \
 	  status=$$?; [ $$status -eq 0 ] || [ $$status -eq 5 ] || exit $$status; \
-	  $(BIN)/python -m pytest -p no:xdist -m integration $(PYTEST_ARGS); \
+	  WARDEN_TEST_RUN=$$run $(BIN)/python -m pytest -p no:xdist -m integration $(or $(PYTEST_ARGS),tests/integration); \
 	  status=$$?; [ $$status -eq 0 ] || [ $$status -eq 5 ] || exit $$status
 
 lint: $(VENV)/.dev

@@ -39,7 +39,13 @@ from scoring.triage.corpus import CATALOGUE, load_corpus
 from scoring.triage.model import TriageTrainingResult, label_of, train_triage_model
 from scoring.triage.registry import forget_serving_triage_model, register_triage_result
 from scoring.triage.serving import forget_incident_index
-from tests.template_database import drop_own, drop_templates, setup_from_template, uses_template
+from tests.template_database import (
+    drop_own,
+    drop_templates,
+    keeps_template,
+    setup_from_template,
+    uses_template,
+)
 from warden_agent.argv import argv_digest
 
 # Metrics of a healthy host, and of each seed scenario at its worst.
@@ -104,11 +110,14 @@ def _partitions_known_as_the_database_has_them() -> Iterator[None]:
 
 
 def pytest_sessionfinish(session: pytest.Session) -> None:
-    """The controller of an xdist run drops the workers' template (on PostgreSQL)."""
+    """The run's template goes when it ends (on PostgreSQL): dropped by an xdist run's
+    controller, or by the last run of `make test`; never by a worker."""
     from pytest_django.plugin import blocking_manager_key
 
     config = session.config
-    if hasattr(config, "workerinput") or not config.pluginmanager.has_plugin("dsession"):
+    if hasattr(config, "workerinput") or keeps_template():
+        return
+    if not (config.pluginmanager.has_plugin("dsession") or os.environ.get("WARDEN_TEST_RUN")):
         return
     with config.stash[blocking_manager_key].unblock():
         drop_templates(django_settings.DATABASES["default"]["NAME"])

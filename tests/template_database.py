@@ -5,7 +5,8 @@ share two cores, so three migrations side by side cost most of a minute. On Post
 first worker migrates a template database, under a file lock, and every worker (the first
 included) takes its own copy with CREATE DATABASE ... TEMPLATE, as Django's own parallel
 runner clones its test database. SQLite, and a run without workers, set up as pytest-django
-does. The controller drops the template when the run ends.
+does. The controller drops the template when the run ends, unless `make test` keeps it
+for its integration run, which copies it too and drops it.
 """
 
 from __future__ import annotations
@@ -22,8 +23,15 @@ from django.db import connections
 
 
 def run_id() -> str | None:
-    """The xdist run's id, shared by its workers and its controller (None without xdist)."""
-    return os.environ.get("PYTEST_XDIST_TESTRUNUID")
+    """The run's id: `make test` names one for both of its pytest runs (WARDEN_TEST_RUN), so
+    the integration tests copy the template the others made; else the xdist run's, shared by
+    its workers (None without either)."""
+    return os.environ.get("WARDEN_TEST_RUN") or os.environ.get("PYTEST_XDIST_TESTRUNUID")
+
+
+def keeps_template() -> bool:
+    """Whether this run leaves its template for the next run of the same id (`make test`)."""
+    return bool(os.environ.get("WARDEN_TEST_KEEP_TEMPLATE"))
 
 
 def uses_template(alias: str = "default") -> bool:
