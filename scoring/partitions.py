@@ -11,7 +11,8 @@ resent sample is stored once is the unique host and `taken_at`. By `received_at`
 would have to name the receipt too, and a resend (received later) would slip through. The
 API keeps `taken_at` in bounds, so a partition always waits for it: no later than
 WARDEN_CLOCK_AHEAD_LIMIT_SECONDS ahead (partitions are made further ahead than that), and
-no older than the keeping period (remediation.api.batches).
+no older than the keeping period (remediation.api.batches). If the worker has not made
+one (stopped for over a week), ingest makes it (ensure_partitions).
 
 SQLite (the embedded mode) keeps plain tables; retention deletes there in batches.
 """
@@ -136,7 +137,9 @@ def ensure_partitions(table: PartitionedTable, instants: Iterable[datetime]) -> 
     finds it made."""
     database = connection.settings_dict["NAME"]
     known = _known.setdefault(database, set())
-    needed = {table.partition(instant) for instant in instants} - known
+    # A batch's readings fall on a day or two: a partition per distinct UTC day, not per reading.
+    days = {int(instant.timestamp() // 86400) for instant in instants}
+    needed = {table.partition(datetime.fromtimestamp(day * 86400, UTC)) for day in days} - known
     if not needed:
         return []
     uncommitted = _made_uncommitted.setdefault(database, set())
@@ -156,7 +159,7 @@ def ensure_partitions(table: PartitionedTable, instants: Iterable[datetime]) -> 
             with connection.cursor() as cursor:  # the caller's work waits as it would have
                 cursor.execute("SET LOCAL lock_timeout TO DEFAULT")
         uncommitted.add(partition)
-        transaction.on_commit(lambda made=partition: _committed(database, made))
+        transaction.on_commit(lambda partition=partition: _committed(database, partition))
     return made
 
 
