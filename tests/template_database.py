@@ -1,12 +1,13 @@
-"""One migrated test database per run on PostgreSQL, copied for each pytest-xdist worker.
+"""One migrated test database per run, copied for each pytest-xdist worker.
 
 Migrating Warden's schema costs each worker 15-20 s of CPU; under `make test` the workers
 share two cores, so three migrations side by side cost most of a minute. On PostgreSQL the
 first worker migrates a template database, under a file lock, and every worker (the first
 included) takes its own copy with CREATE DATABASE ... TEMPLATE, as Django's own parallel
-runner clones its test database. SQLite, and a run without workers, set up as pytest-django
-does. The controller drops the template when the run ends, unless `make test` keeps it
-for its integration run, which copies it too and drops it.
+runner clones its test database. On SQLite the first worker saves its migrated in-memory
+database to a file, and the others restore it into theirs with SQLite's backup API. The
+controller drops the template when the run ends, unless `make test` keeps it for its
+integration run, which copies it too and drops it.
 """
 
 from __future__ import annotations
@@ -35,7 +36,16 @@ def keeps_template() -> bool:
 
 
 def uses_template(alias: str = "default") -> bool:
-    return bool(run_id()) and connections[alias].vendor == "postgresql"
+    return bool(run_id()) and connections[alias].vendor in ("postgresql", "sqlite")
+
+
+SQLITE_PREFIX = "warden-test-sqlite-"
+
+
+def sqlite_template(run: str) -> Path:
+    """SQLite's template: the migrated in-memory database saved to a file, which each
+    worker restores into its own in-memory database with SQLite's backup API."""
+    return Path(tempfile.gettempdir()) / f"{SQLITE_PREFIX}{run[:12]}.sqlite3"
 
 
 def template_prefix(base_name: str) -> str:
@@ -73,6 +83,8 @@ def setup_from_template(
     """This worker's test database, a copy of the run's migrated template; what Django's
     teardown_databases takes to drop it afterwards."""
     connection = connections[alias]
+    if connection.vendor == "sqlite":
+        return _setup_sqlite_from_template(verbosity, serialized_aliases, alias)
     creation = connection.creation
     run = run_id()
     assert run is not None
@@ -103,10 +115,52 @@ def setup_from_template(
     return [(connection, base_name, True)]
 
 
+def _setup_sqlite_from_template(
+    verbosity: int, serialized_aliases: set[str], alias: str
+) -> list[tuple[Any, str, bool]]:
+    import sqlite3
+
+    from django.conf import settings
+
+    connection = connections[alias]
+    creation = connection.creation
+    run = run_id()
+    assert run is not None
+    base_name = connection.settings_dict["NAME"]
+    template = sqlite_template(run)
+    with run_lock(template.stem):
+        if not template.exists():
+            creation.create_test_db(verbosity=verbosity, autoclobber=True, serialize=False)
+            partial = template.with_suffix(".partial")
+            target = sqlite3.connect(partial)
+            try:
+                connection.connection.backup(target)
+            finally:
+                target.close()
+            partial.replace(template)
+        else:
+            test_name = creation._get_test_db_name()
+            settings.DATABASES[alias]["NAME"] = test_name
+            connection.settings_dict["NAME"] = test_name
+            connection.close()
+            connection.ensure_connection()
+            source = sqlite3.connect(template)
+            try:
+                source.backup(connection.connection)
+            finally:
+                source.close()
+    if alias in serialized_aliases:
+        connection._test_serialized_contents = creation.serialize_db_to_string()
+    return [(connection, base_name, True)]
+
+
 def drop_own(db_cfg: list[tuple[Any, str, bool]]) -> None:
     """This worker's copy dropped at its end, even if a session a test left open (a thread's
     connection, a pool's) still holds it: Django's plain DROP DATABASE would fail there."""
     for connection, base_name, _ in db_cfg:
+        if connection.vendor != "postgresql":  # an in-memory SQLite database ends with its process
+            connection.creation.destroy_test_db(base_name, verbosity=0)
+            continue
         own_name = connection.settings_dict["NAME"]
         connection.close()
         connection.close_pool()
@@ -121,6 +175,11 @@ def drop_templates(base_name: str) -> None:
     """At an xdist run's end, in its controller (which never opens them): drop the
     templates of runs on this database (the controller is not told its run's id)."""
     connection = connections["default"]
+    if connection.vendor == "sqlite":
+        for path in Path(tempfile.gettempdir()).glob(f"{SQLITE_PREFIX}*"):
+            path.unlink(missing_ok=True)
+            lock_path(path.stem).unlink(missing_ok=True)
+        return
     if connection.vendor != "postgresql":
         return
     prefix = template_prefix(base_name)
