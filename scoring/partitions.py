@@ -20,6 +20,7 @@ SQLite (the embedded mode) keeps plain tables; retention deletes there in batche
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
+from typing import Any
 
 from django.db import DatabaseError, connection, transaction
 
@@ -183,6 +184,25 @@ def drop_partition(table: PartitionedTable, partition: Partition) -> int:
     return rows
 
 
+def _definitions(cursor: Any, name: str) -> tuple[list[tuple[str, str, str]], list[str]]:
+    """The table's own constraints (name, kind, definition) and its other indexes, as DDL
+    to make them again on the table rebuilt under the same name."""
+    cursor.execute(
+        "SELECT conname, contype, pg_get_constraintdef(oid) FROM pg_constraint "
+        "WHERE conrelid = %s::regclass AND conparentid = 0 ORDER BY contype, conname",
+        [name],
+    )
+    constraints = cursor.fetchall()
+    cursor.execute(
+        "SELECT pg_get_indexdef(indexrelid) FROM pg_index WHERE indrelid = %s::regclass "
+        "AND indexrelid NOT IN (SELECT conindid FROM pg_constraint WHERE conrelid = "
+        "%s::regclass)",
+        [name, name],
+    )
+    # A partitioned table's own index reads "ON ONLY": a plain table's has no ONLY.
+    return constraints, [d.replace(" ON ONLY ", " ON ", 1) for (d,) in cursor.fetchall()]
+
+
 def partition_table(table: PartitionedTable, since: datetime, until: datetime) -> None:
     """Turn the plain `table` into one partitioned by its column, keeping every row, id,
     index, constraint and name: a migration's step (PostgreSQL only).
@@ -194,19 +214,7 @@ def partition_table(table: PartitionedTable, since: datetime, until: datetime) -
     name, column = table.table, table.column
     old = f"{name}_unpartitioned"
     with connection.cursor() as cursor:
-        cursor.execute(
-            "SELECT conname, contype, pg_get_constraintdef(oid) FROM pg_constraint "
-            "WHERE conrelid = %s::regclass ORDER BY contype, conname",
-            [name],
-        )
-        constraints = cursor.fetchall()
-        cursor.execute(
-            "SELECT pg_get_indexdef(indexrelid) FROM pg_index WHERE indrelid = %s::regclass "
-            "AND indexrelid NOT IN (SELECT conindid FROM pg_constraint WHERE conrelid = "
-            "%s::regclass)",
-            [name, name],
-        )
-        indexes = [definition for (definition,) in cursor.fetchall()]
+        constraints, indexes = _definitions(cursor, name)
         cursor.execute(f"SELECT min({column}), max({column}), max(id) FROM {name}")
         first, last, last_id = cursor.fetchone()
         cursor.execute(f"ALTER TABLE {name} RENAME TO {old}")
@@ -238,20 +246,7 @@ def unpartition_table(table: PartitionedTable) -> None:
     name = table.table
     old = f"{name}_partitioned"
     with connection.cursor() as cursor:
-        cursor.execute(
-            "SELECT conname, contype, pg_get_constraintdef(oid) FROM pg_constraint "
-            "WHERE conrelid = %s::regclass AND conparentid = 0 ORDER BY contype, conname",
-            [name],
-        )
-        constraints = cursor.fetchall()
-        cursor.execute(
-            "SELECT pg_get_indexdef(indexrelid) FROM pg_index WHERE indrelid = %s::regclass "
-            "AND indexrelid NOT IN (SELECT conindid FROM pg_constraint WHERE conrelid = "
-            "%s::regclass)",
-            [name, name],
-        )
-        # A partitioned table's own index reads "ON ONLY": a plain table's has no ONLY.
-        indexes = [d.replace(" ON ONLY ", " ON ", 1) for (d,) in cursor.fetchall()]
+        constraints, indexes = _definitions(cursor, name)
         cursor.execute(f"SELECT max(id) FROM {name}")
         (last_id,) = cursor.fetchone()
         cursor.execute(f"ALTER TABLE {name} RENAME TO {old}")
