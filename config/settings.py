@@ -233,7 +233,7 @@ else:
 if REDIS_URL:
     CHANNEL_LAYERS = {
         "default": {
-            "BACKEND": "channels_redis.core.RedisChannelLayer",
+            "BACKEND": "governance.console.channel_layer.CancellableRedisChannelLayer",
             # redis-py 8 reads with a 5 s socket timeout, the same as channels-redis's
             # blocking pop; give the pop room so idle consoles don't drop.
             "CONFIG": {"hosts": [{"address": REDIS_URL, "socket_timeout": 30}]},

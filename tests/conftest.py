@@ -74,7 +74,7 @@ def django_db_setup(
 ) -> Iterator[None]:
     """pytest-django's set-up, but on PostgreSQL under xdist each worker copies the run's
     one migrated template instead of migrating its own (tests/template_database.py)."""
-    from django.test.utils import setup_databases, teardown_databases
+    from django.test.utils import setup_databases
     from pytest_django.fixtures import _get_databases_for_setup
 
     aliases, serialized_aliases = _get_databases_for_setup(request.session.items)
@@ -91,10 +91,7 @@ def django_db_setup(
             )
     yield
     with django_db_blocker.unblock():
-        if uses_template():
-            drop_own(db_cfg)
-        else:
-            teardown_databases(db_cfg, verbosity=verbosity)
+        drop_own(db_cfg)
 
 
 @pytest.fixture(autouse=True)

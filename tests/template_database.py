@@ -155,9 +155,12 @@ def _setup_sqlite_from_template(
 
 
 def drop_own(db_cfg: list[tuple[Any, str, bool]]) -> None:
-    """This worker's copy dropped at its end, even if a session a test left open (a thread's
-    connection, a pool's) still holds it: Django's plain DROP DATABASE would fail there."""
-    for connection, base_name, _ in db_cfg:
+    """A test database dropped at its run's end (a worker's copy, or a run's own without
+    xdist), even if a session a test left open (a thread's connection, a pool's) still
+    holds it: Django's plain DROP DATABASE would fail there."""
+    for connection, base_name, destroy in db_cfg:
+        if not destroy:  # kept (--reuse-db), or a mirror of another alias
+            continue
         if connection.vendor != "postgresql":  # an in-memory SQLite database ends with its process
             connection.creation.destroy_test_db(base_name, verbosity=0)
             continue

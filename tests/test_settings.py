@@ -72,7 +72,10 @@ def test_with_nothing_set_it_runs_embedded(tmp_path):
 def test_redis_url_switches_the_broker_and_the_channel_layer(tmp_path):
     result = start(tmp_path, REDIS_URL="redis://127.0.0.1:6399/0")
     assert result.returncode == 0, result.stderr
-    assert result.stdout.split()[1:] == ["None", "channels_redis.core.RedisChannelLayer"]
+    assert result.stdout.split()[1:] == [
+        "None",
+        "governance.console.channel_layer.CancellableRedisChannelLayer",
+    ]
 
 
 KEYS = {"SECRET_KEY": "x" * 40, "WARDEN_AUDIT_KEY": "y" * 40}
