@@ -29,7 +29,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench.servers import PYTHON, ROOT, manage, throwaway_servers, warden_env
+from bench.servers import PYTHON, ROOT, prepare_database, throwaway_servers, warden_env
 
 PER_REQUEST = 6
 
@@ -157,8 +157,7 @@ def main() -> None:
         return
     with throwaway_servers("warden_placement") as dbs, tempfile.TemporaryDirectory() as tmp:
         env = warden_env(dbs, Path(tmp))
-        manage(env, "migrate", "--noinput")
-        manage(env, "train_severity_model", "--approve")
+        prepare_database(env)
         result = subprocess.run(
             [PYTHON, __file__, "--inner", "--hosts", str(args.hosts), "--rounds", str(args.rounds)],
             cwd=ROOT,

@@ -57,6 +57,7 @@ from bench.servers import (
     Server,
     free_port,
     manage,
+    prepare_database,
     register,
     throwaway_servers,
     warden_env,
@@ -247,8 +248,7 @@ def main() -> None:
         work.mkdir(parents=True, exist_ok=True)
         env = warden_env(dbs, work)
         print(f"Preparing: migrate, model, {hosts_n} hosts ...", flush=True)
-        manage(env, "migrate", "--noinput")
-        manage(env, "train_severity_model", "--approve")
+        prepare_database(env)
         manage(env, "shell", "-c", TRUST)
         hosts = register(env, "host", hosts_n)
         bursts = register(env, "burst", BURST_HOSTS * len(args.faults))

@@ -42,6 +42,7 @@ from bench.servers import (
     Server,
     free_port,
     manage,
+    prepare_database,
     register,
     throwaway_servers,
     warden_env,
@@ -185,8 +186,7 @@ def main() -> None:
     with throwaway_servers() as dbs, tempfile.TemporaryDirectory() as tmp:
         env = warden_env(dbs, Path(tmp))
         print(f"Preparing: migrate, model, {args.hosts:,} hosts ...", flush=True)
-        manage(env, "migrate", "--noinput")
-        manage(env, "train_severity_model", "--approve")
+        prepare_database(env)
         # The operator's limits, raised so each of these decisions may act automatically.
         manage(
             env,

@@ -46,21 +46,19 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import numpy as np
-import psutil
 import psycopg
 import requests
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench.servers import (
-    ARRANGEMENTS,
     ROOT,
-    Front,
-    Server,
-    free_port,
     manage,
+    prepare_database,
+    production_stack,
     register,
     throwaway_servers,
+    tree_cpu,
     warden_env,
 )
 
@@ -226,21 +224,14 @@ def ingest_script(work: Path, hosts: list[list[str]], phase: str) -> Path:
 
 
 class CPU:
-    """CPU seconds (user + system) spent by the web server's and PostgreSQL's processes."""
+    """CPU seconds (user + system) spent by the web server's and PostgreSQL's processes
+    (PostgreSQL's only when bench/ started it)."""
 
-    def __init__(self, *roots: int) -> None:
-        self.roots = [psutil.Process(pid) for pid in roots]
+    def __init__(self, *roots: int | None) -> None:
+        self.roots = roots
 
     def seconds(self) -> float:
-        total = 0.0
-        for root in self.roots:
-            for process in [root, *root.children(recursive=True)]:
-                try:
-                    times = process.cpu_times()
-                    total += times.user + times.system
-                except psutil.NoSuchProcess:
-                    pass
-        return total
+        return sum(tree_cpu(pid) for pid in self.roots)
 
 
 def pages(base: str, session: str, paths: dict[str, str], repeat: int, cpu: CPU) -> dict:
@@ -301,10 +292,7 @@ def main() -> None:
             "Preparing: migrate, collectstatic, train and approve the model, register hosts ...",
             flush=True,
         )
-        manage(env, "migrate", "--noinput")
-        # production's manifest storage renders no page without them
-        manage(env, "collectstatic", "--noinput", "-v0")
-        manage(env, "train_severity_model", "--approve")
+        prepare_database(env, collectstatic=True)
         hosts = register(env, "months", args.hosts)
         session = manage(env, "shell", "-c", SESSION).strip().splitlines()[-1]
         with psycopg.connect(databases.database_url) as conn:
@@ -317,27 +305,9 @@ def main() -> None:
         newest = datetime.now(UTC) - timedelta(minutes=2)
         seconds = load(databases.database_url, host_ids, version_id, newest, 0, FIRST_PHASE)
 
-        web_port = free_port()
-        web = Server("web", ARRANGEMENTS["sync"].format(workers=4), env, web_port)
-        front = Front(work, web_port, web_port)
-        try:
-            web.wait_ready()
-            base = f"http://127.0.0.1:{front.port}"
-            for _ in range(100):
-                try:
-                    requests.get(base + "/healthz", timeout=2)
-                    break
-                except requests.ConnectionError:
-                    time.sleep(0.1)
-            postmaster = next(
-                p
-                for p in psutil.process_iter(["name", "cmdline"])
-                if p.info["cmdline"]
-                and "postgres" in p.info["cmdline"][0]
-                and str(databases.database_url.split(":")[-1].split("/")[0])
-                in " ".join(p.info["cmdline"])
-            )
-            cpu = CPU(web.process.pid, postmaster.pid)
+        with production_stack(env, work, live=False, qcluster=False) as stack:
+            base = f"http://127.0.0.1:{stack.front.port}"
+            cpu = CPU(stack.web.process.pid, databases.postgres_pid)
             paths = {
                 "console panels": "/console/panels",
                 "host page": f"/admin/remediation/host/{host_ids[0]}/change/",
@@ -354,9 +324,6 @@ def main() -> None:
             print(f"  {args.samples - FIRST_PHASE:,} samples in {seconds:.0f} s", flush=True)
             counts["10M"] = stored(databases.database_url)
             results["10M"] = measure("10M", base, session, paths, hosts, args, work, cpu)
-        finally:
-            front.stop()
-            web.stop()
         retention = json.loads(manage(env, "shell", "-c", RETENTION).strip().splitlines()[-1])
         report(args, counts, results, retention)
 

@@ -58,7 +58,7 @@ from bench.servers import (
     Databases,
     Server,
     free_port,
-    manage,
+    prepare_database,
     register,
     throwaway_servers,
     tree_cpu,
@@ -238,8 +238,7 @@ class Setup:
 def prepare(dbs: Databases, data_dir: Path, problem_hosts: bool = True) -> Setup:
     env = warden_env(dbs, data_dir)
     print("Preparing: migrate, train and approve the model, register hosts ...", flush=True)
-    manage(env, "migrate", "--noinput")
-    manage(env, "train_severity_model", "--approve")
+    prepare_database(env)
     fleets = {
         "warden-healthy": register_fleet(env, data_dir, "ok", HEALTHY_HOSTS),
         "floor-healthy": register_fleet(env, data_dir, "floor-ok", HEALTHY_HOSTS),

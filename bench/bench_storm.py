@@ -51,14 +51,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from bench.fleet_simulation import cpu_by_role
 from bench.loadgen import percentile
 from bench.servers import (
-    ARRANGEMENTS,
-    LIVE_COMMAND,
     PYTHON,
     ROOT,
-    Front,
-    Server,
-    free_port,
     manage,
+    prepare_database,
+    production_stack,
     register,
     throwaway_servers,
     warden_env,
@@ -342,33 +339,15 @@ def main() -> None:
         )
         started = time.monotonic()
         print(f"Preparing: migrate, model, policy, {count:,} hosts ...", flush=True)
-        manage(env, "migrate", "--noinput")
-        manage(env, "train_severity_model", "--approve")
+        prepare_database(env)
         setup = SETUP % {"category": args.category, "fields": policy_fields(args)}
         session = json.loads(manage(env, "shell", "-c", setup).splitlines()[-1])["session"]
         hosts = register(env, "storm", count)
         print(f"  ready in {time.monotonic() - started:.0f} s", flush=True)
-        web = Server("web", ARRANGEMENTS["sync"].format(workers=args.web_workers), env, free_port())
-        live = Server("live", LIVE_COMMAND, env, free_port())
-        qcluster = Server("qcluster", "manage.py qcluster", env, None)
-        front = None
-        try:
-            web.wait_ready()
-            live.wait_ready()
-            front = Front(work, web.port, live.port)
-            time.sleep(1)
-            pids = {
-                "web": web.process.pid,
-                "live": live.process.pid,
-                "qcluster": qcluster.process.pid,
-                "nginx": front.process.pid,
-            }
-            report = run_storm(args, count, hosts, dbs.database_url, front.port, pids, session)
-        finally:
-            if front:
-                front.stop()
-            for server in (qcluster, live, web):
-                server.stop()
+        with production_stack(env, work, web_workers=args.web_workers) as stack:
+            report = run_storm(
+                args, count, hosts, dbs.database_url, stack.front.port, stack.pids(), session
+            )
         print_report(args, count, report)
 
 

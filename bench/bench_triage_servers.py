@@ -38,6 +38,7 @@ from bench.servers import (
     Server,
     free_port,
     manage,
+    prepare_database,
     register,
     throwaway_servers,
     warden_env,
@@ -144,8 +145,7 @@ def main() -> None:
     with throwaway_servers() as dbs, tempfile.TemporaryDirectory() as tmp:
         data_dir = Path(tmp)
         env = warden_env(dbs, data_dir)
-        manage(env, "migrate", "--noinput")
-        manage(env, "train_severity_model", "--approve")
+        prepare_database(env)
         manage(env, "train_triage_model", "--approve")
         token = manage(env, "create_api_token", "itsm").strip().splitlines()[-1]
         for name, batch in rounds:

@@ -32,7 +32,6 @@ import sys
 import tempfile
 import threading
 import time
-from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -41,15 +40,12 @@ import psutil
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench.servers import (
-    ARRANGEMENTS,
-    LIVE_COMMAND,
     PYTHON,
     ROOT,
     ConstantFront,
-    Front,
-    Server,
-    free_port,
     manage,
+    prepare_database,
+    production_stack,
     register,
     throwaway_servers,
     tree_cpu,
@@ -171,8 +167,7 @@ def main() -> None:
         env = warden_env(dbs, work)
         started = time.monotonic()
         print(f"Preparing: migrate, model, {args.hosts:,} hosts ...", flush=True)
-        manage(env, "migrate", "--noinput")
-        manage(env, "train_severity_model", "--approve")
+        prepare_database(env)
         hosts = register(env, "host", args.hosts)
         print(f"  ready in {time.monotonic() - started:.0f} s", flush=True)
         problems = [
@@ -188,35 +183,15 @@ def main() -> None:
                 problems[i // stride] if i % stride == 0 and i < stride * len(problems) else False
             )
             agents.append([name, key, problem, 0])
-        web = Server("web", ARRANGEMENTS["sync"].format(workers=args.web_workers), env, free_port())
-        live = Server("live", LIVE_COMMAND, env, free_port())
-        qcluster = Server("qcluster", "manage.py qcluster", env, None)
-        front = None
-        try:
-            web.wait_ready()
-            live.wait_ready()
-            # Every web worker imports Django's URLconf at its first request (seconds of
-            # CPU): done for all of them before the fleet starts, as a deployment's
-            # readiness checks do, so the first minute measures the fleet's start, not ours.
-            with ThreadPoolExecutor(2 * args.web_workers) as pool:
-                list(pool.map(lambda _: web.wait_ready(), range(4 * args.web_workers)))
-            front = Front(work, web.port, live.port)
-            time.sleep(1)
-            pids = {
-                "web": web.process.pid,
-                "live": live.process.pid,
-                "qcluster": qcluster.process.pid,
-                "nginx": front.process.pid,
-                "postgres": dbs.postgres_pid,
-                "redis": dbs.redis_pid,
-            }
+        with production_stack(env, work, web_workers=args.web_workers, warm=True) as stack:
+            pids = {**stack.pids(), "postgres": dbs.postgres_pid, "redis": dbs.redis_pid}
             ceiling = generator_ceiling(work, agents, 64)
             duration = args.minutes * 60
             job = {
                 "kind": "fleet",
                 "host": "127.0.0.1",
-                "port": front.port,
-                "poll_port": front.port,
+                "port": stack.front.port,
+                "poll_port": stack.front.port,
                 "poll_wait": 50,
                 "host_header": "localhost",
                 "path": "/api/v1/metrics",
@@ -250,11 +225,6 @@ def main() -> None:
             outcome["generator_ceiling"] = ceiling
             cpu_after = cpu_by_role(pids)
             system_after = psutil.cpu_times()
-        finally:
-            if front:
-                front.stop()
-            for server in (qcluster, live, web):
-                server.stop()
         analysis = json.loads(manage(env, "shell", "-c", ANALYSIS).splitlines()[-1])
         report(args, outcome, analysis, cpu_before, cpu_after, system_before, system_after)
         if args.json:

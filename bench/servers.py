@@ -21,6 +21,7 @@ import tempfile
 import time
 import urllib.request
 from collections.abc import Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -294,6 +295,22 @@ class Front:
             command, stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT, start_new_session=True
         )
 
+    def wait_ready(self, timeout: float = 20) -> None:
+        """Until nginx answers /healthz from web through itself."""
+        deadline = time.monotonic() + timeout
+        request = urllib.request.Request(
+            f"http://127.0.0.1:{self.port}/healthz", headers={"Host": "localhost"}
+        )
+        while True:
+            try:
+                with urllib.request.urlopen(request, timeout=2):
+                    return
+            except OSError:
+                if time.monotonic() > deadline or self.process.poll() is not None:
+                    log = self.log.read_text()[-3000:] if self.log.exists() else ""
+                    raise SystemExit(f"nginx did not start:\n{log}") from None
+                time.sleep(0.1)
+
     def stop(self) -> None:
         if self.process.poll() is None:
             self.process.terminate()
@@ -385,3 +402,64 @@ class Server:
             except subprocess.TimeoutExpired:
                 os.killpg(self.process.pid, signal.SIGKILL)
                 self.process.wait()
+
+
+def prepare_database(env: dict[str, str], *, collectstatic: bool = False) -> None:
+    """A new database as a deployment's is: migrated, with an approved model."""
+    manage(env, "migrate", "--noinput")
+    if collectstatic:  # production's manifest storage renders no page without it
+        manage(env, "collectstatic", "--noinput", "-v0")
+    manage(env, "train_severity_model", "--approve")
+
+
+@dataclass
+class Stack:
+    """Warden as production runs it (README: Running in production): sync web, live for
+    websockets and long polls, the cluster, and nginx in front of both."""
+
+    web: Server
+    live: Server | None
+    qcluster: Server | None
+    front: Front
+
+    def pids(self) -> dict[str, int]:
+        started = {"web": self.web, "live": self.live, "qcluster": self.qcluster}
+        pids = {role: server.process.pid for role, server in started.items() if server}
+        return {**pids, "nginx": self.front.process.pid}
+
+
+@contextlib.contextmanager
+def production_stack(
+    env: dict[str, str],
+    work: Path,
+    *,
+    web_workers: int = 4,
+    live: bool = True,
+    qcluster: bool = True,
+    warm: bool = False,
+) -> Iterator[Stack]:
+    """The servers started, answering through nginx, and all stopped on the way out.
+
+    `warm`: every web worker has served a request first. Each imports Django's URLconf at
+    its first (seconds of CPU), which a deployment's readiness checks do before traffic."""
+    web = Server("web", ARRANGEMENTS["sync"].format(workers=web_workers), env, free_port())
+    live_server = Server("live", LIVE_COMMAND, env, free_port()) if live else None
+    cluster = Server("qcluster", "manage.py qcluster", env, None) if qcluster else None
+    front = None
+    try:
+        web.wait_ready()
+        if live_server:
+            live_server.wait_ready()
+        if warm:
+            with ThreadPoolExecutor(2 * web_workers) as pool:
+                list(pool.map(lambda _: web.wait_ready(), range(4 * web_workers)))
+        assert web.port is not None
+        front = Front(work, web.port, live_server.port if live_server else web.port)
+        front.wait_ready()
+        yield Stack(web, live_server, cluster, front)
+    finally:
+        if front:
+            front.stop()
+        for server in (cluster, live_server, web):
+            if server:
+                server.stop()
