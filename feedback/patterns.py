@@ -399,6 +399,7 @@ def record_occurrence(
         )
     else:
         pattern = Pattern.objects.select_for_update().get(pk=found.pattern.pk)
+    was_eligible = pattern.eligible_for_auto_remediation
     n = pattern.occurrence_count + 1
     if found.vectors:
         pattern.centroid = joined_centroid(
@@ -410,7 +411,12 @@ def record_occurrence(
     pattern.occurrence_count = n
     pattern.last_seen_at = max(pattern.last_seen_at, now)
     pattern.eligible_for_auto_remediation = is_eligible(pattern)
-    pattern.save()
+    # Counting is bookkeeping, held under the pattern's lock that every host with this
+    # problem waits on: a history row only when it changes what the pattern may do.
+    if pattern.eligible_for_auto_remediation == was_eligible:
+        pattern.save_without_historical_record()
+    else:
+        pattern.save()
     ticket.pattern = pattern
     ticket.pattern_similarity = found.similarity if found.pattern is not None else 1.0
     # The system's bookkeeping, not a person's edit: no history row (the audit has it).

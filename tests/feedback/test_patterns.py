@@ -7,7 +7,15 @@ from django.contrib.auth.models import Group, User
 from django.utils import timezone
 
 from feedback.models import Feedback, Pattern
-from feedback.patterns import closest, is_eligible, key_terms, similarity
+from feedback.patterns import (
+    PatternMatch,
+    closest,
+    eligibility_thresholds,
+    is_eligible,
+    key_terms,
+    record_occurrence,
+    similarity,
+)
 from governance.models import AuditEvent, Decision
 from remediation.actions import add_host, close_ticket
 from remediation.models import Execution, Ticket
@@ -157,3 +165,37 @@ def test_a_fix_the_hosts_readings_verified_earns_its_pattern_an_automatic_succes
     assert (execution.state, execution.verified_by) == ("succeeded", "readings")
     pattern = Pattern.objects.get(pk=ticket.pattern_id)
     assert (pattern.auto_remediation_attempts, pattern.auto_remediation_successes) == (1, 1)
+
+
+def test_counting_tickets_on_a_pattern_leaves_history_only_when_what_it_may_do_changes(agent):
+    # given a pattern one occurrence short of eligibility: liked, trusted, fixes that worked
+    ticket = heal_disk(agent)
+    pattern = ticket.pattern
+    needed, _ = eligibility_thresholds()
+    Pattern.objects.filter(pk=pattern.pk).update(
+        occurrence_count=needed - 1,
+        positive_count=10,
+        avg_reliability=95.0,
+        auto_remediation_attempts=10,
+        auto_remediation_successes=10,
+        eligible_for_auto_remediation=False,
+    )
+    pattern.refresh_from_db()
+    versions = pattern.history.count()
+
+    def count_one() -> Pattern:
+        match = PatternMatch(pattern, 1.0, tuple(pattern.key_terms))
+        return record_occurrence(
+            ticket, match, confidence=0.99, reliability=95.0, now=ticket.opened_at
+        )
+
+    # when the ticket that makes it eligible is counted, then one that changes nothing
+    counted = count_one()
+    after_the_change = counted.history.count()
+    counted = count_one()
+
+    # then the change of what it may do has its history row, the plain count none
+    assert counted.occurrence_count == needed + 1 and counted.eligible_for_auto_remediation
+    assert after_the_change == versions + 1
+    assert counted.history.latest().eligible_for_auto_remediation
+    assert counted.history.count() == after_the_change
