@@ -35,6 +35,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import psycopg
 
 from bench.servers import (
+    ARRANGEMENTS,
     Server,
     free_port,
     manage,
@@ -154,7 +155,7 @@ def main() -> None:
             round_env = {**env, "WARDEN_TRIAGE_BATCH_SIZE": str(batch)}
             web = Server(
                 f"web-{name}",
-                "gunicorn config.wsgi:application --worker-class sync --workers 2",
+                ARRANGEMENTS["sync"].format(workers=2),
                 round_env,
                 free_port(),
             )

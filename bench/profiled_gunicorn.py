@@ -127,6 +127,9 @@ def post_worker_init(worker) -> None:
             for parent in parents:
                 owner = getattr(owner, parent)
             setattr(owner, name, clock.wrap(stage, getattr(owner, name)))
+    from config.warm import warm_up  # Django is set up by now
+
+    warm_up()  # as config/gunicorn.py does: this file replaces it on the command line
 
 
 def pre_request(worker, req) -> None:

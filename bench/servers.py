@@ -31,10 +31,13 @@ PYTHON = sys.executable
 # The ways to serve Warden that bench/ compares. `web` answers the API; `live` (if any)
 # holds websockets and the agents' long polls (README: Running in production).
 ARRANGEMENTS = {
-    "sync": "gunicorn config.wsgi:application --worker-class sync --workers {workers}",
-    "uvicorn": (
-        "gunicorn config.asgi:application --worker-class uvicorn_worker.UvicornWorker "
+    "sync": (
+        "gunicorn config.wsgi:application -c config/gunicorn.py --worker-class sync "
         "--workers {workers}"
+    ),
+    "uvicorn": (
+        "gunicorn config.asgi:application -c config/gunicorn.py "
+        "--worker-class uvicorn_worker.UvicornWorker --workers {workers}"
     ),
 }
 LIVE_COMMAND = (

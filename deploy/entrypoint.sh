@@ -10,7 +10,7 @@ role=${1:-web}
 case "$role" in
   web)
     python manage.py migrate --noinput
-    exec gunicorn config.wsgi:application --worker-class sync \
+    exec gunicorn config.wsgi:application -c config/gunicorn.py --worker-class sync \
       --workers "${WEB_CONCURRENCY:-4}" --bind "0.0.0.0:${PORT:-8000}" --backlog 4096
     ;;
   live)

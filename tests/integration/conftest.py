@@ -128,7 +128,8 @@ def start_web(processes: Processes) -> str:
     web_port, live_port, front_port = free_port(), free_port(), free_port()
     processes.start(
         "web",
-        *("-m", "gunicorn", "config.wsgi:application", "--worker-class", "sync", "-w", "2"),
+        *("-m", "gunicorn", "config.wsgi:application", "-c", "config/gunicorn.py"),
+        *("--worker-class", "sync", "-w", "2"),
         *("-b", f"127.0.0.1:{web_port}"),
     )
     processes.start(

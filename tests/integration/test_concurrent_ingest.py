@@ -68,7 +68,8 @@ def storm_through_web(processes, hosts: list[tuple[Host, str]], problem: dict) -
     port = free_port()
     processes.start(
         "web",
-        *("-m", "gunicorn", "config.wsgi:application", "--worker-class", "sync", "-w", "6"),
+        *("-m", "gunicorn", "config.wsgi:application", "-c", "config/gunicorn.py"),
+        *("--worker-class", "sync", "-w", "6"),
         *("-b", f"127.0.0.1:{port}"),
     )
     url = f"http://127.0.0.1:{port}"

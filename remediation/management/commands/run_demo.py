@@ -161,6 +161,8 @@ class Command(WardenCommand):
                 "-m",
                 "gunicorn",
                 "config.asgi:application",
+                "-c",
+                "config/gunicorn.py",
                 "-k",
                 "uvicorn_worker.UvicornWorker",
                 "-w",
