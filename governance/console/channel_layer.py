@@ -25,12 +25,12 @@ class CancellableRedisChannelLayer(RedisChannelLayer):
             # waits on its own future, so a cancellation reaches this task at once
             await asyncio.wait([receiving])
         except asyncio.CancelledError:
-            await _cancel_until_done(receiving)
+            await cancel_until_done(receiving)
             raise
         return receiving.result()
 
 
-async def _cancel_until_done(task: asyncio.Future) -> None:
+async def cancel_until_done(task: asyncio.Future) -> None:
     """Cancel again until the task ends: a cancellation it dropped is followed by one that
     lands in its next wait. Further cancellations of the caller are already being obeyed."""
     while not task.done():

@@ -8,6 +8,8 @@ import pytest
 from channels.layers import get_channel_layer
 from django.conf import settings
 
+from governance.console.channel_layer import cancel_until_done
+
 
 @pytest.fixture
 def redis_layer():
@@ -34,9 +36,7 @@ def test_a_receive_cancelled_at_any_moment_ends(redis_layer):
             done, _ = await asyncio.wait([receiving], timeout=2)  # Redis's pop waits 5 s
             if not done:
                 went_on.append(steps)
-                while not receiving.done():  # ended here, or the loop never closes
-                    receiving.cancel()
-                    await asyncio.wait([receiving], timeout=0.05)
+                await cancel_until_done(receiving)  # ended here, or the loop never closes
         return went_on
 
     assert asyncio.run(sweep()) == []
