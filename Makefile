@@ -24,10 +24,13 @@ demo: $(VENV)/.runtime
 # its own test database and pytest-django's order (tests that roll back, then those that
 # empty the database: loadgroup keeps it on each worker, worksteal would not). The
 # integration tests, which start real servers (gunicorn, uvicorn, qcluster, nginx, an
-# agent), run afterwards in one process with the machine to themselves: beside other
-# workers their timings were not their own.
-# PYTEST_XDIST="-n 0" runs the rest in one process too. Exit 5 is "none selected".
+# agent), run afterwards on two workers of their own, each with its own database and Redis
+# database (tests/integration/conftest.py): beside the others their timings were not their
+# own, and much of their time is spent waiting on the servers.
+# PYTEST_XDIST="-n 0" PYTEST_INTEGRATION_XDIST="-n 0" run each in one process. Exit 5 is
+# "none selected".
 PYTEST_XDIST ?= -n 3 --dist loadgroup --no-loadscope-reorder
+PYTEST_INTEGRATION_XDIST ?= -n 2 --dist load
 
 # On PostgreSQL both runs copy one migrated template database (tests/template_database.py):
 # the first keeps it for the second, which drops it. Compiled tests are cached even where
@@ -38,7 +41,7 @@ test: $(VENV)/.dev lint
 	  WARDEN_TEST_RUN=$$run WARDEN_TEST_KEEP_TEMPLATE=1 \
 	  $(BIN)/python -m pytest $(PYTEST_XDIST) -m "not integration" $(PYTEST_ARGS); \
 	  status=$$?; [ $$status -eq 0 ] || [ $$status -eq 5 ] || exit $$status; \
-	  WARDEN_TEST_RUN=$$run $(BIN)/python -m pytest -p no:xdist -m integration $(or $(PYTEST_ARGS),tests/integration); \
+	  WARDEN_TEST_RUN=$$run $(BIN)/python -m pytest $(PYTEST_INTEGRATION_XDIST) -m integration $(or $(PYTEST_ARGS),tests/integration); \
 	  status=$$?; [ $$status -eq 0 ] || [ $$status -eq 5 ] || exit $$status
 
 lint: $(VENV)/.dev

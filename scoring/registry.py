@@ -16,7 +16,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Generic, TypeVar
 
-import skops.io
 from django.conf import settings
 from django.db import transaction
 from django.db.models import Max
@@ -73,6 +72,8 @@ def model_dir() -> Path:
 
 def save_artifact(estimator: Any, version: int, kind: str = "severity") -> tuple[str, str]:
     """Write the estimator as a skops file named after its `kind`; returns (file name, sha256)."""
+    import skops.io  # here, not at the top: see load_estimator
+
     data = skops.io.dumps(estimator)
     sha256 = hashlib.sha256(data).hexdigest()
     # The hash in the name: two trainings racing for one version number cannot
@@ -91,6 +92,10 @@ def load_estimator(
 ) -> Any:
     """Load an artifact after checking its hash and that it holds no types beyond skops'
     safe defaults and `trusted_types` (each model kind names its own)."""
+    # Imported here: importing skops.io lists every scikit-learn estimator (1.6 s), which
+    # every Django process paid at start, whether it ever loads a model or not.
+    import skops.io
+
     path = model_dir() / artifact
     try:
         data = path.read_bytes()

@@ -15,27 +15,31 @@ import urllib.request
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit, urlunsplit
 
 import pytest
 from django.conf import settings
 from django.db import connection
+from django_q.conf import Conf
 
 from bench.servers import front_command
 
 ROOT = Path(__file__).resolve().parents[2]
 
 
-def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """Under pytest-xdist these tests run one at a time, on one worker: the qclusters they
-    start take tasks from the same Redis queue, and a test's task must reach its own."""
-    here = Path(__file__).parent
-    for item in items:
-        if item.path.is_relative_to(here):
-            item.add_marker(pytest.mark.xdist_group("servers"))
+def redis_url_of_this_worker(url: str) -> str:
+    """Under pytest-xdist each worker's processes get a Redis database of their own (the
+    URL's number plus the worker's): a qcluster takes tasks only from its own worker's
+    queue, and the channel groups of one worker's consoles are not another's."""
+    worker = os.environ.get("PYTEST_XDIST_WORKER", "gw0")
+    parts = urlsplit(url)
+    base = int(parts.path.strip("/") or 0)
+    number = (base + int(worker.removeprefix("gw"))) % 16  # Redis has 16 by default
+    return urlunsplit(parts._replace(path=f"/{number}"))
 
 
 @pytest.fixture
-def servers(settings: Any) -> None:
+def servers(settings: Any, monkeypatch: pytest.MonkeyPatch) -> None:
     missing = []
     if not os.environ.get("DATABASE_URL", "").startswith(("postgres://", "postgresql://")):
         missing.append("DATABASE_URL=postgres://...")
@@ -46,10 +50,18 @@ def servers(settings: Any) -> None:
         if os.environ.get("CI"):
             pytest.fail(message)
         pytest.skip(message)
-    # This process publishes to the processes' console: the default channel prefix, as
-    # theirs (tests/conftest.py gives each xdist worker its own outside these tests).
+    # This process and the ones it starts share this worker's Redis database: its tasks go
+    # to their qcluster, and it publishes to their consoles with the default channel prefix
+    # (tests/conftest.py gives each xdist worker a prefix of its own outside these tests).
+    url = redis_url_of_this_worker(os.environ["REDIS_URL"])
+    monkeypatch.setenv("REDIS_URL", url)
+    settings.REDIS_URL = url
+    monkeypatch.setattr(Conf, "REDIS", url)
     layers = copy.deepcopy(settings.CHANNEL_LAYERS)
-    layers["default"].get("CONFIG", {}).pop("prefix", None)
+    layers["default"]["CONFIG"].pop("prefix", None)
+    layers["default"]["CONFIG"]["hosts"] = [
+        {**layers["default"]["CONFIG"]["hosts"][0], "address": url}
+    ]
     settings.CHANNEL_LAYERS = layers
 
 
