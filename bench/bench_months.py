@@ -272,7 +272,12 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--quick", action="store_true", help="1 million samples, shorter runs")
     parser.add_argument("--samples", type=int, help="samples in all (10 million by default)")
-    parser.add_argument("--hosts", type=int, default=240)
+    # 160 hosts: the newest 10,000 samples fill the console's hour for every host, so the
+    # two phases draw the same hour (240 hosts left it two-thirds full at 10 thousand, and
+    # the panels' ratio measured the hour filling, not the months stored). Ten million
+    # readings of 160 hosts span 43 days, so samples are kept 45 (the default is 30).
+    parser.add_argument("--hosts", type=int, default=160)
+    parser.add_argument("--keep-days", type=int, default=45, help="WARDEN_SAMPLE_RETENTION_DAYS")
     parser.add_argument("--repeat", type=int, help="requests per page and phase")
     parser.add_argument("--seconds", type=int, help="seconds of each wrk run")
     args = parser.parse_args()
@@ -280,14 +285,20 @@ def main() -> None:
     args.repeat = args.repeat or (10 if args.quick else 30)
     args.seconds = args.seconds or (8 if args.quick else 20)
     span = timedelta(minutes=args.samples // args.hosts)
-    if span > timedelta(days=29):
+    if span > timedelta(days=args.keep_days - 1):
         raise SystemExit(
             f"{args.samples:,} samples of {args.hosts} hosts span {span}: more "
-            "than the 30 days kept; give more --hosts"
+            f"than the {args.keep_days} days kept; give more --hosts or --keep-days"
+        )
+    if args.hosts * 60 > FIRST_PHASE:
+        print(
+            f"Note: {args.hosts} hosts' last hour is more than the first {FIRST_PHASE:,} "
+            "samples, so the console draws less of it at first than later.",
+            flush=True,
         )
     work = Path(tempfile.mkdtemp(prefix="warden-months-"))
     with throwaway_servers("warden_months") as databases:
-        env = warden_env(databases, work / "data")
+        env = warden_env(databases, work / "data", WARDEN_SAMPLE_RETENTION_DAYS=str(args.keep_days))
         print(
             "Preparing: migrate, collectstatic, train and approve the model, register hosts ...",
             flush=True,
@@ -331,7 +342,8 @@ def main() -> None:
 def report(args, counts: dict, results: dict, retention: dict) -> None:
     print()
     print(
-        f"Months of samples: {args.hosts} hosts, one reading a minute each; "
+        f"Months of samples: {args.hosts} hosts, one reading a minute each, kept "
+        f"{args.keep_days} days; "
         f"web = gunicorn 4 sync workers behind nginx; a busy shared machine shows in "
         f"every wall-clock figure, CPU per request is steadier."
     )
