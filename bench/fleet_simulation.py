@@ -252,6 +252,28 @@ def report(args, outcome, analysis, cpu_before, cpu_after, system_before, system
             for m in outcome["by_minute"]
         )
     )
+    print(
+        "  of which the generator's own delay before writing a post, p99 by minute (ms): "
+        + ", ".join(
+            f"{m['minute'] + 1}: {m.get('lag_p99_ms', 0.0):.0f}" for m in outcome["by_minute"]
+        )
+    )
+    slowest = outcome["slowest"]
+    if slowest:
+        began = min(at for at, *_ in slowest)
+        print(
+            f"  the 50 slowest posts: due between {began:.1f} and "
+            f"{max(at for at, *_ in slowest):.1f} s, {min(s[1] for s in slowest) * 1000:.0f}-"
+            f"{max(s[1] for s in slowest) * 1000:.0f} ms, of which the generator's own delay "
+            f"{min(s[2] for s in slowest) * 1000:.0f}-{max(s[2] for s in slowest) * 1000:.0f} ms"
+        )
+    pauses = outcome.get("collector_pauses", [])
+    if pauses:
+        at, generation, longest = pauses[0]
+        print(
+            f"  the generator's longest collector pause: {longest * 1000:.0f} ms "
+            f"(generation {generation}, at {at:.1f} s)"
+        )
     worst = max((m["p99_ms"] for m in outcome["by_minute"]), default=0.0)
     met = "met" if worst < GOAL_P99_MS and not errors else "NOT met"
     print(

@@ -18,6 +18,7 @@ increasing `taken_at` (one `step` apart), so none is a resend.
 from __future__ import annotations
 
 import asyncio
+import gc
 import json
 import random
 import resource
@@ -62,7 +63,10 @@ class Agent:
 @dataclass
 class Tally:
     latencies: list[float] = field(default_factory=list)
-    timeline: list[tuple[float, float]] = field(default_factory=list)  # (due, latency)
+    # (due, latency, lag): lag is how long after it was due the request was written, the
+    # generator's own delay (its event loop, a free connection) inside the latency.
+    timeline: list[tuple[float, float, float]] = field(default_factory=list)
+    collector_pauses: list[tuple[float, int, float]] = field(default_factory=list)
     statuses: Counter = field(default_factory=Counter)
     errors: Counter = field(default_factory=Counter)
     samples_ok: int = 0
@@ -70,9 +74,11 @@ class Tally:
     sent_all: int = 0  # warm-up included
     bad_bodies: int = 0
 
-    def record(self, status: int, body: bytes, latency: float, n: int, at: float = 0.0) -> None:
+    def record(
+        self, status: int, body: bytes, latency: float, n: int, at: float = 0.0, lag: float = 0.0
+    ) -> None:
         self.latencies.append(latency)
-        self.timeline.append((at, latency))
+        self.timeline.append((at, latency, lag))
         self.statuses[status] += 1
         if status == 201 and body.startswith(b'{"host"'):  # Warden's answer, sample by sample
             try:
@@ -216,8 +222,9 @@ async def fleet(job: dict[str, Any], agents: list[Agent], start: datetime) -> Ta
         raw = raw_post(job["path"], job["host_header"], agent.key, agent.body(start, step, n))
         connection = await pool.get()
         try:
+            written = time.monotonic()
             status, body = await connection.request(raw)
-            tally.record(status, body, time.monotonic() - due, n, due - begin)
+            tally.record(status, body, time.monotonic() - due, n, due - begin, written - due)
             if status == 201:
                 agent.acked += sum(1 for r in json.loads(body)["results"] if not r["duplicate"])
         except (OSError, asyncio.IncompleteReadError, ValueError) as exc:
@@ -271,6 +278,21 @@ async def fleet(job: dict[str, Any], agents: list[Agent], start: datetime) -> Ta
         for k in range(int(job["duration"] / period) + 1)
         if (i / len(agents)) * period + k * period < job["duration"]
     )
+    # The generator's own collector: what was made so far (10,000 agents, their connections
+    # and polls) is frozen out of its way, and each pass it still makes is timed, so that a
+    # pause of the generator is told from one of the servers.
+    gc.collect()
+    gc.freeze()
+    started: list[float] = []
+
+    def time_collections(phase: str, info: dict[str, int]) -> None:
+        if phase == "start":
+            started[:] = [time.monotonic()]
+        elif started:
+            pause = time.monotonic() - started[0]
+            tally.collector_pauses.append((started[0] - begin, info["generation"], pause))
+
+    gc.callbacks.append(time_collections)
     for due, i in schedule:
         delay = due - time.monotonic()
         if delay > 0:
@@ -279,6 +301,7 @@ async def fleet(job: dict[str, Any], agents: list[Agent], start: datetime) -> Ta
         tasks.add(task)
         task.add_done_callback(tasks.discard)
     await asyncio.gather(*list(tasks))
+    gc.callbacks.remove(time_collections)
     tally.elapsed = max(time.monotonic(), stop) - begin  # type: ignore[attr-defined]
     for poller in pollers:
         poller.cancel()
@@ -319,20 +342,24 @@ def run(job: dict[str, Any]) -> dict[str, Any]:
         "by_minute": by_minute(tally.timeline),
         "began_at": getattr(tally, "began_at", None),
         "slowest": sorted(tally.timeline, key=lambda item: -item[1])[:50],
+        "lag_p99_ms": percentile([lag for _, _, lag in tally.timeline], 0.99) * 1000,
+        "lag_max_ms": max((lag for _, _, lag in tally.timeline), default=0.0) * 1000,
+        "collector_pauses": sorted(tally.collector_pauses, key=lambda item: -item[2])[:20],
     }
 
 
-def by_minute(timeline: list[tuple[float, float]]) -> list[dict[str, float]]:
+def by_minute(timeline: list[tuple[float, float, float]]) -> list[dict[str, float]]:
     """p50 and p99 latency (ms) of the requests due in each minute of a fleet job."""
-    minutes: dict[int, list[float]] = {}
-    for at, latency in timeline:
-        minutes.setdefault(int(at // 60), []).append(latency)
+    minutes: dict[int, list[tuple[float, float]]] = {}
+    for at, latency, lag in timeline:
+        minutes.setdefault(int(at // 60), []).append((latency, lag))
     return [
         {
             "minute": minute,
             "requests": len(values),
-            "p50_ms": percentile(values, 0.5) * 1000,
-            "p99_ms": percentile(values, 0.99) * 1000,
+            "p50_ms": percentile([latency for latency, _ in values], 0.5) * 1000,
+            "p99_ms": percentile([latency for latency, _ in values], 0.99) * 1000,
+            "lag_p99_ms": percentile([lag for _, lag in values], 0.99) * 1000,
         }
         for minute, values in sorted(minutes.items())
     ]

@@ -69,6 +69,10 @@ class Control:
 
     def start_postgres(self) -> None:
         options = f"-c listen_addresses=127.0.0.1 -p {self.pg_port} -k {self.work}"
+        # More of PostgreSQL's own settings for a diagnosis, such as
+        # BENCH_POSTGRES_OPTIONS="-c log_autovacuum_min_duration=0 -c log_checkpoints=on"
+        # (with BENCH_POSTGRES_LOG=file to keep the log).
+        options += " " + os.environ.get("BENCH_POSTGRES_OPTIONS", "")
         self.pg_ctl("-l", str(self.work / "pg.log"), "-o", options, "start")
 
     def stop_postgres(self, mode: str = "fast") -> None:
