@@ -253,19 +253,24 @@ def report(args, outcome, analysis, cpu_before, cpu_after, system_before, system
         )
     )
     print(
-        "  of which the generator's own delay before writing a post, p99 by minute (ms): "
+        "  p99 by minute (ms) of the generator's own delay in starting a post / of its wait "
+        "for a connection busy with an unanswered post: "
         + ", ".join(
-            f"{m['minute'] + 1}: {m.get('lag_p99_ms', 0.0):.0f}" for m in outcome["by_minute"]
+            f"{m['minute'] + 1}: {m['lag_p99_ms']:.0f} / {m['queued_p99_ms']:.0f}"
+            for m in outcome["by_minute"]
         )
     )
     slowest = outcome["slowest"]
     if slowest:
-        began = min(at for at, *_ in slowest)
+
+        def span(index: int) -> str:
+            values = [entry[index] * 1000 for entry in slowest]
+            return f"{min(values):.0f}-{max(values):.0f} ms"
+
         print(
-            f"  the 50 slowest posts: due between {began:.1f} and "
-            f"{max(at for at, *_ in slowest):.1f} s, {min(s[1] for s in slowest) * 1000:.0f}-"
-            f"{max(s[1] for s in slowest) * 1000:.0f} ms, of which the generator's own delay "
-            f"{min(s[2] for s in slowest) * 1000:.0f}-{max(s[2] for s in slowest) * 1000:.0f} ms"
+            f"  the 50 slowest posts: due between {min(e[0] for e in slowest):.1f} and "
+            f"{max(e[0] for e in slowest):.1f} s, {span(1)}, of which the generator's own "
+            f"delay {span(2)} and the wait for a connection {span(3)}"
         )
     pauses = outcome.get("collector_pauses", [])
     if pauses:

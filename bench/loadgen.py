@@ -63,9 +63,10 @@ class Agent:
 @dataclass
 class Tally:
     latencies: list[float] = field(default_factory=list)
-    # (due, latency, lag): lag is how long after it was due the request was written, the
-    # generator's own delay (its event loop, a free connection) inside the latency.
-    timeline: list[tuple[float, float, float]] = field(default_factory=list)
+    # (due, latency, lag, queued): lag is how long after it was due the generator's event
+    # loop started the post, its own delay; queued, how long the post then waited for one of
+    # the generator's connections, all busy with answers not yet come (the servers' delay).
+    timeline: list[tuple[float, float, float, float]] = field(default_factory=list)
     collector_pauses: list[tuple[float, int, float]] = field(default_factory=list)
     statuses: Counter = field(default_factory=Counter)
     errors: Counter = field(default_factory=Counter)
@@ -75,10 +76,17 @@ class Tally:
     bad_bodies: int = 0
 
     def record(
-        self, status: int, body: bytes, latency: float, n: int, at: float = 0.0, lag: float = 0.0
+        self,
+        status: int,
+        body: bytes,
+        latency: float,
+        n: int,
+        at: float = 0.0,
+        lag: float = 0.0,
+        queued: float = 0.0,
     ) -> None:
         self.latencies.append(latency)
-        self.timeline.append((at, latency, lag))
+        self.timeline.append((at, latency, lag, queued))
         self.statuses[status] += 1
         if status == 201 and body.startswith(b'{"host"'):  # Warden's answer, sample by sample
             try:
@@ -219,12 +227,14 @@ async def fleet(job: dict[str, Any], agents: list[Agent], start: datetime) -> Ta
     polls = Counter()
 
     async def post(agent: Agent, due: float) -> None:
+        began = time.monotonic()
         raw = raw_post(job["path"], job["host_header"], agent.key, agent.body(start, step, n))
         connection = await pool.get()
         try:
             written = time.monotonic()
             status, body = await connection.request(raw)
-            tally.record(status, body, time.monotonic() - due, n, due - begin, written - due)
+            latency = time.monotonic() - due
+            tally.record(status, body, latency, n, due - begin, began - due, written - began)
             if status == 201:
                 agent.acked += sum(1 for r in json.loads(body)["results"] if not r["duplicate"])
         except (OSError, asyncio.IncompleteReadError, ValueError) as exc:
@@ -342,24 +352,25 @@ def run(job: dict[str, Any]) -> dict[str, Any]:
         "by_minute": by_minute(tally.timeline),
         "began_at": getattr(tally, "began_at", None),
         "slowest": sorted(tally.timeline, key=lambda item: -item[1])[:50],
-        "lag_p99_ms": percentile([lag for _, _, lag in tally.timeline], 0.99) * 1000,
-        "lag_max_ms": max((lag for _, _, lag in tally.timeline), default=0.0) * 1000,
+        "lag_p99_ms": percentile([lag for _, _, lag, _ in tally.timeline], 0.99) * 1000,
+        "lag_max_ms": max((lag for _, _, lag, _ in tally.timeline), default=0.0) * 1000,
         "collector_pauses": sorted(tally.collector_pauses, key=lambda item: -item[2])[:20],
     }
 
 
-def by_minute(timeline: list[tuple[float, float, float]]) -> list[dict[str, float]]:
+def by_minute(timeline: list[tuple[float, float, float, float]]) -> list[dict[str, float]]:
     """p50 and p99 latency (ms) of the requests due in each minute of a fleet job."""
-    minutes: dict[int, list[tuple[float, float]]] = {}
-    for at, latency, lag in timeline:
-        minutes.setdefault(int(at // 60), []).append((latency, lag))
+    minutes: dict[int, list[tuple[float, float, float]]] = {}
+    for at, latency, lag, queued in timeline:
+        minutes.setdefault(int(at // 60), []).append((latency, lag, queued))
     return [
         {
             "minute": minute,
             "requests": len(values),
-            "p50_ms": percentile([latency for latency, _ in values], 0.5) * 1000,
-            "p99_ms": percentile([latency for latency, _ in values], 0.99) * 1000,
-            "lag_p99_ms": percentile([lag for _, lag in values], 0.99) * 1000,
+            "p50_ms": percentile([latency for latency, _, _ in values], 0.5) * 1000,
+            "p99_ms": percentile([latency for latency, _, _ in values], 0.99) * 1000,
+            "lag_p99_ms": percentile([lag for _, lag, _ in values], 0.99) * 1000,
+            "queued_p99_ms": percentile([queued for _, _, queued in values], 0.99) * 1000,
         }
         for minute, values in sorted(minutes.items())
     ]
