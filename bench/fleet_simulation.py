@@ -272,7 +272,7 @@ def report(args, outcome, analysis, cpu_before, cpu_after, system_before, system
             f"{max(e[0] for e in slowest):.1f} s, {span(1)}, of which the generator's own "
             f"delay {span(2)} and the wait for a connection {span(3)}"
         )
-    pauses = outcome.get("collector_pauses", [])
+    pauses = outcome["collector_pauses"]
     if pauses:
         at, generation, longest = pauses[0]
         print(

@@ -352,8 +352,6 @@ def run(job: dict[str, Any]) -> dict[str, Any]:
         "by_minute": by_minute(tally.timeline),
         "began_at": getattr(tally, "began_at", None),
         "slowest": sorted(tally.timeline, key=lambda item: -item[1])[:50],
-        "lag_p99_ms": percentile([lag for _, _, lag, _ in tally.timeline], 0.99) * 1000,
-        "lag_max_ms": max((lag for _, _, lag, _ in tally.timeline), default=0.0) * 1000,
         "collector_pauses": sorted(tally.collector_pauses, key=lambda item: -item[2])[:20],
     }
 
