@@ -24,9 +24,15 @@ from typing import Any
 
 from django.db import DatabaseError, connection, transaction
 
-# A drop or a creation waits this long for the parent table's lock, then gives up until
-# the next run: ingest queues behind a waiting lock, so it must not wait long.
+# A creation waits this long for the parent table's lock, then gives up until the next
+# run: ingest queues behind a waiting lock, so it must not wait long.
 LOCK_TIMEOUT = "1s"
+
+# A drop waits this many times the server's deadlock_timeout. Autovacuum working on a
+# partition yields it only to a lock waiter that has waited deadlock_timeout (1 s by
+# default); a drop that gave up at that same second never outlasted an autovacuum, so
+# retention failed whenever one was under way on the partition.
+DROP_LOCK_WAIT_DEADLOCK_TIMEOUTS = 2
 
 # How many rows ANALYZE reads of a partition: 300 x this (PostgreSQL's default target is
 # 100, 30,000 rows). The partition being written grows fast on a busy fleet, so autovacuum
@@ -198,7 +204,11 @@ def drop_partition(table: PartitionedTable, partition: Partition) -> int:
     with connection.cursor() as cursor:
         cursor.execute(f"SELECT count(*) FROM ONLY {quoted}")
         (rows,) = cursor.fetchone()
-        cursor.execute(f"SET LOCAL lock_timeout = '{LOCK_TIMEOUT}'")
+        cursor.execute(
+            "SELECT set_config('lock_timeout', (extract(epoch FROM "
+            "current_setting('deadlock_timeout')::interval) * 1000 * %s)::int::text, true)",
+            [DROP_LOCK_WAIT_DEADLOCK_TIMEOUTS],
+        )
         # A drop is refused while rows this transaction wrote wait for their deferred
         # foreign-key checks (the worker's own transaction has none): check them now.
         cursor.execute("SET CONSTRAINTS ALL IMMEDIATE")

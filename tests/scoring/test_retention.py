@@ -82,6 +82,37 @@ def test_every_partition_is_analyzed_from_a_sample_of_3000_rows(db):
 
 
 @postgres_only
+def test_a_drop_outwaits_an_autovacuum_on_its_partition(db):
+    import threading
+    import time
+
+    import psycopg
+
+    # given another backend holding a partition as autovacuum does, which PostgreSQL makes
+    # yield to a lock waiter only after deadlock_timeout (1 s); it lets go a little later
+    partition = attached(SAMPLES)[0]
+    locked, blocker = threading.Event(), psycopg.connect(**connection.get_connection_params())
+
+    def hold() -> None:
+        with blocker.transaction():
+            blocker.execute(f'LOCK TABLE "{partition.name}" IN SHARE UPDATE EXCLUSIVE MODE')
+            locked.set()
+            time.sleep(1.3)
+
+    holder = threading.Thread(target=hold)
+    holder.start()
+    try:
+        assert locked.wait(10)
+        # the drop waits it out, rather than giving up at the second autovacuum is told to go
+        drop_partition(SAMPLES, partition)
+    finally:
+        holder.join()
+        blocker.close()
+
+    assert partition not in attached(SAMPLES)
+
+
+@postgres_only
 def test_a_reading_waits_for_no_worker_to_make_its_partition(agent):
     # given a worker stopped so long that today's partitions were never made
     now = timezone.now()
