@@ -24,15 +24,14 @@ from typing import Any
 
 from django.db import DatabaseError, connection, transaction
 
-# A creation waits this long for the parent table's lock, then gives up until the next
-# run: ingest queues behind a waiting lock, so it must not wait long.
-LOCK_TIMEOUT = "1s"
+# A creation or a drop waits for its locks this many times the server's deadlock_timeout,
+# then gives up until the next run: ingest queues behind a waiting lock, so it must not wait
+# long. But autovacuum, at work on a partition or on a table the partitions refer to (a
+# creation locks hosts, tickets and model versions against changes), yields only to a
+# waiter that has waited deadlock_timeout (1 s by default): one that gave up at that same
+# second never outlasted an autovacuum, and on a busy fleet the hosts table is vacuumed often.
+LOCK_WAIT_DEADLOCK_TIMEOUTS = 2
 
-# A drop waits this many times the server's deadlock_timeout. Autovacuum working on a
-# partition yields it only to a lock waiter that has waited deadlock_timeout (1 s by
-# default); a drop that gave up at that same second never outlasted an autovacuum, so
-# retention failed whenever one was under way on the partition.
-DROP_LOCK_WAIT_DEADLOCK_TIMEOUTS = 2
 
 # How many rows ANALYZE reads of a partition: 300 x this (PostgreSQL's default target is
 # 100, 30,000 rows). The partition being written grows fast on a busy fleet, so autovacuum
@@ -124,7 +123,7 @@ def create_partitions(table: PartitionedTable, wanted: Sequence[Partition]) -> l
             continue
         quoted = connection.ops.quote_name(partition.name)
         with connection.cursor() as cursor:
-            cursor.execute(f"SET LOCAL lock_timeout = '{LOCK_TIMEOUT}'")
+            wait_for_locks_briefly(cursor)
             cursor.execute(
                 f"CREATE TABLE {quoted} (LIKE {table.table} INCLUDING DEFAULTS "
                 "INCLUDING CONSTRAINTS INCLUDING STORAGE)"
@@ -135,6 +134,16 @@ def create_partitions(table: PartitionedTable, wanted: Sequence[Partition]) -> l
             )
         made.append(partition)
     return made
+
+
+def wait_for_locks_briefly(cursor: Any) -> None:
+    """For the rest of the transaction, wait LOCK_WAIT_DEADLOCK_TIMEOUTS x deadlock_timeout
+    for a lock, then fail."""
+    cursor.execute(
+        "SELECT set_config('lock_timeout', (extract(epoch FROM "
+        "current_setting('deadlock_timeout')::interval) * 1000 * %s)::int::text, true)",
+        [LOCK_WAIT_DEADLOCK_TIMEOUTS],
+    )
 
 
 def sample_less(cursor: Any, partition: str, target: int = STATISTICS_TARGET) -> None:
@@ -204,11 +213,7 @@ def drop_partition(table: PartitionedTable, partition: Partition) -> int:
     with connection.cursor() as cursor:
         cursor.execute(f"SELECT count(*) FROM ONLY {quoted}")
         (rows,) = cursor.fetchone()
-        cursor.execute(
-            "SELECT set_config('lock_timeout', (extract(epoch FROM "
-            "current_setting('deadlock_timeout')::interval) * 1000 * %s)::int::text, true)",
-            [DROP_LOCK_WAIT_DEADLOCK_TIMEOUTS],
-        )
+        wait_for_locks_briefly(cursor)
         # A drop is refused while rows this transaction wrote wait for their deferred
         # foreign-key checks (the worker's own transaction has none): check them now.
         cursor.execute("SET CONSTRAINTS ALL IMMEDIATE")

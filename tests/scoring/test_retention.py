@@ -1,8 +1,13 @@
 """Months of samples: partitions made ahead and dropped whole, SQLite pruned in batches, each
 removal audited; minute summaries kept exact and read by the console, drift and a host's page."""
 
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 
+import psycopg
 import pytest
 from django.db import connection
 from django.utils import timezone
@@ -16,6 +21,7 @@ from scoring.partitions import (
     STATISTICS_TARGET,
     TABLES,
     attached,
+    create_partitions,
     drop_partition,
 )
 from scoring.retention import apply_retention
@@ -81,35 +87,44 @@ def test_every_partition_is_analyzed_from_a_sample_of_3000_rows(db):
                 assert set(targets.values()) == {STATISTICS_TARGET}, (partition.name, targets)
 
 
-@postgres_only
-def test_a_drop_outwaits_an_autovacuum_on_its_partition(db):
-    import threading
-    import time
-
-    import psycopg
-
-    # given another backend holding a partition as autovacuum does, which PostgreSQL makes
-    # yield to a lock waiter only after deadlock_timeout (1 s); it lets go a little later
-    partition = attached(SAMPLES)[0]
+@contextmanager
+def held_as_autovacuum_holds_it(table: str, seconds: float) -> Iterator[None]:
+    """`table` locked by another backend as autovacuum locks what it works on, for `seconds`.
+    PostgreSQL makes autovacuum yield to a lock waiter only after deadlock_timeout (1 s)."""
     locked, blocker = threading.Event(), psycopg.connect(**connection.get_connection_params())
 
     def hold() -> None:
         with blocker.transaction():
-            blocker.execute(f'LOCK TABLE "{partition.name}" IN SHARE UPDATE EXCLUSIVE MODE')
+            blocker.execute(f'LOCK TABLE "{table}" IN SHARE UPDATE EXCLUSIVE MODE')
             locked.set()
-            time.sleep(1.3)
+            time.sleep(seconds)
 
     holder = threading.Thread(target=hold)
     holder.start()
     try:
         assert locked.wait(10)
-        # the drop waits it out, rather than giving up at the second autovacuum is told to go
-        drop_partition(SAMPLES, partition)
+        yield
     finally:
         holder.join()
         blocker.close()
 
+
+@postgres_only
+def test_a_drop_outwaits_an_autovacuum_on_its_partition(db):
+    partition = attached(SAMPLES)[0]
+    with held_as_autovacuum_holds_it(partition.name, 1.3):
+        drop_partition(SAMPLES, partition)
+
     assert partition not in attached(SAMPLES)
+
+
+@postgres_only
+def test_making_a_partition_outwaits_an_autovacuum_on_the_hosts_it_refers_to(db):
+    later = SAMPLES.partition(timezone.now() + timedelta(days=90))
+    with held_as_autovacuum_holds_it("remediation_host", 1.3):
+        assert create_partitions(SAMPLES, [later]) == [later]
+
+    assert later in attached(SAMPLES)
 
 
 @postgres_only
