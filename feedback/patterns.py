@@ -27,15 +27,17 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from functools import cache
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from django.conf import settings
-from sklearn.feature_extraction.text import HashingVectorizer
 
 from feedback.models import Pattern
 from governance.rules.ceilings import ELIGIBLE_OCCURRENCES, ELIGIBLE_POSITIVE_RATE
 from remediation.choices import VerifiedBy
 from scoring.reliability import MIN_PATTERN_OCCURRENCES, PatternFacts
+
+if TYPE_CHECKING:
+    from sklearn.feature_extraction.text import HashingVectorizer
 
 KEY_TERM_LIMIT = 3
 # A contribution below this barely moved the prediction: not a key term.
@@ -90,8 +92,11 @@ class PatternMatch:
 
 
 @cache
-def _text_vectorizers() -> tuple[HashingVectorizer, HashingVectorizer]:
+def _text_vectorizers() -> tuple["HashingVectorizer", "HashingVectorizer"]:
     """Stateless: the same text always gives the same vector, with nothing to fit."""
+    # Imported here: scikit-learn costs every process 0.8 s to import (scipy.stats with
+    # it), and most, every manage.py command among them, never match a ticket's text.
+    from sklearn.feature_extraction.text import HashingVectorizer
 
     def common(text: str) -> str:
         # "97%" and "88%" are the same words about the same problem.

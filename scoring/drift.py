@@ -21,9 +21,9 @@ monitoring compares thresholds with the PSI beyond it.
 """
 
 from collections.abc import Iterator, Sequence
+from typing import Any
 
 import numpy as np
-from scipy.stats import chi2
 
 DRIFT_WARNING = 0.1
 DRIFT_ALERT = 0.25
@@ -157,7 +157,7 @@ def sampling_noise(
         if square <= 0:
             noise[name] = 0.0
             continue
-        noise[name] = square / mean * float(chi2.ppf(quantile, mean**2 / square))
+        noise[name] = square / mean * float(_chi_squared().ppf(quantile, mean**2 / square))
     return noise
 
 
@@ -188,3 +188,11 @@ def _fractions(column: np.ndarray, edges: np.ndarray) -> np.ndarray:
     """Share of `column` in each of the len(edges) + 1 bins."""
     index = np.searchsorted(edges, column, side="left")
     return np.bincount(index, minlength=len(edges) + 1) / column.size
+
+
+def _chi_squared() -> Any:
+    """scipy's chi-squared distribution, imported on first use: scipy.stats costs a process
+    0.6 s to import, and most processes never judge drift."""
+    from scipy.stats import chi2
+
+    return chi2

@@ -18,6 +18,7 @@ thread: each web worker has a core at most, and more threads only fight over it
 """
 
 from dataclasses import dataclass
+from functools import cache
 from typing import Any
 
 import numpy as np
@@ -26,7 +27,15 @@ from threadpoolctl import ThreadpoolController
 # Rows compared with every split at once: bounds the temporary arrays (~7 MB).
 CHUNK_ROWS = 1024
 
-_threadpools = ThreadpoolController()
+
+@cache
+def _threadpools() -> ThreadpoolController:
+    """Made at the first prediction, with scikit-learn's OpenMP runtime loaded first: a
+    controller limits only the libraries loaded when it is made, and scikit-learn is
+    imported late (scoring.training)."""
+    import sklearn.utils._openmp_helpers  # noqa: F401
+
+    return ThreadpoolController()
 
 
 def one_thread() -> Any:
@@ -35,7 +44,7 @@ def one_thread() -> Any:
     OpenMP's thread count is per calling thread, so this is entered around each
     call, by the thread that makes it (~25 microseconds), not once per process.
     """
-    return _threadpools.limit(limits=1)
+    return _threadpools().limit(limits=1)
 
 
 @dataclass(frozen=True)

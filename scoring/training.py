@@ -38,16 +38,19 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from html import escape
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-from sklearn.ensemble import HistGradientBoostingClassifier
-from sklearn.metrics import confusion_matrix, f1_score, precision_recall_fscore_support
 from threadpoolctl import threadpool_limits
 
 from scoring.choices import Severity
 from scoring.drift import reference_distribution
 from scoring.features import FEATURE_NAMES
+
+# scikit-learn is imported where a model is fitted or scored: importing it costs a process
+# 0.8 s, and every process imports this module (through the registry) at start.
+if TYPE_CHECKING:
+    from sklearn.ensemble import HistGradientBoostingClassifier
 from scoring.inference import (
     DECISION_COST,
     PROBABILITY_FLOOR,
@@ -106,7 +109,7 @@ ESTIMATOR_PARAMS: dict[str, Any] = {
 class TrainingResult:
     """A fitted model with what the registry records about it."""
 
-    estimator: HistGradientBoostingClassifier
+    estimator: "HistGradientBoostingClassifier"
     # The decision rule, read by scoring.inference.apply_thresholds:
     # {"misclassification_cost": 3 x 3 list, "probability_floor": f}
     thresholds: dict[str, Any]
@@ -154,6 +157,8 @@ def train_severity_model(
         raise ValueError("y_train must hold at least two classes")
     if not 0.0 <= label_noise < 1.0 / len(CLASSES):
         raise ValueError(f"label_noise must be in [0, 1/{len(CLASSES)}), got {label_noise}")
+
+    from sklearn.ensemble import HistGradientBoostingClassifier
 
     estimator = HistGradientBoostingClassifier(
         **ESTIMATOR_PARAMS, class_weight=CLASS_WEIGHTS, random_state=seed
@@ -204,6 +209,8 @@ def evaluation_metrics(y_true: np.ndarray, y_pred: np.ndarray) -> dict:
     """macro_f1, per_class (precision, recall, f1, support by class name), confusion_matrix
     (rows = true class, columns = predicted, in severity order), mean_cost (the
     MISCLASSIFICATION_COST per sample) and n_eval."""
+    from sklearn.metrics import confusion_matrix, f1_score, precision_recall_fscore_support
+
     labels = list(CLASSES)
     precision, recall, f1, support = precision_recall_fscore_support(
         y_true, y_pred, labels=labels, zero_division=0

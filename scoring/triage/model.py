@@ -30,20 +30,20 @@ held-out rows): the lowest on a grid with no unsafe suggestion there, so the hel
 figures report it honestly.
 """
 
+from __future__ import annotations
+
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-from sklearn.calibration import CalibratedClassifierCV
-from sklearn.feature_extraction.text import TfidfVectorizer
-from sklearn.metrics import f1_score
-from sklearn.model_selection import StratifiedGroupKFold, cross_val_predict, train_test_split
-from sklearn.pipeline import FeatureUnion, Pipeline
-from sklearn.preprocessing import normalize
-from sklearn.svm import LinearSVC
 from threadpoolctl import threadpool_limits
+
+# scikit-learn is imported where a pipeline is built, fitted or read: importing it costs a
+# process 0.8 s, and every process imports this module (its labels and rules) at start.
+if TYPE_CHECKING:
+    from sklearn.pipeline import Pipeline
 
 # Risk classes in order; "a person picks" (no runbook) is above every runbook.
 RISK_ORDER = ("read_only", "safe_write", "critical_write")
@@ -98,6 +98,11 @@ def risk_rank(runbook: str, risk: Mapping[str, str]) -> int:
 
 
 def build_pipeline(seed: int = 0) -> Pipeline:
+    from sklearn.calibration import CalibratedClassifierCV
+    from sklearn.feature_extraction.text import TfidfVectorizer
+    from sklearn.pipeline import FeatureUnion, Pipeline
+    from sklearn.svm import LinearSVC
+
     return Pipeline(
         [
             (
@@ -137,7 +142,7 @@ class Rule:
         }
 
     @classmethod
-    def from_dict(cls, data: Mapping[str, Any]) -> "Rule":
+    def from_dict(cls, data: Mapping[str, Any]) -> Rule:
         return cls(
             threshold=float(data["threshold"]),
             rival_share=float(data["rival_share"]),
@@ -267,6 +272,8 @@ def evaluate(
     proba: np.ndarray, labels: Sequence[str], y: Sequence[str], rule: Rule
 ) -> dict[str, Any]:
     """Held-out figures of `proba` (rows in y's order) under `rule`."""
+    from sklearn.metrics import f1_score
+
     labels = list(labels)
     predicted = [labels[i] for i in np.argmax(proba, axis=1)]
     true_parts = [split_label(label) for label in y]
@@ -321,6 +328,8 @@ def evaluate(
 
 def tfidf_vectors(pipeline: Pipeline, texts: Sequence[str]) -> Any:
     """Texts as the fitted features, each row of unit length: a dot product is a cosine."""
+    from sklearn.preprocessing import normalize
+
     return normalize(pipeline.named_steps["features"].transform(list(texts)))
 
 
@@ -442,6 +451,8 @@ def train_triage_model(
         raise ValueError(f"labels name runbooks with no risk class: {', '.join(unknown)}")
     if len(set(y)) < 2:
         raise ValueError("the corpus must hold at least two labels")
+    from sklearn.model_selection import StratifiedGroupKFold, cross_val_predict, train_test_split
+
     groups = list(groups) or [""] * len(texts)
     train_texts, eval_texts, train_y, eval_y, train_groups, eval_groups = train_test_split(
         texts, y, groups, test_size=held_out_share, stratify=y, random_state=seed

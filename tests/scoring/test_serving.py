@@ -72,3 +72,37 @@ def test_scikit_learn_fallback_predicts_with_one_thread(monkeypatch, readings) -
     assert seen and set(seen) == {1}, "every thread pool limited to one thread while predicting"
     # ... and only while predicting: the limit is not left on the process.
     assert [pool["num_threads"] for pool in threadpool_info()] == before
+
+
+def test_a_process_starts_without_scikit_learn_and_its_first_prediction_has_one_thread():
+    import json
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    # A fresh Django process, as a manage.py command or a worker starts.
+    script = """
+import json, sys, django
+django.setup()
+print(json.dumps([m for m in ("sklearn", "scipy.stats") if m in sys.modules]))
+from threadpoolctl import threadpool_info
+from scoring.serving import one_thread
+with one_thread():
+    print(json.dumps({p["internal_api"]: p["num_threads"] for p in threadpool_info()}))
+"""
+    env = {**os.environ, "DJANGO_SETTINGS_MODULE": "config.settings"}
+    result = subprocess.run(
+        [sys.executable, "-c", script],
+        cwd=Path(__file__).resolve().parents[2],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == 0, result.stderr
+    imported, pools = map(json.loads, result.stdout.splitlines()[-2:])
+    # scikit-learn and scipy.stats (1.2 s of a process's start) wait for their first use
+    assert imported == []
+    # and then OpenMP, loaded with scikit-learn, is held to one thread like BLAS
+    assert pools == {"openblas": 1, "openmp": 1}
