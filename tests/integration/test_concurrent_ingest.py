@@ -1,8 +1,11 @@
 """Concurrent requests on PostgreSQL: one host's simultaneous batches open one ticket, not two."""
 
 import json
+import os
+import signal
 import threading
 import urllib.request
+from pathlib import Path
 
 import pytest
 from django.db import connections
@@ -13,6 +16,7 @@ from governance.models import Decision, Policy
 from governance.policies.actions import save_policy
 from remediation.actions import add_host
 from remediation.models import Execution, Host, Ticket
+from scoring.models import MetricSample
 from tests.conftest import HEALTHY, PROBLEMS
 from tests.integration.conftest import free_port, wait_until
 
@@ -157,3 +161,76 @@ def _answers(url: str) -> bool:
             return True
     except OSError:
         return False
+
+
+def database_sockets_of(pid: int) -> int:
+    """How many TCP connections to the test database's port the process `pid` holds."""
+    port = int(connections["default"].settings_dict["PORT"] or 5432)
+    inodes = set()
+    for fd in Path(f"/proc/{pid}/fd").iterdir():
+        target = os.readlink(fd)
+        if target.startswith("socket:["):
+            inodes.add(target[8:-1])
+    held = 0
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        for line in Path(table).read_text().splitlines()[1:]:
+            fields = line.split()
+            if int(fields[2].rsplit(":", 1)[1], 16) == port and fields[9] in inodes:
+                held += 1
+    return held
+
+
+def workers_of(arbiter: int) -> set[int]:
+    children = Path(f"/proc/{arbiter}/task/{arbiter}/children").read_text().split()
+    return {int(pid) for pid in children}
+
+
+@pytest.mark.integration
+@pytest.mark.django_db(transaction=True, serialized_rollback=True)
+def test_a_web_worker_killed_is_replaced_by_one_that_serves_at_once(processes, approved_model):
+    # given the web command's arbiter, which loads the views and the model once and forks
+    # its two workers with them
+    host, key = add_host("fork-01", now=timezone.now())
+    port = free_port()
+    web = processes.start(
+        "web",
+        *("-m", "gunicorn", "config.wsgi:application", "-c", "config/gunicorn.py"),
+        *("--worker-class", "sync", "-w", "2"),
+        *("-b", f"127.0.0.1:{port}"),
+    )
+    url = f"http://127.0.0.1:{port}"
+    wait_until(
+        lambda: _answers(f"{url}/healthz"), 60, "the web server", lambda: processes.log("web")
+    )
+    wait_until(lambda: len(workers_of(web.pid)) == 2, 30, "two workers")
+    first = workers_of(web.pid)
+
+    def post(second: int) -> int:
+        sample = {"host": host.name, "taken_at": f"2026-11-25T10:00:{second:02d}Z", **HEALTHY}
+        request = urllib.request.Request(
+            f"{url}/api/v1/metrics",
+            data=json.dumps(sample).encode(),
+            headers={"Authorization": f"Bearer {key}", "Content-Type": "application/json"},
+        )
+        with urllib.request.urlopen(request, timeout=10) as response:
+            return response.status
+
+    # when one worker dies, after the workers served requests from their pools
+    assert [post(second) for second in range(10)] == [201] * 10
+    assert database_sockets_of(web.pid) == 0  # what it forks holds no connection
+    assert sum(database_sockets_of(worker) for worker in first) >= 1
+    os.kill(min(first), signal.SIGKILL)
+    wait_until(
+        lambda: len(workers_of(web.pid) - first) == 1 and len(workers_of(web.pid)) == 2,
+        30,
+        "a new worker",
+        lambda: processes.log("web"),
+    )
+
+    # then its replacement, forked from the arbiter, takes metrics with its own database
+    # connections (none crossed the fork) and the model it was forked with
+    assert [post(second) for second in range(10, 40)] == [201] * 30
+    assert MetricSample.objects.filter(host=host).count() == 40
+    log = processes.log("web")
+    assert log.count("ready with severity model") == 1, log  # loaded once, by the arbiter
+    assert "Traceback" not in log, log
