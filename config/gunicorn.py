@@ -1,15 +1,15 @@
 """gunicorn's settings for the roles that take agents' metrics (the web role, and the demo's
 one server): `gunicorn -c config/gunicorn.py ...`.
 
-The arbiter loads Django, every view and the approved severity model once, then forks its
-workers with them loaded (preload_app): a worker (started, or restarted after a crash)
-takes requests at once instead of first spending about 2.5 s of CPU on its own imports and
-model, while the requests a busy fleet sends it queue behind (a 10,000-host fleet's first
-second waited up to 1 s), and the workers share those pages with the arbiter
-(copy-on-write, kept so by gc.freeze). Nothing that cannot cross a fork is left open in the
-arbiter: its database connections and their pools are closed before the first fork. A
-new release needs the processes restarted (as a container's roll-out does): a HUP reloads
-the configuration, not the code.
+The arbiter imports Django and every view and loads the approved severity model once, then
+forks its workers with all of it loaded (preload_app). A worker, started or restarted after
+a crash, takes requests at once: on its own it spent about 2.5 s of CPU first, while the
+requests of a busy fleet queued behind it (a 10,000-host fleet's first second waited up to
+1 s). The workers also share those pages with the arbiter (copy-on-write, kept so by
+gc.freeze). Nothing that cannot cross a fork stays open in the arbiter: its database
+connections and their pools are closed before the first fork. A release is rolled out by
+restarting the processes, as a container's roll-out does: a HUP reloads the configuration,
+not the code.
 """
 
 from typing import Any

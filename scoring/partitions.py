@@ -32,7 +32,6 @@ from django.db import DatabaseError, connection, transaction
 # second never outlasted an autovacuum, and on a busy fleet the hosts table is vacuumed often.
 LOCK_WAIT_DEADLOCK_TIMEOUTS = 2
 
-
 # How many rows ANALYZE reads of a partition: 300 x this (PostgreSQL's default target is
 # 100, 30,000 rows). The partition being written grows fast on a busy fleet, so autovacuum
 # analyzes it every minute or two; at 10,000 hosts each analyze of the day's samples and of

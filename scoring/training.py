@@ -46,11 +46,6 @@ from threadpoolctl import threadpool_limits
 from scoring.choices import Severity
 from scoring.drift import reference_distribution
 from scoring.features import FEATURE_NAMES
-
-# scikit-learn is imported where a model is fitted or scored: importing it costs a process
-# 0.8 s, and every process imports this module (through the registry) at start.
-if TYPE_CHECKING:
-    from sklearn.ensemble import HistGradientBoostingClassifier
 from scoring.inference import (
     DECISION_COST,
     PROBABILITY_FLOOR,
@@ -58,6 +53,11 @@ from scoring.inference import (
     class_probabilities,
 )
 from scoring.synthetic import LABEL_NOISE
+
+# scikit-learn is imported where a model is fitted or scored: importing it costs a process
+# 0.8 s, and every process imports this module (through the registry) at start.
+if TYPE_CHECKING:
+    from sklearn.ensemble import HistGradientBoostingClassifier
 
 # Defaults of `manage.py train_severity_model` and of the acceptance test: 18,000
 # training samples (150 hosts x 120 readings), fitted in about a second on one core.
