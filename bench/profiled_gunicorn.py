@@ -129,7 +129,10 @@ def post_worker_init(worker) -> None:
             setattr(owner, name, clock.wrap(stage, getattr(owner, name)))
     from config.warm import warm_up  # Django is set up by now
 
-    warm_up()  # as config/gunicorn.py does: this file replaces it on the command line
+    # This file replaces config/gunicorn.py on the command line. That one warms up once, in
+    # the arbiter, before forking (preload_app); here each worker does it, after wrapping
+    # its stages: the per-request figures are the same either way.
+    warm_up()
 
 
 def pre_request(worker, req) -> None:
