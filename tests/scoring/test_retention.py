@@ -88,9 +88,14 @@ def test_every_partition_is_analyzed_from_a_sample_of_3000_rows(db):
 
 
 @contextmanager
-def held_as_autovacuum_holds_it(table: str, seconds: float) -> Iterator[None]:
-    """`table` locked by another backend as autovacuum locks what it works on, for `seconds`.
-    PostgreSQL makes autovacuum yield to a lock waiter only after deadlock_timeout (1 s)."""
+def held_as_autovacuum_holds_it(table: str) -> Iterator[None]:
+    """`table` locked by another backend as autovacuum locks what it works on, a little
+    longer than deadlock_timeout: PostgreSQL makes autovacuum yield to a lock waiter only
+    once the waiter has waited that long (1 s by default)."""
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT extract(epoch FROM current_setting('deadlock_timeout')::interval)")
+        (deadlock_timeout,) = cursor.fetchone()
+    seconds = float(deadlock_timeout) + 0.3
     locked, blocker = threading.Event(), psycopg.connect(**connection.get_connection_params())
 
     def hold() -> None:
@@ -112,7 +117,7 @@ def held_as_autovacuum_holds_it(table: str, seconds: float) -> Iterator[None]:
 @postgres_only
 def test_a_drop_outwaits_an_autovacuum_on_its_partition(db):
     partition = attached(SAMPLES)[0]
-    with held_as_autovacuum_holds_it(partition.name, 1.3):
+    with held_as_autovacuum_holds_it(partition.name):
         drop_partition(SAMPLES, partition)
 
     assert partition not in attached(SAMPLES)
@@ -121,7 +126,7 @@ def test_a_drop_outwaits_an_autovacuum_on_its_partition(db):
 @postgres_only
 def test_making_a_partition_outwaits_an_autovacuum_on_the_hosts_it_refers_to(db):
     later = SAMPLES.partition(timezone.now() + timedelta(days=90))
-    with held_as_autovacuum_holds_it("remediation_host", 1.3):
+    with held_as_autovacuum_holds_it("remediation_host"):
         assert create_partitions(SAMPLES, [later]) == [later]
 
     assert later in attached(SAMPLES)
