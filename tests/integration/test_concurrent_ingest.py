@@ -3,6 +3,7 @@
 import json
 import os
 import signal
+import subprocess
 import threading
 import urllib.request
 from pathlib import Path
@@ -65,21 +66,27 @@ def test_simultaneous_batches_showing_a_new_problem_share_one_ticket(servers, ap
     assert ticket.occurrence_count == 6
 
 
-def storm_through_web(processes, hosts: list[tuple[Host, str]], problem: dict) -> list[str]:
-    """Every host posts a healthy reading, then all of them `problem` at the same instant,
-    through the web command's sync workers (several processes deciding at once); returns
-    each problem's decision."""
+def start_web_command(processes, workers: int) -> tuple[subprocess.Popen, str]:
+    """The web command's gunicorn alone (no front), answering; its process and URL."""
     port = free_port()
-    processes.start(
+    web = processes.start(
         "web",
         *("-m", "gunicorn", "config.wsgi:application", "-c", "config/gunicorn.py"),
-        *("--worker-class", "sync", "-w", "6"),
+        *("--worker-class", "sync", "-w", str(workers)),
         *("-b", f"127.0.0.1:{port}"),
     )
     url = f"http://127.0.0.1:{port}"
     wait_until(
         lambda: _answers(f"{url}/healthz"), 60, "the web server", lambda: processes.log("web")
     )
+    return web, url
+
+
+def storm_through_web(processes, hosts: list[tuple[Host, str]], problem: dict) -> list[str]:
+    """Every host posts a healthy reading, then all of them `problem` at the same instant,
+    through the web command's sync workers (several processes deciding at once); returns
+    each problem's decision."""
+    _, url = start_web_command(processes, workers=6)
     answers: list[tuple[int, str]] = []
 
     def post(host: Host, key: str, start: threading.Barrier, problem: dict) -> None:
@@ -191,17 +198,7 @@ def test_a_web_worker_killed_is_replaced_by_one_that_serves_at_once(processes, a
     # given the web command's arbiter, which loads the views and the model once and forks
     # its two workers with them
     host, key = add_host("fork-01", now=timezone.now())
-    port = free_port()
-    web = processes.start(
-        "web",
-        *("-m", "gunicorn", "config.wsgi:application", "-c", "config/gunicorn.py"),
-        *("--worker-class", "sync", "-w", "2"),
-        *("-b", f"127.0.0.1:{port}"),
-    )
-    url = f"http://127.0.0.1:{port}"
-    wait_until(
-        lambda: _answers(f"{url}/healthz"), 60, "the web server", lambda: processes.log("web")
-    )
+    web, url = start_web_command(processes, workers=2)
     wait_until(lambda: len(workers_of(web.pid)) == 2, 30, "two workers")
     first = workers_of(web.pid)
 
