@@ -24,13 +24,14 @@ demo: $(VENV)/.runtime
 # its own test database and pytest-django's order (tests that roll back, then those that
 # empty the database: loadgroup keeps it on each worker, worksteal would not). The
 # integration tests, which start real servers (gunicorn, uvicorn, qcluster, nginx, an
-# agent), run afterwards on two workers of their own, each with its own database and Redis
-# database (tests/integration/conftest.py): beside the others their timings were not their
-# own, and much of their time is spent waiting on the servers.
+# agent), run afterwards on three workers of their own, each with its own database and
+# Redis database (tests/integration/conftest.py): beside the others their timings were not
+# their own, and much of their time is spent waiting on the servers (a third worker fills
+# that: 78-92 s against 84-115 s with two, measured alternately).
 # PYTEST_XDIST="-n 0" PYTEST_INTEGRATION_XDIST="-n 0" run each in one process. Exit 5 is
 # "none selected".
 PYTEST_XDIST ?= -n 3 --dist loadgroup --no-loadscope-reorder
-PYTEST_INTEGRATION_XDIST ?= -n 2 --dist load
+PYTEST_INTEGRATION_XDIST ?= -n 3 --dist load
 
 # On PostgreSQL both runs copy one migrated template database (tests/template_database.py):
 # the first keeps it for the second, which drops it. Compiled tests are cached even where

@@ -14,11 +14,12 @@ from __future__ import annotations
 
 import fcntl
 import os
+import pickle
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from django.db import connections
 
@@ -154,6 +155,32 @@ def _setup_sqlite_from_template(
     return [(connection, base_name, True)]
 
 
+T = TypeVar("T")
+TRAINED_PREFIX = "warden-test-trained-"
+
+
+def made_once_per_run(name: str, make: Callable[[], T]) -> T:
+    """What `make()` returns, made by the run's first worker to ask and read back from a file
+    by the others: the session's trained models, each a few seconds of CPU per worker, the
+    same everywhere (their seeds are fixed)."""
+    run = run_id()
+    if run is None:
+        return make()
+    path = Path(tempfile.gettempdir()) / f"{TRAINED_PREFIX}{run[:12]}-{name}.pickle"
+    with run_lock(path.stem):
+        if path.exists():
+            # Unpickling runs code: only a file this user wrote (the temporary folder is
+            # shared, and `make test`'s run id is its process id).
+            if path.stat().st_uid != os.getuid():
+                raise RuntimeError(f"{path} belongs to another user: remove it")
+            return pickle.loads(path.read_bytes())
+        made = make()
+        partial = path.with_suffix(".partial")
+        partial.write_bytes(pickle.dumps(made))
+        partial.replace(path)
+        return made
+
+
 def drop_own(db_cfg: list[tuple[Any, str, bool]]) -> None:
     """A test database dropped at its run's end (a worker's copy, or a run's own without
     xdist), even if a session a test left open (a thread's connection, a pool's) still
@@ -176,7 +203,11 @@ def drop_own(db_cfg: list[tuple[Any, str, bool]]) -> None:
 
 def drop_templates(base_name: str) -> None:
     """At an xdist run's end, in its controller (which never opens them): drop the
-    templates of runs on this database (the controller is not told its run's id)."""
+    templates of runs on this database, and the trained models workers shared (the
+    controller is not told its run's id)."""
+    for path in Path(tempfile.gettempdir()).glob(f"{TRAINED_PREFIX}*.pickle"):
+        path.unlink(missing_ok=True)
+        lock_path(path.stem).unlink(missing_ok=True)
     connection = connections["default"]
     if connection.vendor == "sqlite":
         for path in Path(tempfile.gettempdir()).glob(f"{SQLITE_PREFIX}*"):

@@ -12,6 +12,11 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 
+# One worker runs both tests under `make test` (pytest-xdist's loadgroup): the second
+# starts the demo the first set up, as a person does, instead of setting it up again.
+# First, beside the test database's migration (tests/conftest.py).
+pytestmark = [pytest.mark.xdist_group("demo"), pytest.mark.early]
+
 
 def demo_env(data_dir: Path) -> dict[str, str]:
     keep = {k: v for k, v in os.environ.items() if not k.startswith(("WARDEN_", "DATABASE_URL"))}

@@ -61,6 +61,12 @@ def build_parser() -> argparse.ArgumentParser:
     _setting(common, "post-every", "SECONDS", "seconds between posts (default: each reading)")
     _setting(common, "poll-wait", "SECONDS", "seconds one long poll waits (default 50)")
     _setting(common, "action-timeout", "SECONDS", "seconds an action may run (default 60)")
+    _setting(
+        common,
+        "request-timeout",
+        "SECONDS",
+        "seconds Warden may take to answer before it counts as away (default 10)",
+    )
     _setting(common, "spool-dir", "DIR", "where unacknowledged readings and results wait")
     _setting(common, "spool-limit", "N", "readings the spool keeps at most (default 20000)")
     _setting(common, "disk-path", "PATH", "filesystem whose usage is reported (default /)")
@@ -120,6 +126,7 @@ def build_agent(settings: Settings) -> Agent:
             interval=settings.interval,
             post_every=settings.post_every,
             poll_wait=settings.poll_wait,
+            timeout=settings.request_timeout,
             spool_dir=settings.spool_dir,
             spool_limit=settings.spool_limit,
         )
@@ -172,7 +179,7 @@ def check_spool(settings: Settings, problems: list[str]) -> None:
 def check_server(settings: Settings, key: str, digest: str | None, problems: list[str]) -> None:
     """Test the connection and key with GET /api/v1/agent/allowlist (no side effect)."""
     try:
-        held = Client(settings.url, key).call("GET", ALLOWLIST_PATH)
+        held = Client(settings.url, key, settings.request_timeout).call("GET", ALLOWLIST_PATH)
     except Misconfigured as exc:
         problems.append(f"the server at {settings.url} refused the key: {exc}")
         return

@@ -38,6 +38,7 @@ class Settings:
     post_every: float | None = None  # None: post each reading at once
     poll_wait: float = 50.0
     action_timeout: float = 60.0
+    request_timeout: float = 10.0
     spool_dir: str = DEFAULT_SPOOL_DIR
     spool_limit: int = DEFAULT_LIMIT
     disk_path: str = "/"
@@ -76,6 +77,7 @@ KEYS: Mapping[str, str] = {
     "post_every": "seconds",
     "poll_wait": "seconds",
     "action_timeout": "seconds",
+    "request_timeout": "seconds",
     "spool_dir": "text",
     "spool_limit": "count",
     "disk_path": "text",

@@ -6,6 +6,7 @@ import signal
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -13,7 +14,7 @@ from tests.agent.fake_warden import KEY, FakeWarden
 from tests.agent.helpers import wait_until
 from warden_agent import config
 from warden_agent.argv import allowlist_digest
-from warden_agent.cli import main
+from warden_agent.cli import build_agent, build_parser, main, overrides
 
 REPO = Path(__file__).resolve().parents[2]
 CATALOGUE = REPO / "agent" / "examples" / "allowlist.json"
@@ -219,3 +220,14 @@ def test_the_agent_exits_1_by_itself_when_its_key_is_refused(fake, tmp_path):
     )
     assert done.returncode == 1
     assert "refused" in done.stderr and "stopping this agent" in done.stderr
+
+
+def test_request_timeout_bounds_each_request_and_a_flag_overrides_it(tmp_path):
+    path = setup(tmp_path, "http://127.0.0.1:9", request_timeout=3)
+
+    def agent(*flags: str) -> Any:
+        args = build_parser().parse_args(["run", "--config", path, *flags])
+        return build_agent(config.load_settings(path, overrides(args)))
+
+    assert agent().client.timeout == 3.0
+    assert agent("--request-timeout", "0.5").client.timeout == 0.5

@@ -52,6 +52,7 @@ def test_without_a_config_file_the_flags_are_enough():
     settings = load_settings(None, {"url": "https://w.example.com/", "host": "h"})
     assert settings.url == "https://w.example.com"  # no trailing slash
     assert settings.poll_wait == 50.0 and settings.action_timeout == 60.0
+    assert settings.request_timeout == 10.0
 
 
 @pytest.mark.parametrize(

@@ -27,6 +27,7 @@ def test_the_readme_shows_pictures_that_exist():
     assert [p for p in pictures if not (ROOT / p).exists()] == []
 
 
+@pytest.mark.early
 def test_the_command_photographs_each_page_at_two_widths_light_and_dark(tmp_path):
     if not os.path.exists(CHROMIUM):
         if os.environ.get("CI"):

@@ -34,13 +34,12 @@ from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, NamedTuple
 
 import pytest
 from django.conf import settings as django_settings
 from django.core.exceptions import ValidationError
 from django.db import transaction
-from django.db.models import Count
 from django.utils import timezone
 from hypothesis import HealthCheck, note
 from hypothesis import settings as hypothesis_settings
@@ -188,6 +187,67 @@ def may_become(kind: str, old: Any, new: Any) -> bool:
     return (resumed is None or new[0] == resumed) and (lapsed is None or new[1] == lapsed)
 
 
+class ExecutionRow(NamedTuple):
+    pk: int
+    state: str
+    ticket: int
+    approval_request: int | None
+    decision: int | None
+
+
+class RequestRow(NamedTuple):
+    pk: int
+    status: str
+    ticket: int
+
+
+@dataclass
+class Rows:
+    """The rows whose states the invariants follow, read once after each step (four queries:
+    the machine runs thousands of steps)."""
+
+    executions: list[ExecutionRow]
+    requests: list[RequestRow]
+    tickets: list[tuple[int, str, str]]  # pk, status, ticket_id
+    pauses: list[tuple[int, Any, Any]]  # pk, resumed_at, lapsed_at
+
+    @classmethod
+    def read(cls) -> "Rows":
+        return cls(
+            executions=[
+                ExecutionRow(*row)
+                for row in Execution.objects.values_list(
+                    "pk", "state", "ticket_id", "approval_request_id", "decision_id"
+                )
+            ],
+            requests=[
+                RequestRow(*row)
+                for row in ApprovalRequest.objects.values_list("pk", "status", "ticket_id")
+            ],
+            tickets=list(Ticket.objects.values_list("pk", "status", "ticket_id")),
+            pauses=list(Pause.objects.values_list("pk", "resumed_at", "lapsed_at")),
+        )
+
+    def states(self) -> dict[tuple[str, int], Any]:
+        state: dict[tuple[str, int], Any] = {}
+        for execution in self.executions:
+            state["Execution", execution.pk] = execution.state
+        for request in self.requests:
+            state["ApprovalRequest", request.pk] = request.status
+        for pk, status, ticket_id in self.tickets:
+            state["Ticket", pk] = (status, ticket_id)
+        for pk, resumed, lapsed in self.pauses:
+            state["Pause", pk] = (resumed, lapsed)
+        return state
+
+    def executions_sharing_an_approval_or_decision(self) -> list[str]:
+        shared = []
+        for column in ("approval_request", "decision"):
+            counts = Counter(getattr(e, column) for e in self.executions)
+            shared += [f"{column} {pk}: {n}" for pk, n in counts.items() if pk and n > 1]
+        return shared
+
+
 class GovernanceMachine(RuleBasedStateMachine):
     world: World  # set by the test before it runs the machine
 
@@ -213,7 +273,7 @@ class GovernanceMachine(RuleBasedStateMachine):
         self.condition: dict[int, str | None] = {0: "disk", 1: "firewall"}
         self.post_reading(0)
         self.post_reading(1)
-        self.summary = self.summarise()
+        self.summary = self.summarise(self.snapshot())
 
     def teardown(self) -> None:
         if not hasattr(self, "atomic"):
@@ -232,10 +292,10 @@ class GovernanceMachine(RuleBasedStateMachine):
             transaction.set_rollback(True)
             self.atomic.__exit__(None, None, None)
 
-    def summarise(self) -> dict[str, int]:
-        """What there is to act on, read once after each step."""
-        states = Counter(Execution.objects.values_list("state", flat=True))
-        requests = Counter(ApprovalRequest.objects.values_list("status", flat=True))
+    def summarise(self, rows: Rows) -> dict[str, int]:
+        """What there is to act on, after each step."""
+        states = Counter(execution.state for execution in rows.executions)
+        requests = Counter(request.status for request in rows.requests)
         return {
             "executions": sum(states.values()),
             "queued": states["queued"],
@@ -245,8 +305,8 @@ class GovernanceMachine(RuleBasedStateMachine):
             "unreported": len(self.claimed) - len(self.reported),
             "requests": sum(requests.values()),
             "pending": requests["pending"],
-            "tickets": Ticket.objects.count(),
-            "pauses": Pause.objects.filter(resumed_at__isnull=True).count(),
+            "tickets": len(rows.tickets),
+            "pauses": sum(resumed is None for _, resumed, _ in rows.pauses),
         }
 
     def host(self, index: int) -> Host:
@@ -663,31 +723,24 @@ class GovernanceMachine(RuleBasedStateMachine):
         return AuditEvent.objects.order_by("-sequence").values_list("sequence", flat=True)[0]
 
     @staticmethod
-    def snapshot() -> dict[tuple[str, int], Any]:
-        state: dict[tuple[str, int], Any] = {}
-        for pk, value in Execution.objects.values_list("pk", "state"):
-            state["Execution", pk] = value
-        for pk, value in ApprovalRequest.objects.values_list("pk", "status"):
-            state["ApprovalRequest", pk] = value
-        for pk, value, ticket_id in Ticket.objects.values_list("pk", "status", "ticket_id"):
-            state["Ticket", pk] = (value, ticket_id)
-        for pk, resumed, lapsed in Pause.objects.values_list("pk", "resumed_at", "lapsed_at"):
-            state["Pause", pk] = (resumed, lapsed)
-        return state
+    def snapshot() -> Rows:
+        return Rows.read()
 
     @invariant()
     def every_change_is_audited(self) -> None:
-        after = self.snapshot()
+        rows = self.snapshot()
+        after = rows.states()
         events = list(
             AuditEvent.objects.filter(sequence__gt=self.last_audit).values_list(
-                "object_type", "object_id", "ticket_id"
+                "sequence", "object_type", "object_id", "ticket_id"
             )
         )
-        named = {(kind, object_id) for kind, object_id, _ in events}
-        on_ticket = {ticket_id for _, _, ticket_id in events if ticket_id}
+        named = {(kind, object_id) for _, kind, object_id, _ in events}
+        on_ticket = {ticket_id for *_, ticket_id in events if ticket_id}
+        before = self.before.states()
         missing = []
         for key, value in after.items():
-            old = self.before.get(key)
+            old = before.get(key)
             if old == value:
                 continue
             kind, pk = key
@@ -703,37 +756,30 @@ class GovernanceMachine(RuleBasedStateMachine):
             missing.append(f"{kind} {pk}: {old} -> {value}")
         assert not missing, f"{self.step_name}: {missing} changed without an audit event"
         illegal = [
-            f"{kind} {pk}: {self.before[kind, pk]} -> {value}"
+            f"{kind} {pk}: {before[kind, pk]} -> {value}"
             for (kind, pk), value in after.items()
-            if (kind, pk) in self.before and not may_become(kind, self.before[kind, pk], value)
+            if (kind, pk) in before and not may_become(kind, before[kind, pk], value)
         ]
         assert not illegal, f"{self.step_name} made moves no transition allows: {illegal}"
-        twice = [
-            row
-            for column in ("approval_request", "decision")
-            for row in Execution.objects.exclude(**{column: None})
-            .values(column)
-            .annotate(n=Count("pk"))
-            .filter(n__gt=1)
-        ]
+        twice = rows.executions_sharing_an_approval_or_decision()
         assert not twice, f"{self.step_name}: one approval or decision, two executions: {twice}"
-        self.check_tickets_agree()
-        self.before = after
-        self.last_audit = self.audit_sequence()
-        self.summary = self.summarise()
+        self.check_tickets_agree(rows)
+        self.before = rows
+        self.last_audit = max((sequence for sequence, *_ in events), default=self.last_audit)
+        self.summary = self.summarise(rows)
 
-    def check_tickets_agree(self) -> None:
+    def check_tickets_agree(self, rows: Rows) -> None:
         """A ticket's status says what is going on with it: remediating while something
         runs, awaiting approval while (and only while) a request waits, and nothing
         left running once it is resolved or closed."""
         running = Counter(
-            Execution.objects.exclude(state__in=FINISHED).values_list("ticket_id", flat=True)
+            execution.ticket for execution in rows.executions if execution.state not in FINISHED
         )
         pending = Counter(
-            ApprovalRequest.objects.filter(status="pending").values_list("ticket_id", flat=True)
+            request.ticket for request in rows.requests if request.status == "pending"
         )
         problems = []
-        for pk, ticket_id, status in Ticket.objects.values_list("pk", "ticket_id", "status"):
+        for pk, status, ticket_id in rows.tickets:
             if status == "remediating" and not running[pk]:
                 problems.append(f"{ticket_id} is remediating with nothing running")
             if (status == "awaiting_approval") != (pending[pk] == 1) or pending[pk] > 1:
