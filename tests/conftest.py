@@ -117,7 +117,9 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     others its order stands (a transactional test empties the database for the next)."""
     early = [item for item in items if item.get_closest_marker("early")]
     for item in early:
-        if "db" in getattr(item, "fixturenames", ()) or item.get_closest_marker("django_db"):
+        # django_db_setup: what db, transactional_db and live_server all stand on.
+        uses_database = "django_db_setup" in getattr(item, "fixturenames", ())
+        if uses_database or item.get_closest_marker("django_db"):
             raise pytest.UsageError(f"{item.nodeid}: an early test may not use the database")
     rest = [item for item in items if not item.get_closest_marker("early")]
     items[:] = early + rest
@@ -356,9 +358,9 @@ def trained_model() -> Any:
     """The default model, trained once per test run (a few seconds)."""
 
     def train() -> Any:
-        train = generate_dataset(DEFAULT_TRAIN_HOSTS, DEFAULT_STEPS, TRAIN_SEED)
+        fit = generate_dataset(DEFAULT_TRAIN_HOSTS, DEFAULT_STEPS, TRAIN_SEED)
         held_out = generate_dataset(DEFAULT_EVAL_HOSTS, DEFAULT_STEPS, EVAL_SEED, label_noise=0.0)
-        return train_severity_model(train.X, train.y, held_out.X, held_out.y, seed=TRAIN_SEED)
+        return train_severity_model(fit.X, fit.y, held_out.X, held_out.y, seed=TRAIN_SEED)
 
     return made_once_per_run("severity", train)
 

@@ -267,13 +267,13 @@ class GovernanceMachine(RuleBasedStateMachine):
         self.ran: set[int] = set()  # executions whose action an agent started
         self.step_name = "start"
         self.last_audit = self.audit_sequence()
-        self.before = self.snapshot()
+        self.before = Rows.read()
         # What each host's readings show until it changes: a problem appears, goes away
         # by itself, or an action that ran fixes it.
         self.condition: dict[int, str | None] = {0: "disk", 1: "firewall"}
         self.post_reading(0)
         self.post_reading(1)
-        self.summary = self.summarise(self.snapshot())
+        self.summary = self.summarise(Rows.read())
 
     def teardown(self) -> None:
         if not hasattr(self, "atomic"):
@@ -722,13 +722,9 @@ class GovernanceMachine(RuleBasedStateMachine):
     def audit_sequence() -> int:
         return AuditEvent.objects.order_by("-sequence").values_list("sequence", flat=True)[0]
 
-    @staticmethod
-    def snapshot() -> Rows:
-        return Rows.read()
-
     @invariant()
     def every_change_is_audited(self) -> None:
-        rows = self.snapshot()
+        rows = Rows.read()
         after = rows.states()
         events = list(
             AuditEvent.objects.filter(sequence__gt=self.last_audit).values_list(
