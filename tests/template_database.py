@@ -112,7 +112,7 @@ def setup_from_template(
     connection.settings_dict["NAME"] = own_name
     if alias in serialized_aliases:
         # What serialized_rollback writes back after a transactional test.
-        connection._test_serialized_contents = creation.serialize_db_to_string()
+        connection._test_serialized_contents = TableRows.of(connection)
     return [(connection, base_name, True)]
 
 
@@ -153,6 +153,43 @@ def _setup_sqlite_from_template(
     if alias in serialized_aliases:
         connection._test_serialized_contents = creation.serialize_db_to_string()
     return [(connection, base_name, True)]
+
+
+class TableRows:
+    """PostgreSQL's migrated rows, as serialized_rollback writes them back after each
+    transactional test: COPY, table by table, rather than Django's serialize_db_to_string,
+    which saves some 750 objects one INSERT at a time (about a second a test here; on
+    SQLite, whose tables flush also empties with DELETE, it stays as Django does it)."""
+
+    def __init__(self, tables: dict[str, bytes]) -> None:
+        self.tables = tables  # each table with rows -> COPY's binary rows
+
+    @classmethod
+    def of(cls, connection: Any) -> TableRows:
+        """The rows of every table flush empties (every model's)."""
+        quote = connection.ops.quote_name
+        tables: dict[str, bytes] = {}
+        with connection.cursor() as cursor:
+            for name in connection.introspection.django_table_names(only_existing=True):
+                cursor.execute(f"SELECT EXISTS (SELECT FROM {quote(name)})")
+                if not cursor.fetchone()[0]:
+                    continue
+                command = f"COPY {quote(name)} TO STDOUT (FORMAT binary)"
+                with cursor.cursor.copy(command) as copy:
+                    tables[name] = b"".join(bytes(block) for block in copy)
+        return cls(tables)
+
+    def restore(self, connection: Any) -> None:
+        """Write the rows back in the caller's transaction (its foreign keys are checked
+        when it commits): into tables a flush emptied, or still as migrated (the first
+        transactional test follows others that rolled back), so each is emptied first."""
+        quote = connection.ops.quote_name
+        with connection.cursor() as cursor:
+            deletes = "; ".join(f"DELETE FROM {quote(name)}" for name in self.tables)
+            cursor.execute(f"SET CONSTRAINTS ALL DEFERRED; {deletes}")
+            for name, rows in self.tables.items():
+                with cursor.cursor.copy(f"COPY {quote(name)} FROM STDIN (FORMAT binary)") as copy:
+                    copy.write(rows)
 
 
 T = TypeVar("T")

@@ -114,21 +114,28 @@ def has_backup(host: Host) -> bool:
     return host.labels.get("backup") == "yes"
 
 
-def statistics(
+@dataclass(frozen=True)
+class CategoryHistory:
+    """What the category's past says, as of a time: the verdicts that count, the closed
+    tickets of the last six months, and the learned pattern (what the reliability score
+    reads; a decision reads the fleet's counts and the host besides)."""
+
+    feedback: tuple[FeedbackFact, ...]
+    positive_feedback_rate: float | None
+    category_resolved: int
+    category_total: int
+    similar_resolved_tickets: int
+    pattern: patterns.PatternMatch
+
+
+def category_history(
     ticket: Ticket,
     policy: Policy | None,
     now: datetime,
     pattern: patterns.PatternMatch | None = None,
-) -> Statistics:
-    """What the category's history says about `ticket` as of `now`.
-
-    `pattern` is the learned pattern a new ticket matches; without it, the one the
-    ticket was counted on (read as it is today).
-
-    History is read as it stood at `now` (feedback given and tickets closed by
-    then, never `ticket` itself), so a simulation replaying a past ticket does
-    not see its own outcome or anything later.
-    """
+) -> CategoryHistory:
+    """The category's history for `ticket` as of `now` (statistics' docstring), in two
+    statements."""
     category = ticket.category
     since = now - HISTORY_WINDOW
     feedback = category_verdicts(
@@ -157,17 +164,45 @@ def statistics(
             **similar,
         )
     )
+    return CategoryHistory(
+        feedback=feedback,
+        positive_feedback_rate=positives / given if given > 0 else None,
+        category_resolved=history["resolved"],
+        category_total=history["total"],
+        # The seed's step 6: similar means of the same learned pattern; no pattern, none.
+        similar_resolved_tickets=history.get("similar", 0),
+        pattern=found,
+    )
+
+
+def statistics(
+    ticket: Ticket,
+    policy: Policy | None,
+    now: datetime,
+    pattern: patterns.PatternMatch | None = None,
+) -> Statistics:
+    """What the category's history says about `ticket` as of `now`, with the fleet's
+    counts and the host's state.
+
+    `pattern` is the learned pattern a new ticket matches; without it, the one the
+    ticket was counted on (read as it is today).
+
+    History is read as it stood at `now` (feedback given and tickets closed by
+    then, never `ticket` itself), so a simulation replaying a past ticket does
+    not see its own outcome or anything later.
+    """
+    history = category_history(ticket, policy, now, pattern)
+    found = history.pattern
     return Statistics(
         **asdict(fleet_counts(ticket, policy, now)),
         backup_available=has_backup(ticket.host),
         # The host is reporting: this decision is about the sample it just sent.
         system_healthy=ticket.host.enabled,
-        # The seed's step 6: similar means of the same learned pattern; no pattern, none.
-        similar_resolved_tickets=history.get("similar", 0),
-        positive_feedback_rate=positives / given if given > 0 else None,
-        feedback=feedback,
-        category_resolved=history["resolved"],
-        category_total=history["total"],
+        similar_resolved_tickets=history.similar_resolved_tickets,
+        positive_feedback_rate=history.positive_feedback_rate,
+        feedback=history.feedback,
+        category_resolved=history.category_resolved,
+        category_total=history.category_total,
         pattern=patterns.facts(found),
         pattern_level=pattern_level(found.pattern.pk if found.pattern else None),
         feedback_formula=settings.WARDEN_FEEDBACK_FORMULA,
@@ -237,15 +272,16 @@ def current_reliability(ticket: Ticket, now: datetime) -> ReliabilityBreakdown |
     )
     if confidence is None:
         return None
-    stats = statistics(ticket, enabled_policy(ticket.category), now)
+    # The score's inputs only: not the fleet's counts or the host a decision reads too.
+    history = category_history(ticket, enabled_policy(ticket.category), now)
     return reliability_score(
         ReliabilityInputs(
             ai_confidence=confidence,
-            feedback=stats.feedback,
-            category_resolved=stats.category_resolved,
-            category_total=stats.category_total,
-            pattern=stats.pattern,
-            feedback_formula=stats.feedback_formula,
+            feedback=history.feedback,
+            category_resolved=history.category_resolved,
+            category_total=history.category_total,
+            pattern=patterns.facts(history.pattern),
+            feedback_formula=settings.WARDEN_FEEDBACK_FORMULA,
         )
     )
 
