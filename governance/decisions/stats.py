@@ -134,8 +134,8 @@ def category_history(
     now: datetime,
     pattern: patterns.PatternMatch | None = None,
 ) -> CategoryHistory:
-    """The category's history for `ticket` as of `now` (statistics' docstring), in two
-    statements."""
+    """The category's history for `ticket` as of `now`, read as statistics' docstring
+    says."""
     category = ticket.category
     since = now - HISTORY_WINDOW
     feedback = category_verdicts(
