@@ -77,8 +77,8 @@ from tests.conftest import HEALTHY, PROBLEMS
 # Execution mechanics: self-healing trusts from the first ticket (tests/conftest.py).
 pytestmark = pytest.mark.usefixtures("trusting_policies")
 
-# About 50 s on SQLite and 130 s on PostgreSQL on a 2-core machine (3,200 steps a run;
-# each run draws new ones, so the runs add up).
+# About 90 s (47 s of CPU) on PostgreSQL within `make test` on a 2-core machine (3,200
+# steps a run; each run draws new ones, so the runs add up).
 MAX_EXAMPLES = 40
 STEPS_PER_EXAMPLE = 80
 
