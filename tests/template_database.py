@@ -174,7 +174,8 @@ class TableRows:
                 cursor.execute(f"SELECT EXISTS (SELECT FROM {quote(name)})")
                 if not cursor.fetchone()[0]:
                     continue
-                command = f"COPY {quote(name)} TO STDOUT (FORMAT binary)"
+                # A query, not the table: COPY TO refuses a partitioned table.
+                command = f"COPY (SELECT * FROM {quote(name)}) TO STDOUT (FORMAT binary)"
                 with cursor.cursor.copy(command) as copy:
                     tables[name] = b"".join(bytes(block) for block in copy)
         return cls(tables)
