@@ -44,6 +44,7 @@ from tests.template_database import (
     TableRows,
     drop_own,
     drop_templates,
+    emptying,
     keeps_template,
     made_once_per_run,
     setup_from_template,
@@ -164,9 +165,8 @@ def flush_may_empty_the_audit_log() -> Any:
             else:
                 deserialize(self, data)
 
-    # On PostgreSQL, DELETE rather than TRUNCATE: TRUNCATE gives each of the schema's
-    # hundreds of tables and indexes a new file, about 0.3 s a test; the few rows a test
-    # leaves go in milliseconds. Foreign keys are deferred until the flush commits.
+    # On PostgreSQL flush empties the tables with DELETE (tests.template_database.emptying):
+    # the few rows a test leaves go in milliseconds.
     from django.db.backends.postgresql.operations import DatabaseOperations
 
     truncate = DatabaseOperations.sql_flush
@@ -174,8 +174,7 @@ def flush_may_empty_the_audit_log() -> Any:
     def sql_flush(self: Any, style: Any, tables: Any, **options: Any) -> list[str]:
         if options.get("reset_sequences") or not tables:
             return truncate(self, style, tables, **options)
-        deletes = "; ".join(f"DELETE FROM {self.quote_name(table)}" for table in tables)
-        return [f"SET CONSTRAINTS ALL DEFERRED; {deletes}"]  # one round trip
+        return [emptying(self.quote_name, tables)]
 
     Command.handle = handle
     BaseDatabaseCreation.deserialize_db_from_string = deserialize_db_from_string

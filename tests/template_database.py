@@ -16,7 +16,7 @@ import fcntl
 import os
 import pickle
 import tempfile
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, TypeVar
@@ -155,6 +155,14 @@ def _setup_sqlite_from_template(
     return [(connection, base_name, True)]
 
 
+def emptying(quote: Callable[[str], str], tables: Iterable[str]) -> str:
+    """One round trip that empties `tables` on PostgreSQL: DELETE, not TRUNCATE, which gives
+    each of the schema's hundreds of tables and indexes a new file (about 0.3 s a test
+    flush); foreign keys are checked when the transaction commits."""
+    deletes = "; ".join(f"DELETE FROM {quote(table)}" for table in tables)
+    return f"SET CONSTRAINTS ALL DEFERRED; {deletes}"
+
+
 class TableRows:
     """PostgreSQL's migrated rows, as serialized_rollback writes them back before each
     transactional test: COPY, table by table, rather than Django's serialize_db_to_string,
@@ -186,8 +194,7 @@ class TableRows:
         transactional test follows others that rolled back), so each is emptied first."""
         quote = connection.ops.quote_name
         with connection.cursor() as cursor:
-            deletes = "; ".join(f"DELETE FROM {quote(name)}" for name in self.tables)
-            cursor.execute(f"SET CONSTRAINTS ALL DEFERRED; {deletes}")
+            cursor.execute(emptying(quote, self.tables))
             for name, rows in self.tables.items():
                 with cursor.cursor.copy(f"COPY {quote(name)} FROM STDIN (FORMAT binary)") as copy:
                     copy.write(rows)

@@ -134,8 +134,15 @@ def category_history(
     now: datetime,
     pattern: patterns.PatternMatch | None = None,
 ) -> CategoryHistory:
-    """The category's history for `ticket` as of `now`, read as statistics' docstring
-    says."""
+    """What the category's history says about `ticket` as of `now`.
+
+    `pattern` is the learned pattern a new ticket matches; without it, the one the
+    ticket was counted on (read as it is today).
+
+    History is read as it stood at `now` (feedback given and tickets closed by
+    then, never `ticket` itself), so a simulation replaying a past ticket does
+    not see its own outcome or anything later.
+    """
     category = ticket.category
     since = now - HISTORY_WINDOW
     feedback = category_verdicts(
@@ -181,16 +188,8 @@ def statistics(
     now: datetime,
     pattern: patterns.PatternMatch | None = None,
 ) -> Statistics:
-    """What the category's history says about `ticket` as of `now`, with the fleet's
-    counts and the host's state.
-
-    `pattern` is the learned pattern a new ticket matches; without it, the one the
-    ticket was counted on (read as it is today).
-
-    History is read as it stood at `now` (feedback given and tickets closed by
-    then, never `ticket` itself), so a simulation replaying a past ticket does
-    not see its own outcome or anything later.
-    """
+    """What a decision on `ticket` at `now` reads: the category's history
+    (category_history, with `pattern`), the fleet's counts and the host's state."""
     history = category_history(ticket, policy, now, pattern)
     found = history.pattern
     return Statistics(
